@@ -1,0 +1,3 @@
+from cfzoo.cli import main
+
+main()

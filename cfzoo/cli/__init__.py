@@ -1,0 +1,42 @@
+"""The ``cfzoo`` command line: a thin Typer layer over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from cfzoo import __version__
+from cfzoo.cli.common import handle_errors
+from cfzoo.cli.data import data_app
+
+app = typer.Typer(
+    name="cfzoo",
+    help=(
+        "Counter-forensics model zoo: detectors of global image manipulations (SPAM+SVM, Bayar2016, "
+        "Cozzolino2017, Xception), adversarial attacks against them, and the paper's tables.\n\n"
+        "Start with `cfzoo data inspect DIR` on a folder holding one sub-folder of photos per camera."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cfzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Counter-forensics model zoo."""
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main", "handle_errors"]

@@ -1,0 +1,356 @@
+"""Camera datasets, device-disjoint splits and cached patch sets.
+
+A dataset is a directory with one sub-folder per camera device, holding that device's photos.
+Following the paper, devices (not images) are split into train and test: a third of them, at least
+one, chosen at random with a seed, are test devices (the paper: 6 train / 3 test of 9 devices).
+
+A patch set, for one task and one split, holds from every image of the split's devices the same
+sampled positions twice: label 0 patches cut from the untouched image and label 1 patches cut from
+the whole image after the task's manipulation. Where the manipulation keeps the size, the two sets of
+positions are the same, so pristine patch i and manipulated patch i show the same pixels before and
+after. Patch sets are cached as uint8 ``.npy`` arrays in a directory named by a digest of everything
+that determines them (file digests, task parameters, split, seed, patch parameters, Pillow version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL
+
+from cfzoo import __version__
+from cfzoo.errors import DataError
+from cfzoo.images import IMAGE_SUFFIXES, image_size, read_rgb
+from cfzoo.manipulations import get_manipulation
+from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
+
+SPLITS = ("train", "test")
+TEST_DEVICE_FRACTION = 3 / 9  # the paper's 3 test devices out of 9
+PATCH_SET_FORMAT = 1
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One photo of the dataset: where it is, whose it is, its content digest and upright size."""
+
+    relative_path: str
+    device: str
+    sha256: str
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class CameraDataset:
+    root: Path
+    devices: Mapping[str, tuple[Path, ...]]
+
+    @classmethod
+    def from_directory(cls, root: str | os.PathLike[str]) -> CameraDataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: not a directory; pass a folder with one sub-folder of photos per camera device")
+        devices = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            images = tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            if images:
+                devices[folder.name] = images
+        if not devices:
+            raise DataError(f"{root}: no device sub-folders with images found; expected {root}/<device>/<photo>.jpg")
+        return cls(root=root, devices=devices)
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        return tuple(self.devices)
+
+    def image_count(self) -> int:
+        return sum(len(images) for images in self.devices.values())
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    seed: int
+
+    def devices(self, split: str) -> tuple[str, ...]:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        return self.train if split == "train" else self.test
+
+
+def split_devices(devices: Sequence[str], seed: int = 0, test_devices: Iterable[str] | None = None) -> DeviceSplit:
+    """Device-disjoint split: ``test_devices`` if given, else round(n/3) devices (at least 1) drawn with ``seed``."""
+    devices = sorted(devices)
+    if len(devices) < 2:
+        raise DataError(f"a device-disjoint split needs at least 2 devices, found {len(devices)}: {', '.join(devices) or 'none'}")
+    if test_devices is not None:
+        test = sorted(set(test_devices))
+        unknown = [name for name in test if name not in devices]
+        if unknown:
+            raise DataError(f"unknown test device(s) {', '.join(unknown)}; the dataset has: {', '.join(devices)}")
+        if not test or len(test) == len(devices):
+            raise DataError("choose at least one test device and leave at least one for training")
+    else:
+        count = max(1, round(len(devices) * TEST_DEVICE_FRACTION))
+        order = np.random.default_rng(seed).permutation(len(devices))
+        test = sorted(devices[index] for index in order[:count])
+    train = [name for name in devices if name not in test]
+    return DeviceSplit(train=tuple(train), test=tuple(test), seed=seed)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> dict:
+    """Devices, image counts and sizes, and the split a build would use (headers only, no decoding)."""
+    devices = []
+    for name, paths in dataset.devices.items():
+        sizes: dict[str, int] = {}
+        too_small = []
+        for path in paths:
+            height, width = image_size(path)
+            sizes[f"{width}x{height}"] = sizes.get(f"{width}x{height}", 0) + 1
+            if min(height, width) < PATCH_SIZE:
+                too_small.append(path.name)
+        devices.append({"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small})
+    split = split_devices(dataset.device_names, seed, test_devices)
+    return {
+        "root": str(dataset.root),
+        "devices": devices,
+        "images": dataset.image_count(),
+        "split": {"seed": seed, "train": list(split.train), "test": list(split.test)},
+    }
+
+
+@dataclass(frozen=True)
+class PatchSetSpec:
+    """Everything besides the photos that determines a patch set."""
+
+    task: str
+    split: str
+    seed: int = 0
+    patch_size: int = PATCH_SIZE
+    patches_per_image: int = PATCHES_PER_IMAGE
+    sampling_step: int = SAMPLING_STEP
+    max_images_per_device: int | None = None
+
+
+class PatchSet:
+    """A built patch set, memory-mapped: ``patches`` [N, P, P, 3] uint8, ``labels`` [N] (1 = manipulated),
+    ``sources`` [N] index into ``images``, ``positions`` [N, 2] top-left (row, col) in the source image
+    (manipulated patches: in the manipulated image)."""
+
+    def __init__(self, directory: Path, reused: bool = False):
+        self.directory = Path(directory)
+        self.reused = reused  # True when found in the cache rather than built now
+        try:
+            self.meta = json.loads((self.directory / "meta.json").read_text())
+            self.patches = np.load(self.directory / "patches.npy", mmap_mode="r")
+            self.labels = np.load(self.directory / "labels.npy")
+            self.sources = np.load(self.directory / "sources.npy")
+            self.positions = np.load(self.directory / "positions.npy")
+        except (OSError, ValueError) as error:
+            raise DataError(f"{self.directory}: unreadable patch set ({error}); delete it and build again") from None
+        self.images = [ImageRecord(**record) for record in self.meta["images"]]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def task(self) -> str:
+        return self.meta["spec"]["task"]
+
+    @property
+    def split(self) -> str:
+        return self.meta["spec"]["split"]
+
+    def counts(self) -> dict[str, int]:
+        return {"pristine": int((self.labels == 0).sum()), "manipulated": int((self.labels == 1).sum())}
+
+
+def default_cache_dir() -> Path:
+    """``$CFZOO_CACHE``, else ``$XDG_CACHE_HOME/cfzoo``, else ``~/.cache/cfzoo``."""
+    if os.environ.get("CFZOO_CACHE"):
+        return Path(os.environ["CFZOO_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cfzoo"
+
+
+def select_images(dataset: CameraDataset, spec: PatchSetSpec, split: DeviceSplit) -> list[tuple[str, Path]]:
+    """(device, path) of the images a patch set uses, in a fixed order."""
+    chosen = []
+    for device in split.devices(spec.split):
+        paths = dataset.devices[device]
+        if spec.max_images_per_device is not None and len(paths) > spec.max_images_per_device:
+            rng = np.random.default_rng([spec.seed, _stable_int(device)])
+            keep = np.sort(rng.choice(len(paths), size=spec.max_images_per_device, replace=False))
+            paths = tuple(paths[index] for index in keep)
+        chosen.extend((device, path) for path in paths)
+    return chosen
+
+
+def build_patch_set(
+    dataset: CameraDataset,
+    spec: PatchSetSpec,
+    split: DeviceSplit,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    rebuild: bool = False,
+) -> PatchSet:
+    """Build (or find in the cache) the patch set of ``spec``; returns it memory-mapped.
+
+    The set is written to a temporary directory and renamed into place when complete, so an
+    interrupted build leaves nothing that looks finished.
+    """
+    manipulation = get_manipulation(spec.task)
+    if spec.patches_per_image < 1 or spec.sampling_step < 1:
+        raise DataError("patches per image and sampling step must be at least 1")
+    images = select_images(dataset, spec, split)
+    records = [
+        ImageRecord(str(path.relative_to(dataset.root)), device, file_sha256(path), *image_size(path))
+        for device, path in images
+    ]
+    usable = [record for record in records if min(record.height, record.width) >= spec.patch_size]
+    skipped = [record.relative_path for record in records if record not in usable]
+    if not usable:
+        raise DataError(f"no image of the {spec.split} devices ({', '.join(split.devices(spec.split))}) holds a {spec.patch_size}-pixel patch")
+
+    key = patch_set_key(spec, split, usable)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = root / "patches" / f"{spec.task}-{spec.split}-{key[:16]}"
+    if final.exists() and not rebuild:
+        if on_progress is not None:
+            on_progress(len(usable), len(usable))
+        return PatchSet(final, reused=True)
+
+    counts = [_patch_counts(record, spec, manipulation.output_size) for record in usable]
+    total = sum(pristine + manipulated for pristine, manipulated in counts)
+    staging = root / "patches" / f".building-{final.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        patches = np.lib.format.open_memmap(
+            staging / "patches.npy", mode="w+", dtype=np.uint8, shape=(total, spec.patch_size, spec.patch_size, 3)
+        )
+        labels = np.empty(total, dtype=np.uint8)
+        sources = np.empty(total, dtype=np.int32)
+        positions = np.empty((total, 2), dtype=np.int32)
+        jobs = [(dataset.root / record.relative_path, record.sha256, spec) for record in usable]
+        offset = 0
+        for index, (pristine, manipulated, pristine_at, manipulated_at) in enumerate(_run(_cut_image, jobs, workers)):
+            if (len(pristine), len(manipulated)) != counts[index]:
+                raise DataError(f"{usable[index].relative_path}: decoded size differs from its header; re-export the file")
+            for block, where, label in ((pristine, pristine_at, 0), (manipulated, manipulated_at, 1)):
+                end = offset + len(block)
+                patches[offset:end] = block
+                labels[offset:end] = label
+                sources[offset:end] = index
+                positions[offset:end] = where
+                offset = end
+            if on_progress is not None:
+                on_progress(index + 1, len(jobs))
+        patches.flush()
+        del patches
+        np.save(staging / "labels.npy", labels)
+        np.save(staging / "sources.npy", sources)
+        np.save(staging / "positions.npy", positions)
+        meta = {
+            "format": PATCH_SET_FORMAT,
+            "key": key,
+            "cfzoo_version": __version__,
+            "pillow_version": PIL.__version__,
+            "spec": asdict(spec),
+            "manipulation": {"title": manipulation.title, **manipulation.parameters},
+            "devices": list(split.devices(spec.split)),
+            "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
+            "dataset_root": str(dataset.root),
+            "images": [asdict(record) for record in usable],
+            "skipped_too_small": skipped,
+            "counts": {"pristine": int((labels == 0).sum()), "manipulated": int((labels == 1).sum())},
+            "build_seconds": round(time.perf_counter() - started, 2),
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        if final.exists():  # rebuild: replace the old set only now that the new one is complete
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return PatchSet(final)
+
+
+def patch_set_key(spec: PatchSetSpec, split: DeviceSplit, records: Sequence[ImageRecord]) -> str:
+    manipulation = get_manipulation(spec.task)
+    material = {
+        "format": PATCH_SET_FORMAT,
+        "pillow": PIL.__version__,
+        "spec": asdict(spec),
+        "manipulation": {key: str(value) for key, value in manipulation.parameters.items()},
+        "devices": list(split.devices(spec.split)),
+        "images": sorted(record.sha256 for record in records),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def image_seed(spec: PatchSetSpec, sha256: str, role: int) -> list[int]:
+    """Seed material for one image's positions: the spec's seed, the file's content and the role
+    (0 = pristine positions, 1 = manipulated positions where the size changed)."""
+    return [spec.seed, int(sha256[:16], 16), role]
+
+
+def _patch_counts(record: ImageRecord, spec: PatchSetSpec, output_size: Callable[[int, int], tuple[int, int]]) -> tuple[int, int]:
+    def count(height: int, width: int) -> int:
+        return min(spec.patches_per_image, len(grid_positions(height, width, spec.patch_size, spec.sampling_step)))
+
+    return count(record.height, record.width), count(*output_size(record.height, record.width))
+
+
+def _cut_image(job: tuple[Path, str, PatchSetSpec]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    path, sha256, spec = job
+    pristine = read_rgb(path)
+    manipulated = get_manipulation(spec.task)(pristine)
+    sampling = dict(count=spec.patches_per_image, patch_size=spec.patch_size, step=spec.sampling_step)
+    pristine_at = sample_positions(*pristine.shape[:2], seed=image_seed(spec, sha256, 0), **sampling)
+    if manipulated.shape == pristine.shape:
+        manipulated_at = pristine_at
+    else:
+        manipulated_at = sample_positions(*manipulated.shape[:2], seed=image_seed(spec, sha256, 1), **sampling)
+    return (
+        cut_patches(pristine, pristine_at, spec.patch_size),
+        cut_patches(manipulated, manipulated_at, spec.patch_size),
+        pristine_at,
+        manipulated_at,
+    )
+
+
+def _run(function, jobs: list, workers: int | None):
+    """Map in order, in worker processes when more than one worker is asked for."""
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        yield from map(function, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(function, jobs)
+
+
+def _stable_int(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16)

@@ -1,0 +1,188 @@
+"""Reading images safely into RGB uint8 arrays, and writing them without leaving partial files.
+
+Every reader in cfzoo goes through :func:`load_image`, so all consumers see the same pixels:
+
+* the EXIF orientation tag is applied (the array is upright as a viewer shows it);
+* modes are converted explicitly: gray and 1-bit are replicated to three channels; palette images
+  are expanded through their palette; alpha is dropped (the stored colour values are kept, not
+  composited, so no pixel is altered); CMYK goes through Pillow's CMYK->RGB; 16-bit samples keep
+  their high byte (``v >> 8``), which is what Pillow itself does for 16-bit RGB files;
+* Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is kept, and an image above it
+  is refused rather than merely warned about;
+* truncated, corrupt, empty and non-image files raise :class:`~cfzoo.errors.ImageReadError` with a
+  one-line message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cfzoo.errors import ImageReadError
+
+#: Suffixes treated as images when scanning directories.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"})
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as cfzoo sees it, with what was done to get there."""
+
+    path: Path
+    pixels: np.ndarray  # H x W x 3, uint8, RGB
+    source_format: str | None
+    source_mode: str
+    frame_count: int
+    notes: tuple[str, ...]
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def load_image(path: str | os.PathLike[str]) -> LoadedImage:
+    """Decode ``path`` into an upright RGB uint8 array; raise ImageReadError for anything unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes); re-copy or re-export the image")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; cfzoo refuses at the limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return _decode(path, image)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageReadError(
+            f"{path}: too many pixels for a safe decode ({_first_line(error)}); "
+            "downscale or crop it before analysis"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file Pillow can decode; expected JPEG, PNG, TIFF, BMP, WebP or GIF") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as error:
+        # Pillow reports truncation and corrupt streams through these; its messages are specific enough.
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(error)}); re-copy or re-export it") from None
+
+
+def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Shorthand for ``load_image(path).pixels``."""
+    return load_image(path).pixels
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) after EXIF orientation, read from the header without decoding the pixels."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageReadError(f"{path}: cannot read the image header ({_first_line(error)})") from None
+    if orientation in (5, 6, 7, 8):  # rotations by 90 degrees swap the axes
+        width, height = height, width
+    return height, width
+
+
+def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Write an RGB uint8 array as a lossless PNG, atomically: the file appears whole or not at all."""
+    path = Path(path)
+    pixels = as_rgb_uint8(pixels, "image to save")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            Image.fromarray(pixels, mode="RGB").save(stream, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def as_rgb_uint8(pixels: np.ndarray, what: str = "image") -> np.ndarray:
+    """Check that ``pixels`` is an H x W x 3 uint8 array and return it (no copy)."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"{what} must be an H x W x 3 uint8 RGB array, got {pixels.dtype} array of shape {pixels.shape}")
+    return pixels
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _decode(path: Path, image: Image.Image) -> LoadedImage:
+    notes: list[str] = []
+    source_format = image.format
+    frame_count = int(getattr(image, "n_frames", 1))
+    if frame_count > 1:
+        image.seek(0)
+        notes.append(f"animated {source_format or 'image'} with {frame_count} frames: only the first frame is analysed")
+    source_mode = image.mode
+    image.load()
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
+        notes.append(f"EXIF orientation {orientation} applied")
+    pixels, conversion = _to_rgb(image, path)
+    if conversion:
+        notes.append(conversion)
+    return LoadedImage(
+        path=path,
+        pixels=pixels,
+        source_format=source_format,
+        source_mode=source_mode,
+        frame_count=frame_count,
+        notes=tuple(notes),
+    )
+
+
+def _to_rgb(image: Image.Image, path: Path) -> tuple[np.ndarray, str | None]:
+    """The explicit mode table; returns the pixels and a note when anything was converted."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy(), None
+    if mode in ("L", "1"):
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), f"{mode} (grayscale) replicated to RGB"
+    if mode in ("P", "PA"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        return np.ascontiguousarray(rgba[:, :, :3]), "palette expanded to RGB; transparency ignored"
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        return np.ascontiguousarray(rgba[:, :, :3]), f"{mode}: alpha channel dropped, colours kept as stored"
+    if mode in ("LA", "La"):
+        gray = np.asarray(image.convert("LA"), dtype=np.uint8)[:, :, 0]
+        return np.repeat(gray[:, :, None], 3, axis=2), "LA (grayscale + alpha): alpha dropped, gray replicated to RGB"
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"{mode} converted to RGB by Pillow"
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), f"16-bit grayscale ({mode}) reduced to 8 bits (high byte)"
+    raise ImageReadError(
+        f"{path}: pixel mode {mode!r} (32-bit or float samples) is not supported; "
+        "convert it to 8- or 16-bit RGB or grayscale"
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

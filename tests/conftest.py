@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from cfzoo.data import CameraDataset
+from cfzoo.sample_data import sample_dataset_dir
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory):
+    """scikit-image's bundled photos laid out as a camera dataset (4 pseudo-devices)."""
+    return sample_dataset_dir(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(sample_root):
+    return CameraDataset.from_directory(sample_root)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    """A real RGB photo (scikit-image's astronaut), 512 x 512 x 3 uint8."""
+    from cfzoo.images import read_rgb
+    from cfzoo.sample_data import skimage_data_dir
+
+    return read_rgb(skimage_data_dir() / "astronaut.png")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cfzoo import __version__
+from cfzoo.cli import app
+from cfzoo.sample_data import SAMPLE_DEVICES
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version_and_help(runner):
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"cfzoo {__version__}"
+    result = runner.invoke(app, ["data", "build", "--help"])
+    assert result.exit_code == 0
+    assert "--task" in result.stdout and "jpeg70" in result.stdout
+
+
+def test_data_inspect_json_lists_every_device_and_the_split(runner, sample_root):
+    result = runner.invoke(app, ["data", "inspect", str(sample_root), "--json", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [d["device"] for d in summary["devices"]] == sorted(SAMPLE_DEVICES)
+    assert summary["split"]["seed"] == 3 and len(summary["split"]["test"]) == 1
+
+
+def test_data_inspect_table(runner, sample_root):
+    result = runner.invoke(app, ["data", "inspect", str(sample_root), "--test-device", "skimage_gray"])
+    assert result.exit_code == 0, result.output
+    for device in SAMPLE_DEVICES:
+        assert device in result.stdout
+    assert "test = skimage_gray" in result.stdout
+
+
+def test_data_build_json_then_cached(runner, sample_root, tmp_path):
+    arguments = ["data", "build", str(sample_root), "--task", "blur0.5", "--split", "test",
+                 "--patches-per-image", "4", "--cache-dir", str(tmp_path), "--workers", "1", "--json"]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["task"] == "blur0.5" and row["split"] == "test" and not row["cached"]
+    assert row["pristine"] == row["manipulated"] == 4 * row["images"]
+    assert os.path.isdir(row["path"])
+    (again,) = json.loads(runner.invoke(app, arguments).stdout)
+    assert again["cached"] and again["path"] == row["path"]
+
+
+def test_data_commands_default_to_the_embedded_photos(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("CFZOO_CACHE", str(tmp_path))
+    result = runner.invoke(app, ["data", "inspect", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "scikit-image" in result.stderr
+    assert json.loads(result.stdout)["images"] == sum(len(names) for names in SAMPLE_DEVICES.values())
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["data", "inspect", "/no/such/folder"], "error: /no/such/folder: not a directory"),
+        (["data", "build", "/no/such/folder", "--task", "jpeg70"], "error: /no/such/folder: not a directory"),
+        (["data", "build", "--task", "jpeg75"], "error: unknown task 'jpeg75'"),
+        (["data", "build", "--task", "jpeg70", "--split", "val"], "error: unknown split 'val'"),
+        (["data", "inspect", "--test-device", "nope"], "error: unknown test device(s) nope"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_1(runner, tmp_path, monkeypatch, arguments, message):
+    monkeypatch.setenv("CFZOO_CACHE", str(tmp_path))
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message)
+    assert result.stderr.endswith(errors[0] + "\n")
+    assert "Traceback" not in result.output
+
+
+def test_console_script_exits_non_zero_without_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "cfzoo", "data", "inspect", str(tmp_path / "missing")],
+        capture_output=True, text=True, env={**os.environ, "CFZOO_CACHE": str(tmp_path)},
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory; pass a folder with one sub-folder of photos per camera device"
+    assert completed.stdout == ""

@@ -1,0 +1,204 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cfzoo.errors import CfzooError, ImageReadError
+from cfzoo.images import image_size, load_image, read_rgb, save_png
+
+
+def write_png16_rgb(path, samples):
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one): IHDR, one IDAT, IEND."""
+    height, width, _ = samples.shape
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    rows = b"".join(b"\x00" + samples[row].astype(">u2").tobytes() for row in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def assert_one_line_error(excinfo, path):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert str(path) in message
+    assert isinstance(excinfo.value, CfzooError)
+
+
+# --- good inputs -----------------------------------------------------------------------------
+
+
+def test_rgb_png_round_trips_exactly(tmp_path, rng):
+    pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    save_png(pixels, tmp_path / "a.png")
+    loaded = load_image(tmp_path / "a.png")
+    assert loaded.pixels.dtype == np.uint8 and loaded.pixels.flags.writeable
+    np.testing.assert_array_equal(loaded.pixels, pixels)
+    assert loaded.notes == () and loaded.frame_count == 1
+
+
+@pytest.mark.parametrize(
+    "orientation, expected",
+    [
+        (3, lambda a: a[::-1, ::-1]),  # rotated 180
+        (6, lambda a: np.rot90(a, k=-1)),  # needs a 90 degree clockwise turn
+        (8, lambda a: np.rot90(a, k=1)),  # needs a 90 degree counter-clockwise turn
+        (2, lambda a: a[:, ::-1]),  # mirrored
+    ],
+)
+def test_exif_orientation_is_applied(tmp_path, rng, orientation, expected):
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "o.png", exif=exif)
+    loaded = load_image(tmp_path / "o.png")
+    np.testing.assert_array_equal(loaded.pixels, expected(pixels))
+    assert image_size(tmp_path / "o.png") == loaded.pixels.shape[:2]
+    assert any("orientation" in note for note in loaded.notes)
+
+
+def test_gray_and_bilevel_are_replicated(tmp_path, rng):
+    gray = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "g.png"), np.stack([gray] * 3, axis=2))
+    bits = gray > 127
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_rgb(tmp_path / "b.png"), np.stack([bits * 255] * 3, axis=2).astype(np.uint8))
+
+
+def test_palette_gif_uses_the_palette_colours(tmp_path):
+    palette = [255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9)
+    indices = np.array([[0, 1, 2, 1]] * 3, dtype=np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette(palette)
+    image.save(tmp_path / "p.gif")
+    colours = np.array(palette[:9], dtype=np.uint8).reshape(3, 3)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "p.gif"), colours[indices])
+
+
+def test_rgba_drops_alpha_and_keeps_colours(tmp_path, rng):
+    rgba = rng.integers(0, 256, (12, 12, 4), dtype=np.uint8)
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    loaded = load_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(loaded.pixels, rgba[:, :, :3])
+    assert "alpha" in loaded.notes[0]
+
+
+def test_cmyk_tiff_follows_the_stated_formula(tmp_path, rng):
+    cmyk = rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "c.tif")
+    c, m, y, k = (cmyk[:, :, i].astype(np.float64) for i in range(4))
+    expected = np.stack([(255 - ch) * (255 - k) / 255 for ch in (c, m, y)], axis=2)
+    assert np.abs(read_rgb(tmp_path / "c.tif").astype(float) - expected).max() <= 1.0
+
+
+def test_cmyk_jpeg_loads_as_rgb(tmp_path):
+    Image.new("CMYK", (64, 48), (10, 200, 30, 40)).save(tmp_path / "c.jpg", quality=95)
+    loaded = load_image(tmp_path / "c.jpg")
+    assert loaded.source_mode == "CMYK" and loaded.pixels.shape == (48, 64, 3)
+    expected = np.array([245 * 215 / 255, 55 * 215 / 255, 225 * 215 / 255])
+    assert np.abs(loaded.pixels.reshape(-1, 3).mean(axis=0) - expected).max() < 3
+
+
+def test_sixteen_bit_gray_png_keeps_the_high_byte(tmp_path, rng):
+    samples = rng.integers(0, 65536, (9, 11), dtype=np.uint16)
+    Image.fromarray(samples).save(tmp_path / "g16.png")
+    loaded = load_image(tmp_path / "g16.png")
+    np.testing.assert_array_equal(loaded.pixels, np.stack([(samples >> 8).astype(np.uint8)] * 3, axis=2))
+    assert "16-bit" in loaded.notes[0]
+
+
+def test_sixteen_bit_rgb_png_keeps_the_high_byte(tmp_path, rng):
+    samples = rng.integers(0, 65536, (7, 5, 3), dtype=np.uint16)
+    write_png16_rgb(tmp_path / "rgb16.png", samples)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "rgb16.png"), (samples >> 8).astype(np.uint8))
+
+
+def test_animated_gif_gives_the_first_frame_and_says_so(tmp_path):
+    frames = [Image.new("RGB", (20, 10), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    loaded = load_image(tmp_path / "anim.gif")
+    assert loaded.frame_count == 3
+    assert (loaded.pixels == np.array([255, 0, 0], np.uint8)).all()
+    assert "first frame" in loaded.notes[0]
+
+
+def test_save_png_is_atomic_and_leaves_no_partial_file(tmp_path, rng):
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    save_png(pixels, tmp_path / "out" / "x.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(OSError):
+        save_png(pixels, tmp_path / "blocker" / "y.png")
+    with pytest.raises(ValueError):
+        save_png(pixels.astype(np.float32), tmp_path / "out" / "z.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
+
+
+# --- bad inputs ------------------------------------------------------------------------------
+
+
+def jpeg_bytes(rng):
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def png_bytes(rng):
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def flip_middle_byte(data):
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+@pytest.mark.parametrize(
+    "name, make, words",
+    [
+        ("missing.png", None, "no such file"),
+        ("empty.jpg", lambda rng: b"", "empty file"),
+        ("notes.txt", lambda rng: b"these are not pixels\n" * 20, "not an image"),
+        ("truncated.jpg", lambda rng: jpeg_bytes(rng)[:400], "truncated"),
+        ("truncated.png", lambda rng: png_bytes(rng)[:300], "truncated"),
+        ("header-only.png", lambda rng: png_bytes(rng)[:8] + b"\x00" * 64, "not an image"),
+        ("corrupt-data.png", lambda rng: flip_middle_byte(png_bytes(rng)), "corrupt"),
+    ],
+)
+def test_bad_files_raise_one_line_image_errors(tmp_path, rng, name, make, words):
+    path = tmp_path / name
+    if make is not None:
+        path.write_bytes(make(rng))
+    with pytest.raises(ImageReadError) as excinfo:
+        load_image(path)
+    assert_one_line_error(excinfo, path)
+    assert words in str(excinfo.value)
+
+
+def test_directory_is_not_an_image(tmp_path):
+    with pytest.raises(ImageReadError, match="is a directory"):
+        load_image(tmp_path)
+
+
+def test_decompression_bomb_is_refused_at_pillows_limit(tmp_path):
+    # 10000 x 10000 = 1e8 pixels: above Pillow's 89.5 Mpixel limit, where Pillow only warns.
+    assert 10000 * 10000 > Image.MAX_IMAGE_PIXELS
+    Image.new("1", (10000, 10000)).save(tmp_path / "bomb.png")
+    assert (tmp_path / "bomb.png").stat().st_size < 200_000
+    for read in (load_image, image_size):
+        with pytest.raises(ImageReadError) as excinfo:
+            read(tmp_path / "bomb.png")
+        assert_one_line_error(excinfo, tmp_path / "bomb.png")
+        assert "too many pixels" in str(excinfo.value) or "header" in str(excinfo.value)
+
+
+def test_32_bit_samples_are_refused_with_advice(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(ImageReadError, match="not supported; convert"):
+        load_image(tmp_path / "f.tif")
