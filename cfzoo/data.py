@@ -28,7 +28,7 @@ import numpy as np
 import PIL
 
 from cfzoo import __version__
-from cfzoo.errors import DataError
+from cfzoo.errors import DataError, ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, image_size, read_rgb
 from cfzoo.manipulations import get_manipulation
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
@@ -119,17 +119,25 @@ def file_sha256(path: Path) -> str:
 
 
 def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> dict:
-    """Devices, image counts and sizes, and the split a build would use (headers only, no decoding)."""
+    """Devices, image counts and sizes, and the split a build would use (headers only, no decoding).
+
+    Files whose header cannot be read are listed under ``unreadable`` rather than stopping the survey."""
     devices = []
     for name, paths in dataset.devices.items():
         sizes: dict[str, int] = {}
-        too_small = []
+        too_small, unreadable = [], []
         for path in paths:
-            height, width = image_size(path)
+            try:
+                height, width = image_size(path)
+            except ImageReadError as error:
+                unreadable.append(str(error))
+                continue
             sizes[f"{width}x{height}"] = sizes.get(f"{width}x{height}", 0) + 1
             if min(height, width) < PATCH_SIZE:
                 too_small.append(path.name)
-        devices.append({"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small})
+        devices.append(
+            {"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small, "unreadable": unreadable}
+        )
     split = split_devices(dataset.device_names, seed, test_devices)
     return {
         "root": str(dataset.root),

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -89,3 +90,16 @@ def test_console_script_exits_non_zero_without_traceback(tmp_path):
     assert completed.returncode == 1
     assert completed.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory; pass a folder with one sub-folder of photos per camera device"
     assert completed.stdout == ""
+
+
+def test_data_inspect_reports_unreadable_photos_and_goes_on(runner, sample_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(sample_root, root)
+    (root / "skimage_gray" / "broken.png").write_bytes(b"not a png")
+    result = runner.invoke(app, ["data", "inspect", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    gray = next(d for d in json.loads(result.stdout)["devices"] if d["device"] == "skimage_gray")
+    assert gray["images"] == len(SAMPLE_DEVICES["skimage_gray"]) + 1
+    assert len(gray["unreadable"]) == 1 and "broken.png" in gray["unreadable"][0]
+    table = runner.invoke(app, ["data", "inspect", str(root)])
+    assert "1 unreadable" in table.stdout and "broken.png" in table.stdout

@@ -55,8 +55,13 @@ def inspect(
         sizes = ", ".join(f"{size}: {count}" for size, count in device["sizes"].items())
         if device["too_small"]:
             sizes += f" ({len(device['too_small'])} below {PATCH_SIZE} px, skipped)"
+        if device["unreadable"]:
+            sizes += f" ({len(device['unreadable'])} unreadable)"
         table.add_row(device["device"], str(device["images"]), sizes, "test" if device["device"] in test else "train")
     stdout.print(table)
+    for device in summary["devices"]:
+        for problem in device["unreadable"]:
+            stdout.print(f"unreadable: {problem}", soft_wrap=True)
     stdout.print(
         f"split (seed {seed}): train = {', '.join(summary['split']['train'])}; test = {', '.join(summary['split']['test'])}",
         soft_wrap=True,
