@@ -31,6 +31,7 @@ from cfzoo import __version__
 from cfzoo.errors import DataError, ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, image_size, read_rgb
 from cfzoo.manipulations import get_manipulation
+from cfzoo.paths import default_cache_dir
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
 
 SPLITS = ("train", "test")
@@ -191,14 +192,6 @@ class PatchSet:
 
     def counts(self) -> dict[str, int]:
         return {"pristine": int((self.labels == 0).sum()), "manipulated": int((self.labels == 1).sum())}
-
-
-def default_cache_dir() -> Path:
-    """``$CFZOO_CACHE``, else ``$XDG_CACHE_HOME/cfzoo``, else ``~/.cache/cfzoo``."""
-    if os.environ.get("CFZOO_CACHE"):
-        return Path(os.environ["CFZOO_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cfzoo"
 
 
 def select_images(dataset: CameraDataset, spec: PatchSetSpec, split: DeviceSplit) -> list[tuple[str, Path]]:

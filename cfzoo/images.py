@@ -26,6 +26,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cfzoo.errors import ImageReadError
 
+#: ITU-R BT.601 luma weights: how every detector turns RGB into gray, inside its model.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
 #: Suffixes treated as images when scanning directories.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"})
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cfzoo.data import default_cache_dir
+from cfzoo.paths import default_cache_dir
 from cfzoo.errors import DataError
 
 SAMPLE_DEVICES: dict[str, tuple[str, ...]] = {

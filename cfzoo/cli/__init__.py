@@ -7,6 +7,7 @@ import typer
 from cfzoo import __version__
 from cfzoo.cli.common import handle_errors
 from cfzoo.cli.data import data_app
+from cfzoo.cli.train import train
 
 app = typer.Typer(
     name="cfzoo",
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train)
 
 
 def _print_version(value: bool) -> None:

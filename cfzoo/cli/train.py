@@ -1,0 +1,107 @@
+"""``cfzoo train``: train detectors on a camera dataset (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cfzoo.cli.common import handle_errors, print_json, stderr, stdout
+from cfzoo.cli.data import DATA_DIR, SEED, TEST_DEVICES, open_dataset
+from cfzoo.errors import CfzooError
+from cfzoo.manipulations import TASK_IDS, get_manipulation
+from cfzoo.paths import default_checkpoint_dir
+from cfzoo.training import FAMILIES, require_training_extra
+
+
+@handle_errors
+def train(
+    data: Path | None = DATA_DIR,
+    family: list[str] = typer.Option([], "--family", "-f", help=f"Detector family; repeat for several: {', '.join(FAMILIES)}."),
+    task: list[str] = typer.Option([], "--task", "-t", help=f"Task id; repeat for several: {', '.join(TASK_IDS)}."),
+    all_models: bool = typer.Option(False, "--all", help="Every family (or those given) for every task (or those given)."),
+    out: Path | None = typer.Option(None, "--out", help="Where checkpoints go (default $CFZOO_HOME/checkpoints, ~/.cfzoo/checkpoints)."),
+    seed: int = SEED,
+    test_device: list[str] | None = TEST_DEVICES,
+    steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (networks); default per family."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Patches per step (networks); default per family."),
+    learning_rate: float | None = typer.Option(None, "--lr", help="Peak learning rate (networks); default per family."),
+    max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
+    max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training records as JSON."),
+) -> None:
+    """Train detectors and evaluate them on the held-out test devices.
+
+    Each model writes <family>-<task>.safetensors and <family>-<task>.json (hyper-parameters, split,
+    test FPR/TPR/ACC) to --out, and a line per finished model to train.log there.
+
+    Examples: cfzoo train ../shared/data/cameras -f bayar2016 -t jpeg70;
+    cfzoo train ../shared/data/cameras --all -f spam -f bayar2016 -f cozzolino2017
+    """
+    require_training_extra()
+    from cfzoo.training.run import TrainingPlan, train_detector
+
+    families = list(dict.fromkeys(family)) or (list(FAMILIES) if all_models else [])
+    tasks = list(dict.fromkeys(task)) or (list(TASK_IDS) if all_models else [])
+    if not families or not tasks:
+        raise CfzooError("say what to train: --family F --task T (repeatable), or --all")
+    for name in families:
+        if name not in FAMILIES:
+            raise CfzooError(f"unknown family {name!r}; choose one of: {', '.join(FAMILIES)}")
+    for task_id in tasks:
+        get_manipulation(task_id)
+    dataset = open_dataset(data, cache_dir)
+    out = out or default_checkpoint_dir()
+    records = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    for family_name in families:
+        for task_id in tasks:
+            plan = TrainingPlan(
+                family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
+                learning_rate=learning_rate, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
+                test_devices=tuple(test_device) if test_device else None,
+            )
+            if skip_existing and (out / f"{plan.model_id}.json").exists():
+                records.append(json.loads((out / f"{plan.model_id}.json").read_text()))
+                continue
+            with Progress(*columns, console=stderr) as progress:
+                bars: dict[str, int] = {}
+
+                def on_status(stage: str, done: int, total: int) -> None:
+                    if stage not in bars:
+                        bars[stage] = progress.add_task(f"{plan.model_id} {stage}", total=total)
+                    progress.update(bars[stage], completed=done, total=total)
+
+                record = train_detector(plan, dataset, out, cache_dir, on_status)
+            records.append(record)
+            _log(out, record)
+    if as_json:
+        print_json(records)
+        return
+    table = Table(title=f"test devices: {', '.join(records[0]['split']['test'])}")
+    for column in ("model", "train patches", "FPR %", "TPR %", "ACC %", "seconds"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for record in records:
+        test = record["metrics"]["test"]
+        table.add_row(
+            record["id"], str(record["train_patches"]), f"{test['fpr']:.2f}", f"{test['tpr']:.2f}",
+            f"{test['acc']:.2f}", f"{record['training_seconds']:.0f}",
+        )
+    stdout.print(table)
+    stdout.print(f"checkpoints: {out}", soft_wrap=True)
+
+
+def _log(out: Path, record: dict) -> None:
+    test = record["metrics"]["test"]
+    line = (
+        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {record['id']} seed={record['seed']} train_patches={record['train_patches']} "
+        f"seconds={record['training_seconds']} fpr={test['fpr']:.2f} tpr={test['tpr']:.2f} acc={test['acc']:.2f}\n"
+    )
+    with open(out / "train.log", "a") as log:
+        log.write(line)

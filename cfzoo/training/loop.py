@@ -1,0 +1,104 @@
+"""A seeded training loop and batched inference for the torch detectors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+StepCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
+
+
+@dataclass(frozen=True)
+class NetworkSchedule:
+    """How long and how fast a network trains."""
+
+    steps: int
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+
+
+def to_tensor(patches: np.ndarray) -> torch.Tensor:
+    """uint8 [N,H,W,3] patches -> float32 [N,3,H,W] with values 0..255 (the model contract)."""
+    return torch.from_numpy(np.array(patches)).permute(0, 3, 1, 2).float()  # copy: memory maps are read-only
+
+
+def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` sample indices, class-balanced, shuffled, epoch after epoch without repeats within an epoch."""
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels == label) for label in (0, 1)]
+    per_class = count // 2
+    chosen = []
+    for indices in by_class:
+        repeats = math.ceil(per_class / len(indices))
+        chosen.append(np.concatenate([rng.permutation(indices) for _ in range(repeats)])[:per_class])
+    order = np.stack(chosen, axis=1).ravel()  # interleave so every batch is balanced
+    return order
+
+
+def train_network(
+    model: nn.Module,
+    patches: np.ndarray,
+    labels: np.ndarray,
+    schedule: NetworkSchedule,
+    seed: int,
+    on_step: StepCallback | None = None,
+) -> list[float]:
+    """Train ``model`` with AdamW, linear warm-up then cosine decay, cross-entropy; returns the loss per step.
+
+    Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update.
+    """
+    torch.manual_seed(seed)
+    order = training_order(labels, schedule.steps * schedule.batch_size, seed)
+    optimiser = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=schedule.learning_rate, weight_decay=schedule.weight_decay
+    )
+
+    def learning_rate_factor(step: int) -> float:
+        if step < schedule.warmup_steps:
+            return (step + 1) / schedule.warmup_steps
+        progress = (step - schedule.warmup_steps) / max(1, schedule.steps - schedule.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, learning_rate_factor)
+    loss_function = nn.CrossEntropyLoss()
+    after_step = getattr(model, "after_step", None)
+    losses = []
+    model.train()
+    for step in range(schedule.steps):
+        batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
+        images = to_tensor(patches[batch])
+        targets = torch.from_numpy(labels[batch].astype(np.int64))
+        loss = loss_function(model(images), targets)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+        if after_step is not None:
+            after_step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, schedule.steps, losses[-1])
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def manipulated_probability(
+    model: nn.Module, patches: np.ndarray, batch_size: int = 256, on_batch: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """Softmax probability of class 1 (manipulated) for every patch, in eval mode."""
+    model.eval()
+    scores = np.empty(len(patches), dtype=np.float64)
+    for start in range(0, len(patches), batch_size):
+        logits = model(to_tensor(patches[start:start + batch_size]))
+        scores[start:start + len(logits)] = torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(patches)), len(patches))
+    return scores

@@ -1,0 +1,122 @@
+"""The CNN detectors as torch modules, all with the model contract's input: RGB float32 0..255, [N,3,128,128].
+
+Each module does its own preprocessing (gray conversion, scaling), so the exported ONNX graphs do too.
+Cozzolino2017 lives in :mod:`cfzoo.training.cozzolino` because it is built from the SPAM definition.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cfzoo.images import LUMA_WEIGHTS
+
+
+class RGBToGray(nn.Module):
+    """BT.601 luma, not rounded: [N,3,H,W] -> [N,1,H,W]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weights", torch.tensor(LUMA_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image * self.weights).sum(dim=1, keepdim=True)
+
+
+class ConstrainedConv2d(nn.Conv2d):
+    """Bayar and Stamm's constrained convolution, eq. (1) of the paper: for every filter the centre weight
+    is -1 and the other weights sum to 1, so each filter outputs a prediction error.
+
+    Call :meth:`project` after every optimiser step (and once at construction) to restore the constraint.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        if kernel_size % 2 == 0:
+            raise ValueError("the constrained filter needs an odd size to have a centre")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.project()
+
+    @torch.no_grad()
+    def project(self) -> None:
+        centre = self.kernel_size[0] // 2
+        weight = self.weight
+        weight[:, :, centre, centre] = 0.0
+        off_centre_sum = weight.sum(dim=(2, 3), keepdim=True)
+        # a filter whose off-centre weights sum to ~0 cannot be rescaled; restart it as a mean predictor
+        degenerate = off_centre_sum.abs() < 1e-8
+        weight.copy_(torch.where(degenerate, torch.ones_like(weight), weight))
+        weight[:, :, centre, centre] = 0.0
+        weight /= weight.sum(dim=(2, 3), keepdim=True)
+        weight[:, :, centre, centre] = -1.0
+
+    def constraint_error(self) -> float:
+        """Largest deviation from eq. (1) over all filters (0 when the constraint holds)."""
+        centre = self.kernel_size[0] // 2
+        weight = self.weight.detach()
+        centre_error = (weight[:, :, centre, centre] + 1).abs().max()
+        off_centre_sum = weight.sum(dim=(2, 3)) - weight[:, :, centre, centre]
+        return float(torch.maximum(centre_error, (off_centre_sum - 1).abs().max()))
+
+
+class Bayar2016(nn.Module):
+    """Bayar and Stamm (2016): a constrained first layer, three convolutional layers in all, two max-pooling
+    layers and three fully connected layers, on the gray image (sizes in :attr:`ARCHITECTURE`).
+
+    The original's 227-pixel input and 4096-wide layers fit neither a 128-pixel patch, the CPU training
+    budget nor the embedded zoo, hence the stride-2 third convolution and the 64-wide layers.
+    """
+
+    ARCHITECTURE = (
+        "gray -> constrained 3@5x5 -> 96@7x7 stride 2 -> max-pool 3/2 -> 64@5x5 stride 2 -> max-pool 3/2 -> "
+        "FC 64 -> FC 64 -> FC 2; batch norm and ReLU after the free convolutions, dropout 0.5 before the "
+        "last two FC layers; 0.37 M parameters"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gray = RGBToGray()
+        self.constrained = ConstrainedConv2d(1, 3, 5)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 7, stride=2, padding=3),
+            nn.BatchNorm2d(96),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(96, 64, 5, stride=2, padding=2),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 64),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(64, 64),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(64, 2),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.constrained(self.gray(image))))
+
+    def after_step(self) -> None:
+        self.constrained.project()
+
+
+class Xception(nn.Module):
+    """timm's ``legacy_xception`` (Chollet's original Xception), trained from scratch."""
+
+    ARCHITECTURE = (
+        "timm legacy_xception (36 convolutions, depthwise-separable from the second block on), RGB input "
+        "scaled to -1..1 inside the model, 2 classes, no pretrained weights"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.net = timm.create_model("legacy_xception", pretrained=False, num_classes=2, in_chans=3)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image / 127.5 - 1.0)

@@ -1,0 +1,270 @@
+"""Train one detector on a camera dataset and evaluate it on the test devices.
+
+Writes ``<family>-<task>.safetensors`` (weights; the SVM as plain arrays) and ``<family>-<task>.json``
+(hyper-parameters, split, patch-set keys, training-data digest, loss curve, test metrics) atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo import __version__
+from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.metrics import detection_rates
+from cfzoo.training import FAMILIES, require_training_extra
+
+StatusCallback = Callable[[str, int, int], None]  # (stage, done, total)
+
+SVM_REGULARISATION = 1.0
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything that decides a trained detector besides the photos."""
+
+    family: str
+    task: str
+    seed: int = 0
+    steps: int | None = None  # None: the family's default
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
+    max_test_patches: int | None = None
+    test_devices: tuple[str, ...] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.family}-{self.task}"
+
+
+#: Per-family defaults, sized for the 2-core CPU budget (about two hours for the 24 small models).
+DEFAULT_SCHEDULES = {
+    "bayar2016": {"steps": 1500, "batch_size": 32, "learning_rate": 1e-3},
+    "cozzolino2017": {"steps": 400, "batch_size": 32, "learning_rate": 3e-4},
+    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3},
+}
+
+
+def train_detector(
+    plan: TrainingPlan,
+    dataset: CameraDataset,
+    out_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Build the patch sets, train, evaluate on the test devices, save; returns the JSON record."""
+    require_training_extra()
+    if plan.family not in FAMILIES:
+        raise CfzooError(f"unknown family {plan.family!r}; choose one of: {', '.join(FAMILIES)}")
+    status = on_status or (lambda stage, done, total: None)
+    split = split_devices(dataset.device_names, plan.seed, plan.test_devices)
+    patch_sets = {
+        name: build_patch_set(
+            dataset, PatchSetSpec(task=plan.task, split=name, seed=plan.seed), split, cache_dir,
+            on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
+        )
+        for name in ("train", "test")
+    }
+    train_rows = _subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
+    test_rows = _subset(patch_sets["test"].labels, plan.max_test_patches, plan.seed + 1)
+
+    started = time.perf_counter()
+    trainer = _TRAINERS[plan.family]
+    weights, hyper, losses, score_test = trainer(plan, patch_sets["train"], train_rows, status)
+    training_seconds = time.perf_counter() - started
+
+    test_set = patch_sets["test"]
+    scores = score_test(test_set, test_rows, status)
+    labels = test_set.labels[test_rows]
+    rates = detection_rates(labels, scores > 0.5 if plan.family != "spam" else scores > 0)
+    record = {
+        "id": plan.model_id,
+        "family": plan.family,
+        "task": plan.task,
+        "cfzoo_version": __version__,
+        "seed": plan.seed,
+        "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
+        "patch_sets": {name: patch_set.meta["key"] for name, patch_set in patch_sets.items()},
+        "training_data_sha256": training_data_digest(patch_sets["train"]),
+        "train_patches": len(train_rows),
+        "test_patches": len(test_rows),
+        "hyperparameters": hyper,
+        "threshold": 0.0 if plan.family == "spam" else 0.5,
+        "score": "svm decision function" if plan.family == "spam" else "softmax probability of class 1",
+        "loss": _loss_summary(losses),
+        "metrics": {"test": rates.as_dict()},
+        "training_seconds": round(training_seconds, 1),
+        "machine": _machine(),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: _save_weights(weights, path))
+    _write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
+    return record
+
+
+def training_data_digest(patch_set: PatchSet) -> str:
+    """sha256 over the sorted content digests of the photos a detector was trained on."""
+    return hashlib.sha256("".join(sorted(image.sha256 for image in patch_set.images)).encode()).hexdigest()
+
+
+def spam_features_of(patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
+    """SPAM features of the chosen patches, computed once per patch set and cached beside it."""
+    from cfzoo.training.spam import SPAM_Q, spam_features
+
+    cache = patch_set.directory / f"spam_q{SPAM_Q:g}.npy"
+    if cache.exists():
+        return np.load(cache, mmap_mode="r")[rows]
+    total = len(patch_set)
+    features = np.empty((total, 338), dtype=np.float64)
+    chunk = 1024
+    for start in range(0, total, chunk):
+        features[start:start + chunk] = spam_features(patch_set.patches[start:start + chunk])
+        status("spam features", min(start + chunk, total), total)
+    _write_atomically(cache, lambda path: _save_array(features, path))
+    return features[rows]
+
+
+# --- families ---------------------------------------------------------------------------------
+
+
+def _train_spam(plan, train_set, rows, status):
+    from cfzoo.training.svm import fit_linear_svm
+
+    features = spam_features_of(train_set, rows, status)
+    status("svm", 0, 1)
+    svm = fit_linear_svm(features, train_set.labels[rows], SVM_REGULARISATION, plan.seed)
+    status("svm", 1, 1)
+
+    def score(test_set, test_rows, status):
+        return svm.decision_function(spam_features_of(test_set, test_rows, status))
+
+    hyper = {"classifier": "LinearSVC (squared hinge, L2) on standardised features", "C": SVM_REGULARISATION}
+    return svm.arrays(), hyper, [], score
+
+
+def _train_network(plan, train_set, rows, status):
+    import torch
+
+    from cfzoo.training.loop import NetworkSchedule, manipulated_probability, train_network
+
+    torch.manual_seed(plan.seed)
+    model, extra_hyper = _make_network(plan, train_set, rows, status)
+    defaults = DEFAULT_SCHEDULES[plan.family]
+    schedule = NetworkSchedule(
+        steps=plan.steps or defaults["steps"],
+        batch_size=plan.batch_size or defaults["batch_size"],
+        learning_rate=plan.learning_rate or defaults["learning_rate"],
+    )
+    patches = train_set.patches
+    labels = train_set.labels
+    losses = train_network(
+        model, _RowView(patches, rows), labels[rows], schedule, plan.seed,
+        on_step=lambda step, total, loss: status("train", step, total),
+    )
+
+    def score(test_set, test_rows, status):
+        return manipulated_probability(
+            model, _RowView(test_set.patches, test_rows), on_batch=lambda done, total: status("test", done, total)
+        )
+
+    hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **extra_hyper}
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    return state, hyper, losses, score
+
+
+def _make_network(plan, train_set, rows, status):
+    if plan.family == "bayar2016":
+        from cfzoo.training.models import Bayar2016
+
+        return Bayar2016(), {"architecture": Bayar2016.ARCHITECTURE}
+    if plan.family == "xception":
+        from cfzoo.training.models import Xception
+
+        return Xception(), {"architecture": Xception.ARCHITECTURE}
+    from cfzoo.training.cozzolino import Cozzolino2017
+    from cfzoo.training.svm import fit_linear_svm
+
+    features = spam_features_of(train_set, rows, status)
+    svm = fit_linear_svm(features, train_set.labels[rows], SVM_REGULARISATION, plan.seed)
+    model = Cozzolino2017.from_linear_svm(svm)
+    return model, {"initialisation": "fully connected layer from the linear SVM on hard SPAM", **model.describe()}
+
+
+class _RowView:
+    """Index a memory-mapped patch array through a row subset without copying it."""
+
+    def __init__(self, patches: np.ndarray, rows: np.ndarray):
+        self.patches, self.rows = patches, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.patches[self.rows[index]]  # rows ascend, so sorted indices read the memory map in order
+
+
+_TRAINERS = {"spam": _train_spam, "bayar2016": _train_network, "cozzolino2017": _train_network, "xception": _train_network}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """All rows, or a seeded class-balanced subset of ``limit`` rows, in ascending order."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    per_class = limit // 2
+    chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False) for label in (0, 1)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _loss_summary(losses: list[float], points: int = 50) -> dict:
+    if not losses:
+        return {}
+    chunks = np.array_split(np.asarray(losses), min(points, len(losses)))
+    return {"first": losses[0], "last": losses[-1], "curve": [round(float(chunk.mean()), 5) for chunk in chunks]}
+
+
+def _save_weights(weights: dict, path: Path) -> None:
+    first = next(iter(weights.values()))
+    if isinstance(first, np.ndarray):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
+    save_file(weights, str(path))
+
+
+def _save_array(array: np.ndarray, path: Path) -> None:
+    with open(path, "wb") as stream:  # np.save(path) would append ".npy" to the temporary name
+        np.save(stream, array)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _machine() -> dict:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {"device": device, "torch": torch.__version__, "python": platform.python_version()}

@@ -1,0 +1,127 @@
+"""Training: each family learns on scikit-image photos; Cozzolino2017's hard network is SPAM exactly."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cfzoo.data import PatchSetSpec, build_patch_set, split_devices  # noqa: E402
+from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
+from cfzoo.training.loop import NetworkSchedule, manipulated_probability, to_tensor, train_network  # noqa: E402
+from cfzoo.training.models import Bayar2016, ConstrainedConv2d  # noqa: E402
+from cfzoo.training.run import TrainingPlan, train_detector  # noqa: E402
+from cfzoo.training.spam import spam_features  # noqa: E402
+from cfzoo.training.svm import fit_linear_svm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def blur_patches(sample_dataset, tmp_path_factory):
+    """A small real patch set: Gaussian blur sigma 1.1 on scikit-image's photos, 8 positions per image."""
+    split = split_devices(sample_dataset.device_names, seed=0)
+    spec = PatchSetSpec(task="blur1.1", split="train", patches_per_image=8)
+    return build_patch_set(sample_dataset, spec, split, tmp_path_factory.mktemp("cache"), workers=1)
+
+
+def early_and_late(losses, window=5):
+    return float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+
+
+def test_constrained_layer_holds_eq_1_at_construction_and_after_projection():
+    layer = ConstrainedConv2d(1, 3, 5)
+    assert layer.constraint_error() < 1e-5  # float32 rounding of the rescaled weights
+    with torch.no_grad():
+        layer.weight.add_(torch.randn_like(layer.weight))
+    assert layer.constraint_error() > 1e-2
+    layer.project()
+    assert layer.constraint_error() < 1e-5  # float32 rounding of the rescaled weights
+    centre = layer.weight[:, :, 2, 2]
+    assert torch.allclose(centre, torch.full_like(centre, -1.0))
+    # a prediction-error filter: a constant image gives zero response away from the border
+    flat = layer(torch.full((1, 1, 16, 16), 77.0))[:, :, 2:-2, 2:-2]
+    assert flat.abs().max() < 1e-3
+
+
+def test_bayar_learns_and_keeps_its_constraint(blur_patches):
+    torch.manual_seed(0)
+    model = Bayar2016()
+    schedule = NetworkSchedule(steps=30, batch_size=16, learning_rate=1e-3, warmup_steps=3)
+    rows = np.arange(len(blur_patches))[:64]
+    losses = train_network(model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, seed=0)
+    early, late = early_and_late(losses)
+    assert late < 0.8 * early, losses
+    assert model.constrained.constraint_error() < 1e-5
+    probabilities = manipulated_probability(model, blur_patches.patches[:8], batch_size=3)
+    assert probabilities.shape == (8,) and ((0 <= probabilities) & (probabilities <= 1)).all()
+
+
+def test_training_is_deterministic_for_a_seed(blur_patches):
+    schedule = NetworkSchedule(steps=4, batch_size=8, warmup_steps=1)
+    rows = np.arange(32)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, seed=3))
+    assert runs[0] == runs[1]
+
+
+def test_hard_cozzolino_network_reproduces_spam_features(blur_patches):
+    patches = np.asarray(blur_patches.patches[::7])
+    with torch.no_grad():
+        hard = Cozzolino2017(hard=True).features(to_tensor(patches)).double().numpy()
+        soft = Cozzolino2017().features(to_tensor(patches)).double().numpy()
+    reference = spam_features(patches)
+    np.testing.assert_allclose(hard, reference, atol=1e-6)  # float32 sums of exact counts
+    assert 0 < np.abs(soft - reference).mean() < 2e-3  # the relaxation stays close (features sum to 4)
+
+
+def test_cozzolino_starts_as_the_linear_svm_and_fine_tunes(blur_patches):
+    features = spam_features(np.asarray(blur_patches.patches))
+    svm = fit_linear_svm(features, blur_patches.labels, regularisation=1.0, seed=0)
+    decisions = svm.decision_function(features)
+    assert ((decisions > 0) == blur_patches.labels.astype(bool)).mean() > 0.9
+    hard = Cozzolino2017.from_linear_svm(svm, hard=True)
+    with torch.no_grad():
+        logits = hard(to_tensor(np.asarray(blur_patches.patches))).double().numpy()
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], decisions, atol=1e-3)
+
+    soft = Cozzolino2017.from_linear_svm(svm)
+    schedule = NetworkSchedule(steps=20, batch_size=16, learning_rate=3e-3, warmup_steps=2)
+    losses = train_network(soft, blur_patches.patches, blur_patches.labels, schedule, seed=0)
+    early, late = early_and_late(losses)
+    assert late < early, losses
+
+
+def test_xception_learns_a_few_steps(blur_patches):
+    from cfzoo.training.models import Xception
+
+    torch.manual_seed(0)
+    model = Xception()
+    rows = np.concatenate([np.flatnonzero(blur_patches.labels == label)[:4] for label in (0, 1)])
+    schedule = NetworkSchedule(steps=12, batch_size=8, learning_rate=1e-3, warmup_steps=1)
+    losses = train_network(model, blur_patches.patches[np.sort(rows)], blur_patches.labels[np.sort(rows)], schedule, seed=0)
+    early, late = early_and_late(losses, window=3)
+    assert late < early, losses
+
+
+@pytest.mark.parametrize("family", ["spam", "bayar2016", "cozzolino2017"])
+def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path, family):
+    from safetensors import safe_open
+
+    plan = TrainingPlan(family=family, task="jpeg70", steps=3, batch_size=8, max_train_patches=400, max_test_patches=100)
+    stages = set()
+    record = train_detector(plan, sample_dataset, tmp_path / "out", tmp_path / "cache", lambda s, d, t: stages.add(s))
+    saved = json.loads((tmp_path / "out" / f"{family}-jpeg70.json").read_text())
+    assert saved == record
+    assert record["train_patches"] == 400 and record["test_patches"] == 100
+    assert set(record["split"]["train"]).isdisjoint(record["split"]["test"])
+    assert len(record["training_data_sha256"]) == 64
+    test = record["metrics"]["test"]
+    assert test["pristine"] == test["manipulated"] == 50 and 0 <= test["acc"] <= 100
+    with safe_open(tmp_path / "out" / f"{family}-jpeg70.safetensors", framework="numpy") as weights:
+        names = set(weights.keys())
+    expected = {"spam": "coef", "bayar2016": "constrained.weight", "cozzolino2017": "classifier.weight"}[family]
+    assert expected in names
+    assert "patches train" in stages and "patches test" in stages
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
