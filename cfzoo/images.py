@@ -16,7 +16,6 @@ Every reader in cfzoo goes through :func:`load_image`, so all consumers see the 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cfzoo.errors import ImageReadError
+from cfzoo.files import write_atomically
 
 #: ITU-R BT.601 luma weights: how every detector turns RGB into gray, inside its model.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -107,18 +107,8 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write an RGB uint8 array as a lossless PNG, atomically: the file appears whole or not at all."""
-    path = Path(path)
     pixels = as_rgb_uint8(pixels, "image to save")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            Image.fromarray(pixels, mode="RGB").save(stream, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda temporary: Image.fromarray(pixels, mode="RGB").save(temporary, format="PNG"))
 
 
 def as_rgb_uint8(pixels: np.ndarray, what: str = "image") -> np.ndarray:

@@ -125,3 +125,33 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
     assert expected in names
     assert "patches train" in stages and "patches test" in stages
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from cfzoo.cli import app
+
+    runner = CliRunner()
+    common = ["--cache-dir", str(tmp_path / "cache"), "--max-test-patches", "120"]
+    trained = runner.invoke(app, [
+        "train", str(sample_root), "-f", "spam", "-f", "bayar2016", "-t", "median3", "--steps", "4", "--batch-size", "8",
+        "--max-train-patches", "300", "--out", str(tmp_path / "ck"), "--json", *common,
+    ])
+    assert trained.exit_code == 0, trained.output
+    records = {record["id"]: record for record in json.loads(trained.stdout)}
+    assert set(records) == {"spam-median3", "bayar2016-median3"}
+    assert (tmp_path / "ck" / "train.log").read_text().count("\n") == 2
+
+    scored = runner.invoke(app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--json", *common])
+    assert scored.exit_code == 0, scored.output
+    for row in json.loads(scored.stdout):
+        recorded = records[f"{row['family']}-{row['task']}"]["metrics"]["test"]
+        assert (row["fpr"], row["tpr"], row["acc"]) == (recorded["fpr"], recorded["tpr"], recorded["acc"])
+
+    markdown = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "ck"), "--recorded", "--markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    assert "Median filtering, 3x3 (challenging)" in markdown.stdout and "(99.87)" in markdown.stdout  # the paper's SPAM ACC
+
+    missing = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "none"), "--recorded"])
+    assert missing.exit_code == 1 and "no trained checkpoints" in missing.stderr

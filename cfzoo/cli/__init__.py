@@ -7,6 +7,7 @@ import typer
 from cfzoo import __version__
 from cfzoo.cli.common import handle_errors
 from cfzoo.cli.data import data_app
+from cfzoo.cli.evaluate import evaluate
 from cfzoo.cli.train import train
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command("train")(train)
+app.command("evaluate")(evaluate)
 
 
 def _print_version(value: bool) -> None:

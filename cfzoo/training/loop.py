@@ -91,7 +91,7 @@ def train_network(
 
 @torch.no_grad()
 def manipulated_probability(
-    model: nn.Module, patches: np.ndarray, batch_size: int = 256, on_batch: Callable[[int, int], None] | None = None
+    model: nn.Module, patches: np.ndarray, batch_size: int = 32, on_batch: Callable[[int, int], None] | None = None
 ) -> np.ndarray:
     """Softmax probability of class 1 (manipulated) for every patch, in eval mode."""
     model.eval()

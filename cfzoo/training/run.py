@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from cfzoo import __version__
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically
 from cfzoo.metrics import detection_rates
 from cfzoo.training import FAMILIES, require_training_extra
 
@@ -50,8 +50,8 @@ class TrainingPlan:
 
 #: Per-family defaults, sized for the 2-core CPU budget (about two hours for the 24 small models).
 DEFAULT_SCHEDULES = {
-    "bayar2016": {"steps": 1500, "batch_size": 32, "learning_rate": 1e-3},
-    "cozzolino2017": {"steps": 400, "batch_size": 32, "learning_rate": 3e-4},
+    "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3},
+    "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4},
     "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3},
 }
 
@@ -76,18 +76,16 @@ def train_detector(
         )
         for name in ("train", "test")
     }
-    train_rows = _subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
-    test_rows = _subset(patch_sets["test"].labels, plan.max_test_patches, plan.seed + 1)
+    train_rows = balanced_subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
+    test_rows = balanced_subset(patch_sets["test"].labels, plan.max_test_patches, plan.seed + 1)
 
     started = time.perf_counter()
-    trainer = _TRAINERS[plan.family]
-    weights, hyper, losses, score_test = trainer(plan, patch_sets["train"], train_rows, status)
+    detector, hyper, losses = _TRAINERS[plan.family](plan, patch_sets["train"], train_rows, status)
     training_seconds = time.perf_counter() - started
 
     test_set = patch_sets["test"]
-    scores = score_test(test_set, test_rows, status)
-    labels = test_set.labels[test_rows]
-    rates = detection_rates(labels, scores > 0.5 if plan.family != "spam" else scores > 0)
+    scores = score_patches(plan.family, detector, test_set, test_rows, status)
+    rates = detection_rates(test_set.labels[test_rows], scores > decision_threshold(plan.family))
     record = {
         "id": plan.model_id,
         "family": plan.family,
@@ -100,7 +98,7 @@ def train_detector(
         "train_patches": len(train_rows),
         "test_patches": len(test_rows),
         "hyperparameters": hyper,
-        "threshold": 0.0 if plan.family == "spam" else 0.5,
+        "threshold": decision_threshold(plan.family),
         "score": "svm decision function" if plan.family == "spam" else "softmax probability of class 1",
         "loss": _loss_summary(losses),
         "metrics": {"test": rates.as_dict()},
@@ -109,8 +107,8 @@ def train_detector(
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: _save_weights(weights, path))
-    _write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
+    write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: _save_detector(detector, path))
+    write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
     return record
 
 
@@ -132,11 +130,65 @@ def spam_features_of(patch_set: PatchSet, rows: np.ndarray, status: StatusCallba
     for start in range(0, total, chunk):
         features[start:start + chunk] = spam_features(patch_set.patches[start:start + chunk])
         status("spam features", min(start + chunk, total), total)
-    _write_atomically(cache, lambda path: _save_array(features, path))
+    write_atomically(cache, lambda path: _save_array(features, path))
     return features[rows]
 
 
 # --- families ---------------------------------------------------------------------------------
+
+
+def decision_threshold(family: str) -> float:
+    """Scores above this mean manipulated: the SVM's decision function at 0, networks' probability at 0.5."""
+    return 0.0 if family == "spam" else 0.5
+
+
+def score_patches(family: str, detector, patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
+    """The detector's score for the chosen patches of a patch set (see :func:`decision_threshold`)."""
+    if family == "spam":
+        return detector.decision_function(spam_features_of(patch_set, rows, status))
+    from cfzoo.training.loop import manipulated_probability
+
+    return manipulated_probability(
+        detector, _RowView(patch_set.patches, rows), on_batch=lambda done, total: status("test", done, total)
+    )
+
+
+def new_network(family: str):
+    """An untrained torch detector of a CNN family."""
+    if family == "bayar2016":
+        from cfzoo.training.models import Bayar2016
+
+        return Bayar2016()
+    if family == "cozzolino2017":
+        from cfzoo.training.cozzolino import Cozzolino2017
+
+        return Cozzolino2017()
+    if family == "xception":
+        from cfzoo.training.models import Xception
+
+        return Xception()
+    raise CfzooError(f"{family!r} is not a network family; choose one of: bayar2016, cozzolino2017, xception")
+
+
+def load_detector(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tuple[dict, object]:
+    """(training record, detector) of a checkpoint written by :func:`train_detector`."""
+    checkpoint_dir = Path(checkpoint_dir)
+    record_path = checkpoint_dir / f"{model_id}.json"
+    weights_path = checkpoint_dir / f"{model_id}.safetensors"
+    if not record_path.exists() or not weights_path.exists():
+        raise CfzooError(f"no checkpoint {model_id} in {checkpoint_dir}; train it with: cfzoo train DATA -f FAMILY -t TASK --out {checkpoint_dir}")
+    record = json.loads(record_path.read_text())
+    if record["family"] == "spam":
+        from safetensors.numpy import load_file
+
+        from cfzoo.training.svm import LinearSVM
+
+        return record, LinearSVM.from_arrays(load_file(str(weights_path)))
+    from safetensors.torch import load_file
+
+    network = new_network(record["family"])
+    network.load_state_dict(load_file(str(weights_path)))
+    return record, network.eval()
 
 
 def _train_spam(plan, train_set, rows, status):
@@ -146,60 +198,38 @@ def _train_spam(plan, train_set, rows, status):
     status("svm", 0, 1)
     svm = fit_linear_svm(features, train_set.labels[rows], SVM_REGULARISATION, plan.seed)
     status("svm", 1, 1)
-
-    def score(test_set, test_rows, status):
-        return svm.decision_function(spam_features_of(test_set, test_rows, status))
-
     hyper = {"classifier": "LinearSVC (squared hinge, L2) on standardised features", "C": SVM_REGULARISATION}
-    return svm.arrays(), hyper, [], score
+    return svm, hyper, []
 
 
 def _train_network(plan, train_set, rows, status):
     import torch
 
-    from cfzoo.training.loop import NetworkSchedule, manipulated_probability, train_network
+    from cfzoo.training.loop import NetworkSchedule, train_network
 
     torch.manual_seed(plan.seed)
-    model, extra_hyper = _make_network(plan, train_set, rows, status)
+    if plan.family == "cozzolino2017":
+        from cfzoo.training.cozzolino import Cozzolino2017
+        from cfzoo.training.svm import fit_linear_svm
+
+        features = spam_features_of(train_set, rows, status)
+        model = Cozzolino2017.from_linear_svm(fit_linear_svm(features, train_set.labels[rows], SVM_REGULARISATION, plan.seed))
+        extra_hyper = {"initialisation": "fully connected layer from the linear SVM on hard SPAM", **model.describe()}
+    else:
+        model = new_network(plan.family)
+        extra_hyper = {"architecture": model.ARCHITECTURE}
     defaults = DEFAULT_SCHEDULES[plan.family]
     schedule = NetworkSchedule(
         steps=plan.steps or defaults["steps"],
         batch_size=plan.batch_size or defaults["batch_size"],
         learning_rate=plan.learning_rate or defaults["learning_rate"],
     )
-    patches = train_set.patches
-    labels = train_set.labels
     losses = train_network(
-        model, _RowView(patches, rows), labels[rows], schedule, plan.seed,
+        model, _RowView(train_set.patches, rows), train_set.labels[rows], schedule, plan.seed,
         on_step=lambda step, total, loss: status("train", step, total),
     )
-
-    def score(test_set, test_rows, status):
-        return manipulated_probability(
-            model, _RowView(test_set.patches, test_rows), on_batch=lambda done, total: status("test", done, total)
-        )
-
     hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **extra_hyper}
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
-    return state, hyper, losses, score
-
-
-def _make_network(plan, train_set, rows, status):
-    if plan.family == "bayar2016":
-        from cfzoo.training.models import Bayar2016
-
-        return Bayar2016(), {"architecture": Bayar2016.ARCHITECTURE}
-    if plan.family == "xception":
-        from cfzoo.training.models import Xception
-
-        return Xception(), {"architecture": Xception.ARCHITECTURE}
-    from cfzoo.training.cozzolino import Cozzolino2017
-    from cfzoo.training.svm import fit_linear_svm
-
-    features = spam_features_of(train_set, rows, status)
-    svm = fit_linear_svm(features, train_set.labels[rows], SVM_REGULARISATION, plan.seed)
-    model = Cozzolino2017.from_linear_svm(svm)
-    return model, {"initialisation": "fully connected layer from the linear SVM on hard SPAM", **model.describe()}
+    return model, hyper, losses
 
 
 class _RowView:
@@ -221,7 +251,7 @@ _TRAINERS = {"spam": _train_spam, "bayar2016": _train_network, "cozzolino2017": 
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """All rows, or a seeded class-balanced subset of ``limit`` rows, in ascending order."""
     if limit is None or limit >= len(labels):
         return np.arange(len(labels))
@@ -238,29 +268,20 @@ def _loss_summary(losses: list[float], points: int = 50) -> dict:
     return {"first": losses[0], "last": losses[-1], "curve": [round(float(chunk.mean()), 5) for chunk in chunks]}
 
 
-def _save_weights(weights: dict, path: Path) -> None:
-    first = next(iter(weights.values()))
-    if isinstance(first, np.ndarray):
+def _save_detector(detector, path: Path) -> None:
+    if hasattr(detector, "arrays"):  # the linear SVM: plain arrays
         from safetensors.numpy import save_file
-    else:
-        from safetensors.torch import save_file
-    save_file(weights, str(path))
+
+        save_file(detector.arrays(), str(path))
+        return
+    from safetensors.torch import save_file
+
+    save_file({name: tensor.detach().contiguous() for name, tensor in detector.state_dict().items()}, str(path))
 
 
 def _save_array(array: np.ndarray, path: Path) -> None:
     with open(path, "wb") as stream:  # np.save(path) would append ".npy" to the temporary name
         np.save(stream, array)
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _machine() -> dict:

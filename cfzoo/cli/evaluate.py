@@ -1,0 +1,81 @@
+"""``cfzoo evaluate``: Table I (FPR, TPR, ACC per family and task on the test devices)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.data import DATA_DIR, open_dataset
+from cfzoo.errors import CfzooError
+from cfzoo.manipulations import TASK_IDS, get_manipulation
+from cfzoo.paper import FAMILY_TITLES
+from cfzoo.paths import default_checkpoint_dir
+from cfzoo.reports import TABLE1_ORDER, table1_markdown
+from cfzoo.training import FAMILIES, require_training_extra
+
+
+@handle_errors
+def evaluate(
+    data: Path | None = DATA_DIR,
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="Folder of trained checkpoints (default $CFZOO_HOME/checkpoints)."),
+    family: list[str] = typer.Option([], "--family", "-f", help=f"Only these families: {', '.join(FAMILIES)}."),
+    task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks: {', '.join(TASK_IDS)}."),
+    recorded: bool = typer.Option(False, "--recorded", help="Use the test metrics stored at training time instead of scoring again."),
+    max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Score a seeded, balanced subset of the test patches."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
+) -> None:
+    """Table I: false-positive, true-positive and overall accuracy of every trained detector, in percent,
+    on the patches of the test devices it never saw."""
+    families = list(dict.fromkeys(family)) or list(FAMILIES)
+    tasks = list(dict.fromkeys(task)) or list(TABLE1_ORDER)
+    for name in families:
+        if name not in FAMILIES:
+            raise CfzooError(f"unknown family {name!r}; choose one of: {', '.join(FAMILIES)}")
+    for task_id in tasks:
+        get_manipulation(task_id)
+    require_training_extra()
+    from cfzoo.training.evaluate import available_models, evaluate_checkpoints, recorded_rows
+
+    checkpoints = checkpoints or default_checkpoint_dir()
+    models = available_models(checkpoints, families, tasks)
+    if not models:
+        raise CfzooError(f"no trained checkpoints for these families and tasks in {checkpoints}; run cfzoo train first")
+    if recorded:
+        rows = recorded_rows(checkpoints, models)
+    else:
+        dataset = open_dataset(data, cache_dir)
+        with progress_bar("scoring test patches") as update:
+            def on_status(stage: str, done: int, total: int) -> None:
+                update(done, total)
+
+            rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status)
+    present = [name for name in families if any(row["family"] == name for row in rows)]
+    if as_json:
+        print_json(rows)
+    elif markdown:
+        typer.echo(table1_markdown(rows, present))
+    else:
+        _print_table(rows, present)
+
+
+def _print_table(rows: list[dict], families: list[str]) -> None:
+    by_key = {(row["family"], row["task"]): row for row in rows}
+    table = Table(title=f"Table I (percent) on test devices: {', '.join(rows[0]['test_devices'])}")
+    table.add_column("task")
+    for name in families:
+        for metric in ("FPR", "TPR", "ACC"):
+            table.add_column(f"{FAMILY_TITLES[name]} {metric}", justify="right")
+    for task_id in TABLE1_ORDER:
+        if not any((name, task_id) in by_key for name in families):
+            continue
+        cells = []
+        for name in families:
+            row = by_key.get((name, task_id))
+            cells += [f"{row[m]:.2f}" if row else "-" for m in ("fpr", "tpr", "acc")]
+        table.add_row(task_id, *cells)
+    stdout.print(table)

@@ -1,0 +1,22 @@
+"""The paper's published figures (Tables I-V), keyed by cfzoo's task and family ids.
+
+A copy ships with cfzoo (``paper_tables.json``) so reports can print the paper beside our numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+FAMILY_TITLES = {"spam": "SPAM+SVM", "bayar2016": "Bayar2016", "cozzolino2017": "Cozzolino2017", "xception": "Xception"}
+
+
+@functools.cache
+def paper_tables() -> dict:
+    return json.loads((Path(__file__).with_name("paper_tables.json")).read_text())
+
+
+def table1(task: str, family: str) -> dict[str, float] | None:
+    """The paper's {"fpr", "tpr", "acc"} for a task and family, or None if it has none."""
+    return paper_tables()["table1_detection"]["by_task"].get(task, {}).get(family)

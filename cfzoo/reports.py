@@ -1,0 +1,33 @@
+"""Tables in markdown, ours beside the paper's."""
+
+from __future__ import annotations
+
+from cfzoo.manipulations import MANIPULATIONS
+from cfzoo.paper import FAMILY_TITLES, table1
+
+#: Table I's row order: the easy tasks, then the challenging ones.
+TABLE1_ORDER = ("blur1.1", "jpeg70", "median7", "resize1.5", "blur0.5", "jpeg90", "median3", "resize1.01")
+
+
+def table1_markdown(rows: list[dict], families: list[str]) -> str:
+    """Table I: for each task and family, our FPR / TPR / ACC and the paper's, in percent."""
+    by_key = {(row["family"], row["task"]): row for row in rows}
+    header = "| task | " + " | ".join(f"{FAMILY_TITLES[f]} FPR | TPR | ACC" for f in families) + " |"
+    rule = "|---|" + "---|---|---|" * len(families)
+    lines = [header, rule]
+    for task in TABLE1_ORDER:
+        if not any((family, task) in by_key for family in families):
+            continue
+        cells = []
+        for family in families:
+            ours = by_key.get((family, task))
+            paper = table1(task, family)
+            for metric in ("fpr", "tpr", "acc"):
+                mine = f"{ours[metric]:.2f}" if ours else "–"
+                cells.append(f"{mine} ({paper[metric]:.2f})" if paper else mine)
+        title = MANIPULATIONS[task].title
+        group = "easy" if MANIPULATIONS[task].difficulty == "easy" else "challenging"
+        lines.append(f"| {title} ({group}) | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Each cell: ours (the paper's), percent, on patches of the test devices only.")
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Table I from trained checkpoints: FPR, TPR and ACC of every detector on its test devices' patches."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.metrics import detection_rates
+from cfzoo.training.run import StatusCallback, balanced_subset, decision_threshold, load_detector, score_patches
+
+
+def available_models(checkpoint_dir: str | os.PathLike[str], families: Iterable[str], tasks: Iterable[str]) -> list[tuple[str, str]]:
+    """(family, task) pairs that have a checkpoint, in the given orders."""
+    checkpoint_dir = Path(checkpoint_dir)
+    return [
+        (family, task) for task in tasks for family in families
+        if (checkpoint_dir / f"{family}-{task}.json").exists() and (checkpoint_dir / f"{family}-{task}.safetensors").exists()
+    ]
+
+
+def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]]) -> list[dict]:
+    """Table I rows as measured at the end of training (no recomputation)."""
+    rows = []
+    for family, task in models:
+        record = json.loads((Path(checkpoint_dir) / f"{family}-{task}.json").read_text())
+        rows.append(_row(record, record["metrics"]["test"], record["test_patches"]))
+    return rows
+
+
+def evaluate_checkpoints(
+    dataset: CameraDataset,
+    checkpoint_dir: str | os.PathLike[str],
+    models: list[tuple[str, str]],
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_test_patches: int | None = None,
+    on_status: StatusCallback | None = None,
+) -> list[dict]:
+    """Score every checkpoint on the test patches of the split it was trained with."""
+    status = on_status or (lambda stage, done, total: None)
+    rows = []
+    for family, task in models:
+        record, detector = load_detector(checkpoint_dir, f"{family}-{task}")
+        split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
+        test_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=record["seed"]), split, cache_dir,
+            on_progress=lambda done, total: status(f"{family}-{task} patches", done, total),
+        )
+        chosen = balanced_subset(test_set.labels, max_test_patches, record["seed"] + 1)
+        scores = score_patches(family, detector, test_set, chosen, lambda stage, done, total: status(f"{family}-{task} {stage}", done, total))
+        rates = detection_rates(test_set.labels[chosen], scores > decision_threshold(family))
+        rows.append(_row(record, rates.as_dict(), len(chosen)))
+    return rows
+
+
+def _row(record: dict, rates: dict, test_patches: int) -> dict:
+    return {
+        "family": record["family"],
+        "task": record["task"],
+        "fpr": rates["fpr"],
+        "tpr": rates["tpr"],
+        "acc": rates["acc"],
+        "test_patches": test_patches,
+        "test_devices": record["split"]["test"],
+        "train_patches": record["train_patches"],
+        "machine": record["machine"]["device"],
+    }
