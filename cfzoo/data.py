@@ -29,7 +29,7 @@ import PIL
 
 from cfzoo import __version__
 from cfzoo.errors import DataError, ImageReadError
-from cfzoo.images import IMAGE_SUFFIXES, image_size, read_rgb
+from cfzoo.images import IMAGE_SUFFIXES, digital_zoom_ratio, image_size, read_rgb
 from cfzoo.manipulations import get_manipulation
 from cfzoo.paths import default_cache_dir
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
@@ -50,6 +50,7 @@ class ImageRecord:
     sha256: str
     height: int
     width: int
+    digital_zoom: float = 1.0  # EXIF DigitalZoomRatio; > 1: upsampled in camera
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,12 @@ def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterab
     devices = []
     for name, paths in dataset.devices.items():
         sizes: dict[str, int] = {}
-        too_small, unreadable = [], []
+        too_small, unreadable, zoomed = [], [], []
         for path in paths:
             try:
                 height, width = image_size(path)
+                if digital_zoom_ratio(path) > 1:
+                    zoomed.append(path.name)
             except ImageReadError as error:
                 unreadable.append(str(error))
                 continue
@@ -137,7 +140,8 @@ def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterab
             if min(height, width) < PATCH_SIZE:
                 too_small.append(path.name)
         devices.append(
-            {"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small, "unreadable": unreadable}
+            {"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small, "unreadable": unreadable,
+             "digital_zoom": zoomed}
         )
     split = split_devices(dataset.device_names, seed, test_devices)
     return {
@@ -226,11 +230,12 @@ def build_patch_set(
         raise DataError("patches per image and sampling step must be at least 1")
     images = select_images(dataset, spec, split)
     records = [
-        ImageRecord(str(path.relative_to(dataset.root)), device, file_sha256(path), *image_size(path))
+        ImageRecord(str(path.relative_to(dataset.root)), device, file_sha256(path), *image_size(path), digital_zoom_ratio(path))
         for device, path in images
     ]
-    usable = [record for record in records if min(record.height, record.width) >= spec.patch_size]
-    skipped = [record.relative_path for record in records if record not in usable]
+    too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
+    zoomed = [record for record in records if manipulation.needs_unresampled_photos and record.digital_zoom > 1]
+    usable = [record for record in records if record not in too_small and record not in zoomed]
     if not usable:
         raise DataError(f"no image of the {spec.split} devices ({', '.join(split.devices(spec.split))}) holds a {spec.patch_size}-pixel patch")
 
@@ -285,7 +290,8 @@ def build_patch_set(
             "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
             "dataset_root": str(dataset.root),
             "images": [asdict(record) for record in usable],
-            "skipped_too_small": skipped,
+            "skipped_too_small": [record.relative_path for record in too_small],
+            "skipped_digital_zoom": [record.relative_path for record in zoomed],
             "counts": {"pristine": int((labels == 0).sum()), "manipulated": int((labels == 1).sum())},
             "build_seconds": round(time.perf_counter() - started, 2),
         }

@@ -105,6 +105,23 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return height, width
 
 
+def digital_zoom_ratio(path: str | os.PathLike[str]) -> float:
+    """EXIF DigitalZoomRatio of a photo; 1.0 when absent or 0 (EXIF's "no digital zoom").
+
+    A ratio above 1 means the camera upsampled the picture: it is not a never-resampled original.
+    """
+    try:
+        with Image.open(path) as image:
+            ratio = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_DIGITAL_ZOOM_RATIO)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"{path}: cannot read the image header ({_first_line(error)})") from None
+    try:
+        ratio = float(ratio)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 1.0
+    return ratio if ratio > 0 else 1.0
+
+
 def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write an RGB uint8 array as a lossless PNG, atomically: the file appears whole or not at all."""
     pixels = as_rgb_uint8(pixels, "image to save")
@@ -120,6 +137,8 @@ def as_rgb_uint8(pixels: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 _EXIF_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_EXIF_DIGITAL_ZOOM_RATIO = 0xA404
 
 
 def _decode(path: Path, image: Image.Image) -> LoadedImage:

@@ -10,7 +10,8 @@ else; model cards quote :func:`parameter_table`. Choices:
   Q, 4:2:0 chroma subsampling, no optimised Huffman tables, decoded again by Pillow;
 * median: Pillow's median (rank) filter on each RGB channel, border by edge replication;
 * resize: Pillow bicubic (Keys, a = -0.5) resampling, output size ``round(scale * size)`` per axis,
-  on the uint8 RGB image.
+  on the uint8 RGB image. Photos the camera upsampled itself (EXIF DigitalZoomRatio > 1) are left out
+  of resize patch sets: their "pristine" patches would be resampled already.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class Manipulation:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self._function(as_rgb_uint8(image, f"input of {self.task_id}"))
+
+    @property
+    def needs_unresampled_photos(self) -> bool:
+        """Resampling detectors need originals the camera did not upsample (no digital zoom)."""
+        return self.kind == "resize"
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the manipulated image; only resizing changes it."""
@@ -144,7 +150,8 @@ def _resize(task_id: str, scale: float, difficulty: str) -> Manipulation:
     return Manipulation(
         task_id, "resize", f"Resizing, scale = {scale:.3f}", difficulty,
         {"scale": scale, "interpolation": f"{RESIZE_FILTER} (Keys a = -0.5, Pillow)",
-         "output_size": "round(scale * size) per axis", "antialias": "Pillow's support widening (only when shrinking)"},
+         "output_size": "round(scale * size) per axis", "antialias": "Pillow's support widening (only when shrinking)",
+         "excluded_photos": "EXIF DigitalZoomRatio > 1 (upsampled in camera)"},
         lambda image: resize(image, scale),
     )
 

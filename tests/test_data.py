@@ -185,3 +185,32 @@ def test_an_unreadable_patch_set_is_a_data_error(tmp_path):
     (tmp_path / "meta.json").write_text("{}")
     with pytest.raises(DataError, match="delete it and build again"):
         PatchSet(tmp_path)
+
+
+def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, tmp_path):
+    from PIL import Image
+
+    from cfzoo.images import digital_zoom_ratio
+
+    root = tmp_path / "data"
+    shutil.copytree(sample_root, root)
+    dataset = CameraDataset.from_directory(root)
+    split = split_devices(dataset.device_names, seed=0)
+    zoomed = dataset.devices[split.test[0]][0]
+    exif = Image.Exif()
+    exif[0x8769] = {0xA404: 2.0}  # Exif IFD: DigitalZoomRatio
+    with Image.open(zoomed) as image:
+        image.convert("RGB").save(zoomed.with_suffix(".zoomed.png"), exif=exif)
+    zoomed.unlink()
+    dataset = CameraDataset.from_directory(root)
+    zoomed_name = str(zoomed.with_suffix(".zoomed.png").relative_to(root))
+    assert digital_zoom_ratio(root / zoomed_name) == 2.0
+    assert digital_zoom_ratio(dataset.devices[split.test[0]][-1]) == 1.0
+
+    resized = build(dataset, tmp_path / "cache", task="resize1.01", split_name="test")
+    assert resized.meta["skipped_digital_zoom"] == [zoomed_name]
+    assert zoomed_name not in [image.relative_path for image in resized.images]
+    compressed = build(dataset, tmp_path / "cache", task="jpeg90", split_name="test")
+    assert zoomed_name in [image.relative_path for image in compressed.images]
+    device = next(d for d in describe_dataset(dataset)["devices"] if d["device"] == split.test[0])
+    assert device["digital_zoom"] == [zoomed.with_suffix(".zoomed.png").name]

@@ -57,6 +57,8 @@ def inspect(
             sizes += f" ({len(device['too_small'])} below {PATCH_SIZE} px, skipped)"
         if device["unreadable"]:
             sizes += f" ({len(device['unreadable'])} unreadable)"
+        if device["digital_zoom"]:
+            sizes += f" ({len(device['digital_zoom'])} digitally zoomed: not used for resize tasks)"
         table.add_row(device["device"], str(device["images"]), sizes, "test" if device["device"] in test else "train")
     stdout.print(table)
     for device in summary["devices"]:

@@ -29,8 +29,10 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
 ) -> None:
-    """Table I: false-positive, true-positive and overall accuracy of every trained detector, in percent,
-    on the patches of the test devices it never saw."""
+    """Table I: FPR, TPR and ACC (percent) of every trained detector on its unseen test devices.
+
+    Example: cfzoo evaluate ../shared/data/cameras --checkpoints ~/.cfzoo/checkpoints --markdown
+    """
     families = list(dict.fromkeys(family)) or list(FAMILIES)
     tasks = list(dict.fromkeys(task)) or list(TABLE1_ORDER)
     for name in families:
