@@ -43,6 +43,10 @@ def evaluate_checkpoints(
     rows = []
     for family, task in models:
         record, detector = load_detector(checkpoint_dir, f"{family}-{task}")
+        if family != "spam":
+            from cfzoo.training.loop import training_device
+
+            detector.to(training_device())
         split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
         test_set = build_patch_set(
             dataset, PatchSetSpec(task=task, split="test", seed=record["seed"]), split, cache_dir,

@@ -24,9 +24,19 @@ class NetworkSchedule:
     warmup_steps: int = 50
 
 
-def to_tensor(patches: np.ndarray) -> torch.Tensor:
+def to_tensor(patches: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 [N,H,W,3] patches -> float32 [N,3,H,W] with values 0..255 (the model contract)."""
-    return torch.from_numpy(np.array(patches)).permute(0, 3, 1, 2).float()  # copy: memory maps are read-only
+    pixels = torch.from_numpy(np.array(patches))  # a copy: memory maps are read-only
+    return pixels.to(device).permute(0, 3, 1, 2).float()
+
+
+def training_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -50,7 +60,8 @@ def train_network(
     seed: int,
     on_step: StepCallback | None = None,
 ) -> list[float]:
-    """Train ``model`` with AdamW, linear warm-up then cosine decay, cross-entropy; returns the loss per step.
+    """Train ``model`` (on whatever device it is) with AdamW, linear warm-up then cosine decay, cross-entropy;
+    returns the loss per step.
 
     Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update.
     """
@@ -70,11 +81,12 @@ def train_network(
     loss_function = nn.CrossEntropyLoss()
     after_step = getattr(model, "after_step", None)
     losses = []
+    device = model_device(model)
     model.train()
     for step in range(schedule.steps):
         batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
-        images = to_tensor(patches[batch])
-        targets = torch.from_numpy(labels[batch].astype(np.int64))
+        images = to_tensor(patches[batch], device)
+        targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
         loss = loss_function(model(images), targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,10 +107,11 @@ def manipulated_probability(
 ) -> np.ndarray:
     """Softmax probability of class 1 (manipulated) for every patch, in eval mode."""
     model.eval()
+    device = model_device(model)
     scores = np.empty(len(patches), dtype=np.float64)
     for start in range(0, len(patches), batch_size):
-        logits = model(to_tensor(patches[start:start + batch_size]))
-        scores[start:start + len(logits)] = torch.softmax(logits.double(), dim=1)[:, 1].numpy()
+        logits = model(to_tensor(patches[start:start + batch_size], device))
+        scores[start:start + len(logits)] = torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy()
         if on_batch is not None:
             on_batch(min(start + batch_size, len(patches)), len(patches))
     return scores

@@ -205,7 +205,7 @@ def _train_spam(plan, train_set, rows, status):
 def _train_network(plan, train_set, rows, status):
     import torch
 
-    from cfzoo.training.loop import NetworkSchedule, train_network
+    from cfzoo.training.loop import NetworkSchedule, train_network, training_device
 
     torch.manual_seed(plan.seed)
     if plan.family == "cozzolino2017":
@@ -224,6 +224,7 @@ def _train_network(plan, train_set, rows, status):
         batch_size=plan.batch_size or defaults["batch_size"],
         learning_rate=plan.learning_rate or defaults["learning_rate"],
     )
+    model.to(training_device())
     losses = train_network(
         model, _RowView(train_set.patches, rows), train_set.labels[rows], schedule, plan.seed,
         on_step=lambda step, total, loss: status("train", step, total),
@@ -276,7 +277,7 @@ def _save_detector(detector, path: Path) -> None:
         return
     from safetensors.torch import save_file
 
-    save_file({name: tensor.detach().contiguous() for name, tensor in detector.state_dict().items()}, str(path))
+    save_file({name: tensor.detach().cpu().contiguous() for name, tensor in detector.state_dict().items()}, str(path))
 
 
 def _save_array(array: np.ndarray, path: Path) -> None:
