@@ -29,7 +29,7 @@ import PIL
 
 from cfzoo import __version__
 from cfzoo.errors import DataError, ImageReadError
-from cfzoo.images import IMAGE_SUFFIXES, digital_zoom_ratio, image_size, read_rgb
+from cfzoo.images import IMAGE_SUFFIXES, read_header, read_rgb
 from cfzoo.manipulations import get_manipulation
 from cfzoo.paths import default_cache_dir
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
@@ -130,14 +130,15 @@ def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterab
         too_small, unreadable, zoomed = [], [], []
         for path in paths:
             try:
-                height, width = image_size(path)
-                if digital_zoom_ratio(path) > 1:
-                    zoomed.append(path.name)
+                header = read_header(path)
             except ImageReadError as error:
                 unreadable.append(str(error))
                 continue
-            sizes[f"{width}x{height}"] = sizes.get(f"{width}x{height}", 0) + 1
-            if min(height, width) < PATCH_SIZE:
+            if header.upsampled_in_camera:
+                zoomed.append(path.name)
+            size = f"{header.width}x{header.height}"
+            sizes[size] = sizes.get(size, 0) + 1
+            if min(header.height, header.width) < PATCH_SIZE:
                 too_small.append(path.name)
         devices.append(
             {"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small, "unreadable": unreadable,
@@ -229,10 +230,7 @@ def build_patch_set(
     if spec.patches_per_image < 1 or spec.sampling_step < 1:
         raise DataError("patches per image and sampling step must be at least 1")
     images = select_images(dataset, spec, split)
-    records = [
-        ImageRecord(str(path.relative_to(dataset.root)), device, file_sha256(path), *image_size(path), digital_zoom_ratio(path))
-        for device, path in images
-    ]
+    records = [_record(dataset.root, device, path) for device, path in images]
     too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
     zoomed = [record for record in records if manipulation.needs_unresampled_photos and record.digital_zoom > 1]
     usable = [record for record in records if record not in too_small and record not in zoomed]
@@ -303,6 +301,11 @@ def build_patch_set(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return PatchSet(final)
+
+
+def _record(root: Path, device: str, path: Path) -> ImageRecord:
+    header = read_header(path)
+    return ImageRecord(str(path.relative_to(root)), device, file_sha256(path), header.height, header.width, header.digital_zoom)
 
 
 def patch_set_key(spec: PatchSetSpec, split: DeviceSplit, records: Sequence[ImageRecord]) -> str:

@@ -89,37 +89,40 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     return load_image(path).pixels
 
 
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(height, width) after EXIF orientation, read from the header without decoding the pixels."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, without decoding the pixels."""
+
+    height: int  # after EXIF orientation
+    width: int
+    digital_zoom: float  # EXIF DigitalZoomRatio; 1.0 when absent or 0 (EXIF's "no digital zoom")
+
+    @property
+    def upsampled_in_camera(self) -> bool:
+        """A digital zoom above 1 means the camera resampled the picture: not a never-resampled original."""
+        return self.digital_zoom > 1
+
+
+def read_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """Size (after EXIF orientation) and digital zoom of an image file; ImageReadError if unreadable."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+                exif = image.getexif()
+                orientation = exif.get(_EXIF_ORIENTATION, 1)
+                zoom = exif.get_ifd(_EXIF_IFD).get(_EXIF_DIGITAL_ZOOM_RATIO)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageReadError(f"{path}: cannot read the image header ({_first_line(error)})") from None
     if orientation in (5, 6, 7, 8):  # rotations by 90 degrees swap the axes
         width, height = height, width
-    return height, width
-
-
-def digital_zoom_ratio(path: str | os.PathLike[str]) -> float:
-    """EXIF DigitalZoomRatio of a photo; 1.0 when absent or 0 (EXIF's "no digital zoom").
-
-    A ratio above 1 means the camera upsampled the picture: it is not a never-resampled original.
-    """
     try:
-        with Image.open(path) as image:
-            ratio = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_DIGITAL_ZOOM_RATIO)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"{path}: cannot read the image header ({_first_line(error)})") from None
-    try:
-        ratio = float(ratio)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return 1.0
-    return ratio if ratio > 0 else 1.0
+        zoom = float(zoom)
+    except (TypeError, ValueError, ZeroDivisionError):  # absent, or a malformed rational
+        zoom = 1.0
+    return ImageHeader(height=height, width=width, digital_zoom=zoom if zoom > 0 else 1.0)
 
 
 def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -190,7 +190,7 @@ def test_an_unreadable_patch_set_is_a_data_error(tmp_path):
 def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, tmp_path):
     from PIL import Image
 
-    from cfzoo.images import digital_zoom_ratio
+    from cfzoo.images import read_header
 
     root = tmp_path / "data"
     shutil.copytree(sample_root, root)
@@ -204,8 +204,8 @@ def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, 
     zoomed.unlink()
     dataset = CameraDataset.from_directory(root)
     zoomed_name = str(zoomed.with_suffix(".zoomed.png").relative_to(root))
-    assert digital_zoom_ratio(root / zoomed_name) == 2.0
-    assert digital_zoom_ratio(dataset.devices[split.test[0]][-1]) == 1.0
+    assert read_header(root / zoomed_name).digital_zoom == 2.0 and read_header(root / zoomed_name).upsampled_in_camera
+    assert read_header(dataset.devices[split.test[0]][-1]).digital_zoom == 1.0
 
     resized = build(dataset, tmp_path / "cache", task="resize1.01", split_name="test")
     assert resized.meta["skipped_digital_zoom"] == [zoomed_name]

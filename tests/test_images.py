@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cfzoo.errors import CfzooError, ImageReadError
-from cfzoo.images import image_size, load_image, read_rgb, save_png
+from cfzoo.images import load_image, read_header, read_rgb, save_png
 
 
 def write_png16_rgb(path, samples):
@@ -57,7 +57,8 @@ def test_exif_orientation_is_applied(tmp_path, rng, orientation, expected):
     Image.fromarray(pixels).save(tmp_path / "o.png", exif=exif)
     loaded = load_image(tmp_path / "o.png")
     np.testing.assert_array_equal(loaded.pixels, expected(pixels))
-    assert image_size(tmp_path / "o.png") == loaded.pixels.shape[:2]
+    header = read_header(tmp_path / "o.png")
+    assert (header.height, header.width) == loaded.pixels.shape[:2] and header.digital_zoom == 1.0
     assert any("orientation" in note for note in loaded.notes)
 
 
@@ -191,7 +192,7 @@ def test_decompression_bomb_is_refused_at_pillows_limit(tmp_path):
     assert 10000 * 10000 > Image.MAX_IMAGE_PIXELS
     Image.new("1", (10000, 10000)).save(tmp_path / "bomb.png")
     assert (tmp_path / "bomb.png").stat().st_size < 200_000
-    for read in (load_image, image_size):
+    for read in (load_image, read_header):
         with pytest.raises(ImageReadError) as excinfo:
             read(tmp_path / "bomb.png")
         assert_one_line_error(excinfo, tmp_path / "bomb.png")
