@@ -38,13 +38,18 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields a callback ``update(done, total)``."""
+def new_progress() -> Progress:
+    """Rich progress bars on stderr (stdout stays clean for --json)."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
     )
-    with Progress(*columns, console=stderr, transient=False) as progress:
+    return Progress(*columns, console=stderr, transient=False)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """One progress bar; yields a callback ``update(done, total)``."""
+    with new_progress() as progress:
         task = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:

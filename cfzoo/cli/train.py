@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, stderr, stdout
+from cfzoo.cli.common import handle_errors, new_progress, print_json, stdout
 from cfzoo.cli.data import DATA_DIR, SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS, get_manipulation
@@ -59,7 +58,6 @@ def train(
     dataset = open_dataset(data, cache_dir)
     out = out or default_checkpoint_dir()
     records = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     for family_name in families:
         for task_id in tasks:
             plan = TrainingPlan(
@@ -70,7 +68,7 @@ def train(
             if skip_existing and (out / f"{plan.model_id}.json").exists():
                 records.append(json.loads((out / f"{plan.model_id}.json").read_text()))
                 continue
-            with Progress(*columns, console=stderr) as progress:
+            with new_progress() as progress:
                 bars: dict[str, int] = {}
 
                 def on_status(stage: str, done: int, total: int) -> None:

@@ -119,13 +119,13 @@ def training_data_digest(patch_set: PatchSet) -> str:
 
 def spam_features_of(patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
     """SPAM features of the chosen patches, computed once per patch set and cached beside it."""
-    from cfzoo.training.spam import SPAM_Q, spam_features
+    from cfzoo.training.spam import SPAM_DIMENSION, SPAM_Q, spam_features
 
     cache = patch_set.directory / f"spam_q{SPAM_Q:g}.npy"
     if cache.exists():
         return np.load(cache, mmap_mode="r")[rows]
     total = len(patch_set)
-    features = np.empty((total, 338), dtype=np.float64)
+    features = np.empty((total, SPAM_DIMENSION), dtype=np.float64)
     chunk = 1024
     for start in range(0, total, chunk):
         features[start:start + chunk] = spam_features(patch_set.patches[start:start + chunk])
