@@ -32,7 +32,7 @@ from cfzoo import __version__
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.patches import PATCH_SIZE
-from cfzoo.training import FAMILIES
+from cfzoo.training import FAMILIES, require_training_extra
 
 #: ONNX default-domain opset of the exported graphs (torch 2.15's default; onnxruntime >= 1.17 runs it).
 OPSET = 20
@@ -51,14 +51,7 @@ _NETWORK_CLASSES = {
 
 def require_export_extra() -> None:
     """A one-line error naming what is missing for export (the ``train`` extra brings all of it)."""
-    import importlib.util
-
-    needed = ("torch", "onnx", "onnxscript", "sklearn", "skl2onnx")
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        raise CfzooError(
-            f"export needs {', '.join(missing)}, which are not installed; pip install 'cfzoo[train]' (see DEVELOPERS.md)"
-        )
+    require_training_extra("export", ("torch", "onnx", "onnxscript", "sklearn", "skl2onnx"))
 
 
 def detector_file_names(model_id: str) -> tuple[str, str]:

@@ -13,9 +13,10 @@ from cfzoo.errors import CfzooError
 FAMILIES = ("spam", "bayar2016", "cozzolino2017", "xception")
 
 
-def require_training_extra() -> None:
-    missing = [name for name in ("torch", "sklearn", "safetensors") if importlib.util.find_spec(name) is None]
+def require_training_extra(purpose: str = "training", modules: tuple[str, ...] = ("torch", "sklearn", "safetensors")) -> None:
+    """A one-line error naming the ``train``-extra modules that ``purpose`` needs and that are missing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise CfzooError(
-            f"training needs {', '.join(missing)}, which are not installed; pip install 'cfzoo[train]' (see DEVELOPERS.md)"
+            f"{purpose} needs {', '.join(missing)}, which are not installed; pip install 'cfzoo[train]' (see DEVELOPERS.md)"
         )
