@@ -28,3 +28,23 @@ def photo():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def isolated_homes(tmp_path_factory, monkeypatch):
+    """Every test gets an empty user zoo and Hugging Face cache, so only the embedded zoo is visible."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("CFZOO_HOME", str(home / "cfzoo"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    # huggingface_hub reads these once, at import: patch its constants too
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(home / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hf" / "hub"))
+    from cfzoo.zoo.runtime import clear_session_cache
+
+    clear_session_cache()
+    yield
+    clear_session_cache()

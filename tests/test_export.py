@@ -278,6 +278,16 @@ def test_files_follow_the_contract(exported):
     assert sorted(path.name for path in onnx_path.parent.iterdir()) == sorted([onnx_path.name, grad_path.name])
 
 
+def test_spam_and_cozzolino_files_are_small_enough_to_embed(exported):
+    """No dense constant (the former 625x169 symmetrisation matrix) nor per-node exporter annotations."""
+    family, _, _, _, onnx_path, grad_path = exported
+    if family not in ("spam", "cozzolino2017"):
+        pytest.skip("the embedded SPAM-based families only")
+    for path in (onnx_path, grad_path):
+        assert path.stat().st_size < 100_000
+        assert not any(node.metadata_props for node in onnx.load(str(path)).graph.node)
+
+
 def test_export_leaves_the_module_as_it_was(training_patches, tmp_path):
     torch.manual_seed(1)
     network = Bayar2016().train()

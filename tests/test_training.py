@@ -93,6 +93,28 @@ def test_cozzolino_starts_as_the_linear_svm_and_fine_tunes(blur_patches):
     assert late < early, losses
 
 
+def test_cozzolino_checkpoints_that_stored_the_constants_still_load(tmp_path):
+    """Checkpoints written before the constants became non-persistent hold them, and the dense membership matrix."""
+    from safetensors.torch import save_file
+
+    from cfzoo.training.run import load_detector
+
+    model = Cozzolino2017()
+    torch.nn.init.normal_(model.classifier.weight)
+    constants = {name: model.get_buffer(name) for name in ("luma", "horizontal_kernel", "vertical_kernel", "bin_centres")}
+    stored = {**model.state_dict(), **constants, "membership": torch.zeros(625, 169)}
+    (tmp_path / "old.json").write_text(json.dumps({"family": "cozzolino2017"}))
+    save_file(stored, str(tmp_path / "old.safetensors"))
+    _, loaded = load_detector(tmp_path, "old")
+    assert torch.equal(loaded.classifier.weight, model.classifier.weight)
+    assert torch.equal(loaded.symmetry_class, model.symmetry_class)
+
+    del stored["classifier.weight"]
+    save_file(stored, str(tmp_path / "old.safetensors"))
+    with pytest.raises(RuntimeError, match="classifier.weight"):
+        load_detector(tmp_path, "old")
+
+
 def test_xception_learns_a_few_steps(blur_patches):
     from cfzoo.training.models import Xception
 
@@ -123,6 +145,8 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
         names = set(weights.keys())
     expected = {"spam": "coef", "bayar2016": "constrained.weight", "cozzolino2017": "classifier.weight"}[family]
     assert expected in names
+    if family == "cozzolino2017":
+        assert names == {"classifier.weight", "classifier.bias"}  # the SPAM constants are not stored
     assert "patches train" in stages and "patches test" in stages
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 

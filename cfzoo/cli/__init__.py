@@ -5,10 +5,15 @@ from __future__ import annotations
 import typer
 
 from cfzoo import __version__
+from cfzoo.cli.attack import attack
+from cfzoo.cli.cards import cards
 from cfzoo.cli.common import handle_errors
 from cfzoo.cli.data import data_app
+from cfzoo.cli.detect import detect
 from cfzoo.cli.evaluate import evaluate
+from cfzoo.cli.hub import publish, pull
 from cfzoo.cli.train import train
+from cfzoo.cli.zoo import export, list_models
 
 app = typer.Typer(
     name="cfzoo",
@@ -24,6 +29,13 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("evaluate")(evaluate)
+app.command("list")(list_models)
+app.command("export")(export)
+app.command("pull")(pull)
+app.command("publish")(publish)
+app.command("attack")(attack)
+app.command("detect")(detect)
+app.command("cards")(cards)
 
 
 def _print_version(value: bool) -> None:

@@ -39,11 +39,12 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def new_progress() -> Progress:
-    """Rich progress bars on stderr (stdout stays clean for --json)."""
+    """Rich progress bars on stderr (stdout stays clean for --json); off when stderr is not a terminal, so
+    logs and captured output hold only results and one-line errors."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
     )
-    return Progress(*columns, console=stderr, transient=False)
+    return Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ The network follows :mod:`cfzoo.training.spam` step by step, in operators that e
    truncated at +-T), or soft, ``softmax(-sharpness * (r/q - b)^2)`` over the bins b = -2..2;
 4. fourth-order co-occurrences: the outer product of the maps at 4 consecutive positions, averaged
    over positions (as two batched matrix products of 25-channel pair maps), i.e. average pooling;
-5. symmetrisation (a fixed 625 -> 169 membership matrix) and the two parts (spam14h, spam14v);
+5. symmetrisation (the 625 codes summed into their 169 classes by index) and the two parts (spam14h, spam14v);
 6. one fully connected layer 338 -> 2, initialised from the linear SVM on hard SPAM.
 
 The hard network reproduces :func:`cfzoo.training.spam.spam_features` (a test checks it); the detector is
@@ -47,6 +47,16 @@ def _residual_kernel(offsets: np.ndarray) -> np.ndarray:
     return kernel
 
 
+#: Constants that checkpoints written while they were persistent buffers hold (``membership``: the former
+#: dense 625x169 symmetrisation matrix). Loading drops them; any other mismatch still fails.
+_STORED_CONSTANTS = ("luma", "horizontal_kernel", "vertical_kernel", "bin_centres", "membership")
+
+
+def _drop_stored_constants(module, state_dict, prefix, *args) -> None:
+    for name in _STORED_CONSTANTS:
+        state_dict.pop(prefix + name, None)
+
+
 class Cozzolino2017(nn.Module):
     ARCHITECTURE = (
         "gray (thousandths) -> fixed third-order residuals (1x4, 4x1) -> soft 5-bin quantisation "
@@ -58,15 +68,17 @@ class Cozzolino2017(nn.Module):
         super().__init__()
         self.hard = hard
         self.sharpness = sharpness
-        self.register_buffer("luma", torch.tensor([w * LUMA_SCALE for w in LUMA_WEIGHTS]).view(1, 3, 1, 1))
-        horizontal = _residual_kernel(RESIDUAL_OFFSETS)
-        vertical = _residual_kernel(VERTICAL_RESIDUAL_OFFSETS)
-        self.register_buffer("horizontal_kernel", torch.from_numpy(horizontal).view(1, 1, 1, -1))
-        self.register_buffer("vertical_kernel", torch.from_numpy(vertical).view(1, 1, -1, 1))
-        self.register_buffer("bin_centres", torch.arange(-SPAM_T, SPAM_T + 1, dtype=torch.float32).view(1, -1, 1, 1))
-        membership = np.zeros((CODE_COUNT, CLASS_COUNT), dtype=np.float32)
-        membership[np.arange(CODE_COUNT), symmetry_classes()] = 1.0
-        self.register_buffer("membership", torch.from_numpy(membership))
+        # fixed by the SPAM definition: buffers (they follow .to(device)) but not part of checkpoints
+        constants = {
+            "luma": torch.tensor([w * LUMA_SCALE for w in LUMA_WEIGHTS]).view(1, 3, 1, 1),
+            "horizontal_kernel": torch.from_numpy(_residual_kernel(RESIDUAL_OFFSETS)).view(1, 1, 1, -1),
+            "vertical_kernel": torch.from_numpy(_residual_kernel(VERTICAL_RESIDUAL_OFFSETS)).view(1, 1, -1, 1),
+            "bin_centres": torch.arange(-SPAM_T, SPAM_T + 1, dtype=torch.float32).view(1, -1, 1, 1),
+            "symmetry_class": torch.from_numpy(symmetry_classes().copy()),
+        }
+        for name, value in constants.items():
+            self.register_buffer(name, value, persistent=False)
+        self.register_load_state_dict_pre_hook(_drop_stored_constants)
         self.classifier = nn.Linear(SPAM_DIMENSION, 2)
         # where each residual's interior crop (SRM's, 2 pixels on every side) starts inside its conv output
         self._horizontal_start = 2 + int(RESIDUAL_OFFSETS.min())
@@ -128,4 +140,6 @@ class Cozzolino2017(nn.Module):
         joint = torch.bmm(leading, trailing.transpose(1, 2)) / leading.shape[2]  # [N, (d0,d1), (d2,d3)]
         # code = d0 + 5 d1 + 25 d2 + 125 d3: put d3 first so that the flat index is the code
         codes = joint.reshape(count, SPAM_BINS, SPAM_BINS, SPAM_BINS, SPAM_BINS).permute(0, 4, 3, 2, 1)
-        return codes.reshape(count, CODE_COUNT) @ self.membership
+        # a sum by index rather than a product with a 625x169 0/1 matrix: the exported graphs keep 625
+        # indices instead of that 422 KB matrix
+        return codes.new_zeros(count, CLASS_COUNT).index_add(1, self.symmetry_class, codes.reshape(count, CODE_COUNT))

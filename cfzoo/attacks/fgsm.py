@@ -1,0 +1,172 @@
+"""FGSM and iterative FGSM with integer epsilon, on the ONNX gradient companions (onnxruntime, no torch).
+
+The paper's attack (Section III-B): for a manipulated patch x,
+
+    x' = clip(x + eps * sign(d CE(logits(x), manipulated) / d x), 0, 255),   eps an integer >= 1,
+
+stored as uint8. Raising the loss of the label "manipulated" (1) pushes the patch towards "pristine".
+Integer eps keeps every pixel an integer, so the attack survives the rounding of storage: nothing is
+rounded away. Where the gradient is exactly zero (sign 0) the pixel is left unchanged; a patch the target
+calls manipulated with a float32 probability of exactly 1 has a zero gradient everywhere and is not moved
+at all (:attr:`AttackResult.zero_gradient` counts them).
+
+Iterative FGSM (Kurakin et al.'s basic iterative method, in integers): step 1 gray level, at most
+:func:`default_iterations` (eps) = min(eps + 4, ceil(1.25 eps)) steps; after each step the patch is projected
+onto the L-infinity ball of radius eps around the original and onto 0..255, so it stays integer without any
+rounding. A patch stops as soon as the target's detector calls it pristine (checked before every step), so
+a patch the target already calls pristine is returned unchanged; it stops too after a step whose gradient
+was zero everywhere, since the next one would be the same.
+
+Patches are [N, 128, 128, 3] uint8 RGB, as patch sets store them; the companions take [N, 3, 128, 128]
+float32 (the model contract). Each sample's gradient is its own: the companion differentiates the sum of
+the per-sample losses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cfzoo.errors import CfzooError
+from cfzoo.zoo.runtime import Detector, GradientModel
+
+METHODS = ("fgsm", "ifgsm")
+MANIPULATED = 1
+#: The most an 8-bit pixel can move.
+MAX_EPS = 255
+#: Iterative FGSM's step, in gray levels: the smallest change that survives rounding.
+IFGSM_STEP = 1
+DEFAULT_BATCH_SIZE = 64
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Attacked patches and what the attack did to each one."""
+
+    patches: np.ndarray  # [N,128,128,3] uint8
+    iterations: np.ndarray  # gradient steps taken per patch (FGSM: 1; iterative: 0 if the target already said pristine)
+    zero_gradient: np.ndarray  # bool: the first gradient was zero everywhere, so the first step changed nothing
+
+
+def check_eps(eps: int) -> int:
+    """``eps`` as an int, or a CfzooError: the attack needs an integer number of gray levels, 1..255."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, np.integer)) or not 1 <= eps <= MAX_EPS:
+        raise CfzooError(
+            f"eps must be an integer number of gray levels from 1 to {MAX_EPS}, got {eps!r}; "
+            "the paper uses --eps 1, the weakest noise that survives 8-bit storage"
+        )
+    return int(eps)
+
+
+def default_iterations(eps: int) -> int:
+    """Iterative FGSM's step count for an eps: min(eps + 4, ceil(1.25 eps)), as Kurakin et al. with step 1."""
+    eps = check_eps(eps)
+    return min(eps + 4, math.ceil(1.25 * eps))
+
+
+def to_model_input(patches: np.ndarray) -> np.ndarray:
+    """[N,H,W,3] uint8 patches as the contract's [N,3,H,W] float32, 0..255."""
+    return np.ascontiguousarray(np.asarray(patches).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def gradient_sign(companion: GradientModel, patches: np.ndarray) -> np.ndarray:
+    """sign(d CE(logits, manipulated) / d patch) as int16 [N,H,W,3]: +1, -1, or 0 where the gradient is zero."""
+    labels = np.full(len(patches), MANIPULATED, dtype=np.int64)
+    _, gradient = companion.logits_and_gradient(to_model_input(patches), labels)
+    return np.sign(gradient).astype(np.int16).transpose(0, 2, 3, 1)
+
+
+def fgsm(
+    companion: GradientModel,
+    patches: np.ndarray,
+    eps: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> AttackResult:
+    """One signed-gradient step of ``eps`` gray levels on every patch, clipped to 0..255."""
+    eps = check_eps(eps)
+    patches = _checked_patches(patches)
+    attacked = np.empty_like(patches)
+    zero_gradient = np.zeros(len(patches), dtype=bool)
+    for start in range(0, len(patches), batch_size):
+        batch = patches[start:start + batch_size]
+        sign = gradient_sign(companion, batch)
+        zero_gradient[start:start + len(batch)] = ~sign.reshape(len(batch), -1).any(axis=1)
+        attacked[start:start + len(batch)] = np.clip(batch.astype(np.int16) + eps * sign, 0, 255)
+        if on_progress is not None:
+            on_progress(start + len(batch), len(patches))
+    return AttackResult(attacked, np.ones(len(patches), dtype=np.int64), zero_gradient)
+
+
+def iterative_fgsm(
+    companion: GradientModel,
+    detector: Detector,
+    patches: np.ndarray,
+    eps: int,
+    iterations: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> AttackResult:
+    """Steps of 1 gray level inside the eps-ball, each patch until ``detector`` calls it pristine or
+    ``iterations`` (default :func:`default_iterations`) steps are done."""
+    eps = check_eps(eps)
+    iterations = default_iterations(eps) if iterations is None else iterations
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise CfzooError(f"iterations must be an integer of at least 1, got {iterations!r}; leave it out for min(eps + 4, ceil(1.25 eps))")
+    patches = _checked_patches(patches)
+    attacked = np.empty_like(patches)
+    steps = np.zeros(len(patches), dtype=np.int64)
+    zero_gradient = np.zeros(len(patches), dtype=bool)
+    for start in range(0, len(patches), batch_size):
+        original = patches[start:start + batch_size].astype(np.int16)
+        current = original.copy()
+        low, high = np.maximum(original - eps, 0), np.minimum(original + eps, 255)
+        active = np.arange(len(original))
+        for step in range(iterations):
+            if len(active):
+                active = active[detector.probability(to_model_input(current[active])) > detector.threshold]
+            if not len(active):
+                break
+            sign = gradient_sign(companion, current[active].astype(np.uint8))
+            stuck = ~sign.reshape(len(active), -1).any(axis=1)  # a zero gradient stays zero: the patch cannot move
+            if step == 0:
+                zero_gradient[start + active] = stuck
+            current[active] = np.clip(current[active] + IFGSM_STEP * sign, low[active], high[active])
+            steps[start + active] += 1
+            active = active[~stuck]
+        attacked[start:start + len(original)] = current
+        if on_progress is not None:
+            on_progress(start + len(original), len(patches))
+    return AttackResult(attacked, steps, zero_gradient)
+
+
+def attack_patches(
+    method: str,
+    companion: GradientModel,
+    detector: Detector,
+    patches: np.ndarray,
+    eps: int,
+    iterations: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> AttackResult:
+    """FGSM or iterative FGSM by name (``fgsm`` ignores ``detector`` and ``iterations``)."""
+    if method == "fgsm":
+        if iterations is not None:
+            raise CfzooError("--iterations applies to --method ifgsm only; FGSM takes one step")
+        return fgsm(companion, patches, eps, batch_size, on_progress)
+    if method == "ifgsm":
+        return iterative_fgsm(companion, detector, patches, eps, iterations, batch_size, on_progress)
+    raise CfzooError(f"unknown attack method {method!r}; choose one of: {', '.join(METHODS)}")
+
+
+def _checked_patches(patches: np.ndarray) -> np.ndarray:
+    patches = np.asarray(patches)
+    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:
+        raise CfzooError(f"patches must be [N,H,W,3] uint8 RGB, got a {patches.dtype} array of shape {list(patches.shape)}")
+    return patches

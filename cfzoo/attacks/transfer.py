@@ -1,0 +1,336 @@
+"""Tables II-IV: attack the manipulated test patches with one target's gradient companion, then measure the
+TPR of every detector available here on them (the attack's transfer to the other families).
+
+Patches come from the device-disjoint test split (:func:`cfzoo.data.split_devices` with the seed) of each
+task's patch set; ``max_patches`` takes a seeded subset spread evenly over the test devices. Work streams
+in batches, so memory does not grow with the number of patches.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, attack_patches, check_eps, default_iterations, to_model_input
+from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically
+from cfzoo.images import save_png
+from cfzoo.metrics import detection_rates
+from cfzoo.paper import FAMILY_TITLES, paper_tables
+from cfzoo.reports import TABLE1_ORDER
+from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
+from cfzoo.zoo.resolve import available_sources
+from cfzoo.zoo.runtime import Detector, load_detector, load_gradient_model
+
+StatusCallback = Callable[[str, int, int], None]
+
+#: The paper's tables of FGSM (eps = 1) transfer, by target family.
+PAPER_TABLES = {
+    "bayar2016": "table2_fgsm_eps1_target_bayar2016",
+    "cozzolino2017": "table3_fgsm_eps1_target_cozzolino2017",
+    "xception": "table4_fgsm_eps1_target_xception",
+}
+INDEX_NAME = "index.csv"
+INDEX_COLUMNS = ("file", "task", "patch_row", "image", "device", "top", "left", "target_probability_before", "target_probability_after")
+
+
+def paper_tpr(target: str, task: str, family: str, method: str, eps: int) -> float | None:
+    """The paper's TPR (percent) of ``family`` after FGSM eps = 1 against ``target``; None for other settings."""
+    if method != "fgsm" or eps != 1 or target not in PAPER_TABLES:
+        return None
+    return paper_tables()[PAPER_TABLES[target]]["by_task"].get(task, {}).get(family)
+
+
+def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
+    return bool(available_sources(entry, kind))
+
+
+def attackable_tasks(target: str, tasks: Iterable[str] | None = None) -> list[str]:
+    """The tasks (Table I order) for which the target family's detector and gradient companion are here.
+
+    With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is missing."""
+    if target not in FAMILY_IDS:
+        raise CfzooError(f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}")
+    registry = load_registry()
+    wanted = list(dict.fromkeys(tasks)) if tasks else None
+    if wanted is not None:
+        registry.select([target], wanted)  # one-line error for unknown tasks
+        for task in wanted:
+            model_id = f"{target}-{task}"
+            if not _attackable(registry, model_id):
+                raise CfzooError(
+                    f"{model_id} (detector and gradient companion) is not available here; `cfzoo list` shows what is, "
+                    f"`cfzoo pull {model_id}` or `cfzoo train` + `cfzoo export` make it available"
+                )
+        return [task for task in TABLE1_ORDER if task in wanted]
+    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}")]
+    if not found:
+        raise CfzooError(f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one")
+    return found
+
+
+def _attackable(registry, model_id: str) -> bool:
+    return model_id in registry and is_available(registry.get(model_id)) and is_available(registry.get(model_id), "gradient")
+
+
+def detector_entries(task: str) -> list[ModelEntry]:
+    """The detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
+    return [entry for entry in load_registry().select(tasks=[task]) if is_available(entry)]
+
+
+def manipulated_rows(patch_set: PatchSet, limit: int | None, seed: int) -> np.ndarray:
+    """Rows of the manipulated patches: all of them, or ``limit`` drawn with ``seed`` as evenly as possible
+    from each device (a device with fewer gives all it has, the others make up the rest), ascending."""
+    rows = np.flatnonzero(patch_set.labels == 1)
+    if limit is not None and limit < 1:
+        raise CfzooError(f"--max-patches must be at least 1, got {limit}")
+    if limit is None or limit >= len(rows):
+        return rows
+    devices = np.array([patch_set.images[source].device for source in patch_set.sources[rows]])
+    groups = [rows[devices == name] for name in sorted(set(devices))]
+    quotas = _even_quotas([len(group) for group in groups], limit)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(group, size=quota, replace=False) for group, quota in zip(groups, quotas)]
+    return np.sort(np.concatenate(chosen))
+
+
+def called_manipulated(detector: Detector, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(probability of "manipulated", the detector's decision) for [N,H,W,3] uint8 patches."""
+    probability = np.concatenate([
+        detector.probability(to_model_input(patches[start:start + batch_size])) for start in range(0, len(patches), batch_size)
+    ]) if len(patches) else np.zeros(0)
+    return probability, probability > detector.threshold
+
+
+def psnr_from_squared_error(squared_error: float, samples: int, peak: float = 255.0) -> float:
+    """PSNR (dB) from a sum of squared differences over ``samples`` values, as :func:`cfzoo.metrics.psnr`."""
+    mse = squared_error / samples
+    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+
+
+def finite_or_none(value: float, digits: int = 4) -> float | None:
+    """``value`` rounded, or None for an infinite PSNR (nothing changed), so JSON stays standard."""
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def attack_patch_set(
+    patch_set: PatchSet,
+    rows: np.ndarray,
+    target: str,
+    eps: int,
+    method: str = "fgsm",
+    iterations: int | None = None,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    save_dir: str | os.PathLike[str] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Attack ``rows`` of ``patch_set`` with ``target``'s companion and score them with every detector here.
+
+    Returns the table row and, when ``save_dir`` is given, the index records of the PNGs written to
+    ``save_dir/<task>/<patch_row>.png``."""
+    task = patch_set.task
+    if not len(rows):
+        raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
+    target_id = f"{target}-{task}"
+    companion = load_gradient_model(target_id, providers)
+    target_detector = load_detector(target_id, providers)
+    entries = detector_entries(task)
+    detectors = {entry.family: load_detector(entry.id, providers) for entry in entries}
+    before = {family: [] for family in detectors}
+    after = {family: [] for family in detectors}
+    squared_error, zero_gradient, steps, index = 0.0, 0, 0, []
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        original = np.asarray(patch_set.patches[chunk])
+        result: AttackResult = attack_patches(method, companion, target_detector, original, eps, iterations, batch_size)
+        squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
+        zero_gradient += int(result.zero_gradient.sum())
+        steps += int(result.iterations.sum())
+        probabilities = {}
+        for family, detector in detectors.items():
+            probability_before, decision_before = called_manipulated(detector, original, batch_size)
+            probability_after, decision_after = called_manipulated(detector, result.patches, batch_size)
+            before[family].append(decision_before)
+            after[family].append(decision_after)
+            probabilities[family] = (probability_before, probability_after)
+        if save_dir is not None:
+            index += _save_patches(Path(save_dir), patch_set, chunk, result.patches, probabilities[target])
+        if on_progress is not None:
+            on_progress(start + len(chunk), len(rows))
+    samples = len(rows) * int(np.prod(patch_set.patches.shape[1:]))
+    row = {
+        "task": task,
+        "target": target_id,
+        "test_devices": list(patch_set.meta["devices"]),
+        "patches": len(rows),
+        "manipulated_in_split": int((patch_set.labels == 1).sum()),
+        "psnr_db": finite_or_none(psnr_from_squared_error(squared_error, samples)),
+        "mse": round(squared_error / samples, 6),
+        "zero_gradient_patches": zero_gradient,
+        "mean_iterations": round(steps / len(rows), 4),
+        "seconds": round(time.perf_counter() - started, 2),
+        "tpr": {
+            entry.family: {
+                "model": entry.id,
+                "before": _tpr(before[entry.family]),
+                "after": _tpr(after[entry.family]),
+                "paper": paper_tpr(target, task, entry.family, method, eps),
+            }
+            for entry in entries
+        },
+    }
+    return row, index
+
+
+def attack_dataset(
+    dataset: CameraDataset,
+    target: str,
+    eps: int,
+    tasks: Sequence[str] | None = None,
+    method: str = "fgsm",
+    iterations: int | None = None,
+    seed: int = 0,
+    max_patches: int | None = None,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    save_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
+
+    ``on_status(stage, done, total)`` reports patch-set building and attacking."""
+    eps = check_eps(eps)
+    if batch_size < 1:
+        raise CfzooError(f"batch size must be at least 1, got {batch_size}")
+    tasks = attackable_tasks(target, tasks)
+    if iterations is None and method == "ifgsm":
+        iterations = default_iterations(eps)
+    if save_dir is not None and Path(save_dir).exists() and not Path(save_dir).is_dir():
+        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for --save")
+    status = on_status or (lambda stage, done, total: None)
+    split = split_devices(dataset.device_names, seed)
+    rows, index = [], []
+    for task in tasks:
+        patch_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            on_progress=functools.partial(status, f"{task} patches"),
+        )
+        chosen = manipulated_rows(patch_set, max_patches, seed)
+        row, saved = attack_patch_set(
+            patch_set, chosen, target, eps, method, iterations, providers, batch_size, save_dir,
+            functools.partial(status, f"{task} attack"),
+        )
+        rows.append(row)
+        index += saved
+    if save_dir is not None:
+        write_index(Path(save_dir) / INDEX_NAME, index)
+    return {
+        "target": target,
+        "method": method,
+        "eps": eps,
+        "iterations": 1 if method == "fgsm" else iterations,
+        "step": eps if method == "fgsm" else 1,
+        "seed": seed,
+        "dataset": str(dataset.root),
+        "test_devices": list(split.test),
+        "target_trained_on_test_devices": trained_on(target, tasks, split.test),
+        "rows": rows,
+    }
+
+
+def trained_on(target: str, tasks: Iterable[str], devices: Iterable[str]) -> list[str]:
+    """Which of ``devices`` the target's models were trained on (their TPR there is not a test figure)."""
+    registry, devices = load_registry(), set(devices)
+    seen = set()
+    for task in tasks:
+        seen |= devices & set(registry.get(f"{target}-{task}").training.get("split", {}).get("train", []))
+    return sorted(seen)
+
+
+def write_index(path: Path, records: list[dict]) -> Path:
+    """The CSV index of saved adversarial patches (one line per PNG), written atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return write_atomically(path, lambda temporary: temporary.write_text(text.getvalue()))
+
+
+def attack_markdown(report: dict) -> str:
+    """Tables II-IV as markdown: each detector's TPR before and after the attack, the paper's in brackets."""
+    families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
+    lines = [
+        f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps = {report['eps']}, target {FAMILY_TITLES[report['target']]}",
+        "",
+        "| task | patches | PSNR dB | " + " | ".join(f"{FAMILY_TITLES[f]} before | {FAMILY_TITLES[f]} after" for f in families) + " |",
+        "|---|---:|---:|" + "---:|---:|" * len(families),
+    ]
+    for row in report["rows"]:
+        cells = []
+        for family in families:
+            rates = row["tpr"].get(family)
+            if rates is None:
+                cells += ["–", "–"]
+                continue
+            after = f"{rates['after']:.2f}"
+            if family == report["target"]:
+                after = f"**{after}**"
+            cells += [f"{rates['before']:.2f}", after + (f" ({rates['paper']:.2f})" if rates["paper"] is not None else "")]
+        psnr_cell = "inf" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}"
+        lines.append(f"| {row['task']} | {row['patches']} | {psnr_cell} | " + " | ".join(cells) + " |")
+    paper = report["method"] == "fgsm" and report["eps"] == 1 and report["target"] in PAPER_TABLES
+    lines += ["", "Bold: the target itself. " + (
+        f"In brackets: the paper's Table {('II', 'III', 'IV')[list(PAPER_TABLES).index(report['target'])]} "
+        f"(its PSNR is {paper_tables()['psnr_fgsm_eps1_db']} dB)." if paper
+        else "The paper reports FGSM eps = 1 against Bayar2016, Cozzolino2017 and Xception only."
+    )]
+    return "\n".join(lines)
+
+
+def _tpr(decisions: list[np.ndarray]) -> float:
+    called = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
+    return detection_rates(np.ones(len(called), dtype=bool), called).tpr
+
+
+def _even_quotas(sizes: list[int], total: int) -> list[int]:
+    """Split ``total`` over groups as evenly as their sizes allow (water-filling), smallest groups first."""
+    quotas = [0] * len(sizes)
+    remaining = total
+    for rank, group in enumerate(sorted(range(len(sizes)), key=lambda g: sizes[g])):
+        share = remaining // (len(sizes) - rank)
+        quotas[group] = min(sizes[group], share)
+        remaining -= quotas[group]
+    # integer division may leave a few patches; give them to groups with room, in order
+    for group in range(len(sizes)):
+        extra = min(remaining, sizes[group] - quotas[group])
+        quotas[group] += extra
+        remaining -= extra
+    return quotas
+
+
+def _save_patches(save_dir: Path, patch_set: PatchSet, rows: np.ndarray, patches: np.ndarray, target_probabilities) -> list[dict]:
+    records = []
+    before, after = target_probabilities
+    for offset, row in enumerate(rows):
+        name = f"{patch_set.task}/{int(row):06d}.png"
+        save_png(patches[offset], save_dir / name)
+        image = patch_set.images[patch_set.sources[row]]
+        top, left = (int(value) for value in patch_set.positions[row])
+        records.append({
+            "file": name, "task": patch_set.task, "patch_row": int(row), "image": image.relative_path,
+            "device": image.device, "top": top, "left": left,
+            "target_probability_before": f"{before[offset]:.6f}", "target_probability_after": f"{after[offset]:.6f}",
+        })
+    return records

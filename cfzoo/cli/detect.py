@@ -1,0 +1,117 @@
+"""``cfzoo detect``: which manipulations the zoo's detectors see in images (forensic triage)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.detection import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_STRIDE,
+    RULE,
+    ImageReport,
+    check_batch_size,
+    check_stride,
+    detect_files,
+    expand_inputs,
+    report_json,
+    select_detectors,
+)
+from cfzoo.errors import CfzooError
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.zoo.registry import FAMILY_IDS
+from cfzoo.zoo.runtime import PROVIDER_CHOICES
+
+
+@handle_errors
+def detect(
+    images: list[Path] = typer.Argument(..., help="Image files, or folders of images (not recursive, sorted by name).", show_default=False),
+    task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
+    detector: list[str] = typer.Option(
+        [], "--detector", "-f", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
+    ),
+    stride: int = typer.Option(
+        DEFAULT_STRIDE, "--stride",
+        help="Pixels between patch corners, a multiple of 8 (the JPEG block lattice the detectors were trained on): "
+        "128 = non-overlapping grid, smaller overlaps. A last row/column near the bottom/right edge covers all but <8 pixels.",
+    ),
+    batch: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch", help="Patches per onnxruntime call; bounds the memory used."),
+    heatmap: Path | None = typer.Option(
+        None, "--heatmap", help="Write one PNG per image x task x detector into this folder, <image>-<task>-<family>.png: each patch "
+        "blue (probability 0) to light cyan below the detector's threshold, yellow to red (1) above it.",
+    ),
+    providers: str = typer.Option("auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema in docs/detect.md) instead of tables."),
+) -> None:
+    """Tell, for each manipulation task, whether each detector calls an image manipulated.
+
+    Each image is cut into 128x128 patches; every detector scores every patch. A detector calls the
+    image manipulated when more than half of its patches score above the detector's threshold; the
+    table shows that verdict and the share of patches above the threshold.
+
+    Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/ --json
+
+    Exit code 1 if any input failed (unreadable, too small...); the other inputs are still analysed.
+    """
+    check_stride(stride)
+    check_batch_size(batch)
+    selection = select_detectors(detector or None, task or None, providers)
+    for line in selection.skipped:
+        typer.echo(f"note: {line}", err=True)
+    paths = expand_inputs(images)
+    if heatmap is not None:
+        if heatmap.exists() and not heatmap.is_dir():
+            raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
+        heatmap.mkdir(parents=True, exist_ok=True)
+    reports: list[ImageReport] = []
+    with progress_bar("detect") if len(paths) > 1 else nullcontext(None) as update:
+        for report in detect_files(paths, selection.detectors, stride, batch, heatmap):
+            reports.append(report)
+            if update is not None:
+                update(len(reports), len(paths))
+    if as_json:
+        print_json(report_json(reports, selection, stride, batch))
+    else:
+        for report in reports:
+            _print_report(report, selection.families, selection.tasks)
+        if any(report.ok for report in reports):
+            stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", soft_wrap=True, style="dim")
+    failed = [report for report in reports if not report.ok]
+    for report in failed:
+        typer.echo(f"error: {report.error}", err=True)
+    if failed:
+        typer.echo(f"{len(failed)} of {len(reports)} inputs failed; the others were analysed", err=True)
+        raise typer.Exit(1)
+
+
+def _print_report(report: ImageReport, families: list[str], tasks: list[str]) -> None:
+    if not report.ok:
+        return
+    verdicts = {(verdict.task, verdict.family): verdict for verdict in report.verdicts}
+    stdout.print(f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)", soft_wrap=True)
+    table = Table()
+    table.add_column("task")
+    for family in families:
+        table.add_column(family)
+    for task in tasks:
+        cells = []
+        for family in families:
+            verdict = verdicts.get((task, family))
+            if verdict is None:
+                cells.append("-")
+            else:
+                style = "bold red" if verdict.manipulated else "green"
+                cells.append(f"[{style}]{verdict.verdict}[/] {verdict.flagged_share:.0%}")
+        table.add_row(task, *cells)
+    stdout.print(table)
+    for note in report.notes:
+        stdout.print(f"note: {escape(note)}", soft_wrap=True)
+    heatmaps = [verdict.heatmap for verdict in report.verdicts if verdict.heatmap is not None]
+    if heatmaps:
+        more = f" and {len(heatmaps) - 1} more (<image>-<task>-<family>.png)" if len(heatmaps) > 1 else ""
+        stdout.print(f"heatmaps: {escape(str(heatmaps[0]))}{more}", soft_wrap=True)

@@ -1,0 +1,368 @@
+"""Forensic triage of whole images: zoo detectors on a grid of 128x128 patches, aggregated per image.
+
+Patch grid (:func:`patch_grid`): patch corners start at 0 and advance by ``stride`` (default 128, a
+non-overlapping grid) along rows and columns. Where the last patch stops short of the right or bottom
+edge, one more column or row of patches is added as close to that edge as the 8-pixel lattice allows
+(it overlaps its neighbour), so at most 7 pixels at the right and bottom are seen by no patch. Every
+corner stays on the lattice of multiples of 8 (strides too are multiples of 8) because the detectors
+were trained on patches cut there, in phase with the 8x8 JPEG blocks, and some are phase-sensitive:
+on a JPEG Q=70 Pixel 5 photo, Bayar2016-jpeg70 flags 100% of the patches at even offsets from the
+block grid and 0% at odd ones.
+
+Aggregation (:func:`summarise`): each detector gives every patch the probability that it is manipulated
+(softmax class 1) and calls it manipulated above the detector's threshold. The image's verdict is
+"manipulated" when more than half of its patches are called manipulated (a majority vote; the same as
+the median patch probability exceeding the threshold). A majority is robust where a mean is not: a few
+patches where the detector fails (flat sky, saturated highlights, text) cannot outvote the rest, and
+one very confident patch cannot carry the image. The mean probability is reported beside it.
+
+Memory: an image is decoded once; patches are cut ``batch_size`` at a time in raster order (row by row)
+and every selected detector scores each batch before the next is cut, so memory beyond the decoded image
+is bounded by the batch, not by the number of patches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cfzoo.errors import CfzooError, ImageReadError
+from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, load_image, save_png
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.patches import (
+    PATCH_SIZE,
+    SAMPLING_STEP,
+    ImageTooSmallError,
+    check_fits,
+    cut_patches,
+)
+from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
+from cfzoo.zoo.resolve import available_sources
+from cfzoo.zoo.runtime import Detector, load_detector
+
+DEFAULT_STRIDE = PATCH_SIZE
+DEFAULT_BATCH_SIZE = 64
+#: An image is called manipulated when more than this share of its patches is.
+MAJORITY = 0.5
+#: Longest side of a heatmap PNG, in pixels (larger images are shown reduced).
+HEATMAP_MAX_SIDE = 1024
+#: Heatmap colours, two ramps that break at the detector's threshold so that every patch reads as
+#: below (cold) or above (warm) it: probability 0 -> dark blue ... just below the threshold -> light
+#: cyan; just above it -> yellow ... 1 -> red.
+HEATMAP_BELOW = ((20, 50, 190), (110, 220, 255))
+HEATMAP_ABOVE = ((255, 215, 0), (230, 0, 0))
+#: Heatmap background: the image in gray, at this brightness, under a colour layer of this opacity.
+HEATMAP_BRIGHTNESS = 0.6
+HEATMAP_OPACITY = 0.55
+JSON_SCHEMA_VERSION = 1
+RULE = f"manipulated when more than {MAJORITY:.0%} of the patches have a probability above the detector's threshold"
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; a folder becomes its images (by :data:`~cfzoo.images.IMAGE_SUFFIXES`, not recursive,
+    sorted). A folder without images, and a path that does not exist, are kept as they are so that
+    :func:`detect_image` reports them as failures. Repeated paths are analysed once."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        expanded.extend(images or [path])
+    return list(dict.fromkeys(expanded))
+
+
+# --- detectors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectorSelection:
+    """Loaded detectors in family-then-task order, and one line per family with models not available."""
+
+    detectors: list[Detector]
+    skipped: list[str]
+
+    @property
+    def families(self) -> list[str]:
+        return list(dict.fromkeys(detector.entry.family for detector in self.detectors))
+
+    @property
+    def tasks(self) -> list[str]:
+        return [task for task in TASK_IDS if any(detector.entry.task == task for detector in self.detectors)]
+
+
+def select_detectors(
+    families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, providers: str = "auto"
+) -> DetectorSelection:
+    """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine.
+
+    A family with some or all of those models missing is named in ``skipped`` (which tasks, and how to
+    get them); a CfzooError if nothing at all is available.
+    """
+    entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
+    wanted_families = [family for family in FAMILY_IDS if not families or family in families]
+    wanted_tasks = [task for task in TASK_IDS if not tasks or task in tasks]
+    detectors, skipped = [], []
+    for family in wanted_families:
+        missing = []
+        for task in wanted_tasks:
+            entry = entries.get(f"{family}-{task}")
+            if entry is None or not available_sources(entry):
+                missing.append(task)
+            else:
+                detectors.append(load_detector(entry.id, providers))
+        if missing:
+            which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
+            skipped.append(f"{family}: no model here for {which}; skipped (`cfzoo list` says how to get them)")
+    if not detectors:
+        raise CfzooError(
+            "no detector is available for the selected families and tasks; `cfzoo list` shows how to get them "
+            "(cfzoo pull ID, or cfzoo train then cfzoo export)"
+        )
+    return DetectorSelection(detectors, skipped)
+
+
+# --- patches and scores ----------------------------------------------------------------------
+
+
+def patch_grid(height: int, width: int, stride: int = DEFAULT_STRIDE, patch_size: int = PATCH_SIZE) -> np.ndarray:
+    """Top-left corners [K, 2] (row, column) of patches that cover the image, in raster order.
+
+    Corners advance by ``stride`` from 0; where the grid falls short of the bottom/right edge, a last
+    row/column is added at the lattice position nearest the edge (see the module's notes). Raises
+    ImageTooSmallError below one patch.
+    """
+    check_stride(stride, patch_size)
+    check_fits(height, width, patch_size)
+    rows, columns = (_covering_starts(length, stride, patch_size) for length in (height, width))
+    grid_rows, grid_columns = np.meshgrid(rows, columns, indexing="ij")
+    return np.stack([grid_rows.ravel(), grid_columns.ravel()], axis=1)
+
+
+def check_stride(stride: int, patch_size: int = PATCH_SIZE) -> None:
+    if not (1 <= stride <= patch_size and stride % SAMPLING_STEP == 0):
+        raise CfzooError(
+            f"stride must be a multiple of {SAMPLING_STEP} (the JPEG block lattice the detectors were trained on) "
+            f"from {SAMPLING_STEP} to {patch_size} pixels, got {stride}"
+        )
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise CfzooError(f"batch size must be at least 1 patch, got {batch_size}")
+
+
+def _covering_starts(length: int, stride: int, patch_size: int) -> np.ndarray:
+    starts = np.arange(0, length - patch_size + 1, stride, dtype=np.int64)
+    edge = (length - patch_size) // SAMPLING_STEP * SAMPLING_STEP
+    if starts[-1] < edge:
+        starts = np.append(starts, edge)
+    return starts
+
+
+def score_patches(
+    pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Manipulation probability [len(detectors), K] of the patches at ``positions``, ``batch_size`` at a time."""
+    check_batch_size(batch_size)
+    probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
+    for start in range(0, len(positions), batch_size):
+        batch = np.ascontiguousarray(cut_patches(pixels, positions[start:start + batch_size]).transpose(0, 3, 1, 2), dtype=np.float32)
+        for row, detector in enumerate(detectors):
+            probabilities[row, start:start + len(batch)] = detector.probability(batch)
+    return probabilities
+
+
+@dataclass(frozen=True)
+class DetectorVerdict:
+    """One detector's reading of one image."""
+
+    model_id: str
+    family: str
+    task: str
+    threshold: float  # on the patch probability
+    mean_probability: float
+    flagged_share: float  # share of patches with probability above the threshold
+    manipulated: bool  # flagged_share > MAJORITY
+    heatmap: Path | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "manipulated" if self.manipulated else "pristine"
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model_id, "family": self.family, "task": self.task, "threshold": self.threshold,
+            "mean_probability": self.mean_probability, "flagged_share": self.flagged_share,
+            "verdict": self.verdict, "heatmap": None if self.heatmap is None else str(self.heatmap),
+        }
+
+
+def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
+    """Aggregate one model's patch probabilities into the image's verdict (see the module's rule)."""
+    threshold = entry.probability_threshold
+    flagged_share = float(np.mean(np.asarray(probabilities) > threshold))
+    return DetectorVerdict(
+        model_id=entry.id, family=entry.family, task=entry.task, threshold=float(threshold),
+        mean_probability=float(np.mean(probabilities)), flagged_share=flagged_share, manipulated=flagged_share > MAJORITY,
+    )
+
+
+# --- images ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """What detection found in one input, or why it could not run (``error``, one line)."""
+
+    path: Path
+    width: int | None = None
+    height: int | None = None
+    patches: int = 0
+    notes: tuple[str, ...] = ()
+    verdicts: list[DetectorVerdict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path), "ok": self.ok, "error": self.error, "width": self.width, "height": self.height,
+            "patches": self.patches, "notes": list(self.notes), "results": [verdict.to_json() for verdict in self.verdicts],
+        }
+
+
+def detect_image(
+    path: str | os.PathLike[str],
+    detectors: Sequence[Detector],
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    heatmap_path: Callable[[DetectorVerdict], Path] | None = None,
+) -> ImageReport:
+    """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
+    without images) come back as the report's ``error``; ``heatmap_path(verdict)``, when given, names
+    the PNG to write for each detector."""
+    path = Path(path)
+    if path.is_dir():
+        return ImageReport(path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path")
+    try:
+        image = load_image(path)
+        positions = patch_grid(image.height, image.width, stride)
+    except ImageReadError as error:
+        return ImageReport(path, error=str(error))
+    except ImageTooSmallError as error:
+        return ImageReport(path, error=f"{path}: {error}")
+    probabilities = score_patches(image.pixels, detectors, positions, batch_size)
+    verdicts = []
+    for detector, row in zip(detectors, probabilities):
+        verdict = summarise(detector.entry, row)
+        if heatmap_path is not None:
+            target = heatmap_path(verdict)
+            save_png(render_heatmap(image.pixels, positions, row, verdict), target)
+            verdict = replace(verdict, heatmap=target)
+        verdicts.append(verdict)
+    return ImageReport(path, image.width, image.height, len(positions), image.notes, verdicts)
+
+
+def detect_files(
+    paths: Sequence[Path],
+    detectors: Sequence[Detector],
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    heatmap_dir: str | os.PathLike[str] | None = None,
+) -> Iterator[ImageReport]:
+    """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
+
+    Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
+    ``-3``... in input order, so two inputs never share a heatmap.
+    """
+    check_stride(stride)
+    check_batch_size(batch_size)
+    stems: dict[str, int] = {}
+    for path in paths:
+        naming = None
+        if heatmap_dir is not None:
+            stems[path.stem] = stems.get(path.stem, 0) + 1
+            stem = path.stem if stems[path.stem] == 1 else f"{path.stem}-{stems[path.stem]}"
+            naming = _heatmap_naming(Path(heatmap_dir), stem)
+        yield detect_image(path, detectors, stride, batch_size, naming)
+
+
+def _heatmap_naming(directory: Path, stem: str) -> Callable[[DetectorVerdict], Path]:
+    return lambda verdict: directory / f"{stem}-{verdict.task}-{verdict.family}.png"
+
+
+def report_json(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> dict:
+    """The ``cfzoo detect --json`` document (schema in docs/detect.md)."""
+    providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
+    return {
+        "schema": JSON_SCHEMA_VERSION,
+        "settings": {"patch_size": PATCH_SIZE, "stride": stride, "batch_size": batch_size, "providers": providers, "rule": RULE},
+        "detectors": [
+            {"model": d.entry.id, "family": d.entry.family, "task": d.entry.task, "threshold": float(d.threshold), "source": d.resolved.source}
+            for d in selection.detectors
+        ],
+        "skipped": list(selection.skipped),
+        "images": [report.to_json() for report in reports],
+        "failed": sum(not report.ok for report in reports),
+    }
+
+
+# --- heatmaps --------------------------------------------------------------------------------
+
+
+def probability_colours(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """RGB float colours [..., 3] of patch probabilities (see :data:`HEATMAP_BELOW`, :data:`HEATMAP_ABOVE`)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)[..., None]
+    threshold = min(max(threshold, 1e-6), 1 - 1e-6)
+    (cold, cool), (warm, hot) = (np.array(ramp, dtype=np.float64) for ramp in (HEATMAP_BELOW, HEATMAP_ABOVE))
+    below = cold + (cool - cold) * np.clip(probabilities / threshold, 0, 1)
+    above = warm + (hot - warm) * np.clip((probabilities - threshold) / (1 - threshold), 0, 1)
+    return np.where(probabilities > threshold, above, below)
+
+
+def render_heatmap(pixels: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, verdict: DetectorVerdict) -> np.ndarray:
+    """The image in dimmed gray under a colour per patch (:func:`probability_colours`; where patches
+    overlap, their mean probability), reduced to :data:`HEATMAP_MAX_SIDE`, with a one-line caption."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, HEATMAP_MAX_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX), dtype=np.float64)
+    gray = reduced @ np.array(LUMA_WEIGHTS) * HEATMAP_BRIGHTNESS
+    total = np.zeros((size[1], size[0]))
+    count = np.zeros_like(total)
+    for (row, column), probability in zip(positions, probabilities):
+        top, left = round(row * scale), round(column * scale)
+        bottom, right = round((row + PATCH_SIZE) * scale), round((column + PATCH_SIZE) * scale)
+        total[top:bottom, left:right] += probability
+        count[top:bottom, left:right] += 1
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    colours = probability_colours(mean, verdict.threshold)
+    blended = gray[..., None] * (1 - HEATMAP_OPACITY) + colours * HEATMAP_OPACITY
+    blended = np.where(count[..., None] > 0, blended, gray[..., None])
+    return _with_caption(np.clip(np.rint(blended), 0, 255).astype(np.uint8), _caption(verdict))
+
+
+def _caption(verdict: DetectorVerdict) -> str:
+    return (
+        f"{verdict.task} / {verdict.family}: {verdict.verdict} "
+        f"({verdict.flagged_share:.0%} of patches above {verdict.threshold:.2f}, mean {verdict.mean_probability:.2f})"
+    )
+
+
+def _with_caption(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` under a black strip holding ``text``; the canvas widens (black on the right) for a narrow image."""
+    font_size, margin = 14, 5
+    font = ImageFont.load_default(size=font_size)
+    width = max(image.shape[1], int(np.ceil(font.getlength(text))) + 2 * margin)
+    canvas = Image.new("RGB", (width, image.shape[0] + font_size + 2 * margin), (0, 0, 0))
+    canvas.paste(Image.fromarray(image), (0, font_size + 2 * margin))
+    ImageDraw.Draw(canvas).text((margin, margin - 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)

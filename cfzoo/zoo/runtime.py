@@ -1,0 +1,125 @@
+"""onnxruntime sessions for zoo models: CUDA when available, else the CPU; created once and reused.
+
+:class:`Detector` wraps a ``<id>.onnx`` detector, :class:`GradientModel` its ``<id>.grad.onnx`` companion.
+Both take images as the model contract says: float32 [N,3,128,128], RGB 0..255.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo.errors import CfzooError
+from cfzoo.zoo.registry import ModelEntry, load_registry
+from cfzoo.zoo.resolve import ResolvedFile, resolve
+
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+_PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def onnxruntime_module():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CfzooError(
+            "onnxruntime is not installed; install exactly one of: pip install 'cfzoo[cpu]' or pip install 'cfzoo[gpu]'"
+        ) from None
+    return onnxruntime
+
+
+def execution_providers(choice: str = "auto") -> tuple[str, ...]:
+    """onnxruntime providers for ``auto`` (CUDA if this onnxruntime has it, then CPU), ``cpu`` or ``cuda``."""
+    if choice not in PROVIDER_CHOICES:
+        raise CfzooError(f"unknown provider {choice!r}; choose one of: {', '.join(PROVIDER_CHOICES)}")
+    available = onnxruntime_module().get_available_providers()
+    if choice == "cpu":
+        return (_PROVIDER_NAMES["cpu"],)
+    if _PROVIDER_NAMES["cuda"] in available:
+        return (_PROVIDER_NAMES["cuda"], _PROVIDER_NAMES["cpu"])
+    if choice == "cuda":
+        raise CfzooError(
+            "CUDA is not available to onnxruntime; install the GPU build (pip uninstall onnxruntime, then "
+            "pip install 'cfzoo[gpu]') on a machine with an NVIDIA driver, or use --providers cpu"
+        )
+    return (_PROVIDER_NAMES["cpu"],)
+
+
+class _Session:
+    def __init__(self, entry: ModelEntry, resolved: ResolvedFile, providers: tuple[str, ...]):
+        onnxruntime = onnxruntime_module()
+        self.entry, self.resolved = entry, resolved
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # onnxruntime's warnings (e.g. unused initialisers) are not the user's concern
+        try:
+            self.session = onnxruntime.InferenceSession(str(resolved.path), sess_options=options, providers=list(providers))
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise CfzooError(f"onnxruntime cannot load {resolved.path}: {str(error).splitlines()[0]}; export or pull the model again") from None
+        self.providers = tuple(self.session.get_providers())
+
+    @property
+    def path(self) -> Path:
+        return self.resolved.path
+
+
+class Detector(_Session):
+    """A detector: ``logits(images)`` -> [N,2]; ``probability(images)`` -> softmax class-1 probability."""
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"image": _contract_images(images)})[0]
+
+    def probability(self, images: np.ndarray) -> np.ndarray:
+        return manipulated_probability(self.logits(images))
+
+    @property
+    def threshold(self) -> float:
+        """Patches with :meth:`probability` above this are called manipulated."""
+        return self.entry.probability_threshold
+
+
+class GradientModel(_Session):
+    """A gradient companion: ``logits_and_gradient(images, labels)`` -> (logits [N,2], d CE / d image)."""
+
+    def logits_and_gradient(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        images = _contract_images(images)
+        if len(labels) != len(images):
+            raise CfzooError(f"{len(images)} images but {len(labels)} labels")
+        logits, gradient = self.session.run(["logits", "grad"], {"image": images, "label": labels})
+        return logits, gradient
+
+
+def manipulated_probability(logits: np.ndarray) -> np.ndarray:
+    """softmax(logits)[:, 1], computed stably as the sigmoid of the logit difference."""
+    difference = logits[:, 1].astype(np.float64) - logits[:, 0]
+    return 0.5 * (1.0 + np.tanh(0.5 * difference))
+
+
+def load_detector(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> Detector:
+    """The detector of a registry model, its session created once per (model, providers, path)."""
+    return _cached_session(Detector, model_id, "detector", execution_providers(providers), None if path is None else str(path))
+
+
+def load_gradient_model(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> GradientModel:
+    """The gradient companion of a registry model, cached like :func:`load_detector`."""
+    return _cached_session(GradientModel, model_id, "gradient", execution_providers(providers), None if path is None else str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_session(kind_class, model_id: str, kind: str, providers: tuple[str, ...], path: str | None):
+    entry = load_registry().get(model_id)
+    return kind_class(entry, resolve(entry, kind, path), providers)
+
+
+def clear_session_cache() -> None:
+    """Forget every session (after the zoo's files changed on disk)."""
+    _cached_session.cache_clear()
+
+
+def _contract_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (3, 128, 128):
+        raise CfzooError(f"images must be [N,3,128,128] RGB 0..255, got shape {list(images.shape)}")
+    return np.ascontiguousarray(images, dtype=np.float32)

@@ -1,0 +1,237 @@
+"""Model cards: generated from registry entries built from the real training records in checkpoints/cameras-seed0,
+parsed back with huggingface_hub's own ModelCard, byte-for-byte deterministic, written by `cfzoo cards` (also
+without torch), and the cards in model_cards/ match the embedded registry.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cfzoo.cli import app
+from cfzoo.export.model_cards import family_card, registry_families, write_family_cards
+from cfzoo.export.zoo_writer import registry_entry
+from cfzoo.manipulations import MANIPULATIONS, parameter_table
+from cfzoo.paper import FAMILY_TITLES, table1
+from cfzoo.zoo.registry import REGISTRY_NAME, HubSource, Registry, embedded_registry, load_registry
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CHECKPOINTS = REPOSITORY / "checkpoints" / "cameras-seed0"
+HUB = HubSource("cfzoo/detectors", "main")
+
+
+def parsed(card_text_or_path):
+    """huggingface_hub's own reading of a card. Imported here, not at collection: huggingface_hub fixes its cache
+    path from HF_HOME at import, and conftest's isolated_homes sets HF_HOME per test."""
+    from huggingface_hub import ModelCard
+
+    if isinstance(card_text_or_path, Path):
+        return ModelCard.load(card_text_or_path)
+    return ModelCard(card_text_or_path)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """A zoo folder whose registry holds every seed-0 training record (spam x8, cozzolino2017 x8, bayar2016 x5).
+
+    The cards read only the registry, so each model's files are small stand-ins whose sha256 the entry records."""
+    zoo = tmp_path_factory.mktemp("zoo")
+    (zoo / "models").mkdir()
+    entries = []
+    for path in sorted(CHECKPOINTS.glob("*.json")):
+        record = json.loads(path.read_text())
+        files = [zoo / "models" / f"{record['id']}{suffix}" for suffix in (".onnx", ".grad.onnx")]
+        for file in files:
+            file.write_text(f"stand-in for {file.name}\n")
+        entries.append(registry_entry(record, *files, embedded=False, hub=HUB))
+    Registry(entries).write(zoo / REGISTRY_NAME)
+    return zoo
+
+
+@pytest.fixture(scope="module")
+def registry(zoo):
+    return Registry.read(zoo / REGISTRY_NAME)
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_front_matter_parses_with_huggingface_hub_and_carries_every_metric(registry):
+    for family in ("spam", "bayar2016", "cozzolino2017"):
+        entries = registry.select([family])
+        card = parsed(family_card(family, registry).text)
+        assert card.data.license == "mit" and card.data.library_name == "onnx"
+        assert card.data.pipeline_tag == "image-classification"
+        assert {"image-forensics", "onnx", family} <= set(card.data.tags)
+        assert card.data.model_name == f"cfzoo-{family}"
+        results = {(result.dataset_config, result.metric_type): result for result in card.data.eval_results}
+        assert len(results) == 3 * len(entries)
+        for entry in entries:
+            for metric, key in (("accuracy", "acc"), ("fpr", "fpr"), ("tpr", "tpr")):
+                result = results[(entry.task, metric)]
+                assert result.metric_value == round(entry.metrics["test"][key], 2)
+                assert result.task_type == "image-classification" and result.dataset_split == "test"
+                assert "Google_Pixel5, Nikon_D5500" in result.dataset_name
+                assert MANIPULATIONS[entry.task].title in result.task_name
+        assert card.text.lstrip().startswith(f"# cfzoo {FAMILY_TITLES[family]}: detectors of global image manipulations")
+
+
+def test_card_body_states_contract_data_split_table1_training_and_files(registry):
+    card = family_card("spam", registry)
+    text = card.text
+    entries = registry.select(["spam"])
+    assert card.models == tuple(entry.id for entry in entries) and card.missing_tasks == ()
+    assert "This card covers 8 of the 8 tasks." in text and "Not in the registry" not in text
+    assert "input `image` float32 [N,3,128,128], RGB, values 0..255" in text and "output `logits` float32 [N,2]" in text
+    assert "`<id>.grad.onnx`: inputs `image` (as above) and `label` int64 [N]" in text
+    assert "soft (softmax-quantised) SPAM of Cozzolino2017" in text  # spam's companion is an approximation
+    assert "s3_spam14hv, 338 values" in text
+    devices = "Train devices: Apple_iPhone11, Apple_iPhoneX, Nikon_D200, Nikon_D70, Nikon_D70s; test devices: Google_Pixel5, Nikon_D5500."
+    assert devices in text
+    assert "| Nikon_D5500 | City100 in ngchc/CameraSR (photographs of printed postcards) | MIT |" in text
+    assert "MANIFEST.csv" in text and "cfzoo's code and these model files: MIT." in text
+    assert "All models:\n- C: 1\n- classifier: LinearSVC (squared hinge, L2) on standardised features" in text
+    assert "Machine: CPU (2 cores), no GPU." in text
+    for entry in entries:
+        paper = table1(entry.task, "spam")
+        ours = entry.metrics["test"]
+        assert f"| {ours['acc']:.2f} (" in text and f"{ours['fpr']:.2f} ({paper['fpr']:.2f})" in text
+        assert f"| `{entry.id}` | {entry.training['train_patches']:,} | {entry.training['test_patches']:,} |" in text
+        for file in entry.files.values():
+            assert f"| `{entry.id}` | `models/{file.name}` | {file.size:,} | `{file.sha256}` |" in text
+    for row in parameter_table():  # every free manipulation parameter
+        for key, value in row.items():
+            if key in ("task", "manipulation", "difficulty"):
+                continue
+            assert f"{key.replace('_', ' ')}: " in text
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                assert f"{key.replace('_', ' ')}: {value}" in text
+    limits = text.split("## Limits")[1].split("## How to use")[0]  # the measured ones first
+    assert "FPR above 5 % on the test devices for `blur0.5` (14.28 %), `jpeg90` (31.13 %);" in limits
+    assert "more than 2 points under the paper's for `jpeg70` (97.54 against 99.99), `jpeg90` (73.97 against 90.90)" in limits
+    assert "- JPEG Q90: pristine camera photos are usually JPEGs already" in text
+    assert "cfzoo pull spam-blur1.1" in text and "cfzoo detect photo.jpg -f spam" in text
+
+
+def test_a_family_with_missing_tasks_lists_what_is_there_and_names_the_rest(registry):
+    card = family_card("bayar2016", registry)
+    assert card.missing_tasks == ("jpeg90", "median3", "resize1.01")
+    assert card.models == ("bayar2016-blur1.1", "bayar2016-blur0.5", "bayar2016-jpeg70", "bayar2016-median7", "bayar2016-resize1.5")
+    assert "This card covers 5 of the 8 tasks. Not in the registry, so not described here: `jpeg90`, `median3`, `resize1.01`." in card.text
+    for task in card.missing_tasks:
+        assert f"bayar2016-{task}" not in card.text
+    assert len(parsed(card.text).data.eval_results) == 15
+    assert "constrained 3@5x5" in card.text  # the architecture from the training record
+
+
+def test_a_reduced_training_set_on_a_cpu_is_said(registry):
+    """An Xception trained on a subset of the patches the other jpeg70 models used, on the CPU."""
+    record_entry = registry.get("bayar2016-jpeg70")
+    xception = replace(
+        record_entry, id="xception-jpeg70", family="xception",
+        training={**record_entry.training, "train_patches": 4000,
+                  "hyperparameters": {"steps": 600, "batch_size": 16, "architecture": "timm legacy_xception"}},
+    )
+    card = family_card("xception", Registry([*registry, xception]))
+    assert card.models == ("xception-jpeg70",) and len(card.missing_tasks) == 7
+    assert "| 4,000 of 43,008 |" in card.text
+    assert "`xception-jpeg70` trained on a reduced set" in card.text and "Machine: CPU (2 cores), no GPU." in card.text
+    alone = family_card("xception", Registry([xception]))  # nothing to compare with: no claim either way
+    assert "reduced set" not in alone.text and "| 4,000 |" in alone.text
+
+
+def test_cards_are_deterministic(registry, tmp_path):
+    entries = list(registry)
+    random.Random(0).shuffle(entries)
+    for family in registry_families(registry):
+        assert family_card(family, registry).text == family_card(family, Registry(entries)).text
+    first = {path.name: path.read_bytes() for _, path in write_family_cards(tmp_path / "a", registry=registry)}
+    second = {path.name: path.read_bytes() for _, path in write_family_cards(tmp_path / "b", registry=Registry(entries))}
+    assert first == second and sorted(first) == ["bayar2016.md", "cozzolino2017.md", "spam.md"]
+    assert sorted(path.name for path in (tmp_path / "a").iterdir()) == sorted(first)  # no temporary files left
+
+
+def test_cards_command_writes_parsable_cards_and_refuses_bad_families(runner, zoo, tmp_path):
+    out = tmp_path / "cards"
+    result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    assert [item["family"] for item in written] == ["spam", "bayar2016", "cozzolino2017"]
+    assert written[1]["missing_tasks"] == ["jpeg90", "median3", "resize1.01"] and len(written[0]["models"]) == 8
+    for item in written:
+        path = Path(item["path"])
+        assert path.parent == out and path.name == f"{item['family']}.md"
+        from huggingface_hub.repocard import metadata_load
+
+        metadata = metadata_load(path)
+        assert metadata["license"] == "mit" and metadata["model-index"][0]["name"] == f"cfzoo-{item['family']}"
+        assert len(metadata["model-index"][0]["results"]) == len(item["models"])
+        assert parsed(path).data.library_name == "onnx"
+
+    result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--out", str(tmp_path / "x"), "--family", "xception"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: no xception models in the registry; train and export some (cfzoo train DATA -f xception --all, then cfzoo export)\n"
+    )
+    assert not (tmp_path / "x").exists()
+    result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--family", "resnet"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: unknown family 'resnet'; choose from: spam,")
+    result = runner.invoke(app, ["cards", "--zoo", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+
+
+def test_cards_command_defaults_to_every_model_cfzoo_knows(runner, zoo, tmp_path):
+    user_zoo = Path(os.environ["CFZOO_HOME"]) / "zoo"
+    user_zoo.mkdir(parents=True)
+    (user_zoo / REGISTRY_NAME).write_text((zoo / REGISTRY_NAME).read_text())
+    result = runner.invoke(app, ["cards", "--out", str(tmp_path / "cards"), "--family", "cozzolino2017"])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "cards" / "cozzolino2017.md"
+    assert result.stdout == f"{path}: 8 models\n"
+    assert path.read_text() == family_card("cozzolino2017", load_registry()).text
+
+
+def test_cards_command_runs_without_torch(zoo, registry, tmp_path):
+    script = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked")
+
+sys.meta_path.insert(0, NoTorch())
+from cfzoo.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+except SystemExit as exit:
+    assert not exit.code, exit.code
+assert not [name for name in sys.modules if name == "torch" or name.startswith("torch.")]
+"""
+    out = tmp_path / "cards"
+    completed = subprocess.run(
+        [sys.executable, "-c", script, "cards", "--zoo", str(zoo), "--out", str(out), "--family", "spam"],
+        capture_output=True, text=True, env={**os.environ, "CFZOO_HOME": str(tmp_path / "home")}, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert (out / "spam.md").read_text() == family_card("spam", registry).text
+
+
+def test_the_published_cards_match_the_embedded_registry():
+    """model_cards/ is what `cfzoo cards --zoo cfzoo/zoo/embedded` writes: regenerate it after exporting models."""
+    registry = embedded_registry()
+    families = registry_families(registry)
+    if not families:
+        pytest.skip("the embedded zoo is empty: no cards to publish yet")
+    for family in families:
+        path = REPOSITORY / "model_cards" / f"{family}.md"
+        assert path.is_file(), f"{path} is missing; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+        assert path.read_text() == family_card(family, registry).text, f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
