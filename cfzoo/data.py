@@ -29,7 +29,7 @@ import PIL
 
 from cfzoo import __version__
 from cfzoo.errors import DataError, ImageReadError
-from cfzoo.images import IMAGE_SUFFIXES, read_header, read_rgb
+from cfzoo.images import list_images, read_header, read_rgb
 from cfzoo.manipulations import get_manipulation
 from cfzoo.paths import default_cache_dir
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
@@ -65,7 +65,7 @@ class CameraDataset:
             raise DataError(f"{root}: not a directory; pass a folder with one sub-folder of photos per camera device")
         devices = {}
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            images = tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            images = tuple(list_images(folder))
             if images:
                 devices[folder.name] = images
         if not devices:

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cfzoo.errors import CfzooError, ImageReadError
-from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, load_image, save_png
+from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.patches import (
     PATCH_SIZE,
@@ -67,12 +67,12 @@ RULE = f"manipulated when more than {MAJORITY:.0%} of the patches have a probabi
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; a folder becomes its images (by :data:`~cfzoo.images.IMAGE_SUFFIXES`, not recursive,
-    sorted). A folder without images, and a path that does not exist, are kept as they are so that
+    """Files as given; a folder becomes its images (:func:`~cfzoo.images.list_images`: by suffix, not
+    recursive, sorted). A folder without images, and a path that does not exist, are kept as they are so that
     :func:`detect_image` reports them as failures. Repeated paths are analysed once."""
     expanded: list[Path] = []
     for path in map(Path, paths):
-        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        images = list_images(path) if path.is_dir() else []
         expanded.extend(images or [path])
     return list(dict.fromkeys(expanded))
 

@@ -125,6 +125,11 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     return ImageHeader(height=height, width=width, digital_zoom=zoom if zoom > 0 else 1.0)
 
 
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files directly in ``folder`` (by :data:`IMAGE_SUFFIXES`, any case; not recursive), sorted."""
+    return sorted(path for path in Path(folder).iterdir() if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write an RGB uint8 array as a lossless PNG, atomically: the file appears whole or not at all."""
     pixels = as_rgb_uint8(pixels, "image to save")

@@ -44,8 +44,12 @@ def psnr(reference: np.ndarray, distorted: np.ndarray, peak: float = 255.0) -> f
     distorted = np.asarray(distorted, dtype=np.float64)
     if reference.shape != distorted.shape:
         raise ValueError(f"shapes differ: {reference.shape} and {distorted.shape}")
-    mse = float(np.mean((reference - distorted) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+    return psnr_from_mse(float(np.mean((reference - distorted) ** 2)), peak)
+
+
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB from a mean squared error; inf for an MSE of 0 (nothing changed)."""
+    return float("inf") if mse == 0 else float(10.0 * np.log10(peak**2 / mse))
 
 
 def _percent(count: int | np.integer, total: int) -> float:

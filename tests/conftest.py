@@ -48,3 +48,13 @@ def isolated_homes(tmp_path_factory, monkeypatch):
     clear_session_cache()
     yield
     clear_session_cache()
+
+
+@pytest.fixture
+def models(request):
+    """The models a test module lists in ``MODELS``, which must ship in the embedded zoo."""
+    from cfzoo.zoo.registry import embedded_registry
+
+    embedded = embedded_registry()
+    missing = [model for model in request.module.MODELS if model not in embedded or not embedded.get(model).embedded]
+    assert not missing, f"not embedded: {', '.join(missing)}; export them with cfzoo export ... --zoo cfzoo/zoo/embedded"

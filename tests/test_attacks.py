@@ -8,7 +8,6 @@ a temporary user zoo; without torch or those checkpoints such tests skip.
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,36 +25,10 @@ from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.registry import embedded_registry
-from cfzoo.zoo.runtime import clear_session_cache, load_detector, load_gradient_model
+from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "cameras-seed0"
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png")
-
-
-@pytest.fixture(scope="module")
-def exported_home(tmp_path_factory):
-    """None when the embedded zoo has every model; else a CFZOO_HOME whose zoo holds the missing ones."""
-    embedded = embedded_registry()
-    missing = [model for model in MODELS if model not in embedded or not embedded.get(model).embedded]
-    if not missing:
-        return None
-    pytest.importorskip("torch")
-    if not all((CHECKPOINTS / f"{model}.safetensors").exists() for model in missing):
-        pytest.skip(f"{', '.join(missing)} neither embedded nor in {CHECKPOINTS}")
-    from cfzoo.export.zoo_writer import export_to_zoo
-
-    home = tmp_path_factory.mktemp("attack-home")
-    export_to_zoo(CHECKPOINTS, missing, home / "zoo")
-    return home
-
-
-@pytest.fixture
-def models(exported_home, monkeypatch):
-    if exported_home is not None:
-        monkeypatch.setenv("CFZOO_HOME", str(exported_home))
-        clear_session_cache()
 
 
 @pytest.fixture(scope="module")

@@ -33,35 +33,9 @@ from cfzoo.errors import CfzooError
 from cfzoo.images import save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import ImageTooSmallError
-from cfzoo.zoo.registry import ModelEntry, embedded_registry
-from cfzoo.zoo.runtime import clear_session_cache
+from cfzoo.zoo.registry import ModelEntry
 
 MODELS = ("spam-jpeg70", "cozzolino2017-jpeg70")
-CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "cameras-seed0"
-
-
-@pytest.fixture(scope="module")
-def exported_home(tmp_path_factory):
-    """None when the embedded zoo has both models; else a CFZOO_HOME whose zoo holds the missing ones."""
-    embedded = embedded_registry()
-    missing = [model for model in MODELS if model not in embedded or not embedded.get(model).embedded]
-    if not missing:
-        return None
-    pytest.importorskip("torch")
-    if not all((CHECKPOINTS / f"{model}.safetensors").exists() for model in missing):
-        pytest.skip(f"{', '.join(missing)} neither embedded nor in {CHECKPOINTS}")
-    from cfzoo.export.zoo_writer import export_to_zoo
-
-    home = tmp_path_factory.mktemp("detect-home")
-    export_to_zoo(CHECKPOINTS, missing, home / "zoo")
-    return home
-
-
-@pytest.fixture
-def models(exported_home, monkeypatch):
-    if exported_home is not None:
-        monkeypatch.setenv("CFZOO_HOME", str(exported_home))
-        clear_session_cache()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cfzoo.errors import CfzooError, ImageReadError
-from cfzoo.images import load_image, read_header, read_rgb, save_png
+from cfzoo.images import IMAGE_SUFFIXES, list_images, load_image, read_header, read_rgb, save_png
 
 
 def write_png16_rgb(path, samples):
@@ -126,6 +126,15 @@ def test_animated_gif_gives_the_first_frame_and_says_so(tmp_path):
     assert loaded.frame_count == 3
     assert (loaded.pixels == np.array([255, 0, 0], np.uint8)).all()
     assert "first frame" in loaded.notes[0]
+
+
+def test_list_images_is_sorted_case_insensitive_files_only_and_not_recursive(tmp_path):
+    for name in ("b.png", "a.JPG", "C.Tiff", ".hidden.jpg", "notes.txt", "jpg", "nested/d.png", "folder.png/e.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert list_images(tmp_path) == [tmp_path / name for name in (".hidden.jpg", "C.Tiff", "a.JPG", "b.png")]
+    assert {path.suffix.lower() for path in list_images(tmp_path)} <= IMAGE_SUFFIXES
+    assert list_images(tmp_path / "nested") == [tmp_path / "nested" / "d.png"]
 
 
 def test_save_png_is_atomic_and_leaves_no_partial_file(tmp_path, rng):

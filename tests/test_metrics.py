@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from cfzoo.metrics import detection_rates, psnr
+from cfzoo.metrics import detection_rates, psnr, psnr_from_mse
 
 
 def test_rates_from_a_hand_counted_example():
@@ -43,3 +43,14 @@ def test_psnr_identical_is_infinite_and_shape_mismatch_raises():
     assert psnr(image, image) == math.inf
     with pytest.raises(ValueError):
         psnr(image, image[:4])
+
+
+def test_psnr_from_mse_matches_psnr_and_the_definition():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(16, 16, 3)).astype(np.uint8)
+    noisy = np.clip(image.astype(int) + rng.integers(-3, 4, size=image.shape), 0, 255).astype(np.uint8)
+    mse = np.mean((image.astype(float) - noisy) ** 2)
+    assert psnr_from_mse(mse) == psnr(image, noisy) == pytest.approx(10 * math.log10(255**2 / mse))
+    assert psnr_from_mse(1.0) == pytest.approx(48.1308, abs=1e-4)
+    assert psnr_from_mse(0.25, peak=1.0) == pytest.approx(10 * math.log10(4))
+    assert psnr_from_mse(0.0) == math.inf

@@ -365,8 +365,8 @@ def test_export_writes_both_files_and_a_matching_registry_entry(runner, tmp_path
     assert entry.training["training_data_sha256"] == record["training_data_sha256"] and not entry.embedded
 
 
-def test_runtime_modules_import_without_torch(tmp_path):
-    script = """
+#: `cfzoo ARGS` in an interpreter in which importing torch fails, after importing the runtime path itself.
+NO_TORCH_CLI = """
 import sys
 
 class NoTorch:
@@ -375,16 +375,27 @@ class NoTorch:
             raise ImportError("torch is blocked")
 
 sys.meta_path.insert(0, NoTorch())
-import cfzoo.zoo, cfzoo.zoo.runtime, cfzoo.cli
+import cfzoo.attacks, cfzoo.zoo, cfzoo.zoo.runtime
 from cfzoo.cli import app
 try:
-    app(["list", "--json"], standalone_mode=False)
+    app(sys.argv[1:], standalone_mode=False)
 except SystemExit as exit:
     assert not exit.code, exit.code
 loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
 assert not loaded, loaded
 """
-    environment = {**os.environ, "CFZOO_HOME": str(tmp_path / "home")}
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=120)
+
+
+def run_cli_without_torch(args: list[str], cfzoo_home: Path) -> subprocess.CompletedProcess:
+    """Runs `cfzoo ARGS` in a fresh interpreter without torch (see NO_TORCH_CLI) and asserts that it succeeds
+    and that nothing imported torch; also used by test_model_cards."""
+    environment = {**os.environ, "CFZOO_HOME": str(cfzoo_home)}
+    completed = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_CLI, *args], capture_output=True, text=True, env=environment, timeout=120
+    )
     assert completed.returncode == 0, completed.stderr
-    json.loads(completed.stdout)
+    return completed
+
+
+def test_runtime_modules_import_without_torch(tmp_path):
+    json.loads(run_cli_without_torch(["list", "--json"], tmp_path / "home").stdout)

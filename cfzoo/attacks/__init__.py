@@ -5,13 +5,14 @@
 - :mod:`cfzoo.attacks.image`: one whole image, tile by tile, written as a lossless PNG.
 """
 
-from cfzoo.attacks.fgsm import METHODS, AttackResult, attack_patches, check_eps, default_iterations, fgsm, iterative_fgsm
+from cfzoo.attacks.fgsm import METHODS, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations, fgsm, iterative_fgsm
 from cfzoo.attacks.image import attack_image, attack_image_file, attack_positions, paste_patches
 from cfzoo.attacks.transfer import attack_dataset, attack_markdown, attack_patch_set, manipulated_rows
 
 __all__ = [
     "METHODS",
     "AttackResult",
+    "AttackSettings",
     "attack_dataset",
     "attack_image",
     "attack_image_file",

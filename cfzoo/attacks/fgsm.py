@@ -53,6 +53,17 @@ class AttackResult:
     zero_gradient: np.ndarray  # bool: the first gradient was zero everywhere, so the first step changed nothing
 
 
+@dataclass(frozen=True)
+class AttackSettings:
+    """How :func:`attack_patches` attacks: ``method`` (one of :data:`METHODS`), ``eps`` in gray levels,
+    ``iterations`` (iterative FGSM only; None for :func:`default_iterations`) and the patches per model run."""
+
+    eps: int
+    method: str = "fgsm"
+    iterations: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+
 def check_eps(eps: int) -> int:
     """``eps`` as an int, or a CfzooError: the attack needs an integer number of gray levels, 1..255."""
     if isinstance(eps, bool) or not isinstance(eps, (int, np.integer)) or not 1 <= eps <= MAX_EPS:
@@ -146,23 +157,20 @@ def iterative_fgsm(
 
 
 def attack_patches(
-    method: str,
+    settings: AttackSettings,
     companion: GradientModel,
     detector: Detector,
     patches: np.ndarray,
-    eps: int,
-    iterations: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
 ) -> AttackResult:
-    """FGSM or iterative FGSM by name (``fgsm`` ignores ``detector`` and ``iterations``)."""
-    if method == "fgsm":
-        if iterations is not None:
+    """FGSM or iterative FGSM, as ``settings`` say (``fgsm`` ignores ``detector``)."""
+    if settings.method == "fgsm":
+        if settings.iterations is not None:
             raise CfzooError("--iterations applies to --method ifgsm only; FGSM takes one step")
-        return fgsm(companion, patches, eps, batch_size, on_progress)
-    if method == "ifgsm":
-        return iterative_fgsm(companion, detector, patches, eps, iterations, batch_size, on_progress)
-    raise CfzooError(f"unknown attack method {method!r}; choose one of: {', '.join(METHODS)}")
+        return fgsm(companion, patches, settings.eps, settings.batch_size, on_progress)
+    if settings.method == "ifgsm":
+        return iterative_fgsm(companion, detector, patches, settings.eps, settings.iterations, settings.batch_size, on_progress)
+    raise CfzooError(f"unknown attack method {settings.method!r}; choose one of: {', '.join(METHODS)}")
 
 
 def _checked_patches(patches: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, attack_patches, check_eps
+from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackSettings, attack_patches, check_eps
 from cfzoo.attacks.transfer import attackable_tasks, called_manipulated, detector_entries, finite_or_none
 from cfzoo.detection import patch_grid
 from cfzoo.errors import CfzooError
@@ -61,15 +61,12 @@ def attack_image(
     pixels: np.ndarray,
     target: str,
     task: str,
-    eps: int,
-    method: str = "fgsm",
-    iterations: int | None = None,
+    settings: AttackSettings,
     providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImageAttack:
     """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) with ``target``-``task``'s companion."""
-    eps = check_eps(eps)
+    check_eps(settings.eps)
     positions = attack_positions(*pixels.shape[:2])
     attackable_tasks(target, [task])
     target_id = f"{target}-{task}"
@@ -77,14 +74,14 @@ def attack_image(
     tiles = cut_patches(pixels, positions)
     if on_progress is not None:
         on_progress(0, len(tiles))
-    result = attack_patches(method, companion, target_detector, tiles, eps, iterations, batch_size, on_progress)
+    result = attack_patches(settings, companion, target_detector, tiles, on_progress)
     attacked = paste_patches(pixels, result.patches, positions)
     detect_positions = patch_grid(*pixels.shape[:2])
     tpr = {}
     for entry in detector_entries(task):
         detector = load_detector(entry.id, providers)
-        _, before = called_manipulated(detector, cut_patches(pixels, detect_positions), batch_size)
-        _, after = called_manipulated(detector, cut_patches(attacked, detect_positions), batch_size)
+        _, before = called_manipulated(detector, cut_patches(pixels, detect_positions), settings.batch_size)
+        _, after = called_manipulated(detector, cut_patches(attacked, detect_positions), settings.batch_size)
         tpr[entry.family] = {"model": entry.id, "before": 100.0 * before.mean(), "after": 100.0 * after.mean()}
     return ImageAttack(attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr)
 
@@ -112,7 +109,7 @@ def attack_image_file(
     if out_path.is_dir():
         raise CfzooError(f"--out {out_path} is a folder; give a file name ending in .png")
     loaded = load_image(image_path)
-    attack = attack_image(loaded.pixels, target, task, eps, method, iterations, providers, batch_size, on_progress)
+    attack = attack_image(loaded.pixels, target, task, AttackSettings(eps, method, iterations, batch_size), providers, on_progress)
     save_png(attack.pixels, out_path)
     summary = {
         "image": str(image_path),

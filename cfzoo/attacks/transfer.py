@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, attack_patches, check_eps, default_iterations, to_model_input
+from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations, to_model_input
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.images import save_png
-from cfzoo.metrics import detection_rates
+from cfzoo.metrics import detection_rates, psnr_from_mse
 from cfzoo.paper import FAMILY_TITLES, paper_tables
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
@@ -111,12 +111,6 @@ def called_manipulated(detector: Detector, patches: np.ndarray, batch_size: int 
     return probability, probability > detector.threshold
 
 
-def psnr_from_squared_error(squared_error: float, samples: int, peak: float = 255.0) -> float:
-    """PSNR (dB) from a sum of squared differences over ``samples`` values, as :func:`cfzoo.metrics.psnr`."""
-    mse = squared_error / samples
-    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
-
-
 def finite_or_none(value: float, digits: int = 4) -> float | None:
     """``value`` rounded, or None for an infinite PSNR (nothing changed), so JSON stays standard."""
     return round(value, digits) if math.isfinite(value) else None
@@ -126,11 +120,8 @@ def attack_patch_set(
     patch_set: PatchSet,
     rows: np.ndarray,
     target: str,
-    eps: int,
-    method: str = "fgsm",
-    iterations: int | None = None,
+    settings: AttackSettings,
     providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
     save_dir: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict, list[dict]]:
@@ -150,17 +141,17 @@ def attack_patch_set(
     after = {family: [] for family in detectors}
     squared_error, zero_gradient, steps, index = 0.0, 0, 0, []
     started = time.perf_counter()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+    for start in range(0, len(rows), settings.batch_size):
+        chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        result: AttackResult = attack_patches(method, companion, target_detector, original, eps, iterations, batch_size)
+        result: AttackResult = attack_patches(settings, companion, target_detector, original)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())
         probabilities = {}
         for family, detector in detectors.items():
-            probability_before, decision_before = called_manipulated(detector, original, batch_size)
-            probability_after, decision_after = called_manipulated(detector, result.patches, batch_size)
+            probability_before, decision_before = called_manipulated(detector, original, settings.batch_size)
+            probability_after, decision_after = called_manipulated(detector, result.patches, settings.batch_size)
             before[family].append(decision_before)
             after[family].append(decision_after)
             probabilities[family] = (probability_before, probability_after)
@@ -175,7 +166,7 @@ def attack_patch_set(
         "test_devices": list(patch_set.meta["devices"]),
         "patches": len(rows),
         "manipulated_in_split": int((patch_set.labels == 1).sum()),
-        "psnr_db": finite_or_none(psnr_from_squared_error(squared_error, samples)),
+        "psnr_db": finite_or_none(psnr_from_mse(squared_error / samples)),
         "mse": round(squared_error / samples, 6),
         "zero_gradient_patches": zero_gradient,
         "mean_iterations": round(steps / len(rows), 4),
@@ -185,7 +176,7 @@ def attack_patch_set(
                 "model": entry.id,
                 "before": _tpr(before[entry.family]),
                 "after": _tpr(after[entry.family]),
-                "paper": paper_tpr(target, task, entry.family, method, eps),
+                "paper": paper_tpr(target, task, entry.family, settings.method, settings.eps),
             }
             for entry in entries
         },
@@ -217,6 +208,7 @@ def attack_dataset(
     tasks = attackable_tasks(target, tasks)
     if iterations is None and method == "ifgsm":
         iterations = default_iterations(eps)
+    settings = AttackSettings(eps, method, iterations, batch_size)
     if save_dir is not None and Path(save_dir).exists() and not Path(save_dir).is_dir():
         raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for --save")
     status = on_status or (lambda stage, done, total: None)
@@ -228,10 +220,7 @@ def attack_dataset(
             on_progress=functools.partial(status, f"{task} patches"),
         )
         chosen = manipulated_rows(patch_set, max_patches, seed)
-        row, saved = attack_patch_set(
-            patch_set, chosen, target, eps, method, iterations, providers, batch_size, save_dir,
-            functools.partial(status, f"{task} attack"),
-        )
+        row, saved = attack_patch_set(patch_set, chosen, target, settings, providers, save_dir, functools.partial(status, f"{task} attack"))
         rows.append(row)
         index += saved
     if save_dir is not None:

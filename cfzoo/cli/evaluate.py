@@ -23,7 +23,7 @@ def evaluate(
     checkpoints: Path | None = typer.Option(None, "--checkpoints", help="Folder of trained checkpoints (default $CFZOO_HOME/checkpoints)."),
     family: list[str] = typer.Option([], "--family", "-f", help=f"Only these families: {', '.join(FAMILIES)}."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks: {', '.join(TASK_IDS)}."),
-    recorded: bool = typer.Option(False, "--recorded", help="Use the test metrics stored at training time instead of scoring again."),
+    recorded: bool = typer.Option(False, "--recorded", help="Use the test metrics stored at training time instead of scoring again (needs only the JSON records)."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Score a seeded, balanced subset of the test patches."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
@@ -40,11 +40,13 @@ def evaluate(
             raise CfzooError(f"unknown family {name!r}; choose one of: {', '.join(FAMILIES)}")
     for task_id in tasks:
         get_manipulation(task_id)
-    require_training_extra()
+    if not recorded:
+        require_training_extra()
     from cfzoo.training.evaluate import available_models, evaluate_checkpoints, recorded_rows
 
     checkpoints = checkpoints or default_checkpoint_dir()
-    models = available_models(checkpoints, families, tasks)
+    # recorded metrics need only the JSON records (Xception's 83 MB weights are not committed)
+    models = available_models(checkpoints, families, tasks, need_weights=not recorded)
     if not models:
         raise CfzooError(f"no trained checkpoints for these families and tasks in {checkpoints}; run cfzoo train first")
     if recorded:

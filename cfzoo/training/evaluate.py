@@ -12,12 +12,15 @@ from cfzoo.metrics import detection_rates
 from cfzoo.training.run import StatusCallback, balanced_subset, decision_threshold, load_detector, score_patches
 
 
-def available_models(checkpoint_dir: str | os.PathLike[str], families: Iterable[str], tasks: Iterable[str]) -> list[tuple[str, str]]:
-    """(family, task) pairs that have a checkpoint, in the given orders."""
+def available_models(
+    checkpoint_dir: str | os.PathLike[str], families: Iterable[str], tasks: Iterable[str], need_weights: bool = True
+) -> list[tuple[str, str]]:
+    """(family, task) pairs that have a training record (and weights, with ``need_weights``), in the given orders."""
     checkpoint_dir = Path(checkpoint_dir)
+    suffixes = (".json", ".safetensors") if need_weights else (".json",)
     return [
         (family, task) for task in tasks for family in families
-        if (checkpoint_dir / f"{family}-{task}.json").exists() and (checkpoint_dir / f"{family}-{task}.safetensors").exists()
+        if all((checkpoint_dir / f"{family}-{task}{suffix}").exists() for suffix in suffixes)
     ]
 
 
