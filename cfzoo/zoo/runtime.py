@@ -53,6 +53,10 @@ class _Session:
         self.entry, self.resolved = entry, resolved
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # onnxruntime's warnings (e.g. unused initialisers) are not the user's concern
+        # Without the arena, memory goes back after every run. With it, each cached session kept its peak:
+        # attacking one task (3 detectors + a companion, batch 64) peaked at 3.3 GB against 0.74 GB
+        # without, and all 8 tasks ran out of 24 GB.
+        options.enable_cpu_mem_arena = False
         try:
             self.session = onnxruntime.InferenceSession(str(resolved.path), sess_options=options, providers=list(providers))
         except Exception as error:  # onnxruntime raises its own exception types
