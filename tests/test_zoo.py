@@ -265,7 +265,7 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     detector = load_detector(available_model, providers="cpu")
     assert load_detector(available_model, providers="cpu") is detector
     assert detector.providers == ("CPUExecutionProvider",)
-    assert not detector.session.get_session_options().enable_cpu_mem_arena  # cached sessions keep no peak memory
+    assert detector.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
     for images in (pristine[:1], pristine):
         logits = detector.logits(images)
         assert logits.shape == (len(images), 2) and logits.dtype == np.float32 and np.isfinite(logits).all()
