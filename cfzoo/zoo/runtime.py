@@ -50,10 +50,10 @@ def execution_providers(choice: str = "auto") -> tuple[str, ...]:
 def _shrinking_run_options():
     """Run options that hand the memory arena's growth back after every run.
 
-    A cached session otherwise keeps its peak: attacking one task (3 detectors and a companion, batch 64)
-    peaked at 3.3 GB and all 8 tasks ran out of 24 GB. Turning the arena off also bounds memory, but
-    halved throughput (cozzolino2017 199 -> 96 patches/s); shrinking after each run costs no measurable
-    speed.
+    A cached session otherwise keeps its peak: the 24 embedded detectors held 10 GB after one batch of 64
+    each, and an attack over all 8 tasks ran out of 24 GB. The price is throughput on the fastest graphs
+    (benchmarks/detect.py, idle machine: cozzolino2017 288 -> 156 patches/s, bayar2016 1390 -> 654);
+    turning the arena off instead cost more (cozzolino2017 199 -> 96).
     """
     options = onnxruntime_module().RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
