@@ -43,7 +43,7 @@ from cfzoo.patches import (
 )
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector
+from cfzoo.zoo.runtime import Detector, load_detector, to_model_input
 
 DEFAULT_STRIDE = PATCH_SIZE
 DEFAULT_BATCH_SIZE = 64
@@ -172,7 +172,7 @@ def score_patches(
     check_batch_size(batch_size)
     probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
     for start in range(0, len(positions), batch_size):
-        batch = np.ascontiguousarray(cut_patches(pixels, positions[start:start + batch_size]).transpose(0, 3, 1, 2), dtype=np.float32)
+        batch = to_model_input(cut_patches(pixels, positions[start:start + batch_size]))
         for row, detector in enumerate(detectors):
             probabilities[row, start:start + len(batch)] = detector.probability(batch)
     return probabilities

@@ -15,7 +15,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cfzoo.attacks import attack_positions, check_eps, default_iterations, fgsm, iterative_fgsm, manipulated_rows, paste_patches
-from cfzoo.attacks.fgsm import to_model_input
 from cfzoo.attacks.transfer import called_manipulated
 from cfzoo.cli import app
 from cfzoo.data import PatchSetSpec, build_patch_set, split_devices
@@ -25,7 +24,7 @@ from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.runtime import load_detector, load_gradient_model
+from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
 
 MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png")

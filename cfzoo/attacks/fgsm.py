@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfzoo.errors import CfzooError
-from cfzoo.zoo.runtime import Detector, GradientModel
+from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
 METHODS = ("fgsm", "ifgsm")
 MANIPULATED = 1
@@ -78,11 +78,6 @@ def default_iterations(eps: int) -> int:
     """Iterative FGSM's step count for an eps: min(eps + 4, ceil(1.25 eps)), as Kurakin et al. with step 1."""
     eps = check_eps(eps)
     return min(eps + 4, math.ceil(1.25 * eps))
-
-
-def to_model_input(patches: np.ndarray) -> np.ndarray:
-    """[N,H,W,3] uint8 patches as the contract's [N,3,H,W] float32, 0..255."""
-    return np.ascontiguousarray(np.asarray(patches).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 def gradient_sign(companion: GradientModel, patches: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations, to_model_input
+from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
@@ -29,7 +29,7 @@ from cfzoo.paper import FAMILY_TITLES, paper_tables
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector, load_gradient_model
+from cfzoo.zoo.runtime import Detector, load_detector, load_gradient_model, to_model_input
 
 StatusCallback = Callable[[str, int, int], None]
 

@@ -34,7 +34,8 @@ def list_models(
     entries = load_registry().select(family or None, task or None)
     rows = []
     for entry in entries:
-        sources = [source for source in available_sources(entry) if source in available_sources(entry, "gradient")]
+        gradient_sources = available_sources(entry, "gradient")
+        sources = [source for source in available_sources(entry) if source in gradient_sources]
         if available and not sources:
             continue
         rows.append({

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -76,8 +77,6 @@ class ModelEntry:
         """The threshold on softmax(logits)[:, 1]; the SVM's decision ``d`` equals logit1 - logit0, so
         softmax's class-1 probability is sigmoid(d) and the decision threshold maps through the sigmoid."""
         if self.family == "spam":
-            import math
-
             return 1.0 / (1.0 + math.exp(-self.threshold))
         return self.threshold
 

@@ -108,6 +108,11 @@ class GradientModel(_Session):
         return logits, gradient
 
 
+def to_model_input(patches: np.ndarray) -> np.ndarray:
+    """[N,H,W,3] uint8 patches as the contract's images: [N,3,H,W] float32, 0..255."""
+    return np.ascontiguousarray(np.asarray(patches).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
 def manipulated_probability(logits: np.ndarray) -> np.ndarray:
     """softmax(logits)[:, 1], computed stably as the sigmoid of the logit difference."""
     difference = logits[:, 1].astype(np.float64) - logits[:, 0]
