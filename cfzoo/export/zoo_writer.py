@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from cfzoo.export.onnx_export import export_checkpoint
+from cfzoo.export.onnx_export import export_detector
 from cfzoo.zoo.registry import (
     MODELS_FOLDER,
     REGISTRY_NAME,
@@ -53,7 +53,7 @@ def export_to_zoo(
     A model exported into the package's embedded zoo is marked embedded unless its family is in
     :data:`NOT_EMBEDDED` (its files stay local; the registry still lists their checksums).
     """
-    import json
+    from cfzoo.training.run import load_detector
 
     zoo_dir = Path(zoo_dir)
     registry_path = zoo_dir / REGISTRY_NAME
@@ -63,8 +63,8 @@ def export_to_zoo(
     for number, model_id in enumerate(model_ids):
         if on_model is not None:
             on_model(model_id, number, len(model_ids))
-        detector_path, gradient_path = export_checkpoint(checkpoint_dir, model_id, zoo_dir / MODELS_FOLDER)
-        record = json.loads((Path(checkpoint_dir) / f"{model_id}.json").read_text())
+        record, detector = load_detector(checkpoint_dir, model_id)
+        detector_path, gradient_path = export_detector(record["family"], detector, record, zoo_dir / MODELS_FOLDER, model_id)
         embedded = into_package and record["family"] not in NOT_EMBEDDED
         entries = [entry for entry in entries if entry.id != model_id]
         entries.append(registry_entry(record, detector_path, gradient_path, embedded, hub))
