@@ -29,6 +29,7 @@ import PIL
 
 from cfzoo import __version__
 from cfzoo.errors import DataError, ImageReadError
+from cfzoo.files import file_sha256
 from cfzoo.images import list_images, read_header, read_rgb
 from cfzoo.manipulations import get_manipulation
 from cfzoo.paths import default_cache_dir
@@ -110,14 +111,6 @@ def split_devices(devices: Sequence[str], seed: int = 0, test_devices: Iterable[
         test = sorted(devices[index] for index in order[:count])
     train = [name for name in devices if name not in test]
     return DeviceSplit(train=tuple(train), test=tuple(test), seed=seed)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> dict:

@@ -38,7 +38,8 @@ from cfzoo.zoo import (
     resolve,
     user_zoo_dir,
 )
-from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry, sha256_of
+from cfzoo.files import file_sha256
+from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry
 from cfzoo.zoo.runtime import clear_session_cache
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "cameras-seed0"
@@ -360,7 +361,7 @@ def test_export_writes_both_files_and_a_matching_registry_entry(runner, tmp_path
     assert sorted(path.name for path in (zoo / "models").iterdir()) == [f"{model_id}.grad.onnx", f"{model_id}.onnx"]
     for kind, name in (("detector", f"{model_id}.onnx"), ("gradient", f"{model_id}.grad.onnx")):
         path = zoo / "models" / name
-        assert entry.files[kind] == ModelFile(name, sha256_of(path), path.stat().st_size)
+        assert entry.files[kind] == ModelFile(name, file_sha256(path), path.stat().st_size)
     record = json.loads((CHECKPOINTS / f"{model_id}.json").read_text())
     assert entry.metrics == record["metrics"] and entry.threshold == record["threshold"]
     assert entry.training["training_data_sha256"] == record["training_data_sha256"] and not entry.embedded

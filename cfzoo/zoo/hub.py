@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from cfzoo import __version__
 from cfzoo.errors import CfzooError
+from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import (
     FILE_KINDS,
     MODELS_FOLDER,
@@ -40,7 +41,6 @@ from cfzoo.zoo.registry import (
     ModelEntry,
     Registry,
     load_registry,
-    sha256_of,
     user_registry,
     user_zoo_dir,
 )
@@ -313,7 +313,7 @@ def pull(
 def _verified(path: Path, plan: _Planned, kind: str) -> PulledFile:
     """The downloaded file if its sha256 matches; otherwise it is removed from the cache and the pull fails."""
     expected = plan.entry.file(kind)
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected.sha256:
         _discard_from_cache(path)
         raise CfzooError(
@@ -470,7 +470,7 @@ def plan_publication(
             source = zoo_dir / model_file.path_in_zoo
             if not source.is_file():
                 raise CfzooError(f"{source} is missing; export {entry.id} again (cfzoo export {entry.id} --zoo {zoo_dir})")
-            if sha256_of(source) != model_file.sha256:
+            if file_sha256(source) != model_file.sha256:
                 raise CfzooError(f"{source} does not match the sha256 in {registry_path}; export {entry.id} again")
             model_files.append(PublishedFile(model_file.path_in_zoo, model_file.size, model_file.sha256, source))
     registry_text = json.dumps(Registry(entries).to_json(), indent=2) + "\n"
@@ -529,7 +529,7 @@ def _content_file(path_in_repo: str, content: bytes) -> PublishedFile:
 
 
 def _copied_file(path_in_repo: str, source: Path) -> PublishedFile:
-    return PublishedFile(path_in_repo, source.stat().st_size, sha256_of(source), source)
+    return PublishedFile(path_in_repo, source.stat().st_size, file_sha256(source), source)
 
 
 def _readme(repo_id: str, entries: list[ModelEntry], family_card_names: list[str]) -> str:

@@ -13,7 +13,6 @@ registry lists the models the user exported or pulled, and its entries take prec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
-from cfzoo.files import write_atomically
+from cfzoo.files import file_sha256, write_atomically
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import cfzoo_home
 
@@ -193,17 +192,9 @@ def load_registry() -> Registry:
     return embedded_registry().merged(user_registry())
 
 
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_file(path: str | os.PathLike[str]) -> ModelFile:
     path = Path(path)
-    return ModelFile(name=path.name, sha256=sha256_of(path), size=path.stat().st_size)
+    return ModelFile(name=path.name, sha256=file_sha256(path), size=path.stat().st_size)
 
 
 def _canonical_order(entry: ModelEntry) -> tuple:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
-from cfzoo.zoo.registry import ModelEntry, embedded_zoo_dir, sha256_of, user_zoo_dir
+from cfzoo.files import file_sha256
+from cfzoo.zoo.registry import ModelEntry, embedded_zoo_dir, user_zoo_dir
 
 SOURCES = ("path", "user", "hub-cache", "embedded")
 
@@ -30,7 +31,7 @@ def file_digest(path: Path) -> str:
     status = path.stat()
     key = (str(path), status.st_size, status.st_mtime_ns)
     if key not in _verified:
-        _verified[key] = sha256_of(path)
+        _verified[key] = file_sha256(path)
     return _verified[key]
 
 
