@@ -157,7 +157,7 @@ def export_module(module, output_name: str = LOGITS):
 
     image = torch.zeros(TRACE_BATCH, 3, PATCH_SIZE, PATCH_SIZE)
     batch = torch.export.Dim(BATCH, min=1)
-    return _onnx_export(frozen_copy(module), (image,), [IMAGE], [output_name], ({0: batch},))
+    return onnx_export_program(frozen_copy(module), (image,), [IMAGE], [output_name], ({0: batch},))
 
 
 def export_gradient(module):
@@ -170,7 +170,7 @@ def export_gradient(module):
     image = torch.zeros(TRACE_BATCH, 3, PATCH_SIZE, PATCH_SIZE)
     label = torch.zeros(TRACE_BATCH, dtype=torch.int64)
     batch = torch.export.Dim(BATCH, min=1)
-    return _onnx_export(traced, (image, label), [IMAGE, LABEL], [LOGITS, GRAD], ({0: batch}, {0: batch}))
+    return onnx_export_program(traced, (image, label), [IMAGE, LABEL], [LOGITS, GRAD], ({0: batch}, {0: batch}))
 
 
 def save_model(model, path: str | os.PathLike[str]) -> Path:
@@ -192,7 +192,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _onnx_export(module, args, input_names, output_names, dynamic_shapes):
+def onnx_export_program(module, args, input_names, output_names, dynamic_shapes):
     import torch
 
     with warnings.catch_warnings():

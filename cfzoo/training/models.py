@@ -79,16 +79,24 @@ class Bayar2016(nn.Module):
     manipulated (FPR 26.9%) and had a zero gradient there. Averaging makes the decision a statistic of the
     whole patch, as the manipulation traces are: jpeg70 test ACC rose from 85.07% to 97.92% with the same
     schedule, and the network shrank from 0.37 M to 0.18 M parameters.
+
+    The prediction errors are clipped to +-``residual_clip`` gray levels before the next layer, as SPAM
+    truncates its residuals: otherwise edges, whose errors are tens of levels, dominate the pooled features
+    and the traces in the noise get lost. On resize1.5 the unclipped network called 66% of the pristine
+    Google_Pixel5 patches resized (test ACC 87.03%); clipped at 8, with the same schedule, ACC rose to 97.83%
+    (a 3000-patch test subset). ``residual_clip=None`` is the unclipped network of older checkpoints.
     """
 
     ARCHITECTURE = (
-        "gray -> constrained 3@5x5 -> 96@7x7 stride 2 -> max-pool 3/2 -> 64@5x5 stride 2 -> max-pool 3/2 -> "
-        "global average -> FC 64 -> FC 64 -> FC 2; batch norm and ReLU after the free convolutions, ReLU "
-        "between the FC layers, no dropout; 0.18 M parameters"
+        "gray -> constrained 3@5x5 -> clip to +-residual_clip -> 96@7x7 stride 2 -> max-pool 3/2 -> 64@5x5 "
+        "stride 2 -> max-pool 3/2 -> global average -> FC 64 -> FC 64 -> FC 2; batch norm and ReLU after the free "
+        "convolutions, ReLU between the FC layers, no dropout; 0.18 M parameters"
     )
+    RESIDUAL_CLIP = 8.0
 
-    def __init__(self) -> None:
+    def __init__(self, residual_clip: float | None = RESIDUAL_CLIP) -> None:
         super().__init__()
+        self.residual_clip = residual_clip
         self.gray = RGBToGray()
         self.constrained = ConstrainedConv2d(1, 3, 5)
         self.features = nn.Sequential(
@@ -112,10 +120,17 @@ class Bayar2016(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.constrained(self.gray(image))))
+        residual = self.constrained(self.gray(image))
+        if self.residual_clip is not None:
+            residual = residual.clamp(-self.residual_clip, self.residual_clip)
+        return self.classifier(self.features(residual))
 
     def after_step(self) -> None:
         self.constrained.project()
+
+    def describe(self) -> dict:
+        """The hyper-parameters a checkpoint needs to rebuild this network."""
+        return {"architecture": self.ARCHITECTURE, "residual_clip": self.residual_clip}
 
 
 class Xception(nn.Module):
@@ -134,3 +149,6 @@ class Xception(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image / 127.5 - 1.0)
+
+    def describe(self) -> dict:
+        return {"architecture": self.ARCHITECTURE}

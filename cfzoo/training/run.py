@@ -100,10 +100,10 @@ def train_detector(
         "hyperparameters": hyper,
         "threshold": decision_threshold(plan.family),
         "score": "svm decision function" if plan.family == "spam" else "softmax probability of class 1",
-        "loss": _loss_summary(losses),
+        "loss": loss_summary(losses),
         "metrics": {"test": rates.as_dict()},
         "training_seconds": round(training_seconds, 1),
-        "machine": _machine(),
+        "machine": training_machine(),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,12 +153,15 @@ def score_patches(family: str, detector, patch_set: PatchSet, rows: np.ndarray, 
     )
 
 
-def new_network(family: str):
-    """An untrained torch detector of a CNN family."""
+def new_network(family: str, hyperparameters: dict | None = None):
+    """An untrained torch detector of a CNN family: the current design, or the one a checkpoint's recorded
+    ``hyperparameters`` describe."""
     if family == "bayar2016":
         from cfzoo.training.models import Bayar2016
 
-        return Bayar2016()
+        if hyperparameters is None:
+            return Bayar2016()
+        return Bayar2016(residual_clip=hyperparameters.get("residual_clip"))
     if family == "cozzolino2017":
         from cfzoo.training.cozzolino import Cozzolino2017
 
@@ -186,7 +189,7 @@ def load_detector(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tupl
         return record, LinearSVM.from_arrays(load_file(str(weights_path)))
     from safetensors.torch import load_file
 
-    network = new_network(record["family"])
+    network = new_network(record["family"], record.get("hyperparameters", {}))
     network.load_state_dict(load_file(str(weights_path)))
     return record, network.eval()
 
@@ -217,7 +220,7 @@ def _train_network(plan, train_set, rows, status):
         extra_hyper = {"initialisation": "fully connected layer from the linear SVM on hard SPAM", **model.describe()}
     else:
         model = new_network(plan.family)
-        extra_hyper = {"architecture": model.ARCHITECTURE}
+        extra_hyper = model.describe()
     defaults = DEFAULT_SCHEDULES[plan.family]
     schedule = NetworkSchedule(
         steps=plan.steps or defaults["steps"],
@@ -262,7 +265,7 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
     return np.sort(np.concatenate(chosen))
 
 
-def _loss_summary(losses: list[float], points: int = 50) -> dict:
+def loss_summary(losses: list[float], points: int = 50) -> dict:
     if not losses:
         return {}
     chunks = np.array_split(np.asarray(losses), min(points, len(losses)))
@@ -285,7 +288,7 @@ def _save_array(array: np.ndarray, path: Path) -> None:
         np.save(stream, array)
 
 
-def _machine() -> dict:
+def training_machine() -> dict:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"

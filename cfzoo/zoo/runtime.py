@@ -60,7 +60,7 @@ def _shrinking_run_options():
     return options
 
 
-class _Session:
+class OnnxSession:
     def __init__(self, entry: ModelEntry, resolved: ResolvedFile, providers: tuple[str, ...]):
         onnxruntime = onnxruntime_module()
         self.entry, self.resolved = entry, resolved
@@ -81,7 +81,7 @@ class _Session:
         return self.resolved.path
 
 
-class Detector(_Session):
+class Detector(OnnxSession):
     """A detector: ``logits(images)`` -> [N,2]; ``probability(images)`` -> softmax class-1 probability."""
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -96,7 +96,7 @@ class Detector(_Session):
         return self.entry.probability_threshold
 
 
-class GradientModel(_Session):
+class GradientModel(OnnxSession):
     """A gradient companion: ``logits_and_gradient(images, labels)`` -> (logits [N,2], d CE / d image)."""
 
     def logits_and_gradient(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
