@@ -286,6 +286,11 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
         assert logits.shape == (len(images), 2) and gradient.shape == images.shape
         assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
 
+    # companions keep their memory arena, so only the latest stays cached (here: the same file by explicit path)
+    assert load_gradient_model(available_model, providers="cpu", path=gradient_model.path) is not gradient_model
+    assert load_gradient_model(available_model, providers="cpu") is not gradient_model
+    assert load_detector(available_model, providers="cpu") is detector
+
     clear_session_cache()
     assert load_detector(available_model, providers="cpu") is not detector
 
