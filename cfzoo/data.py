@@ -357,3 +357,13 @@ def _run(function, jobs: list, workers: int | None):
 
 def _stable_int(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16)
+
+
+def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """All rows, or a seeded class-balanced subset of ``limit`` rows, in ascending order."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    per_class = limit // 2
+    chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False) for label in (0, 1)]
+    return np.sort(np.concatenate(chosen))

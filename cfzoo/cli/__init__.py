@@ -12,6 +12,7 @@ from cfzoo.cli.data import data_app
 from cfzoo.cli.detect import detect
 from cfzoo.cli.evaluate import evaluate
 from cfzoo.cli.hub import publish, pull
+from cfzoo.cli.reproduce import reproduce
 from cfzoo.cli.restore import export_restorer, restore, train_restorer
 from cfzoo.cli.train import train
 from cfzoo.cli.zoo import export, list_models
@@ -40,6 +41,7 @@ app.command("cards")(cards)
 app.command("restore")(restore)
 app.command("train-restorer")(train_restorer)
 app.command("export-restorer")(export_restorer)
+app.command("reproduce")(reproduce)
 
 
 def _print_version(value: bool) -> None:

@@ -4,8 +4,6 @@ or one whole image, attacked tile by tile and written as a lossless PNG."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -14,7 +12,7 @@ from rich.table import Table
 from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
 from cfzoo.attacks.image import attack_image_file
 from cfzoo.attacks.transfer import attack_dataset, attack_markdown, attackable_tasks
-from cfzoo.cli.common import handle_errors, new_progress, print_json, stdout
+from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
@@ -89,27 +87,6 @@ def attack(
         _print_table(report)
     if save is not None and not as_json:
         typer.echo(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv", err=True)
-
-
-@contextmanager
-def stage_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """Yields ``on_status(stage, done, total)``: one progress bar per stage on stderr, the first shown only
-    when work starts, so that an early error is the only line printed."""
-    progress = new_progress()
-    bars: dict[str, int] = {}
-
-    def on_status(stage: str, done: int, total: int) -> None:
-        if not bars:
-            progress.start()
-        if stage not in bars:
-            bars[stage] = progress.add_task(stage, total=total)
-        progress.update(bars[stage], completed=done, total=total)
-
-    try:
-        yield on_status
-    finally:
-        if bars:
-            progress.stop()
 
 
 def _attack_image(image, target, task, eps, method, iterations, out, providers, batch_size, as_json, data, save, max_patches, markdown):

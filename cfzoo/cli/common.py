@@ -61,3 +61,24 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 def print_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+
+
+@contextmanager
+def stage_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """Yields ``on_status(stage, done, total)``: one progress bar per stage on stderr, the first shown only
+    when work starts, so that an early error is the only line printed."""
+    progress = new_progress()
+    bars: dict[str, int] = {}
+
+    def on_status(stage: str, done: int, total: int) -> None:
+        if not bars:
+            progress.start()
+        if stage not in bars:
+            bars[stage] = progress.add_task(stage, total=total)
+        progress.update(bars[stage], completed=done, total=total)
+
+    try:
+        yield on_status
+    finally:
+        if bars:
+            progress.stop()

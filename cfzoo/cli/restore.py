@@ -12,8 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.attack import stage_bars
-from cfzoo.cli.common import handle_errors, print_json, stdout
+from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.paper import FAMILY_TITLES

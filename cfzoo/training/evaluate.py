@@ -9,7 +9,8 @@ from pathlib import Path
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.metrics import detection_rates
-from cfzoo.training.run import StatusCallback, balanced_subset, decision_threshold, load_detector, score_patches
+from cfzoo.data import balanced_subset
+from cfzoo.training.run import StatusCallback, decision_threshold, load_detector, score_patches
 
 
 def available_models(

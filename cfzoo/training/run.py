@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo import __version__
-from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.metrics import detection_rates
@@ -253,16 +253,6 @@ _TRAINERS = {"spam": _train_spam, "bayar2016": _train_network, "cozzolino2017": 
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """All rows, or a seeded class-balanced subset of ``limit`` rows, in ascending order."""
-    if limit is None or limit >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    per_class = limit // 2
-    chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False) for label in (0, 1)]
-    return np.sort(np.concatenate(chosen))
 
 
 def loss_summary(losses: list[float], points: int = 50) -> dict:

@@ -1,0 +1,469 @@
+"""The paper's Tables I-V in one run, measured with the zoo's ONNX models (no torch), written to one folder.
+
+- Table I: FPR / TPR / ACC of every detector here on the test devices' patches (pristine and manipulated);
+- Tables II-IV: FGSM against every family with gradient companions here (:func:`cfzoo.attacks.transfer.attack_dataset`);
+  SPAM+SVM as a target is ours, beyond the paper;
+- Table V: GAN restoration of median filtering (:func:`cfzoo.restoration.evaluate_restoration`), when restorers are here.
+
+All tables share one device-disjoint split (:func:`cfzoo.data.split_devices` with the seed). The output folder
+holds REPORT.md (ours beside the paper's figures, differences over :data:`DIFFERENCE_POINTS` listed), one CSV
+per table, ``reproduce.json`` (everything, schema :data:`SCHEMA_VERSION`) and PNG plots. It is assembled in a
+staging folder beside ``out`` and renamed into place, so ``out`` is whole or absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo import __version__
+from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.attacks.transfer import (
+    PAPER_TABLES,
+    attack_dataset,
+    attack_markdown,
+    attackable_tasks,
+    called_manipulated,
+    detector_entries,
+    finite_or_none,
+)
+from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically
+from cfzoo.manipulations import get_manipulation
+from cfzoo.metrics import detection_rates
+from cfzoo.paper import FAMILY_TITLES, table1
+from cfzoo.reports import TABLE1_ORDER, table1_markdown
+from cfzoo.zoo.registry import FAMILY_IDS
+from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
+from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module
+
+StatusCallback = Callable[[str, int, int], None]
+SCHEMA_VERSION = 1
+REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
+#: Differences from the paper larger than this many percentage points are listed under each table.
+DIFFERENCE_POINTS = 5.0
+PAPER_NUMBERS = {"bayar2016": "II", "cozzolino2017": "III", "xception": "IV"}
+TABLE1_COLUMNS = ("task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc", "paper_fpr", "paper_tpr", "paper_acc")
+ATTACK_COLUMNS = ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
+RESTORATION_COLUMNS = (
+    "task", "discriminator", "restorer", "family", "model", "patches", "psnr_db_filtered", "psnr_db_restored",
+    "ssim_filtered", "ssim_restored", "tpr_before", "tpr_after", "paper_tpr_after",
+)
+
+
+def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
+    """``out`` as a Path, or a one-line error when it is a file or (without ``force``) a non-empty folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CfzooError(f"--out {out} is a file; give a folder for the report")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CfzooError(f"--out {out} is not empty; choose a new folder, or add --force to replace its contents")
+    return out
+
+
+def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:
+    """{target family: its attackable tasks among ``tasks``} for every family with gradient companions here:
+    the paper's targets first (Tables II-IV), then the others."""
+    targets = {}
+    for family in sorted(FAMILY_IDS, key=lambda family: family not in PAPER_TABLES):
+        try:
+            found = [task for task in attackable_tasks(family) if task in tasks]
+        except CfzooError:  # no model of this family here
+            continue
+        if found:
+            targets[family] = found
+    return targets
+
+
+def measure_detection(
+    dataset: CameraDataset,
+    tasks: Sequence[str],
+    seed: int = 0,
+    max_patches: int | None = None,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Table I with the zoo's detectors: for each task, every detector here on the test split's patches
+    (all, or ``max_patches`` of each class drawn with the seed as `cfzoo evaluate --max-test-patches` does)."""
+    status = on_status or (lambda stage, done, total: None)
+    split = split_devices(dataset.device_names, seed)
+    rows = []
+    for task in tasks:
+        entries = detector_entries(task)
+        if not entries:
+            continue
+        patch_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            on_progress=functools.partial(status, f"Table I {task} patches"),
+        )
+        chosen = balanced_subset(patch_set.labels, None if max_patches is None else 2 * max_patches, seed + 1)
+        detectors = {entry.id: load_detector(entry.id, providers) for entry in entries}
+        calls = {model_id: [] for model_id in detectors}
+        for start in range(0, len(chosen), batch_size):
+            patches = np.asarray(patch_set.patches[chosen[start:start + batch_size]])
+            for model_id, detector in detectors.items():
+                calls[model_id].append(called_manipulated(detector, patches, batch_size)[1])
+            status(f"Table I {task} detect", start + len(patches), len(chosen))
+        labels = patch_set.labels[chosen]
+        for entry in entries:
+            rates = detection_rates(labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool))
+            rows.append({
+                "task": task,
+                "family": entry.family,
+                "model": entry.id,
+                "pristine": rates.pristine,
+                "manipulated": rates.manipulated,
+                **{metric: finite_or_none(getattr(rates, metric)) for metric in ("fpr", "tpr", "acc")},
+                "paper": table1(task, entry.family),
+                "trained_on_test_devices": sorted(set(split.test) & set(entry.training.get("split", {}).get("train", []))),
+            })
+    return {"test_devices": list(split.test), "rows": rows}
+
+
+def machine_description(providers: str) -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime_module().__version__,
+        "providers": list(execution_providers(providers)),
+    }
+
+
+def reproduce(
+    dataset: CameraDataset,
+    out: str | os.PathLike[str],
+    tasks: Sequence[str] | None = None,
+    eps: int = 1,
+    seed: int = 0,
+    max_patches: int | None = None,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    data_description: str | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Measure Tables I-V on ``dataset`` and write the report folder ``out``; returns the JSON document.
+
+    ``tasks`` (default: all eight) restricts every table; ``max_patches`` caps, per task, the manipulated
+    patches attacked and restored, and each class of Table I's patches. ``data_description`` says where the
+    data came from (e.g. the embedded sample photos) in the report."""
+    out = check_output_dir(out, force)
+    check_eps(eps)
+    if max_patches is not None and max_patches < 1:
+        raise CfzooError(f"--max-patches must be at least 1, got {max_patches}")
+    tasks = [task for task in TABLE1_ORDER if task in {get_manipulation(task).task_id for task in tasks}] if tasks else list(TABLE1_ORDER)
+    machine = machine_description(providers)  # an unknown provider fails here, before any work
+    split = split_devices(dataset.device_names, seed)
+    started = time.perf_counter()
+    seconds = {}
+
+    clock = time.perf_counter()
+    detection = measure_detection(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status)
+    seconds["table1"] = round(time.perf_counter() - clock, 2)
+
+    clock = time.perf_counter()
+    attacks = []
+    for target, target_tasks in attack_targets(tasks).items():
+        status = None if on_status is None else (lambda stage, done, total, name=target: on_status(f"FGSM {name} {stage}", done, total))
+        report = attack_dataset(dataset, target, eps, target_tasks, "fgsm", None, seed, max_patches, providers, batch_size, cache_dir, None, status)
+        report["paper_table"] = PAPER_NUMBERS.get(target) if eps == 1 else None
+        attacks.append(report)
+    seconds["attacks"] = round(time.perf_counter() - clock, 2)
+
+    clock = time.perf_counter()
+    restoration = restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status)
+    seconds["restoration"] = round(time.perf_counter() - clock, 2)
+
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "cfzoo_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {
+            "tasks": tasks, "eps": eps, "method": "fgsm", "seed": seed, "max_patches": max_patches,
+            "providers": providers, "batch_size": batch_size,
+        },
+        "data": {
+            "path": str(dataset.root), "description": data_description, "images": dataset.image_count(),
+            "devices": list(dataset.device_names), "train_devices": list(split.train), "test_devices": list(split.test),
+        },
+        "machine": machine,
+        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)},
+        "table1": detection,
+        "attacks": attacks,
+        "restoration": restoration,
+    }
+    document["differences"] = differences(document)
+    write_report_folder(document, out)
+    return document
+
+
+def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> dict:
+    """Table V for the restorers here among ``tasks``; with none, the same keys, no rows and a note saying how to get them."""
+    from cfzoo.restoration import evaluable_restorers, evaluate_restoration
+
+    chosen = [task for task in RESTORATION_TASKS if task in tasks]
+    wanted = [f"restorer-{task}-{kind}" for task in chosen for kind in DISCRIMINATORS]
+    empty = {"seed": seed, "dataset": str(dataset.root), "test_devices": list(split_devices(dataset.device_names, seed).test),
+             "max_patches": max_patches, "missing": wanted, "rows": []}
+    if not chosen:
+        return {**empty, "note": f"Not run: Table V restores {' and '.join(RESTORATION_TASKS)}, none of the tasks chosen"}
+    try:
+        evaluable_restorers(chosen)
+    except CfzooError:  # none of them is here
+        task, kind = chosen[0], DISCRIMINATORS[-1]
+        return {**empty, "note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"}
+    status = None if on_status is None else (lambda stage, done, total: on_status(f"Table V {stage}", done, total))
+    return {**evaluate_restoration(dataset, chosen, None, seed, max_patches, providers, batch_size, cache_dir, status), "note": None}
+
+
+# --- comparison with the paper -----------------------------------------------------------------
+
+
+def differences(document: dict) -> dict[str, list[str]]:
+    """{table key: lines "what: ours vs paper (difference)"} where ours and the paper differ by more than
+    :data:`DIFFERENCE_POINTS`; keys ``table1``, ``fgsm_<target>``, ``table5``."""
+    found = {"table1": []}
+    for row in document["table1"]["rows"]:
+        for metric in ("fpr", "tpr", "acc"):
+            if row["paper"] is not None:
+                _compare(found["table1"], f"{FAMILY_TITLES[row['family']]} {row['task']} {metric.upper()}", row[metric], row["paper"][metric])
+    for report in document["attacks"]:
+        lines = found[f"fgsm_{report['target']}"] = []
+        for row in report["rows"]:
+            for family, rates in row["tpr"].items():
+                _compare(lines, f"{FAMILY_TITLES[family]} {row['task']} TPR after", rates["after"], rates["paper"])
+    found["table5"] = []
+    for row in document["restoration"]["rows"]:
+        for family, rates in row["tpr"].items():
+            _compare(found["table5"], f"{FAMILY_TITLES[family]} {row['task']} ({row['discriminator']}) TPR after", rates["after"], rates["paper"])
+    return found
+
+
+def _compare(lines: list[str], what: str, ours: float | None, paper: float | None) -> None:
+    if ours is None or paper is None or math.isnan(ours) or abs(ours - paper) <= DIFFERENCE_POINTS:
+        return
+    lines.append(f"{what}: {ours:.2f} vs {paper:.2f} in the paper ({ours - paper:+.2f})")
+
+
+# --- the report folder -------------------------------------------------------------------------
+
+
+def attack_file_stem(report: dict) -> str:
+    number = {"II": "table2", "III": "table3", "IV": "table4"}.get(report["paper_table"])
+    return f"{number}_fgsm_{report['target']}" if number else f"fgsm_eps{report['eps']}_{report['target']}"
+
+
+def table_csvs(document: dict) -> dict[str, list[dict]]:
+    """{file name: rows} of the CSV files, one per table, values as in the JSON."""
+    files = {"table1_detection.csv": [
+        {**{key: row[key] for key in TABLE1_COLUMNS[:8]}, **{f"paper_{m}": (row["paper"] or {}).get(m) for m in ("fpr", "tpr", "acc")}}
+        for row in document["table1"]["rows"]
+    ]}
+    for report in document["attacks"]:
+        files[f"{attack_file_stem(report)}.csv"] = [
+            {"task": row["task"], "target": row["target"], "family": family, "model": rates["model"], "patches": row["patches"],
+             "psnr_db": row["psnr_db"], "tpr_before": rates["before"], "tpr_after": rates["after"], "paper_tpr_after": rates["paper"]}
+            for row in report["rows"] for family, rates in row["tpr"].items()
+        ]
+    files["table5_restoration.csv"] = [
+        {"task": row["task"], "discriminator": row["discriminator"], "restorer": row["restorer"], "family": family, "model": rates["model"],
+         "patches": row["patches"], "psnr_db_filtered": row["quality"]["input"]["psnr_db"], "psnr_db_restored": row["quality"]["restored"]["psnr_db"],
+         "ssim_filtered": row["quality"]["input"]["ssim"], "ssim_restored": row["quality"]["restored"]["ssim"],
+         "tpr_before": rates["before"], "tpr_after": rates["after"], "paper_tpr_after": rates["paper"]}
+        for row in document["restoration"]["rows"] for family, rates in row["tpr"].items()
+    ]
+    return files
+
+
+def _csv_text(columns: Sequence[str], rows: list[dict]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return text.getvalue()
+
+
+def report_markdown(document: dict, plots: dict[str, str]) -> str:
+    """REPORT.md: settings, data, machine, time per stage, then each table beside the paper's figures."""
+    settings, data, machine, seconds = document["settings"], document["data"], document["machine"], document["seconds"]
+    lines = [
+        "# The paper's Tables I-V, reproduced with cfzoo",
+        "",
+        f"cfzoo {document['cfzoo_version']}, {document['created']}. Paper: Gragnaniello et al., EUSIPCO 2018 (arXiv:1808.08426).",
+        "",
+        "## Run",
+        "",
+        (
+            f"- settings: tasks {', '.join(settings['tasks'])}; FGSM eps = {settings['eps']}; seed {settings['seed']}; "
+            f"max patches per task {settings['max_patches'] if settings['max_patches'] is not None else 'all'}; providers {settings['providers']}"
+        ),
+        f"- data: {data['path']}" + (f" ({data['description']})" if data["description"] else ""),
+        f"- devices: train {', '.join(data['train_devices'])}; test {', '.join(data['test_devices'])} ({data['images']} images in all)",
+        f"- machine: {machine['platform']}, {machine['cpu_count']} CPUs, Python {machine['python']}, onnxruntime {machine['onnxruntime']} ({', '.join(machine['providers'])})",
+        f"- time: Table I {seconds['table1']:.1f} s, Tables II-IV {seconds['attacks']:.1f} s, Table V {seconds['restoration']:.1f} s; total {seconds['total']:.1f} s",
+        "",
+        "## Table I: detection without attack",
+        "",
+    ]
+    families = [family for family in FAMILY_IDS if any(row["family"] == family for row in document["table1"]["rows"])]
+    if document["table1"]["rows"]:
+        lines.append(table1_markdown(document["table1"]["rows"], families))
+        trained = sorted({device for row in document["table1"]["rows"] for device in row["trained_on_test_devices"]})
+        if trained:
+            lines += ["", f"Note: {', '.join(trained)} were training devices of some detectors; their figures there are not test figures."]
+    else:
+        lines.append("No detector of these tasks is available here (`cfzoo list`).")
+    lines += _differences_section(document["differences"]["table1"], plots.get("table1"))
+    lines += ["## Tables II-IV: FGSM and its transfer", ""]
+    absent = [target for target in PAPER_TABLES if target not in {report["target"] for report in document["attacks"]}]
+    if absent:
+        lines += [
+            "Not run, no model with a gradient companion here for these tasks: "
+            + ", ".join(f"{FAMILY_TITLES[target]} (the paper's Table {PAPER_NUMBERS[target]})" for target in absent)
+            + "; `cfzoo list` shows the models, `cfzoo pull ID` or `cfzoo train` + `cfzoo export` add them.",
+            "",
+        ]
+    for report in document["attacks"]:
+        title = FAMILY_TITLES[report["target"]]
+        lines += [f"### Target {title}: " + (f"the paper's Table {report['paper_table']}" if report["paper_table"] else
+                  "ours, beyond the paper" if report["target"] not in PAPER_TABLES else f"eps = {report['eps']}, the paper reports eps = 1"), ""]
+        lines.append(attack_markdown(report))
+        if report["target_trained_on_test_devices"]:
+            lines += ["", f"Note: {', '.join(report['target_trained_on_test_devices'])} were training devices of the {title} models."]
+        lines += _differences_section(document["differences"][f"fgsm_{report['target']}"], plots.get(f"fgsm_{report['target']}"))
+    lines += ["## Table V: GAN restoration of median filtering", ""]
+    restoration = document["restoration"]
+    if restoration["rows"]:
+        lines.append(_restoration_markdown(restoration))
+        lines += _differences_section(document["differences"]["table5"], plots.get("table5"))
+    else:
+        lines += [restoration["note"] + ".", ""]
+    return "\n".join(lines)
+
+
+def _restoration_markdown(restoration: dict) -> str:
+    from cfzoo.restoration import restoration_markdown
+
+    return restoration_markdown(restoration)
+
+
+def _differences_section(lines: list[str], plot: str | None) -> list[str]:
+    section = ["", f"Differences from the paper over {DIFFERENCE_POINTS:g} points:" if lines else f"No difference from the paper over {DIFFERENCE_POINTS:g} points.", ""]
+    section += [f"- {line}" for line in lines]
+    if lines:
+        section.append("")
+    if plot:
+        section += [f"![{plot}]({plot})", ""]
+    return section
+
+
+def write_plots(document: dict, folder: Path) -> dict[str, str]:
+    """PNG plots (matplotlib, Agg, no display): Table I ACC ours vs paper; per attack target, every detector's
+    TPR before and after per task; Table V TPR before and after. Returns {table key: file name}."""
+    from matplotlib.figure import Figure
+
+    def save(figure: Figure, name: str) -> str:
+        write_atomically(folder / name, lambda temporary: figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight"))
+        return name
+
+    def grouped(axes, groups: list[str], series: list[tuple[str, list[float | None], dict]]) -> None:
+        width = 0.8 / max(1, len(series))
+        for number, (label, values, style) in enumerate(series):
+            positions = np.arange(len(groups)) + (number - (len(series) - 1) / 2) * width
+            axes.bar(positions, [np.nan if value is None else value for value in values], width, label=label, **style)
+        axes.set_xticks(np.arange(len(groups)), groups, rotation=30, ha="right")
+        axes.set_ylim(0, 105)
+        axes.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+
+    plots = {}
+    rows = document["table1"]["rows"]
+    if rows:
+        tasks = list(dict.fromkeys(row["task"] for row in rows))
+        by_key = {(row["family"], row["task"]): row for row in rows}
+        series = []
+        for number, family in enumerate(family for family in FAMILY_IDS if any(row["family"] == family for row in rows)):
+            colour = f"C{number}"
+            series.append((f"{FAMILY_TITLES[family]} ours", [by_key[(family, t)]["acc"] if (family, t) in by_key else None for t in tasks], {"color": colour}))
+            series.append((f"{FAMILY_TITLES[family]} paper", [(table1(t, family) or {}).get("acc") for t in tasks], {"color": colour, "alpha": 0.35, "hatch": "//"}))
+        figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
+        axes = figure.add_subplot()
+        grouped(axes, tasks, series)
+        axes.set_ylabel("ACC (%)")
+        axes.set_title("Table I: accuracy on the test devices, ours vs the paper")
+        plots["table1"] = save(figure, "table1_acc.png")
+    for report in document["attacks"]:
+        tasks = [row["task"] for row in report["rows"]]
+        families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
+        series = []
+        for number, family in enumerate(families):
+            colour = f"C{number}"
+            for when, style in (("before", {"color": colour, "alpha": 0.35}), ("after", {"color": colour})):
+                series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in report["rows"]], style))
+        figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
+        axes = figure.add_subplot()
+        grouped(axes, tasks, series)
+        axes.set_ylabel("TPR (%)")
+        axes.set_title(f"FGSM eps = {report['eps']} against {FAMILY_TITLES[report['target']]}: TPR before and after")
+        plots[f"fgsm_{report['target']}"] = save(figure, f"{attack_file_stem(report)}.png")
+    restored = document["restoration"]["rows"]
+    if restored:
+        groups = [f"{row['task']} {row['discriminator']}" for row in restored]
+        families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in restored)]
+        series = []
+        for number, family in enumerate(families):
+            for when, style in (("before", {"color": f"C{number}", "alpha": 0.35}), ("after", {"color": f"C{number}"})):
+                series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in restored], style))
+        figure = Figure(figsize=(max(6, 1.6 * len(groups) + 3), 4))
+        axes = figure.add_subplot()
+        grouped(axes, groups, series)
+        axes.set_ylabel("TPR (%)")
+        axes.set_title("Table V: TPR before and after GAN restoration")
+        plots["table5"] = save(figure, "table5_restoration.png")
+    return plots
+
+
+def write_report_folder(document: dict, out: Path) -> None:
+    """Write every file into a staging folder beside ``out``, then put it in ``out``'s place (an existing
+    ``out`` is moved aside first and removed only once the new one is in place)."""
+    out = Path(os.path.abspath(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        plots = write_plots(document, staging)
+        csvs = table_csvs(document)
+        columns = {"table1_detection.csv": TABLE1_COLUMNS, "table5_restoration.csv": RESTORATION_COLUMNS}
+        for name, rows in csvs.items():
+            text = _csv_text(columns.get(name, ATTACK_COLUMNS), rows)
+            write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
+        document["files"] = {"report": REPORT_NAME, "json": JSON_NAME, "csv": list(csvs), "png": sorted(plots.values())}
+        markdown = report_markdown(document, plots)
+        write_atomically(staging / REPORT_NAME, lambda temporary: temporary.write_text(markdown + "\n"))
+        payload = json.dumps(document, indent=2, allow_nan=False)
+        write_atomically(staging / JSON_NAME, lambda temporary: temporary.write_text(payload + "\n"))
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

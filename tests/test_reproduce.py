@@ -1,0 +1,227 @@
+"""`cfzoo reproduce`: one run on scikit-image's bundled photos with the embedded zoo (no torch), then its
+report folder checked file against file."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from cfzoo.cli.reproduce import reproduce
+from cfzoo.paper import paper_tables, table1
+from cfzoo.reproduce import DIFFERENCE_POINTS, differences
+
+MODELS = [f"{family}-{task}" for family in ("spam", "bayar2016", "cozzolino2017") for task in ("jpeg70", "median3")]
+TASKS = ["median3", "jpeg70"]
+MAX_PATCHES = 3
+
+# The command as `cfzoo reproduce`, run with torch blocked: the whole runtime path must import without it.
+NO_TORCH_REPRODUCE = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked")
+sys.meta_path.insert(0, NoTorch())
+import cfzoo.cli
+import typer
+from cfzoo.cli.reproduce import reproduce
+app = typer.Typer()
+app.command("reproduce")(reproduce)
+app.command("unused")(lambda: None)
+try:
+    app(sys.argv[1:], standalone_mode=False)
+except SystemExit as exit:
+    assert not exit.code, exit.code
+loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
+assert not loaded, loaded
+"""
+
+
+def cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("reproduce")(reproduce)
+    app.command("unused")(lambda: None)  # two commands, so the command name is an argument as under `cfzoo`
+    return app
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, sample_root):
+    """One run of `reproduce` without DATA (the bundled photos) on two tasks, in a subprocess with torch
+    blocked, an empty user zoo and an offline Hub cache: (completed process, out folder, JSON document)."""
+    home = tmp_path_factory.mktemp("reproduce-home")
+    out = home / "report"
+    environment = {
+        **os.environ, "CFZOO_HOME": str(home / "cfzoo"), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
+        "CFZOO_CACHE": str(sample_root.parent),
+    }
+    arguments = ["reproduce", "--out", str(out), "--max-patches", str(MAX_PATCHES), "--providers", "cpu"]
+    for task in TASKS:
+        arguments += ["--task", task]
+    completed = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_REPRODUCE, *arguments], check=False, capture_output=True, text=True, timeout=300, env=environment,
+    )
+    document = json.loads((out / "reproduce.json").read_text()) if completed.returncode == 0 else None
+    return completed, out, document
+
+
+def read_csv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_runs_on_the_bundled_photos_without_torch(models, run):
+    completed, out, document = run
+    assert completed.returncode == 0, completed.stderr
+    assert "using scikit-image's bundled photos" in completed.stderr
+    assert "reproduced Tables I-V in" in completed.stderr and f"{out}/REPORT.md, 5 CSV, reproduce.json, 4 PNG" in completed.stderr
+    assert completed.stdout == ""
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["REPORT.md", "reproduce.json", *document["files"]["csv"], *document["files"]["png"]]
+    )
+
+
+def test_json_schema(models, run):
+    _, _, document = run
+    assert set(document) == {
+        "schema_version", "cfzoo_version", "created", "settings", "data", "machine", "seconds", "table1", "attacks",
+        "restoration", "differences", "files",
+    }
+    assert document["schema_version"] == 1
+    assert document["settings"] == {
+        "tasks": ["jpeg70", "median3"], "eps": 1, "method": "fgsm", "seed": 0, "max_patches": MAX_PATCHES, "providers": "cpu", "batch_size": 64,
+    }
+    data = document["data"]
+    assert data["test_devices"] == ["skimage_science"] and "skimage_science" not in data["train_devices"]
+    assert data["images"] == 14 and "bundled photos" in data["description"]
+    assert document["machine"]["providers"] == ["CPUExecutionProvider"]
+    assert set(document["seconds"]) == {"table1", "attacks", "restoration", "total"}
+    assert document["seconds"]["total"] >= document["seconds"]["table1"] + document["seconds"]["attacks"] - 0.1
+
+    rows = document["table1"]["rows"]
+    assert [(row["task"], row["family"]) for row in rows] == [
+        (task, family) for task in ("jpeg70", "median3") for family in ("spam", "bayar2016", "cozzolino2017")
+    ]
+    for row in rows:
+        assert row["model"] == f"{row['family']}-{row['task']}" and row["pristine"] == row["manipulated"] == MAX_PATCHES
+        assert row["paper"] == table1(row["task"], row["family"]) and row["trained_on_test_devices"] == []
+        # ACC is the share of correct calls over both (equal-sized) classes
+        assert row["acc"] == pytest.approx((100 - row["fpr"] + row["tpr"]) / 2)
+
+    # the paper's targets first, SPAM+SVM (ours, beyond the paper) after them; Xception is not embedded
+    assert [(report["target"], report["paper_table"]) for report in document["attacks"]] == [
+        ("bayar2016", "II"), ("cozzolino2017", "III"), ("spam", None)
+    ]
+    for report in document["attacks"]:
+        assert report["eps"] == 1 and report["method"] == "fgsm" and [row["task"] for row in report["rows"]] == ["jpeg70", "median3"]
+        for row in report["rows"]:
+            assert row["patches"] == MAX_PATCHES and 47.5 < row["psnr_db"] < 48.5
+            assert set(row["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
+
+    restoration = document["restoration"]
+    assert restoration["rows"] == [] and restoration["missing"] == ["restorer-median3-kim", "restorer-median3-vgg"]
+    assert "cfzoo train-restorer" in restoration["note"] and "cfzoo export-restorer" in restoration["note"]
+    assert set(document["differences"]) == {"table1", "fgsm_bayar2016", "fgsm_cozzolino2017", "fgsm_spam", "table5"}
+    assert document["files"] == {
+        "report": "REPORT.md", "json": "reproduce.json",
+        "csv": ["table1_detection.csv", "table2_fgsm_bayar2016.csv", "table3_fgsm_cozzolino2017.csv", "fgsm_eps1_spam.csv", "table5_restoration.csv"],
+        "png": ["fgsm_eps1_spam.png", "table1_acc.png", "table2_fgsm_bayar2016.png", "table3_fgsm_cozzolino2017.png"],
+    }
+
+
+def test_report_csv_json_and_plots_agree(models, run):
+    _, out, document = run
+    report = (out / "REPORT.md").read_text()
+    lines = report.splitlines()
+
+    table1_csv = read_csv(out / "table1_detection.csv")
+    assert len(table1_csv) == len(document["table1"]["rows"])
+    for cells, row in zip(table1_csv, document["table1"]["rows"]):
+        assert (cells["task"], cells["family"], cells["model"]) == (row["task"], row["family"], row["model"])
+        for metric in ("fpr", "tpr", "acc"):
+            assert float(cells[metric]) == row[metric] and float(cells[f"paper_{metric}"]) == row["paper"][metric]
+        title = {"jpeg70": "| JPEG compression, Q = 70", "median3": "| Median filtering, 3x3"}[row["task"]]
+        markdown_row = next(line for line in lines if line.startswith(title))
+        assert f"{row['tpr']:.2f} ({row['paper']['tpr']:.2f})" in markdown_row
+
+    for attack in document["attacks"]:
+        stem = {"bayar2016": "table2_fgsm_bayar2016", "cozzolino2017": "table3_fgsm_cozzolino2017", "spam": "fgsm_eps1_spam"}[attack["target"]]
+        cells = read_csv(out / f"{stem}.csv")
+        expected = [(row, family, rates) for row in attack["rows"] for family, rates in row["tpr"].items()]
+        assert len(cells) == len(expected)
+        paper = paper_tables().get(f"{stem[:6]}_fgsm_eps1_target_{attack['target']}")
+        section = report.split("### Target ")[1 + [a["target"] for a in document["attacks"]].index(attack["target"])]
+        for line, (row, family, rates) in zip(cells, expected):
+            assert (line["task"], line["family"], line["target"]) == (row["task"], family, attack["target"] + "-" + row["task"])
+            assert float(line["tpr_before"]) == rates["before"] and float(line["tpr_after"]) == rates["after"]
+            assert float(line["psnr_db"]) == row["psnr_db"]
+            if attack["target"] == "spam":
+                assert line["paper_tpr_after"] == "" and rates["paper"] is None
+            else:
+                assert float(line["paper_tpr_after"]) == rates["paper"] == paper["by_task"][row["task"]][family]
+            markdown_row = next(text for text in section.splitlines() if text.startswith(f"| {row['task']} | {MAX_PATCHES} |"))
+            assert f"{rates['after']:.2f}" in markdown_row and f"{rates['before']:.2f}" in markdown_row
+        assert f"![{stem}.png]({stem}.png)" in section
+        for difference in document["differences"][f"fgsm_{attack['target']}"]:
+            assert f"- {difference}" in section
+
+    assert read_csv(out / "table5_restoration.csv") == []
+    assert (out / "table5_restoration.csv").read_text().startswith("task,discriminator,restorer,family,")
+    assert document["restoration"]["note"] in report
+    assert "Xception (the paper's Table IV)" in report
+    assert "machine:" in report and "time: Table I" in report and "test skimage_science" in report
+    for name in document["files"]["png"]:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width > 300 and image.height > 200
+
+
+def test_differences_list_only_gaps_over_the_threshold():
+    paper = table1("jpeg70", "bayar2016")
+    near = {"fpr": paper["fpr"] + DIFFERENCE_POINTS, "tpr": paper["tpr"], "acc": paper["acc"] - DIFFERENCE_POINTS - 0.01}
+    document = {
+        "table1": {"rows": [{"task": "jpeg70", "family": "bayar2016", "paper": paper, **near}]},
+        "attacks": [{"target": "bayar2016", "rows": [{"task": "jpeg70", "tpr": {"spam": {"after": 7.0, "paper": 0.06}, "bayar2016": {"after": 0.0, "paper": 0.0}}}]}],
+        "restoration": {"rows": []},
+    }
+    assert differences(document) == {
+        "table1": [f"Bayar2016 jpeg70 ACC: {near['acc']:.2f} vs {paper['acc']:.2f} in the paper (-5.01)"],
+        "fgsm_bayar2016": ["SPAM+SVM jpeg70 TPR after: 7.00 vs 0.06 in the paper (+6.94)"],
+        "table5": [],
+    }
+
+
+def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
+    runner = CliRunner()
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    refused = runner.invoke(cli_app(), ["reproduce", str(sample_root), "--out", str(out), "--task", "jpeg70"])
+    assert refused.exit_code == 1 and refused.stderr == f"error: --out {out} is not empty; choose a new folder, or add --force to replace its contents\n"
+    assert [path.name for path in out.iterdir()] == ["notes.txt"]
+
+    for arguments, message in (
+        ([str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")], "nowhere"),
+        ([str(sample_root), "--out", str(tmp_path / "b"), "--providers", "gpu"], "unknown provider 'gpu'"),
+        ([str(sample_root), "--out", str(tmp_path / "c"), "--task", "sharpen"], "unknown task 'sharpen'"),
+    ):
+        failed = runner.invoke(cli_app(), ["reproduce", *arguments])
+        assert failed.exit_code == 1 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1, failed.output
+        assert message in failed.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
+
+    forced = runner.invoke(cli_app(), [
+        "reproduce", str(sample_root), "--out", str(out), "--force", "--task", "jpeg70", "--max-patches", "1", "--providers", "cpu",
+        "--cache-dir", str(sample_root.parent), "--json",
+    ])
+    assert forced.exit_code == 0, forced.output
+    document = json.loads(forced.stdout)
+    assert "notes.txt" not in {path.name for path in out.iterdir()} and (out / "REPORT.md").exists()
+    assert json.loads((out / "reproduce.json").read_text()) == document
+    assert document["data"]["description"] is None and document["settings"]["tasks"] == ["jpeg70"]
+    assert document["restoration"]["note"].startswith("Not run: Table V restores median7 and median3")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]  # no staging folder left behind
