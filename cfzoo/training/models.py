@@ -66,7 +66,7 @@ class ConstrainedConv2d(nn.Conv2d):
 
 class Bayar2016(nn.Module):
     """Bayar and Stamm (2016): a constrained first layer, three convolutional layers in all, two max-pooling
-    layers and three fully connected layers, on the gray image (sizes in :attr:`ARCHITECTURE`).
+    layers and three fully connected layers, on the gray image (sizes in :meth:`describe`).
 
     The original's 227-pixel input and 4096-wide layers fit neither a 128-pixel patch, the CPU training
     budget nor the embedded zoo, hence the stride-2 third convolution and the 64-wide layers. No dropout:
@@ -87,11 +87,6 @@ class Bayar2016(nn.Module):
     (a 3000-patch test subset). ``residual_clip=None`` is the unclipped network of older checkpoints.
     """
 
-    ARCHITECTURE = (
-        "gray -> constrained 3@5x5 -> clip to +-residual_clip -> 96@7x7 stride 2 -> max-pool 3/2 -> 64@5x5 "
-        "stride 2 -> max-pool 3/2 -> global average -> FC 64 -> FC 64 -> FC 2; batch norm and ReLU after the free "
-        "convolutions, ReLU between the FC layers, no dropout; 0.18 M parameters"
-    )
     RESIDUAL_CLIP = 8.0
 
     def __init__(self, residual_clip: float | None = RESIDUAL_CLIP) -> None:
@@ -129,8 +124,14 @@ class Bayar2016(nn.Module):
         self.constrained.project()
 
     def describe(self) -> dict:
-        """The hyper-parameters a checkpoint needs to rebuild this network."""
-        return {"architecture": self.ARCHITECTURE, "residual_clip": self.residual_clip}
+        """The architecture in words and the hyper-parameters a checkpoint needs to rebuild this network."""
+        clip = "" if self.residual_clip is None else f"clip to +-{self.residual_clip:g} -> "
+        architecture = (
+            f"gray -> constrained 3@5x5 -> {clip}96@7x7 stride 2 -> max-pool 3/2 -> 64@5x5 stride 2 -> max-pool 3/2 -> "
+            "global average -> FC 64 -> FC 64 -> FC 2; batch norm and ReLU after the free convolutions, ReLU "
+            "between the FC layers, no dropout; 0.18 M parameters"
+        )
+        return {"architecture": architecture, "residual_clip": self.residual_clip}
 
 
 class Xception(nn.Module):
