@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.paper import FAMILY_TITLES, table1
+from cfzoo.zoo.registry import FAMILY_IDS
 
 #: Table I's row order: the easy tasks, then the challenging ones.
 TABLE1_ORDER = ("blur1.1", "jpeg70", "median7", "resize1.5", "blur0.5", "jpeg90", "median3", "resize1.01")
@@ -31,3 +32,28 @@ def table1_markdown(rows: list[dict], families: list[str]) -> str:
     lines.append("")
     lines.append("Each cell: ours (the paper's), percent, on patches of the test devices only.")
     return "\n".join(lines)
+
+
+def reported_families(rows: list[dict]) -> list[str]:
+    """The families with a TPR in any row of a before/after report (Tables II-V), in the zoo's order."""
+    return [family for family in FAMILY_IDS if any(family in row["tpr"] for row in rows)]
+
+
+def before_after_header(families: list[str]) -> str:
+    return " | ".join(f"{FAMILY_TITLES[family]} before | {FAMILY_TITLES[family]} after" for family in families)
+
+
+def before_after_cells(tpr: dict, families: list[str], bold: str | None = None) -> list[str]:
+    """Two cells per family, TPR before and after, the paper's figure in brackets; the ``bold`` family's after
+    value in bold (an attack's target); a dash for a family missing from this row."""
+    cells = []
+    for family in families:
+        rates = tpr.get(family)
+        if rates is None:
+            cells += ["–", "–"]
+            continue
+        after = f"{rates['after']:.2f}"
+        if family == bold:
+            after = f"**{after}**"
+        cells += [f"{rates['before']:.2f}", after + (f" ({rates['paper']:.2f})" if rates["paper"] is not None else "")]
+    return cells

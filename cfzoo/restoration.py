@@ -24,8 +24,8 @@ import numpy as np
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.metrics import detection_rates, psnr_from_mse
-from cfzoo.paper import FAMILY_TITLES, paper_tables
-from cfzoo.zoo.registry import FAMILY_IDS
+from cfzoo.paper import paper_tables
+from cfzoo.reports import before_after_cells, before_after_header, reported_families
 from cfzoo.zoo.restorers import (
     DISCRIMINATOR_TITLES,
     DISCRIMINATORS,
@@ -353,23 +353,15 @@ def _tpr(decisions: list[np.ndarray]) -> float:
 
 def restoration_markdown(report: dict) -> str:
     """Table V as markdown: TPR of every detector before and after restoration, the paper's in brackets."""
-    families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
+    families = reported_families(report["rows"])
     lines = [
         f"TPR (percent) on median-filtered test patches before and after GAN restoration; test devices: {', '.join(report['test_devices'])}",
         "",
-        "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | "
-        + " | ".join(f"{FAMILY_TITLES[f]} before | {FAMILY_TITLES[f]} after" for f in families) + " |",
+        "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | " + before_after_header(families) + " |",
         "|---|---|---:|---:|---:|" + "---:|---:|" * len(families),
     ]
     for row in report["rows"]:
-        cells = []
-        for family in families:
-            rates = row["tpr"].get(family)
-            if rates is None:
-                cells += ["–", "–"]
-                continue
-            paper = f" ({rates['paper']:.2f})" if rates["paper"] is not None else ""
-            cells += [f"{rates['before']:.2f}", f"{rates['after']:.2f}{paper}"]
+        cells = before_after_cells(row["tpr"], families)
         quality = row["quality"]
         lines.append(
             f"| {row['task']} | {row['discriminator']} | {row['patches']} | {_db(quality['input']['psnr_db'])} -> {_db(quality['restored']['psnr_db'])} | "

@@ -3,51 +3,19 @@ report folder checked file against file."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cfzoo.cli.reproduce import reproduce
+from cfzoo.cli import app
 from cfzoo.paper import paper_tables, table1
 from cfzoo.reproduce import DIFFERENCE_POINTS, differences
+from test_zoo import run_cli_without_torch
 
 MODELS = [f"{family}-{task}" for family in ("spam", "bayar2016", "cozzolino2017") for task in ("jpeg70", "median3")]
 TASKS = ["median3", "jpeg70"]
 MAX_PATCHES = 3
-
-# The command as `cfzoo reproduce`, run with torch blocked: the whole runtime path must import without it.
-NO_TORCH_REPRODUCE = """
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked")
-sys.meta_path.insert(0, NoTorch())
-import cfzoo.cli
-import typer
-from cfzoo.cli.reproduce import reproduce
-app = typer.Typer()
-app.command("reproduce")(reproduce)
-app.command("unused")(lambda: None)
-try:
-    app(sys.argv[1:], standalone_mode=False)
-except SystemExit as exit:
-    assert not exit.code, exit.code
-loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
-assert not loaded, loaded
-"""
-
-
-def cli_app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("reproduce")(reproduce)
-    app.command("unused")(lambda: None)  # two commands, so the command name is an argument as under `cfzoo`
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +24,13 @@ def run(tmp_path_factory, sample_root):
     blocked, an empty user zoo and an offline Hub cache: (completed process, out folder, JSON document)."""
     home = tmp_path_factory.mktemp("reproduce-home")
     out = home / "report"
-    environment = {
-        **os.environ, "CFZOO_HOME": str(home / "cfzoo"), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
-        "CFZOO_CACHE": str(sample_root.parent),
-    }
     arguments = ["reproduce", "--out", str(out), "--max-patches", str(MAX_PATCHES), "--providers", "cpu"]
     for task in TASKS:
         arguments += ["--task", task]
-    completed = subprocess.run(
-        [sys.executable, "-c", NO_TORCH_REPRODUCE, *arguments], check=False, capture_output=True, text=True, timeout=300, env=environment,
+    completed = run_cli_without_torch(
+        arguments, home / "cfzoo", timeout=300, HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1", CFZOO_CACHE=str(sample_root.parent)
     )
-    document = json.loads((out / "reproduce.json").read_text()) if completed.returncode == 0 else None
-    return completed, out, document
+    return completed, out, json.loads((out / "reproduce.json").read_text())
 
 
 def read_csv(path):
@@ -200,7 +163,7 @@ def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    refused = runner.invoke(cli_app(), ["reproduce", str(sample_root), "--out", str(out), "--task", "jpeg70"])
+    refused = runner.invoke(app, ["reproduce", str(sample_root), "--out", str(out), "--task", "jpeg70"])
     assert refused.exit_code == 1 and refused.stderr == f"error: --out {out} is not empty; choose a new folder, or add --force to replace its contents\n"
     assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
@@ -209,12 +172,12 @@ def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
         ([str(sample_root), "--out", str(tmp_path / "b"), "--providers", "gpu"], "unknown provider 'gpu'"),
         ([str(sample_root), "--out", str(tmp_path / "c"), "--task", "sharpen"], "unknown task 'sharpen'"),
     ):
-        failed = runner.invoke(cli_app(), ["reproduce", *arguments])
+        failed = runner.invoke(app, ["reproduce", *arguments])
         assert failed.exit_code == 1 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1, failed.output
         assert message in failed.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
 
-    forced = runner.invoke(cli_app(), [
+    forced = runner.invoke(app, [
         "reproduce", str(sample_root), "--out", str(out), "--force", "--task", "jpeg70", "--max-patches", "1", "--providers", "cpu",
         "--cache-dir", str(sample_root.parent), "--json",
     ])

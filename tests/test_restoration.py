@@ -19,6 +19,7 @@ from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.paper import paper_tables
 from cfzoo.zoo.registry import user_zoo_dir
+from test_zoo import run_cli_without_torch
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -293,32 +294,10 @@ def test_cli_evaluate_json_is_table_v(models, user_zoo, runner, sample_root, cac
         assert f"restorer-{selection[1]}-{'kim' if selection[1] == 'median7' else 'vgg'} is not available here; train and export it" in missing.stderr
 
 
-NO_TORCH_RESTORE = """
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked")
-sys.meta_path.insert(0, NoTorch())
-from cfzoo.cli import app
-try:
-    app(sys.argv[1:], standalone_mode=False)
-except SystemExit as exit:
-    assert not exit.code, exit.code
-loaded = sorted(name for name in sys.modules if name == "torch" or name.startswith("torch."))
-assert not loaded, loaded
-"""
-
-
 def test_restoring_runs_without_torch(user_zoo, photo, tmp_path):
-    import subprocess
-    import sys
-
     source, out = tmp_path / "filtered.png", tmp_path / "restored.png"
     Image.fromarray(apply_manipulation("median3", photo[:140, :150])).save(source)
-    completed = subprocess.run(
-        [sys.executable, "-c", NO_TORCH_RESTORE, "restore", str(source), "-t", "median3", "-d", "kim", "--out", str(out), "--providers", "cpu"],
-        capture_output=True, text=True, timeout=120,
+    run_cli_without_torch(
+        ["restore", str(source), "-t", "median3", "-d", "kim", "--out", str(out), "--providers", "cpu"], user_zoo.parent
     )
-    assert completed.returncode == 0, completed.stderr
     assert read_rgb(out).shape == (140, 150, 3)

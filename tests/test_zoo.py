@@ -393,12 +393,13 @@ assert not loaded, loaded
 """
 
 
-def run_cli_without_torch(args: list[str], cfzoo_home: Path) -> subprocess.CompletedProcess:
-    """Runs `cfzoo ARGS` in a fresh interpreter without torch (see NO_TORCH_CLI) and asserts that it succeeds
-    and that nothing imported torch; also used by test_model_cards."""
-    environment = {**os.environ, "CFZOO_HOME": str(cfzoo_home)}
+def run_cli_without_torch(args: list[str], cfzoo_home: Path, timeout: int = 120, **environment: str) -> subprocess.CompletedProcess:
+    """Runs `cfzoo ARGS` in a fresh interpreter without torch (see NO_TORCH_CLI), with ``CFZOO_HOME`` and any other
+    ``environment`` variables set, and asserts that it succeeds and that nothing imported torch; also used by
+    test_model_cards, test_restoration and test_reproduce."""
+    environment = {**os.environ, "CFZOO_HOME": str(cfzoo_home), **environment}
     completed = subprocess.run(
-        [sys.executable, "-c", NO_TORCH_CLI, *args], capture_output=True, text=True, env=environment, timeout=120
+        [sys.executable, "-c", NO_TORCH_CLI, *args], capture_output=True, text=True, env=environment, timeout=timeout
     )
     assert completed.returncode == 0, completed.stderr
     return completed

@@ -26,7 +26,7 @@ from cfzoo.files import write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, psnr_from_mse
 from cfzoo.paper import FAMILY_TITLES, paper_tables
-from cfzoo.reports import TABLE1_ORDER
+from cfzoo.reports import TABLE1_ORDER, before_after_cells, before_after_header, reported_families
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
 from cfzoo.zoo.runtime import Detector, load_detector, load_gradient_model, to_model_input
@@ -259,24 +259,15 @@ def write_index(path: Path, records: list[dict]) -> Path:
 
 def attack_markdown(report: dict) -> str:
     """Tables II-IV as markdown: each detector's TPR before and after the attack, the paper's in brackets."""
-    families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
+    families = reported_families(report["rows"])
     lines = [
         f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps = {report['eps']}, target {FAMILY_TITLES[report['target']]}",
         "",
-        "| task | patches | PSNR dB | " + " | ".join(f"{FAMILY_TITLES[f]} before | {FAMILY_TITLES[f]} after" for f in families) + " |",
+        "| task | patches | PSNR dB | " + before_after_header(families) + " |",
         "|---|---:|---:|" + "---:|---:|" * len(families),
     ]
     for row in report["rows"]:
-        cells = []
-        for family in families:
-            rates = row["tpr"].get(family)
-            if rates is None:
-                cells += ["–", "–"]
-                continue
-            after = f"{rates['after']:.2f}"
-            if family == report["target"]:
-                after = f"**{after}**"
-            cells += [f"{rates['before']:.2f}", after + (f" ({rates['paper']:.2f})" if rates["paper"] is not None else "")]
+        cells = before_after_cells(row["tpr"], families, bold=report["target"])
         psnr_cell = "inf" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}"
         lines.append(f"| {row['task']} | {row['patches']} | {psnr_cell} | " + " | ".join(cells) + " |")
     paper = report["method"] == "fgsm" and report["eps"] == 1 and report["target"] in PAPER_TABLES
