@@ -112,7 +112,7 @@ class KimGenerator(nn.Module):
     def describe(self) -> dict:
         return {
             "generator": "KimGenerator: 3x3 conv head, residual blocks (conv-ReLU-conv + identity), long skip, "
-            "zero-initialised 3x3 conv tail; output = clamp(input + 255 * residual, 0, 255); replicate padding",
+            f"zero-initialised 3x3 conv tail; output = clamp(input + {self.RESIDUAL_SCALE:g} * residual, 0, 255); replicate padding",
             "generator_width": self.width,
             "generator_blocks": self.blocks,
             "generator_parameters": sum(parameter.numel() for parameter in self.parameters()),
@@ -439,7 +439,7 @@ def train_plan(
     hyper = {
         **{key: value for key, value in asdict(plan).items() if key not in ("task", "discriminator", "seed", "test_devices", "weights")},
         "loss_weights": asdict(plan.weights),
-        "optimiser": "Adam (beta1 0.5, beta2 0.999), constant learning rate, generator and discriminator alike",
+        "optimiser": "Adam (beta1 0.5, beta2 0.999), linear warm-up over warmup_steps, then constant; generator and discriminator alike",
         **generator.describe(),
         **discriminator.describe(),
         "perceptual_features": "the discriminator's activations after every convolution (feature matching)",
