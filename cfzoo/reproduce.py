@@ -44,7 +44,7 @@ from cfzoo.files import write_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates
 from cfzoo.paper import FAMILY_TITLES, table1
-from cfzoo.reports import TABLE1_ORDER, table1_markdown
+from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
 from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module
@@ -374,6 +374,15 @@ def _differences_section(lines: list[str], plot: str | None) -> list[str]:
     return section
 
 
+def before_after_series(rows: list[dict]) -> list[tuple[str, list, dict]]:
+    """Bar series for a before/after TPR report (Tables II-V): per family, a faint 'before' and a solid 'after'."""
+    series = []
+    for number, family in enumerate(reported_families(rows)):
+        for when, style in (("before", {"color": f"C{number}", "alpha": 0.35}), ("after", {"color": f"C{number}"})):
+            series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in rows], style))
+    return series
+
+
 def write_plots(document: dict, folder: Path) -> dict[str, str]:
     """PNG plots (matplotlib, Agg, no display): Table I ACC ours vs paper; per attack target, every detector's
     TPR before and after per task; Table V TPR before and after. Returns {table key: file name}."""
@@ -410,12 +419,7 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
         plots["table1"] = save(figure, "table1_acc.png")
     for report in document["attacks"]:
         tasks = [row["task"] for row in report["rows"]]
-        families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
-        series = []
-        for number, family in enumerate(families):
-            colour = f"C{number}"
-            for when, style in (("before", {"color": colour, "alpha": 0.35}), ("after", {"color": colour})):
-                series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in report["rows"]], style))
+        series = before_after_series(report["rows"])
         figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
         axes = figure.add_subplot()
         grouped(axes, tasks, series)
@@ -425,11 +429,7 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
     restored = document["restoration"]["rows"]
     if restored:
         groups = [f"{row['task']} {row['discriminator']}" for row in restored]
-        families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in restored)]
-        series = []
-        for number, family in enumerate(families):
-            for when, style in (("before", {"color": f"C{number}", "alpha": 0.35}), ("after", {"color": f"C{number}"})):
-                series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in restored], style))
+        series = before_after_series(restored)
         figure = Figure(figsize=(max(6, 1.6 * len(groups) + 3), 4))
         axes = figure.add_subplot()
         grouped(axes, groups, series)
