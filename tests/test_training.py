@@ -9,7 +9,13 @@ torch = pytest.importorskip("torch")
 
 from cfzoo.data import PatchSetSpec, build_patch_set, split_devices  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
-from cfzoo.training.loop import NetworkSchedule, manipulated_probability, to_tensor, train_network  # noqa: E402
+from cfzoo.training.loop import (  # noqa: E402
+    NetworkSchedule,
+    dihedral_variants,
+    manipulated_probability,
+    to_tensor,
+    train_network,
+)
 from cfzoo.training.models import Bayar2016, ConstrainedConv2d  # noqa: E402
 from cfzoo.training.run import TrainingPlan, train_detector  # noqa: E402
 from cfzoo.training.spam import spam_features  # noqa: E402
@@ -64,6 +70,32 @@ def test_training_is_deterministic_for_a_seed(blur_patches):
         torch.manual_seed(3)
         runs.append(train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, seed=3))
     assert runs[0] == runs[1]
+
+
+def test_dihedral_variants_are_seeded_symmetries_of_each_patch():
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4).repeat(20, 1, 1, 1)
+    variants = dihedral_variants(images, np.random.default_rng(5))
+    assert torch.equal(variants, dihedral_variants(images, np.random.default_rng(5)))
+    seen = set()
+    for image, variant in zip(images, variants):
+        symmetries = [torch.rot90(image, turn, dims=(1, 2)) for turn in range(4)]
+        symmetries += [torch.flip(symmetry, dims=(2,)) for symmetry in symmetries]
+        matches = [index for index, symmetry in enumerate(symmetries) if torch.equal(variant, symmetry)]
+        assert len(matches) == 1  # one of the 8 symmetries, channels kept together
+        seen.add(matches[0])
+    assert len(seen) >= 6  # 40 draws cover (nearly) all 8
+
+
+def test_augmented_training_is_deterministic_and_differs_from_plain(blur_patches):
+    rows = np.arange(32)
+    runs = {}
+    for augment in (True, True, False):
+        schedule = NetworkSchedule(steps=4, batch_size=8, warmup_steps=1, dihedral_augmentation=augment)
+        torch.manual_seed(3)
+        losses = train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, seed=3)
+        runs.setdefault(augment, []).append(losses)
+    assert runs[True][0] == runs[True][1]
+    assert runs[True][0] != runs[False][0]
 
 
 def test_hard_cozzolino_network_reproduces_spam_features(blur_patches):
@@ -139,6 +171,8 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
     assert record["train_patches"] == 400 and record["test_patches"] == 100
     assert set(record["split"]["train"]).isdisjoint(record["split"]["test"])
     assert len(record["training_data_sha256"]) == 64
+    if family != "spam":  # the family's default, recorded
+        assert record["hyperparameters"]["dihedral_augmentation"] is (family == "bayar2016")
     test = record["metrics"]["test"]
     assert test["pristine"] == test["manipulated"] == 50 and 0 <= test["acc"] <= 100
     with safe_open(tmp_path / "out" / f"{family}-jpeg70.safetensors", framework="numpy") as weights:

@@ -29,6 +29,11 @@ def train(
     steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (networks); default per family."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Patches per step (networks); default per family."),
     learning_rate: float | None = typer.Option(None, "--lr", help="Peak learning rate (networks); default per family."),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment",
+        help="Random 90-degree rotations and flips of training patches (networks); default per family: on for "
+        "bayar2016, off for cozzolino2017 and xception.",
+    ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
@@ -62,7 +67,7 @@ def train(
         for task_id in tasks:
             plan = TrainingPlan(
                 family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
-                learning_rate=learning_rate, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
+                learning_rate=learning_rate, dihedral_augmentation=augment, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
                 test_devices=tuple(test_device) if test_device else None,
             )
             if skip_existing and (out / f"{plan.model_id}.json").exists():

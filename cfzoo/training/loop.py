@@ -22,6 +22,10 @@ class NetworkSchedule:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 50
+    #: Random rotations by multiples of 90 degrees and mirror flips of every training patch (the 8 symmetries of
+    #: the square). The manipulations are isotropic, so labels hold; it keeps the network from keying on the
+    #: orientation of the train cameras' sensor and demosaicing patterns.
+    dihedral_augmentation: bool = False
 
 
 def to_tensor(patches: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -37,6 +41,17 @@ def training_device() -> torch.device:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def dihedral_variants(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each [N,C,H,W] image rotated by a random multiple of 90 degrees, then mirrored with probability 1/2."""
+    turns = rng.integers(0, 4, size=len(images))
+    mirrors = rng.integers(0, 2, size=len(images)).astype(bool)
+    variants = []
+    for image, turn, mirror in zip(images, turns, mirrors):
+        image = torch.rot90(image, int(turn), dims=(1, 2))
+        variants.append(torch.flip(image, dims=(2,)) if mirror else image)
+    return torch.stack(variants)
 
 
 def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -67,6 +82,7 @@ def train_network(
     """
     torch.manual_seed(seed)
     order = training_order(labels, schedule.steps * schedule.batch_size, seed)
+    augmentation_rng = np.random.default_rng([seed, 1])
     optimiser = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=schedule.learning_rate, weight_decay=schedule.weight_decay
     )
@@ -86,6 +102,8 @@ def train_network(
     for step in range(schedule.steps):
         batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
         images = to_tensor(patches[batch], device)
+        if schedule.dihedral_augmentation:
+            images = dihedral_variants(images, augmentation_rng)
         targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
         loss = loss_function(model(images), targets)
         optimiser.zero_grad(set_to_none=True)

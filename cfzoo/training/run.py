@@ -39,6 +39,7 @@ class TrainingPlan:
     steps: int | None = None  # None: the family's default
     batch_size: int | None = None
     learning_rate: float | None = None
+    dihedral_augmentation: bool | None = None  # None: the family's default
     max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
     max_test_patches: int | None = None
     test_devices: tuple[str, ...] | None = None
@@ -50,9 +51,9 @@ class TrainingPlan:
 
 #: Per-family defaults, sized for the 2-core CPU budget (about two hours for the 24 small models).
 DEFAULT_SCHEDULES = {
-    "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3},
-    "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4},
-    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3},
+    "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3, "dihedral_augmentation": True},
+    "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4, "dihedral_augmentation": False},
+    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": False},
 }
 
 
@@ -226,6 +227,9 @@ def _train_network(plan, train_set, rows, status):
         steps=plan.steps or defaults["steps"],
         batch_size=plan.batch_size or defaults["batch_size"],
         learning_rate=plan.learning_rate or defaults["learning_rate"],
+        dihedral_augmentation=(
+            defaults["dihedral_augmentation"] if plan.dihedral_augmentation is None else plan.dihedral_augmentation
+        ),
     )
     model.to(training_device())
     losses = train_network(
