@@ -159,6 +159,20 @@ def test_xception_learns_a_few_steps(blur_patches):
     assert late < early, losses
 
 
+def test_checkpoints_rebuild_the_design_their_record_describes():
+    from cfzoo.training.models import KV_KERNEL, Xception
+    from cfzoo.training.run import new_network
+
+    assert new_network("bayar2016", {}).residual_clip is None  # records from before the clipping
+    assert new_network("bayar2016", Bayar2016().describe()).residual_clip == Bayar2016.RESIDUAL_CLIP
+    assert new_network("xception", {}).input_filter is None  # records from before the high-pass input
+    current = Xception()
+    assert current.input_filter == "kv" and new_network("xception", current.describe()).input_filter == "kv"
+    assert set(current.state_dict()) == set(Xception(input_filter=None).state_dict())  # same weights either way
+    # a prediction error: blind to the image's level, so the network sees traces, not brightness
+    assert abs(float(KV_KERNEL.sum())) < 1e-6 and float(KV_KERNEL[2, 2]) == -1.0
+
+
 @pytest.mark.parametrize("family", ["spam", "bayar2016", "cozzolino2017"])
 def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path, family):
     from safetensors import safe_open
@@ -172,7 +186,7 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
     assert set(record["split"]["train"]).isdisjoint(record["split"]["test"])
     assert len(record["training_data_sha256"]) == 64
     if family != "spam":  # the family's default, recorded
-        assert record["hyperparameters"]["dihedral_augmentation"] is (family == "bayar2016")
+        assert record["hyperparameters"]["dihedral_augmentation"] is (family != "cozzolino2017")
     test = record["metrics"]["test"]
     assert test["pristine"] == test["manipulated"] == 50 and 0 <= test["acc"] <= 100
     with safe_open(tmp_path / "out" / f"{family}-jpeg70.safetensors", framework="numpy") as weights:

@@ -32,7 +32,7 @@ def train(
     augment: bool | None = typer.Option(
         None, "--augment/--no-augment",
         help="Random 90-degree rotations and flips of training patches (networks); default per family: on for "
-        "bayar2016, off for cozzolino2017 and xception.",
+        "bayar2016 and xception, off for cozzolino2017.",
     ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),

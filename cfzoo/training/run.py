@@ -53,7 +53,7 @@ class TrainingPlan:
 DEFAULT_SCHEDULES = {
     "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3, "dihedral_augmentation": True},
     "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4, "dihedral_augmentation": False},
-    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": False},
+    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": True},
 }
 
 
@@ -170,7 +170,9 @@ def new_network(family: str, hyperparameters: dict | None = None):
     if family == "xception":
         from cfzoo.training.models import Xception
 
-        return Xception()
+        if hyperparameters is None:
+            return Xception()
+        return Xception(input_filter=hyperparameters.get("input_filter"))
     raise CfzooError(f"{family!r} is not a network family; choose one of: bayar2016, cozzolino2017, xception")
 
 
