@@ -37,7 +37,8 @@ def parsed(card_text_or_path):
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    """A zoo folder whose registry holds every seed-0 training record (spam, cozzolino2017 and bayar2016 x8).
+    """A zoo folder whose registry holds the seed-0 training records of the embedded families (spam,
+    cozzolino2017 and bayar2016 x8; the Xception records are left out, as the embedded zoo leaves them out).
 
     The cards read only the registry, so each model's files are small stand-ins whose sha256 the entry records."""
     zoo = tmp_path_factory.mktemp("zoo")
@@ -45,6 +46,8 @@ def zoo(tmp_path_factory):
     entries = []
     for path in sorted(CHECKPOINTS.glob("*.json")):
         record = json.loads(path.read_text())
+        if record["family"] == "xception":
+            continue
         files = [zoo / "models" / f"{record['id']}{suffix}" for suffix in (".onnx", ".grad.onnx")]
         for file in files:
             file.write_text(f"stand-in for {file.name}\n")
