@@ -42,7 +42,7 @@ def test_runs_on_the_bundled_photos_without_torch(models, run):
     completed, out, document = run
     assert completed.returncode == 0, completed.stderr
     assert "using scikit-image's bundled photos" in completed.stderr
-    assert "reproduced Tables I-V in" in completed.stderr and f"{out}/REPORT.md, 5 CSV, reproduce.json, 4 PNG" in completed.stderr
+    assert "reproduced Tables I-V in" in completed.stderr and f"{out}/REPORT.md, 5 CSV, reproduce.json, 5 PNG" in completed.stderr
     assert completed.stdout == ""
     assert sorted(path.name for path in out.iterdir()) == sorted(
         ["REPORT.md", "reproduce.json", *document["files"]["csv"], *document["files"]["png"]]
@@ -86,14 +86,22 @@ def test_json_schema(models, run):
             assert row["patches"] == MAX_PATCHES and 47.5 < row["psnr_db"] < 48.5
             assert set(row["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
 
+    # Table V from the embedded median3 restorers (jpeg70 has none: the paper restores median filtering only)
     restoration = document["restoration"]
-    assert restoration["rows"] == [] and restoration["missing"] == ["restorer-median3-kim", "restorer-median3-vgg"]
-    assert "cfzoo train-restorer" in restoration["note"] and "cfzoo export-restorer" in restoration["note"]
+    assert restoration["missing"] == [] and restoration["note"] is None
+    assert [(row["task"], row["discriminator"], row["restorer"]) for row in restoration["rows"]] == [
+        ("median3", "kim", "restorer-median3-kim"), ("median3", "vgg", "restorer-median3-vgg")
+    ]
+    for row in restoration["rows"]:
+        assert row["patches"] == MAX_PATCHES and set(row["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
+        # the generator brings the filtered patches closer to their pristine partners
+        assert row["quality"]["restored"]["psnr_db"] > row["quality"]["input"]["psnr_db"]
+        assert row["quality"]["restored"]["ssim"] > row["quality"]["input"]["ssim"]
     assert set(document["differences"]) == {"table1", "fgsm_bayar2016", "fgsm_cozzolino2017", "fgsm_spam", "table5"}
     assert document["files"] == {
         "report": "REPORT.md", "json": "reproduce.json",
         "csv": ["table1_detection.csv", "table2_fgsm_bayar2016.csv", "table3_fgsm_cozzolino2017.csv", "fgsm_eps1_spam.csv", "table5_restoration.csv"],
-        "png": ["fgsm_eps1_spam.png", "table1_acc.png", "table2_fgsm_bayar2016.png", "table3_fgsm_cozzolino2017.png"],
+        "png": ["fgsm_eps1_spam.png", "table1_acc.png", "table2_fgsm_bayar2016.png", "table3_fgsm_cozzolino2017.png", "table5_restoration.png"],
     }
 
 
@@ -133,9 +141,17 @@ def test_report_csv_json_and_plots_agree(models, run):
         for difference in document["differences"][f"fgsm_{attack['target']}"]:
             assert f"- {difference}" in section
 
-    assert read_csv(out / "table5_restoration.csv") == []
-    assert (out / "table5_restoration.csv").read_text().startswith("task,discriminator,restorer,family,")
-    assert document["restoration"]["note"] in report
+    table5_csv = read_csv(out / "table5_restoration.csv")
+    expected = [(row, family, rates) for row in document["restoration"]["rows"] for family, rates in row["tpr"].items()]
+    assert len(table5_csv) == len(expected) == 6
+    table5_section = report.split("## Table V")[1]
+    for cells, (row, family, rates) in zip(table5_csv, expected):
+        assert (cells["task"], cells["discriminator"], cells["family"]) == (row["task"], row["discriminator"], family)
+        assert float(cells["tpr_after"]) == rates["after"] and float(cells["paper_tpr_after"]) == rates["paper"]
+        assert float(cells["psnr_db_restored"]) == row["quality"]["restored"]["psnr_db"]
+        markdown_row = next(line for line in table5_section.splitlines() if line.startswith(f"| median3 | {row['discriminator']} | {MAX_PATCHES} |"))
+        assert f"{rates['after']:.2f} ({rates['paper']:.2f})" in markdown_row
+    assert "![table5_restoration.png](table5_restoration.png)" in table5_section
     assert "Xception (the paper's Table IV)" in report
     assert "machine:" in report and "time: Table I" in report and "test skimage_science" in report
     for name in document["files"]["png"]:

@@ -168,6 +168,8 @@ def test_checkpoints_rebuild_the_design_their_record_describes():
     assert new_network("xception", {}).input_filter is None  # records from before the high-pass input
     current = Xception()
     assert current.input_filter == "kv" and new_network("xception", current.describe()).input_filter == "kv"
+    assert new_network("xception", {"input_filter": "kv"}).residual_clip == 8.0  # records from before the clip was recorded
+    assert new_network("xception", Xception(residual_clip=2.0).describe()).residual_clip == 2.0
     assert set(current.state_dict()) == set(Xception(input_filter=None).state_dict())  # same weights either way
     # a prediction error: blind to the image's level, so the network sees traces, not brightness
     assert abs(float(KV_KERNEL.sum())) < 1e-6 and float(KV_KERNEL[2, 2]) == -1.0

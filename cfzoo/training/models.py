@@ -155,13 +155,14 @@ class Xception(nn.Module):
 
     RESIDUAL_CLIP = 8.0
 
-    def __init__(self, input_filter: str | None = "kv") -> None:
+    def __init__(self, input_filter: str | None = "kv", residual_clip: float = RESIDUAL_CLIP) -> None:
         super().__init__()
         import timm
 
         if input_filter not in (None, "kv"):
             raise ValueError(f"unknown input filter {input_filter!r}; choose 'kv' or None")
         self.input_filter = input_filter
+        self.residual_clip = residual_clip
         self.net = timm.create_model("legacy_xception", pretrained=False, num_classes=2, in_chans=3)
         # a constant, not a weight: not in the state dict, so checkpoints of either design load alike
         self.register_buffer("kv_kernel", KV_KERNEL.expand(3, 1, 5, 5).clone(), persistent=False)
@@ -170,16 +171,19 @@ class Xception(nn.Module):
         if self.input_filter is None:
             return self.net(image / 127.5 - 1.0)
         residual = nn.functional.conv2d(image, self.kv_kernel, padding=2, groups=3)
-        return self.net(residual.clamp(-self.RESIDUAL_CLIP, self.RESIDUAL_CLIP) / self.RESIDUAL_CLIP)
+        return self.net(residual.clamp(-self.residual_clip, self.residual_clip) / self.residual_clip)
 
     def describe(self) -> dict:
         """The architecture in words and the hyper-parameters a checkpoint needs to rebuild this network."""
         if self.input_filter is None:
             front = "RGB input scaled to -1..1 inside the model"
         else:
-            front = f"input: KV 5x5 high-pass residual per colour channel, clipped to +-{self.RESIDUAL_CLIP:g} and scaled to -1..1"
+            front = f"input: KV 5x5 high-pass residual per colour channel, clipped to +-{self.residual_clip:g} and scaled to -1..1"
         architecture = (
             f"timm legacy_xception (36 convolutions, depthwise-separable from the second block on), {front}, "
             "2 classes, no pretrained weights"
         )
-        return {"architecture": architecture, "input_filter": self.input_filter}
+        hyperparameters = {"architecture": architecture, "input_filter": self.input_filter}
+        if self.input_filter is not None:
+            hyperparameters["residual_clip"] = self.residual_clip
+        return hyperparameters

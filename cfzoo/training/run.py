@@ -172,7 +172,8 @@ def new_network(family: str, hyperparameters: dict | None = None):
 
         if hyperparameters is None:
             return Xception()
-        return Xception(input_filter=hyperparameters.get("input_filter"))
+        # records from before the clip was a parameter used 8
+        return Xception(input_filter=hyperparameters.get("input_filter"), residual_clip=hyperparameters.get("residual_clip", 8.0))
     raise CfzooError(f"{family!r} is not a network family; choose one of: bayar2016, cozzolino2017, xception")
 
 
