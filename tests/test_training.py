@@ -12,6 +12,7 @@ from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
     dihedral_variants,
+    with_pristine_noise,
     manipulated_probability,
     to_tensor,
     train_network,
@@ -86,11 +87,27 @@ def test_dihedral_variants_are_seeded_symmetries_of_each_patch():
     assert len(seen) >= 6  # 40 draws cover (nearly) all 8
 
 
-def test_augmented_training_is_deterministic_and_differs_from_plain(blur_patches):
+def test_pristine_noise_touches_only_pristine_patches_and_keeps_integers():
+    images = torch.full((200, 3, 16, 16), 128.0)
+    images[:, :, 0, 0] = 0.0  # noise must not leave 0..255
+    labels = np.arange(200) % 2
+    noisy = with_pristine_noise(images, labels, 2.0, np.random.default_rng(4))
+    assert torch.equal(noisy, with_pristine_noise(images, labels, 2.0, np.random.default_rng(4)))
+    assert torch.equal(noisy[1::2], images[1::2])  # manipulated patches untouched
+    change = noisy[0::2] - images[0::2]
+    assert torch.equal(noisy, noisy.round()) and float(noisy.min()) >= 0
+    deviations = change[:, :, 1:, 1:].std(dim=(1, 2, 3))
+    # one deviation per patch, drawn from 0..2: some patches barely change, others by about 2 gray levels
+    assert float(deviations.min()) < 0.4 and 1.6 < float(deviations.max()) < 2.3
+
+
+@pytest.mark.parametrize("option", ["dihedral_augmentation", "pristine_noise"])
+def test_augmented_training_is_deterministic_and_differs_from_plain(blur_patches, option):
     rows = np.arange(32)
     runs = {}
     for augment in (True, True, False):
-        schedule = NetworkSchedule(steps=4, batch_size=8, warmup_steps=1, dihedral_augmentation=augment)
+        value = augment if option == "dihedral_augmentation" else 2.0 * augment
+        schedule = NetworkSchedule(steps=4, batch_size=8, warmup_steps=1, **{option: value})
         torch.manual_seed(3)
         losses = train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, seed=3)
         runs.setdefault(augment, []).append(losses)
@@ -189,6 +206,7 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
     assert len(record["training_data_sha256"]) == 64
     if family != "spam":  # the family's default, recorded
         assert record["hyperparameters"]["dihedral_augmentation"] is (family != "cozzolino2017")
+        assert record["hyperparameters"]["pristine_noise"] == 0.0
     test = record["metrics"]["test"]
     assert test["pristine"] == test["manipulated"] == 50 and 0 <= test["acc"] <= 100
     with safe_open(tmp_path / "out" / f"{family}-jpeg70.safetensors", framework="numpy") as weights:

@@ -34,6 +34,11 @@ def train(
         help="Random 90-degree rotations and flips of training patches (networks); default per family: on for "
         "bayar2016 and xception, off for cozzolino2017.",
     ),
+    pristine_noise: float | None = typer.Option(
+        None, "--pristine-noise", min=0.0, metavar="SIGMA",
+        help="Add rounded Gaussian noise, deviation drawn from 0..SIGMA gray levels, to every pristine training patch "
+        "(networks), so that noise alone does not read as a manipulation; 0: off. Default per family: 2 for xception, 0 otherwise.",
+    ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
@@ -67,7 +72,7 @@ def train(
         for task_id in tasks:
             plan = TrainingPlan(
                 family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
-                learning_rate=learning_rate, dihedral_augmentation=augment, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
+                learning_rate=learning_rate, dihedral_augmentation=augment, pristine_noise=pristine_noise, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
                 test_devices=tuple(test_device) if test_device else None,
             )
             if skip_existing and (out / f"{plan.model_id}.json").exists():

@@ -26,6 +26,10 @@ class NetworkSchedule:
     #: the square). The manipulations are isotropic, so labels hold; it keeps the network from keying on the
     #: orientation of the train cameras' sensor and demosaicing patterns.
     dihedral_augmentation: bool = False
+    #: Largest standard deviation (gray levels) of the rounded Gaussian noise added to each pristine training
+    #: patch, the deviation drawn uniformly from 0 to it per patch; 0: none. Noise is none of the eight
+    #: manipulations, so a noisy photo is still pristine; a detector that never saw one calls it manipulated.
+    pristine_noise: float = 0.0
 
 
 def to_tensor(patches: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -52,6 +56,14 @@ def dihedral_variants(images: torch.Tensor, rng: np.random.Generator) -> torch.T
         image = torch.rot90(image, int(turn), dims=(1, 2))
         variants.append(torch.flip(image, dims=(2,)) if mirror else image)
     return torch.stack(variants)
+
+
+def with_pristine_noise(images: torch.Tensor, labels: np.ndarray, largest_sigma: float, rng: np.random.Generator) -> torch.Tensor:
+    """``images`` (0..255) with rounded Gaussian noise of a random deviation in [0, largest_sigma] added to each
+    pristine one (label 0), still integers in 0..255."""
+    sigmas = np.where(labels == 0, rng.uniform(0.0, largest_sigma, size=len(images)), 0.0)
+    noise = rng.standard_normal(images.shape).astype(np.float32) * sigmas[:, None, None, None].astype(np.float32)
+    return (images + torch.from_numpy(noise).to(images.device)).round().clamp(0, 255)
 
 
 def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -104,6 +116,8 @@ def train_network(
         images = to_tensor(patches[batch], device)
         if schedule.dihedral_augmentation:
             images = dihedral_variants(images, augmentation_rng)
+        if schedule.pristine_noise > 0:
+            images = with_pristine_noise(images, labels[batch], schedule.pristine_noise, augmentation_rng)
         targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
         loss = loss_function(model(images), targets)
         optimiser.zero_grad(set_to_none=True)

@@ -40,6 +40,7 @@ class TrainingPlan:
     batch_size: int | None = None
     learning_rate: float | None = None
     dihedral_augmentation: bool | None = None  # None: the family's default
+    pristine_noise: float | None = None  # None: the family's default
     max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
     max_test_patches: int | None = None
     test_devices: tuple[str, ...] | None = None
@@ -51,9 +52,9 @@ class TrainingPlan:
 
 #: Per-family defaults, sized for the 2-core CPU budget (about two hours for the 24 small models).
 DEFAULT_SCHEDULES = {
-    "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3, "dihedral_augmentation": True},
-    "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4, "dihedral_augmentation": False},
-    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": True},
+    "bayar2016": {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3, "dihedral_augmentation": True, "pristine_noise": 0.0},
+    "cozzolino2017": {"steps": 300, "batch_size": 32, "learning_rate": 3e-4, "dihedral_augmentation": False, "pristine_noise": 0.0},
+    "xception": {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": True, "pristine_noise": 2.0},
 }
 
 
@@ -233,6 +234,7 @@ def _train_network(plan, train_set, rows, status):
         dihedral_augmentation=(
             defaults["dihedral_augmentation"] if plan.dihedral_augmentation is None else plan.dihedral_augmentation
         ),
+        pristine_noise=defaults["pristine_noise"] if plan.pristine_noise is None else plan.pristine_noise,
     )
     model.to(training_device())
     losses = train_network(
