@@ -1,4 +1,4 @@
-"""``cfzoo cards``: Hugging Face model cards, one per detector family, from the zoo registry."""
+"""``cfzoo cards``: Hugging Face model cards, one per detector family and one for the GAN restorers, from the zoo registries."""
 
 from __future__ import annotations
 
@@ -10,41 +10,69 @@ from cfzoo.cli.common import handle_errors, print_json, stdout
 from cfzoo.cli.zoo import FAMILY_OPTION
 from cfzoo.errors import CfzooError
 from cfzoo.zoo.registry import REGISTRY_NAME, Registry, load_registry
+from cfzoo.zoo.restorers import RESTORER_REGISTRY_NAME, RestorerRegistry, load_restorer_registry
 
 
 @handle_errors
 def cards(
-    out: Path = typer.Option(Path("model_cards"), "--out", "-o", help="Folder to write <family>.md into."),
+    out: Path = typer.Option(Path("model_cards"), "--out", "-o", help="Folder to write <family>.md and restorers.md into."),
     family: list[str] = FAMILY_OPTION,
     zoo: Path = typer.Option(
-        None, "--zoo", help="Describe the models of this zoo folder's registry.json only (default: every model cfzoo knows)."
+        None, "--zoo",
+        help="Describe the models of this zoo folder's registry.json and restorers.json only (default: every model cfzoo knows).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
-    """Write a Hugging Face model card (README.md with YAML front matter) per detector family.
+    """Write a Hugging Face model card (README.md with YAML front matter) per detector family, and one for the
+    GAN restorers (restorers.md) when the zoo has any.
 
-    Each card covers: architecture, model contract, photos and licences, split, hyper-parameters, Table I, machine, limits, files.
+    A family card covers: architecture, model contract, photos and licences, split, hyper-parameters, Table I, machine,
+    limits, files. Its `model-index` holds each task's test ACC, FPR and TPR; a family missing some tasks gets a card that
+    names them.
 
-    Its `model-index` holds each task's test ACC, FPR and TPR; a family missing some tasks gets a card that names them.
+    The restorer card covers every restorer: contract and receptive radius, training, usage, limits, files. Its
+    `model-index` holds each restorer's test PSNR and SSIM, restored and filtered; missing restorers are named.
 
-    The same registry always gives the same bytes. For the embedded zoo: cfzoo cards --zoo cfzoo/zoo/embedded
+    --family selects detector families, so with it only those families' cards are written (restorers are no family).
+
+    The same registries always give the same bytes. For the embedded zoo: cfzoo cards --zoo cfzoo/zoo/embedded
     """
-    from cfzoo.export.model_cards import write_family_cards
+    from cfzoo.export.model_cards import registry_families, write_family_cards
+    from cfzoo.export.restorer_card import restorer_card, write_restorer_card
 
-    if zoo is not None:
-        path = zoo / REGISTRY_NAME
-        if not path.is_file():
-            raise CfzooError(f"{path} does not exist; give a zoo folder written by `cfzoo export --zoo DIR`")
-        registry = Registry.read(path)
-    else:
-        registry = load_registry()
-    written = write_family_cards(out, family or None, registry)
+    registry, restorers = _registries(zoo)
+    card = restorer_card(restorers) if restorers and not family else None  # rendered before anything is written
+    only_restorers = card is not None and not registry_families(registry)
+    written = [] if only_restorers else write_family_cards(out, family or None, registry)
+    card_path = write_restorer_card(out, card) if card is not None else None
     if as_json:
-        print_json([
-            {"family": card.family, "path": str(path), "models": list(card.models), "missing_tasks": list(card.missing_tasks)}
-            for card, path in written
-        ])
+        items = [
+            {"card": detector_card.family, "family": detector_card.family, "path": str(path), "models": list(detector_card.models),
+             "missing_tasks": list(detector_card.missing_tasks)}
+            for detector_card, path in written
+        ]
+        if card is not None:
+            items.append({"card": "restorers", "path": str(card_path), "models": list(card.models), "missing_restorers": list(card.missing)})
+        print_json(items)
         return
-    for card, path in written:
-        missing = f"; missing: {', '.join(card.missing_tasks)}" if card.missing_tasks else ""
-        stdout.print(f"{path}: {len(card.models)} models{missing}", soft_wrap=True, highlight=False)
+    for detector_card, path in written:
+        missing = f"; missing: {', '.join(detector_card.missing_tasks)}" if detector_card.missing_tasks else ""
+        stdout.print(f"{path}: {len(detector_card.models)} models{missing}", soft_wrap=True, highlight=False)
+    if card is not None:
+        missing = f"; missing: {', '.join(card.missing)}" if card.missing else ""
+        stdout.print(f"{card_path}: {len(card.models)} restorers{missing}", soft_wrap=True, highlight=False)
+
+
+def _registries(zoo: Path | None) -> tuple[Registry, RestorerRegistry]:
+    """The detector and restorer registries of ``zoo`` (either may be absent, not both), else every model cfzoo knows."""
+    if zoo is None:
+        return load_registry(), load_restorer_registry()
+    detectors, restorers = zoo / REGISTRY_NAME, zoo / RESTORER_REGISTRY_NAME
+    if not detectors.is_file() and not restorers.is_file():
+        raise CfzooError(
+            f"{detectors} does not exist; give a zoo folder written by `cfzoo export --zoo DIR` (or `cfzoo export-restorer --zoo DIR`)"
+        )
+    return (
+        Registry.read(detectors) if detectors.is_file() else Registry([]),
+        RestorerRegistry.read(restorers) if restorers.is_file() else RestorerRegistry([]),
+    )

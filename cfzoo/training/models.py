@@ -148,8 +148,9 @@ class Xception(nn.Module):
     budget (600 steps of 16 patches) is far from the paper's GPU training, and on the plain image Xception
     learned the photos' content and cameras rather than the traces: jpeg70 test ACC 52.3% (74% on its train
     patches), against 96.85% with the residual and the same schedule (../shared/data/cameras; median7 99.15%).
-    The price is robustness to FGSM at eps = 1 on median7: a +-1 sign pattern is a full-scale residual after
-    this filter (its absolute weights sum to 8), so the step leaves the linear regime (docs/tables2-4.md).
+    A +-1 noise pattern is a full-scale residual after this filter (its absolute weights sum to 8), and a
+    network that never saw noise on a pristine photo called 78% of noisy pristine median7 patches filtered,
+    and FGSM's eps = 1 step too; hence the ``pristine_noise`` training default (docs/tables2-4.md).
     ``input_filter=None`` is the plain network of older checkpoints.
     """
 
