@@ -152,6 +152,16 @@ def test_a_reduced_training_set_on_a_cpu_is_said(registry):
     assert "reduced set" not in alone.text and "| 4,000 |" in alone.text
 
 
+def test_models_trained_with_pristine_noise_say_what_noise_does_to_them(registry):
+    base = registry.get("bayar2016-median7")
+    noisy = replace(base, training={**base.training, "hyperparameters": {**base.training["hyperparameters"], "pristine_noise": 2.0}})
+    plain = registry.get("bayar2016-median3")
+    text = family_card("bayar2016", Registry([noisy, plain])).text
+    noise_lines = [line for line in text.splitlines() if line.startswith("- Noise: ")]
+    assert len(noise_lines) == 1 and "`bayar2016-median7`" in noise_lines[0] and "median3" not in noise_lines[0]
+    assert "- Noise: " not in family_card("bayar2016", Registry([plain])).text
+
+
 def test_cards_are_deterministic(registry, tmp_path):
     entries = list(registry)
     random.Random(0).shuffle(entries)

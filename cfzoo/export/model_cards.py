@@ -477,6 +477,13 @@ def _limits(family: str, entries: list[ModelEntry]) -> str:
             "- JPEG Q90: pristine camera photos are usually JPEGs already (in this photo set, estimated qualities from "
             "about 27 to 99), so compressing once more at Q90 changes them little; expect false positives on JPEG input."
         )
+    noise_trained = [entry for entry in entries if entry.training.get("hyperparameters", {}).get("pristine_noise")]
+    if noise_trained:
+        lines.append(
+            "- Noise: " + ", ".join(f"`{entry.id}`" for entry in noise_trained) + " learned from pristine patches with "
+            "added noise that noise is not a manipulation, so they do not call noisy photos manipulated; the flip side is "
+            "that noise added after a manipulation (a few gray levels) can hide it from them."
+        )
     if tasks & {"resize1.5", "resize1.01"}:
         lines.append(
             "- Resizing: photos the camera had already upsampled (EXIF DigitalZoomRatio > 1) were left out of the resize "
