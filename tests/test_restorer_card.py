@@ -6,6 +6,7 @@ deterministic, and written by `cfzoo cards` beside the detector cards. No infere
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -186,3 +187,9 @@ def test_cards_command_on_a_restorer_only_zoo_and_by_default(runner, zoo, tmp_pa
 
     result = runner.invoke(app, ["cards", "--zoo", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+
+
+def test_the_published_restorer_card_matches_the_embedded_registry(embedded):
+    """model_cards/restorers.md is what `cfzoo cards --zoo cfzoo/zoo/embedded` writes: regenerate it after exporting restorers."""
+    path = Path(__file__).resolve().parents[1] / "model_cards" / RESTORER_CARD_NAME
+    assert path.is_file() and path.read_text() == restorer_card(embedded).text, f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
