@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
+from cfzoo.export.card_text import devices_text, distinct, machine_text, split_of, value_text
 from cfzoo.export.onnx_export import CLASS_NAMES, GRADIENT_DEFINITION, detector_file_names
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import MANIPULATIONS, TASK_IDS, parameter_table
@@ -165,7 +166,7 @@ def _front_matter(family: str, entries: list[ModelEntry]) -> str:
             "task_type": "image-classification",
             "task_name": f"Manipulation detection: {MANIPULATIONS[entry.task].title}",
             "dataset_type": "cfzoo-camera-patches",
-            "dataset_name": f"{PATCH_SIZE}x{PATCH_SIZE} patches of photos from the test devices ({_devices(entry, 'test')})",
+            "dataset_name": f"{PATCH_SIZE}x{PATCH_SIZE} patches of photos from the test devices ({devices_text(entry, 'test')})",
             "dataset_config": entry.task,
             "dataset_split": "test",
         }
@@ -259,7 +260,7 @@ def _models_table(entries: list[ModelEntry]) -> str:
 
 def _architecture(family: str, entries: list[ModelEntry]) -> str:
     description = FAMILIES[family]
-    architectures = _distinct(entry.training.get("hyperparameters", {}).get("architecture") for entry in entries)
+    architectures = distinct(entry.training.get("hyperparameters", {}).get("architecture") for entry in entries)
     if not architectures and description.architecture:
         architectures = [description.architecture]
     lines = [f"Original method: {description.reference}.", ""]
@@ -276,7 +277,7 @@ def _architecture(family: str, entries: list[ModelEntry]) -> str:
 
 
 def _contract(family: str, entries: list[ModelEntry]) -> str:
-    scores = _distinct(f"{entry.score} > {entry.threshold:g}" for entry in entries)
+    scores = distinct(f"{entry.score} > {entry.threshold:g}" for entry in entries)
     if family == "spam":
         decision = (
             "the SVM decision is `logits[:,1] - logits[:,0]`; a patch is called manipulated when "
@@ -311,7 +312,7 @@ def _contract(family: str, entries: list[ModelEntry]) -> str:
 
 
 def _training_data(entries: list[ModelEntry]) -> str:
-    devices = sorted({device for entry in entries for device in _split_of(entry).get("train", []) + _split_of(entry).get("test", [])})
+    devices = sorted({device for entry in entries for device in split_of(entry).get("train", []) + split_of(entry).get("test", [])})
     known = [device for device in devices if device in CAMERA_DEVICES]
     unknown = [device for device in devices if device not in CAMERA_DEVICES]
     lines = []
@@ -336,7 +337,7 @@ def _training_data(entries: list[ModelEntry]) -> str:
             f"cfzoo does not know the source of the photos of {', '.join(unknown)}; their licences are those of the "
             "data set they come from (see its manifest)."
         )
-    digests = _distinct(entry.training.get("training_data_sha256") for entry in entries)
+    digests = distinct(entry.training.get("training_data_sha256") for entry in entries)
     if digests:
         lines.append("")
         lines.append(
@@ -348,10 +349,10 @@ def _training_data(entries: list[ModelEntry]) -> str:
 
 def _split(entries: list[ModelEntry]) -> str:
     lines = []
-    splits = _distinct(json.dumps(_split_of(entry), sort_keys=True) for entry in entries)
+    splits = distinct(json.dumps(split_of(entry), sort_keys=True) for entry in entries)
     for payload in splits:
         split = json.loads(payload)
-        ids = [entry.id for entry in entries if json.dumps(_split_of(entry), sort_keys=True) == payload]
+        ids = [entry.id for entry in entries if json.dumps(split_of(entry), sort_keys=True) == payload]
         scope = "All models" if len(splits) == 1 else ", ".join(f"`{i}`" for i in ids)
         seed = f" (seed {split['seed']})" if "seed" in split else ""
         lines.append(
@@ -381,22 +382,22 @@ def _manipulations(entries: list[ModelEntry]) -> str:
     for entry in entries:
         row = rows[entry.task]
         parameters = {key: value for key, value in row.items() if key not in ("task", "manipulation", "difficulty")}
-        details = "; ".join(f"{key.replace('_', ' ')}: {_value(value)}" for key, value in parameters.items())
+        details = "; ".join(f"{key.replace('_', ' ')}: {value_text(value)}" for key, value in parameters.items())
         lines.append(f"- `{entry.task}`, {row['manipulation']} ({row['difficulty']}): {details}.")
     return "\n".join(lines)
 
 
 def _hyperparameters(entries: list[ModelEntry]) -> str:
-    groups = _distinct(json.dumps(_hyper_without_architecture(entry), sort_keys=True) for entry in entries)
+    groups = distinct(json.dumps(_hyper_without_architecture(entry), sort_keys=True) for entry in entries)
     lines = []
     for payload in groups:
         hyper = json.loads(payload)
         ids = [entry.id for entry in entries if json.dumps(_hyper_without_architecture(entry), sort_keys=True) == payload]
         scope = "All models" if len(groups) == 1 else ", ".join(f"`{i}`" for i in ids)
         lines.append(f"{scope}:" if hyper else f"{scope}: not recorded.")
-        lines.extend(f"- {key.replace('_', ' ')}: {_value(value)}" for key, value in hyper.items())
+        lines.extend(f"- {key.replace('_', ' ')}: {value_text(value)}" for key, value in hyper.items())
         lines.append("")
-    seeds = _distinct(str(entry.training["seed"]) for entry in entries if "seed" in entry.training)
+    seeds = distinct(str(entry.training["seed"]) for entry in entries if "seed" in entry.training)
     if seeds:
         lines.append(f"Seed: {', '.join(seeds)} (patch positions, the split, initialisation and batch order).")
     return "\n".join(lines).rstrip()
@@ -429,10 +430,10 @@ def _training(entries: list[ModelEntry], registry: Registry) -> str:
             share = _count(used)
         seconds = entry.training.get("training_seconds")
         lines.append(
-            f"| `{entry.id}` | {_machine(machine)} | {machine.get('torch', '-')} | "
+            f"| `{entry.id}` | {machine_text(machine)} | {machine.get('torch', '-')} | "
             f"{'-' if seconds is None else f'{seconds:g}'} | {losses} | {share} |"
         )
-    devices = _distinct(_machine(entry.training.get("machine", {})) for entry in entries)
+    devices = distinct(machine_text(entry.training.get("machine", {})) for entry in entries)
     lines.append("")
     if devices:
         no_gpu = ", no GPU" if all(device.startswith("CPU") for device in devices) else ""
@@ -547,7 +548,7 @@ def _files(entries: list[ModelEntry]) -> str:
             file = entry.files[kind]
             threshold = f"{entry.threshold:g} on {entry.score}" if kind == "detector" else "-"
             lines.append(f"| `{entry.id}` | `{file.path_in_zoo}` | {file.size:,} | `{file.sha256}` | {threshold} |")
-    hubs = _distinct(f"`{entry.hub.repo_id}` at revision `{entry.hub.revision}`" for entry in entries if entry.hub)
+    hubs = distinct(f"`{entry.hub.repo_id}` at revision `{entry.hub.revision}`" for entry in entries if entry.hub)
     lines.append("")
     if hubs:
         lines.append(f"Hugging Face Hub: {'; '.join(hubs)}, same layout (`registry.json`, `models/`).")
@@ -556,8 +557,8 @@ def _files(entries: list[ModelEntry]) -> str:
 
 
 def _licence(entries: list[ModelEntry]) -> str:
-    devices = {device for entry in entries for device in _split_of(entry).get("train", [])}
-    photo_licences = _distinct(CAMERA_DEVICES[device].licence for device in sorted(devices) if device in CAMERA_DEVICES)
+    devices = {device for entry in entries for device in split_of(entry).get("train", [])}
+    photo_licences = distinct(CAMERA_DEVICES[device].licence for device in sorted(devices) if device in CAMERA_DEVICES)
     text = "cfzoo's code and these model files: MIT."
     if photo_licences and devices <= set(CAMERA_DEVICES):
         text += (
@@ -570,14 +571,6 @@ def _licence(entries: list[ModelEntry]) -> str:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-
-
-def _split_of(entry: ModelEntry) -> dict:
-    return entry.training.get("split", {})
-
-
-def _devices(entry: ModelEntry, part: str) -> str:
-    return ", ".join(_split_of(entry).get(part, [])) or "not recorded"
 
 
 def _hyper_without_architecture(entry: ModelEntry) -> dict:
@@ -594,31 +587,9 @@ def _full_training_set(entry: ModelEntry, registry: Registry) -> int | None:
     return max(counts) if counts else None
 
 
-def _machine(machine: dict) -> str:
-    device = machine.get("device")
-    if not device:
-        return "not recorded"
-    return "CPU" + device[3:] if device.startswith("cpu") else f"GPU {device}"
-
-
-def _distinct(values: Iterable) -> list:
-    """The values that are not None, each once, in first-seen order."""
-    return list(dict.fromkeys(value for value in values if value is not None))
-
-
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
-
-
-def _value(value) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (int, str)):
-        return str(value)
-    return json.dumps(value, sort_keys=True)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
-from cfzoo.export.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL, _distinct, _machine, _value
+from cfzoo.export.card_text import devices_text, distinct, machine_text, split_of, value_text
+from cfzoo.export.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.patches import PATCH_SIZE
@@ -81,7 +82,7 @@ def _front_matter(entries: list[RestorerEntry]) -> str:
             "dataset_type": "cfzoo-camera-patches",
             "dataset_name": (
                 f"{_count(test.get('pairs'))}median-filtered {PATCH_SIZE}x{PATCH_SIZE} patches of photos from the test devices "
-                f"({_devices(entry, 'test')}) and their pristine originals"
+                f"({devices_text(entry, 'test')}) and their pristine originals"
             ),
             "dataset_config": entry.id,  # results are grouped by dataset config: one group per restorer
             "dataset_split": "test",
@@ -99,7 +100,7 @@ def _front_matter(entries: list[RestorerEntry]) -> str:
         library_name="onnx",
         pipeline_tag="image-to-image",
         tags=["image-forensics", "counter-forensics", "image-restoration", "median-filtering", "onnx", "cfzoo",
-              *_distinct(f"task-{entry.task}" for entry in entries)],
+              *distinct(f"task-{entry.task}" for entry in entries)],
         metrics=["psnr", "ssim"],
         model_name="cfzoo-restorers",
         eval_results=results or None,
@@ -194,8 +195,8 @@ def _architecture(entries: list[RestorerEntry]) -> str:
         users = [entry for entry in entries if entry.discriminator == kind]
         if not users:
             continue
-        descriptions = _distinct(_hyper(entry).get("discriminator", "").removeprefix(f"{kind}: ") or None for entry in users)
-        widths = _distinct("-".join(map(str, _hyper(entry)["discriminator_widths"])) for entry in users if "discriminator_widths" in _hyper(entry))
+        descriptions = distinct(_hyper(entry).get("discriminator", "").removeprefix(f"{kind}: ") or None for entry in users)
+        widths = distinct("-".join(map(str, _hyper(entry)["discriminator_widths"])) for entry in users if "discriminator_widths" in _hyper(entry))
         described = "; ".join(descriptions) if descriptions else "not described in the training records"
         width_text = f"; channels {' or '.join(widths)}" if widths else ""
         lines.append(
@@ -205,7 +206,7 @@ def _architecture(entries: list[RestorerEntry]) -> str:
 
 
 def _contract(entries: list[RestorerEntry]) -> str:
-    radii = _distinct(entry.receptive_radius for entry in entries)
+    radii = distinct(entry.receptive_radius for entry in entries)
     return "\n".join([
         (
             f"- `{MODELS_FOLDER}/restorer-<task>-<discriminator>.onnx`: input `{IMAGE_INPUT}` float32 [N,3,H,W], RGB, values "
@@ -230,9 +231,9 @@ def _contract(entries: list[RestorerEntry]) -> str:
 def _training(entries: list[RestorerEntry]) -> str:
     lines = _shared(entries, (
         ("split", lambda entry: (
-            f"by device, not by photo (seed {_split(entry).get('seed', '-')}); train devices: {_devices(entry, 'train')}; "
-            f"test devices: {_devices(entry, 'test')}"
-        ) if _split(entry) else None),
+            f"by device, not by photo (seed {split_of(entry).get('seed', '-')}); train devices: {devices_text(entry, 'train')}; "
+            f"test devices: {devices_text(entry, 'test')}"
+        ) if split_of(entry) else None),
         ("data", lambda entry: _pairs(entry)),
         ("steps", lambda entry: _hyper(entry).get("steps")),
         ("batch", lambda entry: _batch(entry)),
@@ -251,11 +252,11 @@ def _training(entries: list[RestorerEntry]) -> str:
         machine = entry.training.get("machine", {})
         seconds = entry.training.get("training_seconds")
         lines.append(
-            f"| `{entry.id}` | {_machine(machine)} | {machine.get('torch', '-')} | {machine.get('torch_threads', '-')} | "
+            f"| `{entry.id}` | {machine_text(machine)} | {machine.get('torch', '-')} | {machine.get('torch_threads', '-')} | "
             f"{'-' if seconds is None else f'{seconds:g}'} | {_loss(entry, 'generator')} | {_loss(entry, 'pixel')} | "
             f"{_loss(entry, 'discriminator')} |"
         )
-    devices = _distinct(_machine(entry.training.get("machine", {})) for entry in entries)
+    devices = distinct(machine_text(entry.training.get("machine", {})) for entry in entries)
     seconds = [entry.training["training_seconds"] for entry in entries if "training_seconds" in entry.training]
     summary = f"Machine: {'; '.join(devices)}{', no GPU' if _cpu_only(entries) else ''}."
     if seconds:
@@ -296,7 +297,7 @@ def _usage(entries: list[RestorerEntry]) -> str:
 
 
 def _limits(entries: list[RestorerEntry]) -> str:
-    budgets = _distinct(_budget(entry) for entry in entries)
+    budgets = distinct(_budget(entry) for entry in entries)
     budget = [f"- Trained on a {'CPU' if _cpu_only(entries) else 'small'} budget: {'; '.join(budgets)}."] if budgets else []
     return "\n".join([
         *budget,
@@ -333,11 +334,11 @@ def _files(entries: list[RestorerEntry]) -> str:
 
 
 def _licence(entries: list[RestorerEntry]) -> str:
-    devices = sorted({device for entry in entries for device in _split(entry).get("train", [])})
-    photo_licences = _distinct(CAMERA_DEVICES[device].licence for device in devices if device in CAMERA_DEVICES)
+    devices = sorted({device for entry in entries for device in split_of(entry).get("train", [])})
+    photo_licences = distinct(CAMERA_DEVICES[device].licence for device in devices if device in CAMERA_DEVICES)
     text = "cfzoo's code and these model files: MIT."
     if photo_licences and set(devices) <= set(CAMERA_DEVICES):
-        sources = _distinct(CAMERA_DEVICES[device].source for device in devices)
+        sources = distinct(CAMERA_DEVICES[device].source for device in devices)
         text += (
             f" The restorers are trained on photos from {'; '.join(sources)}, whose licences ({', '.join(photo_licences)}) "
             "are recorded per file in the photo set's MANIFEST.csv."
@@ -357,9 +358,9 @@ def _shared(entries: list[RestorerEntry], facts: tuple[tuple[str, Callable[[Rest
         values = {entry.id: fact(entry) for entry in entries}
         if all(value is None for value in values.values()):
             continue
-        distinct = _distinct(_text(value) for value in values.values())
-        if len(distinct) == 1 and None not in values.values():
-            lines.append(f"- {label}: {distinct[0]}")
+        texts = distinct(_text(value) for value in values.values())
+        if len(texts) == 1 and None not in values.values():
+            lines.append(f"- {label}: {texts[0]}")
         else:
             lines.append(f"- {label}: " + "; ".join(f"`{i}` {_text(value)}" for i, value in values.items()))
     return lines
@@ -367,14 +368,6 @@ def _shared(entries: list[RestorerEntry], facts: tuple[tuple[str, Callable[[Rest
 
 def _hyper(entry: RestorerEntry) -> dict:
     return entry.training.get("hyperparameters", {})
-
-
-def _split(entry: RestorerEntry) -> dict:
-    return entry.training.get("split", {})
-
-
-def _devices(entry: RestorerEntry, part: str) -> str:
-    return ", ".join(_split(entry).get(part, [])) or "not recorded"
 
 
 def _pairs(entry: RestorerEntry) -> str | None:
@@ -422,7 +415,7 @@ def _budget(entry: RestorerEntry) -> str | None:
     if "steps" not in hyper or "batch_size" not in hyper:
         return None
     crop = f" {hyper['crop']}x{hyper['crop']}" if "crop" in hyper else ""
-    return f"{hyper['steps']:,} steps of {hyper['batch_size']}{crop} crops on {_machine(machine)}"
+    return f"{hyper['steps']:,} steps of {hyper['batch_size']}{crop} crops on {machine_text(machine)}"
 
 
 def _loss(entry: RestorerEntry, name: str) -> str:
@@ -444,7 +437,7 @@ def _count(value: int | None) -> str:
 
 
 def _cpu_only(entries: list[RestorerEntry]) -> bool:
-    return all(_machine(entry.training.get("machine", {})).startswith("CPU") for entry in entries)
+    return all(machine_text(entry.training.get("machine", {})).startswith("CPU") for entry in entries)
 
 
 def _window(task: str) -> str:
@@ -461,4 +454,4 @@ def _text(value) -> str:
         return "not recorded"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return value if isinstance(value, str) else _value(value)
+    return value if isinstance(value, str) else value_text(value)
