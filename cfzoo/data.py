@@ -157,6 +157,10 @@ class PatchSetSpec:
     patches_per_image: int = PATCHES_PER_IMAGE
     sampling_step: int = SAMPLING_STEP
     max_images_per_device: int | None = None
+    # Resize tasks leave out photos the camera upsampled itself (EXIF DigitalZoomRatio > 1); True keeps
+    # them, as both classes. Meant for train sets: camera-resampled pristine patches teach a resize
+    # detector the task's own resampling rather than resampling in general.
+    keep_zoomed_photos: bool = False
 
 
 class PatchSet:
@@ -225,7 +229,10 @@ def build_patch_set(
     images = select_images(dataset, spec, split)
     records = [_record(dataset.root, device, path) for device, path in images]
     too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
-    zoomed = [record for record in records if manipulation.needs_unresampled_photos and record.digital_zoom > 1]
+    zoomed = [
+        record for record in records
+        if manipulation.needs_unresampled_photos and not spec.keep_zoomed_photos and record.digital_zoom > 1
+    ]
     usable = [record for record in records if record not in too_small and record not in zoomed]
     if not usable:
         raise DataError(f"no image of the {spec.split} devices ({', '.join(split.devices(spec.split))}) holds a {spec.patch_size}-pixel patch")
@@ -303,10 +310,13 @@ def _record(root: Path, device: str, path: Path) -> ImageRecord:
 
 def patch_set_key(spec: PatchSetSpec, split: DeviceSplit, records: Sequence[ImageRecord]) -> str:
     manipulation = get_manipulation(spec.task)
+    spec_material = asdict(spec)
+    if not spec.keep_zoomed_photos:  # absent when off, so that keys from before the option stay valid
+        del spec_material["keep_zoomed_photos"]
     material = {
         "format": PATCH_SET_FORMAT,
         "pillow": PIL.__version__,
-        "spec": asdict(spec),
+        "spec": spec_material,
         "manipulation": {key: str(value) for key, value in manipulation.parameters.items()},
         "devices": list(split.devices(spec.split)),
         "images": sorted(record.sha256 for record in records),

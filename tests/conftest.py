@@ -5,6 +5,23 @@ from cfzoo.data import CameraDataset
 from cfzoo.sample_data import sample_dataset_dir
 
 
+@pytest.fixture
+def mark_digitally_zoomed():
+    """A function that replaces a photo by a PNG copy whose EXIF says the camera zoomed 2x digitally."""
+    from PIL import Image
+
+    def mark(photo):
+        exif = Image.Exif()
+        exif[0x8769] = {0xA404: 2.0}  # Exif IFD: DigitalZoomRatio
+        zoomed = photo.with_suffix(".zoomed.png")
+        with Image.open(photo) as image:
+            image.convert("RGB").save(zoomed, exif=exif)
+        photo.unlink()
+        return zoomed
+
+    return mark
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory):
     """scikit-image's bundled photos laid out as a camera dataset (4 pseudo-devices)."""

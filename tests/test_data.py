@@ -187,23 +187,16 @@ def test_an_unreadable_patch_set_is_a_data_error(tmp_path):
         PatchSet(tmp_path)
 
 
-def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, tmp_path):
-    from PIL import Image
-
+def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, tmp_path, mark_digitally_zoomed):
     from cfzoo.images import read_header
 
     root = tmp_path / "data"
     shutil.copytree(sample_root, root)
     dataset = CameraDataset.from_directory(root)
     split = split_devices(dataset.device_names, seed=0)
-    zoomed = dataset.devices[split.test[0]][0]
-    exif = Image.Exif()
-    exif[0x8769] = {0xA404: 2.0}  # Exif IFD: DigitalZoomRatio
-    with Image.open(zoomed) as image:
-        image.convert("RGB").save(zoomed.with_suffix(".zoomed.png"), exif=exif)
-    zoomed.unlink()
+    zoomed = mark_digitally_zoomed(dataset.devices[split.test[0]][0])
     dataset = CameraDataset.from_directory(root)
-    zoomed_name = str(zoomed.with_suffix(".zoomed.png").relative_to(root))
+    zoomed_name = str(zoomed.relative_to(root))
     assert read_header(root / zoomed_name).digital_zoom == 2.0 and read_header(root / zoomed_name).upsampled_in_camera
     assert read_header(dataset.devices[split.test[0]][-1]).digital_zoom == 1.0
 
@@ -212,5 +205,12 @@ def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, 
     assert zoomed_name not in [image.relative_path for image in resized.images]
     compressed = build(dataset, tmp_path / "cache", task="jpeg90", split_name="test")
     assert zoomed_name in [image.relative_path for image in compressed.images]
+
+    kept = build(dataset, tmp_path / "cache", task="resize1.01", split_name="test", keep_zoomed_photos=True)
+    assert kept.meta["skipped_digital_zoom"] == [] and kept.meta["key"] != resized.meta["key"]
+    zoomed_index = [image.relative_path for image in kept.images].index(zoomed_name)
+    assert kept.images[zoomed_index].digital_zoom == 2.0
+    assert sorted(set(kept.labels[kept.sources == zoomed_index])) == [0, 1]  # both classes
+    assert len(kept) > len(resized)
     device = next(d for d in describe_dataset(dataset)["devices"] if d["device"] == split.test[0])
-    assert device["digital_zoom"] == [zoomed.with_suffix(".zoomed.png").name]
+    assert device["digital_zoom"] == [zoomed.name]

@@ -162,6 +162,16 @@ def test_models_trained_with_pristine_noise_say_what_noise_does_to_them(registry
     assert "- Noise: " not in family_card("bayar2016", Registry([plain])).text
 
 
+def test_the_resizing_line_names_models_whose_train_set_kept_zoomed_photos(registry):
+    base = registry.get("bayar2016-resize1.5")
+    zoom_trained = replace(base, training={**base.training, "zoomed_train_photos": True})
+    plain = registry.get("bayar2016-resize1.01")
+    resizing = [line for line in family_card("bayar2016", Registry([zoom_trained, plain])).text.splitlines() if line.startswith("- Resizing: ")]
+    assert len(resizing) == 1 and "test sets only for `bayar2016-resize1.5`" in resizing[0] and "resize1.01" not in resizing[0]
+    plain_line = [line for line in family_card("bayar2016", Registry([plain])).text.splitlines() if line.startswith("- Resizing: ")]
+    assert plain_line and "test sets only" not in plain_line[0]
+
+
 def test_cards_are_deterministic(registry, tmp_path):
     entries = list(registry)
     random.Random(0).shuffle(entries)

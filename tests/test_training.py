@@ -1,13 +1,14 @@
 """Training: each family learns on scikit-image photos; Cozzolino2017's hard network is SPAM exactly."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from cfzoo.data import PatchSetSpec, build_patch_set, split_devices  # noqa: E402
+from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
@@ -217,6 +218,27 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
         assert names == {"classifier.weight", "classifier.bias"}  # the SPAM constants are not stored
     assert "patches train" in stages and "patches test" in stages
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_zoomed_train_photos_change_the_train_set_only(sample_root, tmp_path, mark_digitally_zoomed):
+    root = tmp_path / "data"
+    shutil.copytree(sample_root, root)
+    split = split_devices(CameraDataset.from_directory(root).device_names, seed=0)
+    for device in (split.train[0], split.test[0]):
+        mark_digitally_zoomed(sorted((root / device).iterdir())[0])
+    dataset = CameraDataset.from_directory(root)
+    records = {}
+    for keep in (False, True):
+        plan = TrainingPlan(family="spam", task="resize1.5", zoomed_train_photos=keep, max_train_patches=200, max_test_patches=100)
+        records[keep] = train_detector(plan, dataset, tmp_path / f"out-{keep}", tmp_path / "cache")
+    assert records[True]["zoomed_train_photos"] is True and records[False]["zoomed_train_photos"] is False
+    assert records[True]["patch_sets"]["test"] == records[False]["patch_sets"]["test"]  # test sets never keep them
+    assert records[True]["training_data_sha256"] != records[False]["training_data_sha256"]
+    train_set = next((tmp_path / "cache" / "patches").glob("resize1.5-train-" + records[True]["patch_sets"]["train"][:16]))
+    kept = [image for image in json.loads((train_set / "meta.json").read_text())["images"] if image["digital_zoom"] > 1]
+    assert [image["device"] for image in kept] == [split.train[0]]
+    jpeg = TrainingPlan(family="spam", task="jpeg70", zoomed_train_photos=True, max_train_patches=200, max_test_patches=100)
+    assert train_detector(jpeg, dataset, tmp_path / "jpeg", tmp_path / "cache")["zoomed_train_photos"] is False  # no resizing: the option is void
 
 
 def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tmp_path):

@@ -39,6 +39,11 @@ def train(
         help="Add rounded Gaussian noise, deviation drawn from 0..SIGMA gray levels, to every pristine training patch "
         "(networks), so that noise alone does not read as a manipulation; 0: off. Default per family: 2 for xception, 0 otherwise.",
     ),
+    zoomed_train_photos: bool = typer.Option(
+        False, "--zoomed-train-photos",
+        help="Resize tasks: keep the photos the camera upsampled itself (EXIF digital zoom) in the train set, as both "
+        "classes, so that the detector learns the task's resampling rather than any resampling. Test sets always leave them out.",
+    ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
@@ -72,7 +77,8 @@ def train(
         for task_id in tasks:
             plan = TrainingPlan(
                 family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
-                learning_rate=learning_rate, dihedral_augmentation=augment, pristine_noise=pristine_noise, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
+                learning_rate=learning_rate, dihedral_augmentation=augment, pristine_noise=pristine_noise,
+                zoomed_train_photos=zoomed_train_photos, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
                 test_devices=tuple(test_device) if test_device else None,
             )
             if skip_existing and (out / f"{plan.model_id}.json").exists():

@@ -486,9 +486,14 @@ def _limits(family: str, entries: list[ModelEntry]) -> str:
             "that noise added after a manipulation (a few gray levels) can hide it from them."
         )
     if tasks & {"resize1.5", "resize1.01"}:
+        zoom_trained = [f"`{entry.id}`" for entry in entries if entry.training.get("zoomed_train_photos")]
+        kept = (
+            " (test sets only for " + ", ".join(zoom_trained) + ", whose train set kept them in both classes so that it "
+            "learned the task's own resampling)"
+        ) if zoom_trained else ""
         lines.append(
             "- Resizing: photos the camera had already upsampled (EXIF DigitalZoomRatio > 1) were left out of the resize "
-            "patch sets; such photos look resampled to these detectors."
+            f"patch sets{kept}; such photos look resampled to these detectors."
         )
     lines += [
         (

@@ -21,6 +21,7 @@ from cfzoo import __version__
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
+from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates
 from cfzoo.training import FAMILIES, require_training_extra
 
@@ -41,6 +42,7 @@ class TrainingPlan:
     learning_rate: float | None = None
     dihedral_augmentation: bool | None = None  # None: the family's default
     pristine_noise: float | None = None  # None: the family's default
+    zoomed_train_photos: bool = False  # resize tasks: keep camera-upsampled photos in the train set
     max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
     max_test_patches: int | None = None
     test_devices: tuple[str, ...] | None = None
@@ -71,9 +73,12 @@ def train_detector(
         raise CfzooError(f"unknown family {plan.family!r}; choose one of: {', '.join(FAMILIES)}")
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, plan.seed, plan.test_devices)
+    # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
+    keep_zoomed = plan.zoomed_train_photos and get_manipulation(plan.task).needs_unresampled_photos
     patch_sets = {
         name: build_patch_set(
-            dataset, PatchSetSpec(task=plan.task, split=name, seed=plan.seed), split, cache_dir,
+            dataset, PatchSetSpec(task=plan.task, split=name, seed=plan.seed, keep_zoomed_photos=keep_zoomed and name == "train"),
+            split, cache_dir,
             on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
         )
         for name in ("train", "test")
@@ -97,6 +102,7 @@ def train_detector(
         "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
         "patch_sets": {name: patch_set.meta["key"] for name, patch_set in patch_sets.items()},
         "training_data_sha256": training_data_digest(patch_sets["train"]),
+        "zoomed_train_photos": keep_zoomed,
         "train_patches": len(train_rows),
         "test_patches": len(test_rows),
         "hyperparameters": hyper,
