@@ -228,15 +228,18 @@ def test_zoomed_train_photos_change_the_train_set_only(sample_root, tmp_path, ma
         mark_digitally_zoomed(sorted((root / device).iterdir())[0])
     dataset = CameraDataset.from_directory(root)
     records = {}
-    for keep in (False, True):
+    for keep in (None, True):  # spam's default: off
         plan = TrainingPlan(family="spam", task="resize1.5", zoomed_train_photos=keep, max_train_patches=200, max_test_patches=100)
-        records[keep] = train_detector(plan, dataset, tmp_path / f"out-{keep}", tmp_path / "cache")
+        records[bool(keep)] = train_detector(plan, dataset, tmp_path / f"out-{keep}", tmp_path / "cache")
     assert records[True]["zoomed_train_photos"] is True and records[False]["zoomed_train_photos"] is False
     assert records[True]["patch_sets"]["test"] == records[False]["patch_sets"]["test"]  # test sets never keep them
     assert records[True]["training_data_sha256"] != records[False]["training_data_sha256"]
     train_set = next((tmp_path / "cache" / "patches").glob("resize1.5-train-" + records[True]["patch_sets"]["train"][:16]))
     kept = [image for image in json.loads((train_set / "meta.json").read_text())["images"] if image["digital_zoom"] > 1]
     assert [image["device"] for image in kept] == [split.train[0]]
+    bayar = TrainingPlan(family="bayar2016", task="resize1.5", steps=2, batch_size=8, max_train_patches=200, max_test_patches=100)
+    bayar_record = train_detector(bayar, dataset, tmp_path / "bayar", tmp_path / "cache")  # bayar2016's default: on
+    assert bayar_record["zoomed_train_photos"] is True and bayar_record["patch_sets"] == records[True]["patch_sets"]
     jpeg = TrainingPlan(family="spam", task="jpeg70", zoomed_train_photos=True, max_train_patches=200, max_test_patches=100)
     assert train_detector(jpeg, dataset, tmp_path / "jpeg", tmp_path / "cache")["zoomed_train_photos"] is False  # no resizing: the option is void
 

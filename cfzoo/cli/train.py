@@ -39,10 +39,11 @@ def train(
         help="Add rounded Gaussian noise, deviation drawn from 0..SIGMA gray levels, to every pristine training patch "
         "(networks), so that noise alone does not read as a manipulation; 0: off. Default per family: 2 for xception, 0 otherwise.",
     ),
-    zoomed_train_photos: bool = typer.Option(
-        False, "--zoomed-train-photos",
+    zoomed_train_photos: bool | None = typer.Option(
+        None, "--zoomed-train-photos/--no-zoomed-train-photos",
         help="Resize tasks: keep the photos the camera upsampled itself (EXIF digital zoom) in the train set, as both "
-        "classes, so that the detector learns the task's resampling rather than any resampling. Test sets always leave them out.",
+        "classes, so that the detector learns the task's resampling rather than any resampling; test sets always leave "
+        "them out. Default per family: on for bayar2016, off otherwise.",
     ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
