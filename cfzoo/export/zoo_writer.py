@@ -22,7 +22,10 @@ NOT_EMBEDDED = ("xception",)
 #: Where cfzoo's published models live; a registry entry's default Hub source.
 DEFAULT_HUB_REPO = "cfzoo/detectors"
 
-_TRAINING_KEYS = ("seed", "split", "train_patches", "test_patches", "hyperparameters", "training_data_sha256", "training_seconds", "machine", "loss", "cfzoo_version")
+_TRAINING_KEYS = (
+    "seed", "split", "train_patches", "test_patches", "hyperparameters", "training_data_sha256", "zoomed_train_photos",
+    "training_seconds", "machine", "loss", "cfzoo_version",
+)
 
 
 def registry_entry(record: dict, detector_path: Path, gradient_path: Path, embedded: bool, hub: HubSource | None) -> ModelEntry:
