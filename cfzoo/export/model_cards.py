@@ -488,8 +488,8 @@ def _limits(family: str, entries: list[ModelEntry]) -> str:
     if tasks & {"resize1.5", "resize1.01"}:
         zoom_trained = [f"`{entry.id}`" for entry in entries if entry.training.get("zoomed_train_photos")]
         kept = (
-            " (test sets only for " + ", ".join(zoom_trained) + ", whose train set kept them in both classes so that it "
-            "learned the task's own resampling)"
+            " (only from the test sets for " + ", ".join(zoom_trained) + ": their train sets kept them, as pristine and "
+            "as resized, to teach the task's own resampling rather than resampling in general)"
         ) if zoom_trained else ""
         lines.append(
             "- Resizing: photos the camera had already upsampled (EXIF DigitalZoomRatio > 1) were left out of the resize "
