@@ -58,7 +58,7 @@ def inspect(
         if device["unreadable"]:
             sizes += f" ({len(device['unreadable'])} unreadable)"
         if device["digital_zoom"]:
-            sizes += f" ({len(device['digital_zoom'])} digitally zoomed: not used for resize tasks)"
+            sizes += f" ({len(device['digital_zoom'])} digitally zoomed: never in resize test sets; in resize train sets see cfzoo train --zoomed-train-photos)"
         table.add_row(device["device"], str(device["images"]), sizes, "test" if device["device"] in test else "train")
     stdout.print(table)
     for device in summary["devices"]:
