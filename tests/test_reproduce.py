@@ -4,6 +4,7 @@ report folder checked file against file."""
 import csv
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from cfzoo.cli import app
 from cfzoo.paper import paper_tables, table1
 from cfzoo.reproduce import DIFFERENCE_POINTS, differences
+from test_numbers import without_timings
 from test_zoo import run_cli_without_torch
 
 MODELS = [f"{family}-{task}" for family in ("spam", "bayar2016", "cozzolino2017") for task in ("jpeg70", "median3")]
@@ -204,3 +206,35 @@ def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
     assert document["data"]["description"] is None and document["settings"]["tasks"] == ["jpeg70"]
     assert document["restoration"]["note"].startswith("Not run: Table V restores median7 and median3")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]  # no staging folder left behind
+
+
+def test_table1_cells_are_counted_from_the_detectors_scores(models, run, sample_dataset, sample_root):
+    """Each Table I cell of the report, recomputed: the same seeded patches scored by the detector, counted by hand."""
+    from cfzoo.data import PatchSetSpec, balanced_subset, build_patch_set, split_devices
+    from cfzoo.zoo.runtime import load_detector, to_model_input
+
+    _, _, document = run
+    split = split_devices(sample_dataset.device_names, 0)
+    for row in document["table1"]["rows"]:
+        patch_set = build_patch_set(sample_dataset, PatchSetSpec(task=row["task"], split="test", seed=0), split, sample_root.parent)
+        chosen = balanced_subset(patch_set.labels, 2 * MAX_PATCHES, seed=1)
+        detector = load_detector(row["model"])
+        flagged = detector.probability(to_model_input(np.asarray(patch_set.patches[chosen]))) > detector.threshold
+        labels = patch_set.labels[chosen] == 1
+        assert row["fpr"] == pytest.approx(100 * flagged[~labels].mean(), abs=1e-4)
+        assert row["tpr"] == pytest.approx(100 * flagged[labels].mean(), abs=1e-4)
+        assert row["acc"] == pytest.approx(100 * (flagged == labels).mean(), abs=1e-4)
+
+
+def test_a_second_run_gives_the_same_document(models, run, tmp_path, monkeypatch, sample_root):
+    """Same seed, same data, same models: the same JSON, apart from the clocks (in process this time, with torch importable)."""
+    _, _, first = run
+    monkeypatch.setenv("CFZOO_CACHE", str(sample_root.parent))
+    arguments = ["reproduce", "--out", str(tmp_path / "again"), "--max-patches", str(MAX_PATCHES), "--providers", "cpu"]
+    for task in TASKS:
+        arguments += ["--task", task]
+    result = CliRunner().invoke(app, [*arguments, "--json"])
+    assert result.exit_code == 0, result.output
+    second = json.loads(result.stdout)
+
+    assert without_timings(second) == without_timings(first)
