@@ -234,8 +234,7 @@ def test_the_published_cards_match_the_embedded_registry():
     """model_cards/ is what `cfzoo cards --zoo cfzoo/zoo/embedded` writes: regenerate it after exporting models."""
     registry = embedded_registry()
     families = registry_families(registry)
-    if not families:
-        pytest.skip("the embedded zoo is empty: no cards to publish yet")
+    assert families
     for family in families:
         path = REPOSITORY / "model_cards" / f"{family}.md"
         assert path.is_file(), f"{path} is missing; run `cfzoo cards --zoo cfzoo/zoo/embedded`"

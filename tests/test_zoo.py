@@ -217,10 +217,6 @@ def test_resolution_order_is_path_user_hub_cache_embedded(source_zoo, hub_cache,
     found = resolve(entry, "detector")
     assert (found.source, found.path) == ("hub-cache", snapshot / entry.files["detector"].path_in_zoo)
     (snapshot / entry.files["detector"].path_in_zoo).unlink()
-    if not entry.embedded:  # only while the embedded zoo is still empty
-        with pytest.raises(CfzooError, match="is not available here"):
-            resolve(entry, "detector")
-        pytest.skip(f"{MODEL_ID} is not embedded yet: the last step (embedded) is untested")
     found = resolve(entry, "detector")
     assert (found.source, found.path) == ("embedded", embedded_zoo_dir() / entry.files["detector"].path_in_zoo)
 
@@ -337,8 +333,7 @@ def test_list_json_shows_the_embedded_models_and_the_user_zoo_first(runner, sour
         assert row["sources"] == (["embedded"] if entry.embedded else [])
         assert row["available"] == entry.embedded and row["test_acc"] == entry.test_accuracy
         assert row["size_bytes"] == sum(file.size for file in entry.files.values())
-    if not embedded:
-        pytest.skip("the embedded zoo is empty: nothing to list yet")
+    assert embedded
 
     install_in_user_zoo(source_zoo)
     rows = json.loads(runner.invoke(app, ["list", "--json", "--family", "spam", "--task", "jpeg70"]).stdout)
