@@ -54,3 +54,10 @@ def test_psnr_from_mse_matches_psnr_and_the_definition():
     assert psnr_from_mse(1.0) == pytest.approx(48.1308, abs=1e-4)
     assert psnr_from_mse(0.25, peak=1.0) == pytest.approx(10 * math.log10(4))
     assert psnr_from_mse(0.0) == math.inf
+
+
+def test_psnr_uses_its_peak_and_names_both_shapes():
+    reference, distorted = np.zeros((4, 4, 3)), np.full((4, 4, 3), 0.5)
+    assert psnr(reference, distorted, peak=1.0) == pytest.approx(10 * math.log10(1 / 0.25))
+    with pytest.raises(ValueError, match=r"shapes differ: \(4, 4, 3\) and \(2, 4, 3\)"):
+        psnr(reference, distorted[:2])
