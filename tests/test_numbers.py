@@ -77,13 +77,14 @@ def test_attack_table_is_the_scoring_of_the_saved_adversarial_patches(models, ru
     saved = tmp_path / "adv"
     report = run_json(runner, [
         "attack", "--target", "bayar2016", "--eps", "1", "--task", "jpeg70", "--task", "median7", "--max-patches", "48",
-        "--save", str(saved),
+        "--save", str(saved), "--batch-size", "16",  # three batches: the sums must run over all of them
     ])
     index = read_index(saved / "index.csv")
     assert [row["task"] for row in report["rows"]] == ["jpeg70", "median7"]
     for row in report["rows"]:
         records = [record for record in index if record["task"] == row["task"]]
         assert len(records) == row["patches"] == 48
+        assert row["mean_iterations"] == 1 and row["zero_gradient_patches"] == 0
         original = np.asarray(cached_patch_set(cache, row["task"]).patches[[int(record["patch_row"]) for record in records]])
         attacked = np.stack([read_rgb(saved / record["file"]) for record in records])
         change = attacked.astype(np.int16) - original
