@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from cfzoo.attacks.image import attack_positions
 from cfzoo.cli import app
-from cfzoo.data import PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.attacks.transfer import manipulated_rows
+from cfzoo.data import PatchSet, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.detection import patch_grid
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
@@ -60,8 +61,6 @@ def percent_flagged(model_id: str, patches: np.ndarray) -> float:
 def cached_patch_set(cache, task):
     """The test patch set a command built under ``cache`` (the bundled photos, seed 0)."""
     (directory,) = (cache / "patches").glob(f"{task}-test-*")
-    from cfzoo.data import PatchSet
-
     return PatchSet(directory)
 
 
@@ -150,9 +149,7 @@ def test_table5_is_the_scoring_of_the_restored_patches_and_vgg_hides_median3(mod
     assert (row["restorer"], row["patches"]) == ("restorer-median3-vgg", 48)
     patch_set = cached_patch_set(cache, "median3")
     partners, manipulated = aligned_pairs(patch_set)
-    # the 48 rows: drawn with the seed as evenly as the test devices allow (one device here: any 48 of them)
-    from cfzoo.attacks.transfer import manipulated_rows
-
+    # the 48 rows: drawn with the seed as evenly as the test devices allow
     rows = manipulated_rows(patch_set, 48, seed=0)
     filtered = np.asarray(patch_set.patches[rows])
     pristine = np.asarray(patch_set.patches[partners[np.searchsorted(manipulated, rows)]])
