@@ -60,7 +60,7 @@ class Restorer(OnnxSession):
         if images.ndim != 4 or images.shape[1] != 3 or min(images.shape) < 1:
             raise CfzooError(f"images must be [N,3,H,W] RGB 0..255 with N, H, W >= 1, got shape {list(images.shape)}")
         feed = {IMAGE_INPUT: np.ascontiguousarray(images, dtype=np.float32)}
-        return self.session.run([RESTORED_OUTPUT], feed, self.run_options)[0]
+        return self.session.run([RESTORED_OUTPUT], feed)[0]
 
 
 def load_restorer(task: str, discriminator: str, providers: str = "auto") -> Restorer:

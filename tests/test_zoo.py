@@ -262,7 +262,7 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     detector = load_detector(available_model, providers="cpu")
     assert load_detector(available_model, providers="cpu") is detector
     assert detector.providers == ("CPUExecutionProvider",)
-    assert detector.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    assert detector.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
     for images in (pristine[:1], pristine):
         logits = detector.logits(images)
         assert logits.shape == (len(images), 2) and logits.dtype == np.float32 and np.isfinite(logits).all()
@@ -282,9 +282,10 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
         assert logits.shape == (len(images), 2) and gradient.shape == images.shape
         assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
 
-    # companions keep their memory arena, so only the latest stays cached (here: the same file by explicit path)
-    assert load_gradient_model(available_model, providers="cpu", path=gradient_model.path) is not gradient_model
-    assert load_gradient_model(available_model, providers="cpu") is not gradient_model
+    # one cache for both kinds, keyed by model, providers and explicit path
+    by_path = load_gradient_model(available_model, providers="cpu", path=gradient_model.path)
+    assert by_path is not gradient_model and by_path.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+    assert load_gradient_model(available_model, providers="cpu") is gradient_model
     assert load_detector(available_model, providers="cpu") is detector
 
     clear_session_cache()

@@ -47,39 +47,44 @@ def execution_providers(choice: str = "auto") -> tuple[str, ...]:
     return (_PROVIDER_NAMES["cpu"],)
 
 
-def _shrinking_run_options():
-    """Run options that hand the memory arena's growth back after every run.
+#: Session option that makes a session allocate CPU memory from the allocator registered with onnxruntime's
+#: environment (:func:`_register_shared_cpu_allocator`) instead of an arena of its own.
+USE_SHARED_ALLOCATOR = "session.use_env_allocators"
 
-    A cached session otherwise keeps its peak: the 24 embedded detectors held 10 GB after one batch of 64
-    each, and an attack over all 8 tasks ran out of 24 GB. The price is throughput on the fastest graphs
-    (benchmarks/detect.py, idle machine: cozzolino2017 288 -> 156 patches/s, bayar2016 1390 -> 654);
-    turning the arena off instead cost more (cozzolino2017 199 -> 96). Detectors, many of which stay
-    cached, shrink; gradient companions keep their arena instead, and only the latest one stays cached
-    (see :func:`load_gradient_model`).
+
+@functools.cache
+def _register_shared_cpu_allocator() -> None:
+    """Register, once per process, one CPU arena allocator that every cfzoo session shares.
+
+    The memory rule: an arena keeps what it grew to, so one arena per session held the sum of every cached
+    session's peak (the 24 embedded detectors: 18.6 GB on one 1024x1024 photo), and shrinking each arena after
+    every run bounded that but cost most of the speed. One shared arena holds the largest single run instead,
+    keeping the arena's speed (benchmarks/memory.py measures the three rules side by side). The arena grows by
+    what is asked, not to the next power of two, so it stays near that largest run.
     """
-    options = onnxruntime_module().RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
+    onnxruntime = onnxruntime_module()
+    memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT)
+    onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}))
 
 
 class OnnxSession:
-    #: Hand the memory arena's growth back after every run (see :func:`_shrinking_run_options`).
-    shrinks_arena = True
+    """An onnxruntime session of one zoo file, drawing CPU memory from the process's shared allocator."""
 
     def __init__(self, entry: ModelEntry, resolved: ResolvedFile, providers: tuple[str, ...]):
         onnxruntime = onnxruntime_module()
+        _register_shared_cpu_allocator()
         self.entry, self.resolved = entry, resolved
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # onnxruntime's warnings (e.g. unused initialisers) are not the user's concern
         # Spin-waiting threads fight any other busy process for the cores: with one running beside it,
         # cozzolino2017 scored 89 patches/s spinning and 220 without (benchmarks/detect.py).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry(USE_SHARED_ALLOCATOR, "1")
         try:
             self.session = onnxruntime.InferenceSession(str(resolved.path), sess_options=options, providers=list(providers))
         except Exception as error:  # onnxruntime raises its own exception types
             raise CfzooError(f"onnxruntime cannot load {resolved.path}: {str(error).splitlines()[0]}; export or pull the model again") from None
         self.providers = tuple(self.session.get_providers())
-        self.run_options = _shrinking_run_options() if self.shrinks_arena else None
 
     @property
     def path(self) -> Path:
@@ -90,7 +95,7 @@ class Detector(OnnxSession):
     """A detector: ``logits(images)`` -> [N,2]; ``probability(images)`` -> softmax class-1 probability."""
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"image": _contract_images(images)}, self.run_options)[0]
+        return self.session.run(["logits"], {"image": _contract_images(images)})[0]
 
     def probability(self, images: np.ndarray) -> np.ndarray:
         return manipulated_probability(self.logits(images))
@@ -104,16 +109,12 @@ class Detector(OnnxSession):
 class GradientModel(OnnxSession):
     """A gradient companion: ``logits_and_gradient(images, labels)`` -> (logits [N,2], d CE / d image)."""
 
-    # An attack calls one companion batch after batch: with its arena kept, a batch of 64 ran 1.9x faster
-    # on bayar2016-jpeg70 (0.69 -> 0.36 s) and 1.6x on cozzolino2017-jpeg70, for 0.5 and 1.4 GB more memory.
-    shrinks_arena = False
-
     def logits_and_gradient(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         images = _contract_images(images)
         if len(labels) != len(images):
             raise CfzooError(f"{len(images)} images but {len(labels)} labels")
-        logits, gradient = self.session.run(["logits", "grad"], {"image": images, "label": labels}, self.run_options)
+        logits, gradient = self.session.run(["logits", "grad"], {"image": images, "label": labels})
         return logits, gradient
 
 
@@ -130,34 +131,23 @@ def manipulated_probability(logits: np.ndarray) -> np.ndarray:
 
 def load_detector(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> Detector:
     """The detector of a registry model, its session created once per (model, providers, path)."""
-    return _cached_detector_session(model_id, execution_providers(providers), None if path is None else str(path))
+    return _cached_session(Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path))
 
 
 def load_gradient_model(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> GradientModel:
-    """The gradient companion of a registry model. Only the latest one stays cached, as companions keep their
-    memory arena: an attack over several tasks holds one grown arena at a time, not one per task."""
-    return _cached_gradient_session(model_id, execution_providers(providers), None if path is None else str(path))
+    """The gradient companion of a registry model, its session created once per (model, providers, path)."""
+    return _cached_session(GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path))
 
 
-def _new_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
+@functools.lru_cache(maxsize=128)
+def _cached_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
     entry = load_registry().get(model_id)
     return kind_class(entry, resolve(entry, kind, path), providers)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_detector_session(model_id: str, providers: tuple[str, ...], path: str | None) -> Detector:
-    return _new_session(Detector, "detector", model_id, providers, path)
-
-
-@functools.lru_cache(maxsize=1)
-def _cached_gradient_session(model_id: str, providers: tuple[str, ...], path: str | None) -> GradientModel:
-    return _new_session(GradientModel, "gradient", model_id, providers, path)
-
-
 def clear_session_cache() -> None:
     """Forget every session (after the zoo's files changed on disk)."""
-    _cached_detector_session.cache_clear()
-    _cached_gradient_session.cache_clear()
+    _cached_session.cache_clear()
 
 
 def _contract_images(images: np.ndarray) -> np.ndarray:
