@@ -10,7 +10,8 @@ Every reader in cfzoo goes through :func:`load_image`, so all consumers see the 
 * Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is kept, and an image above it
   is refused rather than merely warned about;
 * truncated, corrupt, empty and non-image files raise :class:`~cfzoo.errors.ImageReadError` with a
-  one-line message naming the file and the problem.
+  one-line message naming the file and the problem. JPEG needs a second decoder for that (see
+  :func:`_check_jpeg_stream`): libjpeg fills a stream cut short with gray and only warns, which Pillow hides.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def _decode(path: Path, image: Image.Image) -> LoadedImage:
         image.seek(0)
         notes.append(f"animated {source_format or 'image'} with {frame_count} frames: only the first frame is analysed")
     source_mode = image.mode
+    if source_format in ("JPEG", "MPO"):
+        notes += _check_jpeg_stream(path, source_mode)
     image.load()
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation not in (1, None):
@@ -173,6 +176,31 @@ def _decode(path: Path, image: Image.Image) -> LoadedImage:
         frame_count=frame_count,
         notes=tuple(notes),
     )
+
+
+#: simplejpeg's output colour space for Pillow's mode of a JPEG (the check needs a conversion libjpeg can do).
+_JPEG_CHECK_COLORSPACE = {"L": "GRAY", "CMYK": "CMYK"}
+
+
+def _check_jpeg_stream(path: Path, mode: str) -> list[str]:
+    """Refuse a JPEG whose entropy-coded data is cut short or corrupt; returns notes for what it could not check.
+
+    libjpeg(-turbo) recovers from such streams by filling the rest with gray and only *warns* ("premature end of
+    data segment", "corrupt JPEG data"); Pillow hides those warnings, so a broken file would be judged as an
+    image. simplejpeg (libjpeg-turbo, strict mode) turns them into errors. Decoding at the smallest DCT scale
+    still reads every entropy-coded segment, at about half a full decode's cost (benchmarks/jpeg_reader.py);
+    the pixels themselves still come from Pillow, so every consumer sees what it saw before.
+    """
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(path.read_bytes(), colorspace=_JPEG_CHECK_COLORSPACE.get(mode, "RGB"), min_height=1, min_width=1, strict=True)
+    except ValueError as error:
+        message = _first_line(error)
+        if message.startswith("tjDecompressHeader"):  # a layout TurboJPEG's API does not take (e.g. odd subsampling)
+            return [f"JPEG layout not checked for truncation ({message})"]
+        raise ImageReadError(f"{path}: corrupt or truncated JPEG ({message}); re-copy or re-export it") from None
+    return []
 
 
 def _to_rgb(image: Image.Image, path: Path) -> tuple[np.ndarray, str | None]:

@@ -160,6 +160,7 @@ def write_bad_and_odd_inputs(folder, photo):
     jpeg, png = encoded(crop, "JPEG"), encoded(crop, "PNG")
     (folder / "zero-byte.jpg").write_bytes(b"")
     (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "cut-with-eoi.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3] + b"\xff\xd9")  # libjpeg would fill it with gray
     middle = len(png) // 2
     (folder / "corrupt.png").write_bytes(png[:middle] + bytes([png[middle] ^ 0xFF]) + png[middle + 1:])
     (folder / "notes.txt").write_text("not pixels\n" * 50)
@@ -173,6 +174,7 @@ def write_bad_and_odd_inputs(folder, photo):
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=40)
     return {
         "zero-byte.jpg": "empty file", "truncated.jpg": "truncated", "corrupt.png": "corrupt",
+        "cut-with-eoi.jpg": "corrupt or truncated JPEG",
         "notes.txt": "not an image", "bomb.png": "too many pixels", "small.png": "smaller than one 128x128 patch",
         "missing.png": "no such file",
         "sixteen-bit-rgb.png": None, "sixteen-bit-gray.png": None, "cmyk.jpg": None, "palette.gif": None, "animated.gif": None,

@@ -8,6 +8,7 @@ from PIL import Image
 
 from cfzoo.errors import CfzooError, ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, list_images, load_image, read_header, read_rgb, save_png
+from cfzoo.sample_data import skimage_data_dir
 
 
 def write_png16_rgb(path, samples):
@@ -97,6 +98,17 @@ def test_cmyk_tiff_follows_the_stated_formula(tmp_path, rng):
     assert np.abs(read_rgb(tmp_path / "c.tif").astype(float) - expected).max() <= 1.0
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_whole_jpegs_pass_the_strict_check_with_pillows_pixels(tmp_path, mode):
+    """The strict check refuses nothing whole, and the pixels are still Pillow's (no number changes)."""
+    (tmp_path / "p.jpg").write_bytes(photo_bytes("JPEG", mode, quality=85))
+    loaded = load_image(tmp_path / "p.jpg")
+    with Image.open(tmp_path / "p.jpg") as image:
+        expected = np.asarray(image.convert("RGB"))
+    np.testing.assert_array_equal(loaded.pixels, expected)
+    assert not any("not checked" in note for note in loaded.notes)
+
+
 def test_cmyk_jpeg_loads_as_rgb(tmp_path):
     Image.new("CMYK", (64, 48), (10, 200, 30, 40)).save(tmp_path / "c.jpg", quality=95)
     loaded = load_image(tmp_path / "c.jpg")
@@ -164,6 +176,21 @@ def png_bytes(rng):
     return buffer.getvalue()
 
 
+def photo_bytes(fmt, mode="RGB", **options):
+    """A real photo (scikit-image's astronaut) in ``mode``, encoded as ``fmt``."""
+    buffer = io.BytesIO()
+    Image.open(skimage_data_dir() / "astronaut.png").convert(mode).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def cut_and_closed(data, end):
+    """The first 60% of ``data`` and then the format's end marker: a file that looks complete to a parser."""
+    return data[: int(len(data) * 0.6)] + end
+
+
+PNG_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
 def flip_middle_byte(data):
     middle = len(data) // 2
     return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
@@ -179,6 +206,12 @@ def flip_middle_byte(data):
         ("truncated.png", lambda rng: png_bytes(rng)[:300], "truncated"),
         ("header-only.png", lambda rng: png_bytes(rng)[:8] + b"\x00" * 64, "not an image"),
         ("corrupt-data.png", lambda rng: flip_middle_byte(png_bytes(rng)), "corrupt"),
+        # libjpeg fills the missing part with gray and only warns: strict decoding refuses it
+        ("cut-with-eoi.jpg", lambda rng: cut_and_closed(photo_bytes("JPEG", quality=90), b"\xff\xd9"), "corrupt or truncated JPEG"),
+        ("gray-cut-with-eoi.jpg", lambda rng: cut_and_closed(photo_bytes("JPEG", "L"), b"\xff\xd9"), "corrupt or truncated JPEG"),
+        ("cut-with-iend.png", lambda rng: cut_and_closed(photo_bytes("PNG"), PNG_IEND), "truncated"),
+        ("cut-short.webp", lambda rng: cut_and_closed(photo_bytes("WEBP"), b""), "corrupt or truncated"),
+        ("cut-with-trailer.gif", lambda rng: cut_and_closed(photo_bytes("GIF"), b";"), "truncated"),
     ],
 )
 def test_bad_files_raise_one_line_image_errors(tmp_path, rng, name, make, words):
