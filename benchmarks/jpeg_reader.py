@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cfzoo.errors import ImageReadError
-from cfzoo.images import IMAGE_SUFFIXES, _decode, load_image
+from cfzoo.images import _decode, load_image
 
 
 def pillow_only(path: Path) -> np.ndarray:

@@ -60,9 +60,13 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
     """Decode ``path`` into an upright RGB uint8 array; raise ImageReadError for anything unusable."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise ImageReadError(f"{path}: a broken symbolic link or a link loop; point it at an image file")
         raise ImageReadError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a directory, not an image file")
+    if not path.is_file():  # reading a pipe would block, a device would never end
+        raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device); save the image to a file first")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes); re-copy or re-export the image")
     try:

@@ -17,12 +17,12 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
+from cfzoo.files import check_png_destination
 from cfzoo.metrics import detection_rates, psnr_from_mse
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
@@ -189,14 +189,8 @@ def restore_image_file(
     from cfzoo.patches import PATCH_SIZE, cut_patches
     from cfzoo.zoo.runtime import load_detector
 
-    image_path, out_path = Path(image_path), Path(out_path)
     check_restorer(task, discriminator)
-    if out_path.suffix.lower() != ".png":
-        raise CfzooError(f"--out {out_path} must end in .png: a lossy format would add its own traces")
-    if out_path.resolve() == image_path.resolve() or (out_path.exists() and image_path.exists() and out_path.samefile(image_path)):
-        raise CfzooError(f"--out {out_path} is the input image; choose another file name")
-    if out_path.is_dir():
-        raise CfzooError(f"--out {out_path} is a folder; give a file name ending in .png")
+    out_path = check_png_destination(out_path, image_path, "a lossy format would add its own traces")
     loaded = load_image(image_path)
     restored = restore_image(loaded.pixels, task, discriminator, providers, tile, on_progress)
     save_png(restored, out_path)

@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 import zlib
 
@@ -245,3 +246,15 @@ def test_32_bit_samples_are_refused_with_advice(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "f.tif")
     with pytest.raises(ImageReadError, match="not supported; convert"):
         load_image(tmp_path / "f.tif")
+
+
+def test_links_that_lead_nowhere_and_pipes_are_refused_in_one_line(tmp_path):
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "broken.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    for name, words in (("a.png", "link loop"), ("broken.png", "broken symbolic link"), ("pipe.png", "not a regular file")):
+        with pytest.raises(ImageReadError) as caught:
+            load_image(tmp_path / name)
+        assert_one_line_error(caught, tmp_path / name)
+        assert words in str(caught.value)

@@ -10,6 +10,7 @@ that level, so scoring the wrong patches ("after" on the unattacked ones) cannot
 from __future__ import annotations
 
 import csv
+import os
 import json
 
 import numpy as np
@@ -269,3 +270,17 @@ def test_a_whole_attack_run_is_deterministic(models, runner, cache):
     assert without_timings(first) == without_timings(second)
     other_seed = run_json(runner, [*arguments[:-1], "4"])
     assert other_seed["test_devices"] != first["test_devices"] or without_timings(other_seed) != without_timings(first)
+
+
+@pytest.mark.parametrize("command", [
+    ["attack", "--target", "bayar2016", "--task", "jpeg70", "--eps", "1"],
+    ["restore", "--task", "median3", "--discriminator", "vgg"],
+])
+def test_an_out_path_that_is_a_symlink_loop_is_refused_before_any_work(models, runner, tmp_path, command):
+    save_png(read_rgb(skimage_data_dir() / "astronaut.png")[:256, :256], tmp_path / "in.png")
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    result = runner.invoke(app, [command[0], str(tmp_path / "in.png"), *command[1:], "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: --out {tmp_path / 'a.png'} cannot be followed") and result.stderr.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "in.png"]

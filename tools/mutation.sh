@@ -9,6 +9,7 @@
 #
 #   tools/mutation.sh            # HEAD's code and tests
 #   tools/mutation.sh REF        # HEAD's code, the tests of REF (the score before a change to the tests)
+#   MUTANTS="name ..." tools/mutation.sh   # only these mutants (mutmut names or fnmatch patterns)
 set -euo pipefail
 repository=$(cd "$(dirname "$0")/.." && pwd)
 venv="$repository/.venv"
@@ -30,6 +31,7 @@ NUMBERS=(
     "cfzoo.attacks.transfer.x_called_manipulated__*" "cfzoo.attacks.transfer.x_manipulated_rows__*"
     "cfzoo.attacks.transfer.x__even_quotas__*" "cfzoo.attacks.transfer.x_paper_tpr__*"
 )
+[ -n "${MUTANTS:-}" ] && read -r -a NUMBERS <<< "$MUTANTS"
 "$venv/bin/mutmut" run --max-children "${MUTATION_WORKERS:-2}" "${NUMBERS[@]}" >mutmut-run.log 2>&1 || { tail -c 2000 mutmut-run.log >&2; exit 1; }
 "$venv/bin/python" - "${NUMBERS[@]}" <<'PY'
 import collections, fnmatch, json, pathlib, sys

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackSettings, attack_patches, check_eps
 from cfzoo.attacks.transfer import attackable_tasks, called_manipulated, detector_entries, finite_or_none
 from cfzoo.detection import patch_grid
-from cfzoo.errors import CfzooError
+from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import psnr
 from cfzoo.patches import PATCH_SIZE, cut_patches
@@ -100,14 +99,8 @@ def attack_image_file(
 ) -> tuple[ImageAttack, dict]:
     """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and a
     JSON-ready summary. Refuses to write over the input and to write anything but ``.png``."""
-    image_path, out_path = Path(image_path), Path(out_path)
     check_eps(eps)
-    if out_path.suffix.lower() != ".png":
-        raise CfzooError(f"--out {out_path} must end in .png: the attack survives only lossless storage")
-    if out_path.resolve() == image_path.resolve() or (out_path.exists() and image_path.exists() and out_path.samefile(image_path)):
-        raise CfzooError(f"--out {out_path} is the input image; choose another file name")
-    if out_path.is_dir():
-        raise CfzooError(f"--out {out_path} is a folder; give a file name ending in .png")
+    out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     attack = attack_image(loaded.pixels, target, task, AttackSettings(eps, method, iterations, batch_size), providers, on_progress)
     save_png(attack.pixels, out_path)

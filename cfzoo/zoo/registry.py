@@ -39,6 +39,11 @@ class ModelFile:
     sha256: str
     size: int
 
+    def __post_init__(self) -> None:
+        # a registry names files inside its zoo's models folder only: no folders, no way up, no absolute path
+        if not isinstance(self.name, str) or self.name in ("", ".", "..") or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"file name {self.name!r} must be a plain file name inside the zoo's {MODELS_FOLDER} folder")
+
     @property
     def path_in_zoo(self) -> str:
         """Path relative to a zoo directory (and in a Hub repo)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256
-from cfzoo.zoo.registry import ModelEntry, embedded_zoo_dir, user_zoo_dir
+from cfzoo.zoo.registry import MODELS_FOLDER, ModelEntry, embedded_zoo_dir, user_zoo_dir
 
 SOURCES = ("path", "user", "hub-cache", "embedded")
 
@@ -33,6 +33,26 @@ def file_digest(path: Path) -> str:
     if key not in _verified:
         _verified[key] = file_sha256(path)
     return _verified[key]
+
+
+def confined(candidate: ResolvedFile) -> ResolvedFile:
+    """``candidate`` if it is a Hub-cache file or, symlinks followed, lies inside its zoo's models folder.
+
+    A zoo's registry vouches only for files in that zoo: a link from it to anywhere else on disk would make a
+    matching sha256 trust a file nobody put in the zoo."""
+    if candidate.source not in ("user", "embedded"):
+        return candidate
+    models = ((user_zoo_dir() if candidate.source == "user" else embedded_zoo_dir()) / MODELS_FOLDER).resolve()
+    try:
+        real = candidate.path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # a symlink loop among them
+        raise CfzooError(f"{candidate.path}: cannot follow this zoo file ({error}); delete it and export or pull the model again") from None
+    if not real.is_relative_to(models):
+        raise CfzooError(
+            f"{candidate.path} leads outside its zoo, to {real}; a zoo may only use files inside {models}: "
+            "replace the link by the file itself, or delete it and export or pull the model again"
+        )
+    return candidate
 
 
 def hub_cache_path(entry: ModelEntry, kind: str) -> Path | None:
@@ -76,7 +96,7 @@ def resolve(entry: ModelEntry, kind: str = "detector", path: str | os.PathLike[s
     for candidate in candidates(entry, kind):
         if not candidate.path.is_file():
             continue
-        if file_digest(candidate.path) != expected.sha256:
+        if file_digest(confined(candidate).path) != expected.sha256:
             raise CfzooError(
                 f"{candidate.path} ({candidate.source}) does not match the registry's sha256 for {entry.id}; "
                 f"delete it, then run `cfzoo pull {entry.id}` or export the model again"

@@ -24,7 +24,7 @@ from pathlib import Path
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.zoo.registry import MODELS_FOLDER, ModelFile, embedded_zoo_dir, user_zoo_dir
-from cfzoo.zoo.resolve import ResolvedFile, file_digest
+from cfzoo.zoo.resolve import ResolvedFile, confined, file_digest
 
 RESTORER_REGISTRY_NAME = "restorers.json"
 RESTORER_SCHEMA_VERSION = 1
@@ -164,7 +164,7 @@ def resolve_restorer(entry: RestorerEntry) -> ResolvedFile:
     for candidate in restorer_candidates(entry):
         if not candidate.path.is_file():
             continue
-        if file_digest(candidate.path) != entry.file.sha256:
+        if file_digest(confined(candidate).path) != entry.file.sha256:
             raise CfzooError(
                 f"{candidate.path} ({candidate.source}) does not match the restorer registry's sha256 for {entry.id}; "
                 f"delete it and export the restorer again (cfzoo export-restorer --task {entry.task} --discriminator {entry.discriminator})"
