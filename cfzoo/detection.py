@@ -254,11 +254,10 @@ def detect_image(
         return ImageReport(path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path")
     try:
         image = load_image(path)
+        check_fits(image.height, image.width, source=path)
         positions = patch_grid(image.height, image.width, stride)
-    except ImageReadError as error:
+    except (ImageReadError, ImageTooSmallError) as error:
         return ImageReport(path, error=str(error))
-    except ImageTooSmallError as error:
-        return ImageReport(path, error=f"{path}: {error}")
     probabilities = score_patches(image.pixels, detectors, positions, batch_size)
     verdicts = []
     for detector, row in zip(detectors, probabilities):

@@ -162,6 +162,8 @@ def _decode(path: Path, image: Image.Image) -> LoadedImage:
         image.seek(0)
         notes.append(f"animated {source_format or 'image'} with {frame_count} frames: only the first frame is analysed")
     source_mode = image.mode
+    if image.mode in ("RGB", "RGBA") and image.tile and str(image.tile[0].args).endswith(";16B"):
+        notes.append(f"16-bit {image.mode} reduced to 8 bits (high byte)")
     if source_format in ("JPEG", "MPO"):
         notes += _check_jpeg_stream(path, source_mode)
     image.load()

@@ -20,10 +20,12 @@ class ImageTooSmallError(CfzooError):
     """The image cannot hold one patch."""
 
 
-def check_fits(height: int, width: int, patch_size: int = PATCH_SIZE) -> None:
+def check_fits(height: int, width: int, patch_size: int = PATCH_SIZE, source: object = None) -> None:
+    """ImageTooSmallError (naming ``source``, a file, when given) for an image that cannot hold one patch."""
     if height < patch_size or width < patch_size:
         raise ImageTooSmallError(
-            f"image is {width}x{height} pixels, smaller than one {patch_size}x{patch_size} patch; "
+            ("" if source is None else f"{source}: ")
+            + f"image is {width}x{height} pixels, smaller than one {patch_size}x{patch_size} patch; "
             f"use an image at least {patch_size} pixels on each side"
         )
 

@@ -179,7 +179,9 @@ def test_attack_image_refuses_bad_requests_in_one_line(models, runner, tmp_path)
     cases = {
         "is the input image": [str(tmp_path / "in.png"), "--out", str(tmp_path / "in.png")],
         "must end in .png": [str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.jpg")],
-        "smaller than one 128x128 patch": [str(tmp_path / "small.png"), "--out", str(tmp_path / "adv.png")],
+        f"{tmp_path / 'small.png'}: image is 300x100 pixels, smaller than one 128x128 patch": [
+            str(tmp_path / "small.png"), "--out", str(tmp_path / "adv.png"),
+        ],
         "needs --out": [str(tmp_path / "in.png")],
         "eps must be an integer": [str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.png"), "--eps", "0"],
     }

@@ -129,7 +129,9 @@ def test_sixteen_bit_gray_png_keeps_the_high_byte(tmp_path, rng):
 def test_sixteen_bit_rgb_png_keeps_the_high_byte(tmp_path, rng):
     samples = rng.integers(0, 65536, (7, 5, 3), dtype=np.uint16)
     write_png16_rgb(tmp_path / "rgb16.png", samples)
-    np.testing.assert_array_equal(read_rgb(tmp_path / "rgb16.png"), (samples >> 8).astype(np.uint8))
+    loaded = load_image(tmp_path / "rgb16.png")
+    np.testing.assert_array_equal(loaded.pixels, (samples >> 8).astype(np.uint8))
+    assert loaded.notes == ("16-bit RGB reduced to 8 bits (high byte)",)  # as a 16-bit gray image says so
 
 
 def test_animated_gif_gives_the_first_frame_and_says_so(tmp_path):

@@ -23,7 +23,7 @@ from cfzoo.detection import patch_grid
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import psnr
-from cfzoo.patches import PATCH_SIZE, cut_patches
+from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 
@@ -102,6 +102,7 @@ def attack_image_file(
     check_eps(eps)
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
+    check_fits(loaded.height, loaded.width, source=image_path)
     attack = attack_image(loaded.pixels, target, task, AttackSettings(eps, method, iterations, batch_size), providers, on_progress)
     save_png(attack.pixels, out_path)
     summary = {
