@@ -11,7 +11,7 @@ from cfzoo.cli import app
 from cfzoo.errors import CfzooError
 from cfzoo.images import read_rgb, save_png
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry, embedded_zoo_dir, load_registry, user_zoo_dir
+from cfzoo.zoo.registry import REGISTRY_NAME, Registry, embedded_registry, embedded_zoo_dir, load_registry, user_zoo_dir
 from cfzoo.zoo.restorers import RESTORER_REGISTRY_NAME, load_restorer_registry
 from cfzoo.zoo.runtime import load_detector
 
@@ -33,21 +33,25 @@ def write_user_registry(payloads, name=REGISTRY_NAME, key="models"):
 
 @pytest.mark.parametrize("name", ["../../outside.onnx", "/tmp/outside.onnx", "sub/inside.onnx", ".."])
 def test_a_file_name_that_leaves_the_models_folder_is_refused_in_one_line(tmp_path, name):
+    """Refused wherever a registry is read: in a user zoo the entry is left out and named, elsewhere it is an error."""
     write_user_registry([user_entry_payload(name=name)])
-    with pytest.raises(CfzooError, match="must be a plain file name inside the zoo's models folder") as caught:
-        load_registry()
-    assert MODEL_ID in str(caught.value) and "\n" not in str(caught.value)
-    result = CliRunner().invoke(app, ["list"])
-    assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.output
+    registry = load_registry()
+    (problem,) = registry.problems
+    assert f"entry {MODEL_ID!r}: files.detector: file name {name!r} must be a plain file name inside the zoo's models folder" in problem
+    assert registry.get(MODEL_ID).embedded  # the embedded entry stands; the invalid overlay is not used
+    with pytest.raises(CfzooError, match="must be a plain file name"):
+        Registry.read(user_zoo_dir() / REGISTRY_NAME)
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert result.stderr.startswith("note: ") and "must be a plain file name" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_a_restorer_file_name_that_leaves_the_models_folder_is_refused():
     payload = next(iter(load_restorer_registry())).to_json()
     payload["file"]["name"] = "../../outside.onnx"
     write_user_registry([payload], RESTORER_REGISTRY_NAME, "restorers")
-    with pytest.raises(CfzooError, match="must be a plain file name"):
-        load_restorer_registry()
+    (problem,) = load_restorer_registry().problems
+    assert f"entry {payload['id']!r}: file: file name '../../outside.onnx' must be a plain file name" in problem
 
 
 def test_a_link_out_of_the_zoo_is_refused_even_when_the_checksum_matches(tmp_path):

@@ -12,6 +12,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
+from cfzoo.zoo.restorers import load_restorer_registry
 from cfzoo.zoo.resolve import available_sources
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
@@ -31,7 +32,10 @@ def list_models(
     (downloaded by `cfzoo pull`), embedded (shipped inside the package). A model with no source can be
     pulled (`cfzoo pull ID`) or trained and exported.
     """
-    entries = load_registry().select(family or None, task or None)
+    registry = load_registry()
+    for problem in registry.problems + load_restorer_registry().problems:  # the user zoo's invalid entries, left out
+        typer.echo(f"note: {problem}; left out (fix or delete that entry)", err=True)
+    entries = registry.select(family or None, task or None)
     rows = []
     for entry in entries:
         gradient_sources = available_sources(entry, "gradient")

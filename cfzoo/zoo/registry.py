@@ -13,6 +13,7 @@ registry lists the models the user exported or pulled, and its entries take prec
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -20,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256, write_atomically
@@ -43,6 +46,10 @@ class ModelFile:
         # a registry names files inside its zoo's models folder only: no folders, no way up, no absolute path
         if not isinstance(self.name, str) or self.name in ("", ".", "..") or "/" in self.name or "\\" in self.name:
             raise ValueError(f"file name {self.name!r} must be a plain file name inside the zoo's {MODELS_FOLDER} folder")
+        if len(self.sha256) != 64 or any(character not in "0123456789abcdef" for character in self.sha256):
+            raise ValueError(f"sha256 {self.sha256[:80]!r} must be 64 lowercase hexadecimal digits")
+        if self.size < 0:
+            raise ValueError(f"size {self.size} must not be negative")
 
     @property
     def path_in_zoo(self) -> str:
@@ -67,10 +74,21 @@ class ModelEntry:
     files: dict[str, ModelFile]  # kind (detector, gradient) -> file
     threshold: float
     score: str
-    metrics: dict = field(default_factory=dict)  # {"test": {"fpr", "tpr", "acc", "pristine", "manipulated"}}
+    # {"test": {"fpr", "tpr", "acc", "pristine", "manipulated"}}; None where JSON could not hold a NaN
+    metrics: dict[str, dict[str, int | float | None]] = field(default_factory=dict)
     training: dict = field(default_factory=dict)  # seed, split, hyper-parameters, data digest, machine
     embedded: bool = False
     hub: HubSource | None = None
+
+    def __post_init__(self) -> None:
+        if "detector" not in self.files or not set(self.files) <= set(FILE_KINDS):
+            raise ValueError(f"files must name a detector, and only these kinds: {', '.join(FILE_KINDS)}")
+        split = self.training.get("split", {})
+        if not isinstance(split, dict) or not all(
+            isinstance(split.get(part, []), list) and all(isinstance(device, str) for device in split.get(part, []))
+            for part in ("train", "test")
+        ):
+            raise ValueError("training.split must hold lists of device names under 'train' and 'test'")
 
     @property
     def test_accuracy(self) -> float | None:
@@ -94,33 +112,16 @@ class ModelEntry:
         payload["files"] = {kind: asdict(file) for kind, file in self.files.items()}
         return payload
 
-    @classmethod
-    def from_json(cls, payload: dict) -> ModelEntry:
-        try:
-            hub = payload.get("hub")
-            return cls(
-                id=payload["id"],
-                family=payload["family"],
-                task=payload["task"],
-                files={kind: ModelFile(**file) for kind, file in payload["files"].items()},
-                threshold=float(payload["threshold"]),
-                score=payload["score"],
-                metrics=payload.get("metrics", {}),
-                training=payload.get("training", {}),
-                embedded=bool(payload.get("embedded", False)),
-                hub=HubSource(**hub) if hub else None,
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise CfzooError(f"malformed registry entry {payload.get('id', '?')!r}: {error}") from None
-
 
 class Registry:
-    """Models by id, in family-then-task order."""
+    """Models by id, in family-then-task order. ``problems``: one line for each entry of the files read that
+    failed validation (left out; see :func:`read_registry_file`)."""
 
-    def __init__(self, entries: Iterable[ModelEntry]):
+    def __init__(self, entries: Iterable[ModelEntry], problems: Iterable[str] = ()):
         self.entries: dict[str, ModelEntry] = {}
         for entry in sorted(entries, key=_canonical_order):
             self.entries[entry.id] = entry
+        self.problems = tuple(problems)
 
     def __iter__(self):
         return iter(self.entries.values())
@@ -133,6 +134,9 @@ class Registry:
 
     def get(self, model_id: str) -> ModelEntry:
         if model_id not in self.entries:
+            invalid = next((problem for problem in self.problems if f"entry {model_id!r}:" in problem), None)
+            if invalid is not None:
+                raise CfzooError(f"{invalid}; fix or delete that entry")
             raise CfzooError(f"unknown model {model_id!r}; `cfzoo list` shows the models (ids are <family>-<task>, e.g. bayar2016-jpeg70)")
         return self.entries[model_id]
 
@@ -149,25 +153,17 @@ class Registry:
         for entry in overlay:
             base = merged.get(entry.id)
             merged[entry.id] = replace(entry, embedded=base.embedded and base.files == entry.files) if base else entry
-        return Registry(merged.values())
+        return Registry(merged.values(), self.problems + overlay.problems)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA_VERSION, "models": [entry.to_json() for entry in self]}
 
     @classmethod
-    def from_json(cls, payload: dict, origin: str) -> Registry:
-        if not isinstance(payload, dict) or payload.get("schema") != SCHEMA_VERSION:
-            raise CfzooError(f"{origin} is not a cfzoo registry (schema {SCHEMA_VERSION}); delete it or export the models again")
-        return cls(ModelEntry.from_json(item) for item in payload.get("models", []))
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> Registry:
-        path = Path(path)
-        try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise CfzooError(f"{path} is not valid JSON ({error.msg}); delete it or export the models again") from None
-        return cls.from_json(payload, str(path))
+    def read(cls, path: str | os.PathLike[str], lenient: bool = False) -> Registry:
+        """The registry file at ``path``; an invalid entry is an error, or with ``lenient`` left out and named in
+        :attr:`problems`."""
+        entries, problems = read_registry_file(path, ModelEntry, "models", SCHEMA_VERSION, "registry", lenient)
+        return cls(entries, problems)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
@@ -188,13 +184,77 @@ def embedded_registry() -> Registry:
 
 
 def user_registry() -> Registry:
+    """The user zoo's registry; entries that fail validation are left out and named in ``problems``."""
     path = user_zoo_dir() / REGISTRY_NAME
-    return Registry.read(path) if path.exists() else Registry([])
+    return Registry.read(path, lenient=True) if path.exists() else Registry([])
 
 
 def load_registry() -> Registry:
     """Every model cfzoo knows: the package's registry, overlaid by the user zoo's."""
     return embedded_registry().merged(user_registry())
+
+
+def read_registry_file(
+    path: str | os.PathLike[str], entry_type: type, key: str, schema: int, what: str, lenient: bool = False,
+) -> tuple[list, list[str]]:
+    """(entries, problems) of a registry file: each item under ``key`` validated as ``entry_type`` (a dataclass)
+    by pydantic in strict JSON mode, so a field of the wrong type is refused, not coerced.
+
+    A file that cannot be a registry at all (unreadable, not UTF-8, not JSON, nested too deep, another schema)
+    is a CfzooError. An invalid entry is one too, unless ``lenient``: then it is left out and described in
+    ``problems``, one line naming the file, the entry and the field."""
+    path = Path(path)
+    again = f"delete it or export the {'restorers' if 'restorer' in what else 'models'} again"
+    try:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise CfzooError(f"{path}: cannot read this {what} ({error.strerror or error}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise CfzooError(f"{path} is not UTF-8 text, so not a cfzoo {what}; {again}") from None
+    except json.JSONDecodeError as error:
+        raise CfzooError(f"{path} is not valid JSON ({error.msg}, line {error.lineno}); {again}") from None
+    except RecursionError:
+        raise CfzooError(f"{path} is nested too deeply to be a cfzoo {what}; {again}") from None
+    if not isinstance(payload, dict) or payload.get("schema") != schema or not isinstance(payload.get(key, []), list):
+        raise CfzooError(f"{path} is not a cfzoo {what} (schema {schema}) with a list of entries under {key!r}; {again}")
+    adapter = _adapter(entry_type)
+    entries, problems = [], []
+    for number, item in enumerate(payload.get(key, []), start=1):
+        try:
+            entries.append(adapter.validate_json(json.dumps(item), strict=True))
+        except ValidationError as error:
+            problem = _entry_problem(path, number, item, error)
+            if not lenient:
+                raise CfzooError(f"{problem}; fix the entry, or {again}") from None
+            problems.append(problem)
+    return entries, problems
+
+
+@functools.cache
+def _adapter(entry_type: type):
+    return TypeAdapter(entry_type)
+
+
+def _entry_problem(path: Path, number: int, item: object, error) -> str:
+    """"<file>: entry '<id>': <field>: <what is wrong>" for a validation error's first finding."""
+    label = repr(item["id"]) if isinstance(item, dict) and isinstance(item.get("id"), str) else f"#{number}"
+    findings = error.errors()
+    first = findings[0]
+    # pydantic's location ends in the names of union branches after the field ("acc.int"): keep the field only
+    fields, value = [], item
+    for part in first["loc"]:
+        if first["type"] == "missing" or isinstance(value, dict) and part in value:
+            fields.append(str(part))
+            value = value.get(part) if isinstance(value, dict) else None
+        else:
+            break
+    field = ".".join(fields) or "the entry"
+    branches = [finding for finding in findings if tuple(finding["loc"][: len(fields)]) == tuple(first["loc"][: len(fields)])]
+    if len(fields) < len(first["loc"]) and len(branches) > 1:
+        message, remaining = f"should be {' or '.join(str(b['loc'][len(fields)]) for b in branches)}, not {type(value).__name__}", len(findings) - len(branches)
+    else:
+        message, remaining = first["msg"].removeprefix("Value error, "), len(findings) - 1
+    return f"{path}: entry {label}: {field}: {message}" + (f" (and {remaining} more)" if remaining else "")
 
 
 def describe_file(path: str | os.PathLike[str]) -> ModelFile:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
-from cfzoo.zoo.registry import MODELS_FOLDER, ModelFile, embedded_zoo_dir, user_zoo_dir
+from cfzoo.zoo.registry import MODELS_FOLDER, ModelFile, embedded_zoo_dir, read_registry_file, user_zoo_dir
 from cfzoo.zoo.resolve import ResolvedFile, confined, file_digest
 
 RESTORER_REGISTRY_NAME = "restorers.json"
@@ -70,27 +70,12 @@ class RestorerEntry:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, payload: dict) -> RestorerEntry:
-        try:
-            return cls(
-                id=payload["id"],
-                task=payload["task"],
-                discriminator=payload["discriminator"],
-                file=ModelFile(**payload["file"]),
-                receptive_radius=int(payload["receptive_radius"]),
-                metrics=payload.get("metrics", {}),
-                training=payload.get("training", {}),
-                embedded=bool(payload.get("embedded", False)),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise CfzooError(f"malformed restorer registry entry {payload.get('id', '?')!r}: {error}") from None
-
 
 class RestorerRegistry:
     """Restorers by id, in Table V order (task, then discriminator)."""
 
-    def __init__(self, entries):
+    def __init__(self, entries, problems=()):
+        self.problems = tuple(problems)  # one line per invalid entry left out (user zoo)
         order = {restorer_id(task, kind): index for index, (task, kind) in enumerate((t, k) for t in RESTORATION_TASKS for k in DISCRIMINATORS)}
         self.entries = {entry.id: entry for entry in sorted(entries, key=lambda entry: (order.get(entry.id, len(order)), entry.id))}
 
@@ -107,6 +92,9 @@ class RestorerRegistry:
         check_restorer(task, discriminator)
         model_id = restorer_id(task, discriminator)
         if model_id not in self.entries:
+            invalid = next((problem for problem in self.problems if f"entry {model_id!r}:" in problem), None)
+            if invalid is not None:
+                raise CfzooError(f"{invalid}; fix or delete that entry")
             raise CfzooError(f"restorer {model_id} is not in any zoo here; {how_to_get(task, discriminator)}")
         return self.entries[model_id]
 
@@ -116,34 +104,30 @@ class RestorerRegistry:
         for entry in overlay:
             base = merged.get(entry.id)
             merged[entry.id] = replace(entry, embedded=bool(base) and base.embedded and base.file == entry.file)
-        return RestorerRegistry(merged.values())
+        return RestorerRegistry(merged.values(), self.problems + overlay.problems)
 
     def to_json(self) -> dict:
         return {"schema": RESTORER_SCHEMA_VERSION, "restorers": [entry.to_json() for entry in self]}
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> RestorerRegistry:
-        path = Path(path)
-        try:
-            payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise CfzooError(f"{path} is not valid JSON ({error.msg}); delete it or export the restorers again") from None
-        if not isinstance(payload, dict) or payload.get("schema") != RESTORER_SCHEMA_VERSION:
-            raise CfzooError(f"{path} is not a cfzoo restorer registry (schema {RESTORER_SCHEMA_VERSION}); delete it or export the restorers again")
-        return cls(RestorerEntry.from_json(item) for item in payload.get("restorers", []))
+    def read(cls, path: str | os.PathLike[str], lenient: bool = False) -> RestorerRegistry:
+        """The restorer registry file at ``path`` (see :func:`cfzoo.zoo.registry.read_registry_file`)."""
+        entries, problems = read_registry_file(path, RestorerEntry, "restorers", RESTORER_SCHEMA_VERSION, "restorer registry", lenient)
+        return cls(entries, problems)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
 
 
-def _read_if_present(zoo_dir: Path) -> RestorerRegistry:
+def _read_if_present(zoo_dir: Path, lenient: bool = False) -> RestorerRegistry:
     path = zoo_dir / RESTORER_REGISTRY_NAME
-    return RestorerRegistry.read(path) if path.exists() else RestorerRegistry([])
+    return RestorerRegistry.read(path, lenient) if path.exists() else RestorerRegistry([])
 
 
 def load_restorer_registry() -> RestorerRegistry:
-    """Every restorer cfzoo knows: the package's restorer registry, overlaid by the user zoo's."""
-    return _read_if_present(embedded_zoo_dir()).merged(_read_if_present(user_zoo_dir()))
+    """Every restorer cfzoo knows: the package's restorer registry, overlaid by the user zoo's (whose invalid
+    entries are left out and named in ``problems``)."""
+    return _read_if_present(embedded_zoo_dir()).merged(_read_if_present(user_zoo_dir(), lenient=True))
 
 
 def restorer_candidates(entry: RestorerEntry) -> list[ResolvedFile]:
