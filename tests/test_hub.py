@@ -265,3 +265,41 @@ def test_publish_refuses_a_zoo_file_that_does_not_match_its_registry(source_zoo,
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(CfzooError, match="does not match the sha256"):
         plan_publication("someone/cfzoo-models", zoo, MODEL_IDS)
+
+
+def test_a_damaged_cached_file_is_downloaded_again_in_the_same_pull(hub_endpoint, tmp_path):
+    first = run_cfzoo(tmp_path, hub_endpoint, "pull", "spam-jpeg70", "--repo-id", REPO_ID, "--json")
+    assert first.returncode == 0, first.stderr
+    (detector,) = [file for file in json.loads(first.stdout)[0]["files"] if file["kind"] == "detector"]
+    blob = Path(detector["path"]).resolve()
+    damaged = bytearray(blob.read_bytes())
+    damaged[100] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    again = run_cfzoo(tmp_path, hub_endpoint, "pull", "spam-jpeg70", "--repo-id", REPO_ID)
+    assert again.returncode == 0, again.stderr
+    assert f"note: the cached {TAMPERED_FILE} did not match its sha256 and was downloaded again" in again.stdout
+    assert hashlib.sha256(Path(detector["path"]).read_bytes()).hexdigest() == detector["sha256"]
+
+
+def test_every_file_comes_from_the_commit_the_plan_resolved(hub_endpoint, served_repo, tmp_path, monkeypatch):
+    """A branch that moves between planning and downloading does not mix two commits in one pull."""
+    import huggingface_hub.constants
+
+    from cfzoo.zoo.hub import plan_pull
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    repo = served_repo["repo"]
+    plan = plan_pull(["spam-jpeg70"], REPO_ID, "main", endpoint=hub_endpoint, cache_dir=tmp_path / "hf")
+    planned = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], check=True, capture_output=True, text=True).stdout.strip()
+    moved = repo / TAMPERED_FILE
+    original = moved.read_bytes()
+    moved.write_bytes(original + b"\0")
+    git(repo, "commit", "-q", "-am", "main moves on")
+    try:
+        (pulled,) = plan.run()
+    finally:
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+    assert pulled.commit == planned
+    assert all(file.path.parent.parent.name == planned for file in pulled.files)  # .../snapshots/<commit>/models/<file>
+    assert (tmp_path / "hf").is_dir() and moved.read_bytes() == original

@@ -58,6 +58,9 @@ def pull(
             f"{pulled_model.entry.id}: {len(pulled_model.files)} files, {size:.2f} MB, sha256 verified; "
             f"{pulled_model.repo_id} at {pulled_model.revision} (commit {pulled_model.commit[:12]})", soft_wrap=True,
         )
+        for file in pulled_model.files:
+            if file.repaired:
+                stdout.print(f"  note: the cached {file.path_in_repo} did not match its sha256 and was downloaded again", soft_wrap=True)
         if pulled_model.checksums_from == CHECKSUMS_FROM_REPO:
             note = f"cfzoo's registry does not list {pulled_model.entry.id}; checksums came from the repo's registry.json"
             stdout.print(f"  note: {note}", soft_wrap=True)

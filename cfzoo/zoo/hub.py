@@ -63,6 +63,7 @@ class PulledFile:
     path: Path  # in the Hugging Face cache
     sha256: str
     size: int
+    repaired: bool = False  # the cached copy did not match and was downloaded again
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ class PulledModel:
             "id": self.entry.id, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
             "checksums_from": self.checksums_from, "recorded": self.recorded,
             "files": [
-                {"kind": file.kind, "path_in_repo": file.path_in_repo, "path": str(file.path), "sha256": file.sha256, "size": file.size}
+                {"kind": file.kind, "path_in_repo": file.path_in_repo, "path": str(file.path), "sha256": file.sha256, "size": file.size,
+                 "repaired": file.repaired}
                 for file in self.files
             ],
         }
@@ -90,7 +92,8 @@ class PulledModel:
 class _Planned:
     entry: ModelEntry
     repo_id: str
-    revision: str
+    revision: str  # as asked for
+    commit: str  # what ``revision`` pointed at when planned: every file is fetched at this one commit
     checksums_from: str
 
 
@@ -143,7 +146,7 @@ class _Hub:
             raise CfzooError(
                 f"the Hub at {self.endpoint} answered an error for {what} of {repo_id} ({_first_line(error)}); try again later"
             ) from None
-        except Exception as error:  # transport errors: their classes depend on huggingface_hub's HTTP backend
+        except _transport_errors() as error:  # the network, not cfzoo: anything else is a bug and must show as one
             raise self._unreachable(what, f"{type(error).__name__}: {_first_line(error)}") from None
 
     def _unreachable(self, what: str, reason: str) -> CfzooError:
@@ -152,9 +155,11 @@ class _Hub:
         )
 
     def _repo_exists(self, repo_id: str) -> bool:
+        from huggingface_hub.errors import HfHubHTTPError
+
         try:
             self.api.model_info(repo_id, revision=DEFAULT_REVISION)
-        except Exception:  # any failure means "cannot tell": the caller reports the repo as missing
+        except (HfHubHTTPError, *_transport_errors()):  # "cannot tell": the caller reports the repo as missing
             return False
         return True
 
@@ -166,12 +171,13 @@ class _Hub:
             self._commits[key] = info.sha, frozenset(sibling.rfilename for sibling in info.siblings or ())
         return self._commits[key]
 
-    def download(self, repo_id: str, revision: str, path_in_repo: str) -> Path:
+    def download(self, repo_id: str, revision: str, path_in_repo: str, again: bool = False) -> Path:
+        """The file in the Hugging Face cache; ``again`` fetches it even when the cache holds a copy."""
         from huggingface_hub import hf_hub_download
 
         return Path(self.call(path_in_repo, repo_id, revision, lambda: hf_hub_download(
             repo_id, path_in_repo, revision=revision, cache_dir=self.cache_dir, endpoint=self.endpoint, token=self.token,
-            tqdm_class=_silent_progress_bar(),
+            tqdm_class=_silent_progress_bar(), force_download=again,
         )))
 
     def registry(self, repo_id: str, revision: str) -> Registry:
@@ -236,18 +242,37 @@ class PullPlan:
             files = []
             for kind in FILE_KINDS:
                 expected = plan.entry.file(kind)
-                files.append(_verified(self._hub.download(plan.repo_id, plan.revision, expected.path_in_zoo), plan, kind))
+                files.append(self._fetch_verified(plan, kind))
                 done += expected.size
                 if on_progress is not None:
                     on_progress(done, total)
-            commit = _snapshot_commit(files[0].path, files[0].path_in_repo)
             recorded = plan.checksums_from == CHECKSUMS_FROM_REPO or plan.entry.hub != HubSource(plan.repo_id, plan.revision)
-            entry = replace(plan.entry, hub=HubSource(plan.repo_id, commit), embedded=False) if recorded else plan.entry
-            pulled.append(PulledModel(entry, plan.repo_id, plan.revision, commit, plan.checksums_from, recorded, tuple(files)))
+            entry = replace(plan.entry, hub=HubSource(plan.repo_id, plan.commit), embedded=False) if recorded else plan.entry
+            pulled.append(PulledModel(entry, plan.repo_id, plan.revision, plan.commit, plan.checksums_from, recorded, tuple(files)))
         recorded_entries = [model.entry for model in pulled if model.recorded]
         if recorded_entries:
             user_registry().merged(Registry(recorded_entries)).write(user_zoo_dir() / REGISTRY_NAME)
         return pulled
+
+    def _fetch_verified(self, plan: _Planned, kind: str) -> PulledFile:
+        """The file at the planned commit if its sha256 matches. A cached copy that does not match (damaged on
+        this disk) is discarded and fetched once more; a fresh download that does not match is the repo's file,
+        and is refused."""
+        expected = plan.entry.file(kind)
+        path = self._hub.download(plan.repo_id, plan.commit, expected.path_in_zoo)
+        repaired = False
+        if file_sha256(path) != expected.sha256:
+            _discard_from_cache(path)
+            path, repaired = self._hub.download(plan.repo_id, plan.commit, expected.path_in_zoo, again=True), True
+        actual = file_sha256(path)
+        if actual != expected.sha256:
+            _discard_from_cache(path)
+            raise CfzooError(
+                f"{expected.path_in_zoo} from {plan.repo_id} at revision {plan.revision} has sha256 {actual[:12]}..., but the "
+                f"{plan.checksums_from} expects {expected.sha256[:12]}... for {plan.entry.id}; the download was deleted from the "
+                "Hugging Face cache. The repo's file is not the published model: pull from another revision (--revision) or repo"
+            )
+        return PulledFile(kind, expected.path_in_zoo, path, actual, path.stat().st_size, repaired)
 
 
 def plan_pull(
@@ -283,14 +308,14 @@ def plan_pull(
                 listed = ", ".join(published.entries) or "nothing"
                 raise CfzooError(f"{source.repo_id} at revision {source.revision} does not publish {model_id!r}; it publishes: {listed}")
             entry, checksums_from = published.get(model_id), CHECKSUMS_FROM_REPO
-        _, files = hub.commit_and_files(source.repo_id, source.revision)
+        commit, files = hub.commit_and_files(source.repo_id, source.revision)
         missing = [file.path_in_zoo for file in entry.files.values() if file.path_in_zoo not in files]
         if missing:
             raise CfzooError(
                 f"{source.repo_id} at revision {source.revision} has no {', '.join(missing)}; "
                 f"choose a revision or repo that publishes {model_id}"
             )
-        plans.append(_Planned(entry, source.repo_id, source.revision, checksums_from))
+        plans.append(_Planned(entry, source.repo_id, source.revision, commit, checksums_from))
     return PullPlan(hub, plans)
 
 
@@ -310,20 +335,6 @@ def pull(
     return plan_pull(model_ids, repo_id, revision, endpoint=endpoint, cache_dir=cache_dir, token=token).run(on_progress)
 
 
-def _verified(path: Path, plan: _Planned, kind: str) -> PulledFile:
-    """The downloaded file if its sha256 matches; otherwise it is removed from the cache and the pull fails."""
-    expected = plan.entry.file(kind)
-    actual = file_sha256(path)
-    if actual != expected.sha256:
-        _discard_from_cache(path)
-        raise CfzooError(
-            f"{expected.path_in_zoo} from {plan.repo_id} at revision {plan.revision} has sha256 {actual[:12]}..., but the "
-            f"{plan.checksums_from} expects {expected.sha256[:12]}... for {plan.entry.id}; the download was deleted from the "
-            "Hugging Face cache. The repo's file is not the published model: pull from another revision (--revision) or repo"
-        )
-    return PulledFile(kind, expected.path_in_zoo, path, actual, path.stat().st_size)
-
-
 def _discard_from_cache(path: Path) -> None:
     """Remove a cached file: its snapshot link and the blob it points to (or the file itself without symlinks)."""
     blob = path.resolve()
@@ -332,9 +343,19 @@ def _discard_from_cache(path: Path) -> None:
         blob.unlink(missing_ok=True)
 
 
-def _snapshot_commit(path: Path, path_in_repo: str) -> str:
-    """The commit of the cache snapshot holding ``path`` (``.../snapshots/<commit>/<path_in_repo>``)."""
-    return path.parents[len(Path(path_in_repo).parts) - 1].name
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes of the network under huggingface_hub: sockets, and those of the HTTP clients it may
+    use (httpx, or httpx2 since huggingface_hub 2.x; requests before)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx", "HTTPError"), ("httpx2", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 @functools.cache
