@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from cfzoo import __version__
@@ -57,7 +59,14 @@ def root(
     """Counter-forensics model zoo."""
 
 
+def _exit_on_sigterm(signal_number: int, frame) -> None:
+    # Python's default for SIGTERM ends the process at once, skipping every `finally`: an atomic write would
+    # leave its hidden temporary file. Raising SystemExit instead runs the cleanup, as Ctrl-C does.
+    raise SystemExit(128 + signal_number)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app()
 
 
