@@ -24,16 +24,34 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     permissions (0666 less the umask), not mkstemp's private 0600.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as error:
+        raise CfzooError(f"cannot write {path} ({error.strerror or error}); choose a place you can write") from None
     os.close(handle)
     try:
         write(Path(temporary))
         os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise CfzooError(f"cannot write {path} ({error.strerror or error}); choose a place you can write, with room") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_writable(path: str | os.PathLike[str], option: str) -> Path:
+    """``path`` (a file or folder to be written) as a Path, or a one-line CfzooError naming ``option``, before any
+    work: the nearest folder that exists above it must be a folder this process may write into."""
+    path = Path(path)
+    ancestor = next((parent for parent in path.parents if parent.exists()), Path.cwd())
+    if not ancestor.is_dir():
+        raise CfzooError(f"{option} {path} cannot be made: {ancestor} is a file, not a folder; choose another place")
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (path.is_dir() and not os.access(path, os.W_OK | os.X_OK)):
+        raise CfzooError(f"{option} {path} is not writable here; choose a folder you can write")
     return path
 
 
@@ -61,4 +79,4 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
         raise CfzooError(f"--out {out} is the input image; choose another file name")
     if out.is_dir():
         raise CfzooError(f"--out {out} is a folder; give a file name ending in .png")
-    return out
+    return check_writable(out, "--out")

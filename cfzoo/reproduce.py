@@ -40,7 +40,7 @@ from cfzoo.attacks.transfer import (
 )
 from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
-from cfzoo.files import write_atomically
+from cfzoo.files import check_writable, write_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates
 from cfzoo.paper import FAMILY_TITLES, table1
@@ -70,7 +70,7 @@ def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
         raise CfzooError(f"--out {out} is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise CfzooError(f"--out {out} is not empty; choose a new folder, or add --force to replace its contents")
-    return out
+    return check_writable(out, "--out")
 
 
 def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ import numpy as np
 from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
-from cfzoo.files import write_atomically
+from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, psnr_from_mse
 from cfzoo.paper import FAMILY_TITLES, paper_tables
@@ -209,8 +209,7 @@ def attack_dataset(
     if iterations is None and method == "ifgsm":
         iterations = default_iterations(eps)
     settings = AttackSettings(eps, method, iterations, batch_size)
-    if save_dir is not None and Path(save_dir).exists() and not Path(save_dir).is_dir():
-        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for --save")
+    check_save_dir(save_dir)
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
     rows, index = [], []
@@ -237,6 +236,15 @@ def attack_dataset(
         "target_trained_on_test_devices": trained_on(target, tasks, split.test),
         "rows": rows,
     }
+
+
+def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
+    """A one-line error, before any work, for a --save folder that is a file or cannot be made or written."""
+    if save_dir is None:
+        return
+    if Path(save_dir).exists() and not Path(save_dir).is_dir():
+        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for --save")
+    check_writable(save_dir, "--save")
 
 
 def trained_on(target: str, tasks: Iterable[str], devices: Iterable[str]) -> list[str]:

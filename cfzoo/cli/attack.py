@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
 from cfzoo.attacks.image import attack_image_file
-from cfzoo.attacks.transfer import attack_dataset, attack_markdown, attackable_tasks
+from cfzoo.attacks.transfer import attack_dataset, attack_markdown, attackable_tasks, check_save_dir
 from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
@@ -67,6 +67,7 @@ def attack(
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
     attackable_tasks(target, task or None)  # a missing model is reported before any data work
+    check_save_dir(save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         report = attack_dataset(

@@ -23,6 +23,7 @@ from cfzoo.detection import (
     select_detectors,
 )
 from cfzoo.errors import CfzooError
+from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -67,7 +68,7 @@ def detect(
     if heatmap is not None:
         if heatmap.exists() and not heatmap.is_dir():
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
-        heatmap.mkdir(parents=True, exist_ok=True)
+        check_writable(heatmap, "--heatmap").mkdir(parents=True, exist_ok=True)
     reports: list[ImageReport] = []
     with progress_bar("detect") if len(paths) > 1 else nullcontext(None) as update:
         for report in detect_files(paths, selection.detectors, stride, batch, heatmap):
