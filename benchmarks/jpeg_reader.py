@@ -24,7 +24,7 @@ from cfzoo.images import _decode, load_image
 def pillow_only(path: Path) -> np.ndarray:
     """The reader as it was: the same decode, mode table and orientation, without the strict check."""
     with Image.open(path) as image:
-        return _decode(path, image).pixels
+        return _decode(path, image, []).pixels
 
 
 def best_seconds(read, path: Path, repeats: int):

@@ -74,7 +74,8 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; cfzoo refuses at the limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                return _decode(path, image)
+                checked = _check_jpeg_stream(path, image.mode) if image.format in ("JPEG", "MPO") else []
+                return _decode(path, image, checked)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -154,8 +155,8 @@ _EXIF_IFD = 0x8769
 _EXIF_DIGITAL_ZOOM_RATIO = 0xA404
 
 
-def _decode(path: Path, image: Image.Image) -> LoadedImage:
-    notes: list[str] = []
+def _decode(path: Path, image: Image.Image, notes: list[str]) -> LoadedImage:
+    """Pillow's pixels, upright and RGB; ``notes`` (what was done so far) grows with what is done here."""
     source_format = image.format
     frame_count = int(getattr(image, "n_frames", 1))
     if frame_count > 1:
@@ -164,8 +165,6 @@ def _decode(path: Path, image: Image.Image) -> LoadedImage:
     source_mode = image.mode
     if image.mode in ("RGB", "RGBA") and image.tile and str(image.tile[0].args).endswith(";16B"):
         notes.append(f"16-bit {image.mode} reduced to 8 bits (high byte)")
-    if source_format in ("JPEG", "MPO"):
-        notes += _check_jpeg_stream(path, source_mode)
     image.load()
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation not in (1, None):

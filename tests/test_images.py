@@ -157,7 +157,7 @@ def test_save_png_is_atomic_and_leaves_no_partial_file(tmp_path, rng):
     save_png(pixels, tmp_path / "out" / "x.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
     (tmp_path / "blocker").write_text("a file, not a folder")
-    with pytest.raises(OSError):
+    with pytest.raises(CfzooError, match=f"cannot write {tmp_path / 'blocker' / 'y.png'} "):  # the user's path, not the temporary
         save_png(pixels, tmp_path / "blocker" / "y.png")
     with pytest.raises(ValueError):
         save_png(pixels.astype(np.float32), tmp_path / "out" / "z.png")

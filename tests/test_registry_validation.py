@@ -60,7 +60,9 @@ BAD_ENTRIES = {
     "a threshold that is a list": (changed(("threshold",), [0.5]), "entry 'bayar2016-median3': threshold: Input should be a valid number"),
     "a split that is a number": (changed(("training", "split"), 3), "entry 'bayar2016-median3': the entry: training.split must hold lists"),
     "a bad sha256": (changed(("files", "detector", "sha256"), "xyz"), "entry 'bayar2016-median3': files.detector: sha256 'xyz' must be 64 lowercase"),
-    "no detector file": (changed(("files",), {}), "entry 'bayar2016-median3': the entry: files must name a detector"),
+    "a file of an unknown kind": (
+        changed(("files", "weights"), good_payload()["files"]["detector"]), "entry 'bayar2016-median3': the entry: files may be of these kinds only",
+    ),
 }
 
 

@@ -81,8 +81,8 @@ class ModelEntry:
     hub: HubSource | None = None
 
     def __post_init__(self) -> None:
-        if "detector" not in self.files or not set(self.files) <= set(FILE_KINDS):
-            raise ValueError(f"files must name a detector, and only these kinds: {', '.join(FILE_KINDS)}")
+        if not set(self.files) <= set(FILE_KINDS):
+            raise ValueError(f"files may be of these kinds only: {', '.join(FILE_KINDS)}")
         split = self.training.get("split", {})
         if not isinstance(split, dict) or not all(
             isinstance(split.get(part, []), list) and all(isinstance(device, str) for device in split.get(part, []))
