@@ -180,6 +180,11 @@ class _Hub:
             tqdm_class=_silent_progress_bar(), force_download=again,
         )))
 
+    def is_cached(self, repo_id: str, commit: str, path_in_repo: str) -> bool:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, path_in_repo, cache_dir=self.cache_dir, revision=commit), str)
+
     def registry(self, repo_id: str, revision: str) -> Registry:
         commit, files = self.commit_and_files(repo_id, revision)
         if REGISTRY_NAME not in files:
@@ -259,9 +264,10 @@ class PullPlan:
         this disk) is discarded and fetched once more; a fresh download that does not match is the repo's file,
         and is refused."""
         expected = plan.entry.file(kind)
+        was_cached = self._hub.is_cached(plan.repo_id, plan.commit, expected.path_in_zoo)
         path = self._hub.download(plan.repo_id, plan.commit, expected.path_in_zoo)
         repaired = False
-        if file_sha256(path) != expected.sha256:
+        if was_cached and file_sha256(path) != expected.sha256:
             _discard_from_cache(path)
             path, repaired = self._hub.download(plan.repo_id, plan.commit, expected.path_in_zoo, again=True), True
         actual = file_sha256(path)
