@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cfzoo.attacks import attack_positions, check_eps, default_iterations, fgsm, iterative_fgsm, manipulated_rows, paste_patches
-from cfzoo.attacks.transfer import called_manipulated
+from cfzoo.attacks.transfer import _even_quotas, called_manipulated
 from cfzoo.cli import app
 from cfzoo.data import PatchSetSpec, build_patch_set, split_devices
 from cfzoo.detection import patch_grid
@@ -49,7 +49,7 @@ def test_eps_must_be_a_positive_integer():
     for bad in (0, -1, 256, 1.0, 0.5, True, "1"):
         with pytest.raises(CfzooError, match="eps must be an integer"):
             check_eps(bad)
-    assert check_eps(np.int64(3)) == 3
+    assert check_eps(np.int64(3)) == 3 and check_eps(255) == 255  # the whole 8-bit range is allowed
     assert [default_iterations(eps) for eps in (1, 2, 4, 8, 16, 40)] == [2, 3, 5, 10, 20, 44]
 
 
@@ -129,6 +129,13 @@ def test_manipulated_rows_spread_a_seeded_subset_over_the_devices(sample_dataset
     np.testing.assert_array_equal(rows, manipulated_rows(patch_set, 30, seed=5))
     assert not np.array_equal(rows, manipulated_rows(patch_set, 30, seed=6))
     assert len(manipulated_rows(patch_set, None, seed=5)) == patch_set.counts()["manipulated"]
+
+
+def test_quotas_fill_the_small_devices_first_then_share_the_rest_evenly():
+    assert _even_quotas([10, 2, 10], 12) == [5, 2, 5]  # the small device gives all it has, the others split the rest
+    assert _even_quotas([2, 10, 10], 12) == [2, 5, 5]
+    assert _even_quotas([5, 5, 5], 10) == [3, 3, 4]
+    assert _even_quotas([1, 100], 50) == [1, 49]
 
 
 def test_tiles_cover_every_pixel_and_the_grid_wins_overlaps():
