@@ -113,6 +113,18 @@ def split_devices(devices: Sequence[str], seed: int = 0, test_devices: Iterable[
     return DeviceSplit(train=tuple(train), test=tuple(test), seed=seed)
 
 
+def held_out_split(devices: Sequence[str], test_devices: Iterable[str], seed: int = 0) -> DeviceSplit:
+    """Train on every device in ``devices`` but the named test devices, which need not be among them: for a
+    machine that holds only the train photos (training there, evaluation with ``cfzoo evaluate`` elsewhere)."""
+    test = tuple(sorted(set(test_devices)))
+    if not test:
+        raise DataError("name the held-out test devices (--test-device), so that the record says what the model never saw")
+    train = tuple(name for name in sorted(devices) if name not in test)
+    if not train:
+        raise DataError(f"no train devices left once {', '.join(test)} are held out")
+    return DeviceSplit(train=train, test=test, seed=seed)
+
+
 def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> dict:
     """Devices, image counts and sizes, and the split a build would use (headers only, no decoding).
 

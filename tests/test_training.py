@@ -272,3 +272,42 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
 
     missing = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "none"), "--recorded"])
     assert missing.exit_code == 1 and "no trained checkpoints" in missing.stderr
+
+
+def test_train_only_without_the_test_photos_then_save_metrics_equals_train_and_evaluate(sample_root, tmp_path):
+    """A GPU machine may hold only the train devices' photos: training there and scoring here must give the
+    checkpoint and the record that one run with every photo gives."""
+    from typer.testing import CliRunner
+
+    from cfzoo.cli import app
+
+    runner = CliRunner()
+    test_device = split_devices(CameraDataset.from_directory(sample_root).device_names, seed=0).test[0]
+    train_photos = tmp_path / "train-photos"
+    shutil.copytree(sample_root, train_photos, ignore=shutil.ignore_patterns(test_device))
+    assert not (train_photos / test_device).exists()
+    common = ["-f", "bayar2016", "-t", "median3", "--steps", "3", "--batch-size", "8", "--max-train-patches", "200",
+              "--max-test-patches", "120", "--cache-dir", str(tmp_path / "cache")]
+
+    unnamed = runner.invoke(app, ["train", str(train_photos), "--no-evaluate", "--out", str(tmp_path / "x"), *common])
+    assert unnamed.exit_code == 1 and "--test-device" in unnamed.stderr
+
+    only = runner.invoke(app, ["train", str(train_photos), "--no-evaluate", "--test-device", test_device, "--out", str(tmp_path / "only"), *common])
+    assert only.exit_code == 0, only.output
+    assert "not evaluated" in (tmp_path / "only" / "train.log").read_text()
+    unscored = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "only"), "--recorded"])
+    assert unscored.exit_code == 1 and "--save-metrics" in unscored.stderr and len(unscored.stderr.strip().splitlines()) == 1
+
+    both = runner.invoke(app, ["train", str(sample_root), "--out", str(tmp_path / "both"), "--json", *common])
+    assert both.exit_code == 0, both.output
+    saved = runner.invoke(app, [
+        "evaluate", str(sample_root), "--checkpoints", str(tmp_path / "only"), "--save-metrics", "--max-test-patches", "120",
+        "--cache-dir", str(tmp_path / "cache"),
+    ])
+    assert saved.exit_code == 0, saved.output
+    after = json.loads((tmp_path / "only" / "bayar2016-median3.json").read_text())
+    reference = json.loads(both.stdout)[0]
+    assert after["split"] == reference["split"] and after["patch_sets"]["train"] == reference["patch_sets"]["train"]
+    assert after["metrics"]["test"] == reference["metrics"]["test"] and after["test_patches"] == reference["test_patches"] == 120
+    weights = [(tmp_path / name / "bayar2016-median3.safetensors").read_bytes() for name in ("only", "both")]
+    assert weights[0] == weights[1]

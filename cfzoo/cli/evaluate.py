@@ -26,6 +26,10 @@ def evaluate(
     recorded: bool = typer.Option(False, "--recorded", help="Use the test metrics stored at training time instead of scoring again (needs only the JSON records)."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Score a seeded, balanced subset of the test patches."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    save_metrics: bool = typer.Option(
+        False, "--save-metrics",
+        help="Store the measured test metrics in each checkpoint's record (for models trained with --no-evaluate).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
 ) -> None:
@@ -49,6 +53,8 @@ def evaluate(
     models = available_models(checkpoints, families, tasks, need_weights=not recorded)
     if not models:
         raise CfzooError(f"no trained checkpoints for these families and tasks in {checkpoints}; run cfzoo train first")
+    if recorded and save_metrics:
+        raise CfzooError("--save-metrics stores scores measured now; it cannot be combined with --recorded")
     if recorded:
         rows = recorded_rows(checkpoints, models)
     else:
@@ -57,7 +63,7 @@ def evaluate(
             def on_status(stage: str, done: int, total: int) -> None:
                 update(done, total)
 
-            rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status)
+            rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics)
     present = [name for name in families if any(row["family"] == name for row in rows)]
     if as_json:
         print_json(rows)

@@ -47,6 +47,11 @@ def train(
     ),
     max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
     max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
+    evaluate: bool = typer.Option(
+        True, "--evaluate/--no-evaluate",
+        help="Score the test devices after training. --no-evaluate trains only, on a machine that may hold only the "
+        "train devices' photos (name the held-out ones with --test-device); cfzoo evaluate --save-metrics scores them later.",
+    ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
     as_json: bool = typer.Option(False, "--json", help="Print the training records as JSON."),
@@ -80,7 +85,7 @@ def train(
                 family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
                 learning_rate=learning_rate, dihedral_augmentation=augment, pristine_noise=pristine_noise,
                 zoomed_train_photos=zoomed_train_photos, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
-                test_devices=tuple(test_device) if test_device else None,
+                test_devices=tuple(test_device) if test_device else None, evaluate=evaluate,
             )
             if skip_existing and (out / f"{plan.model_id}.json").exists():
                 records.append(json.loads((out / f"{plan.model_id}.json").read_text()))
@@ -103,20 +108,19 @@ def train(
     for column in ("model", "train patches", "FPR %", "TPR %", "ACC %", "seconds"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for record in records:
-        test = record["metrics"]["test"]
-        table.add_row(
-            record["id"], str(record["train_patches"]), f"{test['fpr']:.2f}", f"{test['tpr']:.2f}",
-            f"{test['acc']:.2f}", f"{record['training_seconds']:.0f}",
-        )
+        test = record["metrics"].get("test")
+        rates = [f"{test[name]:.2f}" for name in ("fpr", "tpr", "acc")] if test else ["-", "-", "-"]
+        table.add_row(record["id"], str(record["train_patches"]), *rates, f"{record['training_seconds']:.0f}")
     stdout.print(table)
     stdout.print(f"checkpoints: {out}", soft_wrap=True)
 
 
 def _log(out: Path, record: dict) -> None:
-    test = record["metrics"]["test"]
+    test = record["metrics"].get("test")
+    rates = f"fpr={test['fpr']:.2f} tpr={test['tpr']:.2f} acc={test['acc']:.2f}" if test else "not evaluated"
     line = (
         f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {record['id']} seed={record['seed']} train_patches={record['train_patches']} "
-        f"seconds={record['training_seconds']} fpr={test['fpr']:.2f} tpr={test['tpr']:.2f} acc={test['acc']:.2f}\n"
+        f"seconds={record['training_seconds']} {rates}\n"
     )
     with open(out / "train.log", "a") as log:
         log.write(line)

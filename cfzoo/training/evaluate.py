@@ -7,9 +7,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically
 from cfzoo.metrics import detection_rates
-from cfzoo.data import balanced_subset
 from cfzoo.training.run import StatusCallback, decision_threshold, load_detector, score_patches
 
 
@@ -30,6 +31,11 @@ def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str
     rows = []
     for family, task in models:
         record = json.loads((Path(checkpoint_dir) / f"{family}-{task}.json").read_text())
+        if "test" not in record["metrics"]:
+            raise CfzooError(
+                f"{family}-{task} was trained without evaluation; score it once with: cfzoo evaluate DATA --checkpoints "
+                f"{checkpoint_dir} -f {family} -t {task} --save-metrics"
+            )
         rows.append(_row(record, record["metrics"]["test"], record["test_patches"]))
     return rows
 
@@ -41,8 +47,10 @@ def evaluate_checkpoints(
     cache_dir: str | os.PathLike[str] | None = None,
     max_test_patches: int | None = None,
     on_status: StatusCallback | None = None,
+    save_metrics: bool = False,
 ) -> list[dict]:
-    """Score every checkpoint on the test patches of the split it was trained with."""
+    """Score every checkpoint on the test patches of the split it was trained with; with ``save_metrics``, store
+    the measured rates in each checkpoint's record (for models trained with ``evaluate=False``)."""
     status = on_status or (lambda stage, done, total: None)
     rows = []
     for family, task in models:
@@ -60,6 +68,12 @@ def evaluate_checkpoints(
         scores = score_patches(family, detector, test_set, chosen, lambda stage, done, total: status(f"{family}-{task} {stage}", done, total))
         rates = detection_rates(test_set.labels[chosen], scores > decision_threshold(family))
         rows.append(_row(record, rates.as_dict(), len(chosen)))
+        if save_metrics:
+            record["metrics"]["test"] = rates.as_dict()
+            record["test_patches"] = len(chosen)
+            write_atomically(
+                Path(checkpoint_dir) / f"{family}-{task}.json", lambda path, record=record: path.write_text(json.dumps(record, indent=2))
+            )
     return rows
 
 

@@ -60,10 +60,13 @@ def dihedral_variants(images: torch.Tensor, rng: np.random.Generator) -> torch.T
 
 def with_pristine_noise(images: torch.Tensor, labels: np.ndarray, largest_sigma: float, rng: np.random.Generator) -> torch.Tensor:
     """``images`` (0..255) with rounded Gaussian noise of a random deviation in [0, largest_sigma] added to each
-    pristine one (label 0), still integers in 0..255."""
-    sigmas = np.where(labels == 0, rng.uniform(0.0, largest_sigma, size=len(images)), 0.0)
-    noise = rng.standard_normal(images.shape).astype(np.float32) * sigmas[:, None, None, None].astype(np.float32)
-    return (images + torch.from_numpy(noise).to(images.device)).round().clamp(0, 255)
+    pristine one (label 0), still integers in 0..255. Noise is drawn for the pristine rows only, in float32."""
+    pristine = torch.from_numpy(np.flatnonzero(labels == 0)).to(images.device)
+    sigmas = rng.uniform(0.0, largest_sigma, size=len(pristine)).astype(np.float32)
+    noise = rng.standard_normal((len(pristine), *images.shape[1:]), dtype=np.float32) * sigmas[:, None, None, None]
+    noisy = images.clone()
+    noisy[pristine] = (images[pristine] + torch.from_numpy(noise).to(images.device)).round().clamp(0, 255)
+    return noisy
 
 
 def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -110,6 +113,10 @@ def train_network(
     after_step = getattr(model, "after_step", None)
     losses = []
     device = model_device(model)
+    on_gpu = device.type == "cuda"
+    if on_gpu:  # CPU training keeps float32 and the default layout, so its numbers do not move
+        torch.backends.cudnn.benchmark = True
+        model.to(memory_format=torch.channels_last)
     model.train()
     for step in range(schedule.steps):
         batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
@@ -119,7 +126,10 @@ def train_network(
         if schedule.pristine_noise > 0:
             images = with_pristine_noise(images, labels[batch], schedule.pristine_noise, augmentation_rng)
         targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
-        loss = loss_function(model(images), targets)
+        if on_gpu:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            loss = loss_function(model(images), targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

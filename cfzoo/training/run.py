@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo import __version__
-from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.data import CameraDataset, DeviceSplit, PatchSet, PatchSetSpec, balanced_subset, build_patch_set, held_out_split, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import get_manipulation
@@ -46,6 +46,9 @@ class TrainingPlan:
     max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
     max_test_patches: int | None = None
     test_devices: tuple[str, ...] | None = None
+    #: False: train only, on a machine that may hold only the train devices' photos; ``test_devices`` must then
+    #: name the held-out devices, and ``cfzoo evaluate --save-metrics`` adds the test metrics later.
+    evaluate: bool = True
 
     @property
     def model_id(self) -> str:
@@ -76,28 +79,27 @@ def train_detector(
     if plan.family not in FAMILIES:
         raise CfzooError(f"unknown family {plan.family!r}; choose one of: {', '.join(FAMILIES)}")
     status = on_status or (lambda stage, done, total: None)
-    split = split_devices(dataset.device_names, plan.seed, plan.test_devices)
-    # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
-    zoomed = plan.family in ZOOMED_TRAIN_PHOTOS_BY_DEFAULT if plan.zoomed_train_photos is None else plan.zoomed_train_photos
-    keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos
+    split = plan_split(plan, dataset)
     patch_sets = {
         name: build_patch_set(
-            dataset, PatchSetSpec(task=plan.task, split=name, seed=plan.seed, keep_zoomed_photos=keep_zoomed and name == "train"),
-            split, cache_dir,
+            dataset, patch_set_spec(plan, name), split, cache_dir,
             on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
         )
-        for name in ("train", "test")
+        for name in (("train", "test") if plan.evaluate else ("train",))
     }
     train_rows = balanced_subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
-    test_rows = balanced_subset(patch_sets["test"].labels, plan.max_test_patches, plan.seed + 1)
 
     started = time.perf_counter()
     detector, hyper, losses = _TRAINERS[plan.family](plan, patch_sets["train"], train_rows, status)
     training_seconds = time.perf_counter() - started
 
-    test_set = patch_sets["test"]
-    scores = score_patches(plan.family, detector, test_set, test_rows, status)
-    rates = detection_rates(test_set.labels[test_rows], scores > decision_threshold(plan.family))
+    metrics, test_patches = {}, 0
+    if plan.evaluate:
+        test_set = patch_sets["test"]
+        test_rows = balanced_subset(test_set.labels, plan.max_test_patches, plan.seed + 1)
+        scores = score_patches(plan.family, detector, test_set, test_rows, status)
+        metrics = {"test": detection_rates(test_set.labels[test_rows], scores > decision_threshold(plan.family)).as_dict()}
+        test_patches = len(test_rows)
     record = {
         "id": plan.model_id,
         "family": plan.family,
@@ -107,14 +109,14 @@ def train_detector(
         "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
         "patch_sets": {name: patch_set.meta["key"] for name, patch_set in patch_sets.items()},
         "training_data_sha256": training_data_digest(patch_sets["train"]),
-        "zoomed_train_photos": keep_zoomed,
+        "zoomed_train_photos": patch_set_spec(plan, "train").keep_zoomed_photos,
         "train_patches": len(train_rows),
-        "test_patches": len(test_rows),
+        "test_patches": test_patches,
         "hyperparameters": hyper,
         "threshold": decision_threshold(plan.family),
         "score": "svm decision function" if plan.family == "spam" else "softmax probability of class 1",
         "loss": loss_summary(losses),
-        "metrics": {"test": rates.as_dict()},
+        "metrics": metrics,
         "training_seconds": round(training_seconds, 1),
         "machine": training_machine(),
     }
@@ -123,6 +125,21 @@ def train_detector(
     write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: _save_detector(detector, path))
     write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
     return record
+
+
+def plan_split(plan: TrainingPlan, dataset: CameraDataset) -> DeviceSplit:
+    """The device split a plan trains and tests on."""
+    if plan.evaluate:
+        return split_devices(dataset.device_names, plan.seed, plan.test_devices)
+    return held_out_split(dataset.device_names, plan.test_devices or (), plan.seed)
+
+
+def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:
+    """The patch set a plan trains (``"train"``) or is tested (``"test"``) on."""
+    # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
+    zoomed = plan.family in ZOOMED_TRAIN_PHOTOS_BY_DEFAULT if plan.zoomed_train_photos is None else plan.zoomed_train_photos
+    keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos and split_name == "train"
+    return PatchSetSpec(task=plan.task, split=split_name, seed=plan.seed, keep_zoomed_photos=keep_zoomed)
 
 
 def training_data_digest(patch_set: PatchSet) -> str:
