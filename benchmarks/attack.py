@@ -5,7 +5,7 @@
 All three attack the same 64 JPEG Q=70 patches of scikit-image's photos (one batch), on the CPU, from uint8
 [N,128,128,3] patches to uint8 adversarial patches, eps = 1:
 
-- cfzoo: :func:`cfzoo.attacks.fgsm` on the model's ``.grad.onnx`` from the zoo (onnxruntime);
+- cfzoo: :func:`cfzoo.ops.attacks.fgsm` on the model's ``.grad.onnx`` from the zoo (onnxruntime);
 - torch eager: the checkpoint loaded with :func:`cfzoo.training.run.load_detector`, sum of cross-entropy,
   ``torch.autograd.grad``, sign, clip;
 - torchattacks.FGSM (if installed) on the same network, wrapped to take images in 0..1 (eps = 1/255).
@@ -22,9 +22,9 @@ import time
 import numpy as np
 import torch
 
-from cfzoo.attacks import fgsm
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
+from cfzoo.ops.attacks.fgsm import fgsm
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.training.run import load_detector

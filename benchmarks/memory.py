@@ -33,9 +33,8 @@ def photo_images(path: str | None, size: int) -> np.ndarray:
     """The contract's float32 [N,3,128,128] images of every detect-grid patch of the photo."""
     from PIL import Image
 
-    from cfzoo.detection import patch_grid
     from cfzoo.images import read_rgb
-    from cfzoo.patches import cut_patches
+    from cfzoo.patches import cut_patches, patch_grid
     from cfzoo.sample_data import skimage_data_dir
     from cfzoo.zoo.runtime import to_model_input
 

@@ -32,8 +32,15 @@ from cfzoo.errors import DataError, ImageReadError
 from cfzoo.files import file_sha256
 from cfzoo.images import list_images, read_header, read_rgb
 from cfzoo.manipulations import get_manipulation
+from cfzoo.patches import (
+    PATCH_SIZE,
+    PATCHES_PER_IMAGE,
+    SAMPLING_STEP,
+    cut_patches,
+    grid_positions,
+    sample_positions,
+)
 from cfzoo.paths import default_cache_dir
-from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE, SAMPLING_STEP, cut_patches, grid_positions, sample_positions
 
 SPLITS = ("train", "test")
 TEST_DEVICE_FRACTION = 3 / 9  # the paper's 3 test devices out of 9
@@ -389,3 +396,48 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
     per_class = limit // 2
     chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False) for label in (0, 1)]
     return np.sort(np.concatenate(chosen))
+
+
+def manipulated_rows(patch_set: PatchSet, limit: int | None, seed: int) -> np.ndarray:
+    """Rows of the manipulated patches: all of them, or ``limit`` drawn with ``seed`` as evenly as possible
+    from each device (a device with fewer gives all it has, the others make up the rest), ascending."""
+    rows = np.flatnonzero(patch_set.labels == 1)
+    if limit is not None and limit < 1:
+        raise DataError(f"the number of patches must be at least 1, got {limit}")
+    if limit is None or limit >= len(rows):
+        return rows
+    devices = np.array([patch_set.images[source].device for source in patch_set.sources[rows]])
+    groups = [rows[devices == name] for name in sorted(set(devices))]
+    quotas = _even_quotas([len(group) for group in groups], limit)
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(group, size=quota, replace=False) for group, quota in zip(groups, quotas)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _even_quotas(sizes: list[int], total: int) -> list[int]:
+    """Split ``total`` over groups as evenly as their sizes allow (water-filling), smallest groups first."""
+    quotas = [0] * len(sizes)
+    remaining = total
+    for rank, group in enumerate(sorted(range(len(sizes)), key=lambda g: sizes[g])):
+        share = remaining // (len(sizes) - rank)
+        quotas[group] = min(sizes[group], share)
+        remaining -= quotas[group]
+    # integer division may leave a few patches; give them to groups with room, in order
+    for group in range(len(sizes)):
+        extra = min(remaining, sizes[group] - quotas[group])
+        quotas[group] += extra
+        remaining -= extra
+    return quotas
+
+
+def aligned_pairs(patch_set: PatchSet) -> tuple[np.ndarray, np.ndarray]:
+    """(pristine rows, manipulated rows), pair by pair: same source image, same position, so the two patches
+    show the same pixels before and after the manipulation. Ascending by manipulated row."""
+    manipulated = np.flatnonzero(patch_set.labels == 1)
+    where = {
+        (int(patch_set.sources[row]), *map(int, patch_set.positions[row])): row for row in np.flatnonzero(patch_set.labels == 0)
+    }
+    partners = [where.get((int(patch_set.sources[row]), *map(int, patch_set.positions[row]))) for row in manipulated]
+    if any(partner is None for partner in partners):
+        raise DataError(f"the {patch_set.task} patch set has manipulated patches without a pristine partner; restoration needs a size-preserving task")
+    return np.asarray(partners, dtype=np.int64), manipulated

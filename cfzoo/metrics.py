@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from cfzoo.errors import CfzooError
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,30 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 
 def _percent(count: int | np.integer, total: int) -> float:
     return float("nan") if total == 0 else 100.0 * float(count) / total
+
+
+def finite_or_none(value: float, digits: int = 4) -> float | None:
+    """``value`` rounded, or None for an infinite PSNR (nothing changed), so JSON stays standard."""
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def pair_quality(pristine: np.ndarray, other: np.ndarray) -> dict:
+    """{"psnr_db", "ssim"} of ``other`` against ``pristine``, uint8 [N,H,W,3] (or one H x W x 3 image):
+    PSNR over all samples (None when identical), SSIM (scikit-image, 7x7 windows, data range 255, colour
+    channels averaged) averaged over the images."""
+    squared_error, ssim_sum, count = quality_sums(pristine, other)
+    return {"psnr_db": finite_or_none(psnr_from_mse(squared_error / np.size(pristine))), "ssim": round(ssim_sum / count, 6)}
+
+
+def quality_sums(pristine: np.ndarray, other: np.ndarray) -> tuple[float, float, int]:
+    """(sum of squared errors, sum of SSIM, images) of ``other`` against ``pristine``, to add up over batches."""
+    from skimage.metrics import structural_similarity
+
+    pristine, other = np.asarray(pristine), np.asarray(other)
+    if pristine.shape != other.shape:
+        raise CfzooError(f"cannot compare images of shapes {list(pristine.shape)} and {list(other.shape)}")
+    if pristine.ndim == 3:
+        pristine, other = pristine[None], other[None]
+    squared_error = float(np.sum((pristine.astype(np.int32) - other) ** 2))
+    ssim = sum(structural_similarity(a, b, channel_axis=2, data_range=255) for a, b in zip(pristine, other))
+    return squared_error, float(ssim), len(pristine)

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 FAMILY_TITLES = {"spam": "SPAM+SVM", "bayar2016": "Bayar2016", "cozzolino2017": "Cozzolino2017", "xception": "Xception"}
+#: The detector families, in the order tables list them.
+FAMILY_IDS = tuple(FAMILY_TITLES)
 
 
 @functools.cache

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from cfzoo.manipulations import MANIPULATIONS
-from cfzoo.paper import FAMILY_TITLES, table1
-from cfzoo.zoo.registry import FAMILY_IDS
+from cfzoo.paper import FAMILY_IDS, FAMILY_TITLES, table1
 
 #: Table I's row order: the easy tasks, then the challenging ones.
 TABLE1_ORDER = ("blur1.1", "jpeg70", "median7", "resize1.5", "blur0.5", "jpeg90", "median3", "resize1.01")

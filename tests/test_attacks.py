@@ -14,15 +14,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cfzoo.attacks import attack_positions, check_eps, default_iterations, fgsm, iterative_fgsm, manipulated_rows, paste_patches
-from cfzoo.attacks.transfer import _even_quotas, called_manipulated
 from cfzoo.cli import app
-from cfzoo.data import PatchSetSpec, build_patch_set, split_devices
-from cfzoo.detection import patch_grid
+from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.errors import CfzooError
+from cfzoo.data import _even_quotas
+from cfzoo.ops.scoring import called_manipulated
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
-from cfzoo.patches import cut_patches, sample_positions
+from cfzoo.ops.attacks.fgsm import check_eps, default_iterations, fgsm, iterative_fgsm
+from cfzoo.ops.attacks.image import attack_positions, paste_patches
+from cfzoo.patches import cut_patches, patch_grid, sample_positions
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
 

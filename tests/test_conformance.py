@@ -24,7 +24,8 @@ import pytest
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import MANIPULATIONS, apply_manipulation
 from cfzoo.patches import cut_patches, sample_positions
-from cfzoo.restoration import load_restorer, pair_quality, restore_patches
+from cfzoo.metrics import pair_quality
+from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.registry import embedded_registry
 from cfzoo.zoo.restorers import load_restorer_registry

@@ -1,4 +1,4 @@
-"""`cfzoo detect` and cfzoo.detection: the patch grid, the majority rule, heatmaps, bad inputs, and the
+"""`cfzoo detect` and cfzoo.ops.detect: the patch grid, the majority rule, heatmaps, bad inputs, and the
 real spam-jpeg70 and cozzolino2017-jpeg70 models on scikit-image's astronaut.
 
 The models are the embedded ones. Where the embedded zoo lacks one (while it is being populated), it is
@@ -18,21 +18,20 @@ from test_images import write_png16_rgb
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
-from cfzoo.detection import (
+from cfzoo.errors import CfzooError
+from cfzoo.images import save_png
+from cfzoo.manipulations import apply_manipulation
+from cfzoo.ops.detect import (
     HEATMAP_ABOVE,
     HEATMAP_BELOW,
     detect_files,
     expand_inputs,
-    patch_grid,
     probability_colours,
-    score_patches,
     select_detectors,
     summarise,
 )
-from cfzoo.errors import CfzooError
-from cfzoo.images import save_png
-from cfzoo.manipulations import apply_manipulation
-from cfzoo.patches import ImageTooSmallError
+from cfzoo.ops.scoring import score_positions
+from cfzoo.patches import ImageTooSmallError, patch_grid
 from cfzoo.zoo.registry import ModelEntry
 
 MODELS = ("spam-jpeg70", "cozzolino2017-jpeg70")
@@ -139,13 +138,13 @@ def test_memory_is_bounded_by_the_batch_not_the_image(models, photo):
     positions = patch_grid(*image.shape[:2])
     tracemalloc.start()
     try:
-        small_batches = score_patches(image, [detector], positions, batch_size=4)
+        small_batches = score_positions(image, [detector], positions, batch_size=4)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     all_patches = len(positions) * 3 * 128 * 128 * 4
     assert peak < all_patches / 3, f"{peak} bytes traced with batches of 4 patches; all {len(positions)} as float32: {all_patches}"
-    np.testing.assert_allclose(small_batches, score_patches(image, [detector], positions, batch_size=64), atol=1e-5)
+    np.testing.assert_allclose(small_batches, score_positions(image, [detector], positions, batch_size=64), atol=1e-5)
 
 
 def encoded(pixels, image_format):

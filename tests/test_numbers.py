@@ -17,17 +17,19 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cfzoo.attacks.image import attack_positions
+from cfzoo.ops.attacks.image import attack_positions
 from cfzoo.cli import app
-from cfzoo.attacks.transfer import manipulated_rows, paper_tpr
+from cfzoo.data import manipulated_rows
+from cfzoo.experiments.transfer import paper_tpr
 from cfzoo.data import PatchSet, PatchSetSpec, balanced_subset, build_patch_set, split_devices
-from cfzoo.detection import patch_grid
+from cfzoo.patches import patch_grid
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.paper import paper_tables
 from cfzoo.patches import cut_patches
-from cfzoo.reproduce import measure_detection
-from cfzoo.restoration import aligned_pairs, load_restorer, restore_patches
+from cfzoo.experiments.reproduce import measure_detection
+from cfzoo.data import aligned_pairs
+from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.registry import embedded_registry
 from cfzoo.zoo.runtime import load_detector, to_model_input

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cfzoo.cli import app
 from cfzoo.data import PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.paper import paper_tables, table1
-from cfzoo.reproduce import DIFFERENCE_POINTS, differences
+from cfzoo.experiments.reproduce import DIFFERENCE_POINTS, differences
 from test_numbers import percent_flagged, without_timings
 from test_zoo import run_cli_without_torch
 

@@ -25,7 +25,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from cfzoo.cli import app
-from cfzoo.restoration import aligned_pairs, load_restorer, pair_quality, restore_image
+from cfzoo.data import aligned_pairs
+from cfzoo.metrics import pair_quality
+from cfzoo.ops.restore import load_restorer, restore_image
 from cfzoo.training.restoration import (
     KimDiscriminator,
     KimGenerator,

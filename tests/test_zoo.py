@@ -378,7 +378,7 @@ class NoTorch:
             raise ImportError("torch is blocked")
 
 sys.meta_path.insert(0, NoTorch())
-import cfzoo.attacks, cfzoo.zoo, cfzoo.zoo.runtime
+import cfzoo.ops.attacks.fgsm, cfzoo.ops.attacks.image, cfzoo.ops.detect, cfzoo.ops.restore, cfzoo.experiments.reproduce, cfzoo.zoo, cfzoo.zoo.runtime
 from cfzoo.cli import app
 try:
     app(sys.argv[1:], standalone_mode=False)

@@ -205,8 +205,6 @@ def dequantise(packed: dict) -> dict:
 
 def packing_cost(variant_dir: Path, model_id: str, packed: dict, args) -> dict:
     """Verdicts of the trained and the unpacked network on a seeded, balanced subset of train patches."""
-    import torch
-
     from cfzoo.data import balanced_subset
     from cfzoo.training.loop import manipulated_probability, training_device
     from cfzoo.training.run import load_detector, new_network

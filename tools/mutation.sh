@@ -25,11 +25,11 @@ if [ -n "${1:-}" ]; then
 fi
 NUMBERS=(
     "cfzoo.metrics.*"
-    "cfzoo.attacks.fgsm.x_fgsm__*" "cfzoo.attacks.fgsm.x_gradient_sign__*" "cfzoo.attacks.fgsm.x_check_eps__*"
-    "cfzoo.attacks.fgsm.x_attack_patches__*"
-    "cfzoo.attacks.transfer.x_attack_patch_set__*" "cfzoo.attacks.transfer.x__tpr__*"
-    "cfzoo.attacks.transfer.x_called_manipulated__*" "cfzoo.attacks.transfer.x_manipulated_rows__*"
-    "cfzoo.attacks.transfer.x__even_quotas__*" "cfzoo.attacks.transfer.x_paper_tpr__*"
+    "cfzoo.ops.attacks.fgsm.x_fgsm__*" "cfzoo.ops.attacks.fgsm.x_gradient_sign__*" "cfzoo.ops.attacks.fgsm.x_check_eps__*"
+    "cfzoo.ops.attacks.fgsm.x_attack_patches__*"
+    "cfzoo.experiments.transfer.x_attack_patch_set__*" "cfzoo.experiments.transfer.x__tpr__*"
+    "cfzoo.ops.scoring.x_called_manipulated__*" "cfzoo.ops.scoring.x_score_positions__*"
+    "cfzoo.data.x_manipulated_rows__*" "cfzoo.data.x__even_quotas__*" "cfzoo.experiments.transfer.x_paper_tpr__*"
 )
 [ -n "${MUTANTS:-}" ] && read -r -a NUMBERS <<< "$MUTANTS"
 "$venv/bin/mutmut" run --max-children "${MUTATION_WORKERS:-2}" "${NUMBERS[@]}" >mutmut-run.log 2>&1 || { tail -c 2000 mutmut-run.log >&2; exit 1; }

@@ -9,13 +9,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
-from cfzoo.attacks.image import attack_image_file
-from cfzoo.attacks.transfer import attack_dataset, attack_markdown, attackable_tasks, check_save_dir
 from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
 from cfzoo.manipulations import TASK_IDS
+from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
+from cfzoo.ops.attacks.image import attack_image_file
+from cfzoo.ops.available import attackable_tasks
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES

@@ -10,21 +10,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
-from cfzoo.detection import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_STRIDE,
+from cfzoo.errors import CfzooError
+from cfzoo.files import check_writable
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.ops.detect import (
     RULE,
     ImageReport,
-    check_batch_size,
-    check_stride,
     detect_files,
     expand_inputs,
     report_json,
     select_detectors,
 )
-from cfzoo.errors import CfzooError
-from cfzoo.files import check_writable
-from cfzoo.manipulations import TASK_IDS
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
+from cfzoo.patches import DEFAULT_STRIDE, check_stride
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.cli.common import handle_errors, print_json, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.manipulations import TASK_IDS, get_manipulation
@@ -56,8 +56,8 @@ def reproduce(
     take about a minute; FGSM is the slow part (12-21 patches per second and target), so the default 500
     takes roughly half an hour, and all patches many hours.
     """
-    from cfzoo.reproduce import check_output_dir
-    from cfzoo.reproduce import reproduce as run_reproduce
+    from cfzoo.experiments.reproduce import check_output_dir
+    from cfzoo.experiments.reproduce import reproduce as run_reproduce
 
     tasks = [get_manipulation(name).task_id for name in dict.fromkeys(task)]
     check_eps(eps)

@@ -82,7 +82,7 @@ def restore(
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; --evaluate writes no images")
-    from cfzoo.restoration import evaluable_restorers, evaluate_restoration, restoration_markdown
+    from cfzoo.experiments.restoration import evaluable_restorers, evaluate_restoration, restoration_markdown
 
     evaluable_restorers(task or None, discriminator or None)  # a missing restorer is reported before any data work
     dataset = open_dataset(data, cache_dir)
@@ -99,7 +99,7 @@ def restore(
 
 
 def _restore_image(image, task, discriminator, out, providers, tile, batch_size, as_json, data, max_patches, markdown):
-    from cfzoo.restoration import restore_image_file
+    from cfzoo.ops.restore import restore_image_file
 
     for name, value in (("--data", data), ("--max-patches", max_patches), ("--markdown", markdown or None)):
         if value is not None:

@@ -23,7 +23,7 @@ from cfzoo.export.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.patches import PATCH_SIZE
-from cfzoo.restoration import DEFAULT_TILE
+from cfzoo.zoo.restorers import DEFAULT_TILE
 from cfzoo.zoo.registry import MODELS_FOLDER
 from cfzoo.zoo.restorers import (
     DISCRIMINATOR_TITLES,
@@ -282,7 +282,7 @@ def _usage(entries: list[RestorerEntry]) -> str:
         "",
         "```python",
         "from cfzoo.images import read_rgb",
-        "from cfzoo.restoration import restore_image",
+        "from cfzoo.ops.restore import restore_image",
         "",
         f'restored = restore_image(read_rgb("filtered.png"), "{task}", "{kind}")  # H x W x 3 uint8, CUDA when available',
         "```",

@@ -39,7 +39,7 @@ Loss of the generator G on a median-filtered patch x with pristine partner y (:c
 * The adversarial and perceptual weights ramp up linearly over the first quarter of the steps, so the
   generator first learns plain restoration (stable start, as in SRGAN-style training).
 
-Data: aligned pairs from the task's patch set on the train devices (:func:`cfzoo.restoration.aligned_pairs`): median
+Data: aligned pairs from the task's patch set on the train devices (:func:`cfzoo.data.aligned_pairs`): median
 filtering keeps the geometry, so :func:`cfzoo.data.build_patch_set` cuts the pristine and the filtered
 patch at the same positions. Training takes a random ``crop`` x ``crop`` window (default 48) at the same
 place in both, a seventh of the cost of whole 128-pixel patches; the generator's 21-pixel receptive field
@@ -402,7 +402,8 @@ def train_plan(
     """:func:`train_restorer` for a ready :class:`RestorerPlan`."""
     from safetensors.torch import save_file
 
-    from cfzoo.restoration import aligned_pairs, pair_quality
+    from cfzoo.data import aligned_pairs
+    from cfzoo.metrics import pair_quality
 
     check_restorer(plan.task, plan.discriminator)
     if plan.steps < 1 or plan.batch_size < 1:

@@ -27,12 +27,12 @@ from pydantic import TypeAdapter, ValidationError
 from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256, write_atomically
 from cfzoo.manipulations import TASK_IDS
+from cfzoo.paper import FAMILY_IDS
 from cfzoo.paths import cfzoo_home
 
 REGISTRY_NAME = "registry.json"
 MODELS_FOLDER = "models"
 SCHEMA_VERSION = 1
-FAMILY_IDS = ("spam", "bayar2016", "cozzolino2017", "xception")
 FILE_KINDS = ("detector", "gradient")
 
 

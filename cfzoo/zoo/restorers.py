@@ -31,6 +31,8 @@ RESTORER_SCHEMA_VERSION = 1
 #: The paper restores median filtering only (Table V), in its row order.
 RESTORATION_TASKS = ("median7", "median3")
 DISCRIMINATORS = ("kim", "vgg")
+#: Side of the tiles an image is restored in (memory stays bounded; results equal a whole-image run).
+DEFAULT_TILE = 512
 DISCRIMINATOR_TITLES = {"kim": "Kim2018 discriminator", "vgg": "VGG discriminator"}
 IMAGE_INPUT, RESTORED_OUTPUT = "image", "restored"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,17 +18,32 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, attack_patches, check_eps, default_iterations
-from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.data import (
+    CameraDataset,
+    PatchSet,
+    PatchSetSpec,
+    build_patch_set,
+    manipulated_rows,
+    split_devices,
+)
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
-from cfzoo.metrics import detection_rates, psnr_from_mse
+from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
+from cfzoo.ops.attacks.fgsm import (
+    DEFAULT_BATCH_SIZE,
+    AttackResult,
+    AttackSettings,
+    attack_patches,
+    check_eps,
+    default_iterations,
+)
+from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, paper_tables
-from cfzoo.reports import TABLE1_ORDER, before_after_cells, before_after_header, reported_families
-from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
-from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector, load_gradient_model, to_model_input
+from cfzoo.reports import before_after_cells, before_after_header, reported_families
+from cfzoo.zoo.registry import load_registry
+from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 StatusCallback = Callable[[str, int, int], None]
 
@@ -48,72 +62,6 @@ def paper_tpr(target: str, task: str, family: str, method: str, eps: int) -> flo
     if method != "fgsm" or eps != 1 or target not in PAPER_TABLES:
         return None
     return paper_tables()[PAPER_TABLES[target]]["by_task"].get(task, {}).get(family)
-
-
-def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
-    return bool(available_sources(entry, kind))
-
-
-def attackable_tasks(target: str, tasks: Iterable[str] | None = None) -> list[str]:
-    """The tasks (Table I order) for which the target family's detector and gradient companion are here.
-
-    With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is missing."""
-    if target not in FAMILY_IDS:
-        raise CfzooError(f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}")
-    registry = load_registry()
-    wanted = list(dict.fromkeys(tasks)) if tasks else None
-    if wanted is not None:
-        registry.select([target], wanted)  # one-line error for unknown tasks
-        for task in wanted:
-            model_id = f"{target}-{task}"
-            if not _attackable(registry, model_id):
-                raise CfzooError(
-                    f"{model_id} (detector and gradient companion) is not available here; `cfzoo list` shows what is, "
-                    f"`cfzoo pull {model_id}` or `cfzoo train` + `cfzoo export` make it available"
-                )
-        return [task for task in TABLE1_ORDER if task in wanted]
-    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}")]
-    if not found:
-        raise CfzooError(f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one")
-    return found
-
-
-def _attackable(registry, model_id: str) -> bool:
-    return model_id in registry and is_available(registry.get(model_id)) and is_available(registry.get(model_id), "gradient")
-
-
-def detector_entries(task: str) -> list[ModelEntry]:
-    """The detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
-    return [entry for entry in load_registry().select(tasks=[task]) if is_available(entry)]
-
-
-def manipulated_rows(patch_set: PatchSet, limit: int | None, seed: int) -> np.ndarray:
-    """Rows of the manipulated patches: all of them, or ``limit`` drawn with ``seed`` as evenly as possible
-    from each device (a device with fewer gives all it has, the others make up the rest), ascending."""
-    rows = np.flatnonzero(patch_set.labels == 1)
-    if limit is not None and limit < 1:
-        raise CfzooError(f"--max-patches must be at least 1, got {limit}")
-    if limit is None or limit >= len(rows):
-        return rows
-    devices = np.array([patch_set.images[source].device for source in patch_set.sources[rows]])
-    groups = [rows[devices == name] for name in sorted(set(devices))]
-    quotas = _even_quotas([len(group) for group in groups], limit)
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(group, size=quota, replace=False) for group, quota in zip(groups, quotas)]
-    return np.sort(np.concatenate(chosen))
-
-
-def called_manipulated(detector: Detector, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """(probability of "manipulated", the detector's decision) for [N,H,W,3] uint8 patches."""
-    probability = np.concatenate([
-        detector.probability(to_model_input(patches[start:start + batch_size])) for start in range(0, len(patches), batch_size)
-    ]) if len(patches) else np.zeros(0)
-    return probability, probability > detector.threshold
-
-
-def finite_or_none(value: float, digits: int = 4) -> float | None:
-    """``value`` rounded, or None for an infinite PSNR (nothing changed), so JSON stays standard."""
-    return round(value, digits) if math.isfinite(value) else None
 
 
 def attack_patch_set(
@@ -290,22 +238,6 @@ def attack_markdown(report: dict) -> str:
 def _tpr(decisions: list[np.ndarray]) -> float:
     called = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
     return detection_rates(np.ones(len(called), dtype=bool), called).tpr
-
-
-def _even_quotas(sizes: list[int], total: int) -> list[int]:
-    """Split ``total`` over groups as evenly as their sizes allow (water-filling), smallest groups first."""
-    quotas = [0] * len(sizes)
-    remaining = total
-    for rank, group in enumerate(sorted(range(len(sizes)), key=lambda g: sizes[g])):
-        share = remaining // (len(sizes) - rank)
-        quotas[group] = min(sizes[group], share)
-        remaining -= quotas[group]
-    # integer division may leave a few patches; give them to groups with room, in order
-    for group in range(len(sizes)):
-        extra = min(remaining, sizes[group] - quotas[group])
-        quotas[group] += extra
-        remaining -= extra
-    return quotas
 
 
 def _save_patches(save_dir: Path, patch_set: PatchSet, rows: np.ndarray, patches: np.ndarray, target_probabilities) -> list[dict]:

@@ -1,6 +1,6 @@
 """Attacking one whole image, patch by patch.
 
-Tiles: the grid ``cfzoo detect`` scores by default (:func:`cfzoo.detection.patch_grid`, stride 128: corners
+Tiles: the grid ``cfzoo detect`` scores by default (:func:`cfzoo.ops.detect.patch_grid`, stride 128: corners
 on multiples of 128, plus a last row/column as close to the bottom/right border as the 8-pixel JPEG lattice
 allows) and, where that lattice leaves a strip of up to 7 pixels at the border, one more row/column flush
 with the border, so every pixel is attacked. Each tile is attacked on its own, then the tiles are pasted
@@ -17,13 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, AttackSettings, attack_patches, check_eps
-from cfzoo.attacks.transfer import attackable_tasks, called_manipulated, detector_entries, finite_or_none
-from cfzoo.detection import patch_grid
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
-from cfzoo.metrics import psnr
-from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches
+from cfzoo.metrics import finite_or_none, psnr
+from cfzoo.ops.attacks.fgsm import (
+    DEFAULT_BATCH_SIZE,
+    AttackSettings,
+    attack_patches,
+    check_eps,
+)
+from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.scoring import score_positions
+from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 
@@ -79,8 +84,9 @@ def attack_image(
     tpr = {}
     for entry in detector_entries(task):
         detector = load_detector(entry.id, providers)
-        _, before = called_manipulated(detector, cut_patches(pixels, detect_positions), settings.batch_size)
-        _, after = called_manipulated(detector, cut_patches(attacked, detect_positions), settings.batch_size)
+        before, after = (
+            score_positions(image, [detector], detect_positions, settings.batch_size)[0] > detector.threshold for image in (pixels, attacked)
+        )
         tpr[entry.family] = {"model": entry.id, "before": 100.0 * before.mean(), "after": 100.0 * after.mean()}
     return ImageAttack(attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr)
 

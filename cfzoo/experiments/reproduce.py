@@ -1,9 +1,9 @@
 """The paper's Tables I-V in one run, measured with the zoo's ONNX models (no torch), written to one folder.
 
 - Table I: FPR / TPR / ACC of every detector here on the test devices' patches (pristine and manipulated);
-- Tables II-IV: FGSM against every family with gradient companions here (:func:`cfzoo.attacks.transfer.attack_dataset`);
+- Tables II-IV: FGSM against every family with gradient companions here (:func:`cfzoo.experiments.transfer.attack_dataset`);
   SPAM+SVM as a target is ours, beyond the paper;
-- Table V: GAN restoration of median filtering (:func:`cfzoo.restoration.evaluate_restoration`), when restorers are here.
+- Table V: GAN restoration of median filtering (:func:`cfzoo.experiments.restoration.evaluate_restoration`), when restorers are here.
 
 All tables share one device-disjoint split (:func:`cfzoo.data.split_devices` with the seed). The output folder
 holds REPORT.md (ours beside the paper's figures, differences over :data:`DIFFERENCE_POINTS` listed), one CSV
@@ -28,21 +28,21 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo import __version__
-from cfzoo.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
-from cfzoo.attacks.transfer import (
-    PAPER_TABLES,
-    attack_dataset,
-    attack_markdown,
-    attackable_tasks,
-    called_manipulated,
-    detector_entries,
-    finite_or_none,
+from cfzoo.data import (
+    CameraDataset,
+    PatchSetSpec,
+    balanced_subset,
+    build_patch_set,
+    split_devices,
 )
-from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.transfer import PAPER_TABLES, attack_dataset, attack_markdown
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.manipulations import get_manipulation
-from cfzoo.metrics import detection_rates
+from cfzoo.metrics import detection_rates, finite_or_none
+from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
 from cfzoo.zoo.registry import FAMILY_IDS
@@ -216,7 +216,7 @@ def reproduce(
 
 def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> dict:
     """Table V for the restorers here among ``tasks``; with none, the same keys, no rows and a note saying how to get them."""
-    from cfzoo.restoration import evaluable_restorers, evaluate_restoration
+    from cfzoo.experiments.restoration import evaluable_restorers, evaluate_restoration
 
     chosen = [task for task in RESTORATION_TASKS if task in tasks]
     wanted = [f"restorer-{task}-{kind}" for task in chosen for kind in DISCRIMINATORS]
@@ -359,7 +359,7 @@ def report_markdown(document: dict, plots: dict[str, str]) -> str:
 
 
 def _restoration_markdown(restoration: dict) -> str:
-    from cfzoo.restoration import restoration_markdown
+    from cfzoo.experiments.restoration import restoration_markdown
 
     return restoration_markdown(restoration)
 

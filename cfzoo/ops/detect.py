@@ -1,13 +1,6 @@
 """Forensic triage of whole images: zoo detectors on a grid of 128x128 patches, aggregated per image.
 
-Patch grid (:func:`patch_grid`): patch corners start at 0 and advance by ``stride`` (default 128, a
-non-overlapping grid) along rows and columns. Where the last patch stops short of the right or bottom
-edge, one more column or row of patches is added as close to that edge as the 8-pixel lattice allows
-(it overlaps its neighbour), so at most 7 pixels at the right and bottom are seen by no patch. Every
-corner stays on the lattice of multiples of 8 (strides too are multiples of 8) because the detectors
-were trained on patches cut there, in phase with the 8x8 JPEG blocks, and some are phase-sensitive:
-on a JPEG Q=70 Pixel 5 photo, Bayar2016-jpeg70 flags 100% of the patches at even offsets from the
-block grid and 0% at odd ones.
+Patch grid: :func:`cfzoo.patches.patch_grid`.
 
 Aggregation (:func:`summarise`): each detector gives every patch the probability that it is manipulated
 (softmax class 1) and calls it manipulated above the detector's threshold. The image's verdict is
@@ -34,19 +27,19 @@ from PIL import Image, ImageDraw, ImageFont
 from cfzoo.errors import CfzooError, ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
 from cfzoo.manipulations import TASK_IDS
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, score_positions
 from cfzoo.patches import (
+    DEFAULT_STRIDE,
     PATCH_SIZE,
-    SAMPLING_STEP,
     ImageTooSmallError,
     check_fits,
-    cut_patches,
+    check_stride,
+    patch_grid,
 )
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector, to_model_input
+from cfzoo.zoo.runtime import Detector, load_detector
 
-DEFAULT_STRIDE = PATCH_SIZE
-DEFAULT_BATCH_SIZE = 64
 #: An image is called manipulated when more than this share of its patches is.
 MAJORITY = 0.5
 #: Longest side of a heatmap PNG, in pixels (larger images are shown reduced).
@@ -130,54 +123,6 @@ def select_detectors(
 # --- patches and scores ----------------------------------------------------------------------
 
 
-def patch_grid(height: int, width: int, stride: int = DEFAULT_STRIDE, patch_size: int = PATCH_SIZE) -> np.ndarray:
-    """Top-left corners [K, 2] (row, column) of patches that cover the image, in raster order.
-
-    Corners advance by ``stride`` from 0; where the grid falls short of the bottom/right edge, a last
-    row/column is added at the lattice position nearest the edge (see the module's notes). Raises
-    ImageTooSmallError below one patch.
-    """
-    check_stride(stride, patch_size)
-    check_fits(height, width, patch_size)
-    rows, columns = (_covering_starts(length, stride, patch_size) for length in (height, width))
-    grid_rows, grid_columns = np.meshgrid(rows, columns, indexing="ij")
-    return np.stack([grid_rows.ravel(), grid_columns.ravel()], axis=1)
-
-
-def check_stride(stride: int, patch_size: int = PATCH_SIZE) -> None:
-    if not (1 <= stride <= patch_size and stride % SAMPLING_STEP == 0):
-        raise CfzooError(
-            f"stride must be a multiple of {SAMPLING_STEP} (the JPEG block lattice the detectors were trained on) "
-            f"from {SAMPLING_STEP} to {patch_size} pixels, got {stride}"
-        )
-
-
-def check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise CfzooError(f"batch size must be at least 1 patch, got {batch_size}")
-
-
-def _covering_starts(length: int, stride: int, patch_size: int) -> np.ndarray:
-    starts = np.arange(0, length - patch_size + 1, stride, dtype=np.int64)
-    edge = (length - patch_size) // SAMPLING_STEP * SAMPLING_STEP
-    if starts[-1] < edge:
-        starts = np.append(starts, edge)
-    return starts
-
-
-def score_patches(
-    pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
-) -> np.ndarray:
-    """Manipulation probability [len(detectors), K] of the patches at ``positions``, ``batch_size`` at a time."""
-    check_batch_size(batch_size)
-    probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
-    for start in range(0, len(positions), batch_size):
-        batch = to_model_input(cut_patches(pixels, positions[start:start + batch_size]))
-        for row, detector in enumerate(detectors):
-            probabilities[row, start:start + len(batch)] = detector.probability(batch)
-    return probabilities
-
-
 @dataclass(frozen=True)
 class DetectorVerdict:
     """One detector's reading of one image."""
@@ -258,7 +203,7 @@ def detect_image(
         positions = patch_grid(image.height, image.width, stride)
     except (ImageReadError, ImageTooSmallError) as error:
         return ImageReport(path, error=str(error))
-    probabilities = score_patches(image.pixels, detectors, positions, batch_size)
+    probabilities = score_positions(image.pixels, detectors, positions, batch_size)
     verdicts = []
     for detector, row in zip(detectors, probabilities):
         verdict = summarise(detector.entry, row)

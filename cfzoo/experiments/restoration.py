@@ -1,0 +1,200 @@
+"""The paper's Table V: GAN restoration of median filtering against every detector here.
+
+:func:`evaluate_restoration`: for each task and discriminator kind, the TPR of every detector here on restored
+median-filtered test patches (and before restoration), and PSNR / SSIM of the restored and of the filtered
+patches against their pristine partners (same photo, same position). Restoring itself is :mod:`cfzoo.ops.restore`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from cfzoo.data import (
+    CameraDataset,
+    PatchSetSpec,
+    aligned_pairs,
+    build_patch_set,
+    manipulated_rows,
+    split_devices,
+)
+from cfzoo.errors import CfzooError
+from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse, quality_sums
+from cfzoo.ops.available import detector_entries
+from cfzoo.ops.restore import DEFAULT_BATCH_SIZE, load_restorer, restore_patches
+from cfzoo.ops.scoring import called_manipulated
+from cfzoo.paper import paper_tables
+from cfzoo.reports import before_after_cells, before_after_header, reported_families
+from cfzoo.zoo.restorers import (
+    DISCRIMINATOR_TITLES,
+    DISCRIMINATORS,
+    RESTORATION_TASKS,
+    RestorerEntry,
+    check_restorer,
+    how_to_get,
+    is_available,
+    load_restorer_registry,
+    restorer_id,
+)
+from cfzoo.zoo.runtime import load_detector
+
+StatusCallback = Callable[[str, int, int], None]
+PAPER_TABLE = "table5_gan_restoration_median"
+
+
+# --- Table V ----------------------------------------------------------------------------------
+
+
+def paper_tpr(task: str, discriminator: str, family: str) -> float | None:
+    """The paper's Table V TPR (percent) of ``family`` after restoration, or None where it has none."""
+    return paper_tables()[PAPER_TABLE]["by_discriminator"].get(discriminator, {}).get(task, {}).get(family)
+
+
+def evaluable_restorers(tasks: Iterable[str] | None = None, discriminators: Iterable[str] | None = None) -> tuple[list[RestorerEntry], list[str]]:
+    """(restorers to evaluate, ids of the selection left out because their files are not here).
+
+    The selection is every task given (default: both) times every discriminator given (default: both). With
+    both tasks and discriminators given, each restorer of the selection must be here; otherwise those that
+    are here are used (at least one). A missing restorer is a one-line error that says how to get it."""
+    chosen_tasks = list(dict.fromkeys(tasks or RESTORATION_TASKS))
+    chosen_kinds = list(dict.fromkeys(discriminators or DISCRIMINATORS))
+    for task in chosen_tasks:
+        for kind in chosen_kinds:
+            check_restorer(task, kind)
+    registry = load_restorer_registry()
+    found, missing = [], []
+    for task in (task for task in RESTORATION_TASKS if task in chosen_tasks):
+        for kind in (kind for kind in DISCRIMINATORS if kind in chosen_kinds):
+            entry = registry.entries.get(restorer_id(task, kind))
+            if entry is not None and is_available(entry):
+                found.append(entry)
+            else:
+                missing.append((task, kind))
+    if missing and (not found or (tasks and discriminators)):
+        task, kind = missing[0]
+        raise CfzooError(f"restorer {restorer_id(task, kind)} is not available here; {how_to_get(task, kind)}")
+    return found, [restorer_id(task, kind) for task, kind in missing]
+
+
+def evaluate_restoration(
+    dataset: CameraDataset,
+    tasks: Sequence[str] | None = None,
+    discriminators: Sequence[str] | None = None,
+    seed: int = 0,
+    max_patches: int | None = None,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Table V on the test devices of ``dataset`` (device split drawn with ``seed``).
+
+    For each task, its manipulated test patches (all, or ``max_patches`` spread evenly over the test devices)
+    and their pristine partners; for each restorer of the task: restored patches, every detector's TPR on
+    them and on the filtered patches, PSNR and SSIM against the pristine partners. Works in batches."""
+    if batch_size < 1:
+        raise CfzooError(f"batch size must be at least 1, got {batch_size}")
+    restorers, missing = evaluable_restorers(tasks, discriminators)
+    status = on_status or (lambda stage, done, total: None)
+    split = split_devices(dataset.device_names, seed)
+    rows = []
+    for task in dict.fromkeys(entry.task for entry in restorers):
+        patch_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            on_progress=functools.partial(status, f"{task} patches"),
+        )
+        partners, manipulated = aligned_pairs(patch_set)
+        chosen = np.searchsorted(manipulated, manipulated_rows(patch_set, max_patches, seed))
+        entries = detector_entries(task)
+        detectors = {entry.family: load_detector(entry.id, providers) for entry in entries}
+        kinds = [entry for entry in restorers if entry.task == task]
+        sessions = {entry.discriminator: load_restorer(task, entry.discriminator, providers) for entry in kinds}
+        before = {family: [] for family in detectors}
+        after = {kind: {family: [] for family in detectors} for kind in sessions}
+        sums = {name: np.zeros(2) for name in ("input", *sessions)}  # squared error, SSIM sum
+        seconds = dict.fromkeys(sessions, 0.0)
+        for start in range(0, len(chosen), batch_size):
+            batch = chosen[start:start + batch_size]
+            filtered = np.asarray(patch_set.patches[manipulated[batch]])
+            pristine = np.asarray(patch_set.patches[partners[batch]])
+            sums["input"] += quality_sums(pristine, filtered)[:2]
+            for family, detector in detectors.items():
+                before[family].append(called_manipulated(detector, filtered, batch_size)[1])
+            for kind, restorer in sessions.items():
+                started = time.perf_counter()
+                restored = restore_patches(restorer, filtered, batch_size)
+                seconds[kind] += time.perf_counter() - started
+                sums[kind] += quality_sums(pristine, restored)[:2]
+                for family, detector in detectors.items():
+                    after[kind][family].append(called_manipulated(detector, restored, batch_size)[1])
+            status(f"{task} restore", start + len(batch), len(chosen))
+        samples = len(chosen) * int(np.prod(patch_set.patches.shape[1:]))
+        for entry in kinds:
+            rows.append({
+                "task": task,
+                "discriminator": entry.discriminator,
+                "restorer": entry.id,
+                "patches": len(chosen),
+                "quality": {name: _quality(sums[key], samples, len(chosen)) for name, key in (("input", "input"), ("restored", entry.discriminator))},
+                "restore_seconds": round(seconds[entry.discriminator], 2),
+                "tpr": {
+                    detector_entry.family: {
+                        "model": detector_entry.id,
+                        "before": _tpr(before[detector_entry.family]),
+                        "after": _tpr(after[entry.discriminator][detector_entry.family]),
+                        "paper": paper_tpr(task, entry.discriminator, detector_entry.family),
+                    }
+                    for detector_entry in entries
+                },
+            })
+    return {
+        "seed": seed,
+        "dataset": str(dataset.root),
+        "test_devices": list(split.test),
+        "max_patches": max_patches,
+        "missing": missing,
+        "rows": rows,
+    }
+
+
+def _quality(sums: np.ndarray, samples: int, images: int) -> dict:
+    """{"psnr_db", "ssim"} from (sum of squared errors, sum of SSIM) over ``images`` holding ``samples`` values."""
+    return {"psnr_db": finite_or_none(psnr_from_mse(sums[0] / samples)), "ssim": round(float(sums[1]) / images, 6)}
+
+
+def _tpr(decisions: list[np.ndarray]) -> float:
+    called = np.concatenate(decisions)
+    return detection_rates(np.ones(len(called), dtype=bool), called).tpr
+
+
+def restoration_markdown(report: dict) -> str:
+    """Table V as markdown: TPR of every detector before and after restoration, the paper's in brackets."""
+    families = reported_families(report["rows"])
+    lines = [
+        f"TPR (percent) on median-filtered test patches before and after GAN restoration; test devices: {', '.join(report['test_devices'])}",
+        "",
+        "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | " + before_after_header(families) + " |",
+        "|---|---|---:|---:|---:|" + "---:|---:|" * len(families),
+    ]
+    for row in report["rows"]:
+        cells = before_after_cells(row["tpr"], families)
+        quality = row["quality"]
+        lines.append(
+            f"| {row['task']} | {row['discriminator']} | {row['patches']} | {_db(quality['input']['psnr_db'])} -> {_db(quality['restored']['psnr_db'])} | "
+            f"{quality['input']['ssim']:.4f} -> {quality['restored']['ssim']:.4f} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", (
+        "In brackets: the paper's Table V (TPR after restoration; the paper reports no PSNR or SSIM). "
+        f"Discriminators: kim = {DISCRIMINATOR_TITLES['kim']}, vgg = {DISCRIMINATOR_TITLES['vgg']}."
+    )]
+    if report["missing"]:
+        lines.append(f"Not available here: {', '.join(report['missing'])}.")
+    return "\n".join(lines)
+
+
+def _db(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.2f}"

@@ -1,0 +1,47 @@
+"""Which of the zoo's detectors are here (files present) for a task, and which can be attacked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cfzoo.errors import CfzooError
+from cfzoo.reports import TABLE1_ORDER
+from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
+from cfzoo.zoo.resolve import available_sources
+
+
+def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
+    return bool(available_sources(entry, kind))
+
+
+def attackable_tasks(target: str, tasks: Iterable[str] | None = None) -> list[str]:
+    """The tasks (Table I order) for which the target family's detector and gradient companion are here.
+
+    With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is missing."""
+    if target not in FAMILY_IDS:
+        raise CfzooError(f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}")
+    registry = load_registry()
+    wanted = list(dict.fromkeys(tasks)) if tasks else None
+    if wanted is not None:
+        registry.select([target], wanted)  # one-line error for unknown tasks
+        for task in wanted:
+            model_id = f"{target}-{task}"
+            if not _attackable(registry, model_id):
+                raise CfzooError(
+                    f"{model_id} (detector and gradient companion) is not available here; `cfzoo list` shows what is, "
+                    f"`cfzoo pull {model_id}` or `cfzoo train` + `cfzoo export` make it available"
+                )
+        return [task for task in TABLE1_ORDER if task in wanted]
+    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}")]
+    if not found:
+        raise CfzooError(f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one")
+    return found
+
+
+def _attackable(registry, model_id: str) -> bool:
+    return model_id in registry and is_available(registry.get(model_id)) and is_available(registry.get(model_id), "gradient")
+
+
+def detector_entries(task: str) -> list[ModelEntry]:
+    """The detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
+    return [entry for entry in load_registry().select(tasks=[task]) if is_available(entry)]

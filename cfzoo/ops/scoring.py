@@ -1,0 +1,45 @@
+"""The one batched scorer: every operation that asks a detector about patches asks through here.
+
+Patches are uint8 [N,128,128,3] (or cut from an image at given positions); they reach the detector
+``batch_size`` at a time in the model contract's float32 [N,3,128,128] form, so memory beyond the decoded
+image is bounded by the batch, not by the number of patches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cfzoo.errors import CfzooError
+from cfzoo.patches import cut_patches
+from cfzoo.zoo.runtime import Detector, to_model_input
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise CfzooError(f"batch size must be at least 1 patch, got {batch_size}")
+
+
+def called_manipulated(detector: Detector, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(probability of "manipulated", the detector's decision) for [N,H,W,3] uint8 patches."""
+    check_batch_size(batch_size)
+    probability = np.concatenate([
+        detector.probability(to_model_input(patches[start:start + batch_size])) for start in range(0, len(patches), batch_size)
+    ]) if len(patches) else np.zeros(0)
+    return probability, probability > detector.threshold
+
+
+def score_positions(
+    pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Manipulation probability [len(detectors), K] of the patches at ``positions``, ``batch_size`` at a time."""
+    check_batch_size(batch_size)
+    probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
+    for start in range(0, len(positions), batch_size):
+        batch = to_model_input(cut_patches(pixels, positions[start:start + batch_size]))
+        for row, detector in enumerate(detectors):
+            probabilities[row, start:start + len(batch)] = detector.probability(batch)
+    return probabilities
