@@ -28,6 +28,7 @@ import numpy as np
 import PIL
 
 from cfzoo import __version__
+from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import DataError, ImageReadError
 from cfzoo.files import file_sha256
 from cfzoo.images import list_images, read_header, read_rgb
@@ -46,7 +47,6 @@ SPLITS = ("train", "test")
 TEST_DEVICE_FRACTION = 3 / 9  # the paper's 3 test devices out of 9
 PATCH_SET_FORMAT = 1
 
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

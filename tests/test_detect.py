@@ -215,6 +215,7 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     result = runner.invoke(app, ["detect", str(folder), "-t", "jpeg70", *families, "--heatmap", str(maps), "--providers", "cpu"])
     assert result.exit_code == 0, result.output
     assert "xception: no model here for any selected task" in result.stderr, "unavailable family named on stderr"
+    assert "cfzoo train DATA -f xception -t jpeg70, then cfzoo export" in result.stderr or "cfzoo pull -f xception -t jpeg70" in result.stderr
     table = result.stdout
     assert table.index("jpeg70.png") < table.index("original.png"), "folder listed in name order"
     compressed_table, original_table = table.split("cells:")[0].split("original.png")
@@ -230,6 +231,10 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
         assert pixels.shape[1] == 512 and pixels.shape[0] > 512, "full width, a caption strip above the image"
         red, blue = pixels[-512:, :, 0].mean(), pixels[-512:, :, 2].mean()
         assert (red > blue + 30) if warm else (blue > red + 30), (name, red, blue)
+
+    default = runner.invoke(app, ["detect", str(astronaut_pair[1]), "-t", "jpeg70", "--providers", "cpu"])
+    assert default.exit_code == 0, default.output
+    assert "xception" not in default.stderr, "by default, a family with no model here is left out without a note"
 
     result = runner.invoke(app, ["detect", str(folder), "-t", "jpeg70", "-f", "spam", "-f", "cozzolino2017", "--json", "--stride", "64"])
     assert result.exit_code == 0, result.output

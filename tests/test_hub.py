@@ -303,3 +303,23 @@ def test_every_file_comes_from_the_commit_the_plan_resolved(hub_endpoint, served
     assert pulled.commit == planned
     assert all(file.path.parent.parent.name == planned for file in pulled.files)  # .../snapshots/<commit>/models/<file>
     assert (tmp_path / "hf").is_dir() and moved.read_bytes() == original
+
+
+def test_publishing_a_zoo_leaves_out_listed_models_whose_files_live_elsewhere(source_zoo, tmp_path):
+    """The package's registry lists Xception without shipping its 83 MB graphs: by default only models whose
+    files are in the zoo are published; one named explicitly without its files is a one-line error."""
+    from cfzoo.errors import CfzooError
+    from cfzoo.zoo.registry import REGISTRY_NAME, Registry
+
+    zoo, _ = source_zoo
+    listed = Registry.read(zoo / REGISTRY_NAME)
+    partial = tmp_path / "zoo"
+    (partial / "models").mkdir(parents=True)
+    shipped, elsewhere = MODEL_IDS[0], MODEL_IDS[1]
+    for model_file in listed.get(shipped).files.values():
+        shutil.copy(zoo / model_file.path_in_zoo, partial / model_file.path_in_zoo)
+    Registry([listed.get(shipped), listed.get(elsewhere)]).write(partial / REGISTRY_NAME)
+
+    assert plan_publication("someone/models", partial).models == (shipped,)
+    with pytest.raises(CfzooError, match=f"{elsewhere}.onnx is missing"):
+        plan_publication("someone/models", partial, [shipped, elsewhere])

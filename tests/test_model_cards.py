@@ -239,3 +239,13 @@ def test_the_published_cards_match_the_embedded_registry():
         path = REPOSITORY / "model_cards" / f"{family}.md"
         assert path.is_file(), f"{path} is missing; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
         assert path.read_text() == family_card(family, registry).text, f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+
+
+def test_weights_that_travelled_quantised_are_named_on_the_card(registry):
+    base = registry.get("bayar2016-jpeg70")
+    packed = replace(base, training={**base.training, "weights_transport": "int8 per output channel"})
+    plain = registry.get("bayar2016-median7")
+    lines = [line for line in family_card("bayar2016", Registry([packed, plain])).text.splitlines() if "came back" in line]
+    assert len(lines) == 1 and lines[0].startswith("`bayar2016-jpeg70`: the weights came back") and "int8 per output channel" in lines[0]
+    assert "median7" not in lines[0]
+    assert "came back" not in family_card("bayar2016", Registry([plain])).text

@@ -72,8 +72,8 @@ def attack(
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         report = attack_dataset(
-            dataset, target, eps, task or None, method, iterations, seed, max_patches, providers, batch_size,
-            cache_dir, save, on_status,
+            dataset, target, eps, tasks=task or None, method=method, iterations=iterations, seed=seed, max_patches=max_patches,
+            providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
         )
     if report["target_trained_on_test_devices"]:
         typer.echo(

@@ -22,12 +22,13 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cfzoo import __version__
+from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,
     PatchSetSpec,
@@ -49,7 +50,6 @@ from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
 from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module
 
-StatusCallback = Callable[[str, int, int], None]
 SCHEMA_VERSION = 1
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
 #: Differences from the paper larger than this many percentage points are listed under each table.
@@ -182,7 +182,10 @@ def reproduce(
     attacks = []
     for target, target_tasks in attack_targets(tasks).items():
         status = None if on_status is None else (lambda stage, done, total, name=target: on_status(f"FGSM {name} {stage}", done, total))
-        report = attack_dataset(dataset, target, eps, target_tasks, "fgsm", None, seed, max_patches, providers, batch_size, cache_dir, None, status)
+        report = attack_dataset(
+            dataset, target, eps, tasks=target_tasks, seed=seed, max_patches=max_patches, providers=providers,
+            batch_size=batch_size, cache_dir=cache_dir, on_status=status,
+        )
         report["paper_table"] = PAPER_NUMBERS.get(target) if eps == 1 else None
         attacks.append(report)
     seconds["attacks"] = round(time.perf_counter() - clock, 2)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,
     PatchSetSpec,
@@ -42,7 +43,6 @@ from cfzoo.zoo.restorers import (
 )
 from cfzoo.zoo.runtime import load_detector
 
-StatusCallback = Callable[[str, int, int], None]
 PAPER_TABLE = "table5_gan_restoration_median"
 
 

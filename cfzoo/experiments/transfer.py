@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,
     PatchSet,
@@ -44,8 +45,6 @@ from cfzoo.paper import FAMILY_TITLES, paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
 from cfzoo.zoo.registry import load_registry
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
-
-StatusCallback = Callable[[str, int, int], None]
 
 #: The paper's tables of FGSM (eps = 1) transfer, by target family.
 PAPER_TABLES = {
@@ -136,6 +135,7 @@ def attack_dataset(
     dataset: CameraDataset,
     target: str,
     eps: int,
+    *,
     tasks: Sequence[str] | None = None,
     method: str = "fgsm",
     iterations: int | None = None,

@@ -438,6 +438,13 @@ def _training(entries: list[ModelEntry], registry: Registry) -> str:
     if devices:
         no_gpu = ", no GPU" if all(device.startswith("CPU") for device in devices) else ""
         lines.append(f"Machine: {'; '.join(devices)}{no_gpu}.")
+    transported = [entry for entry in entries if entry.training.get("weights_transport")]
+    if transported:
+        lines.append(
+            f"{', '.join(f'`{entry.id}`' for entry in transported)}: the weights came back from the training machine as "
+            f"{transported[0].training['weights_transport']}; the published graphs are of those weights, and their "
+            "metrics above were measured on them."
+        )
     if reduced:
         lines.append(
             f"{', '.join(f'`{entry.id}`' for entry in reduced)} trained on a reduced set: a seeded, class-balanced "

@@ -24,7 +24,7 @@ DEFAULT_HUB_REPO = "cfzoo/detectors"
 
 _TRAINING_KEYS = (
     "seed", "split", "train_patches", "test_patches", "hyperparameters", "training_data_sha256", "zoomed_train_photos",
-    "training_seconds", "machine", "loss", "cfzoo_version",
+    "training_seconds", "machine", "loss", "cfzoo_version", "weights_transport",
 )
 
 

@@ -94,8 +94,10 @@ def select_detectors(
 ) -> DetectorSelection:
     """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine.
 
-    A family with some or all of those models missing is named in ``skipped`` (which tasks, and how to
-    get them); a CfzooError if nothing at all is available.
+    A family with some of those models missing, or any asked for by name, is named in ``skipped`` with the
+    tasks it lacks and the command that gets them; by default (no ``families``) a family with no model here
+    at all is left out silently, since "all families" means those that are here. A CfzooError if nothing at
+    all is available.
     """
     entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
     wanted_families = [family for family in FAMILY_IDS if not families or family in families]
@@ -109,9 +111,9 @@ def select_detectors(
                 missing.append(task)
             else:
                 detectors.append(load_detector(entry.id, providers))
-        if missing:
+        if missing and (families or len(missing) < len(wanted_tasks)):
             which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
-            skipped.append(f"{family}: no model here for {which}; skipped (`cfzoo list` says how to get them)")
+            skipped.append(f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})")
     if not detectors:
         raise CfzooError(
             "no detector is available for the selected families and tasks; `cfzoo list` shows how to get them "
@@ -120,7 +122,16 @@ def select_detectors(
     return DetectorSelection(detectors, skipped)
 
 
-# --- patches and scores ----------------------------------------------------------------------
+def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]) -> str:
+    """The command that makes ``family``'s models of ``tasks`` available: a pull where the registry names a Hub
+    source for each, else training and export."""
+    options = " ".join(f"-t {task}" for task in tasks)
+    if all(entries.get(f"{family}-{task}") is not None and entries[f"{family}-{task}"].hub is not None for task in tasks):
+        return f"get them with: cfzoo pull -f {family} {options}"
+    return f"train and export them: cfzoo train DATA -f {family} {options}, then cfzoo export"
+
+
+# --- verdicts ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import (
+    CameraDataset,
+    PatchSetSpec,
+    balanced_subset,
+    build_patch_set,
+    split_devices,
+)
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.metrics import detection_rates
-from cfzoo.training.run import StatusCallback, decision_threshold, load_detector, score_patches
+from cfzoo.training.run import decision_threshold, load_detector, score_patches
 
 
 def available_models(

@@ -62,15 +62,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from cfzoo import __version__
-from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, split_devices
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import (
+    CameraDataset,
+    PatchSet,
+    PatchSetSpec,
+    build_patch_set,
+    split_devices,
+)
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.patches import PATCHES_PER_IMAGE
 from cfzoo.training.loop import to_tensor, training_device
 from cfzoo.training.run import loss_summary, training_data_digest, training_machine
 from cfzoo.zoo.restorers import DISCRIMINATORS, check_restorer, restorer_id
-
-StatusCallback = Callable[[str, int, int], None]  # (stage, done, total)
 
 # --- networks ---------------------------------------------------------------------------------
 

@@ -11,21 +11,28 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cfzoo import __version__
-from cfzoo.data import CameraDataset, DeviceSplit, PatchSet, PatchSetSpec, balanced_subset, build_patch_set, held_out_split, split_devices
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import (
+    CameraDataset,
+    DeviceSplit,
+    PatchSet,
+    PatchSetSpec,
+    balanced_subset,
+    build_patch_set,
+    held_out_split,
+    split_devices,
+)
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates
 from cfzoo.training import FAMILIES, require_training_extra
-
-StatusCallback = Callable[[str, int, int], None]  # (stage, done, total)
 
 SVM_REGULARISATION = 1.0
 

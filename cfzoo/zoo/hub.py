@@ -429,8 +429,7 @@ class Publication:
     def lay_out(self, folder: str | os.PathLike[str]) -> Path:
         """Write the repo's files into ``folder``, which must not exist or be empty; it appears whole or not at all."""
         folder = Path(folder)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise CfzooError(f"{folder} exists and is not an empty folder; remove it or choose another --out")
+        check_empty_destination(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
         try:
@@ -470,11 +469,18 @@ def default_model_cards_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def check_empty_destination(folder: Path) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise CfzooError(f"{folder} exists and is not an empty folder; remove it or choose another --out")
+
+
 def plan_publication(
     repo_id: str, zoo_dir: str | os.PathLike[str] | None = None, model_ids: Iterable[str] | None = None,
     model_cards_dir: str | os.PathLike[str] | None = None,
 ) -> Publication:
-    """The Hub repo for the zoo's models (default: every model in ``zoo_dir``, default the user zoo).
+    """The Hub repo for the zoo's models (default: every model of ``zoo_dir`` whose files are there; the zoo
+    defaults to the user zoo). A registry may list models whose files live elsewhere (the package's lists
+    Xception, 83 MB per graph, without shipping it); named in ``model_ids``, such a model is an error.
 
     Every ONNX file is checked against the zoo's registry first. ``registry.json`` lists only the published
     models, with their Hub source set to ``repo_id``. From ``model_cards_dir`` (default
@@ -487,9 +493,11 @@ def plan_publication(
     if not registry_path.is_file():
         raise CfzooError(f"{zoo_dir} holds no {REGISTRY_NAME}; export models into it first (cfzoo export --zoo {zoo_dir})")
     zoo = Registry.read(registry_path)
-    ids = list(dict.fromkeys(model_ids or [])) or list(zoo.entries)
+    ids = list(dict.fromkeys(model_ids or [])) or [
+        entry.id for entry in zoo if all((zoo_dir / file.path_in_zoo).is_file() for file in entry.files.values())
+    ]
     if not ids:
-        raise CfzooError(f"the zoo {zoo_dir} lists no models; export some first with `cfzoo export`")
+        raise CfzooError(f"the zoo {zoo_dir} holds no model with its files; export some first with `cfzoo export`")
     entries = [replace(zoo.get(model_id), hub=HubSource(repo_id, DEFAULT_REVISION), embedded=False) for model_id in ids]
     model_files = []
     for entry in entries:
@@ -530,6 +538,8 @@ def publish(
     ``models/`` with the published set, so the repo holds exactly what its ``registry.json`` lists
     (earlier models stay in the repo's history).
     """
+    if out_dir is not None:
+        check_empty_destination(Path(out_dir))  # before the checksums of every file are taken
     publication = plan_publication(repo_id, zoo_dir, model_ids, model_cards_dir)
     folder = publication.lay_out(out_dir) if out_dir is not None else None
     if not dry_run:

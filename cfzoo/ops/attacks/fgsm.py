@@ -25,11 +25,11 @@ the per-sample losses.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
@@ -41,7 +41,6 @@ MAX_EPS = 255
 IFGSM_STEP = 1
 DEFAULT_BATCH_SIZE = 64
 
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
