@@ -287,6 +287,12 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     assert by_path is not gradient_model and by_path.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
     assert load_gradient_model(available_model, providers="cpu") is gradient_model
     assert load_detector(available_model, providers="cpu") is detector
+    # a file that says it is another model, or the other kind of file, is refused in one line
+    other = next(entry.id for entry in load_registry() if entry.id != available_model and entry.embedded)
+    with pytest.raises(CfzooError, match=f"is {available_model}'s gradient, not {other}'s"):
+        load_gradient_model(other, providers="cpu", path=gradient_model.path)
+    with pytest.raises(CfzooError, match="is a gradient graph, not a detector graph"):
+        load_detector(available_model, providers="cpu", path=gradient_model.path)
 
     clear_session_cache()
     assert load_detector(available_model, providers="cpu") is not detector

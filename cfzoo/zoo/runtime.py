@@ -142,7 +142,21 @@ def load_gradient_model(model_id: str, providers: str = "auto", path: str | os.P
 @functools.lru_cache(maxsize=128)
 def _cached_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
     entry = load_registry().get(model_id)
-    return kind_class(entry, resolve(entry, kind, path), providers)
+    session = kind_class(entry, resolve(entry, kind, path), providers)
+    if path is not None:
+        _check_identity(session, kind)
+    return session
+
+
+def _check_identity(session: OnnxSession, kind: str) -> None:
+    """A file given by path must not say, in its cfzoo ``metadata_props``, that it is another model or the other
+    kind of file: a companion loaded under another model's id would attack with the wrong gradient."""
+    metadata = session.session.get_modelmeta().custom_metadata_map
+    claimed_id, claimed_kind = metadata.get("model_id"), metadata.get("kind")
+    if claimed_id is not None and claimed_id != session.entry.id:
+        raise CfzooError(f"{session.path} is {claimed_id}'s {claimed_kind or 'file'}, not {session.entry.id}'s; give the file of {session.entry.id}")
+    if claimed_kind is not None and claimed_kind != kind:
+        raise CfzooError(f"{session.path} is a {claimed_kind} graph, not a {kind} graph; give {session.entry.id}'s {kind} file")
 
 
 def clear_session_cache() -> None:
