@@ -1,0 +1,66 @@
+"""Two checkpoint folders of one family side by side on cameras no model saw: scikit-image's bundled photos.
+
+Every patch of the four pseudo-devices (train and test sets of the seed-0 split, 5,376 per task), scored by
+each folder's torch checkpoint; prints per task FPR and ACC at the family's fixed threshold, and the AUC, so
+a calibration gap (good AUC, poor accuracy at the threshold) shows apart from a separation gap.
+
+Example (each folder needs the weights, e.g. one that `tools/gpu_train.py unpack` wrote):
+python tools/compare_on_sample_photos.py checkpoints/cameras-seed0 /tmp/unpacked/bayar2016-long
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
+from cfzoo.metrics import detection_rates  # noqa: E402
+from cfzoo.reports import TABLE1_ORDER  # noqa: E402
+from cfzoo.sample_data import sample_dataset_dir  # noqa: E402
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U), ties broken by order."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", type=Path, nargs=2)
+    parser.add_argument("--family", default="bayar2016")
+    parser.add_argument("--tasks", nargs="+", default=list(TABLE1_ORDER))
+    parser.add_argument("--cache-dir", type=Path)
+    args = parser.parse_args()
+
+    import torch
+
+    from cfzoo.training.run import decision_threshold, load_detector, score_patches
+
+    torch.set_num_threads(1)
+    dataset = CameraDataset.from_directory(sample_dataset_dir())
+    split = split_devices(dataset.device_names, 0)
+    print("task patches " + " ".join(f"{folder.name}:FPR/ACC/AUC" for folder in args.folders))
+    for task in args.tasks:
+        sets = [build_patch_set(dataset, PatchSetSpec(task=task, split=name, seed=0), split, args.cache_dir) for name in ("train", "test")]
+        cells = []
+        for folder in args.folders:
+            _, detector = load_detector(folder, f"{args.family}-{task}")
+            scores = np.concatenate([score_patches(args.family, detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets])
+            labels = np.concatenate([np.asarray(ps.labels) for ps in sets])
+            rates = detection_rates(labels, scores > decision_threshold(args.family))
+            cells.append(f"{rates.fpr:.1f}/{rates.acc:.1f}/{roc_auc(labels, scores):.3f}")
+        print(task, len(labels), *cells, flush=True)
+
+
+if __name__ == "__main__":
+    main()
