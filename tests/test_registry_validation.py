@@ -83,11 +83,17 @@ def test_a_bad_user_entry_is_named_and_the_good_ones_are_listed(kind):
 
 
 def test_asking_for_a_model_whose_user_entry_is_invalid_says_why():
-    write_user_registry(json.dumps({"schema": 1, "models": [changed(("files", "detector", "size"), "12", "xception-median3")]}))
+    from cfzoo.manipulations import TASK_IDS
+    from cfzoo.paper import FAMILY_IDS
+    from cfzoo.zoo.registry import embedded_registry
+
+    # an id only the user's (invalid) entry names: the package's registry lists no such model
+    model_id = next(f"{family}-{task}" for family in FAMILY_IDS for task in TASK_IDS if f"{family}-{task}" not in embedded_registry())
+    write_user_registry(json.dumps({"schema": 1, "models": [changed(("files", "detector", "size"), "12", model_id)]}))
     with pytest.raises(CfzooError) as caught:
-        load_detector("xception-median3")
+        load_detector(model_id)
     message = str(caught.value)
-    assert "entry 'xception-median3': files.detector.size: Input should be a valid integer" in message
+    assert f"entry '{model_id}': files.detector.size: Input should be a valid integer" in message
     assert message.endswith("; fix or delete that entry") and "\n" not in message
 
 

@@ -265,6 +265,21 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
     for row in json.loads(scored.stdout):
         recorded = records[f"{row['family']}-{row['task']}"]["metrics"]["test"]
         assert (row["fpr"], row["tpr"], row["acc"]) == (recorded["fpr"], recorded["tpr"], recorded["acc"])
+        # the per-device rates add up to the overall ones
+        devices = row["by_device"]
+        assert sorted(devices) == sorted(row["test_devices"])
+        pristine = sum(rates["pristine"] for rates in devices.values())
+        manipulated = sum(rates["manipulated"] for rates in devices.values())
+        assert (pristine, manipulated) == (recorded["pristine"], recorded["manipulated"])
+        false_alarms = sum(rates["fpr"] * rates["pristine"] for rates in devices.values() if rates["pristine"]) / 100
+        hits = sum(rates["tpr"] * rates["manipulated"] for rates in devices.values() if rates["manipulated"]) / 100
+        assert abs(100 * false_alarms / pristine - row["fpr"]) < 1e-9 and abs(100 * hits / manipulated - row["tpr"]) < 1e-9
+
+    per_device = runner.invoke(app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--per-device", *common])
+    assert per_device.exit_code == 0, per_device.output
+    assert "per test device" in per_device.stdout and "spam-median3" in per_device.stdout
+    refused = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "ck"), "--recorded", "--per-device"])
+    assert refused.exit_code == 1 and "leave out --recorded" in refused.stderr
 
     markdown = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "ck"), "--recorded", "--markdown"])
     assert markdown.exit_code == 0, markdown.output

@@ -30,7 +30,10 @@ def evaluate(
         False, "--save-metrics",
         help="Store the measured test metrics in each checkpoint's record (for models trained with --no-evaluate).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    per_device: bool = typer.Option(
+        False, "--per-device", help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (scored rows carry by_device)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
 ) -> None:
     """Table I: FPR, TPR and ACC (percent) of every trained detector on its unseen test devices.
@@ -53,6 +56,8 @@ def evaluate(
     models = available_models(checkpoints, families, tasks, need_weights=not recorded)
     if not models:
         raise CfzooError(f"no trained checkpoints for these families and tasks in {checkpoints}; run cfzoo train first")
+    if recorded and per_device:
+        raise CfzooError("--per-device needs the test patches scored again; leave out --recorded")
     if recorded and save_metrics:
         raise CfzooError("--save-metrics stores scores measured now; it cannot be combined with --recorded")
     if recorded:
@@ -71,6 +76,8 @@ def evaluate(
         typer.echo(table1_markdown(rows, present))
     else:
         _print_table(rows, present)
+    if per_device and not as_json:
+        _print_device_table(rows)
 
 
 def _print_table(rows: list[dict], families: list[str]) -> None:
@@ -88,4 +95,16 @@ def _print_table(rows: list[dict], families: list[str]) -> None:
             row = by_key.get((name, task_id))
             cells += [f"{row[m]:.2f}" if row else "-" for m in ("fpr", "tpr", "acc")]
         table.add_row(task_id, *cells)
+    stdout.print(table)
+
+
+def _print_device_table(rows: list[dict]) -> None:
+    devices = list(dict.fromkeys(device for row in rows for device in row["by_device"]))
+    table = Table(title="ACC (FPR) percent per test device")
+    table.add_column("model")
+    for device in devices:
+        table.add_column(device, justify="right")
+    for row in rows:
+        cells = [row["by_device"].get(device) for device in devices]
+        table.add_row(f"{row['family']}-{row['task']}", *(f"{cell['acc']:.2f} ({cell['fpr']:.2f})" if cell else "-" for cell in cells))
     stdout.print(table)

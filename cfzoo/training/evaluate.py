@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,
@@ -73,8 +75,14 @@ def evaluate_checkpoints(
         )
         chosen = balanced_subset(test_set.labels, max_test_patches, record["seed"] + 1)
         scores = score_patches(family, detector, test_set, chosen, lambda stage, done, total: status(f"{family}-{task} {stage}", done, total))
-        rates = detection_rates(test_set.labels[chosen], scores > decision_threshold(family))
-        rows.append(_row(record, rates.as_dict(), len(chosen)))
+        called = scores > decision_threshold(family)
+        rates = detection_rates(test_set.labels[chosen], called)
+        devices = np.array([test_set.images[source].device for source in test_set.sources[chosen]])
+        by_device = {
+            device: detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict()
+            for device in sorted(set(devices))
+        }
+        rows.append({**_row(record, rates.as_dict(), len(chosen)), "by_device": by_device})
         if save_metrics:
             record["metrics"]["test"] = rates.as_dict()
             record["test_patches"] = len(chosen)
