@@ -86,6 +86,7 @@ def evaluate_checkpoints(
         if save_metrics:
             record["metrics"]["test"] = rates.as_dict()
             record["test_patches"] = len(chosen)
+            record["patch_sets"]["test"] = test_set.meta["key"]
             write_atomically(
                 Path(checkpoint_dir) / f"{family}-{task}.json", lambda path, record=record: path.write_text(json.dumps(record, indent=2))
             )
