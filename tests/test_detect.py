@@ -193,6 +193,11 @@ def test_bad_inputs_fail_one_line_each_and_the_others_go_on(models, runner, tmp_
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     failures = [name for name in names if expected[name]]
     assert document["failed"] == len(failures) == len(error_lines)
+    assert result.stderr.splitlines()[-1] == f"{len(failures)} of {len(names) + 1} inputs failed; the others were analysed"
+    only_bad = runner.invoke(app, ["detect", *(str(tmp_path / name) for name in failures[:2]), "-t", "jpeg70", "-f", "spam"])
+    assert only_bad.exit_code == 1 and only_bad.stderr.splitlines()[-1] == "no input could be analysed"
+    one_bad = runner.invoke(app, ["detect", str(tmp_path / failures[0]), "-t", "jpeg70", "-f", "spam"])
+    assert one_bad.exit_code == 1 and one_bad.stderr.splitlines()[-1] == "the input could not be analysed"
     for name in names:
         image = images[name]
         if expected[name] is None:

@@ -84,8 +84,15 @@ def detect(
     for report in failed:
         typer.echo(f"error: {report.error}", err=True)
     if failed:
-        typer.echo(f"{len(failed)} of {len(reports)} inputs failed; the others were analysed", err=True)
+        typer.echo(failure_summary(len(failed), len(reports)), err=True)
         raise typer.Exit(1)
+
+
+def failure_summary(failed: int, total: int) -> str:
+    """The last line of a run in which inputs failed: what happened to the others, if there were any."""
+    if failed == total:
+        return "no input could be analysed" if total > 1 else "the input could not be analysed"
+    return f"{failed} of {total} inputs failed; the others were analysed"
 
 
 def _print_report(report: ImageReport, families: list[str], tasks: list[str]) -> None:
