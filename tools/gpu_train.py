@@ -78,10 +78,11 @@ def launch(jobs: list[dict], args, command: str, logs: Path, deadline: float | N
     processes = []
     for job in jobs:
         name = f"{job['variant']}-{job['task']}"
-        stream = open(logs / f"{name}.log", "w")
         worker_args = [sys.executable, __file__, command, "--job", json.dumps(job), *sys.argv[2:]]
         environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        processes.append((job, name, subprocess.Popen(worker_args, stdout=stream, stderr=subprocess.STDOUT, env=environment), logs / f"{name}.log"))
+        with open(logs / f"{name}.log", "w") as stream:  # the worker keeps its own copy of the descriptor
+            process = subprocess.Popen(worker_args, stdout=stream, stderr=subprocess.STDOUT, env=environment)
+        processes.append((job, name, process, logs / f"{name}.log"))
     started = reported = time.time()
     while any(process.poll() is None for _, _, process, _ in processes):
         if deadline is not None and time.time() > deadline:
@@ -99,8 +100,8 @@ def launch(jobs: list[dict], args, command: str, logs: Path, deadline: float | N
             text = log.read_text().strip().splitlines()
             lines.append(f"{name}: {text[-1] if text else '...'}")
         print(f"[{time.time() - started:.0f} s]\n  " + "\n  ".join(lines), flush=True)
-    for process in processes:
-        process[2].wait()
+    for _, _, process, _ in processes:
+        process.wait()
     for _, name, process, log in processes:
         if process.returncode not in (0, -9):
             print(f"--- {name} failed:\n{log.read_text()[-3000:]}", flush=True)

@@ -23,7 +23,7 @@ from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.available import detector_entries
-from cfzoo.ops.scoring import score_positions
+from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, patch_grid
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
@@ -143,10 +143,13 @@ def restore_image_file(
     if min(loaded.height, loaded.width) >= PATCH_SIZE:
         positions = patch_grid(loaded.height, loaded.width)
         grid = len(positions)
-        for entry in detector_entries(task):
-            detector = load_detector(entry.id, providers)
-            before, after = (score_positions(pixels, [detector], positions, batch_size)[0] > detector.threshold for pixels in (loaded.pixels, restored))
-            verdicts[entry.family] = {"model": entry.id, "before": round(100.0 * before.mean(), 4), "after": round(100.0 * after.mean(), 4)}
+        entries = detector_entries(task)
+        detectors = [load_detector(entry.id, providers) for entry in entries]
+        before, after = called_before_and_after(loaded.pixels, restored, detectors, positions, batch_size)
+        verdicts = {
+            entry.family: {"model": entry.id, "before": round(100.0 * before[row].mean(), 4), "after": round(100.0 * after[row].mean(), 4)}
+            for row, entry in enumerate(entries)
+        }
     return {
         "image": str(image_path),
         "out": str(out_path),

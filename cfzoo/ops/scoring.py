@@ -43,3 +43,13 @@ def score_positions(
         for row, detector in enumerate(detectors):
             probabilities[row, start:start + len(batch)] = detector.probability(batch)
     return probabilities
+
+
+def called_before_and_after(
+    original: np.ndarray, changed: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each detector's decisions [len(detectors), K] on the patches at ``positions`` of an image before and after
+    a change (an attack, a restoration)."""
+    thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
+    before, after = (score_positions(image, detectors, positions, batch_size) > thresholds for image in (original, changed))
+    return before, after

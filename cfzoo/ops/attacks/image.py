@@ -27,7 +27,7 @@ from cfzoo.ops.attacks.fgsm import (
     check_eps,
 )
 from cfzoo.ops.available import attackable_tasks, detector_entries
-from cfzoo.ops.scoring import score_positions
+from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
@@ -81,13 +81,13 @@ def attack_image(
     result = attack_patches(settings, companion, target_detector, tiles, on_progress)
     attacked = paste_patches(pixels, result.patches, positions)
     detect_positions = patch_grid(*pixels.shape[:2])
-    tpr = {}
-    for entry in detector_entries(task):
-        detector = load_detector(entry.id, providers)
-        before, after = (
-            score_positions(image, [detector], detect_positions, settings.batch_size)[0] > detector.threshold for image in (pixels, attacked)
-        )
-        tpr[entry.family] = {"model": entry.id, "before": 100.0 * before.mean(), "after": 100.0 * after.mean()}
+    entries = detector_entries(task)
+    detectors = [load_detector(entry.id, providers) for entry in entries]
+    before, after = called_before_and_after(pixels, attacked, detectors, detect_positions, settings.batch_size)
+    tpr = {
+        entry.family: {"model": entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
+        for row, entry in enumerate(entries)
+    }
     return ImageAttack(attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr)
 
 
