@@ -85,6 +85,8 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         ) from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file Pillow can decode; expected JPEG, PNG, TIFF, BMP, WebP or GIF") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied; make the file readable for this user") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as error:
         # Pillow reports truncation and corrupt streams through these; its messages are specific enough.
         raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(error)}); re-copy or re-export it") from None

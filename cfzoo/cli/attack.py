@@ -25,7 +25,8 @@ from cfzoo.zoo.runtime import PROVIDER_CHOICES
 @handle_errors
 def attack(
     image: Path | None = typer.Argument(
-        None, help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.", show_default=False
+        None, help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.", show_default=False,
+        readable=False,
     ),
     target: str = typer.Option(..., "--target", "-T", help=f"Family whose gradient companion makes the noise: {', '.join(FAMILY_IDS)}."),
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),

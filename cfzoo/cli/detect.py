@@ -29,7 +29,9 @@ from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
 @handle_errors
 def detect(
-    images: list[Path] = typer.Argument(..., help="Image files, or folders of images (not recursive, sorted by name).", show_default=False),
+    images: list[Path] = typer.Argument(
+        ..., help="Image files, or folders of images (not recursive, sorted by name).", show_default=False, readable=False
+    ),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
     detector: list[str] = typer.Option(
         [], "--detector", "-f", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."

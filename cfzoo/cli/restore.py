@@ -36,7 +36,7 @@ def default_restorer_checkpoints() -> Path:
 
 @handle_errors
 def restore(
-    image: Path | None = typer.Argument(None, help="A median-filtered image to restore (needs --task and --out).", show_default=False),
+    image: Path | None = typer.Argument(None, help="A median-filtered image to restore (needs --task and --out).", show_default=False, readable=False),
     task: list[str] = TASKS_OPTION,
     discriminator: list[str] = DISCRIMINATORS_OPTION,
     out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the restored image (.png, never the input)."),

@@ -65,7 +65,10 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     :func:`detect_image` reports them as failures. Repeated paths are analysed once."""
     expanded: list[Path] = []
     for path in map(Path, paths):
-        images = list_images(path) if path.is_dir() else []
+        try:
+            images = list_images(path) if path.is_dir() else []
+        except OSError:  # an unlistable folder fails on its own in detect_image, not the whole run
+            images = []
         expanded.extend(images or [path])
     return list(dict.fromkeys(expanded))
 
@@ -207,6 +210,10 @@ def detect_image(
     the PNG to write for each detector."""
     path = Path(path)
     if path.is_dir():
+        try:
+            list_images(path)
+        except OSError as error:
+            return ImageReport(path, error=f"{path}: folder cannot be listed ({error.strerror}); make it readable for this user")
         return ImageReport(path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path")
     try:
         image = load_image(path)
