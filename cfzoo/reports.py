@@ -34,12 +34,19 @@ def table1_markdown(rows: list[dict], families: list[str]) -> str:
 
 
 def reported_families(rows: list[dict]) -> list[str]:
-    """The families with a TPR in any row of a before/after report (Tables II-V), in the zoo's order."""
-    return [family for family in FAMILY_IDS if any(family in row["tpr"] for row in rows)]
+    """The columns with a TPR in any row of a before/after report (Tables II-V): the families in the zoo's order,
+    then external models (by id) in the order they appear."""
+    columns = list(dict.fromkeys(column for row in rows for column in row["tpr"]))
+    return [family for family in FAMILY_IDS if family in columns] + [column for column in columns if column not in FAMILY_IDS]
+
+
+def column_title(column: str) -> str:
+    """A report column's heading: the family's title (Bayar2016), or an external model's id as it is."""
+    return FAMILY_TITLES.get(column, column)
 
 
 def before_after_header(families: list[str]) -> str:
-    return " | ".join(f"{FAMILY_TITLES[family]} before | {FAMILY_TITLES[family]} after" for family in families)
+    return " | ".join(f"{column_title(family)} before | {column_title(family)} after" for family in families)
 
 
 def before_after_cells(tpr: dict, families: list[str], bold: str | None = None) -> list[str]:

@@ -190,7 +190,7 @@ def test_select_filters_and_rejects_unknown_families_and_tasks():
     assert [entry.id for entry in registry.select(["spam"])] == ["spam-jpeg70", "spam-median3"]
     assert [entry.id for entry in registry.select(None, ["jpeg70"])] == ["spam-jpeg70", "bayar2016-jpeg70"]
     assert registry.select(["xception"]) == []
-    with pytest.raises(CfzooError, match=r"^unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception$"):
+    with pytest.raises(CfzooError, match=r"^unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external$"):
         registry.select(["spam", "resnet"])
     with pytest.raises(CfzooError, match=r"^unknown task 'jpeg75'; choose from: blur1.1, .*resize1.01$"):
         registry.select(None, ["jpeg75"])
@@ -350,7 +350,7 @@ def test_list_json_shows_the_embedded_models_and_the_user_zoo_first(runner, sour
 def test_list_with_an_unknown_family_is_one_line_and_exit_1(runner):
     result = runner.invoke(app, ["list", "--family", "resnet"])
     assert result.exit_code == 1
-    assert result.stderr == "error: unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception\n"
+    assert result.stderr == "error: unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external\n"
     assert result.stdout == ""
 
 

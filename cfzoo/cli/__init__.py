@@ -17,7 +17,7 @@ from cfzoo.cli.hub import publish, pull
 from cfzoo.cli.reproduce import reproduce
 from cfzoo.cli.restore import export_restorer, restore, train_restorer
 from cfzoo.cli.train import train
-from cfzoo.cli.zoo import export, list_models
+from cfzoo.cli.zoo import export, list_models, register
 
 app = typer.Typer(
     name="cfzoo",
@@ -35,6 +35,7 @@ app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("list")(list_models)
 app.command("export")(export)
+app.command("register")(register)
 app.command("pull")(pull)
 app.command("publish")(publish)
 app.command("attack")(attack)

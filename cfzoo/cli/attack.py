@@ -16,8 +16,8 @@ from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_sa
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
 from cfzoo.ops.attacks.image import attack_image_file
-from cfzoo.ops.available import attackable_tasks
-from cfzoo.paper import FAMILY_TITLES
+from cfzoo.ops.available import target_models
+from cfzoo.reports import column_title, reported_families
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -28,7 +28,11 @@ def attack(
         None, help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.", show_default=False,
         readable=False,
     ),
-    target: str = typer.Option(..., "--target", "-T", help=f"Family whose gradient companion makes the noise: {', '.join(FAMILY_IDS)}."),
+    target: str = typer.Option(
+        ..., "--target", "-T", "--model",
+        help=f"Whose gradient companion makes the noise: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
+        "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it.",
+    ),
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
     data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
@@ -68,7 +72,7 @@ def attack(
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
-    attackable_tasks(target, task or None)  # a missing model is reported before any data work
+    target_models(target, task or None, providers)  # a missing model is reported before any data work
     check_save_dir(save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
@@ -116,21 +120,21 @@ def _attack_image(image, target, task, eps, method, iterations, out, providers, 
         soft_wrap=True,
     )
     stdout.print(f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called manipulated, before -> after:")
-    for family, rates in summary["detect_grid_called_manipulated"].items():
-        stdout.print(f"  {FAMILY_TITLES[family]:>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
+    for column, rates in summary["detect_grid_called_manipulated"].items():
+        stdout.print(f"  {column_title(column):>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
 
 
 def _print_table(report: dict) -> None:
-    families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
+    families = reported_families(report["rows"])
     table = Table(
         title=f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps {report['eps']} "
-        f"against {FAMILY_TITLES[report['target']]}; test devices: {', '.join(report['test_devices'])}"
+        f"against {column_title(report['target'])}; test devices: {', '.join(report['test_devices'])}"
     )
     for column in ("task", "patches", "PSNR dB"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for family in families:
-        table.add_column(f"{FAMILY_TITLES[family]} before", justify="right")
-        table.add_column(f"{FAMILY_TITLES[family]} after", justify="right")
+        table.add_column(f"{column_title(family)} before", justify="right")
+        table.add_column(f"{column_title(family)} after", justify="right")
     for row in report["rows"]:
         cells = []
         for family in families:

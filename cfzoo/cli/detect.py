@@ -36,6 +36,10 @@ def detect(
     detector: list[str] = typer.Option(
         [], "--detector", "-f", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
     ),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="A model by id (`cfzoo list`, `cfzoo register`) or an .onnx file that follows docs/contract.md "
+        "(repeatable); without --detector, only these. A file not made by cfzoo needs one --task.",
+    ),
     stride: int = typer.Option(
         DEFAULT_STRIDE, "--stride",
         help="Pixels between patch corners, a multiple of 8 (the JPEG block lattice the detectors were trained on): "
@@ -61,7 +65,7 @@ def detect(
     """
     check_stride(stride)
     check_batch_size(batch)
-    selection = select_detectors(detector or None, task or None, providers)
+    selection = select_detectors(detector or None, task or None, providers, model)
     for line in selection.skipped:
         typer.echo(f"note: {line}", err=True)
     paths = expand_inputs(images)
@@ -100,7 +104,7 @@ def failure_summary(failed: int, total: int) -> str:
 def _print_report(report: ImageReport, families: list[str], tasks: list[str]) -> None:
     if not report.ok:
         return
-    verdicts = {(verdict.task, verdict.family): verdict for verdict in report.verdicts}
+    verdicts = {(verdict.task, verdict.column): verdict for verdict in report.verdicts}
     stdout.print(f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)", soft_wrap=True)
     table = Table()
     table.add_column("task")

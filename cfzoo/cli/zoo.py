@@ -93,3 +93,45 @@ def export(
         size = sum(file.size for file in entry.files.values()) / 1e6
         stdout.print(f"{entry.id}: {', '.join(file.name for file in entry.files.values())} ({size:.2f} MB)", soft_wrap=True)
     stdout.print(f"zoo: {zoo}", soft_wrap=True)
+
+
+@handle_errors
+def register(
+    path: Path = typer.Argument(..., help="The detector's .onnx file.", show_default=False, readable=False),
+    model_id: str = typer.Option(..., "--id", help="Its id in the zoo: lowercase letters, digits, '.', '_', '-' (not <family>-<task>)."),
+    task: str = typer.Option(..., "--task", "-t", help=f"The manipulation it detects: {', '.join(TASK_IDS)}."),
+    layout: str = typer.Option("NCHW", "--layout", help="Its input layout: NCHW ([N,3,128,128]) or NHWC ([N,128,128,3]); RGB."),
+    input_range: int = typer.Option(255, "--input-range", help="The pixel range it expects: 255 (0..255) or 1 (0..1)."),
+    outputs: str = typer.Option("two-logits", "--outputs", help="two-logits ([N,2]) or one-logit ([N] or [N,1]); logits, not probabilities."),
+    manipulated_class: int = typer.Option(
+        1, "--manipulated-class", help="Which logit means manipulated (two logits: its column; one logit: 1 if positive means manipulated, 0 if pristine)."
+    ),
+    threshold: float = typer.Option(0.5, "--threshold", help="Probability of manipulated above which a patch is called manipulated."),
+    companion: bool = typer.Option(
+        True, "--companion/--no-companion", help="Make the gradient companion that gradient attacks need (onnx2torch + autograd; the train extra)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the registry entry as JSON."),
+) -> None:
+    """Add a detector cfzoo did not make to your zoo ($CFZOO_HOME/zoo), so detect, attack and the Python API use it by id.
+
+    cfzoo wraps the graph so it follows the model contract (docs/contract.md): RGB float 0..255 [N,3,128,128] in, two
+    logits (pristine, manipulated) out. Declare how yours differs with --layout, --input-range, --outputs and
+    --manipulated-class; cfzoo runs it on a batch of two to check. The gradient companion is checked against finite
+    differences of the detector. Nothing is written unless every check passes.
+
+    Example: cfzoo register mynet.onnx --id mynet --task jpeg70 --layout NHWC --input-range 1 --outputs one-logit
+    """
+    from cfzoo.export.third_party import Adapter, register_model
+
+    adapter = Adapter(layout=layout, input_range=input_range, outputs=outputs, manipulated_class=manipulated_class)
+    registration = register_model(path, model_id, task, adapter, threshold, companion)
+    if as_json:
+        print_json({**registration.entry.to_json(), "companion_finite_difference_error": registration.companion_error})
+        return
+    files = ", ".join(file.name for file in registration.entry.files.values())
+    stdout.print(f"registered {model_id} ({task}) in {user_zoo_dir()}: {files}", soft_wrap=True)
+    if registration.companion_error is None:
+        stdout.print("no gradient companion: gradient attacks (fgsm, ifgsm) cannot target it", soft_wrap=True)
+    else:
+        stdout.print(f"gradient companion agrees with finite differences of the detector to {registration.companion_error:.1%}", soft_wrap=True)
+    stdout.print(f"use it: cfzoo detect IMAGE --model {model_id}; cfzoo attack IMAGE --target {model_id} -t {task} --out OUT.png", soft_wrap=True)

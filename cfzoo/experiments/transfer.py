@@ -39,12 +39,12 @@ from cfzoo.ops.attacks.fgsm import (
     check_eps,
     default_iterations,
 )
-from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.available import detector_entries, target_models
 from cfzoo.ops.scoring import called_manipulated
-from cfzoo.paper import FAMILY_TITLES, paper_tables
-from cfzoo.reports import before_after_cells, before_after_header, reported_families
-from cfzoo.zoo.registry import load_registry
-from cfzoo.zoo.runtime import load_detector, load_gradient_model
+from cfzoo.paper import paper_tables
+from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
+from cfzoo.zoo.registry import ModelEntry
+from cfzoo.zoo.runtime import Detector, companion_of, load_detector
 
 #: The paper's tables of FGSM (eps = 1) transfer, by target family.
 PAPER_TABLES = {
@@ -66,24 +66,25 @@ def paper_tpr(target: str, task: str, family: str, method: str, eps: int) -> flo
 def attack_patch_set(
     patch_set: PatchSet,
     rows: np.ndarray,
-    target: str,
+    target_detector: Detector,
     settings: AttackSettings,
     providers: str = "auto",
     save_dir: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Attack ``rows`` of ``patch_set`` with ``target``'s companion and score them with every detector here.
+    """Attack ``rows`` of ``patch_set`` with the target's companion and score them with every detector here (the
+    zoo's for the task, and the target itself if it is an external model).
 
     Returns the table row and, when ``save_dir`` is given, the index records of the PNGs written to
     ``save_dir/<task>/<patch_row>.png``."""
     task = patch_set.task
     if not len(rows):
         raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
-    target_id = f"{target}-{task}"
-    companion = load_gradient_model(target_id, providers)
-    target_detector = load_detector(target_id, providers)
-    entries = detector_entries(task)
-    detectors = {entry.family: load_detector(entry.id, providers) for entry in entries}
+    target_id, target = target_detector.entry.id, target_detector.entry.column
+    companion = companion_of(target_detector)
+    detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
+    detectors.setdefault(target, target_detector)
+    entries = [detector.entry for detector in detectors.values()]
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
     squared_error, zero_gradient, steps, index = 0.0, 0, 0, []
@@ -119,11 +120,11 @@ def attack_patch_set(
         "mean_iterations": round(steps / len(rows), 4),
         "seconds": round(time.perf_counter() - started, 2),
         "tpr": {
-            entry.family: {
+            entry.column: {
                 "model": entry.id,
-                "before": _tpr(before[entry.family]),
-                "after": _tpr(after[entry.family]),
-                "paper": paper_tpr(target, task, entry.family, settings.method, settings.eps),
+                "before": _tpr(before[entry.column]),
+                "after": _tpr(after[entry.column]),
+                "paper": paper_tpr(target, task, entry.column, settings.method, settings.eps),
             }
             for entry in entries
         },
@@ -149,11 +150,13 @@ def attack_dataset(
 ) -> dict:
     """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
 
-    ``on_status(stage, done, total)`` reports patch-set building and attacking."""
+    ``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
+    attacked). ``on_status(stage, done, total)`` reports patch-set building and attacking."""
     eps = check_eps(eps)
     if batch_size < 1:
         raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    tasks = attackable_tasks(target, tasks)
+    targets = target_models(target, tasks, providers)
+    tasks = list(targets)
     if iterations is None and method == "ifgsm":
         iterations = default_iterations(eps)
     settings = AttackSettings(eps, method, iterations, batch_size)
@@ -167,13 +170,15 @@ def attack_dataset(
             on_progress=functools.partial(status, f"{task} patches"),
         )
         chosen = manipulated_rows(patch_set, max_patches, seed)
-        row, saved = attack_patch_set(patch_set, chosen, target, settings, providers, save_dir, functools.partial(status, f"{task} attack"))
+        row, saved = attack_patch_set(
+            patch_set, chosen, targets[task], settings, providers, save_dir, functools.partial(status, f"{task} attack")
+        )
         rows.append(row)
         index += saved
     if save_dir is not None:
         write_index(Path(save_dir) / INDEX_NAME, index)
     return {
-        "target": target,
+        "target": next(iter(targets.values())).entry.column,
         "method": method,
         "eps": eps,
         "iterations": 1 if method == "fgsm" else iterations,
@@ -181,7 +186,7 @@ def attack_dataset(
         "seed": seed,
         "dataset": str(dataset.root),
         "test_devices": list(split.test),
-        "target_trained_on_test_devices": trained_on(target, tasks, split.test),
+        "target_trained_on_test_devices": trained_on([detector.entry for detector in targets.values()], split.test),
         "rows": rows,
     }
 
@@ -195,12 +200,12 @@ def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
     check_writable(save_dir, "--save")
 
 
-def trained_on(target: str, tasks: Iterable[str], devices: Iterable[str]) -> list[str]:
+def trained_on(entries: Iterable[ModelEntry], devices: Iterable[str]) -> list[str]:
     """Which of ``devices`` the target's models were trained on (their TPR there is not a test figure)."""
-    registry, devices = load_registry(), set(devices)
+    devices = set(devices)
     seen = set()
-    for task in tasks:
-        seen |= devices & set(registry.get(f"{target}-{task}").training.get("split", {}).get("train", []))
+    for entry in entries:
+        seen |= devices & set(entry.training.get("split", {}).get("train", []))
     return sorted(seen)
 
 
@@ -217,7 +222,7 @@ def attack_markdown(report: dict) -> str:
     """Tables II-IV as markdown: each detector's TPR before and after the attack, the paper's in brackets."""
     families = reported_families(report["rows"])
     lines = [
-        f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps = {report['eps']}, target {FAMILY_TITLES[report['target']]}",
+        f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps = {report['eps']}, target {column_title(report['target'])}",
         "",
         "| task | patches | PSNR dB | " + before_after_header(families) + " |",
         "|---|---:|---:|" + "---:|---:|" * len(families),

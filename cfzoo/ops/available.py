@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cfzoo.errors import CfzooError
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
+from cfzoo.zoo.runtime import Detector, companion_of, load_detector, open_model
 
 
 def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
@@ -43,5 +44,23 @@ def _attackable(registry, model_id: str) -> bool:
 
 
 def detector_entries(task: str) -> list[ModelEntry]:
-    """The detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
-    return [entry for entry in load_registry().select(tasks=[task]) if is_available(entry)]
+    """The zoo's detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
+    return [entry for entry in load_registry().select(FAMILY_IDS, [task]) if is_available(entry)]
+
+
+def target_models(target: str, tasks: Sequence[str] | None, providers: str = "auto") -> dict[str, Detector]:
+    """The detector attacked for each task: a family's model of each attackable task, or one model (id or path)
+    for its own task; a one-line error for a model without a gradient companion."""
+    if target in FAMILY_IDS:
+        return {task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks)}
+    is_file = target.endswith(".onnx") or "/" in target
+    if not is_file and target not in load_registry():
+        raise CfzooError(
+            f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}, or give a model id (`cfzoo list`) or an .onnx file"
+        )
+    wanted = list(dict.fromkeys(tasks or []))
+    if len(wanted) > 1:
+        raise CfzooError(f"model {target} detects one manipulation; give at most one --task")
+    detector = open_model(target, wanted[0] if wanted else None, providers)
+    companion_of(detector)  # a missing companion is reported before any data work
+    return {detector.entry.task: detector}

@@ -38,7 +38,7 @@ from cfzoo.patches import (
 )
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector
+from cfzoo.zoo.runtime import Detector, load_detector, open_model
 
 #: An image is called manipulated when more than this share of its patches is.
 MAJORITY = 0.5
@@ -85,7 +85,8 @@ class DetectorSelection:
 
     @property
     def families(self) -> list[str]:
-        return list(dict.fromkeys(detector.entry.family for detector in self.detectors))
+        """The report's columns: families, and external models by id."""
+        return list(dict.fromkeys(detector.entry.column for detector in self.detectors))
 
     @property
     def tasks(self) -> list[str]:
@@ -93,9 +94,10 @@ class DetectorSelection:
 
 
 def select_detectors(
-    families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, providers: str = "auto"
+    families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, providers: str = "auto", models: Sequence[str] = ()
 ) -> DetectorSelection:
-    """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine.
+    """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine, then ``models``
+    (registry ids or ``.onnx`` paths, see :func:`~cfzoo.zoo.runtime.open_model`; with models and no families, only them).
 
     A family with some of those models missing, or any asked for by name, is named in ``skipped`` with the
     tasks it lacks and the command that gets them; by default (no ``families``) a family with no model here
@@ -103,7 +105,9 @@ def select_detectors(
     all is available.
     """
     entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
-    wanted_families = [family for family in FAMILY_IDS if not families or family in families]
+    only_task = tasks[0] if tasks and len(tasks) == 1 else None
+    chosen = [open_model(model, only_task, providers) for model in models]
+    wanted_families = [] if models and not families else [family for family in FAMILY_IDS if not families or family in families]
     wanted_tasks = [task for task in TASK_IDS if not tasks or task in tasks]
     detectors, skipped = [], []
     for family in wanted_families:
@@ -117,6 +121,7 @@ def select_detectors(
         if missing and (families or len(missing) < len(wanted_tasks)):
             which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
             skipped.append(f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})")
+    detectors += [detector for detector in chosen if detector not in detectors]
     if not detectors:
         raise CfzooError(
             "no detector is available for the selected families and tasks; `cfzoo list` shows how to get them "
@@ -149,6 +154,7 @@ class DetectorVerdict:
     flagged_share: float  # share of patches with probability above the threshold
     manipulated: bool  # flagged_share > MAJORITY
     heatmap: Path | None = None
+    column: str = ""  # the model's column in a report (ModelEntry.column)
 
     @property
     def verdict(self) -> str:
@@ -169,6 +175,7 @@ def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
     return DetectorVerdict(
         model_id=entry.id, family=entry.family, task=entry.task, threshold=float(threshold),
         mean_probability=float(np.mean(probabilities)), flagged_share=flagged_share, manipulated=flagged_share > MAJORITY,
+        column=entry.column,
     )
 
 
@@ -217,20 +224,35 @@ def detect_image(
         return ImageReport(path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path")
     try:
         image = load_image(path)
-        check_fits(image.height, image.width, source=path)
-        positions = patch_grid(image.height, image.width, stride)
+        scored = score_image(image.pixels, detectors, stride, batch_size, source=path)
     except (ImageReadError, ImageTooSmallError) as error:
         return ImageReport(path, error=str(error))
-    probabilities = score_positions(image.pixels, detectors, positions, batch_size)
     verdicts = []
-    for detector, row in zip(detectors, probabilities):
-        verdict = summarise(detector.entry, row)
+    for verdict, row in zip(scored.verdicts, scored.probabilities):
         if heatmap_path is not None:
             target = heatmap_path(verdict)
-            save_png(render_heatmap(image.pixels, positions, row, verdict), target)
+            save_png(render_heatmap(image.pixels, scored.positions, row, verdict), target)
             verdict = replace(verdict, heatmap=target)
         verdicts.append(verdict)
-    return ImageReport(path, image.width, image.height, len(positions), image.notes, verdicts)
+    return ImageReport(path, image.width, image.height, len(scored.positions), image.notes, verdicts)
+
+
+@dataclass(frozen=True)
+class ScoredImage:
+    positions: np.ndarray  # patch corners [K, 2]
+    probabilities: np.ndarray  # [len(detectors), K]
+    verdicts: list[DetectorVerdict]
+
+
+def score_image(
+    pixels: np.ndarray, detectors: Sequence[Detector], stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE,
+    source: str | os.PathLike[str] = "the image",
+) -> ScoredImage:
+    """Every detector's patch probabilities and verdict on an H x W x 3 uint8 image (ImageTooSmallError below 128)."""
+    check_fits(pixels.shape[0], pixels.shape[1], source=source)
+    positions = patch_grid(pixels.shape[0], pixels.shape[1], stride)
+    probabilities = score_positions(pixels, detectors, positions, batch_size)
+    return ScoredImage(positions, probabilities, [summarise(detector.entry, row) for detector, row in zip(detectors, probabilities)])
 
 
 def detect_files(
@@ -258,7 +280,7 @@ def detect_files(
 
 
 def _heatmap_naming(directory: Path, stem: str) -> Callable[[DetectorVerdict], Path]:
-    return lambda verdict: directory / f"{stem}-{verdict.task}-{verdict.family}.png"
+    return lambda verdict: directory / f"{stem}-{verdict.task}-{verdict.column}.png"
 
 
 def report_json(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> dict:
@@ -314,7 +336,7 @@ def render_heatmap(pixels: np.ndarray, positions: np.ndarray, probabilities: np.
 
 def _caption(verdict: DetectorVerdict) -> str:
     return (
-        f"{verdict.task} / {verdict.family}: {verdict.verdict} "
+        f"{verdict.task} / {verdict.column}: {verdict.verdict} "
         f"({verdict.flagged_share:.0%} of patches above {verdict.threshold:.2f}, mean {verdict.mean_probability:.2f})"
     )
 

@@ -34,6 +34,8 @@ REGISTRY_NAME = "registry.json"
 MODELS_FOLDER = "models"
 SCHEMA_VERSION = 1
 FILE_KINDS = ("detector", "gradient")
+#: The family of detectors cfzoo did not make (``cfzoo register``, ``--model PATH.onnx``).
+EXTERNAL_FAMILY = "external"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,11 @@ class ModelEntry:
             raise ValueError("training.split must hold lists of device names under 'train' and 'test'")
 
     @property
+    def column(self) -> str:
+        """The model's name in reports that have a column per family: the family, or for an external model its id."""
+        return self.id if self.family == EXTERNAL_FAMILY else self.family
+
+    @property
     def test_accuracy(self) -> float | None:
         return self.metrics.get("test", {}).get("acc")
 
@@ -144,7 +151,9 @@ class Registry:
         return self.get(f"{family}-{task}")
 
     def select(self, families: Iterable[str] | None = None, tasks: Iterable[str] | None = None) -> list[ModelEntry]:
-        families, tasks = _checked(families, FAMILY_IDS, "family"), _checked(tasks, TASK_IDS, "task")
+        """The entries of ``families`` (default: every family, registered external models too) and ``tasks``."""
+        families = _checked(families, (*FAMILY_IDS, EXTERNAL_FAMILY), "family")
+        tasks = _checked(tasks, TASK_IDS, "task")
         return [entry for entry in self if entry.family in families and entry.task in tasks]
 
     def merged(self, overlay: Registry) -> Registry:

@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo.errors import CfzooError
-from cfzoo.zoo.registry import ModelEntry, load_registry
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry, load_registry
 from cfzoo.zoo.resolve import ResolvedFile, resolve
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+#: The probability above which an external model's patch counts as manipulated, unless its registration says otherwise.
+EXTERNAL_THRESHOLD = 0.5
 _PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -159,9 +162,101 @@ def _check_identity(session: OnnxSession, kind: str) -> None:
         raise CfzooError(f"{session.path} is a {claimed_kind} graph, not a {kind} graph; give {session.entry.id}'s {kind} file")
 
 
+def load_model_file(
+    path: str | os.PathLike[str], task: str | None = None, providers: str = "auto"
+) -> tuple[Detector, GradientModel | None]:
+    """The detector in an ``.onnx`` file, and its gradient companion (``<name>.grad.onnx`` beside it) if there is one.
+
+    A file cfzoo exported names its registry model in its metadata and is that model. Any other file must follow
+    the model contract (docs/contract.md) and is an external model named after the file, for ``task``; a graph
+    that holds its input or output another way is refused with the ``cfzoo register`` command that adapts it."""
+    path = Path(path)
+    if path.suffix != ".onnx" or path.name.endswith(".grad.onnx"):
+        raise CfzooError(f"--model {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)")
+    return _cached_file_models(str(path), task, execution_providers(providers))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_file_models(path_text: str, task: str | None, providers: tuple[str, ...]) -> tuple[Detector, GradientModel | None]:
+    path = Path(path_text)
+    entry = _external_entry(path, task or TASK_IDS[0])  # replaced below if the file is one of cfzoo's models
+    detector = Detector(entry, resolve(entry, "detector", path), providers)
+    claimed = detector.session.get_modelmeta().custom_metadata_map.get("model_id")
+    registry = load_registry()
+    if claimed is not None and claimed in registry:
+        detector.entry = registry.get(claimed)
+        _check_identity(detector, "detector")
+        if task is not None and task != detector.entry.task:
+            raise CfzooError(f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out --task or give {detector.entry.task}")
+    else:
+        _check_contract(detector, path)
+        if task is None:
+            raise CfzooError(f"{path} is not one of cfzoo's models; say which manipulation it detects with --task ({', '.join(TASK_IDS)})")
+    companion_path = path.with_name(path.name.removesuffix(".onnx") + ".grad.onnx")
+    companion = None
+    if companion_path.is_file():
+        companion = GradientModel(detector.entry, ResolvedFile(companion_path, "path"), providers)
+        _check_identity(companion, "gradient")
+    return detector, companion
+
+
+def open_model(reference: str | os.PathLike[str], task: str | None = None, providers: str = "auto") -> Detector:
+    """A detector by registry id (``bayar2016-jpeg70``, a registered ``mynet``) or by ``.onnx`` path (:func:`load_model_file`)."""
+    text = os.fspath(reference)
+    if text.endswith(".onnx") or os.sep in text or "/" in text:
+        return load_model_file(text, task, providers)[0]
+    detector = load_detector(text, providers)
+    if task is not None and task != detector.entry.task:
+        raise CfzooError(f"model {text} detects {detector.entry.task}, not {task}; leave out the task or give {detector.entry.task}")
+    return detector
+
+
+def companion_of(detector: Detector) -> GradientModel:
+    """The gradient companion of a loaded detector, or a one-line error that says how to get one."""
+    if detector.resolved.source == "path":
+        companion = load_model_file(detector.path, detector.entry.task, _provider_choice(detector.providers))[1]
+        if companion is None:
+            raise CfzooError(
+                f"{detector.path} has no gradient companion beside it ({detector.path.stem}.grad.onnx); gradient attacks need one: "
+                f"cfzoo register {detector.path} --id ID --task {detector.entry.task} makes it"
+            )
+        return companion
+    if "gradient" not in detector.entry.files:
+        raise CfzooError(
+            f"model {detector.entry.id} was registered without a gradient companion; register it again without --no-companion"
+        )
+    return load_gradient_model(detector.entry.id, _provider_choice(detector.providers))
+
+
+def _provider_choice(providers: tuple[str, ...]) -> str:
+    return "cuda" if _PROVIDER_NAMES["cuda"] in providers else "cpu"
+
+
+def _external_entry(path: Path, task: str) -> ModelEntry:
+    return ModelEntry(
+        id=path.name.removesuffix(".onnx"), family=EXTERNAL_FAMILY, task=task, files={}, threshold=EXTERNAL_THRESHOLD, score="probability"
+    )
+
+
+def _check_contract(detector: Detector, path: Path) -> None:
+    """The model contract's input and output, or a one-line refusal that says how to adapt the graph."""
+    inputs, outputs = detector.session.get_inputs(), detector.session.get_outputs()
+    input_ok = len(inputs) == 1 and inputs[0].name == "image" and list(inputs[0].shape[1:]) == [3, 128, 128]
+    output_ok = any(output.name == "logits" for output in outputs)
+    if not (input_ok and output_ok):
+        found = ", ".join(f"{value.name} {list(value.shape)}" for value in inputs) + " -> " + ", ".join(
+            f"{value.name} {list(value.shape)}" for value in outputs
+        )
+        raise CfzooError(
+            f"{path} does not follow the model contract (image [N,3,128,128] -> logits [N,2]; it has {found}); "
+            "adapt it with: cfzoo register PATH --id ID --task T --layout ... --input-range ... --outputs ..."
+        )
+
+
 def clear_session_cache() -> None:
     """Forget every session (after the zoo's files changed on disk)."""
     _cached_session.cache_clear()
+    _cached_file_models.cache_clear()
 
 
 def _contract_images(images: np.ndarray) -> np.ndarray:

@@ -26,10 +26,10 @@ from cfzoo.ops.attacks.fgsm import (
     attack_patches,
     check_eps,
 )
-from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.available import detector_entries, target_models
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
-from cfzoo.zoo.runtime import load_detector, load_gradient_model
+from cfzoo.zoo.runtime import companion_of, load_detector
 
 
 def attack_positions(height: int, width: int) -> np.ndarray:
@@ -58,7 +58,8 @@ class ImageAttack:
     detect_positions: np.ndarray  # the detect grid the verdicts are taken on [J, 2]
     psnr_db: float
     zero_gradient_tiles: int
-    tpr: dict  # family -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
+    tpr: dict  # column (family or external id) -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
+    target: str  # the attacked model's id
 
 
 def attack_image(
@@ -69,26 +70,28 @@ def attack_image(
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImageAttack:
-    """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) with ``target``-``task``'s companion."""
+    """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) with the companion of ``target``: a
+    family (its ``task`` model), a model id or an ``.onnx`` path."""
     check_eps(settings.eps)
     positions = attack_positions(*pixels.shape[:2])
-    attackable_tasks(target, [task])
-    target_id = f"{target}-{task}"
-    companion, target_detector = load_gradient_model(target_id, providers), load_detector(target_id, providers)
+    target_detector = target_models(target, [task], providers)[task]
+    companion = companion_of(target_detector)
     tiles = cut_patches(pixels, positions)
     if on_progress is not None:
         on_progress(0, len(tiles))
     result = attack_patches(settings, companion, target_detector, tiles, on_progress)
     attacked = paste_patches(pixels, result.patches, positions)
     detect_positions = patch_grid(*pixels.shape[:2])
-    entries = detector_entries(task)
-    detectors = [load_detector(entry.id, providers) for entry in entries]
-    before, after = called_before_and_after(pixels, attacked, detectors, detect_positions, settings.batch_size)
+    detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
+    detectors.setdefault(target_detector.entry.column, target_detector)
+    before, after = called_before_and_after(pixels, attacked, list(detectors.values()), detect_positions, settings.batch_size)
     tpr = {
-        entry.family: {"model": entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
-        for row, entry in enumerate(entries)
+        column: {"model": detector.entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
+        for row, (column, detector) in enumerate(detectors.items())
     }
-    return ImageAttack(attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr)
+    return ImageAttack(
+        attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr, target_detector.entry.id
+    )
 
 
 def attack_image_file(
@@ -117,7 +120,7 @@ def attack_image_file(
         "width": loaded.width,
         "height": loaded.height,
         "notes": list(loaded.notes),
-        "target": f"{target}-{task}",
+        "target": attack.target,
         "method": method,
         "eps": int(eps),
         "tiles": len(attack.positions),

@@ -1,0 +1,335 @@
+"""Detectors cfzoo did not make: fit a third-party ONNX graph to the model contract and give it a gradient companion.
+
+The contract (docs/contract.md): input ``image`` float32 [N,3,128,128], RGB 0..255; output ``logits`` float32
+[N,2], class 1 = manipulated. A graph that holds its input or output another way declares it in an
+:class:`Adapter`, and :func:`adapt_graph` wraps the graph in the few ONNX nodes that translate: a transpose for
+NHWC, a scale for inputs in 0..1, and for the output a reordering of two logits or, for one logit ``z``, the pair
+``(0, z)`` (so softmax's class-1 probability is sigmoid(z)). The wrapped graph is an ordinary zoo detector.
+
+Its gradient companion: the wrapped graph converted to torch by onnx2torch, differentiated by autograd and
+exported like cfzoo's own companions (:func:`cfzoo.export.onnx_export.export_gradient`), then checked against
+central finite differences of the detector graph itself. Making it needs the ``train`` extra; using it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo.errors import CfzooError
+from cfzoo.export.onnx_export import BATCH, GRAD, IMAGE, LABEL, LOGITS, export_gradient, require_export_extra, save_model
+from cfzoo.files import file_sha256
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.paper import FAMILY_IDS
+from cfzoo.patches import PATCH_SIZE
+from cfzoo.zoo.registry import (
+    EXTERNAL_FAMILY,
+    MODELS_FOLDER,
+    REGISTRY_NAME,
+    ModelEntry,
+    Registry,
+    describe_file,
+    embedded_registry,
+    user_zoo_dir,
+)
+
+LAYOUTS = ("NCHW", "NHWC")
+INPUT_RANGES = (255, 1)
+OUTPUTS = ("two-logits", "one-logit")
+_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+#: Finite-difference check of a companion: step in gray levels, and the largest relative disagreement allowed.
+#: The detector runs in float32, so differences of logits over a step of 0.5 carry about 1e-3 relative error.
+FD_STEP = 0.5
+#: The newest ONNX opset onnx2torch converts; newer graphs are brought down to it first.
+ONNX2TORCH_OPSET = 17
+FD_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """How a third-party graph departs from the contract: its input ``layout`` (NCHW or NHWC), the
+    ``input_range`` it expects (255: 0..255, 1: 0..1), its ``outputs`` (two logits, or one logit) and which
+    class means manipulated (for one logit: 1 if a positive logit means manipulated, 0 if it means pristine)."""
+
+    layout: str = "NCHW"
+    input_range: int = 255
+    outputs: str = "two-logits"
+    manipulated_class: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("layout", self.layout, LAYOUTS), ("input range", self.input_range, INPUT_RANGES),
+            ("outputs", self.outputs, OUTPUTS), ("manipulated class", self.manipulated_class, (0, 1)),
+        ):
+            if value not in allowed:
+                raise CfzooError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, allowed))}")
+
+
+def adapt_graph(model, adapter: Adapter, source: str):
+    """``model`` (an onnx ModelProto) wrapped so that it takes ``image`` and gives ``logits`` as the contract says.
+
+    Refused in one line: more than one input, an input that is not 4-D with 3 channels where ``adapter.layout``
+    puts them, spatial sizes other than 128, and (checked by running it) outputs that do not match
+    ``adapter.outputs`` or a graph that takes a fixed batch."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    initialisers = {initialiser.name for initialiser in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in initialisers]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise CfzooError(
+            f"{source} has {len(inputs)} inputs and {len(graph.output)} outputs; a detector takes one image batch and gives one "
+            "output (export the graph with a single input and a single output)"
+        )
+    dims = _dims(inputs[0])
+    channel_axis = 1 if adapter.layout == "NCHW" else 3
+    spatial = [dims[axis] for axis in ((2, 3) if adapter.layout == "NCHW" else (1, 2))] if len(dims) == 4 else []
+    if len(dims) != 4 or dims[channel_axis] not in (3, None) or any(size not in (PATCH_SIZE, None) for size in spatial):
+        other = "NHWC" if adapter.layout == "NCHW" else "NCHW"
+        raise CfzooError(
+            f"{source}: input {inputs[0].name!r} has shape {_shape_text(dims)}, not {adapter.layout} with 3 channels and "
+            f"{PATCH_SIZE}x{PATCH_SIZE} pixels; if it is {other}, say --layout {other}"
+        )
+    _check_raw_outputs(model, adapter, source, dims)
+
+    prefixed = onnx.compose.add_prefix(model, "third_party/")
+    inner_input, inner_output = prefixed.graph.input[0].name, prefixed.graph.output[0].name
+    input_type = inputs[0].type.tensor_type.elem_type
+    nodes, constants = [], []
+    current = IMAGE
+    if adapter.layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", [current], ["adapter/nhwc"], perm=[0, 2, 3, 1]))
+        current = "adapter/nhwc"
+    if adapter.input_range == 1:
+        constants.append(helper.make_tensor("adapter/inverse_255", TensorProto.FLOAT, [], [1.0 / 255.0]))
+        nodes.append(helper.make_node("Mul", [current, "adapter/inverse_255"], ["adapter/scaled"]))
+        current = "adapter/scaled"
+    # Cast only where the types differ: onnx2torch, which makes the companion, lacks the newer opsets' Cast
+    nodes.append(helper.make_node("Cast", [current], [inner_input], to=input_type) if input_type != TensorProto.FLOAT
+                 else helper.make_node("Identity", [current], [inner_input]))
+    nodes.extend(prefixed.graph.node)
+    output_type = prefixed.graph.output[0].type.tensor_type.elem_type
+    nodes.append(helper.make_node("Cast", [inner_output], ["adapter/float"], to=TensorProto.FLOAT) if output_type != TensorProto.FLOAT
+                 else helper.make_node("Identity", [inner_output], ["adapter/float"]))
+    nodes.append(helper.make_node("Flatten", ["adapter/float"], ["adapter/columns"], axis=1))
+    if adapter.outputs == "one-logit":
+        manipulated = "adapter/columns"
+        if adapter.manipulated_class == 0:
+            nodes.append(helper.make_node("Neg", ["adapter/columns"], ["adapter/negated"]))
+            manipulated = "adapter/negated"
+        nodes.append(helper.make_node("Sub", [manipulated, manipulated], ["adapter/zero"]))
+        nodes.append(helper.make_node("Concat", ["adapter/zero", manipulated], [LOGITS], axis=1))
+    elif adapter.manipulated_class == 0:
+        constants.append(helper.make_tensor("adapter/swap", TensorProto.INT64, [2], [1, 0]))
+        nodes.append(helper.make_node("Gather", ["adapter/columns", "adapter/swap"], [LOGITS], axis=1))
+    else:
+        nodes.append(helper.make_node("Identity", ["adapter/columns"], [LOGITS]))
+    adapted_graph = helper.make_graph(
+        nodes, "cfzoo_adapted",
+        [helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [BATCH, 3, PATCH_SIZE, PATCH_SIZE])],
+        [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [BATCH, 2])],
+        initializer=list(prefixed.graph.initializer) + constants,
+    )
+    adapted = helper.make_model(adapted_graph, opset_imports=list(model.opset_import), producer_name="cfzoo")
+    adapted.ir_version = model.ir_version
+    adapted.functions.extend(prefixed.functions)
+    try:
+        onnx.checker.check_model(adapted)
+    except onnx.checker.ValidationError as error:
+        raise CfzooError(f"{source}: the adapted graph is not valid ONNX ({str(error).splitlines()[0]})") from None
+    return adapted
+
+
+def make_companion(adapted, source: str):
+    """The gradient companion (ModelProto) of an adapted detector graph, via onnx2torch and autograd."""
+    require_export_extra()
+    try:
+        from onnx2torch import convert
+    except ImportError:
+        raise CfzooError("a gradient companion for a third-party graph needs onnx2torch; pip install 'cfzoo[train]'") from None
+    adapted = _opset_for_onnx2torch(adapted, source)
+    try:
+        network = convert(adapted)
+    except Exception as error:  # onnx2torch raises NotImplementedError and others for operators it lacks
+        raise CfzooError(
+            f"{source}: cannot be converted to torch for a gradient companion ({_first_line(error)}); register it with "
+            "--no-companion and attack it with gradient-free methods"
+        ) from None
+    try:
+        return export_gradient(network)
+    except Exception as error:  # tracing or export of an operator torch cannot differentiate or export
+        raise CfzooError(
+            f"{source}: its gradient could not be traced or exported ({_first_line(error)}); register it with --no-companion"
+        ) from None
+
+
+def _opset_for_onnx2torch(model, source: str):
+    """``model`` brought down to :data:`ONNX2TORCH_OPSET` if its default-domain opset is newer."""
+    from onnx import version_converter
+
+    opset = max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=ONNX2TORCH_OPSET)
+    if opset <= ONNX2TORCH_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, ONNX2TORCH_OPSET)
+    except Exception as error:  # the converter's C++ assertions surface as RuntimeError and others
+        raise CfzooError(
+            f"{source}: uses opset {opset}, and onnx2torch, which makes the gradient companion, reads opset {ONNX2TORCH_OPSET} at most "
+            f"({_first_line(error)}); export it with opset_version={ONNX2TORCH_OPSET}, or register it with --no-companion"
+        ) from None
+
+
+def check_companion(detector_path: Path, companion_path: Path, seed: int = 0) -> float:
+    """The largest relative disagreement between the companion's gradient and central finite differences of the
+    detector graph, along three random directions of four random patches; a CfzooError above FD_TOLERANCE."""
+    from cfzoo.zoo.runtime import onnxruntime_module
+
+    onnxruntime = onnxruntime_module()
+    detector = onnxruntime.InferenceSession(str(detector_path), providers=["CPUExecutionProvider"])
+    companion = onnxruntime.InferenceSession(str(companion_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(32, 224, (4, 3, PATCH_SIZE, PATCH_SIZE)).astype(np.float32)
+    labels = np.ones(len(images), dtype=np.int64)
+    logits, gradient = companion.run([LOGITS, GRAD], {IMAGE: images, LABEL: labels})
+    worst = 0.0
+    for _ in range(3):
+        direction = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), images.shape)
+        losses = [_cross_entropy(detector.run([LOGITS], {IMAGE: images + sign * FD_STEP * direction})[0], labels) for sign in (1, -1)]
+        numeric = (losses[0] - losses[1]) / (2 * FD_STEP)
+        analytic = (gradient.astype(np.float64) * direction).reshape(len(images), -1).sum(axis=1)
+        scale = np.maximum(np.abs(numeric), np.abs(analytic)).max() + 1e-6
+        worst = max(worst, float(np.abs(numeric - analytic).max() / scale))
+    if worst > FD_TOLERANCE:
+        raise CfzooError(
+            f"the gradient companion made for {detector_path.name} disagrees with finite differences of the detector by "
+            f"{worst:.0%} (at most {FD_TOLERANCE:.0%} allowed); register it with --no-companion and use gradient-free attacks"
+        )
+    return worst
+
+
+@dataclass(frozen=True)
+class Registration:
+    entry: ModelEntry
+    companion_error: float | None  # finite-difference disagreement of the companion; None without one
+
+
+def register_model(
+    path: str | os.PathLike[str],
+    model_id: str,
+    task: str,
+    adapter: Adapter = Adapter(),
+    threshold: float = 0.5,
+    companion: bool = True,
+    zoo_dir: str | os.PathLike[str] | None = None,
+) -> Registration:
+    """Put a third-party ONNX detector into the user zoo (``$CFZOO_HOME/zoo``) as ``model_id``: the adapted
+    graph, its gradient companion (unless ``companion`` is False) and a registry entry with both sha256."""
+    require_export_extra()
+    import onnx
+
+    path = Path(path)
+    if not _MODEL_ID.fullmatch(model_id):
+        raise CfzooError(f"model id {model_id!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if model_id in embedded_registry() or model_id.split("-")[0] in FAMILY_IDS:
+        raise CfzooError(f"model id {model_id!r} is taken by cfzoo's own models (<family>-<task>); choose another --id")
+    if task not in TASK_IDS:
+        raise CfzooError(f"unknown task {task!r}; choose one of: {', '.join(TASK_IDS)}")
+    if not 0.0 < threshold < 1.0:
+        raise CfzooError(f"threshold {threshold} is a probability of 'manipulated': give a number between 0 and 1")
+    if not path.is_file():
+        raise CfzooError(f"{path}: no such file; give the path of an .onnx detector")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError and onnx's own errors
+        raise CfzooError(f"{path} is not an ONNX model ({_first_line(error)}); export your detector with torch.onnx.export or tf2onnx") from None
+    adapted = adapt_graph(model, adapter, str(path))
+    _describe(adapted, model_id, "detector", adapter, file_sha256(path))
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
+    graphs, error = {"detector": adapted}, None
+    if companion:
+        graphs["gradient"] = make_companion(adapted, str(path))
+        _describe(graphs["gradient"], model_id, "gradient", adapter, file_sha256(path))
+        with tempfile.TemporaryDirectory(prefix="cfzoo-register-") as staging:
+            error = check_companion(save_model(adapted, Path(staging) / "detector.onnx"), save_model(graphs["gradient"], Path(staging) / "grad.onnx"))
+    # written only once everything is made and checked: a refused graph leaves the zoo as it was
+    files = {
+        kind: describe_file(save_model(graph, zoo_dir / MODELS_FOLDER / f"{model_id}{'.grad' if kind == 'gradient' else ''}.onnx"))
+        for kind, graph in graphs.items()
+    }
+    entry = ModelEntry(
+        id=model_id, family=EXTERNAL_FAMILY, task=task, files=files, threshold=float(threshold), score="probability",
+        training={"registered_from": path.name, "source_sha256": file_sha256(path), "adapter": asdict(adapter)},
+    )
+    registry_path = zoo_dir / REGISTRY_NAME
+    registry = Registry.read(registry_path, lenient=True) if registry_path.exists() else Registry([])
+    Registry([other for other in registry if other.id != model_id] + [entry]).write(registry_path)
+    return Registration(entry, error)
+
+
+def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | None]) -> None:
+    """Run the unwrapped graph on a batch of two and check its output against ``adapter.outputs``."""
+    from cfzoo.zoo.runtime import onnxruntime_module
+
+    onnxruntime = onnxruntime_module()
+    shape = [2, 3, PATCH_SIZE, PATCH_SIZE] if adapter.layout == "NCHW" else [2, PATCH_SIZE, PATCH_SIZE, 3]
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        element = session.get_inputs()[0].type  # e.g. tensor(float)
+        dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}.get(element)
+        if dtype is None:
+            raise CfzooError(f"{source}: its input is {element}; a detector takes floating-point images")
+        (output,) = session.run(None, {session.get_inputs()[0].name: np.zeros(shape, dtype=dtype)})
+    except CfzooError:
+        raise
+    except Exception as error:  # onnxruntime's own exception types
+        fixed = dims[0] not in (None,) and dims[0] != 2
+        hint = f"it takes a fixed batch of {dims[0]}; export it with a dynamic batch dimension" if fixed else "check that it runs in onnxruntime"
+        raise CfzooError(f"{source}: a batch of 2 patches fails ({_first_line(error)}); {hint}") from None
+    expected = {"two-logits": ((2, 2),), "one-logit": ((2,), (2, 1))}[adapter.outputs]
+    if output.shape not in expected:
+        other = "one-logit" if adapter.outputs == "two-logits" else "two-logits"
+        raise CfzooError(
+            f"{source}: its output has shape {list(output.shape)} for a batch of 2, but --outputs {adapter.outputs} expects "
+            f"{' or '.join(str(list(shape)) for shape in expected)}; if it gives {other.replace('-', ' ')}, say --outputs {other}"
+        )
+
+
+def _describe(model, model_id: str, kind: str, adapter: Adapter, source_sha256: str) -> None:
+    from cfzoo import __version__
+
+    del model.metadata_props[:]
+    metadata = {
+        "model_id": model_id, "kind": kind, "family": EXTERNAL_FAMILY, "source_sha256": source_sha256,
+        "adapter": f"layout={adapter.layout} input_range=0..{adapter.input_range} outputs={adapter.outputs} "
+        f"manipulated_class={adapter.manipulated_class}",
+        "cfzoo_version": __version__,
+    }
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _dims(value_info) -> list[int | None]:
+    return [dim.dim_value if dim.HasField("dim_value") else None for dim in value_info.type.tensor_type.shape.dim]
+
+
+def _shape_text(dims: list[int | None]) -> str:
+    return "[" + ",".join("?" if dim is None else str(dim) for dim in dims) + "]"
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    log_softmax = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+    return -log_softmax[np.arange(len(labels)), labels]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

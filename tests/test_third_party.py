@@ -1,0 +1,175 @@
+"""Detectors cfzoo did not make: registered with an adapter, detected with and attacked from the CLI and Python.
+
+The third-party graphs are torch networks of an architecture no cfzoo family has (a residual block, GELU-free so
+onnx2torch converts it, global average pooling), exported by torch's own exporter the way their authors would.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import cfzoo
+from cfzoo.cli import app
+from cfzoo.errors import CfzooError
+from cfzoo.export.third_party import FD_TOLERANCE, check_companion
+from cfzoo.images import read_rgb, save_png
+from cfzoo.manipulations import apply_manipulation
+from cfzoo.zoo.registry import load_registry, user_zoo_dir
+
+
+class Residual(torch.nn.Module):
+    """NHWC in 0..1 (or NCHW in 0..255); one logit (or two)."""
+
+    def __init__(self, nhwc: bool = True, logits: int = 1, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.nhwc = nhwc
+        self.stem = torch.nn.Conv2d(3, 8, 5, stride=2, padding=2)
+        self.block = torch.nn.Sequential(torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1))
+        self.head = torch.nn.Linear(8, logits)
+
+    def forward(self, pixels):
+        x = pixels.permute(0, 3, 1, 2) - 0.5 if self.nhwc else pixels / 255.0 - 0.5
+        x = self.stem(x)
+        x = x + self.block(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def _export(network, path, shape, dynamic=True):
+    dynamic_axes = {"pixels": {0: "n"}, "score": {0: "n"}} if dynamic else None
+    torch.onnx.export(
+        network.eval(), (torch.rand(*shape),), str(path), input_names=["pixels"], output_names=["score"],
+        dynamic_axes=dynamic_axes, dynamo=False, opset_version=17,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("third_party")
+    with pytest.warns(DeprecationWarning):  # torch calls its TorchScript exporter legacy; third parties still use it
+        return {
+            "nhwc": _export(Residual(), folder / "nhwc.onnx", (2, 128, 128, 3)),
+            "two": _export(Residual(nhwc=False, logits=2, seed=1), folder / "two.onnx", (2, 3, 128, 128)),
+            "fixed": _export(Residual(), folder / "fixed.onnx", (1, 128, 128, 3), dynamic=False),
+        }
+
+
+@pytest.fixture(scope="module")
+def compressed(photo):
+    return apply_manipulation("jpeg70", photo)
+
+
+def _tiles(image):
+    return np.stack([image[row:row + 128, col:col + 128] for row in range(0, 384, 128) for col in range(0, 384, 128)])
+
+
+runner = CliRunner()
+
+
+def _register(path, model_id, *options):
+    return runner.invoke(app, ["register", str(path), "--id", model_id, "--task", "jpeg70", *options])
+
+
+def test_an_nhwc_one_logit_detector_registers_and_scores_as_its_own_network(third_party, compressed):
+    result = _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--json")
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)
+    assert entry["family"] == "external" and set(entry["files"]) == {"detector", "gradient"}
+    assert entry["training"]["adapter"] == {"layout": "NHWC", "input_range": 1, "outputs": "one-logit", "manipulated_class": 1}
+    assert 0 <= entry["companion_finite_difference_error"] <= FD_TOLERANCE
+    assert load_registry().get("residual").files["detector"].sha256 == entry["files"]["detector"]["sha256"]
+    listed = json.loads(runner.invoke(app, ["list", "--json", "-t", "jpeg70"]).stdout)
+    assert {"id": "residual", "family": "external", "sources": ["user"]}.items() <= next(row for row in listed if row["id"] == "residual").items()
+
+    model = cfzoo.load_detector("residual")
+    patches = _tiles(compressed)
+    with torch.no_grad():
+        expected = torch.sigmoid(Residual().eval()(torch.from_numpy(patches / 255.0).float()))[:, 0].numpy()
+    np.testing.assert_allclose(model.predict_proba(patches), expected, atol=1e-5)
+
+    attacked = cfzoo.attack(model, patches, eps=4)
+    assert np.abs(attacked.astype(int) - patches).max() == 4
+    assert (model.predict_proba(attacked) < model.predict_proba(patches)).all()
+
+
+def test_two_logits_with_manipulated_first_are_reordered(third_party, compressed):
+    model = cfzoo.register(third_party["two"], "two-first", "jpeg70", manipulated_class=0)
+    patches = _tiles(compressed)
+    with torch.no_grad():
+        expected = torch.softmax(Residual(nhwc=False, logits=2, seed=1).eval()(torch.from_numpy(patches).permute(0, 3, 1, 2).float()), 1)
+    np.testing.assert_allclose(model.predict_proba(patches), expected[:, 0].numpy(), atol=1e-5)
+
+
+def test_a_registered_detector_is_detected_with_and_attacked_from_the_cli(third_party, compressed, tmp_path):
+    assert _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit").exit_code == 0
+    image = save_png(compressed[:256, :256], tmp_path / "compressed.png")
+    detected = runner.invoke(app, ["detect", str(image), "--model", "residual", "-f", "spam", "-t", "jpeg70", "--json"])
+    assert detected.exit_code == 0, detected.output
+    results = json.loads(detected.stdout)["images"][0]["results"]
+    assert [(result["model"], result["family"]) for result in results] == [("spam-jpeg70", "spam"), ("residual", "external")]
+    table = runner.invoke(app, ["detect", str(image), "--model", "residual", "-t", "jpeg70"])
+    assert "residual" in table.stdout and "spam" not in table.stdout  # --model without --detector: that model only
+
+    out = tmp_path / "attacked.png"
+    attacked = runner.invoke(app, ["attack", str(image), "--target", "residual", "-t", "jpeg70", "--eps", "2", "--out", str(out), "--json"])
+    assert attacked.exit_code == 0, attacked.output
+    summary = json.loads(attacked.stdout)
+    assert summary["target"] == "residual" and "residual" in summary["detect_grid_called_manipulated"]
+    assert np.abs(read_rgb(out).astype(int) - compressed[:256, :256]).max() == 2
+
+    # the zoo's file by path is the registered model, companion and all
+    by_path = runner.invoke(app, ["detect", str(image), "--model", str(user_zoo_dir() / "models" / "residual.onnx"), "--json"])
+    assert json.loads(by_path.stdout)["images"][0]["results"][0]["model"] == "residual"
+
+
+@pytest.mark.parametrize(
+    ("which", "options", "message"),
+    [
+        ("nhwc", ["--outputs", "one-logit"], "not NCHW with 3 channels and 128x128 pixels; if it is NHWC, say --layout NHWC"),
+        ("nhwc", ["--layout", "NHWC"], "expects [2, 2]; if it gives one logit, say --outputs one-logit"),
+        ("fixed", ["--layout", "NHWC", "--outputs", "one-logit"], "it takes a fixed batch of 1; export it with a dynamic batch dimension"),
+        ("not-onnx", [], "is not an ONNX model"),
+    ],
+)
+def test_a_graph_that_does_not_fit_is_refused_in_one_line_and_nothing_is_written(third_party, tmp_path, which, options, message):
+    path = third_party.get(which)
+    if path is None:
+        path = tmp_path / "notes.onnx"
+        path.write_text("not a protobuf at all")
+    result = _register(path, "refused", *options)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert not user_zoo_dir().exists() or not any(user_zoo_dir().rglob("refused*"))
+    assert "refused" not in load_registry()
+
+
+def test_taken_ids_and_non_contract_files_by_path_are_refused(third_party, tmp_path):
+    taken = _register(third_party["nhwc"], "bayar2016-mine", "--layout", "NHWC", "--outputs", "one-logit")
+    assert taken.exit_code == 1 and "taken by cfzoo's own models" in taken.output
+    image = save_png(np.zeros((128, 128, 3), np.uint8), tmp_path / "black.png")
+    raw = runner.invoke(app, ["detect", str(image), "--model", str(third_party["nhwc"]), "-t", "jpeg70"])
+    assert raw.exit_code == 1
+    assert "does not follow the model contract" in raw.output and "cfzoo register" in raw.output
+    assert "Traceback" not in raw.output
+
+
+def test_a_companion_that_is_not_the_detectors_gradient_is_caught(third_party):
+    first = cfzoo.register(third_party["nhwc"], "first", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit")
+    cfzoo.register(third_party["two"], "second", "jpeg70")
+    models = user_zoo_dir() / "models"
+    assert check_companion(models / "first.onnx", models / "first.grad.onnx") <= FD_TOLERANCE
+    with pytest.raises(CfzooError, match="disagrees with finite differences"):
+        check_companion(models / "first.onnx", models / "second.grad.onnx")
+    assert first.family == "external"
+
+
+def test_a_model_registered_without_companion_cannot_be_attacked_and_says_why(third_party, compressed):
+    model = cfzoo.register(third_party["nhwc"], "bare", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit", companion=False)
+    assert not (user_zoo_dir() / "models" / "bare.grad.onnx").exists()
+    with pytest.raises(CfzooError, match="registered without a gradient companion"):
+        cfzoo.attack(model, _tiles(compressed), eps=1)
