@@ -21,7 +21,8 @@ from cfzoo.data import _even_quotas
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
-from cfzoo.ops.attacks.fgsm import check_eps, default_iterations, fgsm, iterative_fgsm
+from cfzoo.ops.attacks.common import check_eps
+from cfzoo.ops.attacks.fgsm import default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.image import attack_positions, paste_patches
 from cfzoo.patches import cut_patches, patch_grid, sample_positions
 from cfzoo.sample_data import skimage_data_dir

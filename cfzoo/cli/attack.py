@@ -14,7 +14,8 @@ from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, METHODS, check_eps
+from cfzoo.ops.attacks.battery import METHODS, check_settings, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.available import target_models
 from cfzoo.reports import column_title, reported_families
@@ -36,12 +37,21 @@ def attack(
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
     data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
-    method: str = typer.Option("fgsm", "--method", help="fgsm: one step of eps. ifgsm: steps of 1 inside the eps-ball, each patch until the target calls it pristine."),
-    iterations: int | None = typer.Option(None, "--iterations", help="ifgsm's step count (default min(eps + 4, ceil(1.25 eps)))."),
+    method: str = typer.Option(
+        "fgsm", "--method",
+        help="fgsm: one step of eps. ifgsm: steps of 1, each patch until the target calls it pristine. pgd: random start, "
+        "signed steps of 2.5 eps / iterations, --restarts. apgd: AutoAttack's step-size-free PGD. square: black-box Square "
+        "Attack, detector only (no companion; works on the hard SPAM+SVM). docs/attacks.md says how each meets the integers.",
+    ),
+    iterations: int | None = typer.Option(
+        None, "--iterations", help="Steps: ifgsm (default min(eps + 4, ceil(1.25 eps))), pgd (default 10), apgd (default 20)."
+    ),
+    restarts: int = typer.Option(1, "--restarts", min=1, help="pgd: random starts for the patches not yet fooled."),
+    queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
     save: Path | None = typer.Option(None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."),
     out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."),
     max_patches: int | None = typer.Option(None, "--max-patches", min=1, help="Attack a seeded subset of this many manipulated patches per task, spread evenly over the test devices (default: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the device split, the patch sampling and the --max-patches subset."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the device split, the patch sampling, the --max-patches subset and the attacks' random draws."),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
@@ -67,17 +77,20 @@ def attack(
         raise CfzooError(f"unknown --method {method!r}; choose one of: {', '.join(METHODS)}")
     if as_json and markdown:
         raise CfzooError("choose one of --json and --markdown")
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
+    check_settings(settings)
     if image is not None:
-        _attack_image(image, target, task, eps, method, iterations, out, providers, batch_size, as_json, data, save, max_patches, markdown)
+        _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
-    target_models(target, task or None, providers)  # a missing model is reported before any data work
+    target_models(target, task or None, providers, needs_gradient(method))  # a missing model is reported before any data work
     check_save_dir(save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         report = attack_dataset(
-            dataset, target, eps, tasks=task or None, method=method, iterations=iterations, seed=seed, max_patches=max_patches,
+            dataset, target, eps, tasks=task or None, method=method, iterations=iterations, restarts=restarts, queries=queries,
+            seed=seed, max_patches=max_patches,
             providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
         )
     if report["target_trained_on_test_devices"]:
@@ -96,7 +109,7 @@ def attack(
         typer.echo(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv", err=True)
 
 
-def _attack_image(image, target, task, eps, method, iterations, out, providers, batch_size, as_json, data, save, max_patches, markdown):
+def _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown):
     for name, value in (("--data", data), ("--save", save), ("--max-patches", max_patches), ("--markdown", markdown or None)):
         if value is not None:
             raise CfzooError(f"{name} applies to dataset attacks; with an IMAGE give --task and --out only")
@@ -105,9 +118,7 @@ def _attack_image(image, target, task, eps, method, iterations, out, providers, 
     if out is None:
         raise CfzooError("attacking one IMAGE needs --out FILE.png")
     with stage_bars() as on_status:
-        _, summary = attack_image_file(
-            image, out, target, task[0], eps, method, iterations, providers, batch_size, functools.partial(on_status, "tiles")
-        )
+        _, summary = attack_image_file(image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles"))
     if as_json:
         print_json(summary)
         return
@@ -116,7 +127,7 @@ def _attack_image(image, target, task, eps, method, iterations, out, providers, 
     psnr = "inf" if summary["psnr_db"] is None else f"{summary['psnr_db']:.2f}"
     stdout.print(
         f"{summary['out']}: {summary['width']}x{summary['height']}, {summary['tiles']} tiles, "
-        f"{method.upper()} eps {eps} against {summary['target']}, PSNR {psnr} dB",
+        f"{settings.method.upper()} eps {settings.eps} against {summary['target']}, PSNR {psnr} dB",
         soft_wrap=True,
     )
     stdout.print(f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called manipulated, before -> after:")
@@ -144,7 +155,8 @@ def _print_table(report: dict) -> None:
         table.add_row(row["task"], str(row["patches"]), psnr, *cells)
     stdout.print(table)
     for row in report["rows"]:
-        extra = f", {row['mean_iterations']:.2f} steps per patch on average" if report["method"] == "ifgsm" else ""
+        extra = f", {row['mean_iterations']:.2f} steps per patch on average" if report["method"] != "fgsm" else ""
+        extra += f", {row['mean_queries']:.1f} model runs per patch" if "mean_queries" in row else ""
         stdout.print(
             f"{row['task']}: {row['seconds']:.1f} s, {row['zero_gradient_patches']} of {row['patches']} patches with a zero "
             f"gradient (left unchanged){extra}",

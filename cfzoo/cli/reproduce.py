@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.cli.common import handle_errors, print_json, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.manipulations import TASK_IDS, get_manipulation

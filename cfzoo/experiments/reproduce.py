@@ -41,7 +41,7 @@ from cfzoo.experiments.transfer import PAPER_TABLES, attack_dataset, attack_mark
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates, finite_or_none
-from cfzoo.ops.attacks.fgsm import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.ops.available import attackable_tasks, detector_entries
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, table1

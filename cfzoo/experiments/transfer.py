@@ -31,14 +31,8 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
-from cfzoo.ops.attacks.fgsm import (
-    DEFAULT_BATCH_SIZE,
-    AttackResult,
-    AttackSettings,
-    attack_patches,
-    check_eps,
-    default_iterations,
-)
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, check_eps
 from cfzoo.ops.available import detector_entries, target_models
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
@@ -81,21 +75,22 @@ def attack_patch_set(
     if not len(rows):
         raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
     target_id, target = target_detector.entry.id, target_detector.entry.column
-    companion = companion_of(target_detector)
+    companion = companion_of(target_detector) if needs_gradient(settings.method) else None
     detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
     detectors.setdefault(target, target_detector)
     entries = [detector.entry for detector in detectors.values()]
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
-    squared_error, zero_gradient, steps, index = 0.0, 0, 0, []
+    squared_error, zero_gradient, steps, queries, index = 0.0, 0, 0, 0, []
     started = time.perf_counter()
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        result: AttackResult = attack_patches(settings, companion, target_detector, original)
+        result: AttackResult = attack_patches(settings, companion, target_detector, original, first_row=start)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())
+        queries += int(result.queries.sum())
         probabilities = {}
         for family, detector in detectors.items():
             probability_before, decision_before = called_manipulated(detector, original, settings.batch_size)
@@ -118,6 +113,7 @@ def attack_patch_set(
         "mse": round(squared_error / samples, 6),
         "zero_gradient_patches": zero_gradient,
         "mean_iterations": round(steps / len(rows), 4),
+        **({} if settings.method in ("fgsm", "ifgsm") else {"mean_queries": round(queries / len(rows), 4)}),
         "seconds": round(time.perf_counter() - started, 2),
         "tpr": {
             entry.column: {
@@ -140,6 +136,8 @@ def attack_dataset(
     tasks: Sequence[str] | None = None,
     method: str = "fgsm",
     iterations: int | None = None,
+    restarts: int = 1,
+    queries: int | None = None,
     seed: int = 0,
     max_patches: int | None = None,
     providers: str = "auto",
@@ -155,11 +153,10 @@ def attack_dataset(
     eps = check_eps(eps)
     if batch_size < 1:
         raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    targets = target_models(target, tasks, providers)
+    targets = target_models(target, tasks, providers, needs_gradient(method))
     tasks = list(targets)
-    if iterations is None and method == "ifgsm":
-        iterations = default_iterations(eps)
-    settings = AttackSettings(eps, method, iterations, batch_size)
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
+    parameters = attack_parameters(settings)
     check_save_dir(save_dir)
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
@@ -181,8 +178,7 @@ def attack_dataset(
         "target": next(iter(targets.values())).entry.column,
         "method": method,
         "eps": eps,
-        "iterations": 1 if method == "fgsm" else iterations,
-        "step": eps if method == "fgsm" else 1,
+        **parameters,
         "seed": seed,
         "dataset": str(dataset.root),
         "test_devices": list(split.test),

@@ -15,8 +15,9 @@ def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
     return bool(available_sources(entry, kind))
 
 
-def attackable_tasks(target: str, tasks: Iterable[str] | None = None) -> list[str]:
-    """The tasks (Table I order) for which the target family's detector and gradient companion are here.
+def attackable_tasks(target: str, tasks: Iterable[str] | None = None, gradient: bool = True) -> list[str]:
+    """The tasks (Table I order) for which the target family's detector and (with ``gradient``) its gradient
+    companion are here.
 
     With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is missing."""
     if target not in FAMILY_IDS:
@@ -27,20 +28,22 @@ def attackable_tasks(target: str, tasks: Iterable[str] | None = None) -> list[st
         registry.select([target], wanted)  # one-line error for unknown tasks
         for task in wanted:
             model_id = f"{target}-{task}"
-            if not _attackable(registry, model_id):
+            if not _attackable(registry, model_id, gradient):
                 raise CfzooError(
                     f"{model_id} (detector and gradient companion) is not available here; `cfzoo list` shows what is, "
                     f"`cfzoo pull {model_id}` or `cfzoo train` + `cfzoo export` make it available"
                 )
         return [task for task in TABLE1_ORDER if task in wanted]
-    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}")]
+    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}", gradient)]
     if not found:
         raise CfzooError(f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one")
     return found
 
 
-def _attackable(registry, model_id: str) -> bool:
-    return model_id in registry and is_available(registry.get(model_id)) and is_available(registry.get(model_id), "gradient")
+def _attackable(registry, model_id: str, gradient: bool = True) -> bool:
+    if model_id not in registry or not is_available(registry.get(model_id)):
+        return False
+    return not gradient or is_available(registry.get(model_id), "gradient")
 
 
 def detector_entries(task: str) -> list[ModelEntry]:
@@ -48,11 +51,11 @@ def detector_entries(task: str) -> list[ModelEntry]:
     return [entry for entry in load_registry().select(FAMILY_IDS, [task]) if is_available(entry)]
 
 
-def target_models(target: str, tasks: Sequence[str] | None, providers: str = "auto") -> dict[str, Detector]:
+def target_models(target: str, tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True) -> dict[str, Detector]:
     """The detector attacked for each task: a family's model of each attackable task, or one model (id or path)
-    for its own task; a one-line error for a model without a gradient companion."""
+    for its own task; with ``gradient``, a one-line error for a model without a gradient companion."""
     if target in FAMILY_IDS:
-        return {task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks)}
+        return {task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks, gradient)}
     is_file = target.endswith(".onnx") or "/" in target
     if not is_file and target not in load_registry():
         raise CfzooError(
@@ -62,5 +65,6 @@ def target_models(target: str, tasks: Sequence[str] | None, providers: str = "au
     if len(wanted) > 1:
         raise CfzooError(f"model {target} detects one manipulation; give at most one --task")
     detector = open_model(target, wanted[0] if wanted else None, providers)
-    companion_of(detector)  # a missing companion is reported before any data work
+    if gradient:
+        companion_of(detector)  # a missing companion is reported before any data work
     return {detector.entry.task: detector}

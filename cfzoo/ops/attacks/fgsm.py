@@ -25,52 +25,16 @@ the per-sample losses.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, MANIPULATED, AttackResult, check_eps, checked_patches
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
-METHODS = ("fgsm", "ifgsm")
-MANIPULATED = 1
-#: The most an 8-bit pixel can move.
-MAX_EPS = 255
 #: Iterative FGSM's step, in gray levels: the smallest change that survives rounding.
 IFGSM_STEP = 1
-DEFAULT_BATCH_SIZE = 64
-
-
-
-@dataclass(frozen=True)
-class AttackResult:
-    """Attacked patches and what the attack did to each one."""
-
-    patches: np.ndarray  # [N,128,128,3] uint8
-    iterations: np.ndarray  # gradient steps taken per patch (FGSM: 1; iterative: 0 if the target already said pristine)
-    zero_gradient: np.ndarray  # bool: the first gradient was zero everywhere, so the first step changed nothing
-
-
-@dataclass(frozen=True)
-class AttackSettings:
-    """How :func:`attack_patches` attacks: ``method`` (one of :data:`METHODS`), ``eps`` in gray levels,
-    ``iterations`` (iterative FGSM only; None for :func:`default_iterations`) and the patches per model run."""
-
-    eps: int
-    method: str = "fgsm"
-    iterations: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-
-
-def check_eps(eps: int) -> int:
-    """``eps`` as an int, or a CfzooError: the attack needs an integer number of gray levels, 1..255."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, np.integer)) or not 1 <= eps <= MAX_EPS:
-        raise CfzooError(
-            f"eps must be an integer number of gray levels from 1 to {MAX_EPS}, got {eps!r}; "
-            "the paper uses --eps 1, the weakest noise that survives 8-bit storage"
-        )
-    return int(eps)
 
 
 def default_iterations(eps: int) -> int:
@@ -95,7 +59,7 @@ def fgsm(
 ) -> AttackResult:
     """One signed-gradient step of ``eps`` gray levels on every patch, clipped to 0..255."""
     eps = check_eps(eps)
-    patches = _checked_patches(patches)
+    patches = checked_patches(patches)
     attacked = np.empty_like(patches)
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
@@ -105,7 +69,8 @@ def fgsm(
         attacked[start:start + len(batch)] = np.clip(batch.astype(np.int16) + eps * sign, 0, 255)
         if on_progress is not None:
             on_progress(start + len(batch), len(patches))
-    return AttackResult(attacked, np.ones(len(patches), dtype=np.int64), zero_gradient)
+    ones = np.ones(len(patches), dtype=np.int64)
+    return AttackResult(attacked, ones, zero_gradient, queries=ones)
 
 
 def iterative_fgsm(
@@ -123,9 +88,10 @@ def iterative_fgsm(
     iterations = default_iterations(eps) if iterations is None else iterations
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise CfzooError(f"iterations must be an integer of at least 1, got {iterations!r}; leave it out for min(eps + 4, ceil(1.25 eps))")
-    patches = _checked_patches(patches)
+    patches = checked_patches(patches)
     attacked = np.empty_like(patches)
     steps = np.zeros(len(patches), dtype=np.int64)
+    queries = np.zeros(len(patches), dtype=np.int64)
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
         original = patches[start:start + batch_size].astype(np.int16)
@@ -134,6 +100,7 @@ def iterative_fgsm(
         active = np.arange(len(original))
         for step in range(iterations):
             if len(active):
+                queries[start + active] += 1
                 active = active[detector.probability(to_model_input(current[active])) > detector.threshold]
             if not len(active):
                 break
@@ -143,32 +110,9 @@ def iterative_fgsm(
                 zero_gradient[start + active] = stuck
             current[active] = np.clip(current[active] + IFGSM_STEP * sign, low[active], high[active])
             steps[start + active] += 1
+            queries[start + active] += 1
             active = active[~stuck]
         attacked[start:start + len(original)] = current
         if on_progress is not None:
             on_progress(start + len(original), len(patches))
-    return AttackResult(attacked, steps, zero_gradient)
-
-
-def attack_patches(
-    settings: AttackSettings,
-    companion: GradientModel,
-    detector: Detector,
-    patches: np.ndarray,
-    on_progress: ProgressCallback | None = None,
-) -> AttackResult:
-    """FGSM or iterative FGSM, as ``settings`` say (``fgsm`` ignores ``detector``)."""
-    if settings.method == "fgsm":
-        if settings.iterations is not None:
-            raise CfzooError("--iterations applies to --method ifgsm only; FGSM takes one step")
-        return fgsm(companion, patches, settings.eps, settings.batch_size, on_progress)
-    if settings.method == "ifgsm":
-        return iterative_fgsm(companion, detector, patches, settings.eps, settings.iterations, settings.batch_size, on_progress)
-    raise CfzooError(f"unknown attack method {settings.method!r}; choose one of: {', '.join(METHODS)}")
-
-
-def _checked_patches(patches: np.ndarray) -> np.ndarray:
-    patches = np.asarray(patches)
-    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:
-        raise CfzooError(f"patches must be [N,H,W,3] uint8 RGB, got a {patches.dtype} array of shape {list(patches.shape)}")
-    return patches
+    return AttackResult(attacked, steps, zero_gradient, queries)

@@ -20,12 +20,8 @@ import numpy as np
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.fgsm import (
-    DEFAULT_BATCH_SIZE,
-    AttackSettings,
-    attack_patches,
-    check_eps,
-)
+from cfzoo.ops.attacks.battery import attack_patches, needs_gradient
+from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.available import detector_entries, target_models
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
@@ -74,8 +70,9 @@ def attack_image(
     family (its ``task`` model), a model id or an ``.onnx`` path."""
     check_eps(settings.eps)
     positions = attack_positions(*pixels.shape[:2])
-    target_detector = target_models(target, [task], providers)[task]
-    companion = companion_of(target_detector)
+    gradient = needs_gradient(settings.method)
+    target_detector = target_models(target, [task], providers, gradient)[task]
+    companion = companion_of(target_detector) if gradient else None
     tiles = cut_patches(pixels, positions)
     if on_progress is not None:
         on_progress(0, len(tiles))
@@ -99,20 +96,17 @@ def attack_image_file(
     out_path: str | os.PathLike[str],
     target: str,
     task: str,
-    eps: int,
-    method: str = "fgsm",
-    iterations: int | None = None,
+    settings: AttackSettings,
     providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ImageAttack, dict]:
     """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and a
     JSON-ready summary. Refuses to write over the input and to write anything but ``.png``."""
-    check_eps(eps)
+    check_eps(settings.eps)
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     check_fits(loaded.height, loaded.width, source=image_path)
-    attack = attack_image(loaded.pixels, target, task, AttackSettings(eps, method, iterations, batch_size), providers, on_progress)
+    attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress)
     save_png(attack.pixels, out_path)
     summary = {
         "image": str(image_path),
@@ -121,8 +115,8 @@ def attack_image_file(
         "height": loaded.height,
         "notes": list(loaded.notes),
         "target": attack.target,
-        "method": method,
-        "eps": int(eps),
+        "method": settings.method,
+        "eps": int(settings.eps),
         "tiles": len(attack.positions),
         "detect_grid_patches": len(attack.detect_positions),
         "psnr_db": finite_or_none(attack.psnr_db),

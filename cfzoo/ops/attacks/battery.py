@@ -1,0 +1,94 @@
+"""The attack battery: every method behind one call, :func:`attack_patches`.
+
+| method | needs | rounding |
+|---|---|---|
+| ``fgsm`` | companion | none: one integer step of eps |
+| ``ifgsm`` | companion, detector | none: integer steps of 1 |
+| ``pgd`` | companion, detector | floats inside the ball, rounded and judged every step |
+| ``apgd`` | companion, detector | floats inside the ball, rounded and judged every step |
+| ``square`` | detector only | none: every pixel is original +- eps |
+"""
+
+from __future__ import annotations
+
+from cfzoo.callbacks import ProgressCallback
+from cfzoo.errors import CfzooError
+from cfzoo.ops.attacks.common import AttackResult, AttackSettings, check_count, check_eps
+from cfzoo.ops.attacks.fgsm import IFGSM_STEP, default_iterations, fgsm, iterative_fgsm
+from cfzoo.ops.attacks.pgd import APGD_ITERATIONS, PGD_ITERATIONS, apgd, pgd
+from cfzoo.ops.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, square
+from cfzoo.zoo.runtime import Detector, GradientModel
+
+METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square")
+#: Methods that need no gradient companion.
+GRADIENT_FREE = ("square",)
+
+
+def needs_gradient(method: str) -> bool:
+    check_method(method)
+    return method not in GRADIENT_FREE
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise CfzooError(f"unknown attack method {method!r}; choose one of: {', '.join(METHODS)}")
+    return method
+
+
+def check_settings(settings: AttackSettings) -> str:
+    """The method, once ``settings`` are known to fit it (a one-line CfzooError for an option another method owns)."""
+    method = check_method(settings.method)
+    check_eps(settings.eps)
+    check_count(settings.restarts, "restarts", "use 1 for a single random start")
+    for name, value, owners in (("iterations", settings.iterations, ("ifgsm", "pgd", "apgd")), ("queries", settings.queries, ("square",))):
+        check_count(value, name, "leave it out for the method's default")
+        if value is not None and method not in owners:
+            raise CfzooError(f"--{name} applies to --method {', '.join(owners)} only, not {method}")
+    if settings.restarts != 1 and method != "pgd":
+        raise CfzooError(f"--restarts applies to --method pgd only, not {method}")
+    return method
+
+
+def attack_parameters(settings: AttackSettings) -> dict:
+    """The parameters ``settings`` resolve to, defaults filled in, for reports: iterations and step (gray levels;
+    None where the method adapts it), and restarts (pgd) or the query budget (square)."""
+    method, eps, iterations = check_settings(settings), settings.eps, settings.iterations
+    if method == "fgsm":
+        return {"iterations": 1, "step": eps}
+    if method == "ifgsm":
+        return {"iterations": iterations or default_iterations(eps), "step": IFGSM_STEP}
+    if method == "pgd":
+        iterations = iterations or PGD_ITERATIONS
+        return {"iterations": iterations, "step": round(2.5 * eps / iterations, 6), "restarts": settings.restarts}
+    if method == "apgd":
+        return {"iterations": iterations or APGD_ITERATIONS, "step": None}
+    return {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT}
+
+
+def attack_patches(
+    settings: AttackSettings,
+    companion: GradientModel | None,
+    detector: Detector,
+    patches,
+    on_progress: ProgressCallback | None = None,
+    first_row: int = 0,
+) -> AttackResult:
+    """Attack [N,H,W,3] uint8 patches as ``settings`` say; ``companion`` may be None for gradient-free methods.
+    ``first_row``: where these patches start in a larger set attacked in pieces (it seeds the random draws)."""
+    method = check_settings(settings)
+    if needs_gradient(method) and companion is None:
+        raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
+    batch = settings.batch_size
+    if method == "fgsm":
+        return fgsm(companion, patches, settings.eps, batch, on_progress)
+    if method == "ifgsm":
+        return iterative_fgsm(companion, detector, patches, settings.eps, settings.iterations, batch, on_progress)
+    if method == "pgd":
+        return pgd(
+            companion, detector, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, batch, on_progress, first_row
+        )
+    if method == "apgd":
+        return apgd(companion, detector, patches, settings.eps, settings.iterations, settings.seed, batch, on_progress, first_row)
+    return square(
+        detector, patches, settings.eps, settings.queries, seed=settings.seed, batch_size=batch, on_progress=on_progress, first_row=first_row
+    )

@@ -1,0 +1,84 @@
+"""What every attack shares: integer eps, the uint8 patch layout, settings and results, and success after rounding.
+
+Every attack returns uint8 patches inside the L-infinity ball of radius eps (an integer number of gray levels)
+around the originals and inside 0..255. Success is what the target's detector says about those stored
+integers: a patch is fooled when the detector's probability of "manipulated" is at or below its threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cfzoo.errors import CfzooError
+from cfzoo.zoo.runtime import Detector, to_model_input
+
+MANIPULATED = 1
+#: The most an 8-bit pixel can move.
+MAX_EPS = 255
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Attacked patches and what the attack did to each one."""
+
+    patches: np.ndarray  # [N,128,128,3] uint8
+    iterations: np.ndarray  # gradient steps (or black-box proposals) per patch
+    zero_gradient: np.ndarray  # bool: the first gradient was zero everywhere (gradient-free attacks: all False)
+    queries: np.ndarray  # model runs per patch: detector and companion calls that included it
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (one of
+    :data:`~cfzoo.ops.attacks.battery.METHODS`), ``eps`` in gray levels, ``iterations`` (ifgsm, pgd, apgd; None
+    for each method's default), ``restarts`` (pgd), ``queries`` (square's budget per patch; None for its default),
+    ``seed`` (random starts and proposals) and the patches per model run."""
+
+    eps: int
+    method: str = "fgsm"
+    iterations: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    restarts: int = 1
+    queries: int | None = None
+    seed: int = 0
+
+
+def check_eps(eps: int) -> int:
+    """``eps`` as an int, or a CfzooError: the attack needs an integer number of gray levels, 1..255."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, np.integer)) or not 1 <= eps <= MAX_EPS:
+        raise CfzooError(
+            f"eps must be an integer number of gray levels from 1 to {MAX_EPS}, got {eps!r}; "
+            "the paper uses --eps 1, the weakest noise that survives 8-bit storage"
+        )
+    return int(eps)
+
+
+def check_count(value: int | None, what: str, hint: str) -> int | None:
+    """``value`` if it is None or a positive integer, else a one-line CfzooError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise CfzooError(f"{what} must be an integer of at least 1, got {value!r}; {hint}")
+    return value
+
+
+def checked_patches(patches: np.ndarray) -> np.ndarray:
+    patches = np.asarray(patches)
+    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:
+        raise CfzooError(f"patches must be [N,H,W,3] uint8 RGB, got a {patches.dtype} array of shape {list(patches.shape)}")
+    return patches
+
+
+def ball(original: np.ndarray, eps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) int16 bounds of the integer eps-ball around ``original``, inside 0..255."""
+    original = original.astype(np.int16)
+    return np.maximum(original - eps, 0), np.minimum(original + eps, 255)
+
+
+def manipulated_margin(detector: Detector, patches: np.ndarray) -> np.ndarray:
+    """logit(manipulated) - logit(pristine) minus the detector's threshold in logit units, per uint8 patch: the
+    patch is fooled where this is <= 0. The attacks minimise it (square) or check it (all)."""
+    logits = detector.logits(to_model_input(patches)).astype(np.float64)
+    threshold = float(np.clip(detector.threshold, 1e-12, 1 - 1e-12))
+    return logits[:, 1] - logits[:, 0] - np.log(threshold / (1 - threshold))

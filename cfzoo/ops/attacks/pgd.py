@@ -1,0 +1,231 @@
+"""Projected gradient attacks in the integer domain: PGD (Madry et al. 2018) and APGD-CE (Croce and Hein 2020).
+
+Both maximise CE(logits(x), manipulated) through the target's ONNX gradient companion, which takes float
+images, so they optimise in floats inside the eps-ball and measure success after rounding:
+
+- the iterate ``x`` is a float32 image in [max(x0 - eps, 0), min(x0 + eps, 255)]; those bounds are integers,
+  so ``rint(x)`` (half to even) stays in the integer ball;
+- before every gradient step, and after the last, ``rint(x)`` is stored as uint8 and the target's detector
+  judges it; a patch is done the first time the stored integers fool the detector (early stop, as AutoAttack);
+- a patch never fooled returns the rounded iterate with the lowest probability seen.
+
+PGD: a random integer start, uniform in the ball; ``iterations`` signed steps of ``step`` (default Madry's
+2.5 eps / iterations) with projection; ``restarts`` fresh starts for the patches not yet fooled.
+
+APGD-CE: AutoAttack's step-size-free schedule. Start uniform in the ball, first step 2 eps, momentum 0.75;
+at checkpoints (:func:`apgd_checkpoints`: 22, 41, 57, 70, 80, 87, 93, 99 of 100 iterations) a patch halves its
+step and restarts from its best point when fewer than 75% of the steps since the last checkpoint raised its
+loss, or when neither step nor best loss moved. The DLR loss is not offered: it divides by the
+gap between the largest and the third-largest logit, and a detector has two; for two classes its numerator,
+the logit margin, gives the same sign-gradient steps as cross-entropy.
+
+Randomness comes from ``seed`` and each batch's first row (counted from ``first_row``, so a set attacked in
+pieces draws what one call would): same seed and batch size, same result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cfzoo.callbacks import ProgressCallback
+from cfzoo.ops.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    MANIPULATED,
+    AttackResult,
+    ball,
+    check_count,
+    check_eps,
+    checked_patches,
+    manipulated_margin,
+)
+from cfzoo.zoo.runtime import Detector, GradientModel
+
+PGD_ITERATIONS = 10
+APGD_ITERATIONS = 20
+APGD_MOMENTUM = 0.75
+APGD_RHO = 0.75
+
+
+class _Tracker:
+    """The best (lowest-margin) rounded iterate of each patch of a batch, and which patches are fooled."""
+
+    def __init__(self, detector: Detector, original: np.ndarray):
+        self.detector = detector
+        self.best = original.copy()
+        self.margin = np.full(len(original), np.inf)
+        self.queries = np.zeros(len(original), dtype=np.int64)
+        self.judge(np.arange(len(original)), original)
+
+    @property
+    def fooled(self) -> np.ndarray:
+        return self.margin <= 0
+
+    def judge(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Round float candidates for ``rows``, keep each row's best; returns which of ``rows`` are now fooled."""
+        if not len(rows):
+            return np.zeros(0, dtype=bool)
+        stored = np.rint(candidates).astype(np.uint8)
+        margin = manipulated_margin(self.detector, stored)
+        self.queries[rows] += 1
+        better = margin < self.margin[rows]
+        self.best[rows[better]] = stored[better]
+        self.margin[rows[better]] = margin[better]
+        return self.margin[rows] <= 0
+
+
+def _loss_and_sign(companion: GradientModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(CE for the label manipulated, sign of its gradient) at float [N,H,W,3] images."""
+    labels = np.full(len(images), MANIPULATED, dtype=np.int64)
+    logits, gradient = companion.logits_and_gradient(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels)
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1)
+    loss = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, MANIPULATED]
+    return loss, np.sign(gradient).transpose(0, 2, 3, 1).astype(np.float32)
+
+
+def pgd(
+    companion: GradientModel,
+    detector: Detector,
+    patches: np.ndarray,
+    eps: int,
+    iterations: int | None = None,
+    restarts: int = 1,
+    step: float | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+    first_row: int = 0,
+) -> AttackResult:
+    """Madry et al.'s PGD with random integer starts and ``restarts``; see the module's notes on rounding."""
+    eps = check_eps(eps)
+    iterations = check_count(iterations, "iterations", f"leave it out for {PGD_ITERATIONS}") or PGD_ITERATIONS
+    restarts = check_count(restarts, "restarts", "use 1 for a single random start")
+    step = 2.5 * eps / iterations if step is None else float(step)
+    patches = checked_patches(patches)
+    return _batched(patches, batch_size, on_progress, lambda original, start: _pgd_batch(
+        companion, detector, original, eps, iterations, restarts, step, np.random.default_rng([seed, first_row + start])
+    ))
+
+
+def _pgd_batch(companion, detector, original, eps, iterations, restarts, step, rng):
+    low, high = (bound.astype(np.float32) for bound in ball(original, eps))
+    tracker = _Tracker(detector, original)
+    steps = np.zeros(len(original), dtype=np.int64)
+    zero_gradient = np.zeros(len(original), dtype=bool)
+    for restart in range(restarts):
+        rows = np.flatnonzero(~tracker.fooled)
+        if not len(rows):
+            break
+        start = rng.integers(-eps, eps + 1, size=(len(rows), *original.shape[1:]), dtype=np.int16)
+        x = np.clip(original[rows].astype(np.float32) + start, low[rows], high[rows])
+        for iteration in range(iterations + 1):
+            fooled = tracker.judge(rows, x)  # the random start too: it may fool the detector already
+            rows, x = rows[~fooled], x[~fooled]
+            if not len(rows) or iteration == iterations:
+                break
+            _, sign = _loss_and_sign(companion, x)
+            tracker.queries[rows] += 1
+            if restart == 0 and iteration == 0:
+                zero_gradient[rows] = ~sign.reshape(len(rows), -1).any(axis=1)
+            x = np.clip(x + step * sign, low[rows], high[rows])
+            steps[rows] += 1
+    return tracker.best, steps, zero_gradient, tracker.queries
+
+
+def apgd_checkpoints(iterations: int) -> list[int]:
+    """The iterations at which APGD may halve a patch's step: the first after 22% of them, each later interval
+    3% shorter than the one before but at least 6% (in whole iterations, as AutoAttack counts)."""
+    interval, shorter, shortest = (max(int(share * iterations), 1) for share in (0.22, 0.03, 0.06))
+    checkpoints, at = [], interval
+    while at < iterations:
+        checkpoints.append(at)
+        interval = max(interval - shorter, shortest)
+        at += interval
+    return checkpoints
+
+
+def apgd(
+    companion: GradientModel,
+    detector: Detector,
+    patches: np.ndarray,
+    eps: int,
+    iterations: int | None = None,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+    first_row: int = 0,
+) -> AttackResult:
+    """Croce and Hein's APGD on cross-entropy; see the module's notes on rounding and on DLR."""
+    eps = check_eps(eps)
+    iterations = check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}") or APGD_ITERATIONS
+    patches = checked_patches(patches)
+    return _batched(patches, batch_size, on_progress, lambda original, start: _apgd_batch(
+        companion, detector, original, eps, iterations, np.random.default_rng([seed, first_row + start])
+    ))
+
+
+def _apgd_batch(companion, detector, original, eps, iterations, rng):
+    low, high = (bound.astype(np.float32) for bound in ball(original, eps))
+    count = len(original)
+    tracker = _Tracker(detector, original)
+    steps = np.zeros(count, dtype=np.int64)
+    zero_gradient = np.zeros(count, dtype=bool)
+    direction = rng.uniform(-1, 1, size=original.shape).astype(np.float32)
+    scale = np.abs(direction).reshape(count, -1).max(axis=1).reshape(-1, 1, 1, 1)
+    x = np.clip(original + eps * direction / scale, low, high)
+    active = np.flatnonzero(~tracker.fooled)
+    active = active[~tracker.judge(active, x[active])]  # the random start may fool the detector already
+    loss, eta = np.zeros(count), np.full(count, 2.0 * eps, dtype=np.float32)
+    previous = x.copy()
+    if len(active):
+        loss[active], sign = _loss_and_sign(companion, x[active])
+        tracker.queries[active] += 1
+        zero_gradient[active] = ~sign.reshape(len(active), -1).any(axis=1)
+        x[active] = np.clip(x[active] + eta[active, None, None, None] * sign, low[active], high[active])
+        steps[active] += 1
+    best_loss, best_x = loss.copy(), previous.copy()
+    checkpoints = apgd_checkpoints(iterations)
+    last_checkpoint, raised = 0, np.zeros(count, dtype=np.int64)
+    eta_at_checkpoint, best_at_checkpoint = eta.copy(), best_loss.copy()
+    for iteration in range(1, iterations + 1):
+        if not len(active):
+            break
+        active = active[~tracker.judge(active, x[active])]
+        if not len(active) or iteration == iterations:
+            break
+        new_loss, sign = _loss_and_sign(companion, x[active])
+        tracker.queries[active] += 1
+        raised[active] += new_loss > loss[active]
+        loss[active] = new_loss
+        improved = new_loss > best_loss[active]
+        best_loss[active[improved]], best_x[active[improved]] = new_loss[improved], x[active[improved]]
+        step = eta[active, None, None, None]
+        z = np.clip(x[active] + step * sign, low[active], high[active])
+        moved = x[active] + APGD_MOMENTUM * (z - x[active]) + (1 - APGD_MOMENTUM) * (x[active] - previous[active])
+        previous[active] = x[active]
+        x[active] = np.clip(moved, low[active], high[active])
+        steps[active] += 1
+        if iteration in checkpoints:
+            too_few = raised[active] < APGD_RHO * (iteration - last_checkpoint)
+            stalled = (eta[active] == eta_at_checkpoint[active]) & (best_loss[active] == best_at_checkpoint[active])
+            halve = active[too_few | stalled]
+            eta[halve] /= 2
+            x[halve] = best_x[halve]
+            last_checkpoint, raised[:] = iteration, 0
+            eta_at_checkpoint, best_at_checkpoint = eta.copy(), best_loss.copy()
+    return tracker.best, steps, zero_gradient, tracker.queries
+
+
+def _batched(patches: np.ndarray, batch_size: int, on_progress: ProgressCallback | None, attack_batch) -> AttackResult:
+    """Run ``attack_batch(original, first_row)`` over batches and gather the results."""
+    attacked = np.empty_like(patches)
+    steps = np.zeros(len(patches), dtype=np.int64)
+    zero_gradient = np.zeros(len(patches), dtype=bool)
+    queries = np.zeros(len(patches), dtype=np.int64)
+    for start in range(0, len(patches), batch_size):
+        original = patches[start:start + batch_size]
+        part = slice(start, start + len(original))
+        attacked[part], steps[part], zero_gradient[part], queries[part] = attack_batch(original, start)
+        if on_progress is not None:
+            on_progress(start + len(original), len(patches))
+    return AttackResult(attacked, steps, zero_gradient, queries)

@@ -1,0 +1,101 @@
+"""Square Attack (Andriushchenko et al. 2020), L-infinity, score-based: it needs the detector graph only.
+
+No gradient and no companion, so it attacks detectors that have none and non-differentiable ones (the hard
+SPAM+SVM). It minimises the detector's margin, logit(manipulated) - logit(pristine) - logit(threshold), which
+is <= 0 exactly when the stored patch is called pristine.
+
+In integers from the start: every pixel of every candidate is original +- eps, clipped to 0..255, so nothing
+is ever rounded; the detector judges the very uint8 patches that are returned.
+
+- Start: the original is judged (a patch already called pristine is returned as it is), then vertical
+  stripes: each column of each channel shifted by +eps or -eps at random.
+- Each proposal: a square of side s at a random place, each channel of it set to +eps or -eps at random
+  (relative to the original); kept if it lowers the margin. s = round(sqrt(p * 128 * 128)), where p starts at
+  ``p_init`` and halves after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000 queries, the
+  paper's schedule scaled to the budget.
+- A patch stops when it is fooled or has used ``queries`` detector runs (the original and the stripes count).
+
+Randomness comes from ``seed`` and each batch's first row (counted from ``first_row``, so a set attacked in
+pieces draws what one call would): same seed and batch size, same result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cfzoo.callbacks import ProgressCallback
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, ball, check_count, check_eps, checked_patches, manipulated_margin
+from cfzoo.zoo.runtime import Detector
+
+DEFAULT_QUERIES = 300
+DEFAULT_P_INIT = 0.05
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def square_fraction(query: int, budget: int, p_init: float = DEFAULT_P_INIT) -> float:
+    """The share of the patch's pixels a proposal changes at ``query`` of ``budget`` (the paper's schedule)."""
+    progress = int(query / budget * 10000)
+    return p_init / 2 ** sum(progress > step for step in _HALVINGS)
+
+
+def square(
+    detector: Detector,
+    patches: np.ndarray,
+    eps: int,
+    queries: int | None = None,
+    p_init: float = DEFAULT_P_INIT,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
+    first_row: int = 0,
+) -> AttackResult:
+    """Square Attack on [N,H,W,3] uint8 patches with at most ``queries`` detector runs per patch."""
+    eps = check_eps(eps)
+    budget = check_count(queries, "queries", f"leave it out for {DEFAULT_QUERIES}") or DEFAULT_QUERIES
+    patches = checked_patches(patches)
+    attacked = np.empty_like(patches)
+    proposals = np.zeros(len(patches), dtype=np.int64)
+    used = np.zeros(len(patches), dtype=np.int64)
+    for start in range(0, len(patches), batch_size):
+        original = patches[start:start + batch_size]
+        part = slice(start, start + len(original))
+        attacked[part], proposals[part], used[part] = _square_batch(
+            detector, original, eps, budget, p_init, np.random.default_rng([seed, first_row + start])
+        )
+        if on_progress is not None:
+            on_progress(start + len(original), len(patches))
+    return AttackResult(attacked, proposals, np.zeros(len(patches), dtype=bool), used)
+
+
+def _square_batch(detector: Detector, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator):
+    count, height, width, channels = original.shape
+    low, high = ball(original, eps)
+    base = original.astype(np.int16)
+    current = original.copy()
+    margin = manipulated_margin(detector, current)  # a patch the detector already calls pristine stays as it is
+    used = np.ones(count, dtype=np.int64)
+    proposals = np.zeros(count, dtype=np.int64)
+    stripes = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(count, 1, width, channels))
+    active = np.flatnonzero(margin > 0)
+    if len(active):
+        current[active] = np.clip(base[active] + stripes[active], low[active], high[active])
+        margin[active] = manipulated_margin(detector, current[active])
+        used[active] += 1
+    for query in range(2, budget):
+        active = np.flatnonzero(margin > 0)
+        if not len(active):
+            break
+        side = int(np.clip(round(np.sqrt(square_fraction(query, budget, p_init) * height * width)), 1, min(height, width) - 1))
+        candidates = current[active].copy()
+        for row, patch in enumerate(active):
+            top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+            window = (slice(top, top + side), slice(left, left + side))
+            shift = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(1, 1, channels))
+            candidates[row][window] = np.clip(base[patch][window] + shift, low[patch][window], high[patch][window])
+        new_margin = manipulated_margin(detector, candidates)
+        used[active] += 1
+        proposals[active] += 1
+        better = new_margin < margin[active]
+        current[active[better]] = candidates[better]
+        margin[active[better]] = new_margin[better]
+    return current, proposals, used

@@ -1,0 +1,116 @@
+"""The attack battery on the shipped detectors: every result an integer image inside the eps-ball, success as the
+detector sees the stored uint8 patches, seeded randomness, and the strong attacks stronger than FGSM."""
+
+import shutil
+
+import numpy as np
+import pytest
+from skimage import data
+
+import cfzoo
+from cfzoo.errors import CfzooError
+from cfzoo.manipulations import apply_manipulation
+from cfzoo.ops.attacks.battery import METHODS, attack_parameters, attack_patches, check_settings
+from cfzoo.ops.attacks.common import AttackSettings
+from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
+from cfzoo.ops.attacks.square import square, square_fraction
+from cfzoo.zoo.registry import embedded_zoo_dir
+from cfzoo.zoo.runtime import load_detector, load_gradient_model, load_model_file
+
+
+def _tiles(image, count):
+    height, width = image.shape[:2]
+    return [image[row:row + 128, col:col + 128] for row in range(0, height - 127, 128) for col in range(0, width - 127, 128)][:count]
+
+
+@pytest.fixture(scope="module")
+def median7_patches():
+    """Median-filtered patches of four photos: the paper's hard case for FGSM."""
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    return np.stack([tile for photo in photos for tile in _tiles(apply_manipulation("median7", photo), 6)])
+
+
+@pytest.fixture(scope="module")
+def extreme_patches(median7_patches):
+    """Patches with pixels at 0 and 255, where the ball is cut by the 8-bit range."""
+    patches = median7_patches[:4].copy()
+    patches[:, :40] = 0
+    patches[:, 90:] = 255
+    return patches
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("eps", [1, 3])
+def test_every_attack_returns_integer_patches_inside_the_ball(method, eps, extreme_patches):
+    model = cfzoo.load_detector("cozzolino2017-median7")
+    attacked = cfzoo.attack(model, extreme_patches, eps, method=method, **({"queries": 20} if method == "square" else {}))
+    assert attacked.dtype == np.uint8 and attacked.shape == extreme_patches.shape
+    distance = np.abs(attacked.astype(int) - extreme_patches)
+    assert distance.max() <= eps
+    if method == "square":  # every pixel it moves is the original +- eps, or clipped at 0 or 255
+        moved = attacked.astype(int) != extreme_patches
+        assert ((distance[moved] == eps) | np.isin(attacked[moved], (0, 255))).all()
+
+
+def test_pgd_and_apgd_beat_fgsm_where_fgsm_fails(median7_patches):
+    """Cozzolino2017 on median7 at eps 1: one signed step leaves most patches detected; the iterative attacks,
+    optimising in floats and judged after rounding, do not."""
+    model = cfzoo.load_detector("cozzolino2017-median7")
+    before = model.predict(median7_patches).mean()
+    after = {method: model.predict(cfzoo.attack(model, median7_patches, 1, method=method)).mean() for method in ("fgsm", "pgd", "apgd")}
+    assert before > 0.9
+    assert after["fgsm"] > 0.5
+    assert after["pgd"] <= 0.1 and after["apgd"] <= 0.1
+
+
+def test_a_patch_already_called_pristine_is_returned_unchanged(median7_patches):
+    pristine = np.stack(_tiles(data.astronaut(), 4))
+    model = cfzoo.load_detector("cozzolino2017-median7")
+    assert not model.predict(pristine).any()
+    for method in ("ifgsm", "pgd", "apgd", "square"):
+        np.testing.assert_array_equal(cfzoo.attack(model, pristine, 2, method=method), pristine)
+
+
+def test_random_attacks_are_seeded_and_a_set_attacked_in_pieces_draws_as_one_call(median7_patches):
+    detector, companion = load_detector("bayar2016-median7"), load_gradient_model("bayar2016-median7")
+    patches = median7_patches[:12]
+    whole = pgd(companion, detector, patches, 2, iterations=3, seed=5, batch_size=4)
+    again = pgd(companion, detector, patches, 2, iterations=3, seed=5, batch_size=4)
+    np.testing.assert_array_equal(whole.patches, again.patches)
+    pieces = [pgd(companion, detector, patches[start:start + 4], 2, iterations=3, seed=5, batch_size=4, first_row=start) for start in (0, 4, 8)]
+    np.testing.assert_array_equal(whole.patches, np.concatenate([piece.patches for piece in pieces]))
+    other = square(detector, patches, 2, queries=5, seed=6)
+    assert not np.array_equal(square(detector, patches, 2, queries=5, seed=5).patches, other.patches)
+
+
+def test_square_needs_no_companion_and_respects_its_budget(median7_patches, tmp_path):
+    """The hard SPAM+SVM, loaded from a file with no companion beside it: gradient attacks are refused, Square runs."""
+    shutil.copy(embedded_zoo_dir() / "models" / "spam-median7.onnx", tmp_path / "spam-median7.onnx")
+    detector, companion = load_model_file(tmp_path / "spam-median7.onnx")
+    assert companion is None
+    settings = AttackSettings(eps=4, method="square", queries=30)
+    result = attack_patches(settings, None, detector, median7_patches)
+    assert result.queries.max() == 30 and (result.iterations == np.maximum(result.queries - 2, 0)).all()
+    model = cfzoo.load_detector(tmp_path / "spam-median7.onnx")
+    assert model.predict(result.patches).mean() < model.predict(median7_patches).mean()
+    with pytest.raises(CfzooError, match="needs the target's gradient companion; --method square needs none"):
+        attack_patches(AttackSettings(eps=1, method="pgd"), None, detector, median7_patches)
+    with pytest.raises(CfzooError, match="has no gradient companion beside it"):
+        cfzoo.attack(model, median7_patches, 1, method="apgd")
+
+
+def test_schedules_follow_the_papers():
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]  # AutoAttack's checkpoints for 100 iterations
+    assert square_fraction(1, 10000) == 0.05 and square_fraction(11, 10000) == 0.025 and square_fraction(9000, 10000) == 0.05 / 2**9
+    assert square_fraction(30, 300) == square_fraction(1000, 10000)  # the schedule scales with the budget
+
+
+def test_settings_that_do_not_fit_the_method_are_refused_before_any_work():
+    with pytest.raises(CfzooError, match=r"--queries applies to --method square only, not pgd"):
+        check_settings(AttackSettings(eps=1, method="pgd", queries=10))
+    with pytest.raises(CfzooError, match=r"--restarts applies to --method pgd only, not apgd"):
+        check_settings(AttackSettings(eps=1, method="apgd", restarts=3))
+    with pytest.raises(CfzooError, match=r"unknown attack method 'cw'"):
+        check_settings(AttackSettings(eps=1, method="cw"))
+    assert attack_parameters(AttackSettings(eps=2, method="pgd", restarts=2)) == {"iterations": 10, "step": 0.5, "restarts": 2}
+    assert attack_parameters(AttackSettings(eps=1, method="fgsm")) == {"iterations": 1, "step": 1}
