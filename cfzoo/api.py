@@ -14,8 +14,8 @@ import numpy as np
 
 from cfzoo.errors import CfzooError
 from cfzoo.images import as_rgb_uint8, load_image
-from cfzoo.ops.attacks.battery import attack_patches, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings
+from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
 from cfzoo.ops.detect import DetectorVerdict, score_image, select_detectors
 from cfzoo.ops.restore import restore_image
 from cfzoo.ops.scoring import called_manipulated
@@ -100,20 +100,24 @@ def detect(
 
 
 def attack(
-    model: Model, patches: np.ndarray, eps: int, *, method: str = "fgsm", iterations: int | None = None,
+    model: Model | Sequence[Model], patches: np.ndarray, eps: int, *, method: str = "fgsm", iterations: int | None = None,
     restarts: int = 1, queries: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
     each pixel within ``eps`` gray levels (an integer) of the original. ``method``: ``fgsm`` (one step of eps),
     ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size free)
     or ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion, the others
-    do). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers."""
-    if not isinstance(model, Model):
-        raise CfzooError(f"attack takes a Model from cfzoo.load_detector, got {type(model).__name__}")
+    do). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
+    A list of models is an ensemble (pgd, apgd, square): patches that every one of them calls pristine."""
+    models = [model] if isinstance(model, Model) else list(model)
+    if not models or not all(isinstance(member, Model) for member in models):
+        raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")
     batch, single = _patch_batch(patches)
-    companion = companion_of(model._detector) if needs_gradient(method) else None
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
-    result = attack_patches(settings, companion, model._detector, batch)
+    check_settings(settings)
+    detectors = tuple(member._detector for member in models)
+    companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
+    result = attack_patches(settings, AttackTarget(detectors, companions), batch)
     return result.patches[0] if single else result.patches
 
 

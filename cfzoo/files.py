@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -80,3 +81,36 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
     if out.is_dir():
         raise CfzooError(f"--out {out} is a folder; give a file name ending in .png")
     return check_writable(out, "--out")
+
+
+def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
+    """``out`` (a report folder to create) as a Path, or a one-line error, before any work: when it is a file or
+    (without ``force``) a non-empty folder, or cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CfzooError(f"--out {out} is a file; give a folder for the report")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise CfzooError(f"--out {out} is not empty; choose a new folder, or add --force to replace its contents")
+    return check_writable(out, "--out")
+
+
+def write_folder_atomically(out: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(staging_folder)`` in a hidden folder beside ``out``, then put that folder in ``out``'s place: an
+    existing ``out`` is moved aside first and removed only once the new one is in place. On any error, or an
+    interruption, the staging folder is removed and ``out`` is as it was."""
+    out = Path(os.path.abspath(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        fill(staging)
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

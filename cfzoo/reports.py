@@ -41,8 +41,9 @@ def reported_families(rows: list[dict]) -> list[str]:
 
 
 def column_title(column: str) -> str:
-    """A report column's heading: the family's title (Bayar2016), or an external model's id as it is."""
-    return FAMILY_TITLES.get(column, column)
+    """A report column's heading: the family's title (Bayar2016), an external model's id as it is, an ensemble's
+    members joined by +."""
+    return " + ".join(FAMILY_TITLES.get(part, part) for part in column.split("+"))
 
 
 def before_after_header(families: list[str]) -> str:

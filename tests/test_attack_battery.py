@@ -11,7 +11,7 @@ import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.battery import METHODS, attack_parameters, attack_patches, check_settings
-from cfzoo.ops.attacks.common import AttackSettings
+from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
 from cfzoo.ops.attacks.square import square, square_fraction
 from cfzoo.zoo.registry import embedded_zoo_dir
@@ -72,15 +72,15 @@ def test_a_patch_already_called_pristine_is_returned_unchanged(median7_patches):
 
 
 def test_random_attacks_are_seeded_and_a_set_attacked_in_pieces_draws_as_one_call(median7_patches):
-    detector, companion = load_detector("bayar2016-median7"), load_gradient_model("bayar2016-median7")
+    target = AttackTarget.of(load_detector("bayar2016-median7"), load_gradient_model("bayar2016-median7"))
     patches = median7_patches[:12]
-    whole = pgd(companion, detector, patches, 2, iterations=3, seed=5, batch_size=4)
-    again = pgd(companion, detector, patches, 2, iterations=3, seed=5, batch_size=4)
+    whole = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
+    again = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
     np.testing.assert_array_equal(whole.patches, again.patches)
-    pieces = [pgd(companion, detector, patches[start:start + 4], 2, iterations=3, seed=5, batch_size=4, first_row=start) for start in (0, 4, 8)]
+    pieces = [pgd(target, patches[start:start + 4], 2, iterations=3, seed=5, batch_size=4, first_row=start) for start in (0, 4, 8)]
     np.testing.assert_array_equal(whole.patches, np.concatenate([piece.patches for piece in pieces]))
-    other = square(detector, patches, 2, queries=5, seed=6)
-    assert not np.array_equal(square(detector, patches, 2, queries=5, seed=5).patches, other.patches)
+    other = square(target, patches, 2, queries=5, seed=6)
+    assert not np.array_equal(square(target, patches, 2, queries=5, seed=5).patches, other.patches)
 
 
 def test_square_needs_no_companion_and_respects_its_budget(median7_patches, tmp_path):
@@ -89,12 +89,12 @@ def test_square_needs_no_companion_and_respects_its_budget(median7_patches, tmp_
     detector, companion = load_model_file(tmp_path / "spam-median7.onnx")
     assert companion is None
     settings = AttackSettings(eps=4, method="square", queries=30)
-    result = attack_patches(settings, None, detector, median7_patches)
+    result = attack_patches(settings, AttackTarget.of(detector), median7_patches)
     assert result.queries.max() == 30 and (result.iterations == np.maximum(result.queries - 2, 0)).all()
     model = cfzoo.load_detector(tmp_path / "spam-median7.onnx")
     assert model.predict(result.patches).mean() < model.predict(median7_patches).mean()
     with pytest.raises(CfzooError, match="needs the target's gradient companion; --method square needs none"):
-        attack_patches(AttackSettings(eps=1, method="pgd"), None, detector, median7_patches)
+        attack_patches(AttackSettings(eps=1, method="pgd"), AttackTarget.of(detector), median7_patches)
     with pytest.raises(CfzooError, match="has no gradient companion beside it"):
         cfzoo.attack(model, median7_patches, 1, method="apgd")
 
@@ -114,3 +114,18 @@ def test_settings_that_do_not_fit_the_method_are_refused_before_any_work():
         check_settings(AttackSettings(eps=1, method="cw"))
     assert attack_parameters(AttackSettings(eps=2, method="pgd", restarts=2)) == {"iterations": 10, "step": 0.5, "restarts": 2}
     assert attack_parameters(AttackSettings(eps=1, method="fgsm")) == {"iterations": 1, "step": 1}
+
+
+def test_an_ensemble_attack_fools_every_member_at_once(median7_patches):
+    """The paper's hard case: median7, where noise made on one detector leaves the others near 100%. One PGD on
+    the three families together brings all of them down on the same patches."""
+    models = [cfzoo.load_detector(f"{family}-median7") for family in ("spam", "bayar2016", "cozzolino2017")]
+    patches = median7_patches[:12]
+    alone = cfzoo.attack(models[1], patches, 1, method="pgd")
+    together = cfzoo.attack(models, patches, 1, method="pgd")
+    assert models[1].predict(alone).mean() <= 0.1
+    assert min(models[0].predict(alone).mean(), models[2].predict(alone).mean()) >= 0.9  # Bayar2016's noise does not transfer
+    assert max(model.predict(together).mean() for model in models) <= 0.1
+    assert np.abs(together.astype(int) - patches).max() == 1
+    with pytest.raises(CfzooError, match="fgsm attacks one detector"):
+        cfzoo.attack(models, patches, 1, method="fgsm")

@@ -16,6 +16,7 @@ from cfzoo.cli.evaluate import evaluate
 from cfzoo.cli.hub import publish, pull
 from cfzoo.cli.reproduce import reproduce
 from cfzoo.cli.restore import export_restorer, restore, train_restorer
+from cfzoo.cli.robustness import robustness_command
 from cfzoo.cli.train import train
 from cfzoo.cli.zoo import export, list_models, register
 
@@ -39,6 +40,7 @@ app.command("register")(register)
 app.command("pull")(pull)
 app.command("publish")(publish)
 app.command("attack")(attack)
+app.command("robustness")(robustness_command)
 app.command("detect")(detect)
 app.command("cards")(cards)
 app.command("restore")(restore)

@@ -14,10 +14,10 @@ from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import METHODS, check_settings, needs_gradient
+from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.attacks.image import attack_image_file
-from cfzoo.ops.available import target_models
+from cfzoo.ops.available import attack_targets
 from cfzoo.reports import column_title, reported_families
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -29,10 +29,11 @@ def attack(
         None, help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.", show_default=False,
         readable=False,
     ),
-    target: str = typer.Option(
+    target: list[str] = typer.Option(
         ..., "--target", "-T", "--model",
-        help=f"Whose gradient companion makes the noise: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
-        "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it.",
+        help=f"The detector attacked: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
+        "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it. Repeat it for an "
+        "ensemble: one noise that every target must call pristine (--method pgd, apgd or square).",
     ),
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
@@ -79,12 +80,14 @@ def attack(
         raise CfzooError("choose one of --json and --markdown")
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
     check_settings(settings)
+    if len(set(target)) > 1 and method not in ENSEMBLE_METHODS:
+        raise CfzooError(f"--method {method} attacks one target; for an ensemble use --method {', '.join(ENSEMBLE_METHODS)}")
     if image is not None:
         _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
-    target_models(target, task or None, providers, needs_gradient(method))  # a missing model is reported before any data work
+    attack_targets(target, task or None, providers, needs_gradient(method))  # a missing model is reported before any data work
     check_save_dir(save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
@@ -95,7 +98,7 @@ def attack(
         )
     if report["target_trained_on_test_devices"]:
         typer.echo(
-            f"note: {', '.join(report['target_trained_on_test_devices'])} were training devices of the {target} models; "
+            f"note: {', '.join(report['target_trained_on_test_devices'])} were training devices of the {' and '.join(target)} models; "
             "TPR there is not a test figure (use --seed to change the split)",
             err=True,
         )

@@ -56,7 +56,7 @@ def reproduce(
     take about a minute; FGSM is the slow part (12-21 patches per second and target), so the default 500
     takes roughly half an hour, and all patches many hours.
     """
-    from cfzoo.experiments.reproduce import check_output_dir
+    from cfzoo.files import check_output_dir
     from cfzoo.experiments.reproduce import reproduce as run_reproduce
 
     tasks = [get_manipulation(name).task_id for name in dict.fromkeys(task)]

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from cfzoo.data import (
 )
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import PAPER_TABLES, attack_dataset, attack_markdown
-from cfzoo.files import check_writable, write_atomically
+from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates, finite_or_none
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
@@ -61,16 +60,6 @@ RESTORATION_COLUMNS = (
     "task", "discriminator", "restorer", "family", "model", "patches", "psnr_db_filtered", "psnr_db_restored",
     "ssim_filtered", "ssim_restored", "tpr_before", "tpr_after", "paper_tpr_after",
 )
-
-
-def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
-    """``out`` as a Path, or a one-line error when it is a file or (without ``force``) a non-empty folder."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CfzooError(f"--out {out} is a file; give a folder for the report")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise CfzooError(f"--out {out} is not empty; choose a new folder, or add --force to replace its contents")
-    return check_writable(out, "--out")
 
 
 def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:
@@ -443,14 +432,9 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
 
 
 def write_report_folder(document: dict, out: Path) -> None:
-    """Write every file into a staging folder beside ``out``, then put it in ``out``'s place (an existing
-    ``out`` is moved aside first and removed only once the new one is in place)."""
-    out = Path(os.path.abspath(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    """Write every file of the report into ``out``, whole or not at all (:func:`~cfzoo.files.write_folder_atomically`)."""
+
+    def fill(staging: Path) -> None:
         plots = write_plots(document, staging)
         csvs = table_csvs(document)
         columns = {"table1_detection.csv": TABLE1_COLUMNS, "table5_restoration.csv": RESTORATION_COLUMNS}
@@ -462,11 +446,5 @@ def write_report_folder(document: dict, out: Path) -> None:
         write_atomically(staging / REPORT_NAME, lambda temporary: temporary.write_text(markdown + "\n"))
         payload = json.dumps(document, indent=2, allow_nan=False)
         write_atomically(staging / JSON_NAME, lambda temporary: temporary.write_text(payload + "\n"))
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_folder_atomically(out, fill)

@@ -31,14 +31,14 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
-from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, check_eps
-from cfzoo.ops.available import detector_entries, target_models
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
+from cfzoo.ops.available import attack_targets, detector_entries
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
 from cfzoo.zoo.registry import ModelEntry
-from cfzoo.zoo.runtime import Detector, companion_of, load_detector
+from cfzoo.zoo.runtime import load_detector
 
 #: The paper's tables of FGSM (eps = 1) transfer, by target family.
 PAPER_TABLES = {
@@ -60,24 +60,25 @@ def paper_tpr(target: str, task: str, family: str, method: str, eps: int) -> flo
 def attack_patch_set(
     patch_set: PatchSet,
     rows: np.ndarray,
-    target_detector: Detector,
+    target: AttackTarget,
     settings: AttackSettings,
     providers: str = "auto",
     save_dir: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Attack ``rows`` of ``patch_set`` with the target's companion and score them with every detector here (the
-    zoo's for the task, and the target itself if it is an external model).
+    """Attack ``rows`` of ``patch_set`` (one target or an ensemble) and score them with every detector here (the
+    zoo's for the task, and the targets themselves where they are external models).
 
     Returns the table row and, when ``save_dir`` is given, the index records of the PNGs written to
     ``save_dir/<task>/<patch_row>.png``."""
     task = patch_set.task
     if not len(rows):
         raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
-    target_id, target = target_detector.entry.id, target_detector.entry.column
-    companion = companion_of(target_detector) if needs_gradient(settings.method) else None
+    target_id = "+".join(detector.entry.id for detector in target.detectors)
+    target_column = target.detectors[0].entry.column  # the member whose probabilities --save records
     detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
-    detectors.setdefault(target, target_detector)
+    for member in target.detectors:
+        detectors.setdefault(member.entry.column, member)
     entries = [detector.entry for detector in detectors.values()]
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
@@ -86,7 +87,7 @@ def attack_patch_set(
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        result: AttackResult = attack_patches(settings, companion, target_detector, original, first_row=start)
+        result: AttackResult = attack_patches(settings, target, original, first_row=start)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())
@@ -99,7 +100,7 @@ def attack_patch_set(
             after[family].append(decision_after)
             probabilities[family] = (probability_before, probability_after)
         if save_dir is not None:
-            index += _save_patches(Path(save_dir), patch_set, chunk, result.patches, probabilities[target])
+            index += _save_patches(Path(save_dir), patch_set, chunk, result.patches, probabilities[target_column])
         if on_progress is not None:
             on_progress(start + len(chunk), len(rows))
     samples = len(rows) * int(np.prod(patch_set.patches.shape[1:]))
@@ -120,7 +121,7 @@ def attack_patch_set(
                 "model": entry.id,
                 "before": _tpr(before[entry.column]),
                 "after": _tpr(after[entry.column]),
-                "paper": paper_tpr(target, task, entry.column, settings.method, settings.eps),
+                "paper": None if target.is_ensemble else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
             }
             for entry in entries
         },
@@ -130,7 +131,7 @@ def attack_patch_set(
 
 def attack_dataset(
     dataset: CameraDataset,
-    target: str,
+    target: str | Sequence[str],
     eps: int,
     *,
     tasks: Sequence[str] | None = None,
@@ -149,11 +150,13 @@ def attack_dataset(
     """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
 
     ``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
-    attacked). ``on_status(stage, done, total)`` reports patch-set building and attacking."""
+    attacked), or several of those: their ensemble (pgd, apgd, square), on the tasks they share.
+    ``on_status(stage, done, total)`` reports patch-set building and attacking."""
     eps = check_eps(eps)
     if batch_size < 1:
         raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    targets = target_models(target, tasks, providers, needs_gradient(method))
+    check_settings(AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed))
+    targets = attack_targets(target, tasks, providers, needs_gradient(method))
     tasks = list(targets)
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
     parameters = attack_parameters(settings)
@@ -175,14 +178,14 @@ def attack_dataset(
     if save_dir is not None:
         write_index(Path(save_dir) / INDEX_NAME, index)
     return {
-        "target": next(iter(targets.values())).entry.column,
+        "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
         "method": method,
         "eps": eps,
         **parameters,
         "seed": seed,
         "dataset": str(dataset.root),
         "test_devices": list(split.test),
-        "target_trained_on_test_devices": trained_on([detector.entry for detector in targets.values()], split.test),
+        "target_trained_on_test_devices": trained_on([member.entry for found in targets.values() for member in found.detectors], split.test),
         "rows": rows,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from cfzoo.errors import CfzooError
+from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
@@ -68,3 +69,25 @@ def target_models(target: str, tasks: Sequence[str] | None, providers: str = "au
     if gradient:
         companion_of(detector)  # a missing companion is reported before any data work
     return {detector.entry.task: detector}
+
+
+def attack_targets(
+    targets: str | Sequence[str], tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True
+) -> dict[str, AttackTarget]:
+    """What is attacked for each task: one target (see :func:`target_models`) or, for several, their ensemble on
+    the tasks every one of them has (with ``gradient``, each with its companion)."""
+    members = [targets] if isinstance(targets, str) else list(dict.fromkeys(targets))
+    if not members:
+        raise CfzooError("name a target: a family, a model id or an .onnx file")
+    by_member = [target_models(member, tasks, providers, gradient) for member in members]
+    shared = [task for task in by_member[0] if all(task in found for found in by_member[1:])]
+    if not shared:
+        have = "; ".join(f"{member}: {', '.join(found)}" for member, found in zip(members, by_member))
+        raise CfzooError(f"{' and '.join(members)} share no task here ({have}); an ensemble attacks detectors of one task")
+    return {
+        task: AttackTarget(
+            tuple(found[task] for found in by_member),
+            tuple(companion_of(found[task]) if gradient else None for found in by_member),
+        )
+        for task in shared
+    }

@@ -7,21 +7,25 @@
 | ``pgd`` | companion, detector | floats inside the ball, rounded and judged every step |
 | ``apgd`` | companion, detector | floats inside the ball, rounded and judged every step |
 | ``square`` | detector only | none: every pixel is original +- eps |
+
+pgd, apgd and square also attack an ensemble (:class:`~cfzoo.ops.attacks.common.AttackTarget` with several
+detectors): one set of patches that every member calls pristine.
 """
 
 from __future__ import annotations
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
-from cfzoo.ops.attacks.common import AttackResult, AttackSettings, check_count, check_eps
+from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, check_count, check_eps
 from cfzoo.ops.attacks.fgsm import IFGSM_STEP, default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.pgd import APGD_ITERATIONS, PGD_ITERATIONS, apgd, pgd
 from cfzoo.ops.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, square
-from cfzoo.zoo.runtime import Detector, GradientModel
 
 METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square")
 #: Methods that need no gradient companion.
 GRADIENT_FREE = ("square",)
+#: Methods that attack several detectors at once (an ensemble, fooled only when every member is).
+ENSEMBLE_METHODS = ("pgd", "apgd", "square")
 
 
 def needs_gradient(method: str) -> bool:
@@ -67,28 +71,28 @@ def attack_parameters(settings: AttackSettings) -> dict:
 
 def attack_patches(
     settings: AttackSettings,
-    companion: GradientModel | None,
-    detector: Detector,
+    target: AttackTarget,
     patches,
     on_progress: ProgressCallback | None = None,
     first_row: int = 0,
 ) -> AttackResult:
-    """Attack [N,H,W,3] uint8 patches as ``settings`` say; ``companion`` may be None for gradient-free methods.
-    ``first_row``: where these patches start in a larger set attacked in pieces (it seeds the random draws)."""
+    """Attack [N,H,W,3] uint8 patches as ``settings`` say. ``target``: one detector or an ensemble (pgd, apgd and
+    square), with companions where the method needs them. ``first_row``: where these patches start in a larger
+    set attacked in pieces (it seeds the random draws)."""
     method = check_settings(settings)
-    if needs_gradient(method) and companion is None:
+    if needs_gradient(method) and not target.has_gradient:
         raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
+    if target.is_ensemble and method not in ENSEMBLE_METHODS:
+        raise CfzooError(f"{method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
     batch = settings.batch_size
     if method == "fgsm":
-        return fgsm(companion, patches, settings.eps, batch, on_progress)
+        return fgsm(target.companions[0], patches, settings.eps, batch, on_progress)
     if method == "ifgsm":
-        return iterative_fgsm(companion, detector, patches, settings.eps, settings.iterations, batch, on_progress)
+        return iterative_fgsm(target.companions[0], target.detectors[0], patches, settings.eps, settings.iterations, batch, on_progress)
     if method == "pgd":
-        return pgd(
-            companion, detector, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, batch, on_progress, first_row
-        )
+        return pgd(target, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, batch, on_progress, first_row)
     if method == "apgd":
-        return apgd(companion, detector, patches, settings.eps, settings.iterations, settings.seed, batch, on_progress, first_row)
+        return apgd(target, patches, settings.eps, settings.iterations, settings.seed, batch, on_progress, first_row)
     return square(
-        detector, patches, settings.eps, settings.queries, seed=settings.seed, batch_size=batch, on_progress=on_progress, first_row=first_row
+        target, patches, settings.eps, settings.queries, seed=settings.seed, batch_size=batch, on_progress=on_progress, first_row=first_row
     )

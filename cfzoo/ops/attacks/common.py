@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfzoo.errors import CfzooError
-from cfzoo.zoo.runtime import Detector, to_model_input
+from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
 MANIPULATED = 1
 #: The most an 8-bit pixel can move.
@@ -82,3 +82,60 @@ def manipulated_margin(detector: Detector, patches: np.ndarray) -> np.ndarray:
     logits = detector.logits(to_model_input(patches)).astype(np.float64)
     threshold = float(np.clip(detector.threshold, 1e-12, 1 - 1e-12))
     return logits[:, 1] - logits[:, 0] - np.log(threshold / (1 - threshold))
+
+
+@dataclass(frozen=True)
+class AttackTarget:
+    """What an attack aims at: one detector, or an ensemble that is fooled only when every member is. Each
+    detector comes with its gradient companion, or None where the attack needs none (square).
+
+    An ensemble's margin is its members' largest (:func:`manipulated_margin`), and its loss the sum of their
+    cross-entropies; its gradient sums theirs, each scaled to unit mean absolute value per patch, so that a
+    member whose loss is steep does not drown the others' directions."""
+
+    detectors: tuple[Detector, ...]
+    companions: tuple[GradientModel | None, ...]
+
+    @classmethod
+    def of(cls, detector: Detector, companion: GradientModel | None = None) -> AttackTarget:
+        return cls((detector,), (companion,))
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.detectors) > 1
+
+    @property
+    def has_gradient(self) -> bool:
+        return all(companion is not None for companion in self.companions)
+
+    def margin(self, patches: np.ndarray) -> np.ndarray:
+        """Per uint8 patch: <= 0 exactly when every member calls it pristine (run DEFAULT_BATCH_SIZE at a time)."""
+        if not len(patches):
+            return np.zeros(0)
+        return np.concatenate([
+            np.max([manipulated_margin(detector, patches[start:start + DEFAULT_BATCH_SIZE]) for detector in self.detectors], axis=0)
+            for start in range(0, len(patches), DEFAULT_BATCH_SIZE)
+        ])
+
+    def loss_and_gradient(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(loss [N], its gradient [N,H,W,3]) at float [N,H,W,3] images: the cross-entropy for the label
+        manipulated (summed over members, their gradients scaled as the class says)."""
+        labels = np.full(len(images), MANIPULATED, dtype=np.int64)
+        contract = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+        total_loss, total_gradient = np.zeros(len(images)), np.zeros(images.shape, dtype=np.float32)
+        for companion in self.companions:
+            logits, gradient = companion.logits_and_gradient(contract, labels)
+            gradient = gradient.transpose(0, 2, 3, 1)
+            if self.is_ensemble:
+                scale = np.abs(gradient).reshape(len(images), -1).mean(axis=1)
+                gradient = gradient / np.where(scale > 0, scale, 1.0)[:, None, None, None]
+            total_loss += cross_entropy(logits, MANIPULATED)
+            total_gradient += gradient
+        return total_loss, total_gradient
+
+
+def cross_entropy(logits: np.ndarray, label: int) -> np.ndarray:
+    """-log softmax(logits)[:, label] per row, computed stably in float64."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, label]

@@ -12,7 +12,7 @@ last few pixels. The detectors' verdicts are taken on the detect grid, cut from 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +20,12 @@ import numpy as np
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.battery import attack_patches, needs_gradient
+from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
-from cfzoo.ops.available import detector_entries, target_models
+from cfzoo.ops.available import attack_targets, detector_entries
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
-from cfzoo.zoo.runtime import companion_of, load_detector
+from cfzoo.zoo.runtime import load_detector
 
 
 def attack_positions(height: int, width: int) -> np.ndarray:
@@ -55,46 +55,46 @@ class ImageAttack:
     psnr_db: float
     zero_gradient_tiles: int
     tpr: dict  # column (family or external id) -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
-    target: str  # the attacked model's id
+    target: str  # the attacked model's id (an ensemble's ids joined by +)
 
 
 def attack_image(
     pixels: np.ndarray,
-    target: str,
+    target: str | Sequence[str],
     task: str,
     settings: AttackSettings,
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImageAttack:
-    """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) with the companion of ``target``: a
-    family (its ``task`` model), a model id or an ``.onnx`` path."""
-    check_eps(settings.eps)
+    """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) as ``settings`` say. ``target``: a
+    family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble)."""
+    check_settings(settings)
     positions = attack_positions(*pixels.shape[:2])
-    gradient = needs_gradient(settings.method)
-    target_detector = target_models(target, [task], providers, gradient)[task]
-    companion = companion_of(target_detector) if gradient else None
+    chosen = attack_targets(target, [task], providers, needs_gradient(settings.method))[task]
     tiles = cut_patches(pixels, positions)
     if on_progress is not None:
         on_progress(0, len(tiles))
-    result = attack_patches(settings, companion, target_detector, tiles, on_progress)
+    result = attack_patches(settings, chosen, tiles, on_progress)
     attacked = paste_patches(pixels, result.patches, positions)
     detect_positions = patch_grid(*pixels.shape[:2])
     detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
-    detectors.setdefault(target_detector.entry.column, target_detector)
+    for member in chosen.detectors:
+        detectors.setdefault(member.entry.column, member)
     before, after = called_before_and_after(pixels, attacked, list(detectors.values()), detect_positions, settings.batch_size)
     tpr = {
         column: {"model": detector.entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
         for row, (column, detector) in enumerate(detectors.items())
     }
     return ImageAttack(
-        attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr, target_detector.entry.id
+        attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr,
+        "+".join(member.entry.id for member in chosen.detectors)
     )
 
 
 def attack_image_file(
     image_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
-    target: str,
+    target: str | Sequence[str],
     task: str,
     settings: AttackSettings,
     providers: str = "auto",

@@ -28,17 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.ops.attacks.common import (
-    DEFAULT_BATCH_SIZE,
-    MANIPULATED,
-    AttackResult,
-    ball,
-    check_count,
-    check_eps,
-    checked_patches,
-    manipulated_margin,
-)
-from cfzoo.zoo.runtime import Detector, GradientModel
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, ball, check_count, check_eps, checked_patches
 
 PGD_ITERATIONS = 10
 APGD_ITERATIONS = 20
@@ -49,8 +39,8 @@ APGD_RHO = 0.75
 class _Tracker:
     """The best (lowest-margin) rounded iterate of each patch of a batch, and which patches are fooled."""
 
-    def __init__(self, detector: Detector, original: np.ndarray):
-        self.detector = detector
+    def __init__(self, target: AttackTarget, original: np.ndarray):
+        self.target = target
         self.best = original.copy()
         self.margin = np.full(len(original), np.inf)
         self.queries = np.zeros(len(original), dtype=np.int64)
@@ -65,27 +55,22 @@ class _Tracker:
         if not len(rows):
             return np.zeros(0, dtype=bool)
         stored = np.rint(candidates).astype(np.uint8)
-        margin = manipulated_margin(self.detector, stored)
-        self.queries[rows] += 1
+        margin = self.target.margin(stored)
+        self.queries[rows] += len(self.target.detectors)
         better = margin < self.margin[rows]
         self.best[rows[better]] = stored[better]
         self.margin[rows[better]] = margin[better]
         return self.margin[rows] <= 0
 
 
-def _loss_and_sign(companion: GradientModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(CE for the label manipulated, sign of its gradient) at float [N,H,W,3] images."""
-    labels = np.full(len(images), MANIPULATED, dtype=np.int64)
-    logits, gradient = companion.logits_and_gradient(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels)
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=1)
-    loss = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, MANIPULATED]
-    return loss, np.sign(gradient).transpose(0, 2, 3, 1).astype(np.float32)
+def _loss_and_sign(target: AttackTarget, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the target's loss, sign of its gradient) at float [N,H,W,3] images."""
+    loss, gradient = target.loss_and_gradient(images)
+    return loss, np.sign(gradient).astype(np.float32)
 
 
 def pgd(
-    companion: GradientModel,
-    detector: Detector,
+    target: AttackTarget,
     patches: np.ndarray,
     eps: int,
     iterations: int | None = None,
@@ -103,13 +88,13 @@ def pgd(
     step = 2.5 * eps / iterations if step is None else float(step)
     patches = checked_patches(patches)
     return _batched(patches, batch_size, on_progress, lambda original, start: _pgd_batch(
-        companion, detector, original, eps, iterations, restarts, step, np.random.default_rng([seed, first_row + start])
+        target, original, eps, iterations, restarts, step, np.random.default_rng([seed, first_row + start])
     ))
 
 
-def _pgd_batch(companion, detector, original, eps, iterations, restarts, step, rng):
+def _pgd_batch(target, original, eps, iterations, restarts, step, rng):
     low, high = (bound.astype(np.float32) for bound in ball(original, eps))
-    tracker = _Tracker(detector, original)
+    tracker = _Tracker(target, original)
     steps = np.zeros(len(original), dtype=np.int64)
     zero_gradient = np.zeros(len(original), dtype=bool)
     for restart in range(restarts):
@@ -123,8 +108,8 @@ def _pgd_batch(companion, detector, original, eps, iterations, restarts, step, r
             rows, x = rows[~fooled], x[~fooled]
             if not len(rows) or iteration == iterations:
                 break
-            _, sign = _loss_and_sign(companion, x)
-            tracker.queries[rows] += 1
+            _, sign = _loss_and_sign(target, x)
+            tracker.queries[rows] += len(target.companions)
             if restart == 0 and iteration == 0:
                 zero_gradient[rows] = ~sign.reshape(len(rows), -1).any(axis=1)
             x = np.clip(x + step * sign, low[rows], high[rows])
@@ -145,8 +130,7 @@ def apgd_checkpoints(iterations: int) -> list[int]:
 
 
 def apgd(
-    companion: GradientModel,
-    detector: Detector,
+    target: AttackTarget,
     patches: np.ndarray,
     eps: int,
     iterations: int | None = None,
@@ -160,14 +144,14 @@ def apgd(
     iterations = check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}") or APGD_ITERATIONS
     patches = checked_patches(patches)
     return _batched(patches, batch_size, on_progress, lambda original, start: _apgd_batch(
-        companion, detector, original, eps, iterations, np.random.default_rng([seed, first_row + start])
+        target, original, eps, iterations, np.random.default_rng([seed, first_row + start])
     ))
 
 
-def _apgd_batch(companion, detector, original, eps, iterations, rng):
+def _apgd_batch(target, original, eps, iterations, rng):
     low, high = (bound.astype(np.float32) for bound in ball(original, eps))
     count = len(original)
-    tracker = _Tracker(detector, original)
+    tracker = _Tracker(target, original)
     steps = np.zeros(count, dtype=np.int64)
     zero_gradient = np.zeros(count, dtype=bool)
     direction = rng.uniform(-1, 1, size=original.shape).astype(np.float32)
@@ -178,8 +162,8 @@ def _apgd_batch(companion, detector, original, eps, iterations, rng):
     loss, eta = np.zeros(count), np.full(count, 2.0 * eps, dtype=np.float32)
     previous = x.copy()
     if len(active):
-        loss[active], sign = _loss_and_sign(companion, x[active])
-        tracker.queries[active] += 1
+        loss[active], sign = _loss_and_sign(target, x[active])
+        tracker.queries[active] += len(target.companions)
         zero_gradient[active] = ~sign.reshape(len(active), -1).any(axis=1)
         x[active] = np.clip(x[active] + eta[active, None, None, None] * sign, low[active], high[active])
         steps[active] += 1
@@ -193,8 +177,8 @@ def _apgd_batch(companion, detector, original, eps, iterations, rng):
         active = active[~tracker.judge(active, x[active])]
         if not len(active) or iteration == iterations:
             break
-        new_loss, sign = _loss_and_sign(companion, x[active])
-        tracker.queries[active] += 1
+        new_loss, sign = _loss_and_sign(target, x[active])
+        tracker.queries[active] += len(target.companions)
         raised[active] += new_loss > loss[active]
         loss[active] = new_loss
         improved = new_loss > best_loss[active]

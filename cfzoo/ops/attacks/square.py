@@ -24,8 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, ball, check_count, check_eps, checked_patches, manipulated_margin
-from cfzoo.zoo.runtime import Detector
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, ball, check_count, check_eps, checked_patches
 
 DEFAULT_QUERIES = 300
 DEFAULT_P_INIT = 0.05
@@ -39,7 +38,7 @@ def square_fraction(query: int, budget: int, p_init: float = DEFAULT_P_INIT) -> 
 
 
 def square(
-    detector: Detector,
+    target: AttackTarget,
     patches: np.ndarray,
     eps: int,
     queries: int | None = None,
@@ -60,27 +59,28 @@ def square(
         original = patches[start:start + batch_size]
         part = slice(start, start + len(original))
         attacked[part], proposals[part], used[part] = _square_batch(
-            detector, original, eps, budget, p_init, np.random.default_rng([seed, first_row + start])
+            target, original, eps, budget, p_init, np.random.default_rng([seed, first_row + start])
         )
         if on_progress is not None:
             on_progress(start + len(original), len(patches))
     return AttackResult(attacked, proposals, np.zeros(len(patches), dtype=bool), used)
 
 
-def _square_batch(detector: Detector, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator):
+def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator):
     count, height, width, channels = original.shape
     low, high = ball(original, eps)
     base = original.astype(np.int16)
     current = original.copy()
-    margin = manipulated_margin(detector, current)  # a patch the detector already calls pristine stays as it is
-    used = np.ones(count, dtype=np.int64)
+    margin = target.margin(current)  # a patch the detector already calls pristine stays as it is
+    runs = len(target.detectors)  # model runs per judgement
+    used = np.full(count, runs, dtype=np.int64)
     proposals = np.zeros(count, dtype=np.int64)
     stripes = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(count, 1, width, channels))
     active = np.flatnonzero(margin > 0)
     if len(active):
         current[active] = np.clip(base[active] + stripes[active], low[active], high[active])
-        margin[active] = manipulated_margin(detector, current[active])
-        used[active] += 1
+        margin[active] = target.margin(current[active])
+        used[active] += runs
     for query in range(2, budget):
         active = np.flatnonzero(margin > 0)
         if not len(active):
@@ -92,8 +92,8 @@ def _square_batch(detector: Detector, original: np.ndarray, eps: int, budget: in
             window = (slice(top, top + side), slice(left, left + side))
             shift = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(1, 1, channels))
             candidates[row][window] = np.clip(base[patch][window] + shift, low[patch][window], high[patch][window])
-        new_margin = manipulated_margin(detector, candidates)
-        used[active] += 1
+        new_margin = target.margin(candidates)
+        used[active] += runs
         proposals[active] += 1
         better = new_margin < margin[active]
         current[active[better]] = candidates[better]

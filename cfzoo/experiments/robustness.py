@@ -1,0 +1,235 @@
+"""How robust is a detector? Every attack of the battery at several eps on the same manipulated test patches.
+
+Per task, the target's detector is attacked by each attack at each eps; a row gives its TPR on the attacked
+patches, their PSNR, the model runs per patch and the time. The worst case over the battery counts a patch as
+detected only if the detector still calls it manipulated after every attack (RobustBench's rule: the
+strongest attack for each patch). TPR is over every chosen manipulated patch, so patches the detector misses
+unattacked count as missed everywhere.
+
+Recompression: what social networks do to an upload. Each attacked patch is also stored as JPEG at every
+quality of ``recompress`` (default 95, 90, 80) and judged again; ``recompressed`` gives the TPR then, per
+quality, for each attack and for the worst case. A jpeg task's patches were JPEG-compressed once already, so
+recompression is also what the detector was trained to see.
+
+Patches: the manipulated patches of the test devices (device-disjoint split drawn with ``seed``), ``max_patches``
+of them per task drawn with ``seed`` evenly over the devices (:func:`cfzoo.data.manipulated_rows`).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically, write_folder_atomically
+from cfzoo.manipulations import jpeg_compress
+from cfzoo.metrics import finite_or_none, psnr
+from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, attack_parameters, attack_patches, check_method, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
+from cfzoo.ops.available import attack_targets
+from cfzoo.reports import column_title
+
+DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
+DEFAULT_EPS = (1, 2, 4)
+#: JPEG qualities the attacked patches are recompressed at (social networks' range).
+DEFAULT_RECOMPRESS = (95, 90, 80)
+#: Patches per task by default: the four attacks at three eps on eight tasks take about 15 minutes on 2 CPU cores.
+DEFAULT_MAX_PATCHES = 32
+WORST_CASE = "worst-case"
+COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after", "psnr_db", "mean_queries", "seconds")
+REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json", "robustness.csv", "eps_curve.png"
+
+
+def check_attacks(attacks: Sequence[str]) -> list[str]:
+    attacks = list(dict.fromkeys(attacks))
+    if not attacks:
+        raise CfzooError(f"name at least one attack; choose from: {', '.join(METHODS)}")
+    return [check_method(attack) for attack in attacks]
+
+
+def robustness(
+    dataset: CameraDataset,
+    target: str | Sequence[str],
+    *,
+    eps_values: Sequence[int] = DEFAULT_EPS,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    tasks: Sequence[str] | None = None,
+    seed: int = 0,
+    max_patches: int | None = DEFAULT_MAX_PATCHES,
+    queries: int | None = None,
+    recompress: Sequence[int] = DEFAULT_RECOMPRESS,
+    providers: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """The robustness report of ``target`` (a family, a model id or an ``.onnx`` path; several: their ensemble, a
+    patch detected while any member detects it): one row per task x eps x attack, and a worst-case row per
+    task x eps. ``queries`` is Square's budget per patch."""
+    eps_values = sorted({check_eps(eps) for eps in eps_values})
+    attacks = check_attacks(attacks)
+    recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
+    if not eps_values:
+        raise CfzooError("give at least one --eps")
+    if not isinstance(target, str) and len(set(target)) > 1 and not set(attacks) <= set(ENSEMBLE_METHODS):
+        raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(a for a in attacks if a not in ENSEMBLE_METHODS)}")
+    gradient = any(needs_gradient(attack) for attack in attacks)
+    targets = attack_targets(target, tasks, providers, gradient)
+    status = on_status or (lambda stage, done, total: None)
+    split = split_devices(dataset.device_names, seed)
+    rows = []
+    for task, chosen in targets.items():
+        patch_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            on_progress=functools.partial(status, f"{task} patches"),
+        )
+        rows_chosen = manipulated_rows(patch_set, max_patches, seed)
+        if not len(rows_chosen):
+            raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
+        original = np.asarray(patch_set.patches[rows_chosen])
+        detected_before = chosen.margin(original) > 0
+        model = "+".join(member.entry.id for member in chosen.detectors)
+        common = {"task": task, "model": model, "patches": len(original), "tpr_before": _percent(detected_before)}
+        for eps in eps_values:
+            survivors, seconds = detected_before.copy(), 0.0
+            survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
+            for attack in attacks:
+                settings = AttackSettings(eps, attack, batch_size=batch_size, queries=queries if attack == "square" else None, seed=seed)
+                started = time.perf_counter()
+                result = attack_patches(settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"))
+                elapsed = time.perf_counter() - started
+                detected = chosen.margin(result.patches) > 0
+                survivors &= detected
+                recompressed = {}
+                for quality in recompress:
+                    stored = np.stack([jpeg_compress(patch, quality) for patch in result.patches])
+                    still_detected = chosen.margin(stored) > 0
+                    survivors_recompressed[quality] &= still_detected
+                    recompressed[str(quality)] = _percent(still_detected)
+                seconds += elapsed
+                rows.append({
+                    **common, "eps": eps, "attack": attack, "tpr_after": _percent(detected),
+                    "psnr_db": finite_or_none(psnr(original, result.patches)), "mean_queries": round(float(result.queries.mean()), 2),
+                    "seconds": round(elapsed, 2), "recompressed": recompressed,
+                })
+            rows.append({
+                **common, "eps": eps, "attack": WORST_CASE, "tpr_after": _percent(survivors), "psnr_db": None, "mean_queries": None,
+                "seconds": round(seconds, 2),
+                "recompressed": {str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
+            })
+    return {
+        "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
+        "attacks": attacks,
+        "parameters": {attack: attack_parameters(AttackSettings(1, attack, queries=queries if attack == "square" else None)) for attack in attacks},
+        "eps": eps_values,
+        "recompress": recompress,
+        "seed": seed,
+        "max_patches": max_patches,
+        "dataset": str(dataset.root),
+        "test_devices": list(split.test),
+        "rows": rows,
+    }
+
+
+def robustness_markdown(report: dict) -> str:
+    """Per task, the TPR after each attack and in the worst case, one column per eps."""
+    eps_values = report["eps"]
+    lines = [
+        f"Robustness of {column_title(report['target'])}: TPR (percent) on manipulated test patches of "
+        f"{', '.join(report['test_devices'])} after each attack, seed {report['seed']}",
+        "",
+        "| task | patches | TPR before | attack | " + " | ".join(f"eps {eps}" for eps in eps_values) + " | PSNR dB (eps " + str(eps_values[0]) + ") | model runs per patch |",
+        "|---|---:|---:|---|" + "---:|" * len(eps_values) + "---:|---:|",
+    ]
+    for task in dict.fromkeys(row["task"] for row in report["rows"]):
+        task_rows = [row for row in report["rows"] if row["task"] == task]
+        for number, attack in enumerate([*report["attacks"], WORST_CASE]):
+            by_eps = {row["eps"]: row for row in task_rows if row["attack"] == attack}
+            first = by_eps[eps_values[0]]
+            cells = [f"{by_eps[eps]['tpr_after']:.2f}" for eps in eps_values]
+            if attack == WORST_CASE:
+                cells = [f"**{cell}**" for cell in cells]
+            psnr_cell = "" if first["psnr_db"] is None else f"{first['psnr_db']:.2f}"
+            runs = "" if first["mean_queries"] is None else f"{first['mean_queries']:.1f}"
+            head = f"| {task} | {first['patches']} | {first['tpr_before']:.2f} |" if number == 0 else "| | | |"
+            lines.append(f"{head} {attack} | " + " | ".join(cells) + f" | {psnr_cell} | {runs} |")
+    lines += ["", f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report['attacks'])})."]
+    if report["recompress"]:
+        qualities = [str(quality) for quality in report["recompress"]]
+        lines += [
+            "", f"After recompression: TPR (percent) when the attacked patches are stored as JPEG, eps {eps_values[0]}",
+            "", "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
+            "|---|---|---:|" + "---:|" * len(qualities),
+        ]
+        for row in (row for row in report["rows"] if row["eps"] == eps_values[0]):
+            cells = [f"{row['recompressed'][quality]:.2f}" for quality in qualities]
+            lines.append(f"| {row['task']} | {row['attack']} | {row['tpr_after']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_csv(report: dict) -> str:
+    """One line per task x eps x attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
+    text = io.StringIO()
+    qualities = [str(quality) for quality in report["recompress"]]
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, *(f"tpr_jpeg{quality}" for quality in qualities)], lineterminator="\n")
+    writer.writeheader()
+    for row in report["rows"]:
+        flat = {key: value for key, value in row.items() if key != "recompressed"}
+        writer.writerow({**flat, **{f"tpr_jpeg{quality}": row["recompressed"][quality] for quality in qualities}})
+    return text.getvalue()
+
+
+def check_quality(quality: int) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise CfzooError(f"JPEG quality must be an integer from 1 to 100, got {quality!r}")
+    return int(quality)
+
+
+def write_robustness_folder(report: dict, out: str | os.PathLike[str]) -> Path:
+    """ROBUSTNESS.md, robustness.json, robustness.csv and the eps curve (PNG) in ``out``, whole or not at all."""
+
+    def fill(staging: Path) -> None:
+        write_eps_curve(report, staging / PLOT_NAME)
+        markdown = robustness_markdown(report) + f"\n\n![TPR against eps]({PLOT_NAME})\n"
+        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report, indent=2, allow_nan=False) + "\n"), (CSV_NAME, robustness_csv(report))):
+            write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
+
+    return write_folder_atomically(out, fill)
+
+
+def write_eps_curve(report: dict, path: Path) -> Path:
+    """TPR against eps, one panel per task, a line per attack and a thick one for the worst case (matplotlib, Agg)."""
+    from matplotlib.figure import Figure
+
+    tasks = list(dict.fromkeys(row["task"] for row in report["rows"]))
+    columns = min(4, len(tasks))
+    figure = Figure(figsize=(3.2 * columns, 2.8 * ((len(tasks) + columns - 1) // columns)), layout="constrained")
+    for number, task in enumerate(tasks):
+        axes = figure.add_subplot((len(tasks) + columns - 1) // columns, columns, number + 1)
+        for attack in [WORST_CASE, *report["attacks"]]:
+            points = [(row["eps"], row["tpr_after"]) for row in report["rows"] if row["task"] == task and row["attack"] == attack]
+            # the worst case wide and pale underneath, so attacks that reach it stay visible on top of it
+            style = {"color": "black", "linewidth": 6, "alpha": 0.25} if attack == WORST_CASE else {"linewidth": 1.2, "marker": "o"}
+            axes.plot(*zip(*points), label=attack, **style)
+        axes.set_title(task)
+        axes.set_xlabel("eps (gray levels)")
+        axes.set_ylabel("TPR %")
+        axes.set_ylim(-3, 103)
+        axes.set_xticks(report["eps"])
+    figure.axes[0].legend(fontsize="small")
+    figure.suptitle(f"{column_title(report['target'])}: TPR after each attack")
+    return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
+
+
+def _percent(decisions: np.ndarray) -> float:
+    return round(100.0 * float(np.mean(decisions)), 4) if len(decisions) else 0.0

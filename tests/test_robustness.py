@@ -1,0 +1,117 @@
+"""cfzoo robustness on scikit-image's photos: the battery against a detector, the worst case, and the report files."""
+
+import csv
+import math
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cfzoo.cli import app
+from cfzoo.experiments.robustness import WORST_CASE
+from cfzoo.images import read_rgb, save_png
+from cfzoo.manipulations import apply_manipulation
+from cfzoo.zoo.registry import embedded_zoo_dir
+
+runner = CliRunner()
+
+
+def _run(*arguments):
+    return runner.invoke(app, ["robustness", *arguments])
+
+
+@pytest.fixture(scope="module")
+def report_folder(tmp_path_factory, sample_root):
+    out = tmp_path_factory.mktemp("robustness") / "report"
+    result = _run(
+        "-T", "cozzolino2017", "-t", "median7", "-t", "jpeg70", "--eps", "1", "--eps", "2", "-a", "fgsm", "-a", "pgd", "-a", "square",
+        "--queries", "12", "--max-patches", "8", "--recompress", "80", "--recompress", "95", "--data", str(sample_root), "--out", str(out), "--format", "json",
+    )
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_folder):
+    _, report = report_folder
+    assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
+    assert len(report["rows"]) == 2 * 2 * 4  # tasks x eps x (attacks + worst case)
+    for task in ("jpeg70", "median7"):
+        for eps in (1, 2):
+            rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == eps}
+            assert rows[WORST_CASE]["tpr_after"] <= min(rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square"))
+            assert all(row["tpr_after"] <= row["tpr_before"] or row["attack"] == "fgsm" for row in rows.values())
+            assert rows["square"]["mean_queries"] <= 12 and rows["fgsm"]["mean_queries"] == 1
+            assert rows["pgd"]["psnr_db"] >= 20 * math.log10(255 / eps) - 0.01  # no pixel moved more than eps
+    assert report["parameters"]["square"]["queries"] == 12 and report["parameters"]["pgd"]["iterations"] == 10
+    assert report["recompress"] == [95, 80]
+    for task in ("jpeg70", "median7"):
+        rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == 1}
+        for quality in ("95", "80"):
+            assert rows[WORST_CASE]["recompressed"][quality] <= min(rows[attack]["recompressed"][quality] for attack in ("fgsm", "pgd", "square"))
+
+
+def test_the_report_folder_holds_markdown_json_csv_and_the_eps_curve(report_folder):
+    out, report = report_folder
+    assert sorted(path.name for path in out.iterdir()) == ["ROBUSTNESS.md", "eps_curve.png", "robustness.csv", "robustness.json"]
+    assert json.loads((out / "robustness.json").read_text()) == report
+    rows = list(csv.DictReader(io.StringIO((out / "robustness.csv").read_text())))
+    assert [(row["task"], int(row["eps"]), row["attack"]) for row in rows] == [(row["task"], row["eps"], row["attack"]) for row in report["rows"]]
+    assert [float(row["tpr_jpeg80"]) for row in rows] == [row["recompressed"]["80"] for row in report["rows"]]
+    with Image.open(out / "eps_curve.png") as plot:
+        assert plot.format == "PNG" and plot.width > 400
+    markdown = (out / "ROBUSTNESS.md").read_text()
+    assert "| median7 | 8 |" in markdown and "**" in markdown and "eps_curve.png" in markdown
+
+
+def test_a_detector_without_companion_is_tested_by_square_alone(tmp_path, sample_root):
+    shutil.copy(embedded_zoo_dir() / "models" / "spam-jpeg70.onnx", tmp_path / "spam-jpeg70.onnx")
+    model = str(tmp_path / "spam-jpeg70.onnx")
+    refused = _run("-T", model, "--data", str(sample_root), "--max-patches", "4")
+    assert refused.exit_code == 1 and "has no gradient companion beside it" in refused.output
+    result = _run("-T", model, "-a", "square", "--eps", "4", "--queries", "8", "--data", str(sample_root), "--max-patches", "4", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["attack"] for row in rows] == ["square", WORST_CASE] and rows[0]["model"] == "spam-jpeg70"
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep")
+    for arguments, message in (
+        (["-T", "bayar2016", "-a", "cw"], "unknown attack method 'cw'"),
+        (["-T", "bayar2016", "--eps", "0"], "eps must be an integer number of gray levels"),
+        (["-T", "bayar2016", "--format", "xml"], "unknown --format 'xml'"),
+        (["-T", "bayar2016", "--recompress", "101"], "JPEG quality must be an integer from 1 to 100"),
+        (["-T", "bayar2016", "--out", str(tmp_path / "full")], "is not empty"),
+    ):
+        result = _run(*arguments)
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert (tmp_path / "full" / "x").read_text() == "keep"
+
+
+def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_root, tmp_path, photo):
+    result = _run(
+        "-T", "spam", "-T", "bayar2016", "-t", "median7", "--eps", "1", "--max-patches", "4", "--recompress", "90",
+        "--data", str(sample_root), "--format", "json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["target"] == "spam+bayar2016" and report["attacks"] == ["pgd", "apgd", "square"]
+    assert {row["model"] for row in report["rows"]} == {"spam-median7+bayar2016-median7"}
+    refused = _run("-T", "spam", "-T", "bayar2016", "-a", "fgsm", "--data", str(sample_root))
+    assert refused.exit_code == 1 and "an ensemble is attacked by pgd, apgd, square only; leave out fgsm" in refused.output
+    image = save_png(apply_manipulation("median7", photo[:256, :256]), tmp_path / "median7.png")
+    out = tmp_path / "attacked.png"
+    attacked = runner.invoke(
+        app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--method", "pgd", "--out", str(out), "--json"]
+    )
+    assert attacked.exit_code == 0, attacked.output
+    summary = json.loads(attacked.stdout)
+    assert summary["target"] == "spam-median7+cozzolino2017-median7"
+    assert np.abs(read_rgb(out).astype(int) - read_rgb(image)).max() <= 1
+    one_method = runner.invoke(app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--out", str(out)])
+    assert one_method.exit_code == 1 and "--method fgsm attacks one target" in one_method.output
