@@ -5,6 +5,9 @@ import math
 import io
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +16,10 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.experiments.robustness import WORST_CASE
+from cfzoo.export.model_cards import family_card
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
-from cfzoo.zoo.registry import embedded_zoo_dir
+from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
 runner = CliRunner()
 
@@ -38,16 +42,20 @@ def report_folder(tmp_path_factory, sample_root):
 def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_folder):
     _, report = report_folder
     assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
-    assert len(report["rows"]) == 2 * 2 * 4  # tasks x eps x (attacks + worst case)
+    assert len(report["rows"]) == 2 * (1 + 2 * 4)  # tasks x (unattacked + eps x (attacks + worst case))
     for task in ("jpeg70", "median7"):
         for eps in (1, 2):
             rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == eps}
+            assert set(rows) == {"fgsm", "pgd", "square", WORST_CASE}
             assert rows[WORST_CASE]["tpr_after"] <= min(rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square"))
             assert all(row["tpr_after"] <= row["tpr_before"] or row["attack"] == "fgsm" for row in rows.values())
             assert rows["square"]["mean_queries"] <= 12 and rows["fgsm"]["mean_queries"] == 1
             assert rows["pgd"]["psnr_db"] >= 20 * math.log10(255 / eps) - 0.01  # no pixel moved more than eps
     assert report["parameters"]["square"]["queries"] == 12 and report["parameters"]["pgd"]["iterations"] == 10
     assert report["recompress"] == [95, 80]
+    unattacked = [row for row in report["rows"] if row["attack"] == "none"]
+    assert [row["eps"] for row in unattacked] == [0, 0] and all(row["tpr_after"] == row["tpr_before"] for row in unattacked)
+    assert all(set(row["recompressed"]) == {"95", "80"} for row in unattacked)
     for task in ("jpeg70", "median7"):
         rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == 1}
         for quality in ("95", "80"):
@@ -75,7 +83,7 @@ def test_a_detector_without_companion_is_tested_by_square_alone(tmp_path, sample
     result = _run("-T", model, "-a", "square", "--eps", "4", "--queries", "8", "--data", str(sample_root), "--max-patches", "4", "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [row["attack"] for row in rows] == ["square", WORST_CASE] and rows[0]["model"] == "spam-jpeg70"
+    assert [row["attack"] for row in rows] == ["none", "square", WORST_CASE] and rows[0]["model"] == "spam-jpeg70"
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path):
@@ -115,3 +123,21 @@ def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_
     assert np.abs(read_rgb(out).astype(int) - read_rgb(image)).max() <= 1
     one_method = runner.invoke(app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--out", str(out)])
     assert one_method.exit_code == 1 and "--method fgsm attacks one target" in one_method.output
+
+
+def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_folder, tmp_path):
+    """tools/record_robustness.py writes a report's eps-1 figures into a registry; the card shows the worst case."""
+    out, report = report_folder
+    registry_path = tmp_path / "registry.json"
+    shutil.copy(embedded_zoo_dir() / "registry.json", registry_path)
+    tool = Path(__file__).resolve().parent.parent / "tools" / "record_robustness.py"
+    done = subprocess.run([sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(registry_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    recorded = Registry.read(registry_path).get("cozzolino2017-median7").metrics["robustness_eps1"]
+    worst = next(row for row in report["rows"] if row["task"] == "median7" and row["eps"] == 1 and row["attack"] == WORST_CASE)
+    assert recorded["worst_case_tpr"] == worst["tpr_after"] and recorded["square_queries"] == 12 and recorded["patches"] == 8
+    card = family_card("cozzolino2017", Registry.read(registry_path)).text
+    line = next(line for line in card.splitlines() if line.startswith("| `cozzolino2017-median7` |"))
+    assert line.endswith(f"| {worst['tpr_after']:.2f} |")
+    assert "Square with 12 queries" in card
+    assert "robustness_eps1" not in Registry.read(registry_path).get("cozzolino2017-blur1.1").metrics

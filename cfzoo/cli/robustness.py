@@ -15,6 +15,7 @@ from cfzoo.experiments.robustness import (
     DEFAULT_EPS,
     DEFAULT_MAX_PATCHES,
     DEFAULT_RECOMPRESS,
+    NO_ATTACK,
     WORST_CASE,
     check_attacks,
     check_quality,
@@ -118,7 +119,7 @@ def _print_table(report: dict) -> None:
     for column in ("task", "attack", *(f"eps {eps}" for eps in report["eps"])):
         table.add_column(column, justify="left" if column in ("task", "attack") else "right")
     for task in dict.fromkeys(row["task"] for row in report["rows"]):
-        rows = [row for row in report["rows"] if row["task"] == task]
+        rows = [row for row in report["rows"] if row["task"] == task and row["attack"] != NO_ATTACK]
         table.add_row(task, "none", *(f"{rows[0]['tpr_before']:.1f}" for _ in report["eps"]), style="dim")
         for attack in [*report["attacks"], WORST_CASE]:
             cells = [f"{row['tpr_after']:.1f}" for eps in report["eps"] for row in rows if row["attack"] == attack and row["eps"] == eps]

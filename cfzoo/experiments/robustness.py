@@ -8,7 +8,8 @@ unattacked count as missed everywhere.
 
 Recompression: what social networks do to an upload. Each attacked patch is also stored as JPEG at every
 quality of ``recompress`` (default 95, 90, 80) and judged again; ``recompressed`` gives the TPR then, per
-quality, for each attack and for the worst case. A jpeg task's patches were JPEG-compressed once already, so
+quality, for each attack and for the worst case, and for the unattacked patches (a row with attack "none" and
+eps 0), since recompression alone can hide a manipulation from a detector. A jpeg task's patches were JPEG-compressed once already, so
 recompression is also what the detector was trained to see.
 
 Patches: the manipulated patches of the test devices (device-disjoint split drawn with ``seed``), ``max_patches``
@@ -46,6 +47,8 @@ DEFAULT_RECOMPRESS = (95, 90, 80)
 #: Patches per task by default: the four attacks at three eps on eight tasks take about 15 minutes on 2 CPU cores.
 DEFAULT_MAX_PATCHES = 32
 WORST_CASE = "worst-case"
+#: The row (eps 0) of the unattacked patches: their TPR, and after recompression alone.
+NO_ATTACK = "none"
 COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after", "psnr_db", "mean_queries", "seconds")
 REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json", "robustness.csv", "eps_curve.png"
 
@@ -100,6 +103,10 @@ def robustness(
         detected_before = chosen.margin(original) > 0
         model = "+".join(member.entry.id for member in chosen.detectors)
         common = {"task": task, "model": model, "patches": len(original), "tpr_before": _percent(detected_before)}
+        rows.append({  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
+            **common, "eps": 0, "attack": NO_ATTACK, "tpr_after": common["tpr_before"], "psnr_db": None, "mean_queries": None,
+            "seconds": 0.0, "recompressed": {str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
+        })
         for eps in eps_values:
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
@@ -112,8 +119,7 @@ def robustness(
                 survivors &= detected
                 recompressed = {}
                 for quality in recompress:
-                    stored = np.stack([jpeg_compress(patch, quality) for patch in result.patches])
-                    still_detected = chosen.margin(stored) > 0
+                    still_detected = chosen.margin(_recompressed(result.patches, quality)) > 0
                     survivors_recompressed[quality] &= still_detected
                     recompressed[str(quality)] = _percent(still_detected)
                 seconds += elapsed
@@ -152,7 +158,7 @@ def robustness_markdown(report: dict) -> str:
         "|---|---:|---:|---|" + "---:|" * len(eps_values) + "---:|---:|",
     ]
     for task in dict.fromkeys(row["task"] for row in report["rows"]):
-        task_rows = [row for row in report["rows"] if row["task"] == task]
+        task_rows = [row for row in report["rows"] if row["task"] == task and row["attack"] != NO_ATTACK]
         for number, attack in enumerate([*report["attacks"], WORST_CASE]):
             by_eps = {row["eps"]: row for row in task_rows if row["attack"] == attack}
             first = by_eps[eps_values[0]]
@@ -167,11 +173,12 @@ def robustness_markdown(report: dict) -> str:
     if report["recompress"]:
         qualities = [str(quality) for quality in report["recompress"]]
         lines += [
-            "", f"After recompression: TPR (percent) when the attacked patches are stored as JPEG, eps {eps_values[0]}",
+            "", f"After recompression: TPR (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
+            "attack none: the patches as they were, recompressed",
             "", "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
             "|---|---|---:|" + "---:|" * len(qualities),
         ]
-        for row in (row for row in report["rows"] if row["eps"] == eps_values[0]):
+        for row in (row for row in report["rows"] if row["eps"] in (0, eps_values[0])):
             cells = [f"{row['recompressed'][quality]:.2f}" for quality in qualities]
             lines.append(f"| {row['task']} | {row['attack']} | {row['tpr_after']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -218,6 +225,7 @@ def write_eps_curve(report: dict, path: Path) -> Path:
         axes = figure.add_subplot((len(tasks) + columns - 1) // columns, columns, number + 1)
         for attack in [WORST_CASE, *report["attacks"]]:
             points = [(row["eps"], row["tpr_after"]) for row in report["rows"] if row["task"] == task and row["attack"] == attack]
+            points.insert(0, (0, next(row["tpr_before"] for row in report["rows"] if row["task"] == task)))
             # the worst case wide and pale underneath, so attacks that reach it stay visible on top of it
             style = {"color": "black", "linewidth": 6, "alpha": 0.25} if attack == WORST_CASE else {"linewidth": 1.2, "marker": "o"}
             axes.plot(*zip(*points), label=attack, **style)
@@ -225,10 +233,14 @@ def write_eps_curve(report: dict, path: Path) -> Path:
         axes.set_xlabel("eps (gray levels)")
         axes.set_ylabel("TPR %")
         axes.set_ylim(-3, 103)
-        axes.set_xticks(report["eps"])
+        axes.set_xticks([0, *report["eps"]])
     figure.axes[0].legend(fontsize="small")
     figure.suptitle(f"{column_title(report['target'])}: TPR after each attack")
     return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
+
+
+def _recompressed(patches: np.ndarray, quality: int) -> np.ndarray:
+    return np.stack([jpeg_compress(patch, quality) for patch in patches])
 
 
 def _percent(decisions: np.ndarray) -> float:

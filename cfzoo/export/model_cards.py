@@ -242,20 +242,36 @@ def _introduction(family: str, entries: list[ModelEntry], missing: tuple[str, ..
 
 
 def _models_table(entries: list[ModelEntry]) -> str:
-    rows = ["| model | task | manipulation | group | test ACC % | FPR % | TPR % |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | task | manipulation | group | test ACC % | FPR % | TPR % | TPR % under attack, eps 1 (worst case) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for entry in entries:
-        test = entry.metrics.get("test", {})
+        test, robustness = entry.metrics.get("test", {}), entry.metrics.get(ROBUSTNESS_METRICS, {})
         manipulation = MANIPULATIONS[entry.task]
         rows.append(
             f"| `{entry.id}` | `{entry.task}` | {manipulation.title} | {manipulation.difficulty} | "
-            f"{_percent(test.get('acc'))} | {_percent(test.get('fpr'))} | {_percent(test.get('tpr'))} |"
+            f"{_percent(test.get('acc'))} | {_percent(test.get('fpr'))} | {_percent(test.get('tpr'))} | {_percent(robustness.get('worst_case_tpr'))} |"
         )
     rows.append("")
     rows.append(
         "Percentages on patches of the test devices only (devices never seen in training); FPR counts pristine "
         "patches called manipulated, TPR manipulated patches called manipulated."
     )
+    measured = [entry.metrics[ROBUSTNESS_METRICS] for entry in entries if ROBUSTNESS_METRICS in entry.metrics]
+    if measured:
+        rows.append("")
+        rows.append(
+            f"Under attack: the TPR on {int(measured[0]['patches'])} manipulated test patches per task once every attack of "
+            "the battery (FGSM, PGD, APGD-CE, Square with "
+            f"{int(measured[0]['square_queries'])} queries) has tried each patch at eps = 1 gray level: a patch counts as "
+            "detected only if the detector still calls it manipulated after every attack (`cfzoo robustness`, docs/robustness.md)."
+        )
     return "\n".join(rows)
+
+
+#: The registry metrics key of the robustness figures (``tools/record_robustness.py`` writes them).
+ROBUSTNESS_METRICS = "robustness_eps1"
 
 
 def _architecture(family: str, entries: list[ModelEntry]) -> str:

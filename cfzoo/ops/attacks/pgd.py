@@ -14,8 +14,9 @@ PGD: a random integer start, uniform in the ball; ``iterations`` signed steps of
 
 APGD-CE: AutoAttack's step-size-free schedule. Start uniform in the ball, first step 2 eps, momentum 0.75;
 at checkpoints (:func:`apgd_checkpoints`: 22, 41, 57, 70, 80, 87, 93, 99 of 100 iterations) a patch halves its
-step and restarts from its best point when fewer than 75% of the steps since the last checkpoint raised its
-loss, or when neither step nor best loss moved. The DLR loss is not offered: it divides by the
+step and restarts from its best point (without momentum) when fewer than 75% of the steps since the last
+checkpoint raised its loss, or when its step was not halved at the last checkpoint and its best loss has not
+risen since (AutoAttack's rule). The DLR loss is not offered: it divides by the
 gap between the largest and the third-largest logit, and a detector has two; for two classes its numerator,
 the logit margin, gives the same sign-gradient steps as cross-entropy.
 
@@ -170,7 +171,7 @@ def _apgd_batch(target, original, eps, iterations, rng):
     best_loss, best_x = loss.copy(), previous.copy()
     checkpoints = apgd_checkpoints(iterations)
     last_checkpoint, raised = 0, np.zeros(count, dtype=np.int64)
-    eta_at_checkpoint, best_at_checkpoint = eta.copy(), best_loss.copy()
+    halved_last, best_at_checkpoint = np.zeros(count, dtype=bool), best_loss.copy()
     for iteration in range(1, iterations + 1):
         if not len(active):
             break
@@ -191,12 +192,14 @@ def _apgd_batch(target, original, eps, iterations, rng):
         steps[active] += 1
         if iteration in checkpoints:
             too_few = raised[active] < APGD_RHO * (iteration - last_checkpoint)
-            stalled = (eta[active] == eta_at_checkpoint[active]) & (best_loss[active] == best_at_checkpoint[active])
+            stalled = ~halved_last[active] & (best_loss[active] <= best_at_checkpoint[active])
             halve = active[too_few | stalled]
             eta[halve] /= 2
-            x[halve] = best_x[halve]
+            x[halve] = previous[halve] = best_x[halve]  # restart from the best point, without momentum
+            halved_last[:] = False
+            halved_last[halve] = True
             last_checkpoint, raised[:] = iteration, 0
-            eta_at_checkpoint, best_at_checkpoint = eta.copy(), best_loss.copy()
+            best_at_checkpoint = best_loss.copy()
     return tracker.best, steps, zero_gradient, tracker.queries
 
 

@@ -1,0 +1,114 @@
+"""PGD speed: cfzoo's PGD through the ONNX companion against the Adversarial Robustness Toolbox's PGD and a plain
+torch eager PGD loop on the same network and patches, CPU, timed side by side in one run.
+
+    CFZOO_HOME=... python benchmarks/pgd.py [--model cozzolino2017-median7] [--checkpoints checkpoints/cameras-seed0]
+
+All three attack the same 64 patches (scikit-image photos through the model's manipulation) at eps = 1 with 10
+steps of 2.5 eps / 10 from a random start. cfzoo stops a patch once the stored (rounded) patch fools the detector,
+and judges every step with the detector graph; ART and the torch loop run every step. So the comparable figure is
+gradient steps per second (patches x steps taken), printed with each side's TPR after the attack (judged by the
+same ONNX detector, ART's and torch's results rounded to uint8). torchattacks is not used: it pins requests 2.25,
+which breaks huggingface_hub. Needs the `train` and `dev` extras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import cfzoo
+from cfzoo.images import read_rgb
+from cfzoo.manipulations import apply_manipulation
+from cfzoo.ops.attacks.common import AttackTarget
+from cfzoo.ops.attacks.pgd import pgd
+from cfzoo.patches import cut_patches, sample_positions
+from cfzoo.sample_data import skimage_data_dir
+from cfzoo.training.run import load_detector as load_checkpoint
+from cfzoo.zoo.runtime import load_detector, load_gradient_model
+
+BATCH, EPS, STEPS = 64, 1, 10
+PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg", "camera.png", "retina.jpg", "brick.png")
+
+
+def manipulated_patches(task: str) -> np.ndarray:
+    patches = []
+    for index, name in enumerate(PHOTOS):
+        manipulated = apply_manipulation(task, read_rgb(skimage_data_dir() / name))
+        patches.append(cut_patches(manipulated, sample_positions(*manipulated.shape[:2], seed=[0, index], count=BATCH // len(PHOTOS))))
+    return np.concatenate(patches)
+
+
+def torch_pgd(network: torch.nn.Module, patches: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Madry's PGD in torch eager: random start, STEPS signed steps of 2.5 eps / STEPS, projection, then rounding."""
+    generator = torch.Generator().manual_seed(seed)
+    original = torch.from_numpy(patches).permute(0, 3, 1, 2).float()
+    low, high = (original - EPS).clamp(0, 255), (original + EPS).clamp(0, 255)
+    images = (original + torch.randint(-EPS, EPS + 1, original.shape, generator=generator)).clamp(low, high)
+    labels = torch.ones(len(patches), dtype=torch.long)
+    for _ in range(STEPS):
+        images.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(network(images), labels, reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, images)
+        images = torch.min(torch.max(images.detach() + 2.5 * EPS / STEPS * gradient.sign(), low), high)
+    return images.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class UnitRange(torch.nn.Module):
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images * 255.0)
+
+
+def art_pgd(network: torch.nn.Module, patches: np.ndarray) -> np.ndarray:
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    classifier = PyTorchClassifier(UnitRange(network), torch.nn.CrossEntropyLoss(), input_shape=(3, 128, 128), nb_classes=2, clip_values=(0.0, 1.0))
+    attack = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=EPS / 255, eps_step=2.5 * EPS / STEPS / 255, max_iter=STEPS, num_random_init=1, batch_size=BATCH, verbose=False
+    )
+    adversarial = attack.generate(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, np.ones(len(patches), dtype=np.int64))
+    return np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cozzolino2017-median7", help="zoo model id (its .grad.onnx) and checkpoint name")
+    parser.add_argument("--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint")
+    arguments = parser.parse_args()
+    patches = manipulated_patches(arguments.model.split("-", 1)[1])
+    target = AttackTarget.of(load_detector(arguments.model, "cpu"), load_gradient_model(arguments.model, "cpu"))
+    _, network = load_checkpoint(arguments.checkpoints, arguments.model)
+    if not isinstance(network, torch.nn.Module):
+        raise SystemExit(f"{arguments.model} is not a torch network; choose a CNN model")
+    network.eval()
+    judge = cfzoo.load_detector(arguments.model, providers="cpu")
+
+    pgd(target, patches[:8], EPS, iterations=2)  # warm-up: sessions and arenas
+    rows = []
+    started = time.perf_counter()
+    result = pgd(target, patches, EPS, iterations=STEPS, batch_size=BATCH)
+    rows.append(("cfzoo PGD (onnxruntime companion)", time.perf_counter() - started, int(result.iterations.sum()), result.patches))
+    for name, attack in (("torch eager PGD loop", lambda: torch_pgd(network, patches)), ("ART ProjectedGradientDescent", lambda: art_pgd(network, patches))):
+        started = time.perf_counter()
+        out = attack()
+        rows.append((name, time.perf_counter() - started, len(patches) * STEPS, out))
+
+    print(f"PGD eps={EPS}, {STEPS} steps, {arguments.model}, {len(patches)} patches, CPU, torch threads {torch.get_num_threads()}")
+    print(f"TPR before: {100 * judge.predict(patches).mean():.1f} %")
+    for name, seconds, steps, out in rows:
+        assert np.abs(out.astype(int) - patches).max() <= EPS
+        print(f"{name:>34}: {seconds:6.2f} s, {steps:5d} gradient steps, {steps / seconds:7.1f} steps/s, TPR after {100 * judge.predict(out).mean():5.1f} %")
+    ours = rows[0][2] / rows[0][1]
+    for name, seconds, steps, _ in rows[1:]:
+        print(f"cfzoo / {name}: {ours / (steps / seconds):.2f}x gradient steps per second")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Write the eps = 1 figures of `cfzoo robustness` reports into a zoo registry, for the model cards.
+
+    python tools/record_robustness.py /tmp/robustness-bayar2016/robustness.json ... [--registry cfzoo/zoo/embedded/registry.json]
+
+For every single-model row set at eps 1, the model's entry gets ``metrics["robustness_eps1"]``: the patches, the
+TPR before, after each attack and in the worst case, Square's query budget. Then regenerate the cards:
+``cfzoo cards --zoo cfzoo/zoo/embedded``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from cfzoo.export.model_cards import ROBUSTNESS_METRICS
+from cfzoo.zoo.registry import Registry, embedded_zoo_dir
+
+EPS = 1
+
+
+def robustness_metrics(report: dict) -> dict[str, dict[str, float]]:
+    """{model id: its eps-1 figures} for the single-model rows of a robustness report."""
+    if EPS not in report["eps"]:
+        raise SystemExit(f"the report has no eps {EPS} rows")
+    figures: dict[str, dict[str, float]] = {}
+    for row in report["rows"]:
+        if row["eps"] != EPS or "+" in row["model"]:
+            continue
+        found = figures.setdefault(row["model"], {"eps": EPS, "patches": row["patches"], "tpr_before": row["tpr_before"]})
+        key = "worst_case_tpr" if row["attack"] == "worst-case" else f"{row['attack']}_tpr"
+        found[key] = row["tpr_after"]
+    queries = report["parameters"].get("square", {}).get("queries")
+    if queries is not None:
+        for found in figures.values():
+            found["square_queries"] = queries
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path)
+    parser.add_argument("--registry", type=Path, default=embedded_zoo_dir() / "registry.json")
+    arguments = parser.parse_args()
+    registry = Registry.read(arguments.registry)
+    figures = {}
+    for path in arguments.reports:
+        figures.update(robustness_metrics(json.loads(path.read_text())))
+    unknown = sorted(set(figures) - set(registry.entries))
+    if unknown:
+        raise SystemExit(f"not in {arguments.registry}: {', '.join(unknown)}")
+    entries = [
+        replace(entry, metrics={**entry.metrics, ROBUSTNESS_METRICS: figures[entry.id]}) if entry.id in figures else entry
+        for entry in registry
+    ]
+    Registry(entries).write(arguments.registry)
+    print(f"{len(figures)} models: {ROBUSTNESS_METRICS} written into {arguments.registry}")
+
+
+if __name__ == "__main__":
+    main()
