@@ -7,10 +7,12 @@ integers: a patch is fooled when the detector's probability of "manipulated" is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
@@ -139,3 +141,24 @@ def cross_entropy(logits: np.ndarray, label: int) -> np.ndarray:
     logits = logits.astype(np.float64)
     top = logits.max(axis=1)
     return top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, label]
+
+
+def attack_in_batches(
+    patches: np.ndarray, batch_size: int, seed: int, first_row: int, on_progress: ProgressCallback | None,
+    attack_batch: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> AttackResult:
+    """Run ``attack_batch(original, rng)`` -> (patches, iterations, zero_gradient, queries) over batches; each batch
+    draws from ``default_rng([seed, first_row + its first row])``, so a set attacked in pieces (``first_row`` where
+    each piece starts) draws what one call would."""
+    attacked = np.empty_like(patches)
+    iterations = np.zeros(len(patches), dtype=np.int64)
+    zero_gradient = np.zeros(len(patches), dtype=bool)
+    queries = np.zeros(len(patches), dtype=np.int64)
+    for start in range(0, len(patches), batch_size):
+        original = patches[start:start + batch_size]
+        part = slice(start, start + len(original))
+        rng = np.random.default_rng([seed, first_row + start])
+        attacked[part], iterations[part], zero_gradient[part], queries[part] = attack_batch(original, rng)
+        if on_progress is not None:
+            on_progress(start + len(original), len(patches))
+    return AttackResult(attacked, iterations, zero_gradient, queries)

@@ -29,7 +29,16 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, ball, check_count, check_eps, checked_patches
+from cfzoo.ops.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    AttackResult,
+    AttackTarget,
+    attack_in_batches,
+    ball,
+    check_count,
+    check_eps,
+    checked_patches,
+)
 
 PGD_ITERATIONS = 10
 APGD_ITERATIONS = 20
@@ -88,9 +97,10 @@ def pgd(
     restarts = check_count(restarts, "restarts", "use 1 for a single random start")
     step = 2.5 * eps / iterations if step is None else float(step)
     patches = checked_patches(patches)
-    return _batched(patches, batch_size, on_progress, lambda original, start: _pgd_batch(
-        target, original, eps, iterations, restarts, step, np.random.default_rng([seed, first_row + start])
-    ))
+    return attack_in_batches(
+        patches, batch_size, seed, first_row, on_progress,
+        lambda original, rng: _pgd_batch(target, original, eps, iterations, restarts, step, rng),
+    )
 
 
 def _pgd_batch(target, original, eps, iterations, restarts, step, rng):
@@ -144,9 +154,9 @@ def apgd(
     eps = check_eps(eps)
     iterations = check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}") or APGD_ITERATIONS
     patches = checked_patches(patches)
-    return _batched(patches, batch_size, on_progress, lambda original, start: _apgd_batch(
-        target, original, eps, iterations, np.random.default_rng([seed, first_row + start])
-    ))
+    return attack_in_batches(
+        patches, batch_size, seed, first_row, on_progress, lambda original, rng: _apgd_batch(target, original, eps, iterations, rng)
+    )
 
 
 def _apgd_batch(target, original, eps, iterations, rng):
@@ -201,18 +211,3 @@ def _apgd_batch(target, original, eps, iterations, rng):
             last_checkpoint, raised[:] = iteration, 0
             best_at_checkpoint = best_loss.copy()
     return tracker.best, steps, zero_gradient, tracker.queries
-
-
-def _batched(patches: np.ndarray, batch_size: int, on_progress: ProgressCallback | None, attack_batch) -> AttackResult:
-    """Run ``attack_batch(original, first_row)`` over batches and gather the results."""
-    attacked = np.empty_like(patches)
-    steps = np.zeros(len(patches), dtype=np.int64)
-    zero_gradient = np.zeros(len(patches), dtype=bool)
-    queries = np.zeros(len(patches), dtype=np.int64)
-    for start in range(0, len(patches), batch_size):
-        original = patches[start:start + batch_size]
-        part = slice(start, start + len(original))
-        attacked[part], steps[part], zero_gradient[part], queries[part] = attack_batch(original, start)
-        if on_progress is not None:
-            on_progress(start + len(original), len(patches))
-    return AttackResult(attacked, steps, zero_gradient, queries)

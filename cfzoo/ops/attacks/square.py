@@ -24,7 +24,16 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, ball, check_count, check_eps, checked_patches
+from cfzoo.ops.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    AttackResult,
+    AttackTarget,
+    attack_in_batches,
+    ball,
+    check_count,
+    check_eps,
+    checked_patches,
+)
 
 DEFAULT_QUERIES = 300
 DEFAULT_P_INIT = 0.05
@@ -52,18 +61,9 @@ def square(
     eps = check_eps(eps)
     budget = check_count(queries, "queries", f"leave it out for {DEFAULT_QUERIES}") or DEFAULT_QUERIES
     patches = checked_patches(patches)
-    attacked = np.empty_like(patches)
-    proposals = np.zeros(len(patches), dtype=np.int64)
-    used = np.zeros(len(patches), dtype=np.int64)
-    for start in range(0, len(patches), batch_size):
-        original = patches[start:start + batch_size]
-        part = slice(start, start + len(original))
-        attacked[part], proposals[part], used[part] = _square_batch(
-            target, original, eps, budget, p_init, np.random.default_rng([seed, first_row + start])
-        )
-        if on_progress is not None:
-            on_progress(start + len(original), len(patches))
-    return AttackResult(attacked, proposals, np.zeros(len(patches), dtype=bool), used)
+    return attack_in_batches(
+        patches, batch_size, seed, first_row, on_progress, lambda original, rng: _square_batch(target, original, eps, budget, p_init, rng)
+    )
 
 
 def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator):
@@ -98,4 +98,4 @@ def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: 
         better = new_margin < margin[active]
         current[active[better]] = candidates[better]
         margin[active[better]] = new_margin[better]
-    return current, proposals, used
+    return current, proposals, np.zeros(count, dtype=bool), used
