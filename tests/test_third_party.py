@@ -173,3 +173,18 @@ def test_a_model_registered_without_companion_cannot_be_attacked_and_says_why(th
     assert not (user_zoo_dir() / "models" / "bare.grad.onnx").exists()
     with pytest.raises(CfzooError, match="registered without a gradient companion"):
         cfzoo.attack(model, _tiles(compressed), eps=1)
+
+
+def test_a_registered_detector_is_evaluated_like_the_zoos_own(third_party, sample_root):
+    assert _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit").exit_code == 0
+    result = runner.invoke(
+        app, ["evaluate", str(sample_root), "--model", "residual", "--model", "bayar2016-jpeg70", "--max-test-patches", "16", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"residual", "bayar2016-jpeg70"}
+    assert rows["residual"]["family"] == "external" and rows["residual"]["paper"] is None
+    assert rows["residual"]["pristine"] == rows["residual"]["manipulated"] == 16
+    assert rows["bayar2016-jpeg70"]["paper"] is not None and rows["bayar2016-jpeg70"]["acc"] > rows["residual"]["acc"]
+    mixed = runner.invoke(app, ["evaluate", str(sample_root), "--model", "residual", "--recorded"])
+    assert mixed.exit_code == 1 and "apply to checkpoints" in mixed.output

@@ -33,6 +33,12 @@ def evaluate(
     per_device: bool = typer.Option(
         False, "--per-device", help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on.",
     ),
+    model: list[str] = typer.Option(
+        [], "--model", "-m",
+        help="Score these ONNX detectors instead of checkpoints (repeatable): ids (`cfzoo list`, `cfzoo register`) or .onnx "
+        "files (docs/contract.md; one not made by cfzoo needs one --task). onnxruntime only, no torch.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="With --model: seed of the device split and of --max-test-patches."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (scored rows carry by_device)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
 ) -> None:
@@ -40,6 +46,9 @@ def evaluate(
 
     Example: cfzoo evaluate ../shared/data/cameras --checkpoints ~/.cfzoo/checkpoints --markdown
     """
+    if model:
+        _evaluate_models(data, model, task, max_test_patches, seed, cache_dir, as_json, markdown, (family, checkpoints, recorded, save_metrics, per_device))
+        return
     families = list(dict.fromkeys(family)) or list(FAMILIES)
     tasks = list(dict.fromkeys(task)) or list(TABLE1_ORDER)
     for name in families:
@@ -78,6 +87,33 @@ def evaluate(
         _print_table(rows, present)
     if per_device and not as_json:
         _print_device_table(rows)
+
+
+def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, as_json, markdown, checkpoint_options) -> None:
+    """Table I rows of ONNX detectors given by id or file, scored with onnxruntime on the test devices."""
+    if any(option for option in checkpoint_options):
+        raise CfzooError("--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics and --per-device apply to checkpoints")
+    from cfzoo.experiments.reproduce import measure_detection
+
+    dataset = open_dataset(data, cache_dir)
+    with progress_bar("scoring test patches") as update:
+        measured = measure_detection(
+            dataset, list(dict.fromkeys(tasks)), seed, max_test_patches, cache_dir=cache_dir,
+            on_status=lambda stage, done, total: update(done, total), models=models,
+        )
+    rows = [{**row, "test_devices": measured["test_devices"]} for row in measured["rows"]]
+    if as_json:
+        print_json(rows)
+        return
+    if markdown:
+        raise CfzooError("--markdown lays out the paper's Table I by family; with --model use --json or the table")
+    table = Table(title=f"Detection (percent) on test devices: {', '.join(measured['test_devices'])}")
+    for column in ("model", "task", "patches", "FPR", "TPR", "ACC"):
+        table.add_column(column, justify="left" if column in ("model", "task") else "right")
+    for row in rows:
+        cells = ["-" if row[metric] is None else f"{row[metric]:.2f}" for metric in ("fpr", "tpr", "acc")]
+        table.add_row(row["model"], row["task"], str(row["pristine"] + row["manipulated"]), *cells)
+    stdout.print(table)
 
 
 def _print_table(rows: list[dict], families: list[str]) -> None:

@@ -47,7 +47,7 @@ from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
-from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module
+from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module, open_model
 
 SCHEMA_VERSION = 1
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
@@ -85,14 +85,17 @@ def measure_detection(
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
+    models: Sequence[str] = (),
 ) -> dict:
     """Table I with the zoo's detectors: for each task, every detector here on the test split's patches
-    (all, or ``max_patches`` of each class drawn with the seed as `cfzoo evaluate --max-test-patches` does)."""
+    (all, or ``max_patches`` of each class drawn with the seed as `cfzoo evaluate --max-test-patches` does).
+    With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
+    chosen_models = [open_model(model, None if len(tasks) != 1 else tasks[0], providers) for model in models]
     rows = []
-    for task in tasks:
-        entries = detector_entries(task)
+    for task in dict.fromkeys([detector.entry.task for detector in chosen_models]) if models else tasks:
+        entries = [detector.entry for detector in chosen_models if detector.entry.task == task] if models else detector_entries(task)
         if not entries:
             continue
         patch_set = build_patch_set(
@@ -100,7 +103,10 @@ def measure_detection(
             on_progress=functools.partial(status, f"Table I {task} patches"),
         )
         chosen = balanced_subset(patch_set.labels, None if max_patches is None else 2 * max_patches, seed + 1)
-        detectors = {entry.id: load_detector(entry.id, providers) for entry in entries}
+        detectors = (
+            {detector.entry.id: detector for detector in chosen_models if detector.entry.task == task} if models
+            else {entry.id: load_detector(entry.id, providers) for entry in entries}
+        )
         calls = {model_id: [] for model_id in detectors}
         for start in range(0, len(chosen), batch_size):
             patches = np.asarray(patch_set.patches[chosen[start:start + batch_size]])
