@@ -101,19 +101,21 @@ def detect(
 
 def attack(
     model: Model | Sequence[Model], patches: np.ndarray, eps: int, *, method: str = "fgsm", iterations: int | None = None,
-    restarts: int = 1, queries: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
+    restarts: int = 1, queries: int | None = None, seed: int = 0, survive_jpeg: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
     each pixel within ``eps`` gray levels (an integer) of the original. ``method``: ``fgsm`` (one step of eps),
     ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size free)
     or ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion, the others
     do). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
-    A list of models is an ensemble (pgd, apgd, square): patches that every one of them calls pristine."""
+    A list of models is an ensemble (pgd, apgd, square): patches that every one of them calls pristine.
+    ``survive_jpeg=Q`` aims at the patches as stored after JPEG at quality Q (pgd, apgd, square)."""
     models = [model] if isinstance(model, Model) else list(model)
     if not models or not all(isinstance(member, Model) for member in models):
         raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")
     batch, single = _patch_batch(patches)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
     check_settings(settings)
     detectors = tuple(member._detector for member in models)
     companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)

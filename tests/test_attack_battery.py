@@ -9,9 +9,9 @@ from skimage import data
 
 import cfzoo
 from cfzoo.errors import CfzooError
-from cfzoo.manipulations import apply_manipulation
+from cfzoo.manipulations import apply_manipulation, jpeg_compress
 from cfzoo.ops.attacks.battery import METHODS, attack_parameters, attack_patches, check_settings
-from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
+from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, parse_survive
 from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
 from cfzoo.ops.attacks.square import square, square_fraction
 from cfzoo.zoo.registry import embedded_zoo_dir
@@ -129,3 +129,25 @@ def test_an_ensemble_attack_fools_every_member_at_once(median7_patches):
     assert np.abs(together.astype(int) - patches).max() == 1
     with pytest.raises(CfzooError, match="fgsm attacks one detector"):
         cfzoo.attack(models, patches, 1, method="fgsm")
+
+
+def test_an_attack_made_to_survive_recompression_survives_it():
+    """JPEG at Q 90 undoes plain PGD on jpeg70 (the noise is quantised away); aimed at the recompressed patch, with
+    the gradient straight through the JPEG, the same budget survives it."""
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    patches = np.stack([tile for photo in photos for tile in _tiles(apply_manipulation("jpeg70", photo), 6)])
+    model = cfzoo.load_detector("bayar2016-jpeg70")
+
+    def recompressed(attacked):
+        return np.stack([jpeg_compress(patch, 90) for patch in attacked])
+
+    assert model.predict(recompressed(patches)).mean() >= 0.75
+    plain = cfzoo.attack(model, patches, 2, method="pgd")
+    surviving = cfzoo.attack(model, patches, 2, method="pgd", survive_jpeg=90)
+    assert model.predict(plain).mean() == 0 and model.predict(recompressed(plain)).mean() >= 0.5
+    assert model.predict(recompressed(surviving)).mean() <= 0.1
+    assert np.abs(surviving.astype(int) - patches).max() <= 2
+    with pytest.raises(CfzooError, match="--survive works with --method pgd, apgd, square, not fgsm"):
+        cfzoo.attack(model, patches, 2, survive_jpeg=90)
+    with pytest.raises(CfzooError, match="give jpeg:Q"):
+        parse_survive("png:90")

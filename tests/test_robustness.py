@@ -94,6 +94,8 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
         (["-T", "bayar2016", "--eps", "0"], "eps must be an integer number of gray levels"),
         (["-T", "bayar2016", "--format", "xml"], "unknown --format 'xml'"),
         (["-T", "bayar2016", "--recompress", "101"], "JPEG quality must be an integer from 1 to 100"),
+        (["-T", "bayar2016", "--survive", "jpeg:90"], "--survive works with --method pgd, apgd, square, not fgsm"),
+        (["-T", "bayar2016", "-a", "pgd", "--survive", "webp:90"], "give jpeg:Q"),
         (["-T", "bayar2016", "--out", str(tmp_path / "full")], "is not empty"),
     ):
         result = _run(*arguments)

@@ -15,7 +15,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, check_settings, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.available import attack_targets
 from cfzoo.reports import column_title, reported_families
@@ -49,6 +49,10 @@ def attack(
     ),
     restarts: int = typer.Option(1, "--restarts", min=1, help="pgd: random starts for the patches not yet fooled."),
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
+    survive: str | None = typer.Option(
+        None, "--survive", help="jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (pgd, apgd, square; "
+        "the gradient passes straight through the JPEG).",
+    ),
     save: Path | None = typer.Option(None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."),
     out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."),
     max_patches: int | None = typer.Option(None, "--max-patches", min=1, help="Attack a seeded subset of this many manipulated patches per task, spread evenly over the test devices (default: all)."),
@@ -78,7 +82,7 @@ def attack(
         raise CfzooError(f"unknown --method {method!r}; choose one of: {', '.join(METHODS)}")
     if as_json and markdown:
         raise CfzooError("choose one of --json and --markdown")
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, parse_survive(survive))
     check_settings(settings)
     if len(set(target)) > 1 and method not in ENSEMBLE_METHODS:
         raise CfzooError(f"--method {method} attacks one target; for an ensemble use --method {', '.join(ENSEMBLE_METHODS)}")
@@ -93,6 +97,7 @@ def attack(
     with stage_bars() as on_status:
         report = attack_dataset(
             dataset, target, eps, tasks=task or None, method=method, iterations=iterations, restarts=restarts, queries=queries,
+            survive_jpeg=settings.survive_jpeg,
             seed=seed, max_patches=max_patches,
             providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
         )

@@ -26,8 +26,8 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, check_settings, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps, parse_survive
 from cfzoo.ops.available import attack_targets
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
@@ -57,6 +57,10 @@ def robustness_command(
         "attacks at three eps on eight tasks in about 15 minutes on 2 CPU cores.",
     ),
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
+    survive: str | None = typer.Option(
+        None, "--survive", help="jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q (pgd, apgd, square); "
+        "compare the recompressed TPRs with and without it.",
+    ),
     recompress: list[int] = typer.Option(
         list(DEFAULT_RECOMPRESS), "--recompress",
         help="Also judge the attacked patches after JPEG at these qualities (repeatable; what social networks do to uploads).",
@@ -90,6 +94,9 @@ def robustness_command(
     attacks = check_attacks(attacks or (ENSEMBLE_METHODS if ensemble else DEFAULT_ATTACKS))
     for quality in recompress:
         check_quality(quality)
+    survive_jpeg = parse_survive(survive)
+    for attack in attacks:
+        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg))
     if ensemble and not set(attacks) <= set(ENSEMBLE_METHODS):
         raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(a for a in attacks if a not in ENSEMBLE_METHODS)}")
     attack_targets(target, task or None, providers, any(needs_gradient(attack) for attack in attacks))  # before any data work
@@ -99,7 +106,7 @@ def robustness_command(
     with stage_bars() as on_status:
         report = robustness(
             dataset, target, eps_values=eps, attacks=attacks, tasks=task or None, seed=seed, max_patches=max_patches,
-            queries=queries, recompress=recompress, providers=providers, batch_size=batch_size, cache_dir=cache_dir, on_status=on_status,
+            queries=queries, recompress=recompress, survive_jpeg=survive_jpeg, providers=providers, batch_size=batch_size, cache_dir=cache_dir, on_status=on_status,
         )
     if out is not None:
         write_robustness_folder(report, out)

@@ -35,7 +35,15 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, attack_parameters, attack_patches, check_method, needs_gradient
+from cfzoo.ops.attacks.battery import (
+    ENSEMBLE_METHODS,
+    METHODS,
+    attack_parameters,
+    attack_patches,
+    check_method,
+    check_settings,
+    needs_gradient,
+)
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets
 from cfzoo.reports import column_title
@@ -71,6 +79,7 @@ def robustness(
     max_patches: int | None = DEFAULT_MAX_PATCHES,
     queries: int | None = None,
     recompress: Sequence[int] = DEFAULT_RECOMPRESS,
+    survive_jpeg: int | None = None,
     providers: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -81,6 +90,8 @@ def robustness(
     task x eps. ``queries`` is Square's budget per patch."""
     eps_values = sorted({check_eps(eps) for eps in eps_values})
     attacks = check_attacks(attacks)
+    for attack in attacks:
+        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg))
     recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
     if not eps_values:
         raise CfzooError("give at least one --eps")
@@ -111,7 +122,9 @@ def robustness(
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
             for attack in attacks:
-                settings = AttackSettings(eps, attack, batch_size=batch_size, queries=queries if attack == "square" else None, seed=seed)
+                settings = AttackSettings(
+                    eps, attack, batch_size=batch_size, queries=queries if attack == "square" else None, seed=seed, survive_jpeg=survive_jpeg
+                )
                 started = time.perf_counter()
                 result = attack_patches(settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"))
                 elapsed = time.perf_counter() - started
@@ -136,7 +149,10 @@ def robustness(
     return {
         "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
         "attacks": attacks,
-        "parameters": {attack: attack_parameters(AttackSettings(1, attack, queries=queries if attack == "square" else None)) for attack in attacks},
+        "parameters": {
+            attack: attack_parameters(AttackSettings(1, attack, queries=queries if attack == "square" else None, survive_jpeg=survive_jpeg))
+            for attack in attacks
+        },
         "eps": eps_values,
         "recompress": recompress,
         "seed": seed,

@@ -139,6 +139,7 @@ def attack_dataset(
     iterations: int | None = None,
     restarts: int = 1,
     queries: int | None = None,
+    survive_jpeg: int | None = None,
     seed: int = 0,
     max_patches: int | None = None,
     providers: str = "auto",
@@ -155,10 +156,10 @@ def attack_dataset(
     eps = check_eps(eps)
     if batch_size < 1:
         raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    check_settings(AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed))
+    check_settings(AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg))
     targets = attack_targets(target, tasks, providers, needs_gradient(method))
     tasks = list(targets)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed)
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
     parameters = attack_parameters(settings)
     check_save_dir(save_dir)
     status = on_status or (lambda stage, done, total: None)

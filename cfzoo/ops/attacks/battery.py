@@ -9,10 +9,13 @@
 | ``square`` | detector only | none: every pixel is original +- eps |
 
 pgd, apgd and square also attack an ensemble (:class:`~cfzoo.ops.attacks.common.AttackTarget` with several
-detectors): one set of patches that every member calls pristine.
+detectors): one set of patches that every member calls pristine; and they can aim at the patches as stored after
+JPEG recompression (``survive_jpeg``, ``--survive jpeg:Q``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
@@ -50,12 +53,19 @@ def check_settings(settings: AttackSettings) -> str:
             raise CfzooError(f"--{name} applies to --method {', '.join(owners)} only, not {method}")
     if settings.restarts != 1 and method != "pgd":
         raise CfzooError(f"--restarts applies to --method pgd only, not {method}")
+    if settings.survive_jpeg is not None and method not in ENSEMBLE_METHODS:
+        raise CfzooError(f"--survive works with --method {', '.join(ENSEMBLE_METHODS)}, not {method}")
     return method
 
 
 def attack_parameters(settings: AttackSettings) -> dict:
     """The parameters ``settings`` resolve to, defaults filled in, for reports: iterations and step (gray levels;
     None where the method adapts it), and restarts (pgd) or the query budget (square)."""
+    survive = {} if settings.survive_jpeg is None else {"survive_jpeg": settings.survive_jpeg}
+    return {**_method_parameters(settings), **survive}
+
+
+def _method_parameters(settings: AttackSettings) -> dict:
     method, eps, iterations = check_settings(settings), settings.eps, settings.iterations
     if method == "fgsm":
         return {"iterations": 1, "step": eps}
@@ -84,6 +94,8 @@ def attack_patches(
         raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
     if target.is_ensemble and method not in ENSEMBLE_METHODS:
         raise CfzooError(f"{method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
+    if settings.survive_jpeg is not None:
+        target = replace(target, survive_jpeg=settings.survive_jpeg)
     batch = settings.batch_size
     if method == "fgsm":
         return fgsm(target.companions[0], patches, settings.eps, batch, on_progress)

@@ -14,6 +14,7 @@ import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
+from cfzoo.manipulations import jpeg_compress
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
 MANIPULATED = 1
@@ -37,7 +38,8 @@ class AttackSettings:
     """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (one of
     :data:`~cfzoo.ops.attacks.battery.METHODS`), ``eps`` in gray levels, ``iterations`` (ifgsm, pgd, apgd; None
     for each method's default), ``restarts`` (pgd), ``queries`` (square's budget per patch; None for its default),
-    ``seed`` (random starts and proposals) and the patches per model run."""
+    ``seed`` (random starts and proposals), the patches per model run, and ``survive_jpeg`` (see
+    :class:`AttackTarget`)."""
 
     eps: int
     method: str = "fgsm"
@@ -46,6 +48,7 @@ class AttackSettings:
     restarts: int = 1
     queries: int | None = None
     seed: int = 0
+    survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (pgd, apgd, square)
 
 
 def check_eps(eps: int) -> int:
@@ -93,10 +96,16 @@ class AttackTarget:
 
     An ensemble's margin is its members' largest (:func:`manipulated_margin`), and its loss the sum of their
     cross-entropies; its gradient sums theirs, each scaled to unit mean absolute value per patch, so that a
-    member whose loss is steep does not drown the others' directions."""
+    member whose loss is steep does not drown the others' directions.
+
+    ``survive_jpeg``: aim at the patches as a platform stores them after JPEG at this quality. The margin judges
+    the recompressed patches, and the gradient is taken at the recompressed (rounded) iterate and applied to the
+    iterate itself (a straight-through estimate: JPEG has no useful gradient of its own). The patches returned
+    are those to upload, before recompression."""
 
     detectors: tuple[Detector, ...]
     companions: tuple[GradientModel | None, ...]
+    survive_jpeg: int | None = None
 
     @classmethod
     def of(cls, detector: Detector, companion: GradientModel | None = None) -> AttackTarget:
@@ -114,6 +123,7 @@ class AttackTarget:
         """Per uint8 patch: <= 0 exactly when every member calls it pristine (run DEFAULT_BATCH_SIZE at a time)."""
         if not len(patches):
             return np.zeros(0)
+        patches = self._as_stored(patches)
         return np.concatenate([
             np.max([manipulated_margin(detector, patches[start:start + DEFAULT_BATCH_SIZE]) for detector in self.detectors], axis=0)
             for start in range(0, len(patches), DEFAULT_BATCH_SIZE)
@@ -123,6 +133,8 @@ class AttackTarget:
         """(loss [N], its gradient [N,H,W,3]) at float [N,H,W,3] images: the cross-entropy for the label
         manipulated (summed over members, their gradients scaled as the class says)."""
         labels = np.full(len(images), MANIPULATED, dtype=np.int64)
+        if self.survive_jpeg is not None:
+            images = self._as_stored(np.rint(images).astype(np.uint8))
         contract = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
         total_loss, total_gradient = np.zeros(len(images)), np.zeros(images.shape, dtype=np.float32)
         for companion in self.companions:
@@ -134,6 +146,21 @@ class AttackTarget:
             total_loss += cross_entropy(logits, MANIPULATED)
             total_gradient += gradient
         return total_loss, total_gradient
+
+    def _as_stored(self, patches: np.ndarray) -> np.ndarray:
+        if self.survive_jpeg is None:
+            return patches
+        return np.stack([jpeg_compress(patch, self.survive_jpeg) for patch in patches])
+
+
+def parse_survive(text: str | None) -> int | None:
+    """The JPEG quality of ``--survive jpeg:Q`` (None for None), or a one-line CfzooError."""
+    if text is None:
+        return None
+    kind, _, quality = text.partition(":")
+    if kind != "jpeg" or not quality.isdigit() or not 1 <= int(quality) <= 100:
+        raise CfzooError(f"--survive {text!r}: give jpeg:Q with a JPEG quality Q from 1 to 100, e.g. jpeg:90")
+    return int(quality)
 
 
 def cross_entropy(logits: np.ndarray, label: int) -> np.ndarray:
