@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,10 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
     """tools/record_robustness.py writes a report's eps-1 figures into a registry; the card shows the worst case."""
     out, report = report_folder
     registry_path = tmp_path / "registry.json"
-    shutil.copy(embedded_zoo_dir() / "registry.json", registry_path)
+    embedded = Registry.read(embedded_zoo_dir() / "registry.json")
+    Registry(
+        replace(entry, metrics={key: value for key, value in entry.metrics.items() if key != "robustness_eps1"}) for entry in embedded
+    ).write(registry_path)
     tool = Path(__file__).resolve().parent.parent / "tools" / "record_robustness.py"
     done = subprocess.run([sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(registry_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -141,5 +145,9 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
     card = family_card("cozzolino2017", Registry.read(registry_path)).text
     line = next(line for line in card.splitlines() if line.startswith("| `cozzolino2017-median7` |"))
     assert line.endswith(f"| {worst['tpr_after']:.2f} |")
-    assert "Square with 12 queries" in card
+    assert "on 8 manipulated test patches per task, Square with 12 queries" in card
+    mixed = tmp_path / "mixed.json"
+    shutil.copy(embedded_zoo_dir() / "registry.json", mixed)  # the shipped figures: 32 patches, 300 queries
+    subprocess.run([sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(mixed)], check=True, capture_output=True)
+    assert "on the patches and with the Square budget each registry entry records" in family_card("cozzolino2017", Registry.read(mixed)).text
     assert "robustness_eps1" not in Registry.read(registry_path).get("cozzolino2017-blur1.1").metrics

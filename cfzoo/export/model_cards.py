@@ -260,12 +260,17 @@ def _models_table(entries: list[ModelEntry]) -> str:
     )
     measured = [entry.metrics[ROBUSTNESS_METRICS] for entry in entries if ROBUSTNESS_METRICS in entry.metrics]
     if measured:
+        settings = {(int(figures["patches"]), int(figures.get("square_queries", 0))) for figures in measured}
+        patches, queries = next(iter(settings)) if len(settings) == 1 else (None, None)
+        how = (
+            f"on {patches} manipulated test patches per task, Square with {queries} queries" if patches is not None
+            else "on the patches and with the Square budget each registry entry records (metrics.robustness_eps1)"
+        )
         rows.append("")
         rows.append(
-            f"Under attack: the TPR on {int(measured[0]['patches'])} manipulated test patches per task once every attack of "
-            "the battery (FGSM, PGD, APGD-CE, Square with "
-            f"{int(measured[0]['square_queries'])} queries) has tried each patch at eps = 1 gray level: a patch counts as "
-            "detected only if the detector still calls it manipulated after every attack (`cfzoo robustness`, docs/robustness.md)."
+            f"Under attack: the TPR ({how}) once every attack of the battery (FGSM, PGD, APGD-CE, Square) has tried "
+            "each patch at eps = 1 gray level: a patch counts as detected only if the detector still calls it "
+            "manipulated after every attack (`cfzoo robustness`, docs/robustness.md)."
         )
     return "\n".join(rows)
 
