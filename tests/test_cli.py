@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from cfzoo import __version__
 from cfzoo.cli import app
 from cfzoo.sample_data import SAMPLE_DEVICES
+from cfzoo.zoo.registry import load_registry
 
 
 @pytest.fixture
@@ -103,3 +104,14 @@ def test_data_inspect_reports_unreadable_photos_and_goes_on(runner, sample_root,
     assert len(gray["unreadable"]) == 1 and "broken.png" in gray["unreadable"][0]
     table = runner.invoke(app, ["data", "inspect", str(root)])
     assert "1 unreadable" in table.stdout and "broken.png" in table.stdout
+
+
+def test_list_fits_80_columns_and_never_cuts_a_model_id():
+    result = subprocess.run(
+        [sys.executable, "-m", "cfzoo", "list"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    shown = {line.split("│")[1].strip() for line in lines if line.startswith("│")}
+    assert {entry.id for entry in load_registry()} <= shown

@@ -51,13 +51,19 @@ def list_models(
     if as_json:
         print_json(rows)
         return
+    # fits 80 columns: ids are never cut (the family is their first part; --json has it), the last column wraps
     table = Table(title=f"cfzoo models: {sum(row['available'] for row in rows)} of {len(rows)} available here")
-    for column in ("model", "family", "task", "test ACC %", "size MB", "available from"):
-        table.add_column(column, justify="right" if column in ("test ACC %", "size MB") else "left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("test ACC %", justify="right", no_wrap=True)
+    table.add_column("MB", justify="right", no_wrap=True)
+    table.add_column("available from", overflow="fold")
     for row in rows:
         accuracy = "-" if row["test_acc"] is None else f"{row['test_acc']:.2f}"
-        where = ", ".join(row["sources"]) or (f"cfzoo pull {row['id']}" if row["hub"] else "train + export")
-        table.add_row(row["id"], row["family"], row["task"], accuracy, f"{row['size_bytes'] / 1e6:.2f}", where)
+        where = ", ".join(row["sources"]) or ("cfzoo pull" if row["hub"] else "train + export")
+        table.add_row(row["id"], row["task"], accuracy, f"{row['size_bytes'] / 1e6:.2f}", where)
+    if any(not row["sources"] for row in rows):
+        table.caption = "not here: `cfzoo pull MODEL` fetches it from the Hub; or train + export (cfzoo train, cfzoo export)"
     stdout.print(table)
 
 
