@@ -116,7 +116,7 @@ def attack(
         raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")
     batch, single = _patch_batch(patches)
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
-    check_settings(settings)
+    check_settings(settings, ensemble=len(models) > 1)
     detectors = tuple(member._detector for member in models)
     companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
     result = attack_patches(settings, AttackTarget(detectors, companions), batch)

@@ -11,3 +11,9 @@ class ImageReadError(CfzooError):
 
 class DataError(CfzooError):
     """A data directory, split or patch set is unusable."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

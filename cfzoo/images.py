@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cfzoo.errors import ImageReadError
+from cfzoo.errors import ImageReadError, first_line
 from cfzoo.files import write_atomically
 
 #: ITU-R BT.601 luma weights: how every detector turns RGB into gray, inside its model.
@@ -80,7 +80,7 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageReadError(
-            f"{path}: too many pixels for a safe decode ({_first_line(error)}); "
+            f"{path}: too many pixels for a safe decode ({first_line(error)}); "
             "downscale or crop it before analysis"
         ) from None
     except UnidentifiedImageError:
@@ -89,7 +89,7 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise ImageReadError(f"{path}: permission denied; make the file readable for this user") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as error:
         # Pillow reports truncation and corrupt streams through these; its messages are specific enough.
-        raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(error)}); re-copy or re-export it") from None
+        raise ImageReadError(f"{path}: corrupt or truncated image ({first_line(error)}); re-copy or re-export it") from None
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -123,7 +123,7 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
                 orientation = exif.get(_EXIF_ORIENTATION, 1)
                 zoom = exif.get_ifd(_EXIF_IFD).get(_EXIF_DIGITAL_ZOOM_RATIO)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageReadError(f"{path}: cannot read the image header ({_first_line(error)})") from None
+        raise ImageReadError(f"{path}: cannot read the image header ({first_line(error)})") from None
     if orientation in (5, 6, 7, 8):  # rotations by 90 degrees swap the axes
         width, height = height, width
     try:
@@ -204,7 +204,7 @@ def _check_jpeg_stream(path: Path, mode: str) -> list[str]:
     try:
         simplejpeg.decode_jpeg(path.read_bytes(), colorspace=_JPEG_CHECK_COLORSPACE.get(mode, "RGB"), min_height=1, min_width=1, strict=True)
     except ValueError as error:
-        message = _first_line(error)
+        message = first_line(error)
         if message.startswith("tjDecompressHeader"):  # a layout TurboJPEG's API does not take (e.g. odd subsampling)
             return [f"JPEG layout not checked for truncation ({message})"]
         raise ImageReadError(f"{path}: corrupt or truncated JPEG ({message}); re-copy or re-export it") from None
@@ -237,8 +237,3 @@ def _to_rgb(image: Image.Image, path: Path) -> tuple[np.ndarray, str | None]:
         f"{path}: pixel mode {mode!r} (32-bit or float samples) is not supported; "
         "convert it to 8- or 16-bit RGB or grayscale"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

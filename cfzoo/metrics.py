@@ -84,3 +84,10 @@ def quality_sums(pristine: np.ndarray, other: np.ndarray) -> tuple[float, float,
     squared_error = float(np.sum((pristine.astype(np.int32) - other) ** 2))
     ssim = sum(structural_similarity(a, b, channel_axis=2, data_range=255) for a, b in zip(pristine, other))
     return squared_error, float(ssim), len(pristine)
+
+
+def cross_entropy(logits: np.ndarray, label: int) -> np.ndarray:
+    """-log softmax(logits)[:, label] per row, computed stably in float64."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, label]

@@ -125,7 +125,7 @@ def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_
     assert summary["target"] == "spam-median7+cozzolino2017-median7"
     assert np.abs(read_rgb(out).astype(int) - read_rgb(image)).max() <= 1
     one_method = runner.invoke(app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--out", str(out)])
-    assert one_method.exit_code == 1 and "--method fgsm attacks one target" in one_method.output
+    assert one_method.exit_code == 1 and "--method fgsm attacks one detector" in one_method.output
 
 
 def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_folder, tmp_path):

@@ -14,7 +14,7 @@ from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, check_settings, needs_gradient
+from cfzoo.ops.attacks.battery import METHODS, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.available import attack_targets
@@ -83,9 +83,7 @@ def attack(
     if as_json and markdown:
         raise CfzooError("choose one of --json and --markdown")
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, parse_survive(survive))
-    check_settings(settings)
-    if len(set(target)) > 1 and method not in ENSEMBLE_METHODS:
-        raise CfzooError(f"--method {method} attacks one target; for an ensemble use --method {', '.join(ENSEMBLE_METHODS)}")
+    check_settings(settings, ensemble=len(set(target)) > 1)
     if image is not None:
         _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown)
         return

@@ -17,7 +17,7 @@ from cfzoo.experiments.robustness import (
     DEFAULT_RECOMPRESS,
     NO_ATTACK,
     WORST_CASE,
-    check_attacks,
+    check_battery,
     check_quality,
     robustness,
     robustness_csv,
@@ -26,9 +26,9 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, check_settings, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps, parse_survive
-from cfzoo.ops.available import attack_targets
+from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, needs_gradient
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps, parse_survive
+from cfzoo.ops.available import attack_targets, is_ensemble
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -90,15 +90,11 @@ def robustness_command(
         raise CfzooError(f"unknown --format {output_format!r}; choose one of: {', '.join(FORMATS)}")
     for value in eps:
         check_eps(value)
-    ensemble = len(set(target)) > 1
-    attacks = check_attacks(attacks or (ENSEMBLE_METHODS if ensemble else DEFAULT_ATTACKS))
+    ensemble = is_ensemble(target)
+    survive_jpeg = parse_survive(survive)
+    attacks = check_battery(attacks or (ENSEMBLE_METHODS if ensemble else DEFAULT_ATTACKS), ensemble, survive_jpeg)
     for quality in recompress:
         check_quality(quality)
-    survive_jpeg = parse_survive(survive)
-    for attack in attacks:
-        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg))
-    if ensemble and not set(attacks) <= set(ENSEMBLE_METHODS):
-        raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(a for a in attacks if a not in ENSEMBLE_METHODS)}")
     attack_targets(target, task or None, providers, any(needs_gradient(attack) for attack in attacks))  # before any data work
     if out is not None:
         check_output_dir(out, force)

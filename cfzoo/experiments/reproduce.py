@@ -47,7 +47,7 @@ from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
-from cfzoo.zoo.runtime import execution_providers, load_detector, onnxruntime_module, open_model
+from cfzoo.zoo.runtime import Detector, execution_providers, load_detector, onnxruntime_module, open_model
 
 SCHEMA_VERSION = 1
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
@@ -92,21 +92,23 @@ def measure_detection(
     With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
-    chosen_models = [open_model(model, None if len(tasks) != 1 else tasks[0], providers) for model in models]
+    by_task: dict[str, dict[str, Detector]] = {}
+    if models:
+        for model in models:
+            detector = open_model(model, None if len(tasks) != 1 else tasks[0], providers)
+            by_task.setdefault(detector.entry.task, {})[detector.entry.id] = detector
+    else:
+        for task in tasks:
+            by_task[task] = {entry.id: load_detector(entry.id, providers) for entry in detector_entries(task)}
     rows = []
-    for task in dict.fromkeys([detector.entry.task for detector in chosen_models]) if models else tasks:
-        entries = [detector.entry for detector in chosen_models if detector.entry.task == task] if models else detector_entries(task)
-        if not entries:
+    for task, detectors in by_task.items():
+        if not detectors:
             continue
         patch_set = build_patch_set(
             dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
             on_progress=functools.partial(status, f"Table I {task} patches"),
         )
         chosen = balanced_subset(patch_set.labels, None if max_patches is None else 2 * max_patches, seed + 1)
-        detectors = (
-            {detector.entry.id: detector for detector in chosen_models if detector.entry.task == task} if models
-            else {entry.id: load_detector(entry.id, providers) for entry in entries}
-        )
         calls = {model_id: [] for model_id in detectors}
         for start in range(0, len(chosen), batch_size):
             patches = np.asarray(patch_set.patches[chosen[start:start + batch_size]])
@@ -114,7 +116,7 @@ def measure_detection(
                 calls[model_id].append(called_manipulated(detector, patches, batch_size)[1])
             status(f"Table I {task} detect", start + len(patches), len(chosen))
         labels = patch_set.labels[chosen]
-        for entry in entries:
+        for entry in (detector.entry for detector in detectors.values()):
             rates = detection_rates(labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool))
             rows.append({
                 "task": task,

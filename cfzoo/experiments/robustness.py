@@ -45,7 +45,7 @@ from cfzoo.ops.attacks.battery import (
     needs_gradient,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
-from cfzoo.ops.available import attack_targets
+from cfzoo.ops.available import attack_targets, is_ensemble
 from cfzoo.reports import column_title
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
@@ -61,11 +61,18 @@ COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after
 REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json", "robustness.csv", "eps_curve.png"
 
 
-def check_attacks(attacks: Sequence[str]) -> list[str]:
+def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: int | None = None) -> list[str]:
+    """The attacks, without repeats, once each is known to fit the target (one detector or an ``ensemble``) and
+    ``survive_jpeg``; else a one-line CfzooError, before any work."""
     attacks = list(dict.fromkeys(attacks))
     if not attacks:
         raise CfzooError(f"name at least one attack; choose from: {', '.join(METHODS)}")
-    return [check_method(attack) for attack in attacks]
+    unfit = [attack for attack in attacks if check_method(attack) not in ENSEMBLE_METHODS]
+    if ensemble and unfit:
+        raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(unfit)}")
+    for attack in attacks:
+        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg), ensemble)
+    return attacks
 
 
 def robustness(
@@ -89,15 +96,16 @@ def robustness(
     patch detected while any member detects it): one row per task x eps x attack, and a worst-case row per
     task x eps. ``queries`` is Square's budget per patch."""
     eps_values = sorted({check_eps(eps) for eps in eps_values})
-    attacks = check_attacks(attacks)
-    for attack in attacks:
-        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg))
+    attacks = check_battery(attacks, is_ensemble(target), survive_jpeg)
     recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
     if not eps_values:
         raise CfzooError("give at least one --eps")
-    if not isinstance(target, str) and len(set(target)) > 1 and not set(attacks) <= set(ENSEMBLE_METHODS):
-        raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(a for a in attacks if a not in ENSEMBLE_METHODS)}")
     gradient = any(needs_gradient(attack) for attack in attacks)
+
+    def settings_for(attack: str, eps: int) -> AttackSettings:
+        budget = queries if attack == "square" else None  # --queries is Square's alone
+        return AttackSettings(eps, attack, batch_size=batch_size, queries=budget, seed=seed, survive_jpeg=survive_jpeg)
+
     targets = attack_targets(target, tasks, providers, gradient)
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
@@ -122,9 +130,7 @@ def robustness(
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
             for attack in attacks:
-                settings = AttackSettings(
-                    eps, attack, batch_size=batch_size, queries=queries if attack == "square" else None, seed=seed, survive_jpeg=survive_jpeg
-                )
+                settings = settings_for(attack, eps)
                 started = time.perf_counter()
                 result = attack_patches(settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"))
                 elapsed = time.perf_counter() - started
@@ -150,8 +156,7 @@ def robustness(
         "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
         "attacks": attacks,
         "parameters": {
-            attack: attack_parameters(AttackSettings(1, attack, queries=queries if attack == "square" else None, survive_jpeg=survive_jpeg))
-            for attack in attacks
+            attack: attack_parameters(settings_for(attack, 1)) for attack in attacks
         },
         "eps": eps_values,
         "recompress": recompress,

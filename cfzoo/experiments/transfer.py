@@ -33,7 +33,7 @@ from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
 from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
-from cfzoo.ops.available import attack_targets, detector_entries
+from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
@@ -156,10 +156,10 @@ def attack_dataset(
     eps = check_eps(eps)
     if batch_size < 1:
         raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    check_settings(AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg))
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
+    check_settings(settings, ensemble=is_ensemble(target))
     targets = attack_targets(target, tasks, providers, needs_gradient(method))
     tasks = list(targets)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
     parameters = attack_parameters(settings)
     check_save_dir(save_dir)
     status = on_status or (lambda stage, done, total: None)

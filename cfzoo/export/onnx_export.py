@@ -123,7 +123,7 @@ def export_detector(
     out_dir = Path(out_dir)
     paths = []
     for model, properties, name in zip(models, metadata, detector_file_names(model_id)):
-        _describe(model, properties)
+        describe_model(model, properties)
         paths.append(save_model(model, out_dir / name))
     return paths[0], paths[1]
 
@@ -217,7 +217,8 @@ def onnx_export_program(module, args, input_names, output_names, dynamic_shapes)
     return model
 
 
-def _describe(model, metadata: dict[str, str]) -> None:
+def describe_model(model, metadata: dict[str, str]) -> None:
+    """Write ``metadata`` (with ``model_id`` and ``kind``) as the graph's ``metadata_props``, and cfzoo's producer and doc string."""
     del model.metadata_props[:]
     for key, value in metadata.items():
         entry = model.metadata_props.add()

@@ -21,10 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.errors import CfzooError
-from cfzoo.export.onnx_export import BATCH, GRAD, IMAGE, LABEL, LOGITS, export_gradient, require_export_extra, save_model
+from cfzoo.errors import CfzooError, first_line
+from cfzoo.export.onnx_export import (
+    BATCH,
+    CLASS_NAMES,
+    GRAD,
+    IMAGE,
+    LABEL,
+    LOGITS,
+    describe_model,
+    export_gradient,
+    require_export_extra,
+    save_model,
+)
 from cfzoo.files import file_sha256
 from cfzoo.manipulations import TASK_IDS
+from cfzoo.metrics import cross_entropy
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.zoo.registry import (
@@ -38,6 +50,7 @@ from cfzoo.zoo.registry import (
     user_zoo_dir,
 )
 
+MANIPULATED = CLASS_NAMES.index("manipulated")
 LAYOUTS = ("NCHW", "NHWC")
 INPUT_RANGES = (255, 1)
 OUTPUTS = ("two-logits", "one-logit")
@@ -158,14 +171,14 @@ def make_companion(adapted, source: str):
         network = convert(adapted)
     except Exception as error:  # onnx2torch raises NotImplementedError and others for operators it lacks
         raise CfzooError(
-            f"{source}: cannot be converted to torch for a gradient companion ({_first_line(error)}); register it with "
+            f"{source}: cannot be converted to torch for a gradient companion ({first_line(error)}); register it with "
             "--no-companion and attack it with gradient-free methods"
         ) from None
     try:
         return export_gradient(network)
     except Exception as error:  # tracing or export of an operator torch cannot differentiate or export
         raise CfzooError(
-            f"{source}: its gradient could not be traced or exported ({_first_line(error)}); register it with --no-companion"
+            f"{source}: its gradient could not be traced or exported ({first_line(error)}); register it with --no-companion"
         ) from None
 
 
@@ -181,7 +194,7 @@ def _opset_for_onnx2torch(model, source: str):
     except Exception as error:  # the converter's C++ assertions surface as RuntimeError and others
         raise CfzooError(
             f"{source}: uses opset {opset}, and onnx2torch, which makes the gradient companion, reads opset {ONNX2TORCH_OPSET} at most "
-            f"({_first_line(error)}); export it with opset_version={ONNX2TORCH_OPSET}, or register it with --no-companion"
+            f"({first_line(error)}); export it with opset_version={ONNX2TORCH_OPSET}, or register it with --no-companion"
         ) from None
 
 
@@ -195,12 +208,12 @@ def check_companion(detector_path: Path, companion_path: Path, seed: int = 0) ->
     companion = onnxruntime.InferenceSession(str(companion_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     images = rng.uniform(32, 224, (4, 3, PATCH_SIZE, PATCH_SIZE)).astype(np.float32)
-    labels = np.ones(len(images), dtype=np.int64)
+    labels = np.full(len(images), MANIPULATED, dtype=np.int64)
     logits, gradient = companion.run([LOGITS, GRAD], {IMAGE: images, LABEL: labels})
     worst = 0.0
     for _ in range(3):
         direction = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), images.shape)
-        losses = [_cross_entropy(detector.run([LOGITS], {IMAGE: images + sign * FD_STEP * direction})[0], labels) for sign in (1, -1)]
+        losses = [cross_entropy(detector.run([LOGITS], {IMAGE: images + sign * FD_STEP * direction})[0], MANIPULATED) for sign in (1, -1)]
         numeric = (losses[0] - losses[1]) / (2 * FD_STEP)
         analytic = (gradient.astype(np.float64) * direction).reshape(len(images), -1).sum(axis=1)
         scale = np.maximum(np.abs(numeric), np.abs(analytic)).max() + 1e-6
@@ -247,7 +260,7 @@ def register_model(
     try:
         model = onnx.load(str(path))
     except Exception as error:  # protobuf's DecodeError and onnx's own errors
-        raise CfzooError(f"{path} is not an ONNX model ({_first_line(error)}); export your detector with torch.onnx.export or tf2onnx") from None
+        raise CfzooError(f"{path} is not an ONNX model ({first_line(error)}); export your detector with torch.onnx.export or tf2onnx") from None
     adapted = adapt_graph(model, adapter, str(path))
     _describe(adapted, model_id, "detector", adapter, file_sha256(path))
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
@@ -290,7 +303,7 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
     except Exception as error:  # onnxruntime's own exception types
         fixed = dims[0] not in (None,) and dims[0] != 2
         hint = f"it takes a fixed batch of {dims[0]}; export it with a dynamic batch dimension" if fixed else "check that it runs in onnxruntime"
-        raise CfzooError(f"{source}: a batch of 2 patches fails ({_first_line(error)}); {hint}") from None
+        raise CfzooError(f"{source}: a batch of 2 patches fails ({first_line(error)}); {hint}") from None
     expected = {"two-logits": ((2, 2),), "one-logit": ((2,), (2, 1))}[adapter.outputs]
     if output.shape not in expected:
         other = "one-logit" if adapter.outputs == "two-logits" else "two-logits"
@@ -303,16 +316,12 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
 def _describe(model, model_id: str, kind: str, adapter: Adapter, source_sha256: str) -> None:
     from cfzoo import __version__
 
-    del model.metadata_props[:]
-    metadata = {
+    describe_model(model, {
         "model_id": model_id, "kind": kind, "family": EXTERNAL_FAMILY, "source_sha256": source_sha256,
         "adapter": f"layout={adapter.layout} input_range=0..{adapter.input_range} outputs={adapter.outputs} "
         f"manipulated_class={adapter.manipulated_class}",
         "cfzoo_version": __version__,
-    }
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    })
 
 
 def _dims(value_info) -> list[int | None]:
@@ -323,13 +332,3 @@ def _shape_text(dims: list[int | None]) -> str:
     return "[" + ",".join("?" if dim is None else str(dim) for dim in dims) + "]"
 
 
-def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=1, keepdims=True)
-    log_softmax = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-    return -log_softmax[np.arange(len(labels)), labels]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

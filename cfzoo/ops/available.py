@@ -9,7 +9,7 @@ from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, companion_of, load_detector, open_model
+from cfzoo.zoo.runtime import Detector, companion_of, load_detector, names_a_file, open_model
 
 
 def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
@@ -57,8 +57,7 @@ def target_models(target: str, tasks: Sequence[str] | None, providers: str = "au
     for its own task; with ``gradient``, a one-line error for a model without a gradient companion."""
     if target in FAMILY_IDS:
         return {task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks, gradient)}
-    is_file = target.endswith(".onnx") or "/" in target
-    if not is_file and target not in load_registry():
+    if not names_a_file(target) and target not in load_registry():
         raise CfzooError(
             f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}, or give a model id (`cfzoo list`) or an .onnx file"
         )
@@ -69,6 +68,11 @@ def target_models(target: str, tasks: Sequence[str] | None, providers: str = "au
     if gradient:
         companion_of(detector)  # a missing companion is reported before any data work
     return {detector.entry.task: detector}
+
+
+def is_ensemble(targets: str | Sequence[str]) -> bool:
+    """Whether ``targets`` (one reference, or several) name more than one detector to attack at once."""
+    return not isinstance(targets, str) and len(set(targets)) > 1
 
 
 def attack_targets(

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cfzoo import __version__
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, first_line
 from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import (
     FILE_KINDS,
@@ -144,10 +144,10 @@ class _Hub:
             raise CfzooError(f"{repo_id} at revision {revision} has no {what}; choose a revision that holds it (--revision)") from None
         except HfHubHTTPError as error:
             raise CfzooError(
-                f"the Hub at {self.endpoint} answered an error for {what} of {repo_id} ({_first_line(error)}); try again later"
+                f"the Hub at {self.endpoint} answered an error for {what} of {repo_id} ({first_line(error)}); try again later"
             ) from None
         except _transport_errors() as error:  # the network, not cfzoo: anything else is a bug and must show as one
-            raise self._unreachable(what, f"{type(error).__name__}: {_first_line(error)}") from None
+            raise self._unreachable(what, f"{type(error).__name__}: {first_line(error)}") from None
 
     def _unreachable(self, what: str, reason: str) -> CfzooError:
         return CfzooError(
@@ -392,11 +392,6 @@ def _offline_error() -> CfzooError:
 
 def _revision_error(repo_id: str, revision: str) -> CfzooError:
     return CfzooError(f"{repo_id} has no revision {revision!r}; pass an existing branch, tag or commit with --revision")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------------------------------- publish

@@ -200,10 +200,16 @@ def _cached_file_models(path_text: str, task: str | None, providers: tuple[str, 
     return detector, companion
 
 
+def names_a_file(reference: str | os.PathLike[str]) -> bool:
+    """Whether a model reference is a file path (an ``.onnx`` name or anything with a folder), not a registry id."""
+    text = os.fspath(reference)
+    return text.endswith(".onnx") or os.sep in text or "/" in text
+
+
 def open_model(reference: str | os.PathLike[str], task: str | None = None, providers: str = "auto") -> Detector:
     """A detector by registry id (``bayar2016-jpeg70``, a registered ``mynet``) or by ``.onnx`` path (:func:`load_model_file`)."""
     text = os.fspath(reference)
-    if text.endswith(".onnx") or os.sep in text or "/" in text:
+    if names_a_file(text):
         return load_model_file(text, task, providers)[0]
     detector = load_detector(text, providers)
     if task is not None and task != detector.entry.task:

@@ -42,9 +42,12 @@ def check_method(method: str) -> str:
     return method
 
 
-def check_settings(settings: AttackSettings) -> str:
-    """The method, once ``settings`` are known to fit it (a one-line CfzooError for an option another method owns)."""
+def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
+    """The method, once ``settings`` are known to fit it and (with ``ensemble``) to attack several detectors at
+    once; else a one-line CfzooError (an option another method owns, a method that attacks one detector)."""
     method = check_method(settings.method)
+    if ensemble and method not in ENSEMBLE_METHODS:
+        raise CfzooError(f"--method {method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
     check_eps(settings.eps)
     check_count(settings.restarts, "restarts", "use 1 for a single random start")
     for name, value, owners in (("iterations", settings.iterations, ("ifgsm", "pgd", "apgd")), ("queries", settings.queries, ("square",))):
@@ -89,11 +92,9 @@ def attack_patches(
     """Attack [N,H,W,3] uint8 patches as ``settings`` say. ``target``: one detector or an ensemble (pgd, apgd and
     square), with companions where the method needs them. ``first_row``: where these patches start in a larger
     set attacked in pieces (it seeds the random draws)."""
-    method = check_settings(settings)
+    method = check_settings(settings, target.is_ensemble)
     if needs_gradient(method) and not target.has_gradient:
         raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
-    if target.is_ensemble and method not in ENSEMBLE_METHODS:
-        raise CfzooError(f"{method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
     if settings.survive_jpeg is not None:
         target = replace(target, survive_jpeg=settings.survive_jpeg)
     batch = settings.batch_size

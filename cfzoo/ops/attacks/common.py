@@ -15,6 +15,7 @@ import numpy as np
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import jpeg_compress
+from cfzoo.metrics import cross_entropy
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
 MANIPULATED = 1
@@ -161,13 +162,6 @@ def parse_survive(text: str | None) -> int | None:
     if kind != "jpeg" or not quality.isdigit() or not 1 <= int(quality) <= 100:
         raise CfzooError(f"--survive {text!r}: give jpeg:Q with a JPEG quality Q from 1 to 100, e.g. jpeg:90")
     return int(quality)
-
-
-def cross_entropy(logits: np.ndarray, label: int) -> np.ndarray:
-    """-log softmax(logits)[:, label] per row, computed stably in float64."""
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=1)
-    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[:, label]
 
 
 def attack_in_batches(

@@ -22,7 +22,7 @@ from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
-from cfzoo.ops.available import attack_targets, detector_entries
+from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
 from cfzoo.zoo.runtime import load_detector
@@ -68,7 +68,7 @@ def attack_image(
 ) -> ImageAttack:
     """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) as ``settings`` say. ``target``: a
     family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble)."""
-    check_settings(settings)
+    check_settings(settings, ensemble=is_ensemble(target))
     positions = attack_positions(*pixels.shape[:2])
     chosen = attack_targets(target, [task], providers, needs_gradient(settings.method))[task]
     tiles = cut_patches(pixels, positions)
