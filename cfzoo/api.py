@@ -102,13 +102,15 @@ def detect(
 def attack(
     model: Model | Sequence[Model], patches: np.ndarray, eps: int, *, method: str = "fgsm", iterations: int | None = None,
     restarts: int = 1, queries: int | None = None, seed: int = 0, survive_jpeg: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, pristine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
     each pixel within ``eps`` gray levels (an integer) of the original. ``method``: ``fgsm`` (one step of eps),
     ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size free)
     or ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion, the others
-    do). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
+    do); against a SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of
+    ``pristine``, each patch's unmanipulated partner) or ``spam-close`` (towards the nearest feature across the SVM's
+    boundary). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
     A list of models is an ensemble (pgd, apgd, square): patches that every one of them calls pristine.
     ``survive_jpeg=Q`` aims at the patches as stored after JPEG at quality Q (pgd, apgd, square)."""
     models = [model] if isinstance(model, Model) else list(model)
@@ -119,7 +121,11 @@ def attack(
     check_settings(settings, ensemble=len(models) > 1)
     detectors = tuple(member._detector for member in models)
     companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
-    result = attack_patches(settings, AttackTarget(detectors, companions), batch)
+    if pristine is not None:
+        if method != "spam-prist":
+            raise CfzooError(f"pristine patches are the goal of method spam-prist only, not {method}; leave them out")
+        pristine, _ = _patch_batch(pristine)
+    result = attack_patches(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
     return result.patches[0] if single else result.patches
 
 

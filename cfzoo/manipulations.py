@@ -52,6 +52,11 @@ class Manipulation:
         """Resampling detectors need originals the camera did not upsample (no digital zoom)."""
         return self.kind == "resize"
 
+    @property
+    def keeps_size(self) -> bool:
+        """Whether the output has the input's size, so every manipulated patch has a pristine partner in place."""
+        return self.kind != "resize"
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the manipulated image; only resizing changes it."""
         if self.kind == "resize":

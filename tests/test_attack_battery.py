@@ -10,7 +10,7 @@ from skimage import data
 import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import apply_manipulation, jpeg_compress
-from cfzoo.ops.attacks.battery import METHODS, attack_parameters, attack_patches, check_settings
+from cfzoo.ops.attacks.battery import METHODS, SPAM_FEATURE_METHODS, attack_parameters, attack_patches, check_settings
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, parse_survive
 from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
 from cfzoo.ops.attacks.square import square, square_fraction
@@ -42,8 +42,13 @@ def extreme_patches(median7_patches):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("eps", [1, 3])
 def test_every_attack_returns_integer_patches_inside_the_ball(method, eps, extreme_patches):
-    model = cfzoo.load_detector("cozzolino2017-median7")
-    attacked = cfzoo.attack(model, extreme_patches, eps, method=method, **({"queries": 20} if method == "square" else {}))
+    options = {"queries": 20} if method == "square" else {}
+    if method in SPAM_FEATURE_METHODS:  # they attack SPAM+SVM; spam-prist aims at a pristine partner's feature
+        model = cfzoo.load_detector("spam-median7")
+        options = {"iterations": 4, **({"pristine": extreme_patches[::-1].copy()} if method == "spam-prist" else {})}
+    else:
+        model = cfzoo.load_detector("cozzolino2017-median7")
+    attacked = cfzoo.attack(model, extreme_patches, eps, method=method, **options)
     assert attacked.dtype == np.uint8 and attacked.shape == extreme_patches.shape
     distance = np.abs(attacked.astype(int) - extreme_patches)
     assert distance.max() <= eps

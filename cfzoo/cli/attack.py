@@ -42,10 +42,13 @@ def attack(
         "fgsm", "--method",
         help="fgsm: one step of eps. ifgsm: steps of 1, each patch until the target calls it pristine. pgd: random start, "
         "signed steps of 2.5 eps / iterations, --restarts. apgd: AutoAttack's step-size-free PGD. square: black-box Square "
-        "Attack, detector only (no companion; works on the hard SPAM+SVM). docs/attacks.md says how each meets the integers.",
+        "Attack, detector only (no companion; works on the hard SPAM+SVM). spam-prist, spam-close: the paper's descent in "
+        "SPAM feature space against --target spam, towards the pristine patch's feature (datasets only) or the nearest "
+        "feature across the SVM's boundary. docs/attacks.md says how each meets the integers.",
     ),
     iterations: int | None = typer.Option(
-        None, "--iterations", help="Steps: ifgsm (default min(eps + 4, ceil(1.25 eps))), pgd (default 10), apgd (default 20)."
+        None, "--iterations", help="Steps: ifgsm (default min(eps + 4, ceil(1.25 eps))), pgd (default 10), apgd (default 20), spam-prist and "
+        "spam-close (default 20)."
     ),
     restarts: int = typer.Option(1, "--restarts", min=1, help="pgd: random starts for the patches not yet fooled."),
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),

@@ -47,7 +47,9 @@ def robustness_command(
     attacks: list[str] = typer.Option(
         [], "--attack", "-a",
         help=f"Attacks of the battery (repeatable): {', '.join(METHODS)}; default {', '.join(DEFAULT_ATTACKS)} (an ensemble: "
-        f"{', '.join(ENSEMBLE_METHODS)}). square needs no gradient companion; the others do.",
+        f"{', '.join(ENSEMBLE_METHODS)}). square needs no gradient companion; spam-prist and spam-close (the paper's "
+        "SPAM feature descent, towards the pristine feature or the nearest one across the boundary) attack --target spam "
+        "and bring their own; the others need the target's.",
     ),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."),
     data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
@@ -85,6 +87,8 @@ def robustness_command(
       cfzoo robustness --target bayar2016 --data ../shared/data/cameras --out robustness-bayar2016
 
       cfzoo robustness --target spam -t median7 --attack square --eps 4 --queries 1000 --format markdown
+
+      cfzoo robustness --target spam -t median3 -t jpeg70 --attack spam-prist --attack spam-close --eps 1
     """
     if output_format not in FORMATS:
         raise CfzooError(f"unknown --format {output_format!r}; choose one of: {', '.join(FORMATS)}")

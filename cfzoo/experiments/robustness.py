@@ -41,8 +41,10 @@ from cfzoo.ops.attacks.battery import (
     attack_parameters,
     attack_patches,
     check_method,
+    check_method_fits,
     check_settings,
     needs_gradient,
+    pristine_patches,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets, is_ensemble
@@ -107,6 +109,9 @@ def robustness(
         return AttackSettings(eps, attack, batch_size=batch_size, queries=budget, seed=seed, survive_jpeg=survive_jpeg)
 
     targets = attack_targets(target, tasks, providers, gradient)
+    for task, chosen in targets.items():
+        for attack in attacks:
+            check_method_fits(attack, chosen, task)
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
     rows = []
@@ -132,7 +137,10 @@ def robustness(
             for attack in attacks:
                 settings = settings_for(attack, eps)
                 started = time.perf_counter()
-                result = attack_patches(settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"))
+                result = attack_patches(
+                    settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
+                    pristine=pristine_patches(attack, patch_set, rows_chosen),
+                )
                 elapsed = time.perf_counter() - started
                 detected = chosen.margin(result.patches) > 0
                 survivors &= detected

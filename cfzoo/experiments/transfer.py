@@ -31,7 +31,14 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
-from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.battery import (
+    attack_parameters,
+    attack_patches,
+    check_method_fits,
+    check_settings,
+    needs_gradient,
+    pristine_patches,
+)
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_manipulated
@@ -87,7 +94,8 @@ def attack_patch_set(
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        result: AttackResult = attack_patches(settings, target, original, first_row=start)
+        pristine = pristine_patches(settings.method, patch_set, chunk)
+        result: AttackResult = attack_patches(settings, target, original, first_row=start, pristine=pristine)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())
@@ -159,6 +167,8 @@ def attack_dataset(
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
     check_settings(settings, ensemble=is_ensemble(target))
     targets = attack_targets(target, tasks, providers, needs_gradient(method))
+    for task, found in targets.items():
+        check_method_fits(method, found, task)
     tasks = list(targets)
     parameters = attack_parameters(settings)
     check_save_dir(save_dir)

@@ -100,16 +100,18 @@ class LogitsAndGradient(nn.Module):
 
 def trace_gradient(module: nn.Module, patch_size: int) -> torch.fx.GraphModule:
     """Forward + cross-entropy + backward of ``module`` as one ATen graph, batch size symbolic."""
-    from torch.fx.experimental.proxy_tensor import make_fx
-
     reference = LogitsAndGradient(module)
-
-    def logits_and_gradient(image, label):
-        return reference(image, label)
-
     image = torch.zeros(TRACE_BATCH, 3, patch_size, patch_size)
     label = torch.zeros(TRACE_BATCH, dtype=torch.int64)
+    return trace_function(lambda image, label: reference(image, label), (image, label))
+
+
+def trace_function(function, example_inputs: tuple[torch.Tensor, ...]) -> torch.fx.GraphModule:
+    """``function`` (which may call ``torch.autograd.grad``) as one ATen graph, shapes symbolic: the example
+    inputs need a batch of TRACE_BATCH, which symbolic tracing keeps a variable."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
     # the weights are real tensors, not inputs: symbolic tracing has to be told to accept them as constants
     return make_fx(
-        logits_and_gradient, decomposition_table=decomposition_table(), tracing_mode="symbolic", _allow_non_fake_inputs=True
-    )(image, label)
+        function, decomposition_table=decomposition_table(), tracing_mode="symbolic", _allow_non_fake_inputs=True
+    )(*example_inputs)

@@ -40,6 +40,7 @@ OPSET = 20
 BATCH = "batch"
 CLASS_NAMES = ("pristine", "manipulated")
 IMAGE, LABEL, LOGITS, GRAD = "image", "label", "logits", "grad"
+GOAL, WEIGHT, DISTANCE = "goal", "weight", "distance"
 GRADIENT_DEFINITION = "d sum_n CrossEntropy(logits_n, label_n) / d image (sum over the batch, natural log)"
 
 _NETWORK_CLASSES = {
@@ -59,11 +60,11 @@ def detector_file_names(model_id: str) -> tuple[str, str]:
     return f"{model_id}.onnx", f"{model_id}.grad.onnx"
 
 
-def model_metadata(family: str, record: dict, model_id: str, kind: str) -> dict[str, str]:
+def model_metadata(family: str, record: dict, model_id: str, kind: str, detector) -> dict[str, str]:
     """The ``metadata_props`` of an exported file, from the training record (:func:`cfzoo.training.run.load_detector`).
 
-    ``kind`` is ``detector`` or ``gradient``. The record needs ``task`` and ``training_data_sha256``;
-    ``family``, when present, must match. ``threshold`` (default: the family's) applies to ``score``:
+    ``kind`` is ``detector`` or ``gradient``; a spam ``detector`` (its LinearSVM) adds the SVM's arrays. The record
+    needs ``task`` and ``training_data_sha256``; ``family``, when present, must match. ``threshold`` (default: the family's) applies to ``score``:
     the SVM decision ``logits[:,1] - logits[:,0]`` for spam, ``softmax(logits)[:,1]`` for the networks.
     """
     from cfzoo.training.run import decision_threshold
@@ -92,6 +93,10 @@ def model_metadata(family: str, record: dict, model_id: str, kind: str) -> dict[
         "exported_by": f"cfzoo {__version__}",
         "training_data_sha256": str(record["training_data_sha256"]),
     }
+    if kind == "detector" and family == "spam":
+        from cfzoo.export.spam_svm import SPAM_SVM, spam_svm_metadata
+
+        metadata[SPAM_SVM] = spam_svm_metadata(detector)
     if kind == "gradient":
         metadata["gradient"] = GRADIENT_DEFINITION
         if family == "spam":
@@ -118,7 +123,7 @@ def export_detector(
         raise CfzooError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
     model_id = model_id or record.get("id") or f"{family}-{record.get('task')}"
     _check_detector(family, detector)
-    metadata = [model_metadata(family, record, model_id, kind) for kind in ("detector", "gradient")]
+    metadata = [model_metadata(family, record, model_id, kind, detector) for kind in ("detector", "gradient")]
     models = build_models(family, detector)
     out_dir = Path(out_dir)
     paths = []
@@ -147,6 +152,33 @@ def build_models(family: str, detector):
         features = export_module(SpamFeatures(hard=True), output_name=FEATURES)
         return merge_detector(features, detector, BATCH), export_gradient(SpamSVM(detector, hard=False))
     return export_module(detector), export_gradient(detector)
+
+
+def export_spam_feature_companion():
+    """ONNX ModelProto of :class:`~cfzoo.export.spam_svm.SpamFeatureDistance`: inputs ``image``, ``goal`` [N,338],
+    ``weight`` [338]; outputs ``distance`` [N], ``features`` [N,338], ``grad`` [N,3,128,128]."""
+    import torch
+
+    from cfzoo.export.gradients import TRACE_BATCH, trace_function
+    from cfzoo.export.spam_svm import FEATURES, SpamFeatureDistance
+    from cfzoo.training.spam import SPAM_DIMENSION
+
+    distance = SpamFeatureDistance()
+    image = torch.zeros(TRACE_BATCH, 3, PATCH_SIZE, PATCH_SIZE)
+    goal = torch.zeros(TRACE_BATCH, SPAM_DIMENSION)
+    weight = torch.ones(SPAM_DIMENSION)
+    traced = trace_function(lambda image, goal, weight: distance(image, goal, weight), (image, goal, weight))
+    batch = torch.export.Dim(BATCH, min=1)
+    model = onnx_export_program(
+        traced, (image, goal, weight), [IMAGE, GOAL, WEIGHT], [DISTANCE, FEATURES, GRAD], ({0: batch}, {0: batch}, None)
+    )
+    model.producer_name, model.producer_version = "cfzoo", __version__
+    model.doc_string = (
+        f"cfzoo SPAM feature companion: {IMAGE} float32 [N,3,{PATCH_SIZE},{PATCH_SIZE}] RGB 0..255, {GOAL} float32 "
+        f"[N,{SPAM_DIMENSION}], {WEIGHT} float32 [{SPAM_DIMENSION}] -> {DISTANCE} = sum weight (soft SPAM(image) - goal)^2 [N], {FEATURES} = soft SPAM [N,{SPAM_DIMENSION}], "
+        f"{GRAD} = d sum_n {DISTANCE}_n / d {IMAGE}"
+    )
+    return model
 
 
 def export_module(module, output_name: str = LOGITS):

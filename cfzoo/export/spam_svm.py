@@ -7,9 +7,16 @@
   The pipeline's decision ``d`` becomes ``logits = [0, d]``: class 1 (manipulated) when ``d > 0``.
 - Gradient companion: the soft (softmax-quantised) SPAM of ``Cozzolino2017(hard=False)`` through the same
   linear decision, :class:`SpamSVM` with ``hard=False``; the hard SPAM has no useful gradient.
+- The SVM itself: the detector's metadata ``spam_svm`` holds its arrays as JSON (:func:`spam_svm_metadata`): the
+  spam-feature attack measures feature distances in the SVM's standardised space and finds f_close with them.
+- Feature companion (one for every task: SPAM has no trained parameters): :class:`SpamFeatureDistance`, the soft
+  SPAM's weighted squared distance to a goal feature and its image gradient, for the spam-feature attack of the
+  paper's Section III-A (:mod:`cfzoo.ops.attacks.spam_feature`).
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import torch
@@ -20,6 +27,8 @@ from cfzoo.training.spam import SPAM_DIMENSION
 from cfzoo.training.svm import LinearSVM
 
 FEATURES = "features"
+#: Detector metadata key of :func:`spam_svm_metadata`.
+SPAM_SVM = "spam_svm"
 
 
 class SpamFeatures(nn.Module):
@@ -57,6 +66,31 @@ class SpamSVM(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.decision(self.features(image))
+
+
+class SpamFeatureDistance(nn.Module):
+    """(image [N,3,H,W] 0..255, goal [N,338], weight [338]) -> (distance [N], soft SPAM [N,338], d sum_n distance_n / d image).
+
+    ``distance_n = sum_i weight_i (f_i(image_n) - goal_n,i)^2`` with f the soft SPAM, the relaxation the companions
+    differentiate (``weight = 1 / scale^2``: the Euclidean distance in an SVM's standardised space).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = SpamFeatures(hard=False)
+
+    def forward(self, image: torch.Tensor, goal: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            image = image.detach().requires_grad_(True)
+            features = self.features(image)
+            distance = (weight * (features - goal) ** 2).sum(dim=1)
+            (gradient,) = torch.autograd.grad(distance.sum(), image)
+        return distance.detach(), features.detach(), gradient
+
+
+def spam_svm_metadata(svm: LinearSVM) -> str:
+    """The SVM's arrays (decision ``((f - mean) / scale) . coef + intercept``) as JSON, float64 digits kept."""
+    return json.dumps({name: [float(value) for value in values] for name, values in svm.arrays().items()})
 
 
 def svm_pipeline(svm: LinearSVM):

@@ -1,26 +1,47 @@
 """onnxruntime sessions for zoo models: CUDA when available, else the CPU; created once and reused.
 
 :class:`Detector` wraps a ``<id>.onnx`` detector, :class:`GradientModel` its ``<id>.grad.onnx`` companion.
-Both take images as the model contract says: float32 [N,3,128,128], RGB 0..255.
+Both take images as the model contract says: float32 [N,3,128,128], RGB 0..255. :class:`SpamFeatureCompanion`
+wraps the one soft-SPAM feature graph that the spam-feature attack descends (the same for every task).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry, load_registry
+from cfzoo.zoo.registry import (
+    EXTERNAL_FAMILY,
+    ModelEntry,
+    embedded_zoo_dir,
+    load_registry,
+)
 from cfzoo.zoo.resolve import ResolvedFile, resolve
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
 #: The probability above which an external model's patch counts as manipulated, unless its registration says otherwise.
 EXTERNAL_THRESHOLD = 0.5
 _PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+#: The soft-SPAM feature companion in the embedded zoo (tools/spam_feature_files.py writes it).
+SPAM_FEATURE_COMPANION = "spam-features.onnx"
+#: Detector metadata of a SPAM+SVM detector: the SVM's arrays (:class:`SpamSVM`).
+SPAM_SVM = "spam_svm"
+
+
+class SpamSVM(NamedTuple):
+    """A linear SVM on standardised SPAM features f: decision ``((f - mean) / scale) . coef + intercept``, > 0 manipulated."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
 
 
 def onnxruntime_module():
@@ -70,23 +91,28 @@ def _register_shared_cpu_allocator() -> None:
     onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}))
 
 
+def new_session(path: Path, providers: tuple[str, ...]):
+    """An onnxruntime session of ``path`` that draws CPU memory from the process's shared allocator, or a one-line error."""
+    onnxruntime = onnxruntime_module()
+    _register_shared_cpu_allocator()
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # onnxruntime's warnings (e.g. unused initialisers) are not the user's concern
+    # Spin-waiting threads fight any other busy process for the cores: with one running beside it,
+    # cozzolino2017 scored 89 patches/s spinning and 220 without (benchmarks/detect.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry(USE_SHARED_ALLOCATOR, "1")
+    try:
+        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise CfzooError(f"onnxruntime cannot load {path}: {str(error).splitlines()[0]}; export or pull the model again") from None
+
+
 class OnnxSession:
-    """An onnxruntime session of one zoo file, drawing CPU memory from the process's shared allocator."""
+    """An onnxruntime session of one zoo file."""
 
     def __init__(self, entry: ModelEntry, resolved: ResolvedFile, providers: tuple[str, ...]):
-        onnxruntime = onnxruntime_module()
-        _register_shared_cpu_allocator()
         self.entry, self.resolved = entry, resolved
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # onnxruntime's warnings (e.g. unused initialisers) are not the user's concern
-        # Spin-waiting threads fight any other busy process for the cores: with one running beside it,
-        # cozzolino2017 scored 89 patches/s spinning and 220 without (benchmarks/detect.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry(USE_SHARED_ALLOCATOR, "1")
-        try:
-            self.session = onnxruntime.InferenceSession(str(resolved.path), sess_options=options, providers=list(providers))
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise CfzooError(f"onnxruntime cannot load {resolved.path}: {str(error).splitlines()[0]}; export or pull the model again") from None
+        self.session = new_session(resolved.path, providers)
         self.providers = tuple(self.session.get_providers())
 
     @property
@@ -108,6 +134,23 @@ class Detector(OnnxSession):
         """Patches with :meth:`probability` above this are called manipulated."""
         return self.entry.probability_threshold
 
+    @functools.cached_property
+    def spam_svm(self) -> SpamSVM | None:
+        """The linear SVM on SPAM features that makes the decision, where the metadata declares one (cfzoo's SPAM+SVM
+        detectors); else None."""
+        text = self.session.get_modelmeta().custom_metadata_map.get(SPAM_SVM)
+        if text is None:
+            return None
+        try:
+            arrays = json.loads(text)
+            svm = SpamSVM(*(np.asarray(arrays[name], dtype=np.float64) for name in ("mean", "scale", "coef")), float(arrays["intercept"][0]))
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise CfzooError(f"{self.path}: its {SPAM_SVM} metadata is not an SVM's mean, scale, coef and intercept; export the model again") from None
+        vectors = (svm.mean, svm.scale, svm.coef)
+        if any(vector.shape != svm.mean.shape or vector.ndim != 1 or not np.isfinite(vector).all() for vector in vectors) or not (svm.scale > 0).all():
+            raise CfzooError(f"{self.path}: its {SPAM_SVM} metadata holds no valid SVM (equal-length finite vectors, scale > 0); export the model again")
+        return svm
+
 
 class GradientModel(OnnxSession):
     """A gradient companion: ``logits_and_gradient(images, labels)`` -> (logits [N,2], d CE / d image)."""
@@ -119,6 +162,47 @@ class GradientModel(OnnxSession):
             raise CfzooError(f"{len(images)} images but {len(labels)} labels")
         logits, gradient = self.session.run(["logits", "grad"], {"image": images, "label": labels})
         return logits, gradient
+
+
+class SpamFeatureCompanion:
+    """The soft SPAM (Cozzolino2017's relaxation, no trained parameters) and its weighted squared distance to goal
+    features, with the image gradient of that distance."""
+
+    def __init__(self, path: Path, providers: tuple[str, ...]):
+        self.path = path
+        self.session = new_session(path, providers)
+
+    def distance_and_gradient(
+        self, images: np.ndarray, goal: np.ndarray, weight: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sum_i weight_i (f_i(image) - goal_i)^2 [N], soft SPAM f [N,338], d distance / d image [N,3,128,128]) at
+        contract images."""
+        images = _contract_images(images)
+        goal = np.ascontiguousarray(goal, dtype=np.float32)
+        weight = np.ascontiguousarray(weight, dtype=np.float32)
+        if goal.shape != (len(images), self.dimension) or weight.shape != (self.dimension,):
+            raise CfzooError(f"goal features must be [{len(images)},{self.dimension}] and weights [{self.dimension}], got {list(goal.shape)} and {list(weight.shape)}")
+        inputs = {"image": images, "goal": goal, "weight": weight}
+        distance, features, gradient = self.session.run(["distance", "features", "grad"], inputs)
+        return distance, features, gradient
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """The soft SPAM [N,338] of contract images."""
+        zeros = np.zeros((len(images), self.dimension), dtype=np.float32)
+        return self.distance_and_gradient(images, zeros, np.ones(self.dimension, dtype=np.float32))[1]
+
+    @property
+    def dimension(self) -> int:
+        return int(self.session.get_inputs()[1].shape[1])
+
+
+@functools.lru_cache(maxsize=4)
+def load_spam_feature_companion(providers: str = "auto") -> SpamFeatureCompanion:
+    """The embedded soft-SPAM feature companion, its session created once per providers."""
+    path = embedded_zoo_dir() / SPAM_FEATURE_COMPANION
+    if not path.is_file():
+        raise CfzooError(f"{path} is missing; reinstall cfzoo (python tools/spam_feature_files.py writes it)")
+    return SpamFeatureCompanion(path, execution_providers(providers))
 
 
 def to_model_input(patches: np.ndarray) -> np.ndarray:
@@ -220,7 +304,7 @@ def open_model(reference: str | os.PathLike[str], task: str | None = None, provi
 def companion_of(detector: Detector) -> GradientModel:
     """The gradient companion of a loaded detector, or a one-line error that says how to get one."""
     if detector.resolved.source == "path":
-        companion = load_model_file(detector.path, detector.entry.task, _provider_choice(detector.providers))[1]
+        companion = load_model_file(detector.path, detector.entry.task, provider_choice(detector.providers))[1]
         if companion is None:
             raise CfzooError(
                 f"{detector.path} has no gradient companion beside it ({detector.path.stem}.grad.onnx); gradient attacks need one: "
@@ -231,10 +315,11 @@ def companion_of(detector: Detector) -> GradientModel:
         raise CfzooError(
             f"model {detector.entry.id} was registered without a gradient companion; register it again without --no-companion"
         )
-    return load_gradient_model(detector.entry.id, _provider_choice(detector.providers))
+    return load_gradient_model(detector.entry.id, provider_choice(detector.providers))
 
 
-def _provider_choice(providers: tuple[str, ...]) -> str:
+def provider_choice(providers: tuple[str, ...]) -> str:
+    """The ``providers`` choice (cpu, cuda) that gives a session these providers."""
     return "cuda" if _PROVIDER_NAMES["cuda"] in providers else "cpu"
 
 
@@ -263,6 +348,7 @@ def clear_session_cache() -> None:
     """Forget every session (after the zoo's files changed on disk)."""
     _cached_session.cache_clear()
     _cached_file_models.cache_clear()
+    load_spam_feature_companion.cache_clear()
 
 
 def _contract_images(images: np.ndarray) -> np.ndarray:

@@ -7,6 +7,11 @@
 | ``pgd`` | companion, detector | floats inside the ball, rounded and judged every step |
 | ``apgd`` | companion, detector | floats inside the ball, rounded and judged every step |
 | ``square`` | detector only | none: every pixel is original +- eps |
+| ``spam-prist``, ``spam-close`` | a SPAM+SVM detector | floats inside the ball, rounded and judged every step |
+
+The spam-feature attacks (the paper's Section III-A) descend a distance in SPAM feature space through the embedded
+soft-SPAM companion, towards the pristine partner's feature (``spam-prist``: pass ``pristine``) or the closest
+feature across the SVM's boundary (``spam-close``); see :mod:`cfzoo.ops.attacks.spam_feature`.
 
 pgd, apgd and square also attack an ensemble (:class:`~cfzoo.ops.attacks.common.AttackTarget` with several
 detectors): one set of patches that every member calls pristine; and they can aim at the patches as stored after
@@ -17,16 +22,34 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from cfzoo.callbacks import ProgressCallback
+from cfzoo.data import PatchSet, pristine_partners
 from cfzoo.errors import CfzooError
-from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, check_count, check_eps
+from cfzoo.manipulations import get_manipulation
+from cfzoo.ops.attacks.common import (
+    AttackResult,
+    AttackSettings,
+    AttackTarget,
+    check_count,
+    check_eps,
+)
 from cfzoo.ops.attacks.fgsm import IFGSM_STEP, default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.pgd import APGD_ITERATIONS, PGD_ITERATIONS, apgd, pgd
+from cfzoo.ops.attacks.spam_feature import (
+    SPAM_FEATURE_ITERATIONS,
+    check_spam_target,
+    spam_feature,
+)
 from cfzoo.ops.attacks.square import DEFAULT_P_INIT, DEFAULT_QUERIES, square
+from cfzoo.zoo.runtime import load_spam_feature_companion, provider_choice
 
-METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square")
-#: Methods that need no gradient companion.
-GRADIENT_FREE = ("square",)
+#: The spam-feature attacks, towards f_prist and f_close.
+SPAM_FEATURE_METHODS = ("spam-prist", "spam-close")
+METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square", *SPAM_FEATURE_METHODS)
+#: Methods that need no gradient companion of the target (the spam-feature attacks bring their own).
+GRADIENT_FREE = ("square", *SPAM_FEATURE_METHODS)
 #: Methods that attack several detectors at once (an ensemble, fooled only when every member is).
 ENSEMBLE_METHODS = ("pgd", "apgd", "square")
 
@@ -50,7 +73,7 @@ def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
         raise CfzooError(f"--method {method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
     check_eps(settings.eps)
     check_count(settings.restarts, "restarts", "use 1 for a single random start")
-    for name, value, owners in (("iterations", settings.iterations, ("ifgsm", "pgd", "apgd")), ("queries", settings.queries, ("square",))):
+    for name, value, owners in (("iterations", settings.iterations, ("ifgsm", "pgd", "apgd", *SPAM_FEATURE_METHODS)), ("queries", settings.queries, ("square",))):
         check_count(value, name, "leave it out for the method's default")
         if value is not None and method not in owners:
             raise CfzooError(f"--{name} applies to --method {', '.join(owners)} only, not {method}")
@@ -59,6 +82,22 @@ def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
     if settings.survive_jpeg is not None and method not in ENSEMBLE_METHODS:
         raise CfzooError(f"--survive works with --method {', '.join(ENSEMBLE_METHODS)}, not {method}")
     return method
+
+
+def check_method_fits(method: str, target: AttackTarget, task: str) -> None:
+    """A one-line CfzooError, before any work, where ``method`` cannot attack ``target`` on ``task``: a spam-feature
+    attack on a detector that is not SPAM+SVM, spam-prist on a task without pristine partners."""
+    if method in SPAM_FEATURE_METHODS:
+        check_spam_target(method, target)
+    if method == "spam-prist" and not get_manipulation(task).keeps_size:
+        raise CfzooError(f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks that keep the size with --task, or leave out spam-prist")
+
+
+def pristine_patches(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
+    """The pristine partners of manipulated ``rows`` where ``method`` needs them (spam-prist), else None."""
+    if method != "spam-prist":
+        return None
+    return np.asarray(patch_set.patches[pristine_partners(patch_set, rows)])
 
 
 def attack_parameters(settings: AttackSettings) -> dict:
@@ -79,6 +118,9 @@ def _method_parameters(settings: AttackSettings) -> dict:
         return {"iterations": iterations, "step": round(2.5 * eps / iterations, 6), "restarts": settings.restarts}
     if method == "apgd":
         return {"iterations": iterations or APGD_ITERATIONS, "step": None}
+    if method in SPAM_FEATURE_METHODS:
+        iterations = iterations or SPAM_FEATURE_ITERATIONS
+        return {"iterations": iterations, "step": round(2.5 * eps / iterations, 6)}
     return {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT}
 
 
@@ -88,10 +130,11 @@ def attack_patches(
     patches,
     on_progress: ProgressCallback | None = None,
     first_row: int = 0,
+    pristine=None,
 ) -> AttackResult:
     """Attack [N,H,W,3] uint8 patches as ``settings`` say. ``target``: one detector or an ensemble (pgd, apgd and
     square), with companions where the method needs them. ``first_row``: where these patches start in a larger
-    set attacked in pieces (it seeds the random draws)."""
+    set attacked in pieces (it seeds the random draws). ``pristine``: each patch's pristine partner (spam-prist)."""
     method = check_settings(settings, target.is_ensemble)
     if needs_gradient(method) and not target.has_gradient:
         raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
@@ -106,6 +149,10 @@ def attack_patches(
         return pgd(target, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, batch, on_progress, first_row)
     if method == "apgd":
         return apgd(target, patches, settings.eps, settings.iterations, settings.seed, batch, on_progress, first_row)
+    if method in SPAM_FEATURE_METHODS:
+        features = load_spam_feature_companion(provider_choice(target.detectors[0].providers))
+        towards = method.removeprefix("spam-")
+        return spam_feature(target, features, patches, settings.eps, towards, pristine, settings.iterations, batch, on_progress)
     return square(
         target, patches, settings.eps, settings.queries, seed=settings.seed, batch_size=batch, on_progress=on_progress, first_row=first_row
     )

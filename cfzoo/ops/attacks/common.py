@@ -166,9 +166,10 @@ def parse_survive(text: str | None) -> int | None:
 
 def attack_in_batches(
     patches: np.ndarray, batch_size: int, seed: int, first_row: int, on_progress: ProgressCallback | None,
-    attack_batch: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    attack_batch: Callable[[np.ndarray, np.random.Generator, slice], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
 ) -> AttackResult:
-    """Run ``attack_batch(original, rng)`` -> (patches, iterations, zero_gradient, queries) over batches; each batch
+    """Run ``attack_batch(original, rng, part)`` -> (patches, iterations, zero_gradient, queries) over batches (``part``:
+    where the batch lies in ``patches``, for per-patch data that travels beside them); each batch
     draws from ``default_rng([seed, first_row + its first row])``, so a set attacked in pieces (``first_row`` where
     each piece starts) draws what one call would."""
     attacked = np.empty_like(patches)
@@ -179,7 +180,7 @@ def attack_in_batches(
         original = patches[start:start + batch_size]
         part = slice(start, start + len(original))
         rng = np.random.default_rng([seed, first_row + start])
-        attacked[part], iterations[part], zero_gradient[part], queries[part] = attack_batch(original, rng)
+        attacked[part], iterations[part], zero_gradient[part], queries[part] = attack_batch(original, rng, part)
         if on_progress is not None:
             on_progress(start + len(original), len(patches))
     return AttackResult(attacked, iterations, zero_gradient, queries)

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cfzoo.errors import CfzooError
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.battery import (
+    attack_patches,
+    check_method_fits,
+    check_settings,
+    needs_gradient,
+)
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
@@ -69,8 +75,14 @@ def attack_image(
     """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) as ``settings`` say. ``target``: a
     family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble)."""
     check_settings(settings, ensemble=is_ensemble(target))
+    if settings.method == "spam-prist":
+        raise CfzooError(
+            "spam-prist needs the pristine photo behind every tile, so it attacks patch sets (attack or robustness with "
+            "--data), not one IMAGE; --method spam-close needs no pristine photo"
+        )
     positions = attack_positions(*pixels.shape[:2])
     chosen = attack_targets(target, [task], providers, needs_gradient(settings.method))[task]
+    check_method_fits(settings.method, chosen, task)
     tiles = cut_patches(pixels, positions)
     if on_progress is not None:
         on_progress(0, len(tiles))

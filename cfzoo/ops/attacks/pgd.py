@@ -99,7 +99,7 @@ def pgd(
     patches = checked_patches(patches)
     return attack_in_batches(
         patches, batch_size, seed, first_row, on_progress,
-        lambda original, rng: _pgd_batch(target, original, eps, iterations, restarts, step, rng),
+        lambda original, rng, _: _pgd_batch(target, original, eps, iterations, restarts, step, rng),
     )
 
 
@@ -155,7 +155,7 @@ def apgd(
     iterations = check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}") or APGD_ITERATIONS
     patches = checked_patches(patches)
     return attack_in_batches(
-        patches, batch_size, seed, first_row, on_progress, lambda original, rng: _apgd_batch(target, original, eps, iterations, rng)
+        patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _apgd_batch(target, original, eps, iterations, rng)
     )
 
 

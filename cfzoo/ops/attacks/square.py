@@ -62,7 +62,7 @@ def square(
     budget = check_count(queries, "queries", f"leave it out for {DEFAULT_QUERIES}") or DEFAULT_QUERIES
     patches = checked_patches(patches)
     return attack_in_batches(
-        patches, batch_size, seed, first_row, on_progress, lambda original, rng: _square_batch(target, original, eps, budget, p_init, rng)
+        patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _square_batch(target, original, eps, budget, p_init, rng)
     )
 
 
