@@ -17,6 +17,7 @@ from cfzoo.cli.hub import publish, pull
 from cfzoo.cli.reproduce import reproduce
 from cfzoo.cli.restore import export_restorer, restore, train_restorer
 from cfzoo.cli.robustness import robustness_command
+from cfzoo.cli.scan import scan
 from cfzoo.cli.train import train
 from cfzoo.cli.zoo import export, list_models, register
 
@@ -42,6 +43,7 @@ app.command("publish")(publish)
 app.command("attack")(attack)
 app.command("robustness")(robustness_command)
 app.command("detect")(detect)
+app.command("scan")(scan)
 app.command("cards")(cards)
 app.command("restore")(restore)
 app.command("train-restorer")(train_restorer)

@@ -120,7 +120,7 @@ def _method_parameters(settings: AttackSettings) -> dict:
         return {"iterations": iterations or APGD_ITERATIONS, "step": None}
     if method in SPAM_FEATURE_METHODS:
         iterations = iterations or SPAM_FEATURE_ITERATIONS
-        return {"iterations": iterations, "step": round(2.5 * eps / iterations, 6)}
+        return {"iterations": iterations, "step": round(spam_feature_step(iterations), 6)}
     return {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT}
 
 

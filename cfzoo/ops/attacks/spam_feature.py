@@ -17,9 +17,14 @@ any SPAM pipeline, weighs each feature by its spread. Two goals (the paper's Fig
   bisection. The attacker knows the classifier exactly.
 
 Rounding and success: the iterate is a float image inside the ball (integer bounds), moved by signed steps of
-2.5 eps / iterations from the original (no random start: the descent has a goal, not a boundary, to find); every
-iterate is rounded and judged by the target's detector, which for SPAM+SVM computes the hard SPAM exactly. A patch
-does not stop when it first fools the target: it keeps descending towards its goal, since how far past the
+2.5 / iterations gray levels from the original (no random start: the descent has a goal, not a boundary, to find).
+The step does not grow with eps, as PGD's does: a residual weighs four pixels by 1, 3, 3, 1, so a step of s gray
+levels moves it by up to 8 s, against quantisation bins 3 levels wide whose soft edges (sharpness 10) turn within
+a fraction of a level; longer steps overshoot. With PGD's rule (steps of 0.5 at eps 4) fewer patches fooled
+SPAM+SVM at eps 4 than at eps 2, on training devices too. A larger ball gives room, not speed.
+
+Every iterate is rounded and judged by the target's detector, which for SPAM+SVM computes the hard SPAM exactly. A
+patch does not stop when it first fools the target: it keeps descending towards its goal, since how far past the
 boundary it lands is what decides whether other detectors are fooled too. It returns its last iterate if that
 fools the target, else the last iterate that did, else its last. ``iterations`` in the result counts the steps
 until the target was first fooled (the speed of convergence the paper compares; all steps if never).
@@ -78,11 +83,16 @@ def spam_feature(
         return closest_across(features.features(to_model_input(original)), svm)
 
     weight = 1.0 / svm.scale**2
-    step = 2.5 * eps / iterations
+    step = spam_feature_step(iterations)
     return attack_in_batches(
         patches, batch_size, 0, 0, on_progress,
         lambda original, rng, part: _descend(target, features, original, goal_of(original, part), weight, eps, iterations, step),
     )
+
+
+def spam_feature_step(iterations: int) -> float:
+    """Gray levels per signed step, whatever eps (see the module's notes)."""
+    return 2.5 / iterations
 
 
 def check_spam_target(method: str, target: AttackTarget) -> SpamSVM:

@@ -1,0 +1,1 @@
+"""Where work runs: in this process (``local``) or on a Ray cluster (``ray``, the ``scale`` extra)."""

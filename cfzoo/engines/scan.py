@@ -1,0 +1,168 @@
+"""``cfzoo scan``: every input image through the selected detectors, rows written as Parquet parts as they come.
+
+Engines:
+
+- ``local``: this process, one image at a time (memory bounded by one decoded image and one batch of patches).
+- ``ray``: Ray Data. The paths become a dataset whose blocks a pool of actors scores (``map_batches``); each actor
+  opens its onnxruntime sessions once, on a GPU where the cluster has one. Ray retries a batch whose worker
+  died, and the driver writes every batch it receives as one part, so a killed worker neither loses nor
+  duplicates rows. Without ``address`` a Ray is started on this machine; with it the scan joins that cluster
+  (whose nodes must see the same paths).
+
+Both write the same rows; their order in the parts may differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cfzoo.callbacks import ProgressCallback
+from cfzoo.engines.parts import ScanOutput
+from cfzoo.errors import CfzooError
+from cfzoo.ops.detect import select_detectors
+from cfzoo.ops.scan import scan_rows
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
+from cfzoo.patches import DEFAULT_STRIDE, check_stride
+
+ENGINES = ("local", "ray")
+#: Images per Parquet part (local engine) and per Ray batch.
+IMAGES_PER_PART = 64
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan runs: detector families, tasks and models (as ``cfzoo detect`` selects them), patch stride,
+    patches per model run, onnxruntime providers, and images per part."""
+
+    families: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    stride: int = DEFAULT_STRIDE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    providers: str = "auto"
+    images_per_part: int = IMAGES_PER_PART
+
+    def detectors(self, providers: str | None = None):
+        return select_detectors(self.families or None, self.tasks or None, providers or self.providers, self.models).detectors
+
+
+@dataclass
+class ScanSummary:
+    images: int  # inputs
+    scanned: int  # inputs scanned by this run (the others were held by the output already)
+    rows_written: int
+    failed_images: int
+    models: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # families without models here, as cfzoo detect reports them
+
+
+def run_scan(
+    paths: Sequence[Path],
+    out: str | os.PathLike[str],
+    settings: ScanSettings,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ScanSummary:
+    """Scan ``paths`` into the parts folder ``out``; with ``resume``, only what ``out`` does not hold yet."""
+    if engine not in ENGINES:
+        raise CfzooError(f"unknown --engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise CfzooError("--address joins a Ray cluster; add --engine ray")
+    if workers is not None and workers < 1:
+        raise CfzooError(f"--workers must be at least 1, got {workers}")
+    check_stride(settings.stride)
+    check_batch_size(settings.batch_size)
+    if not paths:
+        raise CfzooError("no input to scan; give image files, folders, glob patterns or a manifest")
+    selection = select_detectors(settings.families or None, settings.tasks or None, settings.providers, settings.models)
+    models = [detector.entry.id for detector in selection.detectors]
+    output = ScanOutput(out, resume)
+    pending = output.pending(paths, models)
+    progress = on_progress or (lambda done, total: None)
+    progress(0, len(pending))
+    if engine == "local":
+        failed = _local(pending, output, settings, selection.detectors, progress)
+    else:
+        failed = _on_ray(pending, output, settings, address, workers, progress)
+    return ScanSummary(len(paths), len(pending), output.written, failed, models, selection.skipped)
+
+
+def _local(pending, output: ScanOutput, settings: ScanSettings, detectors, progress) -> int:
+    failed = 0
+    for start in range(0, len(pending), settings.images_per_part):
+        rows = []
+        for done, path in enumerate(pending[start:start + settings.images_per_part], start + 1):
+            image_rows = scan_rows(path, detectors, settings.stride, settings.batch_size)
+            failed += image_rows[0]["error"] is not None
+            rows.extend(image_rows)
+            progress(done, len(pending))
+        output.write(rows)
+    return failed
+
+
+class _ScanWorker:
+    """A Ray actor: opens the detectors once, then turns batches of paths into rows."""
+
+    def __init__(self, settings: ScanSettings, providers: str):
+        self.settings = settings
+        self.detectors = settings.detectors(providers)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [row for path in batch["path"] for row in scan_rows(path, self.detectors, self.settings.stride, self.settings.batch_size)]
+        return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
+
+
+def _on_ray(pending, output: ScanOutput, settings: ScanSettings, address, workers, progress) -> int:
+    try:
+        import ray
+    except ImportError:
+        raise CfzooError('--engine ray needs Ray: pip install "cfzoo[scale]"') from None
+    if not pending:
+        return 0
+    # Ray prints what its nodes report (a worker that died and was replaced) to stdout: keep stdout for results
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run_on_ray(ray, pending, output, settings, address, workers, progress)
+
+
+def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, address, workers, progress) -> int:
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise CfzooError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check --address (ray status shows it)") from None
+    try:
+        context = ray.data.DataContext.get_current()
+        for name in ("ray", "ray.data"):  # Ray's info lines: cfzoo reports progress itself
+            logging.getLogger(name).setLevel(logging.ERROR)
+        context.enable_progress_bars = False
+        gpus = ray.cluster_resources().get("GPU", 0)
+        pool = workers or max(1, int(gpus or ray.cluster_resources().get("CPU", 1)))
+        paths = [{"path": str(path)} for path in pending]
+        blocks = max(1, -(-len(paths) // settings.images_per_part))
+        dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
+            _ScanWorker, fn_constructor_kwargs={"settings": settings, "providers": "cuda" if gpus else "cpu"},
+            batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+            batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
+        )
+        done, failed = set(), 0
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows = batch.to_pylist()
+            output.write(rows)
+            images = {row["path"]: row["error"] is not None for row in rows}
+            failed += sum(images.values())
+            done.update(images)
+            progress(len(done), len(pending))
+        return failed
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,125 @@
+"""What a scan records: one row per image x detector (each detector is one task), from :func:`cfzoo.ops.detect.detect_image`.
+
+A row holds the image's path, the sha256 of its bytes, its size, the detector (model id, family, task, and the
+sha256 of its ONNX file as its version), the flagged share of patches, the mean probability, the verdict, and
+cfzoo's version. An input that cannot be analysed (unreadable, corrupt, too small) still gets its rows, with the
+one-line ``error`` and no scores, so a scan never stops on one bad file and every input is accounted for.
+
+Inputs (:func:`scan_inputs`): files, folders (recursive), glob patterns, and manifests (a ``.txt`` with one path per
+line, or a ``.parquet`` with a ``path`` column; relative paths are taken from the manifest's folder).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cfzoo import __version__
+from cfzoo.errors import CfzooError
+from cfzoo.images import IMAGE_SUFFIXES
+from cfzoo.ops.detect import detect_image
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
+from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.zoo.runtime import Detector
+
+#: Columns of a scan row, in order; :data:`COLUMN_TYPES` gives their Parquet types.
+COLUMN_TYPES = {
+    "path": "string", "sha256": "string", "width": "int32", "height": "int32", "task": "string", "model": "string",
+    "family": "string", "model_sha256": "string", "flagged_share": "float64", "mean_probability": "float64",
+    "verdict": "string", "error": "string", "cfzoo_version": "string",
+}
+MANIFEST_SUFFIXES = (".txt", ".parquet")
+_READ_CHUNK = 1 << 20
+
+
+def scan_rows(path: str | os.PathLike[str], detectors: Sequence[Detector], stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict]:
+    """The rows of one input: one per detector, with scores, or with the input's one-line error."""
+    path = Path(path)
+    try:
+        digest = file_sha256(path)
+    except OSError as error:
+        digest, report = None, None
+        failure = f"{path}: cannot be read ({error.strerror or error}); check the path and its permissions"
+    else:
+        report = detect_image(path, detectors, stride, batch_size)
+        failure = report.error
+    verdicts = {verdict.model_id: verdict for verdict in report.verdicts} if report is not None else {}
+    rows = []
+    for detector in detectors:
+        entry, verdict = detector.entry, verdicts.get(detector.entry.id)
+        rows.append({
+            "path": str(path), "sha256": digest,
+            "width": None if report is None else report.width, "height": None if report is None else report.height,
+            "task": entry.task, "model": entry.id, "family": entry.family, "model_sha256": model_sha256(detector),
+            "flagged_share": None if verdict is None else verdict.flagged_share,
+            "mean_probability": None if verdict is None else verdict.mean_probability,
+            "verdict": None if verdict is None else verdict.verdict, "error": failure, "cfzoo_version": __version__,
+        })
+    return rows
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_sha256(detector: Detector) -> str:
+    """The detector file's sha256 (its version): the registry's where it lists the file, else hashed once."""
+    listed = detector.entry.files.get("detector")
+    return listed.sha256 if listed is not None else _hashed(str(detector.path))
+
+
+@functools.cache
+def _hashed(path: str) -> str:
+    return file_sha256(Path(path))
+
+
+def scan_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every input path, in order and once: files as given, folders walked recursively (image suffixes only,
+    sorted), glob patterns expanded (sorted), manifests read. A path that does not exist stays, so that its rows
+    carry the error; a pattern that matches nothing, or an unreadable manifest, is a CfzooError."""
+    found: list[Path] = []
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            found.extend(_walk(path))
+        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+            found.extend(_manifest(path))
+        elif glob.has_magic(item) and not path.exists():
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise CfzooError(f"{item}: the pattern matches no file; check it (quote it so that the shell does not expand it)")
+            found.extend(image for match in map(Path, matches) for image in (_walk(match) if match.is_dir() else [match]))
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def _walk(folder: Path) -> list[Path]:
+    images = []
+    for directory, _, names in os.walk(folder):
+        images.extend(Path(directory) / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(images)
+
+
+def _manifest(path: Path) -> list[Path]:
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as parquet
+
+            table = parquet.read_table(path)
+            if "path" not in table.column_names:
+                raise CfzooError(f"{path}: a Parquet manifest needs a 'path' column (it has {', '.join(table.column_names)})")
+            lines = [str(value) for value in table.column("path").to_pylist() if value]
+        else:
+            lines = [line.strip() for line in path.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CfzooError(f"{path}: the manifest cannot be read ({error}); give a text file of paths or a Parquet with a path column") from None
+    return [path.parent / line if not Path(line).is_absolute() else Path(line) for line in lines if line and not line.startswith("#")]

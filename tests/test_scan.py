@@ -1,0 +1,216 @@
+"""cfzoo scan: rows per image x detector in Parquet parts, bad inputs as rows, --resume after a kill, and the Ray
+engine on a real two-node Ray cluster on 127.0.0.1 (one CPU per node) giving the local engine's rows."""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow
+import pyarrow.parquet as parquet
+import pytest
+
+from cfzoo.engines.parts import read_rows
+from cfzoo.engines.scan import ScanSettings, run_scan
+from cfzoo.images import save_png
+from cfzoo.ops.detect import detect_image, select_detectors
+from cfzoo.ops.scan import scan_inputs
+
+SELECTION = ["-f", "spam", "-t", "jpeg70", "-t", "median3"]
+RAY = Path(sys.executable).parent / "ray"
+
+
+def _cfzoo(*args, **options):
+    return subprocess.run([sys.executable, "-m", "cfzoo", *args], capture_output=True, text=True, timeout=600, **options)
+
+
+def _sorted(rows):
+    return sorted(rows, key=lambda row: (row["path"], row["model"]))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, sample_root):
+    """The sample photos in nested folders, one corrupt JPEG and one image too small to scan."""
+    root = tmp_path_factory.mktemp("photos")
+    shutil.copytree(sample_root, root / "cameras")
+    (root / "cameras" / "skimage_gray" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    save_png(np.zeros((64, 64, 3), dtype=np.uint8), root / "cameras" / "tiny.png")
+    return root / "cameras"
+
+
+@pytest.fixture(scope="module")
+def local_rows(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "results.parquet"
+    done = _cfzoo("scan", str(photos), "--out", str(out), *SELECTION, "--images-per-part", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), read_rows(out)
+
+
+def test_a_scan_has_a_row_per_image_and_detector_and_bad_images_are_rows(local_rows, photos):
+    summary, rows = local_rows
+    images = scan_inputs([photos])
+    assert summary["images"] == len(images) == 16 and summary["failed_images"] == 2
+    assert len(rows) == 2 * len(images) and len({(row["path"], row["model"]) for row in rows}) == len(rows)
+    failed = {Path(row["path"]).name: row["error"] for row in rows if row["error"]}
+    assert set(failed) == {"broken.jpg", "tiny.png"}
+    assert "64x64 pixels, smaller than one 128x128 patch" in failed["tiny.png"]
+    # the scores are cfzoo detect's
+    detectors = select_detectors(["spam"], ["jpeg70", "median3"], "cpu").detectors
+    for row in rows[:6]:
+        if row["error"] is None:
+            verdicts = {verdict.model_id: verdict for verdict in detect_image(row["path"], detectors).verdicts}
+            assert row["flagged_share"] == verdicts[row["model"]].flagged_share
+            assert row["verdict"] == verdicts[row["model"]].verdict
+    assert all(len(row["sha256"]) == 64 and len(row["model_sha256"]) == 64 for row in rows)
+
+
+def test_inputs_are_folders_globs_and_manifests(photos, tmp_path):
+    every = scan_inputs([photos])
+    assert scan_inputs([f"{photos}/**/*.png"]) == [path for path in every if path.suffix == ".png"]
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("# two photos\n" + "\n".join(str(path) for path in every[:2]) + "\n")
+    assert scan_inputs([manifest]) == every[:2]
+    table = tmp_path / "list.parquet"
+    parquet.write_table(pyarrow.table({"path": [str(path) for path in every[2:5]]}), table)
+    assert scan_inputs([table, manifest]) == every[2:5] + every[:2]
+
+
+def test_a_killed_scan_resumes_to_exactly_the_rows_of_an_uninterrupted_one(photos, local_rows, tmp_path):
+    out = tmp_path / "results.parquet"
+    command = [sys.executable, "-m", "cfzoo", "scan", str(photos), "--out", str(out), *SELECTION, "--images-per-part", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("part-*.parquet"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    parts_before = len(list(out.glob("part-*.parquet")))
+    assert 3 <= parts_before < 16
+    refused = _cfzoo("scan", str(photos), "--out", str(out), *SELECTION)
+    assert refused.returncode != 0 and "add --resume to finish it" in refused.stderr
+    resumed = _cfzoo("scan", str(photos), "--out", str(out), *SELECTION, "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["scanned"] == 16 - parts_before
+    assert _sorted(read_rows(out)) == _sorted(local_rows[1])
+    again = _cfzoo("scan", str(photos), "--out", str(out), *SELECTION, "--resume", "--json")
+    assert json.loads(again.stdout)["rows_written"] == 0
+
+
+def test_the_ray_engine_in_the_library_starts_ray_here_without_an_address(photos, local_rows, tmp_path):
+    settings = ScanSettings(("spam",), ("jpeg70", "median3"), images_per_part=8)
+    summary = run_scan(scan_inputs([photos]), tmp_path / "here.parquet", settings, engine="ray", workers=1)
+    assert summary.rows_written == len(local_rows[1])
+    assert _sorted(read_rows(tmp_path / "here.parquet")) == _sorted(local_rows[1])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A head and a second node on 127.0.0.1, one CPU each, with a token for this test alone (Ray's token
+    authentication), stopped at the end: (address, the environment that reaches it)."""
+    port = _free_port()
+    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    temp = tmp_path_factory.mktemp("ray")
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    head = subprocess.run(
+        [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false",
+         "--temp-dir", str(temp), *common], capture_output=True, text=True, env=environment, timeout=180,
+    )
+    assert head.returncode == 0, head.stderr
+    address = f"127.0.0.1:{port}"
+    try:
+        node = subprocess.run(
+            [str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
+            capture_output=True, text=True, env=environment, timeout=180,
+        )
+        assert node.returncode == 0, node.stderr
+        yield address, environment
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_a_ray_scan_on_two_nodes_gives_the_local_rows_and_survives_a_killed_worker(ray_cluster, photos, local_rows, tmp_path):
+    address, environment = ray_cluster
+    out = tmp_path / "ray.parquet"
+    command = [
+        sys.executable, "-m", "cfzoo", "scan", str(photos), "--out", str(out), *SELECTION, "--engine", "ray", "--address", address,
+        "--workers", "2", "--images-per-part", "1", "--json",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    killed = subprocess.run(["pkill", "-9", "-f", "MapBatches\\(_ScanWorker\\)"], capture_output=True)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert killed.returncode == 0  # a worker was there to kill, in the middle of the scan
+    assert json.loads(stdout)["scanned"] == 16
+    rows = read_rows(out)
+    assert len(rows) == len(local_rows[1])  # nothing lost, nothing written twice
+    assert _sorted(rows) == _sorted(local_rows[1])
+
+
+
+
+NO_RAY_SCAN = """
+import sys
+
+class NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("ray is blocked")
+
+sys.meta_path.insert(0, NoRay())
+from cfzoo.cli import main
+sys.argv = ["cfzoo", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_runtime_install_has_no_ray_and_a_local_scan_needs_none(photos, tmp_path):
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"] + project["optional-dependencies"]["cpu"]:
+        assert not requirement.startswith("ray"), requirement
+    assert any(requirement.startswith("ray[data]") for requirement in project["optional-dependencies"]["scale"])
+    local = subprocess.run(
+        [sys.executable, "-c", NO_RAY_SCAN, "scan", str(photos / "skimage_gray"), "--out", str(tmp_path / "a.parquet"), "-f", "spam", "-t", "jpeg70"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert local.returncode == 0, local.stderr
+    refused = subprocess.run(
+        [sys.executable, "-c", NO_RAY_SCAN, "scan", str(photos / "skimage_gray"), "--out", str(tmp_path / "b.parquet"), "--engine", "ray"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == 'error: --engine ray needs Ray: pip install "cfzoo[scale]"'
+    assert not (tmp_path / "b.parquet").exists()
+
+
+def test_scan_options_that_cannot_work_are_refused_in_one_line(photos, tmp_path):
+    (tmp_path / "file.parquet").write_text("not a folder")
+    for arguments, message in (
+        (["--out", str(tmp_path / "file.parquet")], "is a file; give a folder for the Parquet parts"),
+        (["--out", str(tmp_path / "x"), "--address", "127.0.0.1:1"], "--address joins a Ray cluster; add --engine ray"),
+        (["--out", str(tmp_path / "x"), "--engine", "spark"], "unknown --engine 'spark'"),
+        (["--out", str(tmp_path / "x"), "-f", "nosuch"], "unknown"),
+    ):
+        done = _cfzoo("scan", str(photos / "skimage_gray"), *arguments)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    missing = _cfzoo("scan", str(tmp_path / "nothing-*.png"), "--out", str(tmp_path / "y"))
+    assert missing.returncode != 0 and "the pattern matches no file" in missing.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
