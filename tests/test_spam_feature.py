@@ -14,11 +14,7 @@ import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.export.spam_svm import SpamFeatureDistance
 from cfzoo.manipulations import TASK_IDS, apply_manipulation
-from cfzoo.ops.attacks.battery import (
-    attack_patches,
-    check_method_fits,
-    pristine_patches,
-)
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_method_fits, pristine_patches
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import CLOSE_MARGIN, closest_across
 from cfzoo.training.spam import spam_features
@@ -95,6 +91,8 @@ def test_f_close_is_the_nearest_nonnegative_feature_on_the_pristine_margin():
 
 @pytest.mark.parametrize("method", ["spam-prist", "spam-close"])
 def test_the_descent_fools_spam_svm_and_returns_what_it_reports(method, pairs):
+    # steps of 2.5 / iterations gray levels whatever eps (the module says why)
+    assert attack_parameters(AttackSettings(4, method)) == {"iterations": 20, "step": 0.125}
     pristine, manipulated = pairs
     detector = load_detector("spam-median3", "cpu")
     settings = AttackSettings(2, method, iterations=12)
@@ -148,12 +146,7 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
 
 
 def test_pristine_partners_come_from_the_patch_set(sample_dataset):
-    from cfzoo.data import (
-        PatchSetSpec,
-        build_patch_set,
-        manipulated_rows,
-        split_devices,
-    )
+    from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 
     patch_set = build_patch_set(sample_dataset, PatchSetSpec(task="blur1.1", split="test", seed=0), split_devices(sample_dataset.device_names, 0))
     rows = manipulated_rows(patch_set, 6, 0)

@@ -19,14 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo.callbacks import StatusCallback
-from cfzoo.data import (
-    CameraDataset,
-    PatchSet,
-    PatchSetSpec,
-    build_patch_set,
-    manipulated_rows,
-    split_devices,
-)
+from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png

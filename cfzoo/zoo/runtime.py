@@ -17,12 +17,7 @@ import numpy as np
 
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.zoo.registry import (
-    EXTERNAL_FAMILY,
-    ModelEntry,
-    embedded_zoo_dir,
-    load_registry,
-)
+from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry, embedded_zoo_dir, load_registry
 from cfzoo.zoo.resolve import ResolvedFile, resolve
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")

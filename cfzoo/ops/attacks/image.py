@@ -21,12 +21,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.battery import (
-    attack_patches,
-    check_method_fits,
-    check_settings,
-    needs_gradient,
-)
+from cfzoo.ops.attacks.battery import attack_patches, check_method_fits, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
