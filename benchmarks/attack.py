@@ -24,10 +24,12 @@ import torch
 
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
+from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.fgsm import fgsm
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.training.run import load_detector
+from cfzoo.zoo.runtime import load_detector as zoo_detector
 from cfzoo.zoo.runtime import load_gradient_model
 
 BATCH = 64
@@ -89,7 +91,7 @@ def main() -> None:
     arguments = parser.parse_args()
     task = arguments.model.split("-", 1)[1]
     patches = jpeg70_patches(task)
-    companion = load_gradient_model(arguments.model, providers="cpu")
+    companion = AttackTarget.of(zoo_detector(arguments.model, providers="cpu"), load_gradient_model(arguments.model, providers="cpu"))
     _, network = load_detector(arguments.checkpoints, arguments.model)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{arguments.model} is not a torch network; choose a CNN model")

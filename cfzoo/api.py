@@ -111,8 +111,8 @@ def attack(
     do); against a SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of
     ``pristine``, each patch's unmanipulated partner) or ``spam-close`` (towards the nearest feature across the SVM's
     boundary). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
-    A list of models is an ensemble (pgd, apgd, square): patches that every one of them calls pristine.
-    ``survive_jpeg=Q`` aims at the patches as stored after JPEG at quality Q (pgd, apgd, square)."""
+    A list of models is an ensemble: patches that every one of them calls pristine. ``survive_jpeg=Q`` aims at the
+    patches as stored after JPEG at quality Q. Neither applies to the spam-feature attacks."""
     models = [model] if isinstance(model, Model) else list(model)
     if not models or not all(isinstance(member, Model) for member in models):
         raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")

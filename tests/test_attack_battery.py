@@ -132,8 +132,11 @@ def test_an_ensemble_attack_fools_every_member_at_once(median7_patches):
     assert min(models[0].predict(alone).mean(), models[2].predict(alone).mean()) >= 0.9  # Bayar2016's noise does not transfer
     assert max(model.predict(together).mean() for model in models) <= 0.1
     assert np.abs(together.astype(int) - patches).max() == 1
-    with pytest.raises(CfzooError, match="fgsm attacks one detector"):
-        cfzoo.attack(models, patches, 1, method="fgsm")
+    # iterative FGSM too, in integer steps, once it goes on until every member is fooled (eps 2)
+    assert max(model.predict(cfzoo.attack(models, patches, 2, method="ifgsm")).mean() for model in models) <= 0.1
+    assert models[0].predict(cfzoo.attack(models[1], patches, 2, method="ifgsm")).mean() >= 0.9
+    with pytest.raises(CfzooError, match="spam-close attacks one detector"):
+        cfzoo.attack(models, patches, 1, method="spam-close")
 
 
 def test_an_attack_made_to_survive_recompression_survives_it():
@@ -152,7 +155,7 @@ def test_an_attack_made_to_survive_recompression_survives_it():
     assert model.predict(plain).mean() == 0 and model.predict(recompressed(plain)).mean() >= 0.5
     assert model.predict(recompressed(surviving)).mean() <= 0.1
     assert np.abs(surviving.astype(int) - patches).max() <= 2
-    with pytest.raises(CfzooError, match="--survive works with --method pgd, apgd, square, not fgsm"):
-        cfzoo.attack(model, patches, 2, survive_jpeg=90)
+    with pytest.raises(CfzooError, match="--survive works with --method fgsm, ifgsm, pgd, apgd, square, not spam-close"):
+        cfzoo.attack(model, patches, 2, method="spam-close", survive_jpeg=90)
     with pytest.raises(CfzooError, match="give jpeg:Q"):
         parse_survive("png:90")

@@ -25,10 +25,15 @@ from cfzoo.ops.attacks.common import check_eps
 from cfzoo.ops.attacks.fgsm import default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.image import attack_positions, paste_patches
 from cfzoo.patches import cut_patches, patch_grid, sample_positions
+from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
 
 MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
+
+
+def _target(model_id):
+    return AttackTarget.of(load_detector(model_id), load_gradient_model(model_id))
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png")
 
 
@@ -57,7 +62,7 @@ def test_eps_must_be_a_positive_integer():
 
 def test_fgsm_adds_eps_times_the_companions_gradient_sign(models, jpeg_patches):
     patches = jpeg_patches[:16]
-    result = fgsm(load_gradient_model("bayar2016-jpeg70"), patches, eps=2, batch_size=5)
+    result = fgsm(_target("bayar2016-jpeg70"), patches, eps=2, batch_size=5)
     assert result.patches.dtype == np.uint8 and result.patches.shape == patches.shape
     change = result.patches.astype(np.int16) - patches
     assert np.abs(change).max() == 2
@@ -73,7 +78,7 @@ def test_fgsm_adds_eps_times_the_companions_gradient_sign(models, jpeg_patches):
 
 def test_fgsm_clips_at_0_and_255_without_wrapping(models, jpeg_patches):
     patches = jpeg_patches[:4]
-    result = fgsm(load_gradient_model("bayar2016-jpeg70"), patches, eps=200)
+    result = fgsm(_target("bayar2016-jpeg70"), patches, eps=200)
     sign = companion_sign("bayar2016-jpeg70", patches)
     expected = np.clip(patches.astype(np.int16) + 200 * sign, 0, 255)
     np.testing.assert_array_equal(result.patches, expected)
@@ -87,7 +92,7 @@ def test_ifgsm_stays_in_the_eps_ball_and_stops_when_the_target_says_pristine(mod
     pristine = pristine[~called_manipulated(detector, pristine)[1]][:4]
     assert len(pristine) == 4
     patches = np.concatenate([pristine, jpeg_patches[:12]])
-    result = iterative_fgsm(companion, detector, patches, eps=3, batch_size=7)
+    result = iterative_fgsm(AttackTarget.of(detector, companion), patches, eps=3, batch_size=7)
     change = result.patches.astype(np.int16) - patches
     assert result.patches.dtype == np.uint8 and np.abs(change).max() <= 3
     np.testing.assert_array_equal(result.patches[:4], pristine)  # already pristine: not touched
@@ -99,7 +104,7 @@ def test_ifgsm_stays_in_the_eps_ball_and_stops_when_the_target_says_pristine(mod
     stuck = ~companion_sign("bayar2016-jpeg70", result.patches).reshape(len(patches), -1).any(axis=1)
     assert (pristine_now | stuck)[stopped_early].all()  # a patch stops early only when pristine, or when it cannot move
     with pytest.raises(CfzooError, match="iterations"):
-        iterative_fgsm(companion, detector, patches, eps=1, iterations=0)
+        iterative_fgsm(AttackTarget.of(detector, companion), patches, eps=1, iterations=0)
 
 
 @pytest.mark.parametrize("target", ["bayar2016", "spam", "cozzolino2017"])
@@ -111,7 +116,7 @@ def test_fgsm_eps1_defeats_its_target(models, jpeg_patches, target):
     model_id = f"{target}-jpeg70"
     patches = jpeg_patches[::2] if target == "spam" else jpeg_patches  # the soft-SPAM companion is the slowest
     detector = load_detector(model_id)
-    result = fgsm(load_gradient_model(model_id), patches, eps=1)
+    result = fgsm(_target(model_id), patches, eps=1)
     detected = called_manipulated(detector, patches)[1]
     assert not result.zero_gradient[detected].any()
     still_detected = called_manipulated(detector, result.patches[detected])[1]

@@ -95,7 +95,7 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
         (["-T", "bayar2016", "--eps", "0"], "eps must be an integer number of gray levels"),
         (["-T", "bayar2016", "--format", "xml"], "unknown --format 'xml'"),
         (["-T", "bayar2016", "--recompress", "101"], "JPEG quality must be an integer from 1 to 100"),
-        (["-T", "bayar2016", "--survive", "jpeg:90"], "--survive works with --method pgd, apgd, square, not fgsm"),
+        (["-T", "spam", "-a", "spam-close", "--survive", "jpeg:90"], "--survive works with --method fgsm, ifgsm, pgd, apgd, square, not spam-close"),
         (["-T", "bayar2016", "-a", "pgd", "--survive", "webp:90"], "give jpeg:Q"),
         (["-T", "bayar2016", "--out", str(tmp_path / "full")], "is not empty"),
     ):
@@ -111,10 +111,10 @@ def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["target"] == "spam+bayar2016" and report["attacks"] == ["pgd", "apgd", "square"]
+    assert report["target"] == "spam+bayar2016" and report["attacks"] == ["fgsm", "pgd", "apgd", "square"]
     assert {row["model"] for row in report["rows"]} == {"spam-median7+bayar2016-median7"}
-    refused = _run("-T", "spam", "-T", "bayar2016", "-a", "fgsm", "--data", str(sample_root))
-    assert refused.exit_code == 1 and "an ensemble is attacked by pgd, apgd, square only; leave out fgsm" in refused.output
+    refused = _run("-T", "spam", "-T", "bayar2016", "-a", "spam-close", "--data", str(sample_root))
+    assert refused.exit_code == 1 and "an ensemble is attacked by fgsm, ifgsm, pgd, apgd, square only; leave out spam-close" in refused.output
     image = save_png(apply_manipulation("median7", photo[:256, :256]), tmp_path / "median7.png")
     out = tmp_path / "attacked.png"
     attacked = runner.invoke(
@@ -124,8 +124,10 @@ def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_
     summary = json.loads(attacked.stdout)
     assert summary["target"] == "spam-median7+cozzolino2017-median7"
     assert np.abs(read_rgb(out).astype(int) - read_rgb(image)).max() <= 1
-    one_method = runner.invoke(app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--out", str(out)])
-    assert one_method.exit_code == 1 and "--method fgsm attacks one detector" in one_method.output
+    one_method = runner.invoke(
+        app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--method", "spam-close", "--out", str(out)]
+    )
+    assert one_method.exit_code == 1 and "--method spam-close attacks one detector" in one_method.output
 
 
 def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_folder, tmp_path):

@@ -33,7 +33,7 @@ def attack(
         ..., "--target", "-T", "--model",
         help=f"The detector attacked: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
         "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it. Repeat it for an "
-        "ensemble: one noise that every target must call pristine (--method pgd, apgd or square).",
+        "ensemble: one noise that every target must call pristine (every --method but spam-prist and spam-close).",
     ),
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
@@ -53,7 +53,7 @@ def attack(
     restarts: int = typer.Option(1, "--restarts", min=1, help="pgd: random starts for the patches not yet fooled."),
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
     survive: str | None = typer.Option(
-        None, "--survive", help="jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (pgd, apgd, square; "
+        None, "--survive", help="jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (every --method but spam-prist and spam-close; "
         "the gradient passes straight through the JPEG).",
     ),
     save: Path | None = typer.Option(None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."),

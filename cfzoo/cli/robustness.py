@@ -41,7 +41,7 @@ def robustness_command(
     target: list[str] = typer.Option(
         ..., "--target", "-T", "--model",
         help=f"The detector to test: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id or an .onnx file. "
-        "Repeat it for an ensemble (a patch counts as detected while any member detects it; attacks pgd, apgd, square).",
+        f"Repeat it for an ensemble (a patch counts as detected while any member detects it; attacks {', '.join(ENSEMBLE_METHODS)}).",
     ),
     eps: list[int] = typer.Option(list(DEFAULT_EPS), "--eps", help="Integer noise amplitudes in gray levels (repeatable)."),
     attacks: list[str] = typer.Option(
@@ -60,7 +60,7 @@ def robustness_command(
     ),
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
     survive: str | None = typer.Option(
-        None, "--survive", help="jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q (pgd, apgd, square); "
+        None, "--survive", help=f"jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q ({', '.join(ENSEMBLE_METHODS)}); "
         "compare the recompressed TPRs with and without it.",
     ),
     recompress: list[int] = typer.Option(
@@ -96,7 +96,7 @@ def robustness_command(
         check_eps(value)
     ensemble = is_ensemble(target)
     survive_jpeg = parse_survive(survive)
-    attacks = check_battery(attacks or (ENSEMBLE_METHODS if ensemble else DEFAULT_ATTACKS), ensemble, survive_jpeg)
+    attacks = check_battery(attacks or DEFAULT_ATTACKS, ensemble, survive_jpeg)
     for quality in recompress:
         check_quality(quality)
     attack_targets(target, task or None, providers, any(needs_gradient(attack) for attack in attacks))  # before any data work

@@ -152,7 +152,7 @@ def attack_dataset(
     """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
 
     ``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
-    attacked), or several of those: their ensemble (pgd, apgd, square), on the tasks they share.
+    attacked), or several of those: their ensemble (every method but the spam-feature ones), on the tasks they share.
     ``on_status(stage, done, total)`` reports patch-set building and attacking."""
     eps = check_eps(eps)
     if batch_size < 1:

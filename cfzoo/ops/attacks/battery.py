@@ -13,7 +13,7 @@ The spam-feature attacks (the paper's Section III-A) descend a distance in SPAM 
 soft-SPAM companion, towards the pristine partner's feature (``spam-prist``: pass ``pristine``) or the closest
 feature across the SVM's boundary (``spam-close``); see :mod:`cfzoo.ops.attacks.spam_feature`.
 
-pgd, apgd and square also attack an ensemble (:class:`~cfzoo.ops.attacks.common.AttackTarget` with several
+fgsm, ifgsm, pgd, apgd and square also attack an ensemble (:class:`~cfzoo.ops.attacks.common.AttackTarget` with several
 detectors): one set of patches that every member calls pristine; and they can aim at the patches as stored after
 JPEG recompression (``survive_jpeg``, ``--survive jpeg:Q``).
 """
@@ -41,7 +41,7 @@ METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square", *SPAM_FEATURE_METHODS)
 #: Methods that need no gradient companion of the target (the spam-feature attacks bring their own).
 GRADIENT_FREE = ("square", *SPAM_FEATURE_METHODS)
 #: Methods that attack several detectors at once (an ensemble, fooled only when every member is).
-ENSEMBLE_METHODS = ("pgd", "apgd", "square")
+ENSEMBLE_METHODS = ("fgsm", "ifgsm", "pgd", "apgd", "square")
 
 
 def needs_gradient(method: str) -> bool:
@@ -122,8 +122,8 @@ def attack_patches(
     first_row: int = 0,
     pristine=None,
 ) -> AttackResult:
-    """Attack [N,H,W,3] uint8 patches as ``settings`` say. ``target``: one detector or an ensemble (pgd, apgd and
-    square), with companions where the method needs them. ``first_row``: where these patches start in a larger
+    """Attack [N,H,W,3] uint8 patches as ``settings`` say. ``target``: one detector or an ensemble (ENSEMBLE_METHODS),
+    with companions where the method needs them. ``first_row``: where these patches start in a larger
     set attacked in pieces (it seeds the random draws). ``pristine``: each patch's pristine partner (spam-prist)."""
     method = check_settings(settings, target.is_ensemble)
     if needs_gradient(method) and not target.has_gradient:
@@ -132,9 +132,9 @@ def attack_patches(
         target = replace(target, survive_jpeg=settings.survive_jpeg)
     batch = settings.batch_size
     if method == "fgsm":
-        return fgsm(target.companions[0], patches, settings.eps, batch, on_progress)
+        return fgsm(target, patches, settings.eps, batch, on_progress)
     if method == "ifgsm":
-        return iterative_fgsm(target.companions[0], target.detectors[0], patches, settings.eps, settings.iterations, batch, on_progress)
+        return iterative_fgsm(target, patches, settings.eps, settings.iterations, batch, on_progress)
     if method == "pgd":
         return pgd(target, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, batch, on_progress, first_row)
     if method == "apgd":

@@ -49,7 +49,7 @@ class AttackSettings:
     restarts: int = 1
     queries: int | None = None
     seed: int = 0
-    survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (pgd, apgd, square)
+    survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (ENSEMBLE_METHODS)
 
 
 def check_eps(eps: int) -> int:

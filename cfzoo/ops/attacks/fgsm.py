@@ -20,6 +20,10 @@ was zero everywhere, since the next one would be the same.
 Patches are [N, 128, 128, 3] uint8 RGB, as patch sets store them; the companions take [N, 3, 128, 128]
 float32 (the model contract). Each sample's gradient is its own: the companion differentiates the sum of
 the per-sample losses.
+
+Against an ensemble (an :class:`~cfzoo.ops.attacks.common.AttackTarget` with several detectors) the sign is that
+of the members' summed gradients, each scaled to unit mean absolute value per patch, and iterative FGSM goes on
+until every member calls the patch pristine.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, MANIPULATED, AttackResult, check_eps, checked_patches
-from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, check_eps, checked_patches
 
 #: Iterative FGSM's step, in gray levels: the smallest change that survives rounding.
 IFGSM_STEP = 1
@@ -43,15 +46,14 @@ def default_iterations(eps: int) -> int:
     return min(eps + 4, math.ceil(1.25 * eps))
 
 
-def gradient_sign(companion: GradientModel, patches: np.ndarray) -> np.ndarray:
+def gradient_sign(target: AttackTarget, patches: np.ndarray) -> np.ndarray:
     """sign(d CE(logits, manipulated) / d patch) as int16 [N,H,W,3]: +1, -1, or 0 where the gradient is zero."""
-    labels = np.full(len(patches), MANIPULATED, dtype=np.int64)
-    _, gradient = companion.logits_and_gradient(to_model_input(patches), labels)
-    return np.sign(gradient).astype(np.int16).transpose(0, 2, 3, 1)
+    _, gradient = target.loss_and_gradient(patches.astype(np.float32))
+    return np.sign(gradient).astype(np.int16)
 
 
 def fgsm(
-    companion: GradientModel,
+    target: AttackTarget,
     patches: np.ndarray,
     eps: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -64,7 +66,7 @@ def fgsm(
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
         batch = patches[start:start + batch_size]
-        sign = gradient_sign(companion, batch)
+        sign = gradient_sign(target, batch)
         zero_gradient[start:start + len(batch)] = ~sign.reshape(len(batch), -1).any(axis=1)
         attacked[start:start + len(batch)] = np.clip(batch.astype(np.int16) + eps * sign, 0, 255)
         if on_progress is not None:
@@ -74,15 +76,14 @@ def fgsm(
 
 
 def iterative_fgsm(
-    companion: GradientModel,
-    detector: Detector,
+    target: AttackTarget,
     patches: np.ndarray,
     eps: int,
     iterations: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
 ) -> AttackResult:
-    """Steps of 1 gray level inside the eps-ball, each patch until ``detector`` calls it pristine or
+    """Steps of 1 gray level inside the eps-ball, each patch until the target's detectors call it pristine or
     ``iterations`` (default :func:`default_iterations`) steps are done."""
     eps = check_eps(eps)
     iterations = default_iterations(eps) if iterations is None else iterations
@@ -100,17 +101,17 @@ def iterative_fgsm(
         active = np.arange(len(original))
         for step in range(iterations):
             if len(active):
-                queries[start + active] += 1
-                active = active[detector.probability(to_model_input(current[active])) > detector.threshold]
+                queries[start + active] += len(target.detectors)
+                active = active[target.margin(current[active].astype(np.uint8)) > 0]
             if not len(active):
                 break
-            sign = gradient_sign(companion, current[active].astype(np.uint8))
+            sign = gradient_sign(target, current[active].astype(np.uint8))
             stuck = ~sign.reshape(len(active), -1).any(axis=1)  # a zero gradient stays zero: the patch cannot move
             if step == 0:
                 zero_gradient[start + active] = stuck
             current[active] = np.clip(current[active] + IFGSM_STEP * sign, low[active], high[active])
             steps[start + active] += 1
-            queries[start + active] += 1
+            queries[start + active] += len(target.companions)
             active = active[~stuck]
         attacked[start:start + len(original)] = current
         if on_progress is not None:
