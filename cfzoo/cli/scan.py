@@ -31,7 +31,7 @@ def scan(
     model: list[str] = typer.Option(
         [], "--model", "-m", help="A model by id or an .onnx file (repeatable); without --detector, only these."
     ),
-    engine: str = typer.Option("local", "--engine", help=f"Where to run: {', '.join(ENGINES)} (Ray Data; pip install \"cfzoo[scale]\")."),
+    engine: str = typer.Option("local", "--engine", help=f"Where to run: {', '.join(ENGINES)} (Ray Data; pip install \"cfzoo\\[scale]\")."),
     address: str | None = typer.Option(None, "--address", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or ray://...); default: start Ray here."),
     workers: int | None = typer.Option(None, "--workers", help="Ray actors scoring in parallel (default: one per CPU, or per GPU where there are GPUs)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped scan: write only the rows --out does not hold yet (by path, file sha256 and model)."),
@@ -41,11 +41,9 @@ def scan(
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers (local engine): {', '.join(PROVIDER_CHOICES)}."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged
-    share, mean probability, verdict, error), written to --out as Parquet parts while the scan goes.
+    """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged share, mean probability, verdict, error), written to --out as Parquet parts while the scan goes.
 
-    A bad image is a row with its one-line error, never an abort. Stop a scan at any point and run it again with
-    --resume: it ends with exactly the rows of an uninterrupted scan.
+    A bad image is a row with its one-line error, never an abort. Stop a scan at any point and run it again with --resume: it ends with exactly the rows of an uninterrupted scan. docs/scale.md has the details, throughput and a KubeRay recipe.
 
     Examples:
 
@@ -53,7 +51,7 @@ def scan(
 
       cfzoo scan manifest.txt --out results.parquet --engine ray --address 10.0.0.5:6379 --resume
 
-    Read the result with pandas.read_parquet("results.parquet") or duckdb "select * from 'results.parquet/*.parquet'".
+    Read the result with pandas.read_parquet("results.parquet") or DuckDB: select * from 'results.parquet/*.parquet'.
     """
     paths = scan_inputs(inputs)
     settings = ScanSettings(tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part)

@@ -4,7 +4,8 @@ Engines:
 
 - ``local``: this process, one image at a time (memory bounded by one decoded image and one batch of patches).
 - ``ray``: Ray Data. The paths become a dataset whose blocks a pool of actors scores (``map_batches``); each actor
-  opens its onnxruntime sessions once, on a GPU where the cluster has one. Ray retries a batch whose worker
+  opens its onnxruntime sessions once, on a GPU where the cluster has one, else with one thread for the one
+  CPU Ray gives it. Ray retries a batch whose worker
   died, and the driver writes every batch it receives as one part, so a killed worker neither loses nor
   duplicates rows. Without ``address`` a Ray is started on this machine; with it the scan joins that cluster
   (whose nodes must see the same paths).
@@ -29,6 +30,7 @@ from cfzoo.ops.detect import select_detectors
 from cfzoo.ops.scan import scan_rows
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
 from cfzoo.patches import DEFAULT_STRIDE, check_stride
+from cfzoo.zoo.runtime import set_session_threads
 
 ENGINES = ("local", "ray")
 #: Images per Parquet part (local engine) and per Ray batch.
@@ -112,7 +114,8 @@ def _local(pending, output: ScanOutput, settings: ScanSettings, detectors, progr
 class _ScanWorker:
     """A Ray actor: opens the detectors once, then turns batches of paths into rows."""
 
-    def __init__(self, settings: ScanSettings, providers: str):
+    def __init__(self, settings: ScanSettings, providers: str, threads: int | None):
+        set_session_threads(threads)
         self.settings = settings
         self.detectors = settings.detectors(providers)
 
@@ -150,7 +153,7 @@ def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, addres
         paths = [{"path": str(path)} for path in pending]
         blocks = max(1, -(-len(paths) // settings.images_per_part))
         dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
-            _ScanWorker, fn_constructor_kwargs={"settings": settings, "providers": "cuda" if gpus else "cpu"},
+            _ScanWorker, fn_constructor_kwargs={"settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1},
             batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
             batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
         )

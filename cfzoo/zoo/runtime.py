@@ -86,6 +86,17 @@ def _register_shared_cpu_allocator() -> None:
     onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}))
 
 
+#: onnxruntime's intra-op threads per session; None lets it take one per core (:func:`set_session_threads`).
+_session_threads: int | None = None
+
+
+def set_session_threads(threads: int | None) -> None:
+    """Threads each new onnxruntime session may use (None: one per core). A process that shares the cores with
+    others doing the same work (a Ray actor given one CPU) sets 1, or the sessions fight over the cores."""
+    global _session_threads
+    _session_threads = threads
+
+
 def new_session(path: Path, providers: tuple[str, ...]):
     """An onnxruntime session of ``path`` that draws CPU memory from the process's shared allocator, or a one-line error."""
     onnxruntime = onnxruntime_module()
@@ -96,6 +107,8 @@ def new_session(path: Path, providers: tuple[str, ...]):
     # cozzolino2017 scored 89 patches/s spinning and 220 without (benchmarks/detect.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry(USE_SHARED_ALLOCATOR, "1")
+    if _session_threads is not None:
+        options.intra_op_num_threads = _session_threads
     try:
         return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as error:  # onnxruntime raises its own exception types
