@@ -38,23 +38,26 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def new_progress() -> Progress:
+def new_progress(rate_unit: str | None = None) -> Progress:
     """Rich progress bars on stderr (stdout stays clean for --json); off when stderr is not a terminal, so
-    logs and captured output hold only results and one-line errors."""
+    logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s."""
+    rate = [TextColumn(f"{{task.fields[rate]}} {rate_unit}/s")] if rate_unit else []
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *rate, TimeElapsedColumn(), TimeRemainingColumn()
     )
     return Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal)
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """One progress bar; yields a callback ``update(done, total)``."""
-    with new_progress() as progress:
-        task = progress.add_task(description, total=None)
+def progress_bar(description: str, rate_unit: str | None = None) -> Iterator[Callable[[int, int], None]]:
+    """One progress bar; yields a callback ``update(done, total)``. With ``rate_unit``, it shows the rate too."""
+    with new_progress(rate_unit) as progress:
+        task = progress.add_task(description, total=None, rate="-")
 
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate="-" if speed is None else f"{speed:.2f}")
 
         yield update
 

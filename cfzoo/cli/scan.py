@@ -55,7 +55,7 @@ def scan(
     """
     paths = scan_inputs(inputs)
     settings = ScanSettings(tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part)
-    with progress_bar("images") as on_progress:
+    with progress_bar("scan", rate_unit="images") as on_progress:
         summary = run_scan(paths, out, settings, engine, address, workers, resume, on_progress)
     for line in summary.skipped:
         typer.echo(f"note: {line}", err=True)
