@@ -103,11 +103,16 @@ def test_a_killed_scan_resumes_to_exactly_the_rows_of_an_uninterrupted_one(photo
     assert json.loads(again.stdout)["rows_written"] == 0
 
 
-def test_the_ray_engine_in_the_library_starts_ray_here_without_an_address(photos, local_rows, tmp_path):
+def test_the_ray_engine_in_the_library_starts_ray_here_without_an_address(photos, local_rows, tmp_path, monkeypatch):
+    """Relative inputs too: the actors work in the driver's folder, so rows and errors read as the local engine's."""
+    monkeypatch.chdir(photos.parent)
     settings = ScanSettings(("spam",), ("jpeg70", "median3"), images_per_part=8)
-    summary = run_scan(scan_inputs([photos]), tmp_path / "here.parquet", settings, engine="ray", workers=1)
+    summary = run_scan(scan_inputs([photos.name]), tmp_path / "here.parquet", settings, engine="ray", workers=1)
     assert summary.rows_written == len(local_rows[1])
-    assert _sorted(read_rows(tmp_path / "here.parquet")) == _sorted(local_rows[1])
+    rows = read_rows(tmp_path / "here.parquet")
+    assert all(not Path(row["path"]).is_absolute() for row in rows)
+    as_given = [{**row, "path": str(photos.parent / row["path"]), "error": row["error"] and row["error"].replace(row["path"], str(photos.parent / row["path"]))} for row in rows]
+    assert _sorted(as_given) == _sorted(local_rows[1])
 
 
 def _free_port() -> int:

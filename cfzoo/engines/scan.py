@@ -112,9 +112,12 @@ def _local(pending, output: ScanOutput, settings: ScanSettings, detectors, progr
 
 
 class _ScanWorker:
-    """A Ray actor: opens the detectors once, then turns batches of paths into rows."""
+    """A Ray actor: opens the detectors once, then turns batches of paths into rows. It works in the driver's
+    folder (``cwd``, on the shared filesystem the nodes mount alike), so relative inputs and their rows and
+    errors read as they do on the local engine."""
 
-    def __init__(self, settings: ScanSettings, providers: str, threads: int | None):
+    def __init__(self, settings: ScanSettings, providers: str, threads: int | None, cwd: str):
+        os.chdir(cwd)
         set_session_threads(threads)
         self.settings = settings
         self.detectors = settings.detectors(providers)
@@ -153,7 +156,9 @@ def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, addres
         paths = [{"path": str(path)} for path in pending]
         blocks = max(1, -(-len(paths) // settings.images_per_part))
         dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
-            _ScanWorker, fn_constructor_kwargs={"settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1},
+            _ScanWorker, fn_constructor_kwargs={
+                "settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1, "cwd": os.getcwd(),
+            },
             batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
             batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
         )
