@@ -14,7 +14,7 @@ import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.export.spam_svm import SpamFeatureDistance
 from cfzoo.manipulations import TASK_IDS, apply_manipulation
-from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_method_fits, pristine_patches
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_method_fits, pristine_rows
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import CLOSE_MARGIN, closest_across
 from cfzoo.training.spam import spam_features
@@ -150,11 +150,11 @@ def test_pristine_partners_come_from_the_patch_set(sample_dataset):
 
     patch_set = build_patch_set(sample_dataset, PatchSetSpec(task="blur1.1", split="test", seed=0), split_devices(sample_dataset.device_names, 0))
     rows = manipulated_rows(patch_set, 6, 0)
-    partners = pristine_patches("spam-prist", patch_set, rows)
+    partners = np.asarray(patch_set.patches[pristine_rows("spam-prist", patch_set, rows)])
     for row, partner in zip(rows, partners):
         # the partner, blurred, is the manipulated patch away from the borders the whole-photo blur saw
         np.testing.assert_array_equal(apply_manipulation("blur1.1", partner)[8:-8, 8:-8], np.asarray(patch_set.patches[row])[8:-8, 8:-8])
-    assert pristine_patches("pgd", patch_set, rows) is None
+    assert pristine_rows("pgd", patch_set, rows) is None
 
 
 def test_a_spam_export_writes_the_svm_that_the_runtime_reads(tmp_path):

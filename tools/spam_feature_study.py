@@ -19,7 +19,7 @@ import numpy as np
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.manipulations import TASK_IDS, get_manipulation
-from cfzoo.ops.attacks.battery import SPAM_FEATURE_METHODS, attack_patches, pristine_patches
+from cfzoo.ops.attacks.battery import SPAM_FEATURE_METHODS, attack_patches, pristine_rows
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS
 from cfzoo.ops.scoring import called_manipulated
@@ -43,7 +43,7 @@ def study(dataset: CameraDataset, eps_values: list[int], max_patches: int, seed:
             for method in SPAM_FEATURE_METHODS:
                 result = attack_patches(
                     AttackSettings(eps, method, seed=seed), AttackTarget.of(target), original,
-                    pristine=pristine_patches(method, patch_set, chosen),
+                    pristine=None if method != "spam-prist" else np.asarray(patch_set.patches[pristine_rows(method, patch_set, chosen)]),
                 )
                 fooled = result.iterations < SPAM_FEATURE_ITERATIONS  # steps to the first fooling iterate
                 rows.append({

@@ -41,7 +41,7 @@ class ScanOutput:
         parts = sorted(self.folder.glob(PART_GLOB)) if self.folder.is_dir() else []
         if parts and not resume:
             raise CfzooError(f"{self.folder} already holds a scan ({len(parts)} parts); add --resume to finish it, or choose another --out")
-        self.held = {row_key(row) for row in read_rows(self.folder)} if parts else set()
+        self.held = held_keys(parts)
         self._run = uuid.uuid4().hex[:8]
         self._numbers = itertools.count(len(parts))
         self.written = 0
@@ -82,10 +82,20 @@ class ScanOutput:
 
 def read_rows(folder: str | os.PathLike[str]) -> list[dict]:
     """Every row of a scan's parts folder."""
+    return [row for table in _tables(sorted(Path(folder).glob(PART_GLOB))) for row in table.to_pylist()]
+
+
+def held_keys(parts: Sequence[Path]) -> set[tuple]:
+    """The (path, sha256, model) of every row in ``parts``, read from those three columns only."""
+    key_columns = ("path", "sha256", "model")
+    return {key for table in _tables(parts, key_columns) for key in zip(*(table.column(name).to_pylist() for name in key_columns))}
+
+
+def _tables(parts: Sequence[Path], columns: Sequence[str] | None = None):
     import pyarrow.parquet as parquet
 
-    parts = sorted(Path(folder).glob(PART_GLOB))
-    try:
-        return [row for part in parts for row in parquet.read_table(part, schema=schema()).to_pylist()]
-    except (OSError, ValueError) as error:
-        raise CfzooError(f"{folder}: a part cannot be read ({str(error).splitlines()[0]}); move the damaged part away and --resume") from None
+    for part in parts:
+        try:
+            yield parquet.read_table(part, columns=None if columns is None else list(columns), schema=schema())
+        except (OSError, ValueError) as error:
+            raise CfzooError(f"{part}: the part cannot be read ({str(error).splitlines()[0]}); move it away and --resume") from None

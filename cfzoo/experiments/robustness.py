@@ -44,7 +44,7 @@ from cfzoo.ops.attacks.battery import (
     check_method_fits,
     check_settings,
     needs_gradient,
-    pristine_patches,
+    pristine_rows,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets, is_ensemble
@@ -131,6 +131,8 @@ def robustness(
             **common, "eps": 0, "attack": NO_ATTACK, "tpr_after": common["tpr_before"], "psnr_db": None, "mean_queries": None,
             "seconds": 0.0, "recompressed": {str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
         })
+        partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in attacks}
+        pristine = {attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()}
         for eps in eps_values:
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
@@ -139,7 +141,7 @@ def robustness(
                 started = time.perf_counter()
                 result = attack_patches(
                     settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
-                    pristine=pristine_patches(attack, patch_set, rows_chosen),
+                    pristine=pristine[attack],
                 )
                 elapsed = time.perf_counter() - started
                 detected = chosen.margin(result.patches) > 0

@@ -30,7 +30,7 @@ from cfzoo.ops.attacks.battery import (
     check_method_fits,
     check_settings,
     needs_gradient,
-    pristine_patches,
+    pristine_rows,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
@@ -83,11 +83,12 @@ def attack_patch_set(
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
     squared_error, zero_gradient, steps, queries, index = 0.0, 0, 0, 0, []
+    partners = pristine_rows(settings.method, patch_set, rows)
     started = time.perf_counter()
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        pristine = pristine_patches(settings.method, patch_set, chunk)
+        pristine = None if partners is None else np.asarray(patch_set.patches[partners[start:start + settings.batch_size]])
         result: AttackResult = attack_patches(settings, target, original, first_row=start, pristine=pristine)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())

@@ -94,7 +94,8 @@ def model_metadata(family: str, record: dict, model_id: str, kind: str, detector
         "training_data_sha256": str(record["training_data_sha256"]),
     }
     if kind == "detector" and family == "spam":
-        from cfzoo.export.spam_svm import SPAM_SVM, spam_svm_metadata
+        from cfzoo.export.spam_svm import spam_svm_metadata
+        from cfzoo.zoo.runtime import SPAM_SVM
 
         metadata[SPAM_SVM] = spam_svm_metadata(detector)
     if kind == "gradient":

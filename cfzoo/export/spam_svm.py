@@ -27,8 +27,6 @@ from cfzoo.training.spam import SPAM_DIMENSION
 from cfzoo.training.svm import LinearSVM
 
 FEATURES = "features"
-#: Detector metadata key of :func:`spam_svm_metadata`.
-SPAM_SVM = "spam_svm"
 
 
 class SpamFeatures(nn.Module):

@@ -83,11 +83,10 @@ def check_method_fits(method: str, target: AttackTarget, task: str) -> None:
         raise CfzooError(f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks that keep the size with --task, or leave out spam-prist")
 
 
-def pristine_patches(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
-    """The pristine partners of manipulated ``rows`` where ``method`` needs them (spam-prist), else None."""
-    if method != "spam-prist":
-        return None
-    return np.asarray(patch_set.patches[pristine_partners(patch_set, rows)])
+def pristine_rows(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
+    """The rows of the pristine partners of manipulated ``rows`` where ``method`` needs them (spam-prist), else None.
+    Rows, not patches: a caller that attacks in batches reads each batch's partners with it."""
+    return pristine_partners(patch_set, rows) if method == "spam-prist" else None
 
 
 def attack_parameters(settings: AttackSettings) -> dict:
