@@ -22,13 +22,13 @@ import time
 import numpy as np
 import torch
 
+from cfzoo.families import load_detector
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.fgsm import fgsm
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.training.run import load_detector
 from cfzoo.zoo.runtime import load_detector as zoo_detector
 from cfzoo.zoo.runtime import load_gradient_model
 

@@ -22,14 +22,13 @@ import numpy as np
 import onnxruntime
 import torch
 
-from cfzoo.export.onnx_export import export_checkpoint
 from cfzoo.export.spam_svm import SpamSVM
 from cfzoo.export.zoo_writer import registry_entry
+from cfzoo.families import export_checkpoint, load_detector
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, patch_grid
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.training.run import load_detector
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.resolve import ResolvedFile
 from cfzoo.zoo.runtime import Detector

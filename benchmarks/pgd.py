@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 import cfzoo
+from cfzoo.families import load_detector as load_checkpoint
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.pgd import pgd
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.training.run import load_detector as load_checkpoint
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 BATCH, EPS, STEPS = 64, 1, 10

@@ -32,7 +32,7 @@ from cfzoo.ops.detect import (
 )
 from cfzoo.ops.scoring import score_positions
 from cfzoo.patches import ImageTooSmallError, patch_grid
-from cfzoo.zoo.registry import ModelEntry
+from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE, ModelEntry
 
 MODELS = ("spam-jpeg70", "cozzolino2017-jpeg70")
 
@@ -52,7 +52,8 @@ def astronaut_pair(tmp_path_factory, photo):
 
 
 def entry(family="cozzolino2017", threshold=0.5):
-    return ModelEntry(id=f"{family}-jpeg70", family=family, task="jpeg70", files={}, threshold=threshold, score="probability")
+    score = SVM_DECISION_SCORE if family == "spam" else PROBABILITY_SCORE
+    return ModelEntry(id=f"{family}-jpeg70", family=family, task="jpeg70", files={}, threshold=threshold, score=score)
 
 
 # --- the grid, the rule, the colours: no model needed -------------------------------------------

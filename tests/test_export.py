@@ -30,9 +30,10 @@ pytest.importorskip("onnxscript")
 pytest.importorskip("skl2onnx")
 
 from cfzoo.errors import CfzooError  # noqa: E402
-from cfzoo.export import detector_file_names, export_checkpoint, export_detector, read_metadata  # noqa: E402
+from cfzoo.export import detector_file_names, read_metadata  # noqa: E402
 from cfzoo.export.gradients import LogitsAndGradient  # noqa: E402
 from cfzoo.export.spam_svm import SpamSVM, svm_graph, svm_pipeline  # noqa: E402
+from cfzoo.families import export_checkpoint, export_detector, get_family  # noqa: E402
 from cfzoo.images import read_rgb  # noqa: E402
 from cfzoo.manipulations import apply_manipulation  # noqa: E402
 from cfzoo.patches import cut_patches, sample_positions  # noqa: E402
@@ -300,12 +301,10 @@ def test_export_leaves_the_module_as_it_was(training_patches, tmp_path):
 
 
 def test_export_checkpoint_reads_a_training_checkpoint(svm, patches, tmp_path):
-    from cfzoo.training.run import _save_detector
-
     record = record_for("spam", "jpeg70")
     checkpoint = tmp_path / "checkpoints"
     checkpoint.mkdir()
-    _save_detector(svm, checkpoint / "spam-jpeg70.safetensors")
+    get_family("spam").save(svm, checkpoint / "spam-jpeg70.safetensors")
     (checkpoint / "spam-jpeg70.json").write_text(json.dumps(record))
     onnx_path, grad_path = export_checkpoint(checkpoint, "spam-jpeg70", tmp_path / "zoo")
     assert onnx_path == tmp_path / "zoo" / "spam-jpeg70.onnx" and grad_path.exists()
@@ -354,3 +353,10 @@ def test_xception_with_its_input_filter_is_as_accurate_as_torch_float32(training
     assert error(grad) < min(5e-2, 2 * error(torch_grad) + 1e-4), (error(grad), error(torch_grad))
     significant = np.abs(exact_grad) > 1e-3 * np.abs(exact_grad).max()
     assert (np.sign(grad[significant]) == np.sign(exact_grad[significant])).mean() >= 0.995
+
+
+def test_exporting_the_same_svm_twice_writes_the_same_bytes(svm, tmp_path):
+    first = export_detector("spam", svm, record_for("spam"), tmp_path / "first")
+    second = export_detector("spam", svm, record_for("spam"), tmp_path / "second")
+    for one, other in zip(first, second):
+        assert one.read_bytes() == other.read_bytes(), one.name

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cfzoo.data import split_devices  # noqa: E402
-from cfzoo.training.run import load_detector  # noqa: E402
+from cfzoo.families import load_detector  # noqa: E402
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gpu_train.py"
 

@@ -55,7 +55,7 @@ def source_zoo(tmp_path_factory) -> tuple[Path, bool]:
     pytest.importorskip("torch", reason="the embedded zoo lacks the models and exporting them needs the train extra")
     if not all((CHECKPOINTS / f"{model_id}.safetensors").exists() for model_id in MODEL_IDS):
         pytest.skip(f"the embedded zoo lacks {', '.join(MODEL_IDS)} and {CHECKPOINTS} holds no checkpoints for them")
-    from cfzoo.export.zoo_writer import export_to_zoo
+    from cfzoo.families import export_to_zoo
 
     zoo = tmp_path_factory.mktemp("exported") / "zoo"
     export_to_zoo(CHECKPOINTS, list(MODEL_IDS), zoo)

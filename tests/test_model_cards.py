@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_zoo import run_cli_without_torch
 from typer.testing import CliRunner
 
+from cfzoo.cards.model_cards import family_card, registry_families, write_family_cards
 from cfzoo.cli import app
-from cfzoo.export.model_cards import family_card, registry_families, write_family_cards
 from cfzoo.export.zoo_writer import registry_entry
 from cfzoo.manipulations import MANIPULATIONS, parameter_table
 from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.zoo.registry import REGISTRY_NAME, HubSource, Registry, embedded_registry, load_registry
-from test_zoo import run_cli_without_torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPOSITORY / "checkpoints" / "cameras-seed0"

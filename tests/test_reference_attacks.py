@@ -20,8 +20,8 @@ art_classification = pytest.importorskip("art.estimators.classification")
 art_evasion = pytest.importorskip("art.attacks.evasion")
 
 import cfzoo  # noqa: E402
+from cfzoo.families import load_detector as load_checkpoint  # noqa: E402
 from cfzoo.manipulations import apply_manipulation  # noqa: E402
-from cfzoo.training.run import load_detector as load_checkpoint  # noqa: E402
 
 MODEL = "cozzolino2017-median7"
 EPS = 1

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cfzoo.cards.model_cards import registry_families
+from cfzoo.cards.restorer_card import RESTORER_CARD_NAME, restorer_card, write_restorer_card
 from cfzoo.cli import app
-from cfzoo.export.model_cards import registry_families
-from cfzoo.export.restorer_card import RESTORER_CARD_NAME, restorer_card, write_restorer_card
 from cfzoo.zoo.registry import REGISTRY_NAME, Registry, embedded_zoo_dir
 from cfzoo.zoo.restorers import (
     DISCRIMINATORS,

@@ -1,9 +1,9 @@
 """cfzoo robustness on scikit-image's photos: the battery against a detector, the worst case, and the report files."""
 
 import csv
-import math
 import io
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cfzoo.cards.model_cards import family_card
 from cfzoo.cli import app
 from cfzoo.experiments.robustness import WORST_CASE
-from cfzoo.export.model_cards import family_card
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir

@@ -158,7 +158,7 @@ def test_pristine_partners_come_from_the_patch_set(sample_dataset):
 
 
 def test_a_spam_export_writes_the_svm_that_the_runtime_reads(tmp_path):
-    from cfzoo.export.onnx_export import export_detector
+    from cfzoo.families import export_detector
     from cfzoo.training.svm import LinearSVM
 
     rng = np.random.default_rng(2)

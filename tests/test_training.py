@@ -9,17 +9,18 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
+from cfzoo.families import get_family, train_detector  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
     dihedral_variants,
-    with_pristine_noise,
     manipulated_probability,
     to_tensor,
     train_network,
+    with_pristine_noise,
 )
 from cfzoo.training.models import Bayar2016, ConstrainedConv2d  # noqa: E402
-from cfzoo.training.run import TrainingPlan, train_detector  # noqa: E402
+from cfzoo.training.run import TrainingPlan  # noqa: E402
 from cfzoo.training.spam import spam_features  # noqa: E402
 from cfzoo.training.svm import fit_linear_svm  # noqa: E402
 
@@ -147,7 +148,7 @@ def test_cozzolino_checkpoints_that_stored_the_constants_still_load(tmp_path):
     """Checkpoints written before the constants became non-persistent hold them, and the dense membership matrix."""
     from safetensors.torch import save_file
 
-    from cfzoo.training.run import load_detector
+    from cfzoo.families import load_detector
 
     model = Cozzolino2017()
     torch.nn.init.normal_(model.classifier.weight)
@@ -179,15 +180,13 @@ def test_xception_learns_a_few_steps(blur_patches):
 
 def test_checkpoints_rebuild_the_design_their_record_describes():
     from cfzoo.training.models import KV_KERNEL, Xception
-    from cfzoo.training.run import new_network
-
-    assert new_network("bayar2016", {}).residual_clip is None  # records from before the clipping
-    assert new_network("bayar2016", Bayar2016().describe()).residual_clip == Bayar2016.RESIDUAL_CLIP
-    assert new_network("xception", {}).input_filter is None  # records from before the high-pass input
+    assert get_family("bayar2016").new_network({}).residual_clip is None  # records from before the clipping
+    assert get_family("bayar2016").new_network(Bayar2016().describe()).residual_clip == Bayar2016.RESIDUAL_CLIP
+    assert get_family("xception").new_network({}).input_filter is None  # records from before the high-pass input
     current = Xception()
-    assert current.input_filter == "kv" and new_network("xception", current.describe()).input_filter == "kv"
-    assert new_network("xception", {"input_filter": "kv"}).residual_clip == 8.0  # records from before the clip was recorded
-    assert new_network("xception", Xception(residual_clip=2.0).describe()).residual_clip == 2.0
+    assert current.input_filter == "kv" and get_family("xception").new_network(current.describe()).input_filter == "kv"
+    assert get_family("xception").new_network({"input_filter": "kv"}).residual_clip == 8.0  # records from before the clip was recorded
+    assert get_family("xception").new_network(Xception(residual_clip=2.0).describe()).residual_clip == 2.0
     assert set(current.state_dict()) == set(Xception(input_filter=None).state_dict())  # same weights either way
     # a prediction error: blind to the image's level, so the network sees traces, not brightness
     assert abs(float(KV_KERNEL.sum())) < 1e-6 and float(KV_KERNEL[2, 2]) == -1.0

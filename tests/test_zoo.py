@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.errors import CfzooError
+from cfzoo.files import file_sha256
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, sample_positions
@@ -38,7 +39,6 @@ from cfzoo.zoo import (
     resolve,
     user_zoo_dir,
 )
-from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry
 from cfzoo.zoo.runtime import clear_session_cache
 
@@ -71,7 +71,7 @@ def source_zoo(tmp_path_factory):
     if MODEL_ID in embedded:
         return embedded_zoo_dir(), embedded.get(MODEL_ID)
     pytest.importorskip("torch", reason="the embedded zoo is empty and exporting the checkpoint needs torch")
-    from cfzoo.export.zoo_writer import export_to_zoo
+    from cfzoo.families import export_to_zoo
 
     zoo = tmp_path_factory.mktemp("exported-zoo")
     return zoo, export_to_zoo(CHECKPOINTS, [MODEL_ID], zoo).get(MODEL_ID)

@@ -44,7 +44,9 @@ def main() -> None:
 
     import torch
 
-    from cfzoo.training.run import decision_threshold, load_detector, score_patches
+    from cfzoo.families import get_family, load_detector
+
+    family = get_family(args.family)
 
     torch.set_num_threads(1)
     dataset = CameraDataset.from_directory(sample_dataset_dir())
@@ -55,9 +57,9 @@ def main() -> None:
         cells = []
         for folder in args.folders:
             _, detector = load_detector(folder, f"{args.family}-{task}")
-            scores = np.concatenate([score_patches(args.family, detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets])
+            scores = np.concatenate([family.score_patches(detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets])
             labels = np.concatenate([np.asarray(ps.labels) for ps in sets])
-            rates = detection_rates(labels, scores > decision_threshold(args.family))
+            rates = detection_rates(labels, scores > family.threshold)
             cells.append(f"{rates.fpr:.1f}/{rates.acc:.1f}/{roc_auc(labels, scores):.3f}")
         print(task, len(labels), *cells, flush=True)
 

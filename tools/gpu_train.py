@@ -114,14 +114,14 @@ def launch(jobs: list[dict], args, command: str, logs: Path, deadline: float | N
 def bench_worker(job: dict, args) -> None:
     import torch
 
+    from cfzoo.families import get_family
     from cfzoo.training.loop import NetworkSchedule, train_network, training_device
-    from cfzoo.training.run import new_network
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     patches = rng.integers(0, 256, size=(4096, 128, 128, 3), dtype=np.uint8)
     labels = np.arange(4096) % 2
-    model = new_network(job["family"]).to(training_device())
+    model = get_family(job["family"]).new_network().to(training_device())
     stamps = []
     schedule = NetworkSchedule(steps=args.bench_steps, batch_size=job["batch_size"], dihedral_augmentation=True,
                                pristine_noise=job["pristine_noise"] if job["pristine_noise"] is not None else 2.0)
@@ -138,7 +138,8 @@ def bench_worker(job: dict, args) -> None:
 def build_patch_sets(jobs: list[dict], args) -> None:
     """Every distinct train patch set once, before the workers start (they would race to build them)."""
     from cfzoo.data import CameraDataset, build_patch_set
-    from cfzoo.training.run import patch_set_spec, plan_split
+    from cfzoo.families.checkpoints import patch_set_spec
+    from cfzoo.training.run import plan_split
 
     dataset = CameraDataset.from_directory(args.data)
     built = set()
@@ -158,7 +159,7 @@ def train_worker(job: dict, args) -> None:
     import torch
 
     from cfzoo.data import CameraDataset
-    from cfzoo.training.run import train_detector
+    from cfzoo.families import train_detector
 
     torch.set_num_threads(1)
     last = [0.0]
@@ -207,11 +208,11 @@ def dequantise(packed: dict) -> dict:
 def packing_cost(variant_dir: Path, model_id: str, packed: dict, args) -> dict:
     """Verdicts of the trained and the unpacked network on a seeded, balanced subset of train patches."""
     from cfzoo.data import balanced_subset
+    from cfzoo.families import get_family, load_detector
     from cfzoo.training.loop import manipulated_probability, training_device
-    from cfzoo.training.run import load_detector, new_network
 
     record, trained = load_detector(variant_dir, model_id)
-    unpacked = new_network(record["family"], record["hyperparameters"])
+    unpacked = get_family(record["family"]).new_network(record["hyperparameters"])
     unpacked.load_state_dict(dequantise(packed))
     patch_dir = next((args.work / "cache" / "patches").glob(f"{record['task']}-train-{record['patch_sets']['train'][:16]}"))
     patches = np.load(patch_dir / "patches.npy", mmap_mode="r")

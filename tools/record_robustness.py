@@ -14,7 +14,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from cfzoo.export.model_cards import ROBUSTNESS_METRICS
+from cfzoo.cards.model_cards import ROBUSTNESS_METRICS
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
 EPS = 1

@@ -22,7 +22,7 @@ import onnxruntime
 
 from cfzoo.export.onnx_export import export_spam_feature_companion, save_model
 from cfzoo.export.spam_svm import FEATURES, spam_svm_metadata
-from cfzoo.training.run import load_detector
+from cfzoo.families import load_detector
 from cfzoo.training.spam import SPAM_DIMENSION
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 from cfzoo.zoo.runtime import SPAM_FEATURE_COMPANION, SPAM_SVM

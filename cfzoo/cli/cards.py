@@ -37,8 +37,8 @@ def cards(
 
     The same registries always give the same bytes. For the embedded zoo: cfzoo cards --zoo cfzoo/zoo/embedded
     """
-    from cfzoo.export.model_cards import registry_families, write_family_cards
-    from cfzoo.export.restorer_card import restorer_card, write_restorer_card
+    from cfzoo.cards.model_cards import registry_families, write_family_cards
+    from cfzoo.cards.restorer_card import restorer_card, write_restorer_card
 
     registry, restorers = _registries(zoo)
     card = restorer_card(restorers) if restorers and not family else None  # rendered before anything is written

@@ -10,11 +10,12 @@ from rich.table import Table
 from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.errors import CfzooError
+from cfzoo.families import FAMILIES
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
-from cfzoo.training import FAMILIES, require_training_extra
+from cfzoo.training import require_training_extra
 
 
 @handle_errors
@@ -58,7 +59,7 @@ def evaluate(
         get_manipulation(task_id)
     if not recorded:
         require_training_extra()
-    from cfzoo.training.evaluate import available_models, evaluate_checkpoints, recorded_rows
+    from cfzoo.families.checkpoints import available_models, evaluate_checkpoints, recorded_rows
 
     checkpoints = checkpoints or default_checkpoint_dir()
     # recorded metrics need only the JSON records (Xception's 83 MB weights are not committed)

@@ -12,9 +12,10 @@ from rich.table import Table
 from cfzoo.cli.common import handle_errors, new_progress, print_json, stdout
 from cfzoo.cli.data import DATA_DIR, SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
+from cfzoo.families import FAMILIES
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paths import default_checkpoint_dir
-from cfzoo.training import FAMILIES, require_training_extra
+from cfzoo.training import require_training_extra
 
 
 @handle_errors
@@ -65,7 +66,8 @@ def train(
     cfzoo train ../shared/data/cameras --all -f spam -f bayar2016 -f cozzolino2017
     """
     require_training_extra()
-    from cfzoo.training.run import TrainingPlan, train_detector
+    from cfzoo.families import train_detector
+    from cfzoo.training.run import TrainingPlan
 
     families = list(dict.fromkeys(family)) or (list(FAMILIES) if all_models else [])
     tasks = list(dict.fromkeys(task)) or (list(TASK_IDS) if all_models else [])

@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, progress_bar, print_json, stdout
+from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
-from cfzoo.zoo.restorers import load_restorer_registry
 from cfzoo.zoo.resolve import available_sources
+from cfzoo.zoo.restorers import load_restorer_registry
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
 TASK_OPTION = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable): {', '.join(TASK_IDS)}.")
@@ -79,7 +79,7 @@ def export(
     Needs the `train` extra. Example: cfzoo export xception-jpeg70 --checkpoints ~/.cfzoo/checkpoints
     """
     from cfzoo.export.onnx_export import require_export_extra
-    from cfzoo.export.zoo_writer import export_to_zoo
+    from cfzoo.families import export_to_zoo
 
     require_export_extra()
     checkpoints = checkpoints or default_checkpoint_dir()

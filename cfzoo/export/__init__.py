@@ -1,7 +1,6 @@
-"""Export trained detectors to ONNX: the detector graph and its gradient companion (needs the ``train`` extra).
-
-- :func:`export_detector` ``(family, detector, record, out_dir, model_id)`` -> ``(<id>.onnx, <id>.grad.onnx)``
-- :func:`export_checkpoint` ``(checkpoint_dir, model_id, out_dir)``: the same for a ``cfzoo train`` checkpoint
+"""The machinery that exports trained detectors to ONNX: the detector graph and its gradient companion (needs the
+``train`` extra). Exporting a detector or a checkpoint of any family is :func:`cfzoo.families.export_detector` and
+:func:`cfzoo.families.export_checkpoint`.
 
 The contract the files follow is in :mod:`cfzoo.export.onnx_export`; how gradients become an ONNX graph is
 in :mod:`cfzoo.export.gradients`; the SPAM+SVM composition in :mod:`cfzoo.export.spam_svm`. Importing this
@@ -14,9 +13,6 @@ from cfzoo.export.onnx_export import (
     GRADIENT_DEFINITION,
     OPSET,
     detector_file_names,
-    export_checkpoint,
-    export_detector,
-    model_metadata,
     read_metadata,
 )
 
@@ -26,8 +22,5 @@ __all__ = [
     "GRADIENT_DEFINITION",
     "OPSET",
     "detector_file_names",
-    "export_checkpoint",
-    "export_detector",
-    "model_metadata",
     "read_metadata",
 ]

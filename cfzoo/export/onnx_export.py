@@ -1,4 +1,4 @@
-"""Export trained detectors to the zoo's ONNX contract: ``<id>.onnx`` and its gradient companion ``<id>.grad.onnx``.
+"""The machinery that exports trained detectors to the zoo's ONNX contract: ``<id>.onnx`` and its gradient companion ``<id>.grad.onnx``.
 
 Detector: input ``image`` float32 [N,3,128,128], RGB 0..255; output ``logits`` float32 [N,2], class 1 =
 manipulated; N is dynamic (dimension ``batch``). Gray conversion, scaling and SPAM extraction are part of
@@ -8,7 +8,7 @@ Gradient companion: inputs ``image`` and ``label`` int64 [N]; outputs ``logits``
 d (sum over the batch of CrossEntropy(logits_n, label_n)) / d image, [N,3,128,128]. The sum, not the
 mean: a sample's gradient is the same whatever batch it is in. How it is traced: :mod:`cfzoo.export.gradients`.
 
-Per family:
+What each family exports (:meth:`cfzoo.families.Family.export_graphs`):
 
 - ``bayar2016``, ``xception``: the network in eval mode (batch norm with its running statistics, no
   dropout), detector and companion alike;
@@ -16,7 +16,7 @@ Per family:
 - ``spam``: see :mod:`cfzoo.export.spam_svm` (hard SPAM + skl2onnx SVM; the companion differentiates the
   soft SPAM through the same linear decision, so its ``logits`` approximate the detector's).
 
-Both files carry ``metadata_props`` (:func:`model_metadata`), pass ``onnx.checker.check_model`` with
+Both files carry ``metadata_props`` (:func:`cfzoo.families.model_metadata`), pass ``onnx.checker.check_model`` with
 ``full_check``, and appear atomically.
 """
 
@@ -26,13 +26,10 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from cfzoo import __version__
-from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
 from cfzoo.patches import PATCH_SIZE
-from cfzoo.training import FAMILIES, require_training_extra
+from cfzoo.training import require_training_extra
 
 #: ONNX default-domain opset of the exported graphs (torch 2.15's default; onnxruntime >= 1.17 runs it).
 OPSET = 20
@@ -43,13 +40,6 @@ IMAGE, LABEL, LOGITS, GRAD = "image", "label", "logits", "grad"
 GOAL, WEIGHT, DISTANCE = "goal", "weight", "distance"
 GRADIENT_DEFINITION = "d sum_n CrossEntropy(logits_n, label_n) / d image (sum over the batch, natural log)"
 
-_NETWORK_CLASSES = {
-    "bayar2016": ("cfzoo.training.models", "Bayar2016"),
-    "cozzolino2017": ("cfzoo.training.cozzolino", "Cozzolino2017"),
-    "xception": ("cfzoo.training.models", "Xception"),
-}
-
-
 def require_export_extra() -> None:
     """A one-line error naming what is missing for export (the ``train`` extra brings all of it)."""
     require_training_extra("export", ("torch", "onnx", "onnxscript", "sklearn", "skl2onnx"))
@@ -58,101 +48,6 @@ def require_export_extra() -> None:
 def detector_file_names(model_id: str) -> tuple[str, str]:
     """(detector, gradient companion) file names of a model id."""
     return f"{model_id}.onnx", f"{model_id}.grad.onnx"
-
-
-def model_metadata(family: str, record: dict, model_id: str, kind: str, detector) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file, from the training record (:func:`cfzoo.training.run.load_detector`).
-
-    ``kind`` is ``detector`` or ``gradient``; a spam ``detector`` (its LinearSVM) adds the SVM's arrays. The record
-    needs ``task`` and ``training_data_sha256``; ``family``, when present, must match. ``threshold`` (default: the family's) applies to ``score``:
-    the SVM decision ``logits[:,1] - logits[:,0]`` for spam, ``softmax(logits)[:,1]`` for the networks.
-    """
-    from cfzoo.training.run import decision_threshold
-
-    if record.get("family", family) != family:
-        raise CfzooError(f"the training record is for family {record['family']!r}, not {family!r}; export it as {record['family']}")
-    missing = [key for key in ("task", "training_data_sha256") if not record.get(key)]
-    if missing:
-        raise CfzooError(f"the training record lacks {', '.join(missing)}; export a checkpoint written by cfzoo train")
-    score = (
-        "logits[:,1] - logits[:,0] (the svm decision function)"
-        if family == "spam"
-        else "softmax(logits)[:,1] (the probability of class 1)"
-    )
-    metadata = {
-        "model_id": model_id,
-        "family": family,
-        "task": str(record["task"]),
-        "kind": kind,
-        "patch_size": str(PATCH_SIZE),
-        "threshold": repr(float(record.get("threshold", decision_threshold(family)))),
-        "score": score,
-        "class_names": ",".join(CLASS_NAMES),
-        "input": f"{IMAGE}: float32 [N,3,{PATCH_SIZE},{PATCH_SIZE}] RGB 0..255",
-        "cfzoo_version": str(record.get("cfzoo_version", __version__)),
-        "exported_by": f"cfzoo {__version__}",
-        "training_data_sha256": str(record["training_data_sha256"]),
-    }
-    if kind == "detector" and family == "spam":
-        from cfzoo.export.spam_svm import spam_svm_metadata
-        from cfzoo.zoo.runtime import SPAM_SVM
-
-        metadata[SPAM_SVM] = spam_svm_metadata(detector)
-    if kind == "gradient":
-        metadata["gradient"] = GRADIENT_DEFINITION
-        if family == "spam":
-            metadata["differentiated"] = "soft SPAM (softmax quantisation, Cozzolino2017 hard=False) through the linear SVM"
-    return metadata
-
-
-def export_detector(
-    family: str,
-    detector,
-    record: dict,
-    out_dir: str | os.PathLike[str],
-    model_id: str | None = None,
-) -> tuple[Path, Path]:
-    """Write ``<model_id>.onnx`` and ``<model_id>.grad.onnx`` into ``out_dir``; returns their paths.
-
-    ``detector`` is what :func:`cfzoo.training.run.load_detector` returns: a LinearSVM for ``spam``, the
-    torch module for the networks (exported in eval mode; the module itself is not changed). ``record``
-    is the training record, or a plain dict with at least ``task`` and ``training_data_sha256``.
-    ``model_id`` defaults to ``record["id"]``, else ``<family>-<task>``.
-    """
-    require_export_extra()
-    if family not in FAMILIES:
-        raise CfzooError(f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)}")
-    model_id = model_id or record.get("id") or f"{family}-{record.get('task')}"
-    _check_detector(family, detector)
-    metadata = [model_metadata(family, record, model_id, kind, detector) for kind in ("detector", "gradient")]
-    models = build_models(family, detector)
-    out_dir = Path(out_dir)
-    paths = []
-    for model, properties, name in zip(models, metadata, detector_file_names(model_id)):
-        describe_model(model, properties)
-        paths.append(save_model(model, out_dir / name))
-    return paths[0], paths[1]
-
-
-def export_checkpoint(
-    checkpoint_dir: str | os.PathLike[str], model_id: str, out_dir: str | os.PathLike[str]
-) -> tuple[Path, Path]:
-    """Export a checkpoint written by ``cfzoo train`` (``<model_id>.json`` + ``.safetensors``)."""
-    from cfzoo.training.run import load_detector
-
-    require_export_extra()
-    record, detector = load_detector(checkpoint_dir, model_id)
-    return export_detector(record["family"], detector, record, out_dir, model_id)
-
-
-def build_models(family: str, detector):
-    """(detector ModelProto, gradient companion ModelProto), without metadata."""
-    if family == "spam":
-        from cfzoo.export.spam_svm import FEATURES, SpamFeatures, SpamSVM, merge_detector
-
-        features = export_module(SpamFeatures(hard=True), output_name=FEATURES)
-        return merge_detector(features, detector, BATCH), export_gradient(SpamSVM(detector, hard=False))
-    return export_module(detector), export_gradient(detector)
 
 
 def export_spam_feature_companion():
@@ -268,22 +163,3 @@ def describe_model(model, metadata: dict[str, str]) -> None:
             f"cfzoo {metadata['model_id']} detector: {IMAGE} float32 [N,3,{PATCH_SIZE},{PATCH_SIZE}] RGB 0..255 -> "
             f"{LOGITS} float32 [N,2], class 1 = manipulated"
         )
-
-
-def _check_detector(family: str, detector) -> None:
-    if family == "spam":
-        from cfzoo.training.svm import LinearSVM
-
-        if not isinstance(detector, LinearSVM):
-            raise CfzooError(f"a spam detector is a LinearSVM, got {type(detector).__name__}")
-        from cfzoo.training.spam import SPAM_DIMENSION
-
-        if np.shape(detector.coef) != (SPAM_DIMENSION,):
-            raise CfzooError(f"the LinearSVM has {np.size(detector.coef)} weights; SPAM has {SPAM_DIMENSION} features")
-        return
-    import importlib
-
-    module_name, class_name = _NETWORK_CLASSES[family]
-    expected = getattr(importlib.import_module(module_name), class_name)
-    if not isinstance(detector, expected):
-        raise CfzooError(f"a {family} detector is a {class_name} module, got {type(detector).__name__}")

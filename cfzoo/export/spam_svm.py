@@ -155,6 +155,7 @@ def merge_detector(features_model, svm: LinearSVM, batch: str):
 
     opset = {entry.domain: entry.version for entry in features_model.opset_import}[""]
     classifier = svm_graph(svm, opset, features_model.ir_version, batch)
+    classifier.graph.name = "svm"  # skl2onnx names it with a random uuid; a fixed name keeps the export byte-for-byte repeatable
     return onnx.compose.merge_models(
         features_model, classifier, io_map=[(FEATURES, "svm/" + FEATURES)], outputs=["logits"], producer_name="cfzoo"
     )

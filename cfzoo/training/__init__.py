@@ -10,8 +10,6 @@ import importlib.util
 
 from cfzoo.errors import CfzooError
 
-FAMILIES = ("spam", "bayar2016", "cozzolino2017", "xception")
-
 
 def require_training_extra(purpose: str = "training", modules: tuple[str, ...] = ("torch", "sklearn", "safetensors")) -> None:
     """A one-line error naming the ``train``-extra modules that ``purpose`` needs and that are missing."""

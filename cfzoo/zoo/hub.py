@@ -479,7 +479,7 @@ def plan_publication(
 
     Every ONNX file is checked against the zoo's registry first. ``registry.json`` lists only the published
     models, with their Hub source set to ``repo_id``. From ``model_cards_dir`` (default
-    :func:`default_model_cards_dir`; cards come from :mod:`cfzoo.export.model_cards`) the published families'
+    :func:`default_model_cards_dir`; cards come from :mod:`cfzoo.cards.model_cards`) the published families'
     ``<family>.md`` go to ``model_cards/``; the repo's ``README.md`` is the folder's ``README.md``, else the one
     family's card, else a generated card that lists the models and links the family cards.
     """

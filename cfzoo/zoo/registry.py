@@ -34,6 +34,9 @@ REGISTRY_NAME = "registry.json"
 MODELS_FOLDER = "models"
 SCHEMA_VERSION = 1
 FILE_KINDS = ("detector", "gradient")
+#: A registry entry's ``score``: the SVM decision ``logit1 - logit0``, or the softmax probability of class 1.
+SVM_DECISION_SCORE = "svm decision function"
+PROBABILITY_SCORE = "softmax probability of class 1"
 #: The family of detectors cfzoo did not make (``cfzoo register``, ``--model PATH.onnx``).
 EXTERNAL_FAMILY = "external"
 
@@ -105,7 +108,7 @@ class ModelEntry:
     def probability_threshold(self) -> float:
         """The threshold on softmax(logits)[:, 1]; the SVM's decision ``d`` equals logit1 - logit0, so
         softmax's class-1 probability is sigmoid(d) and the decision threshold maps through the sigmoid."""
-        if self.family == "spam":
+        if self.score == SVM_DECISION_SCORE:
             return 1.0 / (1.0 + math.exp(-self.threshold))
         return self.threshold
 

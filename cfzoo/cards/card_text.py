@@ -1,5 +1,5 @@
-"""Text helpers shared by the detector cards (:mod:`cfzoo.export.model_cards`) and the restorer card
-(:mod:`cfzoo.export.restorer_card`): both read registry entries whose ``training`` holds a training record."""
+"""Text helpers shared by the detector cards (:mod:`cfzoo.cards.model_cards`) and the restorer card
+(:mod:`cfzoo.cards.restorer_card`): both read registry entries whose ``training`` holds a training record."""
 
 from __future__ import annotations
 

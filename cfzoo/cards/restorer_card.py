@@ -4,7 +4,7 @@ One card covers every restorer of the registry: YAML front matter (licence, tags
 ``pipeline_tag`` and a ``model-index`` with each restorer's test PSNR and SSIM, restored and filtered, built with
 huggingface_hub's :class:`~huggingface_hub.ModelCardData`) and a body written from the entries' metrics and
 training records. Restorers missing from the registry (of :data:`RESTORATION_TASKS` x :data:`DISCRIMINATORS`)
-are named. As for the detector cards (:mod:`cfzoo.export.model_cards`), the same registry always gives the same bytes.
+are named. As for the detector cards (:mod:`cfzoo.cards.model_cards`), the same registry always gives the same bytes.
 
 - :func:`restorer_card` ``(registry)`` -> :class:`RestorerCard` (text, restorers present, restorers missing)
 - :func:`write_restorer_card` ``(out_dir, card)``: ``<out_dir>/restorers.md``, written atomically
@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfzoo.cards.card_text import devices_text, distinct, machine_text, split_of, value_text
+from cfzoo.cards.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL
 from cfzoo.errors import CfzooError
-from cfzoo.export.card_text import devices_text, distinct, machine_text, split_of, value_text
-from cfzoo.export.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.patches import PATCH_SIZE
-from cfzoo.zoo.restorers import DEFAULT_TILE
 from cfzoo.zoo.registry import MODELS_FOLDER
 from cfzoo.zoo.restorers import (
+    DEFAULT_TILE,
     DISCRIMINATOR_TITLES,
     DISCRIMINATORS,
     IMAGE_INPUT,

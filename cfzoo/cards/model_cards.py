@@ -19,15 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfzoo.cards.card_text import devices_text, distinct, machine_text, split_of, value_text
 from cfzoo.errors import CfzooError
-from cfzoo.export.card_text import devices_text, distinct, machine_text, split_of, value_text
 from cfzoo.export.onnx_export import CLASS_NAMES, GRADIENT_DEFINITION, detector_file_names
+from cfzoo.families import get_family
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import MANIPULATIONS, TASK_IDS, parameter_table
 from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.reports import table1_markdown
-from cfzoo.training.spam import SPAM_DIMENSION, SPAM_Q, SPAM_T
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, Registry, load_registry
 
 DEFAULT_CARD_DIR = "model_cards"
@@ -44,43 +44,6 @@ PAPER_CITATION = """@inproceedings{gragnaniello2018adversarial,
 HIGH_FPR = 5.0
 #: Accuracy more than this many points below the paper's is reported as a limit.
 ACCURACY_GAP = 2.0
-
-
-@dataclass(frozen=True)
-class FamilyDescription:
-    method: str  # what the detector is, one sentence
-    reference: str  # the method's original publication
-    architecture: str | None  # for families whose training record carries none
-
-
-FAMILIES = {
-    "spam": FamilyDescription(
-        "a linear SVM on hand-crafted SPAM features of the high-pass residual (feature extraction and SVM in one "
-        "ONNX graph)",
-        "J. Fridrich and J. Kodovsky, Rich models for steganalysis of digital images, IEEE TIFS 2012 (s3_spam14hv)",
-        f"gray -> third-order residuals (horizontal, vertical) -> quantisation q = {SPAM_Q:g}, T = {SPAM_T} (5 bins) -> "
-        f"4th-order co-occurrences -> SRM symmetrisation (s3_spam14hv, {SPAM_DIMENSION} values) -> standardisation -> "
-        "linear SVM (two logits whose difference is the SVM decision)",
-    ),
-    "bayar2016": FamilyDescription(
-        "a small CNN whose first layer is a bank of 5x5 filters constrained to be prediction-error (high-pass) filters",
-        "B. Bayar and M. C. Stamm, A deep learning approach to universal image manipulation detection using a new "
-        "convolutional layer, ACM IH&MMSec 2016",
-        None,
-    ),
-    "cozzolino2017": FamilyDescription(
-        "a shallow CNN that computes the SPAM features (with softmax instead of hard quantisation), its fully "
-        "connected layer initialised from the linear SVM and the whole network fine-tuned",
-        "D. Cozzolino, G. Poggi and L. Verdoliva, Recasting residual-based local descriptors as convolutional neural "
-        "networks: an application to image forgery detection, ACM IH&MMSec 2017",
-        None,
-    ),
-    "xception": FamilyDescription(
-        "a deep general-purpose CNN built from depthwise-separable convolutions, trained from scratch",
-        "F. Chollet, Xception: Deep learning with depthwise separable convolutions, CVPR 2017",
-        None,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -220,7 +183,7 @@ def _body(family: str, entries: list[ModelEntry], missing: tuple[str, ...], regi
 def _introduction(family: str, entries: list[ModelEntry], missing: tuple[str, ...]) -> str:
     lines = [
         (
-            f"{FAMILY_TITLES[family]}: {FAMILIES[family].method}. One binary detector per manipulation task: it tells "
+            f"{FAMILY_TITLES[family]}: {get_family(family).card.method}. One binary detector per manipulation task: it tells "
             f"{PATCH_SIZE}x{PATCH_SIZE} RGB patches that underwent the manipulation (class 1, `{CLASS_NAMES[1]}`) from "
             f"untouched ones (class 0, `{CLASS_NAMES[0]}`)."
         ),
@@ -280,7 +243,7 @@ ROBUSTNESS_METRICS = "robustness_eps1"
 
 
 def _architecture(family: str, entries: list[ModelEntry]) -> str:
-    description = FAMILIES[family]
+    description = get_family(family).card
     architectures = distinct(entry.training.get("hyperparameters", {}).get("architecture") for entry in entries)
     if not architectures and description.architecture:
         architectures = [description.architecture]
@@ -299,18 +262,7 @@ def _architecture(family: str, entries: list[ModelEntry]) -> str:
 
 def _contract(family: str, entries: list[ModelEntry]) -> str:
     scores = distinct(f"{entry.score} > {entry.threshold:g}" for entry in entries)
-    if family == "spam":
-        decision = (
-            "the SVM decision is `logits[:,1] - logits[:,0]`; a patch is called manipulated when "
-            + " or ".join(f"`{score}`" for score in scores) + " (equivalently, softmax(logits)[:,1] > sigmoid(threshold))."
-        )
-        companion_note = (
-            " The SVM detector's hard quantisation has no useful gradient, so the companion differentiates the soft "
-            "(softmax-quantised) SPAM of Cozzolino2017 through the same linear decision; its `logits` approximate the detector's."
-        )
-    else:
-        decision = "a patch is called manipulated when " + " or ".join(f"`{score}`" for score in scores) + "."
-        companion_note = " The companion computes the same logits as the detector."
+    decision, companion_note = get_family(family).decision_text(scores), get_family(family).companion_note
     name, gradient_name = detector_file_names("<id>")
     shape = f"[N,3,{PATCH_SIZE},{PATCH_SIZE}]"
     return "\n".join([

@@ -1,0 +1,163 @@
+"""What every detector family knows: how it is built, trained, scored, saved, exported and described.
+
+:class:`Family` is the interface the training, evaluation, export and model-card code calls; they never ask
+which family they hold. :class:`NetworkFamily` implements it for torch networks trained with
+:func:`cfzoo.training.loop.train_network`; a new network family subclasses it in one file and adds itself to
+:data:`cfzoo.families.FAMILIES`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import PatchSet
+from cfzoo.errors import CfzooError
+from cfzoo.paper import FAMILY_TITLES
+from cfzoo.zoo.registry import PROBABILITY_SCORE
+
+
+@dataclass(frozen=True)
+class CardText:
+    """What a family's model card says of the method."""
+
+    method: str  # what the detector is, one sentence
+    reference: str  # the method's original publication
+    architecture: str | None = None  # for families whose training records carry none
+
+
+class Family(ABC):
+    """One detector family. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: str
+    card: CardText
+    #: Scores above this mean manipulated (the training record's ``threshold``).
+    threshold: float = 0.5
+    #: What the score is, as the training record and the registry entry say (:data:`cfzoo.zoo.registry.PROBABILITY_SCORE`).
+    score: str = PROBABILITY_SCORE
+    #: The score in terms of the ONNX graph's logits, as the exported files' metadata says.
+    graph_score: str = "softmax(logits)[:,1] (the probability of class 1)"
+    #: Resize tasks: whether the train set keeps the photos a camera upsampled itself, unless the plan says.
+    zoomed_train_photos: bool = False
+    #: Whether an export into the package's own zoo ships the files inside the package (too large otherwise).
+    embedded: bool = True
+
+    @property
+    def title(self) -> str:
+        return FAMILY_TITLES.get(self.name, self.name)
+
+    @abstractmethod
+    def train(self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> tuple[object, dict, list[float]]:
+        """(detector, hyper-parameters for the record, loss curve) trained on the chosen patches."""
+
+    @abstractmethod
+    def score_patches(self, detector, patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
+        """The detector's score of the chosen patches (compare with :attr:`threshold`)."""
+
+    @abstractmethod
+    def save(self, detector, path: Path) -> None:
+        """Write the detector's weights as safetensors."""
+
+    @abstractmethod
+    def load(self, path: Path, record: dict):
+        """The detector whose weights :meth:`save` wrote, as its training ``record`` describes it (on the CPU)."""
+
+    @abstractmethod
+    def check(self, detector) -> None:
+        """A one-line :class:`CfzooError` when ``detector`` is not one of this family's."""
+
+    @abstractmethod
+    def export_graphs(self, detector) -> tuple[object, object]:
+        """(detector ModelProto, gradient companion ModelProto), without metadata."""
+
+    def metadata(self, detector, kind: str) -> dict[str, str]:
+        """Metadata a file of ``kind`` (detector, gradient) carries besides the contract's."""
+        return {}
+
+    def decision_text(self, scores: list[str]) -> str:
+        """The model card's sentence on when a patch is called manipulated, given the entries' ``score > t``."""
+        return "a patch is called manipulated when " + " or ".join(f"`{score}`" for score in scores) + "."
+
+    #: The model card's note on what the gradient companion computes.
+    companion_note: str = " The companion computes the same logits as the detector."
+
+
+class NetworkFamily(Family):
+    """A torch network trained by :func:`cfzoo.training.loop.train_network` and exported as it is."""
+
+    #: The schedule a plan's unset fields take (steps, batch_size, learning_rate, dihedral_augmentation, pristine_noise).
+    schedule: dict
+
+    @abstractmethod
+    def new_network(self, hyperparameters: dict | None = None):
+        """An untrained network: the current design, or the one a checkpoint's recorded ``hyperparameters`` describe."""
+
+    @abstractmethod
+    def network_class(self) -> type:
+        """The torch module class of this family's detectors."""
+
+    def initial_network(self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> tuple[object, dict]:
+        """(network training starts from, what the record says of it)."""
+        network = self.new_network()
+        return network, network.describe()
+
+    def train(self, plan, train_set, rows, status):
+        import torch
+
+        from cfzoo.training.loop import NetworkSchedule, train_network, training_device
+        from cfzoo.training.run import RowView
+
+        torch.manual_seed(plan.seed)
+        model, described = self.initial_network(plan, train_set, rows, status)
+        defaults = self.schedule
+        schedule = NetworkSchedule(
+            steps=plan.steps or defaults["steps"],
+            batch_size=plan.batch_size or defaults["batch_size"],
+            learning_rate=plan.learning_rate or defaults["learning_rate"],
+            dihedral_augmentation=(
+                defaults["dihedral_augmentation"] if plan.dihedral_augmentation is None else plan.dihedral_augmentation
+            ),
+            pristine_noise=defaults["pristine_noise"] if plan.pristine_noise is None else plan.pristine_noise,
+        )
+        model.to(training_device())
+        losses = train_network(
+            model, RowView(train_set.patches, rows), train_set.labels[rows], schedule, plan.seed,
+            on_step=lambda step, total, loss: status("train", step, total),
+        )
+        hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **described}
+        return model, hyper, losses
+
+    def score_patches(self, detector, patch_set, rows, status):
+        from cfzoo.training.loop import manipulated_probability, training_device
+        from cfzoo.training.run import RowView
+
+        detector.to(training_device())
+        return manipulated_probability(
+            detector, RowView(patch_set.patches, rows), on_batch=lambda done, total: status("test", done, total)
+        )
+
+    def save(self, detector, path):
+        from safetensors.torch import save_file
+
+        save_file({name: tensor.detach().cpu().contiguous() for name, tensor in detector.state_dict().items()}, str(path))
+
+    def load(self, path, record):
+        from safetensors.torch import load_file
+
+        network = self.new_network(record.get("hyperparameters", {}))
+        network.load_state_dict(load_file(str(path)))
+        return network.eval()
+
+    def check(self, detector):
+        expected = self.network_class()
+        if not isinstance(detector, expected):
+            raise CfzooError(f"a {self.name} detector is a {expected.__name__} module, got {type(detector).__name__}")
+
+    def export_graphs(self, detector):
+        from cfzoo.export.onnx_export import export_gradient, export_module
+
+        return export_module(detector), export_gradient(detector)

@@ -1,0 +1,192 @@
+"""Checkpoints of any family: train one on a camera dataset and evaluate it on the test devices, load it back,
+score saved checkpoints again (Table I).
+
+A checkpoint is ``<family>-<task>.safetensors`` (weights; the SVM as plain arrays) and ``<family>-<task>.json``
+(hyper-parameters, split, patch-set keys, training-data digest, loss curve, test metrics), both written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from cfzoo import __version__
+from cfzoo.callbacks import StatusCallback
+from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
+from cfzoo.errors import CfzooError
+from cfzoo.families.registry import get_family
+from cfzoo.files import write_atomically
+from cfzoo.manipulations import get_manipulation
+from cfzoo.metrics import detection_rates
+from cfzoo.training import require_training_extra
+from cfzoo.training.run import TrainingPlan, loss_summary, plan_split, training_data_digest, training_machine
+
+
+def train_detector(
+    plan: TrainingPlan,
+    dataset: CameraDataset,
+    out_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_status: StatusCallback | None = None,
+) -> dict:
+    """Build the patch sets, train, evaluate on the test devices, save; returns the JSON record."""
+    require_training_extra()
+    family = get_family(plan.family)
+    status = on_status or (lambda stage, done, total: None)
+    split = plan_split(plan, dataset)
+    patch_sets = {
+        name: build_patch_set(
+            dataset, patch_set_spec(plan, name), split, cache_dir,
+            on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
+        )
+        for name in (("train", "test") if plan.evaluate else ("train",))
+    }
+    train_rows = balanced_subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
+
+    started = time.perf_counter()
+    detector, hyper, losses = family.train(plan, patch_sets["train"], train_rows, status)
+    training_seconds = time.perf_counter() - started
+
+    metrics, test_patches = {}, 0
+    if plan.evaluate:
+        test_set = patch_sets["test"]
+        test_rows = balanced_subset(test_set.labels, plan.max_test_patches, plan.seed + 1)
+        scores = family.score_patches(detector, test_set, test_rows, status)
+        metrics = {"test": detection_rates(test_set.labels[test_rows], scores > family.threshold).as_dict()}
+        test_patches = len(test_rows)
+    record = {
+        "id": plan.model_id,
+        "family": plan.family,
+        "task": plan.task,
+        "cfzoo_version": __version__,
+        "seed": plan.seed,
+        "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
+        "patch_sets": {name: patch_set.meta["key"] for name, patch_set in patch_sets.items()},
+        "training_data_sha256": training_data_digest(patch_sets["train"]),
+        "zoomed_train_photos": patch_set_spec(plan, "train").keep_zoomed_photos,
+        "train_patches": len(train_rows),
+        "test_patches": test_patches,
+        "hyperparameters": hyper,
+        "threshold": family.threshold,
+        "score": family.score,
+        "loss": loss_summary(losses),
+        "metrics": metrics,
+        "training_seconds": round(training_seconds, 1),
+        "machine": training_machine(),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: family.save(detector, path))
+    write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
+    return record
+
+
+def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:
+    """The patch set a plan trains (``"train"``) or is tested (``"test"``) on."""
+    # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
+    zoomed = get_family(plan.family).zoomed_train_photos if plan.zoomed_train_photos is None else plan.zoomed_train_photos
+    keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos and split_name == "train"
+    return PatchSetSpec(task=plan.task, split=split_name, seed=plan.seed, keep_zoomed_photos=keep_zoomed)
+
+
+def load_detector(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tuple[dict, object]:
+    """(training record, detector) of a checkpoint written by :func:`train_detector`; the detector on the CPU."""
+    checkpoint_dir = Path(checkpoint_dir)
+    record_path = checkpoint_dir / f"{model_id}.json"
+    weights_path = checkpoint_dir / f"{model_id}.safetensors"
+    if not record_path.exists() or not weights_path.exists():
+        raise CfzooError(f"no checkpoint {model_id} in {checkpoint_dir}; train it with: cfzoo train DATA -f FAMILY -t TASK --out {checkpoint_dir}")
+    record = json.loads(record_path.read_text())
+    return record, get_family(record["family"]).load(weights_path, record)
+
+
+# --- Table I from checkpoints -----------------------------------------------------------------
+
+
+def available_models(
+    checkpoint_dir: str | os.PathLike[str], families: Iterable[str], tasks: Iterable[str], need_weights: bool = True
+) -> list[tuple[str, str]]:
+    """(family, task) pairs that have a training record (and weights, with ``need_weights``), in the given orders."""
+    checkpoint_dir = Path(checkpoint_dir)
+    suffixes = (".json", ".safetensors") if need_weights else (".json",)
+    return [
+        (family, task) for task in tasks for family in families
+        if all((checkpoint_dir / f"{family}-{task}{suffix}").exists() for suffix in suffixes)
+    ]
+
+
+def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]]) -> list[dict]:
+    """Table I rows as measured at the end of training (no recomputation)."""
+    rows = []
+    for family, task in models:
+        record = json.loads((Path(checkpoint_dir) / f"{family}-{task}.json").read_text())
+        if "test" not in record["metrics"]:
+            raise CfzooError(
+                f"{family}-{task} was trained without evaluation; score it once with: cfzoo evaluate DATA --checkpoints "
+                f"{checkpoint_dir} -f {family} -t {task} --save-metrics"
+            )
+        rows.append(_row(record, record["metrics"]["test"], record["test_patches"]))
+    return rows
+
+
+def evaluate_checkpoints(
+    dataset: CameraDataset,
+    checkpoint_dir: str | os.PathLike[str],
+    models: list[tuple[str, str]],
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_test_patches: int | None = None,
+    on_status: StatusCallback | None = None,
+    save_metrics: bool = False,
+) -> list[dict]:
+    """Score every checkpoint on the test patches of the split it was trained with; with ``save_metrics``, store
+    the measured rates in each checkpoint's record (for models trained with ``evaluate=False``)."""
+    status = on_status or (lambda stage, done, total: None)
+    rows = []
+    for family_name, task in models:
+        family = get_family(family_name)
+        record, detector = load_detector(checkpoint_dir, f"{family_name}-{task}")
+        split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
+        test_set = build_patch_set(
+            dataset, PatchSetSpec(task=task, split="test", seed=record["seed"]), split, cache_dir,
+            on_progress=lambda done, total: status(f"{family_name}-{task} patches", done, total),
+        )
+        chosen = balanced_subset(test_set.labels, max_test_patches, record["seed"] + 1)
+        scores = family.score_patches(
+            detector, test_set, chosen, lambda stage, done, total: status(f"{family_name}-{task} {stage}", done, total)
+        )
+        called = scores > family.threshold
+        rates = detection_rates(test_set.labels[chosen], called)
+        devices = np.array([test_set.images[source].device for source in test_set.sources[chosen]])
+        by_device = {
+            device: detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict()
+            for device in sorted(set(devices))
+        }
+        rows.append({**_row(record, rates.as_dict(), len(chosen)), "by_device": by_device})
+        if save_metrics:
+            record["metrics"]["test"] = rates.as_dict()
+            record["test_patches"] = len(chosen)
+            record["patch_sets"]["test"] = test_set.meta["key"]
+            write_atomically(
+                Path(checkpoint_dir) / f"{family_name}-{task}.json",
+                lambda path, record=record: path.write_text(json.dumps(record, indent=2)),
+            )
+    return rows
+
+
+def _row(record: dict, rates: dict, test_patches: int) -> dict:
+    return {
+        "family": record["family"],
+        "task": record["task"],
+        "fpr": rates["fpr"],
+        "tpr": rates["tpr"],
+        "acc": rates["acc"],
+        "test_patches": test_patches,
+        "test_devices": record["split"]["test"],
+        "train_patches": record["train_patches"],
+        "machine": record["machine"]["device"],
+    }
