@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.paper import FAMILY_IDS, FAMILY_TITLES, table1
+from cfzoo.results import AttackRow, CheckpointRow, DetectionRow, RestorationRow, Table1Cell, TprChange
 
 #: Table I's row order: the easy tasks, then the challenging ones.
 TABLE1_ORDER = ("blur1.1", "jpeg70", "median7", "resize1.5", "blur0.5", "jpeg90", "median3", "resize1.01")
 
 
-def table1_markdown(rows: list[dict], families: list[str]) -> str:
+def table1_markdown(rows: Sequence[Table1Cell | DetectionRow | CheckpointRow], families: list[str]) -> str:
     """Table I: for each task and family, our FPR / TPR / ACC and the paper's, in percent."""
-    by_key = {(row["family"], row["task"]): row for row in rows}
+    by_key = {(row.family, row.task): row for row in rows}
     header = "| task | " + " | ".join(f"{FAMILY_TITLES[f]} FPR | TPR | ACC" for f in families) + " |"
     rule = "|---|" + "---|---|---|" * len(families)
     lines = [header, rule]
@@ -23,7 +26,7 @@ def table1_markdown(rows: list[dict], families: list[str]) -> str:
             ours = by_key.get((family, task))
             paper = table1(task, family)
             for metric in ("fpr", "tpr", "acc"):
-                mine = f"{ours[metric]:.2f}" if ours else "–"
+                mine = f"{getattr(ours, metric):.2f}" if ours else "–"
                 cells.append(f"{mine} ({paper[metric]:.2f})" if paper else mine)
         title = MANIPULATIONS[task].title
         group = "easy" if MANIPULATIONS[task].difficulty == "easy" else "challenging"
@@ -33,10 +36,10 @@ def table1_markdown(rows: list[dict], families: list[str]) -> str:
     return "\n".join(lines)
 
 
-def reported_families(rows: list[dict]) -> list[str]:
+def reported_families(rows: Sequence[AttackRow | RestorationRow]) -> list[str]:
     """The columns with a TPR in any row of a before/after report (Tables II-V): the families in the zoo's order,
     then external models (by id) in the order they appear."""
-    columns = list(dict.fromkeys(column for row in rows for column in row["tpr"]))
+    columns = list(dict.fromkeys(column for row in rows for column in row.tpr))
     return [family for family in FAMILY_IDS if family in columns] + [column for column in columns if column not in FAMILY_IDS]
 
 
@@ -50,7 +53,7 @@ def before_after_header(families: list[str]) -> str:
     return " | ".join(f"{column_title(family)} before | {column_title(family)} after" for family in families)
 
 
-def before_after_cells(tpr: dict, families: list[str], bold: str | None = None) -> list[str]:
+def before_after_cells(tpr: Mapping[str, TprChange], families: list[str], bold: str | None = None) -> list[str]:
     """Two cells per family, TPR before and after, the paper's figure in brackets; the ``bold`` family's after
     value in bold (an attack's target); a dash for a family missing from this row."""
     cells = []
@@ -59,8 +62,8 @@ def before_after_cells(tpr: dict, families: list[str], bold: str | None = None) 
         if rates is None:
             cells += ["–", "–"]
             continue
-        after = f"{rates['after']:.2f}"
+        after = f"{rates.after:.2f}"
         if family == bold:
             after = f"**{after}**"
-        cells += [f"{rates['before']:.2f}", after + (f" ({rates['paper']:.2f})" if rates["paper"] is not None else "")]
+        cells += [f"{rates.before:.2f}", after + (f" ({rates.paper:.2f})" if rates.paper is not None else "")]
     return cells

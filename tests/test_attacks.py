@@ -224,8 +224,12 @@ def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, 
     assert result.exit_code == 0, result.output
     assert "no data folder given" in result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"target", "method", "eps", "iterations", "step", "seed", "dataset", "test_devices", "target_trained_on_test_devices", "rows"}
+    assert set(report) == {
+        "schema_version", "target", "method", "eps", "iterations", "step", "seed", "dataset", "test_devices", "target_trained_on_test_devices",
+        "rows", "paper_table",
+    }
     assert (report["target"], report["method"], report["eps"], report["iterations"], report["step"]) == ("bayar2016", "fgsm", 1, 1, 1)
+    assert report["paper_table"] == "II"
     (row,) = report["rows"]
     assert set(row) == {"task", "target", "test_devices", "patches", "manipulated_in_split", "psnr_db", "mse", "zero_gradient_patches", "mean_iterations", "seconds", "tpr"}
     assert row["task"] == "jpeg70" and row["target"] == "bayar2016-jpeg70" and row["patches"] == 12

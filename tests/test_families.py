@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import cfzoo
+from cfzoo.errors import CfzooError
 from cfzoo.families import FAMILIES, NetworkFamily, export_checkpoint, get_family, load_detector, train_detector
 from cfzoo.families.base import CardText
-from cfzoo.errors import CfzooError
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE
 

@@ -89,7 +89,7 @@ def test_train_on_the_train_photos_then_unpack_gives_checkpoints_that_evaluate(s
         "--max-test-patches", "40", "--cache-dir", str(tmp_path / "cache"),
     ])
     assert scored.exit_code == 0, scored.output
-    row = json.loads(scored.stdout)[0]
+    row = json.loads(scored.stdout)["rows"][0]
     saved = json.loads((out / "bayar2016-long" / "bayar2016-median3.json").read_text())
     assert saved["metrics"]["test"]["acc"] == row["acc"] and 0 <= row["acc"] <= 100
     assert np.isfinite(row["fpr"])

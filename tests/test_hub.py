@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from cfzoo.cards.model_cards import zoo_card
 from cfzoo.zoo.hub import plan_publication
 from cfzoo.zoo.registry import embedded_registry, embedded_zoo_dir
 
@@ -69,7 +70,7 @@ def served_repo(source_zoo, tmp_path_factory) -> dict:
     if shutil.which("git") is None:
         pytest.skip("git is needed to build the served repo")
     mirrors = tmp_path_factory.mktemp("mirrors")
-    repo = plan_publication(REPO_ID, source_zoo[0], MODEL_IDS).lay_out(mirrors / "models" / REPO_ID)
+    repo = plan_publication(REPO_ID, source_zoo[0], MODEL_IDS, zoo_card=zoo_card).lay_out(mirrors / "models" / REPO_ID)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "publish")
@@ -264,7 +265,7 @@ def test_publish_refuses_a_zoo_file_that_does_not_match_its_registry(source_zoo,
     victim = zoo / "models" / f"{MODEL_IDS[0]}.grad.onnx"
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(CfzooError, match="does not match the sha256"):
-        plan_publication("someone/cfzoo-models", zoo, MODEL_IDS)
+        plan_publication("someone/cfzoo-models", zoo, MODEL_IDS, zoo_card=zoo_card)
 
 
 def test_a_damaged_cached_file_is_downloaded_again_in_the_same_pull(hub_endpoint, tmp_path):
@@ -320,6 +321,6 @@ def test_publishing_a_zoo_leaves_out_listed_models_whose_files_live_elsewhere(so
         shutil.copy(zoo / model_file.path_in_zoo, partial / model_file.path_in_zoo)
     Registry([listed.get(shipped), listed.get(elsewhere)]).write(partial / REGISTRY_NAME)
 
-    assert plan_publication("someone/models", partial).models == (shipped,)
+    assert plan_publication("someone/models", partial, zoo_card=zoo_card).models == (shipped,)
     with pytest.raises(CfzooError, match=f"{elsewhere}.onnx is missing"):
-        plan_publication("someone/models", partial, [shipped, elsewhere])
+        plan_publication("someone/models", partial, [shipped, elsewhere], zoo_card=zoo_card)

@@ -249,3 +249,18 @@ def test_weights_that_travelled_quantised_are_named_on_the_card(registry):
     assert len(lines) == 1 and lines[0].startswith("`bayar2016-jpeg70`: the weights came back") and "int8 per output channel" in lines[0]
     assert "median7" not in lines[0]
     assert "came back" not in family_card("bayar2016", Registry([plain])).text
+
+
+def test_a_template_field_that_is_not_given_fails_instead_of_printing_nothing(registry):
+    import jinja2
+    from huggingface_hub import ModelCardData
+
+    from cfzoo.cards.card_text import render_card
+    from cfzoo.cards.model_cards import zoo_card
+
+    entries = list(registry)[:2]
+    readme = zoo_card("someone/models", entries, ["spam.md"])
+    assert readme.startswith("---\nlibrary_name: onnx\nlicense: mit\n") and "# someone/models" in readme
+    assert f"| `{entries[0].id}` |" in readme and "Model cards: [spam](model_cards/spam.md)." in readme
+    with pytest.raises(jinja2.UndefinedError, match="'example' is undefined"):
+        render_card("zoo_readme.md.j2", ModelCardData(license="mit"), repo_id="r", paper_url="u", patch=128, models=[], card_links=[])

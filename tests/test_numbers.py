@@ -208,7 +208,7 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
 
 def test_table1_cells_are_rates_counted_from_the_scores(models, sample_dataset, cache):
     tasks = ["jpeg70", "median3"]
-    table = measure_detection(sample_dataset, tasks, seed=0, max_patches=40, cache_dir=cache)
+    table = measure_detection(sample_dataset, tasks, seed=0, max_patches=40, cache_dir=cache).to_json()
     split = split_devices(sample_dataset.device_names, 0)
     assert table["test_devices"] == list(split.test)
     assert [(row["task"], row["family"]) for row in table["rows"]] == [(task, family) for task in tasks for family in FAMILIES]

@@ -3,18 +3,21 @@ report folder checked file against file."""
 
 import csv
 import json
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
+from test_numbers import percent_flagged, without_timings
+from test_zoo import run_cli_without_torch
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.data import PatchSetSpec, balanced_subset, build_patch_set, split_devices
-from cfzoo.paper import paper_tables, table1
 from cfzoo.experiments.reproduce import DIFFERENCE_POINTS, differences
-from test_numbers import percent_flagged, without_timings
-from test_zoo import run_cli_without_torch
+from cfzoo.paper import paper_tables, table1
+from cfzoo.results import AttackReport, AttackRow, DetectionRow, DetectionTable, RestorationReport, TprChange
 
 MODELS = [f"{family}-{task}" for family in ("spam", "bayar2016", "cozzolino2017") for task in ("jpeg70", "median3")]
 TASKS = ["median3", "jpeg70"]
@@ -54,6 +57,8 @@ def test_runs_on_the_bundled_photos_without_torch(models, run):
 
 def test_json_schema(models, run):
     _, _, document = run
+    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "schemas" / "reproduce.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
     assert set(document) == {
         "schema_version", "cfzoo_version", "created", "settings", "data", "machine", "seconds", "table1", "attacks",
         "restoration", "differences", "files",
@@ -165,12 +170,22 @@ def test_report_csv_json_and_plots_agree(models, run):
 def test_differences_list_only_gaps_over_the_threshold():
     paper = table1("jpeg70", "bayar2016")
     near = {"fpr": paper["fpr"] + DIFFERENCE_POINTS, "tpr": paper["tpr"], "acc": paper["acc"] - DIFFERENCE_POINTS - 0.01}
-    document = {
-        "table1": {"rows": [{"task": "jpeg70", "family": "bayar2016", "paper": paper, **near}]},
-        "attacks": [{"target": "bayar2016", "rows": [{"task": "jpeg70", "tpr": {"spam": {"after": 7.0, "paper": 0.06}, "bayar2016": {"after": 0.0, "paper": 0.0}}}]}],
-        "restoration": {"rows": []},
-    }
-    assert differences(document) == {
+    detection = DetectionTable(test_devices=["d"], rows=[DetectionRow(
+        task="jpeg70", family="bayar2016", model="bayar2016-jpeg70", pristine=10, manipulated=10, paper=paper,
+        trained_on_test_devices=[], **near,
+    )])
+    row = AttackRow(
+        task="jpeg70", target="bayar2016-jpeg70", test_devices=["d"], patches=10, manipulated_in_split=10, psnr_db=48.1, mse=0.5,
+        zero_gradient_patches=0, mean_iterations=1, seconds=1.0,
+        tpr={"spam": TprChange(model="spam-jpeg70", before=90.0, after=7.0, paper=0.06),
+             "bayar2016": TprChange(model="bayar2016-jpeg70", before=90.0, after=0.0, paper=0.0)},
+    )
+    attack = AttackReport(
+        target="bayar2016", method="fgsm", eps=1, iterations=1, step=1, seed=0, dataset="d", test_devices=["d"],
+        target_trained_on_test_devices=[], rows=[row],
+    )
+    restoration = RestorationReport(seed=0, dataset="d", test_devices=["d"], max_patches=None, missing=[], rows=[])
+    assert differences(detection, [attack], restoration) == {
         "table1": [f"Bayar2016 jpeg70 ACC: {near['acc']:.2f} vs {paper['acc']:.2f} in the paper (-5.01)"],
         "fgsm_bayar2016": ["SPAM+SVM jpeg70 TPR after: 7.00 vs 0.06 in the paper (+6.94)"],
         "table5": [],

@@ -276,7 +276,7 @@ def test_cli_evaluate_json_is_table_v(models, user_zoo, runner, sample_root, cac
     ])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"seed", "dataset", "test_devices", "max_patches", "missing", "rows"}
+    assert set(report) == {"schema_version", "seed", "dataset", "test_devices", "max_patches", "missing", "rows", "note"}
     assert report["missing"] == ["restorer-median7-kim", "restorer-median7-vgg", "restorer-median3-vgg"]
     (row,) = report["rows"]
     assert set(row) == {"task", "discriminator", "restorer", "patches", "quality", "restore_seconds", "tpr"}

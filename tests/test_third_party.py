@@ -181,7 +181,7 @@ def test_a_registered_detector_is_evaluated_like_the_zoos_own(third_party, sampl
         app, ["evaluate", str(sample_root), "--model", "residual", "--model", "bayar2016-jpeg70", "--max-test-patches", "16", "--json"]
     )
     assert result.exit_code == 0, result.output
-    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    rows = {row["model"]: row for row in json.loads(result.stdout)["rows"]}
     assert set(rows) == {"residual", "bayar2016-jpeg70"}
     assert rows["residual"]["family"] == "external" and rows["residual"]["paper"] is None
     assert rows["residual"]["pristine"] == rows["residual"]["manipulated"] == 16

@@ -261,7 +261,9 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
 
     scored = runner.invoke(app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--json", *common])
     assert scored.exit_code == 0, scored.output
-    for row in json.loads(scored.stdout):
+    table = json.loads(scored.stdout)
+    assert table["schema_version"] == 1
+    for row in table["rows"]:
         recorded = records[f"{row['family']}-{row['task']}"]["metrics"]["test"]
         assert (row["fpr"], row["tpr"], row["acc"]) == (recorded["fpr"], recorded["tpr"], recorded["acc"])
         # the per-device rates add up to the overall ones

@@ -298,6 +298,24 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     assert load_detector(available_model, providers="cpu") is not detector
 
 
+def test_one_cache_holds_every_kind_of_session_and_drops_the_least_recently_used(available_model, monkeypatch):
+    from cfzoo.ops.restore import load_restorer
+    from cfzoo.zoo import runtime
+
+    restorer = load_restorer("median3", "kim", providers="cpu")
+    assert load_restorer("median3", "kim", providers="cpu") is restorer
+    features = runtime.load_spam_feature_companion("cpu")
+    assert runtime.load_spam_feature_companion("cpu") is features
+    detector = load_detector(available_model, providers="cpu")
+    monkeypatch.setattr(runtime, "SESSION_CACHE_SIZE", 2)
+    gradient_model = load_gradient_model(available_model, providers="cpu")  # the cache keeps the two used last
+    assert load_detector(available_model, providers="cpu") is detector
+    assert load_gradient_model(available_model, providers="cpu") is gradient_model
+    assert load_restorer("median3", "kim", providers="cpu") is not restorer
+    clear_session_cache()
+    assert load_gradient_model(available_model, providers="cpu") is not gradient_model
+
+
 def test_images_off_the_contract_are_refused(available_model, patches):
     detector = load_detector(available_model, providers="cpu")
     with pytest.raises(CfzooError, match=r"images must be \[N,3,128,128\] RGB 0..255, got shape \[7, 128, 128, 3\]"):

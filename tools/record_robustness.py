@@ -10,28 +10,28 @@ TPR before, after each attack and in the worst case, Square's query budget. Then
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from cfzoo.cards.model_cards import ROBUSTNESS_METRICS
+from cfzoo.results import RobustnessReport
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
 EPS = 1
 
 
-def robustness_metrics(report: dict) -> dict[str, dict[str, float]]:
+def robustness_metrics(report: RobustnessReport) -> dict[str, dict[str, float]]:
     """{model id: its eps-1 figures} for the single-model rows of a robustness report."""
-    if EPS not in report["eps"]:
+    if EPS not in report.eps:
         raise SystemExit(f"the report has no eps {EPS} rows")
     figures: dict[str, dict[str, float]] = {}
-    for row in report["rows"]:
-        if row["eps"] != EPS or "+" in row["model"]:
+    for row in report.rows:
+        if row.eps != EPS or "+" in row.model:
             continue
-        found = figures.setdefault(row["model"], {"eps": EPS, "patches": row["patches"], "tpr_before": row["tpr_before"]})
-        key = "worst_case_tpr" if row["attack"] == "worst-case" else f"{row['attack']}_tpr"
-        found[key] = row["tpr_after"]
-    queries = report["parameters"].get("square", {}).get("queries")
+        found = figures.setdefault(row.model, {"eps": EPS, "patches": row.patches, "tpr_before": row.tpr_before})
+        key = "worst_case_tpr" if row.attack == "worst-case" else f"{row.attack}_tpr"
+        found[key] = row.tpr_after
+    queries = report.parameters["square"].queries if "square" in report.parameters else None
     if queries is not None:
         for found in figures.values():
             found["square_queries"] = queries
@@ -46,7 +46,7 @@ def main() -> None:
     registry = Registry.read(arguments.registry)
     figures = {}
     for path in arguments.reports:
-        figures.update(robustness_metrics(json.loads(path.read_text())))
+        figures.update(robustness_metrics(RobustnessReport.model_validate_json(path.read_text())))
     unknown = sorted(set(figures) - set(registry.entries))
     if unknown:
         raise SystemExit(f"not in {arguments.registry}: {', '.join(unknown)}")

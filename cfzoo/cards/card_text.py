@@ -1,10 +1,37 @@
-"""Text helpers shared by the detector cards (:mod:`cfzoo.cards.model_cards`) and the restorer card
-(:mod:`cfzoo.cards.restorer_card`): both read registry entries whose ``training`` holds a training record."""
+"""What the detector cards (:mod:`cfzoo.cards.model_cards`) and the restorer card (:mod:`cfzoo.cards.restorer_card`)
+share: the one renderer of their Jinja templates (``cfzoo/cards/templates``) into a huggingface_hub ModelCard, and
+text helpers for registry entries whose ``training`` holds a training record."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Iterable
+
+import jinja2
+from huggingface_hub import CardData, ModelCard
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("cfzoo.cards", "templates"),
+        undefined=jinja2.StrictUndefined,  # a misspelt field fails, it is not an empty string
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # markdown, not HTML
+    )
+    environment.filters["code"] = lambda value: f"`{value}`"
+    return environment
+
+
+def render_card(template: str, card_data: CardData, **fields) -> str:
+    """The model card ``template`` (a file in ``cfzoo/cards/templates``) renders with the front matter of
+    ``card_data`` and ``fields``, checked by parsing it as a huggingface_hub ModelCard."""
+    text = _templates().get_template(template).render(card_data=card_data.to_yaml(), **fields)
+    ModelCard(text, ignore_metadata_errors=False)  # the front matter must read back as card metadata
+    return text
 
 
 def distinct(values: Iterable) -> list:

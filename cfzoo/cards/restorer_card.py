@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfzoo.cards.card_text import devices_text, distinct, machine_text, split_of, value_text
+from huggingface_hub import EvalResult, ModelCardData
+
+from cfzoo.cards.card_text import devices_text, distinct, machine_text, render_card, split_of, value_text
 from cfzoo.cards.model_cards import CAMERA_DEVICES, PAPER_CITATION, PAPER_URL
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
@@ -56,7 +58,7 @@ def restorer_card(registry: RestorerRegistry | None = None) -> RestorerCard:
     if not entries:
         raise CfzooError("no restorers in the registry; train and export some (cfzoo train-restorer DATA --all, then cfzoo export-restorer)")
     missing = tuple(restorer_id(task, kind) for task in RESTORATION_TASKS for kind in DISCRIMINATORS if restorer_id(task, kind) not in registry)
-    text = "---\n" + _front_matter(entries) + "\n---\n\n" + _body(entries, missing)
+    text = render_card("restorers.md.j2", _card_data(entries), **_fields(entries, missing))
     return RestorerCard(tuple(entry.id for entry in entries), missing, text)
 
 
@@ -68,9 +70,7 @@ def write_restorer_card(out_dir: str | os.PathLike[str], card: RestorerCard) -> 
 # --- front matter -----------------------------------------------------------------------------------------
 
 
-def _front_matter(entries: list[RestorerEntry]) -> str:
-    from huggingface_hub import EvalResult, ModelCardData
-
+def _card_data(entries: list[RestorerEntry]) -> ModelCardData:
     results = []
     for entry in entries:
         test = entry.metrics.get("test")
@@ -95,7 +95,7 @@ def _front_matter(entries: list[RestorerEntry]) -> str:
                         **common, metric_type=metric, metric_config=config, metric_name=f"{name} against the pristine patches: {what}",
                         metric_value=round(float(quality[key]), digits),
                     ))
-    data = ModelCardData(
+    return ModelCardData(
         license="mit",
         library_name="onnx",
         pipeline_tag="image-to-image",
@@ -105,247 +105,120 @@ def _front_matter(entries: list[RestorerEntry]) -> str:
         model_name="cfzoo-restorers",
         eval_results=results or None,
     )
-    return data.to_yaml()
 
 
-# --- body -------------------------------------------------------------------------------------------------
+# --- the template's fields ---------------------------------------------------------------------------------
 
 
-def _body(entries: list[RestorerEntry], missing: tuple[str, ...]) -> str:
-    sections = [
-        "# cfzoo GAN restorers: hiding median filtering from forensic detectors",
-        _introduction(entries, missing),
-        "## Models\n\n" + _models_table(entries),
-        "## What the restorer is\n\n" + _architecture(entries),
-        "## Model contract\n\n" + _contract(entries),
-        "## Training\n\n" + _training(entries),
-        "## How to use\n\n" + _usage(entries),
-        "## Limits\n\n" + _limits(entries),
-        "## Files\n\n" + _files(entries),
-        "## Licence\n\n" + _licence(entries),
-        "## Citation\n\n" + f"Generator after {KIM2018}. Reproduced as part of:\n\n```bibtex\n{PAPER_CITATION}\n```",
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def _introduction(entries: list[RestorerEntry], missing: tuple[str, ...]) -> str:
-    tasks = " and ".join(f"`{task}` ({_window(task)} median filter)" for task in RESTORATION_TASKS)
-    kinds = " and ".join(f"`{kind}` ({DISCRIMINATOR_TITLES[kind]})" for kind in DISCRIMINATORS)
-    lines = [
+def _fields(entries: list[RestorerEntry], missing: tuple[str, ...]) -> dict:
+    """What ``templates/restorers.md.j2`` shows, computed from the registry entries."""
+    example = entries[-1]  # in Table V order: restorer-median3-vgg when every restorer is here
+    commands = [
+        ('pip install "cfzoo[cpu]"', 'or "cfzoo[gpu]" for CUDA'),
         (
-            "GAN generators after Kim et al. 2018: each takes a median-filtered RGB image and adds back the fine structure "
-            "the filter removed, to hide the filtering from forensic detectors (counter-forensics) while bringing the image "
-            f"closer to the pristine one. One restorer per task, {tasks}, and per discriminator it was trained against, {kinds}."
+            f"cfzoo restore filtered.png --task {example.task} --discriminator {example.discriminator} --out restored.png",
+            "one image, tile by tile; lossless PNG",
         ),
-        "",
-        (
-            "Trained and exported to ONNX by cfzoo (`pip install cfzoo`), a counter-forensics model zoo that reproduces "
-            "Gragnaniello, Marra, Poggi and Verdoliva, [*Analysis of Adversarial Attacks against CNN-based Image Forgery "
-            f"Detectors*]({PAPER_URL}) (EUSIPCO 2018); these generators are its Section III-C and Table V."
-        ),
-        "",
-        f"This card covers {len(entries)} of the {len(RESTORATION_TASKS) * len(DISCRIMINATORS)} restorers.",
+        ("cfzoo restore --evaluate --data DIR", "Table V: every detector's TPR before and after, PSNR / SSIM"),
     ]
-    if missing:
-        lines[-1] += f" Not in the registry, so not described here: {', '.join(f'`{i}`' for i in missing)}."
-        lines += ["", *(
-            f"- To add `{restorer_id(task, kind)}`, {how_to_get(task, kind)}."
+    seconds = [entry.training["training_seconds"] for entry in entries if "training_seconds" in entry.training]
+    return {
+        "paper_url": PAPER_URL,
+        "citation": PAPER_CITATION,
+        "kim2018": KIM2018,
+        "patch": PATCH_SIZE,
+        "tasks": [f"`{task}` ({_window(task)} median filter)" for task in RESTORATION_TASKS],
+        "kinds": [f"`{kind}` ({DISCRIMINATOR_TITLES[kind]})" for kind in DISCRIMINATORS],
+        "restorer_count": len(RESTORATION_TASKS) * len(DISCRIMINATORS),
+        "missing": missing,
+        "missing_how": [
+            (restorer_id(task, kind), how_to_get(task, kind))
             for task in RESTORATION_TASKS for kind in DISCRIMINATORS if restorer_id(task, kind) in missing
-        )]
-    return "\n".join(lines)
-
-
-def _models_table(entries: list[RestorerEntry]) -> str:
-    rows = [
-        "| restorer | task | discriminator | file | MB | receptive radius (px) | test pairs | PSNR dB filtered -> restored | SSIM filtered -> restored |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for entry in entries:
-        test = entry.metrics.get("test", {})
-        rows.append(
-            f"| `{entry.id}` | `{entry.task}` | `{entry.discriminator}` | `{MODELS_FOLDER}/{entry.file.name}` | "
-            f"{entry.file.size / 1e6:.2f} | {entry.receptive_radius} | {test.get('pairs', '-')} | "
-            f"{_quality(test, 'psnr_db', 2)} | {_quality(test, 'ssim', 4)} |"
-        )
-    rows.append("")
-    rows.append(
-        f"PSNR and SSIM against the pristine patches, on {PATCH_SIZE}x{PATCH_SIZE} median-filtered patches of the test "
-        "devices only (devices never seen in training), each paired with the pristine patch at the same position of the "
-        "same photo: filtered is the input, restored the generator's output rounded to uint8."
-    )
-    return "\n".join(rows)
-
-
-def _architecture(entries: list[RestorerEntry]) -> str:
-    lines = [
-        f"Original method: {KIM2018}. The generator's loss has three terms: pixel fidelity to the pristine image, a "
-        "perceptual term and an adversarial term against a discriminator that tells pristine patches from restored ones.",
-        "",
-        "Generator:",
-        *_shared(entries, (
+        ],
+        "restorers": [_restorer_row(entry) for entry in entries],
+        "generator": _shared(entries, (
             ("architecture", lambda entry: _hyper(entry).get("generator")),
             ("width (channels)", lambda entry: _hyper(entry).get("generator_width")),
             ("residual blocks", lambda entry: _hyper(entry).get("generator_blocks")),
             ("parameters", lambda entry: _hyper(entry).get("generator_parameters")),
         )),
-        "",
-        "Discriminators (used in training only; not shipped):",
-    ]
+        "discriminators": _discriminators(entries),
+        "models_folder": MODELS_FOLDER,
+        "image_input": IMAGE_INPUT,
+        "restored_output": RESTORED_OUTPUT,
+        "radii": distinct(entry.receptive_radius for entry in entries),
+        "default_tile": DEFAULT_TILE,
+        "windows": [f"`{task}` for a {_window(task)} window" for task in RESTORATION_TASKS],
+        "training_facts": _shared(entries, (
+            ("split", lambda entry: (
+                f"by device, not by photo (seed {split_of(entry).get('seed', '-')}); train devices: {devices_text(entry, 'train')}; "
+                f"test devices: {devices_text(entry, 'test')}"
+            ) if split_of(entry) else None),
+            ("data", lambda entry: _pairs(entry)),
+            ("steps", lambda entry: _hyper(entry).get("steps")),
+            ("batch", lambda entry: _batch(entry)),
+            ("loss", lambda entry: _loss_weights(entry)),
+            ("perceptual features", lambda entry: _hyper(entry).get("perceptual_features")),
+            ("optimiser", lambda entry: _optimiser(entry)),
+            ("seed", lambda entry: entry.training.get("seed")),
+            ("training-data digest (sha256 of the sorted sha256 of the training photos)", lambda entry: _code(entry.training.get("training_data_sha256"))),
+        )),
+        "training": [_training_run(entry) for entry in entries],
+        "machines": distinct(machine_text(entry.training.get("machine", {})) for entry in entries),
+        "cpu_only": _cpu_only(entries),
+        "training_minutes": sum(seconds) / 60 if seconds else None,
+        "commands": commands,
+        "command_width": max(len(command) for command, _ in commands) + 2,
+        "example": {"task": example.task, "discriminator": example.discriminator, "file": example.file.name},
+        "embedded": [entry.id for entry in entries if entry.embedded],
+        "budgets": distinct(_budget(entry) for entry in entries),
+        **_photo_licences(entries),
+    }
+
+
+def _restorer_row(entry: RestorerEntry) -> dict:
+    test = entry.metrics.get("test", {})
+    return {
+        "id": entry.id, "task": entry.task, "discriminator": entry.discriminator, "path": f"{MODELS_FOLDER}/{entry.file.name}",
+        "size": entry.file.size, "sha256": entry.file.sha256, "radius": entry.receptive_radius, "pairs": test.get("pairs", "-"),
+        "psnr": _quality(test, "psnr_db", 2), "ssim": _quality(test, "ssim", 4),
+    }
+
+
+def _discriminators(entries: list[RestorerEntry]) -> list[dict]:
+    described = []
     for kind in DISCRIMINATORS:
         users = [entry for entry in entries if entry.discriminator == kind]
         if not users:
             continue
         descriptions = distinct(_hyper(entry).get("discriminator", "").removeprefix(f"{kind}: ") or None for entry in users)
-        widths = distinct("-".join(map(str, _hyper(entry)["discriminator_widths"])) for entry in users if "discriminator_widths" in _hyper(entry))
-        described = "; ".join(descriptions) if descriptions else "not described in the training records"
-        width_text = f"; channels {' or '.join(widths)}" if widths else ""
-        lines.append(
-            f"- `{kind}`, {DISCRIMINATOR_TITLES[kind]} ({', '.join(f'`{entry.id}`' for entry in users)}): {described}{width_text}."
-        )
-    return "\n".join(lines)
+        described.append({
+            "kind": kind,
+            "title": DISCRIMINATOR_TITLES[kind],
+            "ids": [entry.id for entry in users],
+            "described": "; ".join(descriptions) if descriptions else "not described in the training records",
+            "widths": distinct("-".join(map(str, _hyper(entry)["discriminator_widths"])) for entry in users if "discriminator_widths" in _hyper(entry)),
+        })
+    return described
 
 
-def _contract(entries: list[RestorerEntry]) -> str:
-    radii = distinct(entry.receptive_radius for entry in entries)
-    return "\n".join([
-        (
-            f"- `{MODELS_FOLDER}/restorer-<task>-<discriminator>.onnx`: input `{IMAGE_INPUT}` float32 [N,3,H,W], RGB, values "
-            f"0..255 (the median-filtered image, not normalised); output `{RESTORED_OUTPUT}` float32 [N,3,H,W], 0..255 "
-            "(round to uint8 to store). N, H and W are dynamic, H and W >= 1; the output has the input's size."
-        ),
-        (
-            f"- Receptive radius: an output pixel depends on the input within {' or '.join(str(r) for r in radii)} pixels "
-            "(per restorer in the Models table). Tiled processing uses it as the tiles' overlap: `cfzoo restore` runs "
-            f"{DEFAULT_TILE}-pixel tiles (`--tile`) with that many pixels of context on every side, so the tiled result "
-            "equals the whole-image result and memory stays bounded."
-        ),
-        "- Pick the restorer of the median filter the image went through: "
-        + ", ".join(f"`{task}` for a {_window(task)} window" for task in RESTORATION_TASKS) + ".",
-        (
-            "- Each file carries `metadata_props`: model id, task, discriminator, receptive radius, input and output, "
-            "training-data digest and cfzoo version."
-        ),
-    ])
+def _training_run(entry: RestorerEntry) -> dict:
+    machine = entry.training.get("machine", {})
+    seconds = entry.training.get("training_seconds")
+    return {
+        "id": entry.id, "machine": machine_text(machine), "torch": machine.get("torch", "-"), "threads": machine.get("torch_threads", "-"),
+        "seconds": "-" if seconds is None else f"{seconds:g}",
+        "generator": _loss(entry, "generator"), "pixel": _loss(entry, "pixel"), "discriminator": _loss(entry, "discriminator"),
+    }
 
 
-def _training(entries: list[RestorerEntry]) -> str:
-    lines = _shared(entries, (
-        ("split", lambda entry: (
-            f"by device, not by photo (seed {split_of(entry).get('seed', '-')}); train devices: {devices_text(entry, 'train')}; "
-            f"test devices: {devices_text(entry, 'test')}"
-        ) if split_of(entry) else None),
-        ("data", lambda entry: _pairs(entry)),
-        ("steps", lambda entry: _hyper(entry).get("steps")),
-        ("batch", lambda entry: _batch(entry)),
-        ("loss", lambda entry: _loss_weights(entry)),
-        ("perceptual features", lambda entry: _hyper(entry).get("perceptual_features")),
-        ("optimiser", lambda entry: _optimiser(entry)),
-        ("seed", lambda entry: entry.training.get("seed")),
-        ("training-data digest (sha256 of the sorted sha256 of the training photos)", lambda entry: _code(entry.training.get("training_data_sha256"))),
-    ))
-    lines += [
-        *([""] if lines else []),
-        "| restorer | machine | torch | torch threads | seconds | generator loss first -> last | pixel term first -> last | discriminator loss first -> last |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for entry in entries:
-        machine = entry.training.get("machine", {})
-        seconds = entry.training.get("training_seconds")
-        lines.append(
-            f"| `{entry.id}` | {machine_text(machine)} | {machine.get('torch', '-')} | {machine.get('torch_threads', '-')} | "
-            f"{'-' if seconds is None else f'{seconds:g}'} | {_loss(entry, 'generator')} | {_loss(entry, 'pixel')} | "
-            f"{_loss(entry, 'discriminator')} |"
-        )
-    devices = distinct(machine_text(entry.training.get("machine", {})) for entry in entries)
-    seconds = [entry.training["training_seconds"] for entry in entries if "training_seconds" in entry.training]
-    summary = f"Machine: {'; '.join(devices)}{', no GPU' if _cpu_only(entries) else ''}."
-    if seconds:
-        summary += f" Training time, all restorers: {sum(seconds) / 60:.1f} minutes."
-    summary += " The pixel term is MSE(restored, pristine) / MSE(filtered, pristine) on the training crops: 1 means no gain."
-    return "\n".join([*lines, "", summary])
-
-
-def _usage(entries: list[RestorerEntry]) -> str:
-    example = entries[-1]  # in Table V order: restorer-median3-vgg when every restorer is here
-    task, kind = example.task, example.discriminator
-    commands = [
-        ('pip install "cfzoo[cpu]"', 'or "cfzoo[gpu]" for CUDA'),
-        (f"cfzoo restore filtered.png --task {task} --discriminator {kind} --out restored.png", "one image, tile by tile; lossless PNG"),
-        ("cfzoo restore --evaluate --data DIR", "Table V: every detector's TPR before and after, PSNR / SSIM"),
-    ]
-    width = max(len(command) for command, _ in commands) + 2
-    lines = ["```bash", *(f"{command:<{width}}# {comment}" for command, comment in commands), "```", ""]
-    lines += [
-        "`DIR` is a camera dataset folder (one sub-folder per device); `--evaluate` restores its test devices' patches.",
-        "",
-        "In Python (onnxruntime, no torch):",
-        "",
-        "```python",
-        "from cfzoo.images import read_rgb",
-        "from cfzoo.ops.restore import restore_image",
-        "",
-        f'restored = restore_image(read_rgb("filtered.png"), "{task}", "{kind}")  # H x W x 3 uint8, CUDA when available',
-        "```",
-        "",
-        f"Or with onnxruntime alone: `onnxruntime.InferenceSession(\"{example.file.name}\").run([\"{RESTORED_OUTPUT}\"], "
-        f"{{\"{IMAGE_INPUT}\": image}})` with `image` float32 [N,3,H,W] RGB 0..255.",
-    ]
-    embedded = [entry.id for entry in entries if entry.embedded]
-    if embedded:
-        lines += ["", f"Shipped inside the cfzoo package (no download): {', '.join(f'`{i}`' for i in embedded)}."]
-    return "\n".join(lines)
-
-
-def _limits(entries: list[RestorerEntry]) -> str:
-    budgets = distinct(_budget(entry) for entry in entries)
-    budget = [f"- Trained on a {'CPU' if _cpu_only(entries) else 'small'} budget: {'; '.join(budgets)}."] if budgets else []
-    return "\n".join([
-        *budget,
-        (
-            "- The numbers above are image quality only. How far restoration hides median filtering from each detector "
-            "(the paper's Table V) is measured with `cfzoo restore --evaluate`; the figures measured so far, beside the "
-            "paper's, are in docs/restoration.md of the cfzoo repository."
-        ),
-        (
-            "- Detectors: each generator was trained against its own discriminator only, never against a cfzoo detector; "
-            "how far it fools a given detector must be measured, and detectors trained on restored images were not tried."
-        ),
-        (
-            "- Device shift: PSNR and SSIM are measured on the test devices' patches only; other cameras and scene "
-            "content will change them."
-        ),
-        (
-            "- Scope: each restorer was trained on images median-filtered with its task's window only; other input "
-            "(unfiltered, other filters, other windows, JPEG after filtering) is outside what it was trained on."
-        ),
-    ])
-
-
-def _files(entries: list[RestorerEntry]) -> str:
-    lines = ["| restorer | file | bytes | sha256 |", "|---|---|---|---|"]
-    for entry in entries:
-        lines.append(f"| `{entry.id}` | `{MODELS_FOLDER}/{entry.file.name}` | {entry.file.size:,} | `{entry.file.sha256}` |")
-    lines += [
-        "",
-        "Registry: `restorers.json` beside the detectors' `registry.json` in a zoo folder. cfzoo checks every file "
-        "against these sha256 before loading it.",
-    ]
-    return "\n".join(lines)
-
-
-def _licence(entries: list[RestorerEntry]) -> str:
+def _photo_licences(entries: list[RestorerEntry]) -> dict:
+    """The sources and licences of the training photos when cfzoo knows every training device's source, else none."""
     devices = sorted({device for entry in entries for device in split_of(entry).get("train", [])})
-    photo_licences = distinct(CAMERA_DEVICES[device].licence for device in devices if device in CAMERA_DEVICES)
-    text = "cfzoo's code and these model files: MIT."
-    if photo_licences and set(devices) <= set(CAMERA_DEVICES):
-        sources = distinct(CAMERA_DEVICES[device].source for device in devices)
-        text += (
-            f" The restorers are trained on photos from {'; '.join(sources)}, whose licences ({', '.join(photo_licences)}) "
-            "are recorded per file in the photo set's MANIFEST.csv."
-        )
-    else:
-        text += " The restorers are trained on photos whose licences are those of their data set (see its manifest)."
-    return text
+    licences = distinct(CAMERA_DEVICES[device].licence for device in devices if device in CAMERA_DEVICES)
+    if not licences or not set(devices) <= set(CAMERA_DEVICES):
+        return {"photo_sources": [], "photo_licences": []}
+    return {"photo_sources": distinct(CAMERA_DEVICES[device].source for device in devices), "photo_licences": licences}
 
 
 # --- helpers ----------------------------------------------------------------------------------------------

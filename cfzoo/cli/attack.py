@@ -19,6 +19,7 @@ from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_e
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.available import attack_targets
 from cfzoo.reports import column_title, reported_families
+from cfzoo.results import AttackReport
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -102,14 +103,14 @@ def attack(
             seed=seed, max_patches=max_patches,
             providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
         )
-    if report["target_trained_on_test_devices"]:
+    if report.target_trained_on_test_devices:
         typer.echo(
-            f"note: {', '.join(report['target_trained_on_test_devices'])} were training devices of the {' and '.join(target)} models; "
+            f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
             "TPR there is not a test figure (use --seed to change the split)",
             err=True,
         )
     if as_json:
-        print_json(report)
+        print_json(report.to_json())
     elif markdown:
         typer.echo(attack_markdown(report))
     else:
@@ -144,30 +145,30 @@ def _attack_image(image, target, task, settings, out, providers, as_json, data, 
         stdout.print(f"  {column_title(column):>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
 
 
-def _print_table(report: dict) -> None:
-    families = reported_families(report["rows"])
+def _print_table(report: AttackReport) -> None:
+    families = reported_families(report.rows)
     table = Table(
-        title=f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps {report['eps']} "
-        f"against {column_title(report['target'])}; test devices: {', '.join(report['test_devices'])}"
+        title=f"TPR (percent) on manipulated test patches, {report.method.upper()} eps {report.eps} "
+        f"against {column_title(report.target)}; test devices: {', '.join(report.test_devices)}"
     )
     for column in ("task", "patches", "PSNR dB"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for family in families:
         table.add_column(f"{column_title(family)} before", justify="right")
         table.add_column(f"{column_title(family)} after", justify="right")
-    for row in report["rows"]:
+    for row in report.rows:
         cells = []
         for family in families:
-            rates = row["tpr"].get(family)
-            cells += [f"{rates['before']:.2f}", f"{rates['after']:.2f}"] if rates else ["-", "-"]
-        psnr = "inf" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}"
-        table.add_row(row["task"], str(row["patches"]), psnr, *cells)
+            rates = row.tpr.get(family)
+            cells += [f"{rates.before:.2f}", f"{rates.after:.2f}"] if rates else ["-", "-"]
+        psnr = "inf" if row.psnr_db is None else f"{row.psnr_db:.2f}"
+        table.add_row(row.task, str(row.patches), psnr, *cells)
     stdout.print(table)
-    for row in report["rows"]:
-        extra = f", {row['mean_iterations']:.2f} steps per patch on average" if report["method"] != "fgsm" else ""
-        extra += f", {row['mean_queries']:.1f} model runs per patch" if "mean_queries" in row else ""
+    for row in report.rows:
+        extra = f", {row.mean_iterations:.2f} steps per patch on average" if report.method != "fgsm" else ""
+        extra += f", {row.mean_queries:.1f} model runs per patch" if row.mean_queries is not None else ""
         stdout.print(
-            f"{row['task']}: {row['seconds']:.1f} s, {row['zero_gradient_patches']} of {row['patches']} patches with a zero "
+            f"{row.task}: {row.seconds:.1f} s, {row.zero_gradient_patches} of {row.patches} patches with a zero "
             f"gradient (left unchanged){extra}",
             soft_wrap=True,
         )

@@ -17,8 +17,8 @@ from cfzoo.ops.detect import (
     RULE,
     ImageReport,
     detect_files,
+    detection_document,
     expand_inputs,
-    report_json,
     select_detectors,
 )
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
@@ -80,7 +80,7 @@ def detect(
             if update is not None:
                 update(len(reports), len(paths))
     if as_json:
-        print_json(report_json(reports, selection, stride, batch))
+        print_json(detection_document(reports, selection, stride, batch).to_json())
     else:
         for report in reports:
             _print_report(report, selection.families, selection.tasks)

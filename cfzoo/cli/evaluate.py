@@ -15,6 +15,7 @@ from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
+from cfzoo.results import CheckpointRow, CheckpointTable
 from cfzoo.training import require_training_extra
 
 
@@ -79,9 +80,9 @@ def evaluate(
                 update(done, total)
 
             rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics)
-    present = [name for name in families if any(row["family"] == name for row in rows)]
+    present = [name for name in families if any(row.family == name for row in rows)]
     if as_json:
-        print_json(rows)
+        print_json(CheckpointTable(rows=rows).to_json())
     elif markdown:
         typer.echo(table1_markdown(rows, present))
     else:
@@ -102,24 +103,23 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, as_
             dataset, list(dict.fromkeys(tasks)), seed, max_test_patches, cache_dir=cache_dir,
             on_status=lambda stage, done, total: update(done, total), models=models,
         )
-    rows = [{**row, "test_devices": measured["test_devices"]} for row in measured["rows"]]
     if as_json:
-        print_json(rows)
+        print_json(measured.to_json())
         return
     if markdown:
         raise CfzooError("--markdown lays out the paper's Table I by family; with --model use --json or the table")
-    table = Table(title=f"Detection (percent) on test devices: {', '.join(measured['test_devices'])}")
+    table = Table(title=f"Detection (percent) on test devices: {', '.join(measured.test_devices)}")
     for column in ("model", "task", "patches", "FPR", "TPR", "ACC"):
         table.add_column(column, justify="left" if column in ("model", "task") else "right")
-    for row in rows:
-        cells = ["-" if row[metric] is None else f"{row[metric]:.2f}" for metric in ("fpr", "tpr", "acc")]
-        table.add_row(row["model"], row["task"], str(row["pristine"] + row["manipulated"]), *cells)
+    for row in measured.rows:
+        cells = ["-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}" for metric in ("fpr", "tpr", "acc")]
+        table.add_row(row.model, row.task, str(row.pristine + row.manipulated), *cells)
     stdout.print(table)
 
 
-def _print_table(rows: list[dict], families: list[str]) -> None:
-    by_key = {(row["family"], row["task"]): row for row in rows}
-    table = Table(title=f"Table I (percent) on test devices: {', '.join(rows[0]['test_devices'])}")
+def _print_table(rows: list[CheckpointRow], families: list[str]) -> None:
+    by_key = {(row.family, row.task): row for row in rows}
+    table = Table(title=f"Table I (percent) on test devices: {', '.join(rows[0].test_devices)}")
     table.add_column("task")
     for name in families:
         for metric in ("FPR", "TPR", "ACC"):
@@ -130,18 +130,18 @@ def _print_table(rows: list[dict], families: list[str]) -> None:
         cells = []
         for name in families:
             row = by_key.get((name, task_id))
-            cells += [f"{row[m]:.2f}" if row else "-" for m in ("fpr", "tpr", "acc")]
+            cells += [f"{getattr(row, m):.2f}" if row else "-" for m in ("fpr", "tpr", "acc")]
         table.add_row(task_id, *cells)
     stdout.print(table)
 
 
-def _print_device_table(rows: list[dict]) -> None:
-    devices = list(dict.fromkeys(device for row in rows for device in row["by_device"]))
+def _print_device_table(rows: list[CheckpointRow]) -> None:
+    devices = list(dict.fromkeys(device for row in rows for device in row.by_device))
     table = Table(title="ACC (FPR) percent per test device")
     table.add_column("model")
     for device in devices:
         table.add_column(device, justify="right")
     for row in rows:
-        cells = [row["by_device"].get(device) for device in devices]
-        table.add_row(f"{row['family']}-{row['task']}", *(f"{cell['acc']:.2f} ({cell['fpr']:.2f})" if cell else "-" for cell in cells))
+        cells = [row.by_device.get(device) for device in devices]
+        table.add_row(f"{row.family}-{row.task}", *(f"{cell.acc:.2f} ({cell.fpr:.2f})" if cell else "-" for cell in cells))
     stdout.print(table)

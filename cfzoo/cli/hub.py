@@ -90,7 +90,11 @@ def publish(
       cfzoo publish --repo-id me/cfzoo-detectors spam-jpeg70 --out /tmp/repo --dry-run
       HF_TOKEN=hf_... cfzoo publish --repo-id me/cfzoo-detectors
     """
-    result = publish_zoo(repo_id, zoo, model or None, token=token, dry_run=dry_run, out_dir=out, model_cards_dir=model_cards)
+    from cfzoo.cards.model_cards import zoo_card
+
+    result = publish_zoo(
+        repo_id, zoo, model or None, token=token, dry_run=dry_run, out_dir=out, model_cards_dir=model_cards, zoo_card=zoo_card,
+    )
     if as_json:
         print_json(result.to_json())
         return

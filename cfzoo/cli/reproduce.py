@@ -70,11 +70,11 @@ def reproduce(
             None if data is not None else SAMPLE_DESCRIPTION, on_status,
         )
     if as_json:
-        print_json(document)
-    files = document["files"]
+        print_json(document.to_json())
+    files = document.files
     typer.echo(
-        f"reproduced Tables I-V in {_duration(document['seconds']['total'])}: {out}/{files['report']}, "
-        f"{len(files['csv'])} CSV, {files['json']}, {len(files['png'])} PNG",
+        f"reproduced Tables I-V in {_duration(document.seconds.total)}: {out}/{files.report}, "
+        f"{len(files.csv)} CSV, {files.json_file}, {len(files.png)} PNG",
         err=True,
     )
 

@@ -17,6 +17,7 @@ from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
+from cfzoo.results import RestorationReport
 from cfzoo.zoo.registry import FAMILY_IDS, user_zoo_dir
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, check_restorer, restorer_id
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -88,10 +89,10 @@ def restore(
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         report = evaluate_restoration(dataset, task or None, discriminator or None, seed, max_patches, providers, batch_size, cache_dir, on_status)
-    if report["missing"]:
-        typer.echo(f"note: not available here, left out: {', '.join(report['missing'])}", err=True)
+    if report.missing:
+        typer.echo(f"note: not available here, left out: {', '.join(report.missing)}", err=True)
     if as_json:
-        print_json(report)
+        print_json(report.to_json())
     elif markdown:
         typer.echo(restoration_markdown(report))
     else:
@@ -127,21 +128,21 @@ def _restore_image(image, task, discriminator, out, providers, tile, batch_size,
             stdout.print(f"  {FAMILY_TITLES[family]:>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
 
 
-def _print_table(report: dict) -> None:
-    families = [family for family in FAMILY_IDS if any(family in row["tpr"] for row in report["rows"])]
-    table = Table(title=f"TPR (percent) before -> after GAN restoration, paper in brackets; test devices: {', '.join(report['test_devices'])}")
+def _print_table(report: RestorationReport) -> None:
+    families = [family for family in FAMILY_IDS if any(family in row.tpr for row in report.rows)]
+    table = Table(title=f"TPR (percent) before -> after GAN restoration, paper in brackets; test devices: {', '.join(report.test_devices)}")
     for column in ("task", "discriminator", "patches", "PSNR dB", "SSIM", *(FAMILY_TITLES[family] for family in families)):
         table.add_column(column, justify="left" if column in ("task", "discriminator") else "right")
-    for row in report["rows"]:
-        quality = row["quality"]
-        psnr = " -> ".join("inf" if q["psnr_db"] is None else f"{q['psnr_db']:.2f}" for q in (quality["input"], quality["restored"]))
-        ssim = f"{quality['input']['ssim']:.4f} -> {quality['restored']['ssim']:.4f}"
+    for row in report.rows:
+        quality = row.quality
+        psnr = " -> ".join("inf" if q.psnr_db is None else f"{q.psnr_db:.2f}" for q in (quality.input, quality.restored))
+        ssim = f"{quality.input.ssim:.4f} -> {quality.restored.ssim:.4f}"
         cells = []
         for family in families:
-            rates = row["tpr"].get(family)
-            paper = "" if rates is None or rates["paper"] is None else f" ({rates['paper']:.2f})"
-            cells.append("-" if rates is None else f"{rates['before']:.2f} -> {rates['after']:.2f}{paper}")
-        table.add_row(row["task"], row["discriminator"], str(row["patches"]), psnr, ssim, *cells)
+            rates = row.tpr.get(family)
+            paper = "" if rates is None or rates.paper is None else f" ({rates.paper:.2f})"
+            cells.append("-" if rates is None else f"{rates.before:.2f} -> {rates.after:.2f}{paper}")
+        table.add_row(row.task, row.discriminator, str(row.patches), psnr, ssim, *cells)
     stdout.print(table)
 
 

@@ -31,6 +31,7 @@ from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps, parse_surviv
 from cfzoo.ops.available import attack_targets, is_ensemble
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
+from cfzoo.results import RobustnessReport
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
 FORMATS = ("table", "markdown", "json", "csv")
@@ -112,7 +113,7 @@ def robustness_command(
         write_robustness_folder(report, out)
         typer.echo(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)", err=True)
     if output_format == "json":
-        print_json(report)
+        print_json(report.to_json())
     elif output_format == "csv":
         typer.echo(robustness_csv(report), nl=False)
     elif output_format == "markdown":
@@ -121,14 +122,14 @@ def robustness_command(
         _print_table(report)
 
 
-def _print_table(report: dict) -> None:
-    table = Table(title=f"{column_title(report['target'])}: TPR % after each attack ({', '.join(report['test_devices'])})")
-    for column in ("task", "attack", *(f"eps {eps}" for eps in report["eps"])):
+def _print_table(report: RobustnessReport) -> None:
+    table = Table(title=f"{column_title(report.target)}: TPR % after each attack ({', '.join(report.test_devices)})")
+    for column in ("task", "attack", *(f"eps {eps}" for eps in report.eps)):
         table.add_column(column, justify="left" if column in ("task", "attack") else "right")
-    for task in dict.fromkeys(row["task"] for row in report["rows"]):
-        rows = [row for row in report["rows"] if row["task"] == task and row["attack"] != NO_ATTACK]
-        table.add_row(task, "none", *(f"{rows[0]['tpr_before']:.1f}" for _ in report["eps"]), style="dim")
-        for attack in [*report["attacks"], WORST_CASE]:
-            cells = [f"{row['tpr_after']:.1f}" for eps in report["eps"] for row in rows if row["attack"] == attack and row["eps"] == eps]
+    for task in dict.fromkeys(row.task for row in report.rows):
+        rows = [row for row in report.rows if row.task == task and row.attack != NO_ATTACK]
+        table.add_row(task, "none", *(f"{rows[0].tpr_before:.1f}" for _ in report.eps), style="dim")
+        for attack in [*report.attacks, WORST_CASE]:
+            cells = [f"{row.tpr_after:.1f}" for eps in report.eps for row in rows if row.attack == attack and row.eps == eps]
             table.add_row("", attack, *cells, style="bold" if attack == WORST_CASE else None, end_section=attack == WORST_CASE)
     stdout.print(table)

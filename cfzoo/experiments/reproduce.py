@@ -7,7 +7,7 @@
 
 All tables share one device-disjoint split (:func:`cfzoo.data.split_devices` with the seed). The output folder
 holds REPORT.md (ours beside the paper's figures, differences over :data:`DIFFERENCE_POINTS` listed), one CSV
-per table, ``reproduce.json`` (everything, schema :data:`SCHEMA_VERSION`) and PNG plots. It is assembled in a
+per table, ``reproduce.json`` (everything, schema :class:`cfzoo.results.ReproduceDocument`) and PNG plots. It is assembled in a
 staging folder beside ``out`` and renamed into place, so ``out`` is whole or absent.
 """
 
@@ -36,7 +36,7 @@ from cfzoo.data import (
     split_devices,
 )
 from cfzoo.errors import CfzooError
-from cfzoo.experiments.transfer import PAPER_TABLES, attack_dataset, attack_markdown
+from cfzoo.experiments.transfer import PAPER_NUMBERS, PAPER_TABLES, attack_dataset, attack_markdown
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates, finite_or_none
@@ -45,15 +45,27 @@ from cfzoo.ops.available import attackable_tasks, detector_entries
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
+from cfzoo.results import (
+    AttackReport,
+    AttackRow,
+    DataDescription,
+    DetectionRow,
+    DetectionTable,
+    MachineDescription,
+    ReportFiles,
+    ReproduceDocument,
+    ReproduceSettings,
+    RestorationReport,
+    RestorationRow,
+    StageSeconds,
+)
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
 from cfzoo.zoo.runtime import Detector, execution_providers, load_detector, onnxruntime_module, open_model
 
-SCHEMA_VERSION = 1
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
 #: Differences from the paper larger than this many percentage points are listed under each table.
 DIFFERENCE_POINTS = 5.0
-PAPER_NUMBERS = {"bayar2016": "II", "cozzolino2017": "III", "xception": "IV"}
 TABLE1_COLUMNS = ("task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc", "paper_fpr", "paper_tpr", "paper_acc")
 ATTACK_COLUMNS = ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
 RESTORATION_COLUMNS = (
@@ -86,7 +98,7 @@ def measure_detection(
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
     models: Sequence[str] = (),
-) -> dict:
+) -> DetectionTable:
     """Table I with the zoo's detectors: for each task, every detector here on the test split's patches
     (all, or ``max_patches`` of each class drawn with the seed as `cfzoo evaluate --max-test-patches` does).
     With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
@@ -118,28 +130,28 @@ def measure_detection(
         labels = patch_set.labels[chosen]
         for entry in (detector.entry for detector in detectors.values()):
             rates = detection_rates(labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool))
-            rows.append({
-                "task": task,
-                "family": entry.family,
-                "model": entry.id,
-                "pristine": rates.pristine,
-                "manipulated": rates.manipulated,
+            rows.append(DetectionRow(
+                task=task,
+                family=entry.family,
+                model=entry.id,
+                pristine=rates.pristine,
+                manipulated=rates.manipulated,
                 **{metric: finite_or_none(getattr(rates, metric)) for metric in ("fpr", "tpr", "acc")},
-                "paper": table1(task, entry.family),
-                "trained_on_test_devices": sorted(set(split.test) & set(entry.training.get("split", {}).get("train", []))),
-            })
-    return {"test_devices": list(split.test), "rows": rows}
+                paper=table1(task, entry.family),
+                trained_on_test_devices=sorted(set(split.test) & set(entry.training.get("split", {}).get("train", []))),
+            ))
+    return DetectionTable(test_devices=list(split.test), rows=rows)
 
 
-def machine_description(providers: str) -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime_module().__version__,
-        "providers": list(execution_providers(providers)),
-    }
+def machine_description(providers: str) -> MachineDescription:
+    return MachineDescription(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        onnxruntime=onnxruntime_module().__version__,
+        providers=list(execution_providers(providers)),
+    )
 
 
 def reproduce(
@@ -155,8 +167,8 @@ def reproduce(
     force: bool = False,
     data_description: str | None = None,
     on_status: StatusCallback | None = None,
-) -> dict:
-    """Measure Tables I-V on ``dataset`` and write the report folder ``out``; returns the JSON document.
+) -> ReproduceDocument:
+    """Measure Tables I-V on ``dataset`` and write the report folder ``out``; returns the document (``reproduce.json``).
 
     ``tasks`` (default: all eight) restricts every table; ``max_patches`` caps, per task, the manipulated
     patches attacked and restored, and each class of Table I's patches. ``data_description`` says where the
@@ -183,7 +195,6 @@ def reproduce(
             dataset, target, eps, tasks=target_tasks, seed=seed, max_patches=max_patches, providers=providers,
             batch_size=batch_size, cache_dir=cache_dir, on_status=status,
         )
-        report["paper_table"] = PAPER_NUMBERS.get(target) if eps == 1 else None
         attacks.append(report)
     seconds["attacks"] = round(time.perf_counter() - clock, 2)
 
@@ -191,68 +202,68 @@ def reproduce(
     restoration = restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status)
     seconds["restoration"] = round(time.perf_counter() - clock, 2)
 
-    document = {
-        "schema_version": SCHEMA_VERSION,
-        "cfzoo_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": {
-            "tasks": tasks, "eps": eps, "method": "fgsm", "seed": seed, "max_patches": max_patches,
-            "providers": providers, "batch_size": batch_size,
-        },
-        "data": {
-            "path": str(dataset.root), "description": data_description, "images": dataset.image_count(),
-            "devices": list(dataset.device_names), "train_devices": list(split.train), "test_devices": list(split.test),
-        },
-        "machine": machine,
-        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)},
-        "table1": detection,
-        "attacks": attacks,
-        "restoration": restoration,
-    }
-    document["differences"] = differences(document)
-    write_report_folder(document, out)
-    return document
+    document = ReproduceDocument(
+        cfzoo_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        settings=ReproduceSettings(
+            tasks=tasks, eps=eps, method="fgsm", seed=seed, max_patches=max_patches, providers=providers, batch_size=batch_size,
+        ),
+        data=DataDescription(
+            path=str(dataset.root), description=data_description, images=dataset.image_count(),
+            devices=list(dataset.device_names), train_devices=list(split.train), test_devices=list(split.test),
+        ),
+        machine=machine,
+        seconds=StageSeconds(**seconds, total=round(time.perf_counter() - started, 2)),
+        table1=detection,
+        attacks=attacks,
+        restoration=restoration,
+        differences=differences(detection, attacks, restoration),
+    )
+    return write_report_folder(document, out)
 
 
-def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> dict:
+def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> RestorationReport:
     """Table V for the restorers here among ``tasks``; with none, the same keys, no rows and a note saying how to get them."""
     from cfzoo.experiments.restoration import evaluable_restorers, evaluate_restoration
 
     chosen = [task for task in RESTORATION_TASKS if task in tasks]
     wanted = [f"restorer-{task}-{kind}" for task in chosen for kind in DISCRIMINATORS]
-    empty = {"seed": seed, "dataset": str(dataset.root), "test_devices": list(split_devices(dataset.device_names, seed).test),
-             "max_patches": max_patches, "missing": wanted, "rows": []}
+    empty = RestorationReport(
+        seed=seed, dataset=str(dataset.root), test_devices=list(split_devices(dataset.device_names, seed).test),
+        max_patches=max_patches, missing=wanted, rows=[],
+    )
     if not chosen:
-        return {**empty, "note": f"Not run: Table V restores {' and '.join(RESTORATION_TASKS)}, none of the tasks chosen"}
+        return empty.model_copy(update={"note": f"Not run: Table V restores {' and '.join(RESTORATION_TASKS)}, none of the tasks chosen"})
     try:
         evaluable_restorers(chosen)
     except CfzooError:  # none of them is here
         task, kind = chosen[0], DISCRIMINATORS[-1]
-        return {**empty, "note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"}
+        return empty.model_copy(update={"note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"})
     status = None if on_status is None else (lambda stage, done, total: on_status(f"Table V {stage}", done, total))
-    return {**evaluate_restoration(dataset, chosen, None, seed, max_patches, providers, batch_size, cache_dir, status), "note": None}
+    return evaluate_restoration(dataset, chosen, None, seed, max_patches, providers, batch_size, cache_dir, status)
 
 
 # --- comparison with the paper -----------------------------------------------------------------
 
 
-def differences(document: dict) -> dict[str, list[str]]:
+def differences(table1_measured: DetectionTable, attacks: list[AttackReport], restoration: RestorationReport) -> dict[str, list[str]]:
     """{table key: lines "what: ours vs paper (difference)"} where ours and the paper differ by more than
     :data:`DIFFERENCE_POINTS`; keys ``table1``, ``fgsm_<target>``, ``table5``."""
     found = {"table1": []}
-    for row in document["table1"]["rows"]:
+    for row in table1_measured.rows:
         for metric in ("fpr", "tpr", "acc"):
-            if row["paper"] is not None:
-                _compare(found["table1"], f"{FAMILY_TITLES[row['family']]} {row['task']} {metric.upper()}", row[metric], row["paper"][metric])
-    for report in document["attacks"]:
-        lines = found[f"fgsm_{report['target']}"] = []
-        for row in report["rows"]:
-            for family, rates in row["tpr"].items():
-                _compare(lines, f"{FAMILY_TITLES[family]} {row['task']} TPR after", rates["after"], rates["paper"])
+            if row.paper is not None:
+                what = f"{FAMILY_TITLES[row.family]} {row.task} {metric.upper()}"
+                _compare(found["table1"], what, getattr(row, metric), getattr(row.paper, metric))
+    for report in attacks:
+        lines = found[f"fgsm_{report.target}"] = []
+        for row in report.rows:
+            for family, rates in row.tpr.items():
+                _compare(lines, f"{FAMILY_TITLES[family]} {row.task} TPR after", rates.after, rates.paper)
     found["table5"] = []
-    for row in document["restoration"]["rows"]:
-        for family, rates in row["tpr"].items():
-            _compare(found["table5"], f"{FAMILY_TITLES[family]} {row['task']} ({row['discriminator']}) TPR after", rates["after"], rates["paper"])
+    for row in restoration.rows:
+        for family, rates in row.tpr.items():
+            _compare(found["table5"], f"{FAMILY_TITLES[family]} {row.task} ({row.discriminator}) TPR after", rates.after, rates.paper)
     return found
 
 
@@ -265,29 +276,30 @@ def _compare(lines: list[str], what: str, ours: float | None, paper: float | Non
 # --- the report folder -------------------------------------------------------------------------
 
 
-def attack_file_stem(report: dict) -> str:
-    number = {"II": "table2", "III": "table3", "IV": "table4"}.get(report["paper_table"])
-    return f"{number}_fgsm_{report['target']}" if number else f"fgsm_eps{report['eps']}_{report['target']}"
+def attack_file_stem(report: AttackReport) -> str:
+    number = {"II": "table2", "III": "table3", "IV": "table4"}.get(report.paper_table)
+    return f"{number}_fgsm_{report.target}" if number else f"fgsm_eps{report.eps}_{report.target}"
 
 
-def table_csvs(document: dict) -> dict[str, list[dict]]:
+def table_csvs(document: ReproduceDocument) -> dict[str, list[dict]]:
     """{file name: rows} of the CSV files, one per table, values as in the JSON."""
     files = {"table1_detection.csv": [
-        {**{key: row[key] for key in TABLE1_COLUMNS[:8]}, **{f"paper_{m}": (row["paper"] or {}).get(m) for m in ("fpr", "tpr", "acc")}}
-        for row in document["table1"]["rows"]
+        {**{key: getattr(row, key) for key in TABLE1_COLUMNS[:8]},
+         **{f"paper_{m}": None if row.paper is None else getattr(row.paper, m) for m in ("fpr", "tpr", "acc")}}
+        for row in document.table1.rows
     ]}
-    for report in document["attacks"]:
+    for report in document.attacks:
         files[f"{attack_file_stem(report)}.csv"] = [
-            {"task": row["task"], "target": row["target"], "family": family, "model": rates["model"], "patches": row["patches"],
-             "psnr_db": row["psnr_db"], "tpr_before": rates["before"], "tpr_after": rates["after"], "paper_tpr_after": rates["paper"]}
-            for row in report["rows"] for family, rates in row["tpr"].items()
+            {"task": row.task, "target": row.target, "family": family, "model": rates.model, "patches": row.patches,
+             "psnr_db": row.psnr_db, "tpr_before": rates.before, "tpr_after": rates.after, "paper_tpr_after": rates.paper}
+            for row in report.rows for family, rates in row.tpr.items()
         ]
     files["table5_restoration.csv"] = [
-        {"task": row["task"], "discriminator": row["discriminator"], "restorer": row["restorer"], "family": family, "model": rates["model"],
-         "patches": row["patches"], "psnr_db_filtered": row["quality"]["input"]["psnr_db"], "psnr_db_restored": row["quality"]["restored"]["psnr_db"],
-         "ssim_filtered": row["quality"]["input"]["ssim"], "ssim_restored": row["quality"]["restored"]["ssim"],
-         "tpr_before": rates["before"], "tpr_after": rates["after"], "paper_tpr_after": rates["paper"]}
-        for row in document["restoration"]["rows"] for family, rates in row["tpr"].items()
+        {"task": row.task, "discriminator": row.discriminator, "restorer": row.restorer, "family": family, "model": rates.model,
+         "patches": row.patches, "psnr_db_filtered": row.quality.input.psnr_db, "psnr_db_restored": row.quality.restored.psnr_db,
+         "ssim_filtered": row.quality.input.ssim, "ssim_restored": row.quality.restored.ssim,
+         "tpr_before": rates.before, "tpr_after": rates.after, "paper_tpr_after": rates.paper}
+        for row in document.restoration.rows for family, rates in row.tpr.items()
     ]
     return files
 
@@ -300,39 +312,39 @@ def _csv_text(columns: Sequence[str], rows: list[dict]) -> str:
     return text.getvalue()
 
 
-def report_markdown(document: dict, plots: dict[str, str]) -> str:
+def report_markdown(document: ReproduceDocument, plots: dict[str, str]) -> str:
     """REPORT.md: settings, data, machine, time per stage, then each table beside the paper's figures."""
-    settings, data, machine, seconds = document["settings"], document["data"], document["machine"], document["seconds"]
+    settings, data, machine, seconds = document.settings, document.data, document.machine, document.seconds
     lines = [
         "# The paper's Tables I-V, reproduced with cfzoo",
         "",
-        f"cfzoo {document['cfzoo_version']}, {document['created']}. Paper: Gragnaniello et al., EUSIPCO 2018 (arXiv:1808.08426).",
+        f"cfzoo {document.cfzoo_version}, {document.created}. Paper: Gragnaniello et al., EUSIPCO 2018 (arXiv:1808.08426).",
         "",
         "## Run",
         "",
         (
-            f"- settings: tasks {', '.join(settings['tasks'])}; FGSM eps = {settings['eps']}; seed {settings['seed']}; "
-            f"max patches per task {settings['max_patches'] if settings['max_patches'] is not None else 'all'}; providers {settings['providers']}"
+            f"- settings: tasks {', '.join(settings.tasks)}; FGSM eps = {settings.eps}; seed {settings.seed}; "
+            f"max patches per task {settings.max_patches if settings.max_patches is not None else 'all'}; providers {settings.providers}"
         ),
-        f"- data: {data['path']}" + (f" ({data['description']})" if data["description"] else ""),
-        f"- devices: train {', '.join(data['train_devices'])}; test {', '.join(data['test_devices'])} ({data['images']} images in all)",
-        f"- machine: {machine['platform']}, {machine['cpu_count']} CPUs, Python {machine['python']}, onnxruntime {machine['onnxruntime']} ({', '.join(machine['providers'])})",
-        f"- time: Table I {seconds['table1']:.1f} s, Tables II-IV {seconds['attacks']:.1f} s, Table V {seconds['restoration']:.1f} s; total {seconds['total']:.1f} s",
+        f"- data: {data.path}" + (f" ({data.description})" if data.description else ""),
+        f"- devices: train {', '.join(data.train_devices)}; test {', '.join(data.test_devices)} ({data.images} images in all)",
+        f"- machine: {machine.platform}, {machine.cpu_count} CPUs, Python {machine.python}, onnxruntime {machine.onnxruntime} ({', '.join(machine.providers)})",
+        f"- time: Table I {seconds.table1:.1f} s, Tables II-IV {seconds.attacks:.1f} s, Table V {seconds.restoration:.1f} s; total {seconds.total:.1f} s",
         "",
         "## Table I: detection without attack",
         "",
     ]
-    families = [family for family in FAMILY_IDS if any(row["family"] == family for row in document["table1"]["rows"])]
-    if document["table1"]["rows"]:
-        lines.append(table1_markdown(document["table1"]["rows"], families))
-        trained = sorted({device for row in document["table1"]["rows"] for device in row["trained_on_test_devices"]})
+    families = [family for family in FAMILY_IDS if any(row.family == family for row in document.table1.rows)]
+    if document.table1.rows:
+        lines.append(table1_markdown(document.table1.rows, families))
+        trained = sorted({device for row in document.table1.rows for device in row.trained_on_test_devices})
         if trained:
             lines += ["", f"Note: {', '.join(trained)} were training devices of some detectors; their figures there are not test figures."]
     else:
         lines.append("No detector of these tasks is available here (`cfzoo list`).")
-    lines += _differences_section(document["differences"]["table1"], plots.get("table1"))
+    lines += _differences_section(document.differences["table1"], plots.get("table1"))
     lines += ["## Tables II-IV: FGSM and its transfer", ""]
-    absent = [target for target in PAPER_TABLES if target not in {report["target"] for report in document["attacks"]}]
+    absent = [target for target in PAPER_TABLES if target not in {report.target for report in document.attacks}]
     if absent:
         lines += [
             "Not run, no model with a gradient companion here for these tasks: "
@@ -340,25 +352,25 @@ def report_markdown(document: dict, plots: dict[str, str]) -> str:
             + "; `cfzoo list` shows the models, `cfzoo pull ID` or `cfzoo train` + `cfzoo export` add them.",
             "",
         ]
-    for report in document["attacks"]:
-        title = FAMILY_TITLES[report["target"]]
-        lines += [f"### Target {title}: " + (f"the paper's Table {report['paper_table']}" if report["paper_table"] else
-                  "ours, beyond the paper" if report["target"] not in PAPER_TABLES else f"eps = {report['eps']}, the paper reports eps = 1"), ""]
+    for report in document.attacks:
+        title = FAMILY_TITLES[report.target]
+        lines += [f"### Target {title}: " + (f"the paper's Table {report.paper_table}" if report.paper_table else
+                  "ours, beyond the paper" if report.target not in PAPER_TABLES else f"eps = {report.eps}, the paper reports eps = 1"), ""]
         lines.append(attack_markdown(report))
-        if report["target_trained_on_test_devices"]:
-            lines += ["", f"Note: {', '.join(report['target_trained_on_test_devices'])} were training devices of the {title} models."]
-        lines += _differences_section(document["differences"][f"fgsm_{report['target']}"], plots.get(f"fgsm_{report['target']}"))
+        if report.target_trained_on_test_devices:
+            lines += ["", f"Note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {title} models."]
+        lines += _differences_section(document.differences[f"fgsm_{report.target}"], plots.get(f"fgsm_{report.target}"))
     lines += ["## Table V: GAN restoration of median filtering", ""]
-    restoration = document["restoration"]
-    if restoration["rows"]:
+    restoration = document.restoration
+    if restoration.rows:
         lines.append(_restoration_markdown(restoration))
-        lines += _differences_section(document["differences"]["table5"], plots.get("table5"))
+        lines += _differences_section(document.differences["table5"], plots.get("table5"))
     else:
-        lines += [restoration["note"] + ".", ""]
+        lines += [restoration.note + ".", ""]
     return "\n".join(lines)
 
 
-def _restoration_markdown(restoration: dict) -> str:
+def _restoration_markdown(restoration: RestorationReport) -> str:
     from cfzoo.experiments.restoration import restoration_markdown
 
     return restoration_markdown(restoration)
@@ -374,16 +386,17 @@ def _differences_section(lines: list[str], plot: str | None) -> list[str]:
     return section
 
 
-def before_after_series(rows: list[dict]) -> list[tuple[str, list, dict]]:
+def before_after_series(rows: Sequence[AttackRow | RestorationRow]) -> list[tuple[str, list, dict]]:
     """Bar series for a before/after TPR report (Tables II-V): per family, a faint 'before' and a solid 'after'."""
     series = []
     for number, family in enumerate(reported_families(rows)):
         for when, style in (("before", {"color": f"C{number}", "alpha": 0.35}), ("after", {"color": f"C{number}"})):
-            series.append((f"{FAMILY_TITLES[family]} {when}", [row["tpr"].get(family, {}).get(when) for row in rows], style))
+            values = [None if family not in row.tpr else getattr(row.tpr[family], when) for row in rows]
+            series.append((f"{FAMILY_TITLES[family]} {when}", values, style))
     return series
 
 
-def write_plots(document: dict, folder: Path) -> dict[str, str]:
+def write_plots(document: ReproduceDocument, folder: Path) -> dict[str, str]:
     """PNG plots (matplotlib, Agg, no display): Table I ACC ours vs paper; per attack target, every detector's
     TPR before and after per task; Table V TPR before and after. Returns {table key: file name}."""
     from matplotlib.figure import Figure
@@ -402,14 +415,14 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
         axes.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
 
     plots = {}
-    rows = document["table1"]["rows"]
+    rows = document.table1.rows
     if rows:
-        tasks = list(dict.fromkeys(row["task"] for row in rows))
-        by_key = {(row["family"], row["task"]): row for row in rows}
+        tasks = list(dict.fromkeys(row.task for row in rows))
+        by_key = {(row.family, row.task): row for row in rows}
         series = []
-        for number, family in enumerate(family for family in FAMILY_IDS if any(row["family"] == family for row in rows)):
+        for number, family in enumerate(family for family in FAMILY_IDS if any(row.family == family for row in rows)):
             colour = f"C{number}"
-            series.append((f"{FAMILY_TITLES[family]} ours", [by_key[(family, t)]["acc"] if (family, t) in by_key else None for t in tasks], {"color": colour}))
+            series.append((f"{FAMILY_TITLES[family]} ours", [by_key[(family, t)].acc if (family, t) in by_key else None for t in tasks], {"color": colour}))
             series.append((f"{FAMILY_TITLES[family]} paper", [(table1(t, family) or {}).get("acc") for t in tasks], {"color": colour, "alpha": 0.35, "hatch": "//"}))
         figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
         axes = figure.add_subplot()
@@ -417,18 +430,18 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
         axes.set_ylabel("ACC (%)")
         axes.set_title("Table I: accuracy on the test devices, ours vs the paper")
         plots["table1"] = save(figure, "table1_acc.png")
-    for report in document["attacks"]:
-        tasks = [row["task"] for row in report["rows"]]
-        series = before_after_series(report["rows"])
+    for report in document.attacks:
+        tasks = [row.task for row in report.rows]
+        series = before_after_series(report.rows)
         figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
         axes = figure.add_subplot()
         grouped(axes, tasks, series)
         axes.set_ylabel("TPR (%)")
-        axes.set_title(f"FGSM eps = {report['eps']} against {FAMILY_TITLES[report['target']]}: TPR before and after")
-        plots[f"fgsm_{report['target']}"] = save(figure, f"{attack_file_stem(report)}.png")
-    restored = document["restoration"]["rows"]
+        axes.set_title(f"FGSM eps = {report.eps} against {FAMILY_TITLES[report.target]}: TPR before and after")
+        plots[f"fgsm_{report.target}"] = save(figure, f"{attack_file_stem(report)}.png")
+    restored = document.restoration.rows
     if restored:
-        groups = [f"{row['task']} {row['discriminator']}" for row in restored]
+        groups = [f"{row.task} {row.discriminator}" for row in restored]
         series = before_after_series(restored)
         figure = Figure(figsize=(max(6, 1.6 * len(groups) + 3), 4))
         axes = figure.add_subplot()
@@ -439,8 +452,10 @@ def write_plots(document: dict, folder: Path) -> dict[str, str]:
     return plots
 
 
-def write_report_folder(document: dict, out: Path) -> None:
-    """Write every file of the report into ``out``, whole or not at all (:func:`~cfzoo.files.write_folder_atomically`)."""
+def write_report_folder(document: ReproduceDocument, out: Path) -> ReproduceDocument:
+    """Write every file of the report into ``out``, whole or not at all (:func:`~cfzoo.files.write_folder_atomically`);
+    returns the document with the files it names."""
+    written = []
 
     def fill(staging: Path) -> None:
         plots = write_plots(document, staging)
@@ -449,10 +464,13 @@ def write_report_folder(document: dict, out: Path) -> None:
         for name, rows in csvs.items():
             text = _csv_text(columns.get(name, ATTACK_COLUMNS), rows)
             write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
-        document["files"] = {"report": REPORT_NAME, "json": JSON_NAME, "csv": list(csvs), "png": sorted(plots.values())}
-        markdown = report_markdown(document, plots)
+        files = ReportFiles(report=REPORT_NAME, json_file=JSON_NAME, csv=list(csvs), png=sorted(plots.values()))
+        complete = document.model_copy(update={"files": files})
+        markdown = report_markdown(complete, plots)
         write_atomically(staging / REPORT_NAME, lambda temporary: temporary.write_text(markdown + "\n"))
-        payload = json.dumps(document, indent=2, allow_nan=False)
+        payload = json.dumps(complete.to_json(), indent=2, allow_nan=False)
         write_atomically(staging / JSON_NAME, lambda temporary: temporary.write_text(payload + "\n"))
+        written.append(complete)
 
     write_folder_atomically(out, fill)
+    return written[0]

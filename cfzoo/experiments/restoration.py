@@ -30,6 +30,7 @@ from cfzoo.ops.restore import DEFAULT_BATCH_SIZE, load_restorer, restore_patches
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
+from cfzoo.results import Quality, RestorationQuality, RestorationReport, RestorationRow, TprChange
 from cfzoo.zoo.restorers import (
     DISCRIMINATOR_TITLES,
     DISCRIMINATORS,
@@ -90,7 +91,7 @@ def evaluate_restoration(
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
-) -> dict:
+) -> RestorationReport:
     """Table V on the test devices of ``dataset`` (device split drawn with ``seed``).
 
     For each task, its manipulated test patches (all, or ``max_patches`` spread evenly over the test devices)
@@ -134,36 +135,33 @@ def evaluate_restoration(
             status(f"{task} restore", start + len(batch), len(chosen))
         samples = len(chosen) * int(np.prod(patch_set.patches.shape[1:]))
         for entry in kinds:
-            rows.append({
-                "task": task,
-                "discriminator": entry.discriminator,
-                "restorer": entry.id,
-                "patches": len(chosen),
-                "quality": {name: _quality(sums[key], samples, len(chosen)) for name, key in (("input", "input"), ("restored", entry.discriminator))},
-                "restore_seconds": round(seconds[entry.discriminator], 2),
-                "tpr": {
-                    detector_entry.family: {
-                        "model": detector_entry.id,
-                        "before": _tpr(before[detector_entry.family]),
-                        "after": _tpr(after[entry.discriminator][detector_entry.family]),
-                        "paper": paper_tpr(task, entry.discriminator, detector_entry.family),
-                    }
+            rows.append(RestorationRow(
+                task=task,
+                discriminator=entry.discriminator,
+                restorer=entry.id,
+                patches=len(chosen),
+                quality=RestorationQuality(
+                    input=_quality(sums["input"], samples, len(chosen)), restored=_quality(sums[entry.discriminator], samples, len(chosen))
+                ),
+                restore_seconds=round(seconds[entry.discriminator], 2),
+                tpr={
+                    detector_entry.family: TprChange(
+                        model=detector_entry.id,
+                        before=_tpr(before[detector_entry.family]),
+                        after=_tpr(after[entry.discriminator][detector_entry.family]),
+                        paper=paper_tpr(task, entry.discriminator, detector_entry.family),
+                    )
                     for detector_entry in entries
                 },
-            })
-    return {
-        "seed": seed,
-        "dataset": str(dataset.root),
-        "test_devices": list(split.test),
-        "max_patches": max_patches,
-        "missing": missing,
-        "rows": rows,
-    }
+            ))
+    return RestorationReport(
+        seed=seed, dataset=str(dataset.root), test_devices=list(split.test), max_patches=max_patches, missing=missing, rows=rows
+    )
 
 
-def _quality(sums: np.ndarray, samples: int, images: int) -> dict:
-    """{"psnr_db", "ssim"} from (sum of squared errors, sum of SSIM) over ``images`` holding ``samples`` values."""
-    return {"psnr_db": finite_or_none(psnr_from_mse(sums[0] / samples)), "ssim": round(float(sums[1]) / images, 6)}
+def _quality(sums: np.ndarray, samples: int, images: int) -> Quality:
+    """PSNR and SSIM from (sum of squared errors, sum of SSIM) over ``images`` holding ``samples`` values."""
+    return Quality(psnr_db=finite_or_none(psnr_from_mse(sums[0] / samples)), ssim=round(float(sums[1]) / images, 6))
 
 
 def _tpr(decisions: list[np.ndarray]) -> float:
@@ -171,28 +169,28 @@ def _tpr(decisions: list[np.ndarray]) -> float:
     return detection_rates(np.ones(len(called), dtype=bool), called).tpr
 
 
-def restoration_markdown(report: dict) -> str:
+def restoration_markdown(report: RestorationReport) -> str:
     """Table V as markdown: TPR of every detector before and after restoration, the paper's in brackets."""
-    families = reported_families(report["rows"])
+    families = reported_families(report.rows)
     lines = [
-        f"TPR (percent) on median-filtered test patches before and after GAN restoration; test devices: {', '.join(report['test_devices'])}",
+        f"TPR (percent) on median-filtered test patches before and after GAN restoration; test devices: {', '.join(report.test_devices)}",
         "",
         "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | " + before_after_header(families) + " |",
         "|---|---|---:|---:|---:|" + "---:|---:|" * len(families),
     ]
-    for row in report["rows"]:
-        cells = before_after_cells(row["tpr"], families)
-        quality = row["quality"]
+    for row in report.rows:
+        cells = before_after_cells(row.tpr, families)
+        quality = row.quality
         lines.append(
-            f"| {row['task']} | {row['discriminator']} | {row['patches']} | {_db(quality['input']['psnr_db'])} -> {_db(quality['restored']['psnr_db'])} | "
-            f"{quality['input']['ssim']:.4f} -> {quality['restored']['ssim']:.4f} | " + " | ".join(cells) + " |"
+            f"| {row.task} | {row.discriminator} | {row.patches} | {_db(quality.input.psnr_db)} -> {_db(quality.restored.psnr_db)} | "
+            f"{quality.input.ssim:.4f} -> {quality.restored.ssim:.4f} | " + " | ".join(cells) + " |"
         )
     lines += ["", (
         "In brackets: the paper's Table V (TPR after restoration; the paper reports no PSNR or SSIM). "
         f"Discriminators: kim = {DISCRIMINATOR_TITLES['kim']}, vgg = {DISCRIMINATOR_TITLES['vgg']}."
     )]
-    if report["missing"]:
-        lines.append(f"Not available here: {', '.join(report['missing'])}.")
+    if report.missing:
+        lines.append(f"Not available here: {', '.join(report.missing)}.")
     return "\n".join(lines)
 
 

@@ -49,6 +49,7 @@ from cfzoo.ops.attacks.battery import (
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.available import attack_targets, is_ensemble
 from cfzoo.reports import column_title
+from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
 DEFAULT_EPS = (1, 2, 4)
@@ -93,7 +94,7 @@ def robustness(
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
-) -> dict:
+) -> RobustnessReport:
     """The robustness report of ``target`` (a family, a model id or an ``.onnx`` path; several: their ensemble, a
     patch detected while any member detects it): one row per task x eps x attack, and a worst-case row per
     task x eps. ``queries`` is Square's budget per patch."""
@@ -127,10 +128,10 @@ def robustness(
         detected_before = chosen.margin(original) > 0
         model = "+".join(member.entry.id for member in chosen.detectors)
         common = {"task": task, "model": model, "patches": len(original), "tpr_before": _percent(detected_before)}
-        rows.append({  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
-            **common, "eps": 0, "attack": NO_ATTACK, "tpr_after": common["tpr_before"], "psnr_db": None, "mean_queries": None,
-            "seconds": 0.0, "recompressed": {str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
-        })
+        rows.append(RobustnessRow(  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
+            **common, eps=0, attack=NO_ATTACK, tpr_after=common["tpr_before"], psnr_db=None, mean_queries=None,
+            seconds=0.0, recompressed={str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
+        ))
         partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in attacks}
         pristine = {attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()}
         for eps in eps_values:
@@ -152,78 +153,76 @@ def robustness(
                     survivors_recompressed[quality] &= still_detected
                     recompressed[str(quality)] = _percent(still_detected)
                 seconds += elapsed
-                rows.append({
-                    **common, "eps": eps, "attack": attack, "tpr_after": _percent(detected),
-                    "psnr_db": finite_or_none(psnr(original, result.patches)), "mean_queries": round(float(result.queries.mean()), 2),
-                    "seconds": round(elapsed, 2), "recompressed": recompressed,
-                })
-            rows.append({
-                **common, "eps": eps, "attack": WORST_CASE, "tpr_after": _percent(survivors), "psnr_db": None, "mean_queries": None,
-                "seconds": round(seconds, 2),
-                "recompressed": {str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
-            })
-    return {
-        "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
-        "attacks": attacks,
-        "parameters": {
-            attack: attack_parameters(settings_for(attack, 1)) for attack in attacks
-        },
-        "eps": eps_values,
-        "recompress": recompress,
-        "seed": seed,
-        "max_patches": max_patches,
-        "dataset": str(dataset.root),
-        "test_devices": list(split.test),
-        "rows": rows,
-    }
+                rows.append(RobustnessRow(
+                    **common, eps=eps, attack=attack, tpr_after=_percent(detected),
+                    psnr_db=finite_or_none(psnr(original, result.patches)), mean_queries=round(float(result.queries.mean()), 2),
+                    seconds=round(elapsed, 2), recompressed=recompressed,
+                ))
+            rows.append(RobustnessRow(
+                **common, eps=eps, attack=WORST_CASE, tpr_after=_percent(survivors), psnr_db=None, mean_queries=None,
+                seconds=round(seconds, 2),
+                recompressed={str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
+            ))
+    return RobustnessReport(
+        target="+".join(member.entry.column for member in next(iter(targets.values())).detectors),
+        attacks=attacks,
+        parameters={attack: AttackParameters(**attack_parameters(settings_for(attack, 1))) for attack in attacks},
+        eps=eps_values,
+        recompress=recompress,
+        seed=seed,
+        max_patches=max_patches,
+        dataset=str(dataset.root),
+        test_devices=list(split.test),
+        rows=rows,
+    )
 
 
-def robustness_markdown(report: dict) -> str:
+def robustness_markdown(report: RobustnessReport) -> str:
     """Per task, the TPR after each attack and in the worst case, one column per eps."""
-    eps_values = report["eps"]
+    eps_values = report.eps
     lines = [
-        f"Robustness of {column_title(report['target'])}: TPR (percent) on manipulated test patches of "
-        f"{', '.join(report['test_devices'])} after each attack, seed {report['seed']}",
+        f"Robustness of {column_title(report.target)}: TPR (percent) on manipulated test patches of "
+        f"{', '.join(report.test_devices)} after each attack, seed {report.seed}",
         "",
         "| task | patches | TPR before | attack | " + " | ".join(f"eps {eps}" for eps in eps_values) + " | PSNR dB (eps " + str(eps_values[0]) + ") | model runs per patch |",
         "|---|---:|---:|---|" + "---:|" * len(eps_values) + "---:|---:|",
     ]
-    for task in dict.fromkeys(row["task"] for row in report["rows"]):
-        task_rows = [row for row in report["rows"] if row["task"] == task and row["attack"] != NO_ATTACK]
-        for number, attack in enumerate([*report["attacks"], WORST_CASE]):
-            by_eps = {row["eps"]: row for row in task_rows if row["attack"] == attack}
+    for task in dict.fromkeys(row.task for row in report.rows):
+        task_rows = [row for row in report.rows if row.task == task and row.attack != NO_ATTACK]
+        for number, attack in enumerate([*report.attacks, WORST_CASE]):
+            by_eps = {row.eps: row for row in task_rows if row.attack == attack}
             first = by_eps[eps_values[0]]
-            cells = [f"{by_eps[eps]['tpr_after']:.2f}" for eps in eps_values]
+            cells = [f"{by_eps[eps].tpr_after:.2f}" for eps in eps_values]
             if attack == WORST_CASE:
                 cells = [f"**{cell}**" for cell in cells]
-            psnr_cell = "" if first["psnr_db"] is None else f"{first['psnr_db']:.2f}"
-            runs = "" if first["mean_queries"] is None else f"{first['mean_queries']:.1f}"
-            head = f"| {task} | {first['patches']} | {first['tpr_before']:.2f} |" if number == 0 else "| | | |"
+            psnr_cell = "" if first.psnr_db is None else f"{first.psnr_db:.2f}"
+            runs = "" if first.mean_queries is None else f"{first.mean_queries:.1f}"
+            head = f"| {task} | {first.patches} | {first.tpr_before:.2f} |" if number == 0 else "| | | |"
             lines.append(f"{head} {attack} | " + " | ".join(cells) + f" | {psnr_cell} | {runs} |")
-    lines += ["", f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report['attacks'])})."]
-    if report["recompress"]:
-        qualities = [str(quality) for quality in report["recompress"]]
+    lines += ["", f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report.attacks)})."]
+    if report.recompress:
+        qualities = [str(quality) for quality in report.recompress]
         lines += [
             "", f"After recompression: TPR (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
             "attack none: the patches as they were, recompressed",
             "", "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
             "|---|---|---:|" + "---:|" * len(qualities),
         ]
-        for row in (row for row in report["rows"] if row["eps"] in (0, eps_values[0])):
-            cells = [f"{row['recompressed'][quality]:.2f}" for quality in qualities]
-            lines.append(f"| {row['task']} | {row['attack']} | {row['tpr_after']:.2f} | " + " | ".join(cells) + " |")
+        for row in (row for row in report.rows if row.eps in (0, eps_values[0])):
+            cells = [f"{row.recompressed[quality]:.2f}" for quality in qualities]
+            lines.append(f"| {row.task} | {row.attack} | {row.tpr_after:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def robustness_csv(report: dict) -> str:
+def robustness_csv(report: RobustnessReport) -> str:
     """One line per task x eps x attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
     text = io.StringIO()
-    qualities = [str(quality) for quality in report["recompress"]]
+    qualities = [str(quality) for quality in report.recompress]
     writer = csv.DictWriter(text, fieldnames=[*COLUMNS, *(f"tpr_jpeg{quality}" for quality in qualities)], lineterminator="\n")
     writer.writeheader()
-    for row in report["rows"]:
-        flat = {key: value for key, value in row.items() if key != "recompressed"}
-        writer.writerow({**flat, **{f"tpr_jpeg{quality}": row["recompressed"][quality] for quality in qualities}})
+    for row in report.rows:
+        flat = {column: getattr(row, column) for column in COLUMNS}
+        writer.writerow({**flat, **{f"tpr_jpeg{quality}": row.recompressed[quality] for quality in qualities}})
     return text.getvalue()
 
 
@@ -233,30 +232,30 @@ def check_quality(quality: int) -> int:
     return int(quality)
 
 
-def write_robustness_folder(report: dict, out: str | os.PathLike[str]) -> Path:
+def write_robustness_folder(report: RobustnessReport, out: str | os.PathLike[str]) -> Path:
     """ROBUSTNESS.md, robustness.json, robustness.csv and the eps curve (PNG) in ``out``, whole or not at all."""
 
     def fill(staging: Path) -> None:
         write_eps_curve(report, staging / PLOT_NAME)
         markdown = robustness_markdown(report) + f"\n\n![TPR against eps]({PLOT_NAME})\n"
-        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report, indent=2, allow_nan=False) + "\n"), (CSV_NAME, robustness_csv(report))):
+        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"), (CSV_NAME, robustness_csv(report))):
             write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
 
     return write_folder_atomically(out, fill)
 
 
-def write_eps_curve(report: dict, path: Path) -> Path:
+def write_eps_curve(report: RobustnessReport, path: Path) -> Path:
     """TPR against eps, one panel per task, a line per attack and a thick one for the worst case (matplotlib, Agg)."""
     from matplotlib.figure import Figure
 
-    tasks = list(dict.fromkeys(row["task"] for row in report["rows"]))
+    tasks = list(dict.fromkeys(row.task for row in report.rows))
     columns = min(4, len(tasks))
     figure = Figure(figsize=(3.2 * columns, 2.8 * ((len(tasks) + columns - 1) // columns)), layout="constrained")
     for number, task in enumerate(tasks):
         axes = figure.add_subplot((len(tasks) + columns - 1) // columns, columns, number + 1)
-        for attack in [WORST_CASE, *report["attacks"]]:
-            points = [(row["eps"], row["tpr_after"]) for row in report["rows"] if row["task"] == task and row["attack"] == attack]
-            points.insert(0, (0, next(row["tpr_before"] for row in report["rows"] if row["task"] == task)))
+        for attack in [WORST_CASE, *report.attacks]:
+            points = [(row.eps, row.tpr_after) for row in report.rows if row.task == task and row.attack == attack]
+            points.insert(0, (0, next(row.tpr_before for row in report.rows if row.task == task)))
             # the worst case wide and pale underneath, so attacks that reach it stay visible on top of it
             style = {"color": "black", "linewidth": 6, "alpha": 0.25} if attack == WORST_CASE else {"linewidth": 1.2, "marker": "o"}
             axes.plot(*zip(*points), label=attack, **style)
@@ -264,9 +263,9 @@ def write_eps_curve(report: dict, path: Path) -> Path:
         axes.set_xlabel("eps (gray levels)")
         axes.set_ylabel("TPR %")
         axes.set_ylim(-3, 103)
-        axes.set_xticks([0, *report["eps"]])
+        axes.set_xticks([0, *report.eps])
     figure.axes[0].legend(fontsize="small")
-    figure.suptitle(f"{column_title(report['target'])}: TPR after each attack")
+    figure.suptitle(f"{column_title(report.target)}: TPR after each attack")
     return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
 
 

@@ -37,6 +37,7 @@ from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
+from cfzoo.results import AttackReport, AttackRow, TprChange
 from cfzoo.zoo.registry import ModelEntry
 from cfzoo.zoo.runtime import load_detector
 
@@ -46,6 +47,8 @@ PAPER_TABLES = {
     "cozzolino2017": "table3_fgsm_eps1_target_cozzolino2017",
     "xception": "table4_fgsm_eps1_target_xception",
 }
+#: The number of each of those tables in the paper.
+PAPER_NUMBERS = {"bayar2016": "II", "cozzolino2017": "III", "xception": "IV"}
 INDEX_NAME = "index.csv"
 INDEX_COLUMNS = ("file", "task", "patch_row", "image", "device", "top", "left", "target_probability_before", "target_probability_after")
 
@@ -65,7 +68,7 @@ def attack_patch_set(
     providers: str = "auto",
     save_dir: str | os.PathLike[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-) -> tuple[dict, list[dict]]:
+) -> tuple[AttackRow, list[dict]]:
     """Attack ``rows`` of ``patch_set`` (one target or an ensemble) and score them with every detector here (the
     zoo's for the task, and the targets themselves where they are external models).
 
@@ -106,28 +109,28 @@ def attack_patch_set(
         if on_progress is not None:
             on_progress(start + len(chunk), len(rows))
     samples = len(rows) * int(np.prod(patch_set.patches.shape[1:]))
-    row = {
-        "task": task,
-        "target": target_id,
-        "test_devices": list(patch_set.meta["devices"]),
-        "patches": len(rows),
-        "manipulated_in_split": int((patch_set.labels == 1).sum()),
-        "psnr_db": finite_or_none(psnr_from_mse(squared_error / samples)),
-        "mse": round(squared_error / samples, 6),
-        "zero_gradient_patches": zero_gradient,
-        "mean_iterations": round(steps / len(rows), 4),
-        **({} if settings.method in ("fgsm", "ifgsm") else {"mean_queries": round(queries / len(rows), 4)}),
-        "seconds": round(time.perf_counter() - started, 2),
-        "tpr": {
-            entry.column: {
-                "model": entry.id,
-                "before": _tpr(before[entry.column]),
-                "after": _tpr(after[entry.column]),
-                "paper": None if target.is_ensemble else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
-            }
+    row = AttackRow(
+        task=task,
+        target=target_id,
+        test_devices=list(patch_set.meta["devices"]),
+        patches=len(rows),
+        manipulated_in_split=int((patch_set.labels == 1).sum()),
+        psnr_db=finite_or_none(psnr_from_mse(squared_error / samples)),
+        mse=round(squared_error / samples, 6),
+        zero_gradient_patches=zero_gradient,
+        mean_iterations=round(steps / len(rows), 4),
+        mean_queries=None if settings.method in ("fgsm", "ifgsm") else round(queries / len(rows), 4),
+        seconds=round(time.perf_counter() - started, 2),
+        tpr={
+            entry.column: TprChange(
+                model=entry.id,
+                before=_tpr(before[entry.column]),
+                after=_tpr(after[entry.column]),
+                paper=None if target.is_ensemble else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
+            )
             for entry in entries
         },
-    }
+    )
     return row, index
 
 
@@ -149,7 +152,7 @@ def attack_dataset(
     cache_dir: str | os.PathLike[str] | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
-) -> dict:
+) -> AttackReport:
     """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
 
     ``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
@@ -182,17 +185,19 @@ def attack_dataset(
         index += saved
     if save_dir is not None:
         write_index(Path(save_dir) / INDEX_NAME, index)
-    return {
-        "target": "+".join(member.entry.column for member in next(iter(targets.values())).detectors),
-        "method": method,
-        "eps": eps,
+    target_columns = "+".join(member.entry.column for member in next(iter(targets.values())).detectors)
+    return AttackReport(
+        target=target_columns,
+        method=method,
+        eps=eps,
         **parameters,
-        "seed": seed,
-        "dataset": str(dataset.root),
-        "test_devices": list(split.test),
-        "target_trained_on_test_devices": trained_on([member.entry for found in targets.values() for member in found.detectors], split.test),
-        "rows": rows,
-    }
+        seed=seed,
+        dataset=str(dataset.root),
+        test_devices=list(split.test),
+        target_trained_on_test_devices=trained_on([member.entry for found in targets.values() for member in found.detectors], split.test),
+        rows=rows,
+        paper_table=PAPER_NUMBERS.get(target_columns) if method == "fgsm" and eps == 1 else None,
+    )
 
 
 def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
@@ -222,23 +227,22 @@ def write_index(path: Path, records: list[dict]) -> Path:
     return write_atomically(path, lambda temporary: temporary.write_text(text.getvalue()))
 
 
-def attack_markdown(report: dict) -> str:
+def attack_markdown(report: AttackReport) -> str:
     """Tables II-IV as markdown: each detector's TPR before and after the attack, the paper's in brackets."""
-    families = reported_families(report["rows"])
+    families = reported_families(report.rows)
     lines = [
-        f"TPR (percent) on manipulated test patches, {report['method'].upper()} eps = {report['eps']}, target {column_title(report['target'])}",
+        f"TPR (percent) on manipulated test patches, {report.method.upper()} eps = {report.eps}, target {column_title(report.target)}",
         "",
         "| task | patches | PSNR dB | " + before_after_header(families) + " |",
         "|---|---:|---:|" + "---:|---:|" * len(families),
     ]
-    for row in report["rows"]:
-        cells = before_after_cells(row["tpr"], families, bold=report["target"])
-        psnr_cell = "inf" if row["psnr_db"] is None else f"{row['psnr_db']:.2f}"
-        lines.append(f"| {row['task']} | {row['patches']} | {psnr_cell} | " + " | ".join(cells) + " |")
-    paper = report["method"] == "fgsm" and report["eps"] == 1 and report["target"] in PAPER_TABLES
+    for row in report.rows:
+        cells = before_after_cells(row.tpr, families, bold=report.target)
+        psnr_cell = "inf" if row.psnr_db is None else f"{row.psnr_db:.2f}"
+        lines.append(f"| {row.task} | {row.patches} | {psnr_cell} | " + " | ".join(cells) + " |")
     lines += ["", "Bold: the target itself. " + (
-        f"In brackets: the paper's Table {('II', 'III', 'IV')[list(PAPER_TABLES).index(report['target'])]} "
-        f"(its PSNR is {paper_tables()['psnr_fgsm_eps1_db']} dB)." if paper
+        f"In brackets: the paper's Table {report.paper_table} (its PSNR is {paper_tables()['psnr_fgsm_eps1_db']} dB)."
+        if report.paper_table
         else "The paper reports FGSM eps = 1 against Bayar2016, Cozzolino2017 and Xception only."
     )]
     return "\n".join(lines)

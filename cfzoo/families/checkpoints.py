@@ -23,6 +23,7 @@ from cfzoo.families.registry import get_family
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates
+from cfzoo.results import CheckpointRow, Rates
 from cfzoo.training import require_training_extra
 from cfzoo.training.run import TrainingPlan, loss_summary, plan_split, training_data_digest, training_machine
 
@@ -120,7 +121,7 @@ def available_models(
     ]
 
 
-def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]]) -> list[dict]:
+def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]]) -> list[CheckpointRow]:
     """Table I rows as measured at the end of training (no recomputation)."""
     rows = []
     for family, task in models:
@@ -142,7 +143,7 @@ def evaluate_checkpoints(
     max_test_patches: int | None = None,
     on_status: StatusCallback | None = None,
     save_metrics: bool = False,
-) -> list[dict]:
+) -> list[CheckpointRow]:
     """Score every checkpoint on the test patches of the split it was trained with; with ``save_metrics``, store
     the measured rates in each checkpoint's record (for models trained with ``evaluate=False``)."""
     status = on_status or (lambda stage, done, total: None)
@@ -163,10 +164,10 @@ def evaluate_checkpoints(
         rates = detection_rates(test_set.labels[chosen], called)
         devices = np.array([test_set.images[source].device for source in test_set.sources[chosen]])
         by_device = {
-            device: detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict()
+            device: Rates(**detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict())
             for device in sorted(set(devices))
         }
-        rows.append({**_row(record, rates.as_dict(), len(chosen)), "by_device": by_device})
+        rows.append(_row(record, rates.as_dict(), len(chosen), by_device))
         if save_metrics:
             record["metrics"]["test"] = rates.as_dict()
             record["test_patches"] = len(chosen)
@@ -178,15 +179,16 @@ def evaluate_checkpoints(
     return rows
 
 
-def _row(record: dict, rates: dict, test_patches: int) -> dict:
-    return {
-        "family": record["family"],
-        "task": record["task"],
-        "fpr": rates["fpr"],
-        "tpr": rates["tpr"],
-        "acc": rates["acc"],
-        "test_patches": test_patches,
-        "test_devices": record["split"]["test"],
-        "train_patches": record["train_patches"],
-        "machine": record["machine"]["device"],
-    }
+def _row(record: dict, rates: dict, test_patches: int, by_device: dict[str, Rates] | None = None) -> CheckpointRow:
+    return CheckpointRow(
+        family=record["family"],
+        task=record["task"],
+        fpr=rates["fpr"],
+        tpr=rates["tpr"],
+        acc=rates["acc"],
+        test_patches=test_patches,
+        test_devices=record["split"]["test"],
+        train_patches=record["train_patches"],
+        machine=record["machine"]["device"],
+        by_device=by_device,
+    )

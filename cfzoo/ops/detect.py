@@ -36,6 +36,7 @@ from cfzoo.patches import (
     check_stride,
     patch_grid,
 )
+from cfzoo.results import DetectionDocument, DetectionSettings, DetectorInfo, ImageResult, VerdictResult
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
 from cfzoo.zoo.resolve import available_sources
 from cfzoo.zoo.runtime import Detector, load_detector, open_model
@@ -52,7 +53,6 @@ HEATMAP_ABOVE = ((255, 215, 0), (230, 0, 0))
 #: Heatmap background: the image in gray, at this brightness, under a colour layer of this opacity.
 HEATMAP_BRIGHTNESS = 0.6
 HEATMAP_OPACITY = 0.55
-JSON_SCHEMA_VERSION = 1
 RULE = f"manipulated when more than {MAJORITY:.0%} of the patches have a probability above the detector's threshold"
 
 
@@ -160,12 +160,12 @@ class DetectorVerdict:
     def verdict(self) -> str:
         return "manipulated" if self.manipulated else "pristine"
 
-    def to_json(self) -> dict:
-        return {
-            "model": self.model_id, "family": self.family, "task": self.task, "threshold": self.threshold,
-            "mean_probability": self.mean_probability, "flagged_share": self.flagged_share,
-            "verdict": self.verdict, "heatmap": None if self.heatmap is None else str(self.heatmap),
-        }
+    def result(self) -> VerdictResult:
+        return VerdictResult(
+            model=self.model_id, family=self.family, task=self.task, threshold=self.threshold,
+            mean_probability=self.mean_probability, flagged_share=self.flagged_share,
+            verdict=self.verdict, heatmap=None if self.heatmap is None else str(self.heatmap),
+        )
 
 
 def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
@@ -198,11 +198,11 @@ class ImageReport:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_json(self) -> dict:
-        return {
-            "path": str(self.path), "ok": self.ok, "error": self.error, "width": self.width, "height": self.height,
-            "patches": self.patches, "notes": list(self.notes), "results": [verdict.to_json() for verdict in self.verdicts],
-        }
+    def result(self) -> ImageResult:
+        return ImageResult(
+            path=str(self.path), ok=self.ok, error=self.error, width=self.width, height=self.height,
+            patches=self.patches, notes=list(self.notes), results=[verdict.result() for verdict in self.verdicts],
+        )
 
 
 def detect_image(
@@ -283,20 +283,19 @@ def _heatmap_naming(directory: Path, stem: str) -> Callable[[DetectorVerdict], P
     return lambda verdict: directory / f"{stem}-{verdict.task}-{verdict.column}.png"
 
 
-def report_json(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> dict:
-    """The ``cfzoo detect --json`` document (schema in docs/detect.md)."""
+def detection_document(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> DetectionDocument:
+    """The ``cfzoo detect --json`` document (docs/detect.md; schema docs/schemas/detection.schema.json)."""
     providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
-    return {
-        "schema": JSON_SCHEMA_VERSION,
-        "settings": {"patch_size": PATCH_SIZE, "stride": stride, "batch_size": batch_size, "providers": providers, "rule": RULE},
-        "detectors": [
-            {"model": d.entry.id, "family": d.entry.family, "task": d.entry.task, "threshold": float(d.threshold), "source": d.resolved.source}
+    return DetectionDocument(
+        settings=DetectionSettings(patch_size=PATCH_SIZE, stride=stride, batch_size=batch_size, providers=providers, rule=RULE),
+        detectors=[
+            DetectorInfo(model=d.entry.id, family=d.entry.family, task=d.entry.task, threshold=float(d.threshold), source=d.resolved.source)
             for d in selection.detectors
         ],
-        "skipped": list(selection.skipped),
-        "images": [report.to_json() for report in reports],
-        "failed": sum(not report.ok for report in reports),
-    }
+        skipped=list(selection.skipped),
+        images=[report.result() for report in reports],
+        failed=sum(not report.ok for report in reports),
+    )
 
 
 # --- heatmaps --------------------------------------------------------------------------------

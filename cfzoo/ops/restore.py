@@ -33,7 +33,7 @@ from cfzoo.zoo.restorers import (
     load_restorer_registry,
     resolve_restorer,
 )
-from cfzoo.zoo.runtime import OnnxSession, execution_providers, load_detector
+from cfzoo.zoo.runtime import OnnxSession, cached_session, execution_providers, load_detector
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -58,13 +58,8 @@ def load_restorer(task: str, discriminator: str, providers: str = "auto") -> Res
     a session is created once per (file, providers)."""
     entry = load_restorer_registry().find(task, discriminator)
     resolved = resolve_restorer(entry)
-    key = (str(resolved.path), entry.file.sha256, execution_providers(providers))
-    if key not in _sessions:
-        _sessions[key] = Restorer(entry, resolved, key[2])
-    return _sessions[key]
-
-
-_sessions: dict[tuple[str, str, tuple[str, ...]], Restorer] = {}  # (file, sha256, providers) -> session
+    chosen = execution_providers(providers)
+    return cached_session(("restorer", str(resolved.path), entry.file.sha256, chosen), lambda: Restorer(entry, resolved, chosen))
 
 
 def to_uint8(restored: np.ndarray) -> np.ndarray:

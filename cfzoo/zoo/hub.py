@@ -48,6 +48,8 @@ from cfzoo.zoo.registry import (
 DEFAULT_REVISION = "main"
 README_NAME = "README.md"
 MODEL_CARDS_FOLDER = "model_cards"
+#: Writes a published repo's README.md card from (repo id, published entries, family card file names).
+ZooCard = Callable[[str, list[ModelEntry], list[str]], str]
 CHECKSUMS_FROM_CFZOO = "cfzoo registry"
 CHECKSUMS_FROM_REPO = "repo registry.json"
 _T = TypeVar("_T")
@@ -471,7 +473,7 @@ def check_empty_destination(folder: Path) -> None:
 
 def plan_publication(
     repo_id: str, zoo_dir: str | os.PathLike[str] | None = None, model_ids: Iterable[str] | None = None,
-    model_cards_dir: str | os.PathLike[str] | None = None,
+    model_cards_dir: str | os.PathLike[str] | None = None, *, zoo_card: ZooCard,
 ) -> Publication:
     """The Hub repo for the zoo's models (default: every model of ``zoo_dir`` whose files are there; the zoo
     defaults to the user zoo). A registry may list models whose files live elsewhere (the package's lists
@@ -481,7 +483,8 @@ def plan_publication(
     models, with their Hub source set to ``repo_id``. From ``model_cards_dir`` (default
     :func:`default_model_cards_dir`; cards come from :mod:`cfzoo.cards.model_cards`) the published families'
     ``<family>.md`` go to ``model_cards/``; the repo's ``README.md`` is the folder's ``README.md``, else the one
-    family's card, else a generated card that lists the models and links the family cards.
+    family's card, else ``zoo_card(repo_id, entries, family card names)`` (:func:`cfzoo.cards.model_cards.zoo_card`:
+    the models and links to the family cards).
     """
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
     registry_path = zoo_dir / REGISTRY_NAME
@@ -516,7 +519,7 @@ def plan_publication(
     if readme is not None:
         files.append(_copied_file(README_NAME, readme))
     else:
-        files.append(_content_file(README_NAME, _readme(repo_id, entries, [card.name for card in family_cards]).encode()))
+        files.append(_content_file(README_NAME, zoo_card(repo_id, entries, [card.name for card in family_cards]).encode()))
     files += [_copied_file(f"{MODEL_CARDS_FOLDER}/{card.name}", card) for card in family_cards]
     return Publication(repo_id, tuple(ids), tuple(files + model_files))
 
@@ -524,7 +527,7 @@ def plan_publication(
 def publish(
     repo_id: str, zoo_dir: str | os.PathLike[str] | None = None, model_ids: Iterable[str] | None = None, *,
     token: str | None = None, dry_run: bool = False, out_dir: str | os.PathLike[str] | None = None,
-    model_cards_dir: str | os.PathLike[str] | None = None, endpoint: str | None = None,
+    model_cards_dir: str | os.PathLike[str] | None = None, endpoint: str | None = None, zoo_card: ZooCard,
 ) -> PublishResult:
     """Lay out the zoo as a Hub repo (into ``out_dir`` when given) and upload it with ``HfApi.upload_folder``.
 
@@ -535,7 +538,7 @@ def publish(
     """
     if out_dir is not None:
         check_empty_destination(Path(out_dir))  # before the checksums of every file are taken
-    publication = plan_publication(repo_id, zoo_dir, model_ids, model_cards_dir)
+    publication = plan_publication(repo_id, zoo_dir, model_ids, model_cards_dir, zoo_card=zoo_card)
     folder = publication.lay_out(out_dir) if out_dir is not None else None
     if not dry_run:
         from huggingface_hub import get_token
@@ -562,36 +565,3 @@ def _content_file(path_in_repo: str, content: bytes) -> PublishedFile:
 
 def _copied_file(path_in_repo: str, source: Path) -> PublishedFile:
     return PublishedFile(path_in_repo, source.stat().st_size, file_sha256(source), source)
-
-
-def _readme(repo_id: str, entries: list[ModelEntry], family_card_names: list[str]) -> str:
-    """A model card listing the published models and linking the family cards, for zoos without a ``README.md`` card."""
-    rows = []
-    for entry in entries:
-        test = entry.metrics.get("test", {})
-        figures = [f"{test[key]:.2f}" if isinstance(test.get(key), (int, float)) else "-" for key in ("acc", "tpr", "fpr")]
-        rows.append(f"| `{entry.id}` | {entry.family} | {entry.task} | {' | '.join(figures)} |")
-    card_links = [f"[{name.removesuffix('.md')}]({MODEL_CARDS_FOLDER}/{name})" for name in family_card_names]
-    return "\n".join([
-        "---",
-        "license: mit",
-        "library_name: onnx",
-        "tags: [image-forensics, counter-forensics, manipulation-detection, onnx, cfzoo]",
-        "---",
-        "",
-        f"# {repo_id}",
-        "",
-        "Detectors of global image manipulations from [cfzoo](https://arxiv.org/abs/1808.08426), as ONNX graphs:",
-        "`models/<id>.onnx` takes `image` float32 [N,3,128,128] RGB 0..255 and returns `logits` [N,2] (class 1 = manipulated);",
-        "`models/<id>.grad.onnx` also takes `label` int64 [N] and returns the gradient of the cross-entropy.",
-        "`registry.json` holds every file's sha256, the decision threshold and the test metrics.",
-        "",
-        "| model | family | task | test ACC % | TPR % | FPR % |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        *([f"Model cards: {', '.join(card_links)}.", ""] if card_links else []),
-        f"Use: `pip install 'cfzoo[cpu]'`, then `cfzoo pull {entries[0].id} --repo-id {repo_id}`",
-        "(files are verified against `registry.json`).",
-        "",
-    ])

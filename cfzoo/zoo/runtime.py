@@ -7,11 +7,13 @@ wraps the one soft-SPAM feature graph that the spam-feature attack descends (the
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -204,13 +206,33 @@ class SpamFeatureCompanion:
         return int(self.session.get_inputs()[1].shape[1])
 
 
-@functools.lru_cache(maxsize=4)
 def load_spam_feature_companion(providers: str = "auto") -> SpamFeatureCompanion:
     """The embedded soft-SPAM feature companion, its session created once per providers."""
     path = embedded_zoo_dir() / SPAM_FEATURE_COMPANION
     if not path.is_file():
         raise CfzooError(f"{path} is missing; reinstall cfzoo (python tools/spam_feature_files.py writes it)")
-    return SpamFeatureCompanion(path, execution_providers(providers))
+    chosen = execution_providers(providers)
+    return cached_session(("spam features", str(path), chosen), lambda: SpamFeatureCompanion(path, chosen))
+
+
+#: How many sessions the process keeps; beyond it the least recently used is dropped (its memory goes back to the
+#: shared allocator when nothing else holds the session).
+SESSION_CACHE_SIZE = 128
+_sessions: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+_Session = TypeVar("_Session")
+
+
+def cached_session(key: tuple, create: Callable[[], _Session]) -> _Session:
+    """The one session cache of the process, for every kind of model file (detectors, gradient companions, the SPAM
+    feature companion, restorers): ``create()`` runs once per ``key``, which names the kind, the file and the providers."""
+    if key in _sessions:
+        _sessions.move_to_end(key)
+        return _sessions[key]
+    session = create()
+    _sessions[key] = session
+    while len(_sessions) > SESSION_CACHE_SIZE:
+        _sessions.popitem(last=False)
+    return session
 
 
 def to_model_input(patches: np.ndarray) -> np.ndarray:
@@ -226,21 +248,23 @@ def manipulated_probability(logits: np.ndarray) -> np.ndarray:
 
 def load_detector(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> Detector:
     """The detector of a registry model, its session created once per (model, providers, path)."""
-    return _cached_session(Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path))
+    return _registry_session(Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path))
 
 
 def load_gradient_model(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> GradientModel:
     """The gradient companion of a registry model, its session created once per (model, providers, path)."""
-    return _cached_session(GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path))
+    return _registry_session(GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path))
 
 
-@functools.lru_cache(maxsize=128)
-def _cached_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
-    entry = load_registry().get(model_id)
-    session = kind_class(entry, resolve(entry, kind, path), providers)
-    if path is not None:
-        _check_identity(session, kind)
-    return session
+def _registry_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
+    def create():
+        entry = load_registry().get(model_id)
+        session = kind_class(entry, resolve(entry, kind, path), providers)
+        if path is not None:
+            _check_identity(session, kind)
+        return session
+
+    return cached_session((kind, model_id, providers, path), create)
 
 
 def _check_identity(session: OnnxSession, kind: str) -> None:
@@ -265,12 +289,11 @@ def load_model_file(
     path = Path(path)
     if path.suffix != ".onnx" or path.name.endswith(".grad.onnx"):
         raise CfzooError(f"--model {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)")
-    return _cached_file_models(str(path), task, execution_providers(providers))
+    chosen = execution_providers(providers)
+    return cached_session(("file", str(path), task, chosen), lambda: _file_models(path, task, chosen))
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_file_models(path_text: str, task: str | None, providers: tuple[str, ...]) -> tuple[Detector, GradientModel | None]:
-    path = Path(path_text)
+def _file_models(path: Path, task: str | None, providers: tuple[str, ...]) -> tuple[Detector, GradientModel | None]:
     entry = _external_entry(path, task or TASK_IDS[0])  # replaced below if the file is one of cfzoo's models
     detector = Detector(entry, resolve(entry, "detector", path), providers)
     claimed = detector.session.get_modelmeta().custom_metadata_map.get("model_id")
@@ -354,9 +377,7 @@ def _check_contract(detector: Detector, path: Path) -> None:
 
 def clear_session_cache() -> None:
     """Forget every session (after the zoo's files changed on disk)."""
-    _cached_session.cache_clear()
-    _cached_file_models.cache_clear()
-    load_spam_feature_companion.cache_clear()
+    _sessions.clear()
 
 
 def _contract_images(images: np.ndarray) -> np.ndarray:
