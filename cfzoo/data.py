@@ -29,7 +29,7 @@ import PIL
 
 from cfzoo import __version__
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.errors import DataError, ImageReadError
+from cfzoo.errors import DataError, ImageReadError, option
 from cfzoo.files import file_sha256
 from cfzoo.images import list_images, read_header, read_rgb
 from cfzoo.manipulations import get_manipulation
@@ -125,7 +125,7 @@ def held_out_split(devices: Sequence[str], test_devices: Iterable[str], seed: in
     machine that holds only the train photos (training there, evaluation with ``cfzoo evaluate`` elsewhere)."""
     test = tuple(sorted(set(test_devices)))
     if not test:
-        raise DataError("name the held-out test devices (--test-device), so that the record says what the model never saw")
+        raise DataError(f"name the held-out test devices ({option('test_devices', '--test-device')}), so that the record says what the model never saw")
     train = tuple(name for name in sorted(devices) if name not in test)
     if not train:
         raise DataError(f"no train devices left once {', '.join(test)} are held out")

@@ -1,8 +1,27 @@
 """The one exception family cfzoo raises for problems a user can fix."""
 
+import re
+
+_OPTION = re.compile(r"\{option:([a-z_]+)\|(--[a-z0-9-]+)\|([^{}|]+)\}")
+
+
+def option(parameter: str, flag: str | None = None, python: str | None = None) -> str:
+    """An argument named in an error message: the command line shows its flag (``--max-patches``, or ``flag`` where
+    it is not the parameter with dashes), Python its parameter (``max_patches``, or ``python``: ``companion=False``)."""
+    return "{option:" + parameter + "|" + (flag or "--" + parameter.replace("_", "-")) + "|" + (python or parameter) + "}"
+
 
 class CfzooError(Exception):
-    """A problem with the user's input or environment; its message is one line that says what to do."""
+    """A problem with the user's input or environment; its message is one line that says what to do.
+
+    Arguments in the message are marked with :func:`option`: ``str(error)`` names them as Python parameters,
+    :meth:`for_command_line` as the CLI's flags."""
+
+    def __str__(self) -> str:
+        return _OPTION.sub(lambda found: found.group(3), super().__str__())
+
+    def for_command_line(self) -> str:
+        return _OPTION.sub(lambda found: found.group(2), super().__str__())
 
 
 class ImageReadError(CfzooError):

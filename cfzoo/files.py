@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 
 
 def _default_mode() -> int:
@@ -70,16 +70,16 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
     a ``.png`` name (``why_png`` says why lossless), not the input itself, not a folder, not a symlink loop."""
     out, source = Path(out), Path(source)
     if out.suffix.lower() != ".png":
-        raise CfzooError(f"--out {out} must end in .png: {why_png}")
+        raise CfzooError(f"{option('out')} {out} must end in .png: {why_png}")
     try:
         resolved = out.resolve()
         same = resolved == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
     except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before Python 3.13)
-        raise CfzooError(f"--out {out} cannot be followed ({error}); remove the link or choose another file name") from None
+        raise CfzooError(f"{option('out')} {out} cannot be followed ({error}); remove the link or choose another file name") from None
     if same:
-        raise CfzooError(f"--out {out} is the input image; choose another file name")
+        raise CfzooError(f"{option('out')} {out} is the input image; choose another file name")
     if out.is_dir():
-        raise CfzooError(f"--out {out} is a folder; give a file name ending in .png")
+        raise CfzooError(f"{option('out')} {out} is a folder; give a file name ending in .png")
     return check_writable(out, "--out")
 
 
@@ -88,9 +88,9 @@ def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
     (without ``force``) a non-empty folder, or cannot be written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise CfzooError(f"--out {out} is a file; give a folder for the report")
+        raise CfzooError(f"{option('out')} {out} is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise CfzooError(f"--out {out} is not empty; choose a new folder, or add --force to replace its contents")
+        raise CfzooError(f"{option('out')} {out} is not empty; choose a new folder, or add {option('force')} to replace its contents")
     return check_writable(out, "--out")
 
 

@@ -126,7 +126,7 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
         cfzoo.attack(spam, manipulated, 1, method="spam-prist")
     with pytest.raises(CfzooError, match=r"pristine patches are the goal of method spam-prist only, not pgd"):
         cfzoo.attack(spam, manipulated, 1, method="pgd", pristine=pristine)
-    with pytest.raises(CfzooError, match=r"--method spam-close attacks one detector"):
+    with pytest.raises(CfzooError, match=r"^method spam-close attacks one detector"):
         cfzoo.attack([spam, cfzoo.load_detector("cozzolino2017-median3")], manipulated, 1, method="spam-close")
     with pytest.raises(CfzooError, match=r"which resize1.5 \(a change of size\) has not"):
         check_method_fits("spam-prist", AttackTarget.of(load_detector("spam-resize1.5", "cpu")), "resize1.5")

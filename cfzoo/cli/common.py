@@ -26,7 +26,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except CfzooError as error:
-            typer.echo(f"error: {error}", err=True)
+            typer.echo(f"error: {error.for_command_line()}", err=True)
             raise typer.Exit(1) from None
         except OSError as error:
             typer.echo(f"error: {error.strerror or error}{f': {error.filename}' if error.filename else ''}", err=True)

@@ -21,6 +21,7 @@ from cfzoo.ops.detect import (
     expand_inputs,
     select_detectors,
 )
+from cfzoo.ops.html_report import DetectionHtmlReport, check_report_destination
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
 from cfzoo.patches import DEFAULT_STRIDE, check_stride
 from cfzoo.zoo.registry import FAMILY_IDS
@@ -52,6 +53,10 @@ def detect(
     ),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema in docs/detect.md) instead of tables."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Also write one self-contained HTML page (FILE.html): each image's verdict table, thumbnail and "
+        "heatmaps inline, the rule, the versions and the model ids; open it in any browser, no server needed.",
+    ),
 ) -> None:
     """Tell, for each manipulation task, whether each detector calls an image manipulated.
 
@@ -59,12 +64,15 @@ def detect(
     image manipulated when more than half of its patches score above the detector's threshold; the
     table shows that verdict and the share of patches above the threshold.
 
-    Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/ --json
+    Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/ --json;
+    cfzoo detect photos/ --report report.html
 
     Exit code 1 if any input failed (unreadable, too small...); the other inputs are still analysed.
     """
     check_stride(stride)
     check_batch_size(batch)
+    if report is not None:
+        check_report_destination(report)
     selection = select_detectors(detector or None, task or None, providers, model)
     for line in selection.skipped:
         typer.echo(f"note: {line}", err=True)
@@ -73,22 +81,27 @@ def detect(
         if heatmap.exists() and not heatmap.is_dir():
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
         check_writable(heatmap, "--heatmap").mkdir(parents=True, exist_ok=True)
+    page = DetectionHtmlReport(report, selection, stride, batch) if report is not None else nullcontext(None)
     reports: list[ImageReport] = []
-    with progress_bar("detect") if len(paths) > 1 else nullcontext(None) as update:
-        for report in detect_files(paths, selection.detectors, stride, batch, heatmap):
-            reports.append(report)
+    with page as html, progress_bar("detect") if len(paths) > 1 and as_json else nullcontext(None) as update:
+        on_heatmap = None if html is None else html.add_heatmap
+        for found in detect_files(paths, selection.detectors, stride, batch, heatmap, on_heatmap):
+            reports.append(found)
+            if html is not None:
+                html.add(found)
             if update is not None:
                 update(len(reports), len(paths))
+            if not as_json:  # each image's table as soon as it is ready
+                _print_report(found, selection.families, selection.tasks)
     if as_json:
         print_json(detection_document(reports, selection, stride, batch).to_json())
-    else:
-        for report in reports:
-            _print_report(report, selection.families, selection.tasks)
-        if any(report.ok for report in reports):
-            stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", soft_wrap=True, style="dim")
-    failed = [report for report in reports if not report.ok]
-    for report in failed:
-        typer.echo(f"error: {report.error}", err=True)
+    elif any(found.ok for found in reports):
+        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", soft_wrap=True, style="dim")
+    if report is not None:
+        typer.echo(f"report: {report}", err=True)
+    failed = [found for found in reports if not found.ok]
+    for found in failed:
+        typer.echo(f"error: {found.error}", err=True)
     if failed:
         typer.echo(failure_summary(len(failed), len(reports)), err=True)
         raise typer.Exit(1)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.files import write_atomically
 from cfzoo.ops.scan import COLUMN_TYPES, file_sha256
 
@@ -37,10 +37,10 @@ class ScanOutput:
     def __init__(self, folder: str | os.PathLike[str], resume: bool = False):
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
-            raise CfzooError(f"--out {self.folder} is a file; give a folder for the Parquet parts (e.g. results.parquet)")
+            raise CfzooError(f"{option('out')} {self.folder} is a file; give a folder for the Parquet parts (e.g. results.parquet)")
         parts = sorted(self.folder.glob(PART_GLOB)) if self.folder.is_dir() else []
         if parts and not resume:
-            raise CfzooError(f"{self.folder} already holds a scan ({len(parts)} parts); add --resume to finish it, or choose another --out")
+            raise CfzooError(f"{self.folder} already holds a scan ({len(parts)} parts); add {option('resume')} to finish it, or choose another {option('out')}")
         self.held = held_keys(parts)
         self._run = uuid.uuid4().hex[:8]
         self._numbers = itertools.count(len(parts))
@@ -98,4 +98,4 @@ def _tables(parts: Sequence[Path], columns: Sequence[str] | None = None):
         try:
             yield parquet.read_table(part, columns=None if columns is None else list(columns), schema=schema())
         except (OSError, ValueError) as error:
-            raise CfzooError(f"{part}: the part cannot be read ({str(error).splitlines()[0]}); move it away and --resume") from None
+            raise CfzooError(f"{part}: the part cannot be read ({str(error).splitlines()[0]}); move it away and {option('resume')}") from None

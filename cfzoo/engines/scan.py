@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.engines.parts import ScanOutput
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.ops.detect import select_detectors
 from cfzoo.ops.scan import scan_rows
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
@@ -76,11 +76,11 @@ def run_scan(
 ) -> ScanSummary:
     """Scan ``paths`` into the parts folder ``out``; with ``resume``, only what ``out`` does not hold yet."""
     if engine not in ENGINES:
-        raise CfzooError(f"unknown --engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+        raise CfzooError(f"unknown {option('engine')} {engine!r}; choose one of: {', '.join(ENGINES)}")
     if address is not None and engine != "ray":
-        raise CfzooError("--address joins a Ray cluster; add --engine ray")
+        raise CfzooError(f"{option('address')} joins a Ray cluster; add {option('engine')} ray")
     if workers is not None and workers < 1:
-        raise CfzooError(f"--workers must be at least 1, got {workers}")
+        raise CfzooError(f"{option('workers')} must be at least 1, got {workers}")
     check_stride(settings.stride)
     check_batch_size(settings.batch_size)
     if not paths:
@@ -145,7 +145,7 @@ def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, addres
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            raise CfzooError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check --address (ray status shows it)") from None
+            raise CfzooError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check {option('address')} (ray status shows it)") from None
     try:
         context = ray.data.DataContext.get_current()
         for name in ("ray", "ray.data"):  # Ray's info lines: cfzoo reports progress itself

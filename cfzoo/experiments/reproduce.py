@@ -35,7 +35,7 @@ from cfzoo.data import (
     build_patch_set,
     split_devices,
 )
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.experiments.transfer import PAPER_NUMBERS, PAPER_TABLES, attack_dataset, attack_markdown
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
@@ -176,7 +176,7 @@ def reproduce(
     out = check_output_dir(out, force)
     check_eps(eps)
     if max_patches is not None and max_patches < 1:
-        raise CfzooError(f"--max-patches must be at least 1, got {max_patches}")
+        raise CfzooError(f"{option('max_patches')} must be at least 1, got {max_patches}")
     tasks = [task for task in TABLE1_ORDER if task in {get_manipulation(task).task_id for task in tasks}] if tasks else list(TABLE1_ORDER)
     machine = machine_description(providers)  # an unknown provider fails here, before any work
     split = split_devices(dataset.device_names, seed)

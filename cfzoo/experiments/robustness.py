@@ -31,7 +31,7 @@ import numpy as np
 
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
@@ -102,7 +102,7 @@ def robustness(
     attacks = check_battery(attacks, is_ensemble(target), survive_jpeg)
     recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
     if not eps_values:
-        raise CfzooError("give at least one --eps")
+        raise CfzooError(f"give at least one {option('eps_values', '--eps')}")
     gradient = any(needs_gradient(attack) for attack in attacks)
 
     def settings_for(attack: str, eps: int) -> AttackSettings:

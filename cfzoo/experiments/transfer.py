@@ -20,7 +20,7 @@ import numpy as np
 
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
@@ -205,7 +205,7 @@ def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
     if save_dir is None:
         return
     if Path(save_dir).exists() and not Path(save_dir).is_dir():
-        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for --save")
+        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for {option('save_dir', '--save')}")
     check_writable(save_dir, "--save")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.errors import CfzooError, first_line
+from cfzoo.errors import CfzooError, first_line, option
 from cfzoo.export.onnx_export import (
     BATCH,
     CLASS_NAMES,
@@ -172,13 +172,13 @@ def make_companion(adapted, source: str):
     except Exception as error:  # onnx2torch raises NotImplementedError and others for operators it lacks
         raise CfzooError(
             f"{source}: cannot be converted to torch for a gradient companion ({first_line(error)}); register it with "
-            "--no-companion and attack it with gradient-free methods"
+            f"{option('companion', '--no-companion', 'companion=False')} and attack it with gradient-free methods"
         ) from None
     try:
         return export_gradient(network)
     except Exception as error:  # tracing or export of an operator torch cannot differentiate or export
         raise CfzooError(
-            f"{source}: its gradient could not be traced or exported ({first_line(error)}); register it with --no-companion"
+            f"{source}: its gradient could not be traced or exported ({first_line(error)}); register it with {option('companion', '--no-companion', 'companion=False')}"
         ) from None
 
 
@@ -194,7 +194,7 @@ def _opset_for_onnx2torch(model, source: str):
     except Exception as error:  # the converter's C++ assertions surface as RuntimeError and others
         raise CfzooError(
             f"{source}: uses opset {opset}, and onnx2torch, which makes the gradient companion, reads opset {ONNX2TORCH_OPSET} at most "
-            f"({first_line(error)}); export it with opset_version={ONNX2TORCH_OPSET}, or register it with --no-companion"
+            f"({first_line(error)}); export it with opset_version={ONNX2TORCH_OPSET}, or register it with {option('companion', '--no-companion', 'companion=False')}"
         ) from None
 
 
@@ -221,7 +221,7 @@ def check_companion(detector_path: Path, companion_path: Path, seed: int = 0) ->
     if worst > FD_TOLERANCE:
         raise CfzooError(
             f"the gradient companion made for {detector_path.name} disagrees with finite differences of the detector by "
-            f"{worst:.0%} (at most {FD_TOLERANCE:.0%} allowed); register it with --no-companion and use gradient-free attacks"
+            f"{worst:.0%} (at most {FD_TOLERANCE:.0%} allowed); register it with {option('companion', '--no-companion', 'companion=False')} and use gradient-free attacks"
         )
     return worst
 
@@ -250,7 +250,7 @@ def register_model(
     if not _MODEL_ID.fullmatch(model_id):
         raise CfzooError(f"model id {model_id!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
     if model_id in embedded_registry() or model_id.split("-")[0] in FAMILY_IDS:
-        raise CfzooError(f"model id {model_id!r} is taken by cfzoo's own models (<family>-<task>); choose another --id")
+        raise CfzooError(f"model id {model_id!r} is taken by cfzoo's own models (<family>-<task>); choose another {option('model_id', '--id')}")
     if task not in TASK_IDS:
         raise CfzooError(f"unknown task {task!r}; choose one of: {', '.join(TASK_IDS)}")
     if not 0.0 < threshold < 1.0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
@@ -63,7 +63,7 @@ def target_models(target: str, tasks: Sequence[str] | None, providers: str = "au
         )
     wanted = list(dict.fromkeys(tasks or []))
     if len(wanted) > 1:
-        raise CfzooError(f"model {target} detects one manipulation; give at most one --task")
+        raise CfzooError(f"model {target} detects one manipulation; give at most one {option('tasks', '--task')}")
     detector = open_model(target, wanted[0] if wanted else None, providers)
     if gradient:
         companion_of(detector)  # a missing companion is reported before any data work

@@ -205,16 +205,20 @@ class ImageReport:
         )
 
 
+#: Takes each detector's heatmap of an image (:func:`render_heatmap`, without its caption); returns the PNG it wrote, if any.
+HeatmapSink = Callable[["DetectorVerdict", np.ndarray], Path | None]
+
+
 def detect_image(
     path: str | os.PathLike[str],
     detectors: Sequence[Detector],
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    heatmap_path: Callable[[DetectorVerdict], Path] | None = None,
+    heatmaps: HeatmapSink | None = None,
 ) -> ImageReport:
     """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
-    without images) come back as the report's ``error``; ``heatmap_path(verdict)``, when given, names
-    the PNG to write for each detector."""
+    without images) come back as the report's ``error``; ``heatmaps``, when given, gets each detector's
+    heatmap, and the verdict records the PNG it says it wrote."""
     path = Path(path)
     if path.is_dir():
         try:
@@ -229,10 +233,9 @@ def detect_image(
         return ImageReport(path, error=str(error))
     verdicts = []
     for verdict, row in zip(scored.verdicts, scored.probabilities):
-        if heatmap_path is not None:
-            target = heatmap_path(verdict)
-            save_png(render_heatmap(image.pixels, scored.positions, row, verdict), target)
-            verdict = replace(verdict, heatmap=target)
+        if heatmaps is not None:
+            written = heatmaps(verdict, render_heatmap(image.pixels, scored.positions, row, verdict, captioned=False))
+            verdict = verdict if written is None else replace(verdict, heatmap=written)
         verdicts.append(verdict)
     return ImageReport(path, image.width, image.height, len(scored.positions), image.notes, verdicts)
 
@@ -261,26 +264,37 @@ def detect_files(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     heatmap_dir: str | os.PathLike[str] | None = None,
+    on_heatmap: Callable[[Path, DetectorVerdict, np.ndarray], None] | None = None,
 ) -> Iterator[ImageReport]:
     """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
 
     Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
-    ``-3``... in input order, so two inputs never share a heatmap.
+    ``-3``... in input order, so two inputs never share a heatmap. ``on_heatmap(path, verdict, heatmap)``
+    also gets each one (the HTML report's).
     """
     check_stride(stride)
     check_batch_size(batch_size)
     stems: dict[str, int] = {}
     for path in paths:
-        naming = None
+        folder = None
         if heatmap_dir is not None:
             stems[path.stem] = stems.get(path.stem, 0) + 1
             stem = path.stem if stems[path.stem] == 1 else f"{path.stem}-{stems[path.stem]}"
-            naming = _heatmap_naming(Path(heatmap_dir), stem)
-        yield detect_image(path, detectors, stride, batch_size, naming)
+            folder = (Path(heatmap_dir), stem)
+        sink = None if folder is None and on_heatmap is None else _heatmap_sink(path, folder, on_heatmap)
+        yield detect_image(path, detectors, stride, batch_size, sink)
 
 
-def _heatmap_naming(directory: Path, stem: str) -> Callable[[DetectorVerdict], Path]:
-    return lambda verdict: directory / f"{stem}-{verdict.task}-{verdict.column}.png"
+def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> HeatmapSink:
+    def sink(verdict: DetectorVerdict, heatmap: np.ndarray) -> Path | None:
+        if on_heatmap is not None:
+            on_heatmap(path, verdict, heatmap)
+        if folder is None:
+            return None
+        directory, stem = folder
+        return save_png(with_caption(heatmap, verdict), directory / f"{stem}-{verdict.task}-{verdict.column}.png")
+
+    return sink
 
 
 def detection_document(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> DetectionDocument:
@@ -311,9 +325,11 @@ def probability_colours(probabilities: np.ndarray, threshold: float) -> np.ndarr
     return np.where(probabilities > threshold, above, below)
 
 
-def render_heatmap(pixels: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, verdict: DetectorVerdict) -> np.ndarray:
+def render_heatmap(
+    pixels: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, verdict: DetectorVerdict, captioned: bool = True
+) -> np.ndarray:
     """The image in dimmed gray under a colour per patch (:func:`probability_colours`; where patches
-    overlap, their mean probability), reduced to :data:`HEATMAP_MAX_SIDE`, with a one-line caption."""
+    overlap, their mean probability), reduced to :data:`HEATMAP_MAX_SIDE`, with a one-line caption (:func:`with_caption`)."""
     height, width = pixels.shape[:2]
     scale = min(1.0, HEATMAP_MAX_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -330,18 +346,20 @@ def render_heatmap(pixels: np.ndarray, positions: np.ndarray, probabilities: np.
     colours = probability_colours(mean, verdict.threshold)
     blended = gray[..., None] * (1 - HEATMAP_OPACITY) + colours * HEATMAP_OPACITY
     blended = np.where(count[..., None] > 0, blended, gray[..., None])
-    return _with_caption(np.clip(np.rint(blended), 0, 255).astype(np.uint8), _caption(verdict))
+    heatmap = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return with_caption(heatmap, verdict) if captioned else heatmap
 
 
-def _caption(verdict: DetectorVerdict) -> str:
+def heatmap_caption(verdict: DetectorVerdict) -> str:
     return (
         f"{verdict.task} / {verdict.column}: {verdict.verdict} "
         f"({verdict.flagged_share:.0%} of patches above {verdict.threshold:.2f}, mean {verdict.mean_probability:.2f})"
     )
 
 
-def _with_caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` under a black strip holding ``text``; the canvas widens (black on the right) for a narrow image."""
+def with_caption(image: np.ndarray, verdict: DetectorVerdict) -> np.ndarray:
+    """``image`` under a black strip holding the verdict's caption; the canvas widens (black on the right) for a narrow image."""
+    text = heatmap_caption(verdict)
     font_size, margin = 14, 5
     font = ImageFont.load_default(size=font_size)
     width = max(image.shape[1], int(np.ceil(font.getlength(text))) + 2 * margin)

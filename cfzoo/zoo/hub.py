@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cfzoo import __version__
-from cfzoo.errors import CfzooError, first_line
+from cfzoo.errors import CfzooError, first_line, option
 from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import (
     FILE_KINDS,
@@ -143,7 +143,7 @@ class _Hub:
         except LocalEntryNotFoundError:
             raise self._unreachable(what, "no answer") from None
         except EntryNotFoundError:
-            raise CfzooError(f"{repo_id} at revision {revision} has no {what}; choose a revision that holds it (--revision)") from None
+            raise CfzooError(f"{repo_id} at revision {revision} has no {what}; choose a revision that holds it ({option('revision')})") from None
         except HfHubHTTPError as error:
             raise CfzooError(
                 f"the Hub at {self.endpoint} answered an error for {what} of {repo_id} ({first_line(error)}); try again later"
@@ -190,7 +190,7 @@ class _Hub:
     def registry(self, repo_id: str, revision: str) -> Registry:
         commit, files = self.commit_and_files(repo_id, revision)
         if REGISTRY_NAME not in files:
-            raise CfzooError(f"{repo_id} at revision {revision} has no {REGISTRY_NAME}, so it is not a cfzoo zoo; check --repo-id")
+            raise CfzooError(f"{repo_id} at revision {revision} has no {REGISTRY_NAME}, so it is not a cfzoo zoo; check {option('repo_id')}")
         return Registry.read(self.download(repo_id, commit, REGISTRY_NAME))
 
 
@@ -221,10 +221,10 @@ def select_models(
             where = "cfzoo's registry (models with a Hub source)"
         selected = [entry.id for entry in source.select(families, tasks)]
         if not selected:
-            raise CfzooError(f"no model in {where} matches --all/--family/--task; `cfzoo list` shows the models")
+            raise CfzooError(f"no model in {where} matches {option('all_models', '--all')}/{option('families', '--family')}/{option('tasks', '--task')}; `cfzoo list` shows the models")
         chosen += [model_id for model_id in selected if model_id not in chosen]
     if not chosen:
-        raise CfzooError("name the models to pull (e.g. cfzoo pull spam-jpeg70) or select them with --all, --family or --task")
+        raise CfzooError(f"name the models to pull (e.g. cfzoo pull spam-jpeg70) or select them with {option('all_models', '--all')}, {option('families', '--family')} or {option('tasks', '--task')}")
     return chosen
 
 
@@ -308,7 +308,7 @@ def plan_pull(
                 f"unknown model {model_id!r}; `cfzoo list` shows the models, or pass --repo-id to pull from a repo that publishes it"
             )
         else:
-            raise CfzooError(f"model {model_id} has no Hub source in the registry; pass --repo-id (and --revision) to pull it")
+            raise CfzooError(f"model {model_id} has no Hub source in the registry; pass {option('repo_id')} (and {option('revision')}) to pull it")
         checksums_from = CHECKSUMS_FROM_CFZOO
         if entry is None:
             published = hub.registry(source.repo_id, source.revision)
@@ -393,7 +393,7 @@ def _offline_error() -> CfzooError:
 
 
 def _revision_error(repo_id: str, revision: str) -> CfzooError:
-    return CfzooError(f"{repo_id} has no revision {revision!r}; pass an existing branch, tag or commit with --revision")
+    return CfzooError(f"{repo_id} has no revision {revision!r}; pass an existing branch, tag or commit with {option('revision')}")
 
 
 # ---------------------------------------------------------------------------------------------------- publish
@@ -468,7 +468,7 @@ def default_model_cards_dir() -> Path | None:
 
 def check_empty_destination(folder: Path) -> None:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise CfzooError(f"{folder} exists and is not an empty folder; remove it or choose another --out")
+        raise CfzooError(f"{folder} exists and is not an empty folder; remove it or choose another {option('out_dir', '--out')}")
 
 
 def plan_publication(
@@ -509,7 +509,7 @@ def plan_publication(
     registry_text = json.dumps(Registry(entries).to_json(), indent=2) + "\n"
     cards_dir = Path(model_cards_dir) if model_cards_dir is not None else default_model_cards_dir()
     if model_cards_dir is not None and not cards_dir.is_dir():
-        raise CfzooError(f"model card folder {cards_dir} does not exist; generate the cards first or leave out --model-cards")
+        raise CfzooError(f"model card folder {cards_dir} does not exist; generate the cards first or leave out {option('model_cards_dir', '--model-cards')}")
     families = list(dict.fromkeys(entry.family for entry in entries))
     family_cards = [card for card in (cards_dir / f"{family}.md" for family in families) if card.is_file()] if cards_dir else []
     readme = cards_dir / README_NAME if cards_dir is not None and (cards_dir / README_NAME).is_file() else None

@@ -17,7 +17,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry, embedded_zoo_dir, load_registry
 from cfzoo.zoo.resolve import ResolvedFile, resolve
@@ -288,7 +288,7 @@ def load_model_file(
     that holds its input or output another way is refused with the ``cfzoo register`` command that adapts it."""
     path = Path(path)
     if path.suffix != ".onnx" or path.name.endswith(".grad.onnx"):
-        raise CfzooError(f"--model {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)")
+        raise CfzooError(f"{option('model')} {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)")
     chosen = execution_providers(providers)
     return cached_session(("file", str(path), task, chosen), lambda: _file_models(path, task, chosen))
 
@@ -302,11 +302,11 @@ def _file_models(path: Path, task: str | None, providers: tuple[str, ...]) -> tu
         detector.entry = registry.get(claimed)
         _check_identity(detector, "detector")
         if task is not None and task != detector.entry.task:
-            raise CfzooError(f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out --task or give {detector.entry.task}")
+            raise CfzooError(f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out {option('task')} or give {detector.entry.task}")
     else:
         _check_contract(detector, path)
         if task is None:
-            raise CfzooError(f"{path} is not one of cfzoo's models; say which manipulation it detects with --task ({', '.join(TASK_IDS)})")
+            raise CfzooError(f"{path} is not one of cfzoo's models; say which manipulation it detects with {option('task')} ({', '.join(TASK_IDS)})")
     companion_path = path.with_name(path.name.removesuffix(".onnx") + ".grad.onnx")
     companion = None
     if companion_path.is_file():

@@ -26,7 +26,7 @@ import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.data import PatchSet, pristine_partners
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.manipulations import get_manipulation
 from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, check_count, check_eps
 from cfzoo.ops.attacks.fgsm import IFGSM_STEP, default_iterations, fgsm, iterative_fgsm
@@ -60,17 +60,17 @@ def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
     once; else a one-line CfzooError (an option another method owns, a method that attacks one detector)."""
     method = check_method(settings.method)
     if ensemble and method not in ENSEMBLE_METHODS:
-        raise CfzooError(f"--method {method} attacks one detector; for several at once use --method {', '.join(ENSEMBLE_METHODS)}")
+        raise CfzooError(f"{option('method')} {method} attacks one detector; for several at once use {option('method')} {', '.join(ENSEMBLE_METHODS)}")
     check_eps(settings.eps)
     check_count(settings.restarts, "restarts", "use 1 for a single random start")
     for name, value, owners in (("iterations", settings.iterations, ("ifgsm", "pgd", "apgd", *SPAM_FEATURE_METHODS)), ("queries", settings.queries, ("square",))):
         check_count(value, name, "leave it out for the method's default")
         if value is not None and method not in owners:
-            raise CfzooError(f"--{name} applies to --method {', '.join(owners)} only, not {method}")
+            raise CfzooError(f"{option(name)} applies to {option('method')} {', '.join(owners)} only, not {method}")
     if settings.restarts != 1 and method != "pgd":
-        raise CfzooError(f"--restarts applies to --method pgd only, not {method}")
+        raise CfzooError(f"{option('restarts')} applies to {option('method')} pgd only, not {method}")
     if settings.survive_jpeg is not None and method not in ENSEMBLE_METHODS:
-        raise CfzooError(f"--survive works with --method {', '.join(ENSEMBLE_METHODS)}, not {method}")
+        raise CfzooError(f"{option('survive_jpeg', '--survive')} works with {option('method')} {', '.join(ENSEMBLE_METHODS)}, not {method}")
     return method
 
 
@@ -80,7 +80,7 @@ def check_method_fits(method: str, target: AttackTarget, task: str) -> None:
     if method in SPAM_FEATURE_METHODS:
         check_spam_target(method, target)
     if method == "spam-prist" and not get_manipulation(task).keeps_size:
-        raise CfzooError(f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks that keep the size with --task, or leave out spam-prist")
+        raise CfzooError(f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks that keep the size with {option('tasks', '--task')}, or leave out spam-prist")
 
 
 def pristine_rows(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
@@ -126,7 +126,7 @@ def attack_patches(
     set attacked in pieces (it seeds the random draws). ``pristine``: each patch's pristine partner (spam-prist)."""
     method = check_settings(settings, target.is_ensemble)
     if needs_gradient(method) and not target.has_gradient:
-        raise CfzooError(f"{method} needs the target's gradient companion; --method square needs none")
+        raise CfzooError(f"{method} needs the target's gradient companion; {option('method')} square needs none")
     if settings.survive_jpeg is not None:
         target = replace(target, survive_jpeg=settings.survive_jpeg)
     batch = settings.batch_size

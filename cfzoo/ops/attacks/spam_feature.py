@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     AttackResult,
@@ -98,7 +98,7 @@ def spam_feature_step(iterations: int) -> float:
 def check_spam_target(method: str, target: AttackTarget) -> SpamSVM:
     """The SVM of a one-detector SPAM+SVM target, or a one-line CfzooError."""
     if target.is_ensemble:
-        raise CfzooError(f"{method} aims at one detector; give one --target")
+        raise CfzooError(f"{method} aims at one detector; give one {option('target')}")
     svm = target.detectors[0].spam_svm
     if svm is None:
         raise CfzooError(

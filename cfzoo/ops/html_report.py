@@ -1,0 +1,117 @@
+"""``cfzoo detect --report``: one self-contained HTML page of a run, readable without a server.
+
+The page holds the rule, the versions and every detector's id, then per image a thumbnail, the verdict table
+(verdict, share of patches above the threshold, mean probability) and every detector's heatmap, all inline as
+JPEG data. It is written while the images are analysed, so memory does not grow with their number, into a hidden
+file beside the destination that takes the destination's name only when the run completes (:meth:`close`).
+Text from the inputs (file names, errors) is HTML-escaped by the template (``templates/detect_report.html.j2``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from pathlib import Path
+
+import jinja2
+import numpy as np
+from PIL import Image
+
+from cfzoo import __version__
+from cfzoo.errors import CfzooError, option
+from cfzoo.files import check_writable
+from cfzoo.images import ImageReadError, load_image
+from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, ImageReport, heatmap_caption
+from cfzoo.patches import PATCH_SIZE
+from cfzoo.zoo.runtime import onnxruntime_module
+
+#: Longest side of the thumbnails and heatmaps in the page, pixels, and their JPEG quality: a view, not evidence
+#: (``--heatmap`` writes the lossless PNGs).
+REPORT_IMAGE_SIDE = 320
+REPORT_JPEG_QUALITY = 85
+
+
+def check_report_destination(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if the report can be written there, checked before any work."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise CfzooError(f"{option('report')} {path} must end in .html")
+    if path.is_dir():
+        raise CfzooError(f"{option('report')} {path} is a folder; give a file name ending in .html")
+    return check_writable(path, "--report")
+
+
+class DetectionHtmlReport:
+    """Use as a context manager: :meth:`add_heatmap` while an image is analysed, :meth:`add` once it is; the page
+    replaces ``path`` when the block ends without an error, and nothing is left behind when it does not."""
+
+    def __init__(self, path: str | os.PathLike[str], selection: DetectorSelection, stride: int, batch_size: int):
+        self.path = check_report_destination(path)
+        self.selection, self.stride, self.batch_size = selection, stride, batch_size
+        self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self.heatmaps: list[tuple[str, str]] = []
+        self.analysed = self.failed = 0
+        environment = jinja2.Environment(
+            loader=jinja2.PackageLoader("cfzoo.ops", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+            trim_blocks=True, lstrip_blocks=True,
+        )
+        self.template = environment.get_template("detect_report.html.j2").module
+
+    def __enter__(self) -> DetectionHtmlReport:
+        self.stream = open(self.staging, "w", encoding="utf-8")
+        providers = list(dict.fromkeys(provider for detector in self.selection.detectors for provider in detector.providers))
+        self.stream.write(str(self.template.head(
+            title="cfzoo detect report",
+            created=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            versions={"cfzoo": __version__, "onnxruntime": onnxruntime_module().__version__},
+            settings={"patch_size": PATCH_SIZE, "stride": self.stride, "batch_size": self.batch_size, "providers": providers, "rule": RULE},
+            detectors=[
+                {"model": d.entry.id, "family": d.entry.family, "task": d.entry.task, "threshold": float(d.threshold), "source": d.resolved.source}
+                for d in self.selection.detectors
+            ],
+            skipped=self.selection.skipped,
+        )))
+        return self
+
+    def add_heatmap(self, path: Path, verdict: DetectorVerdict, heatmap: np.ndarray) -> None:
+        """One detector's heatmap of the image being analysed (the ``on_heatmap`` of :func:`cfzoo.ops.detect.detect_files`)."""
+        self.heatmaps.append((heatmap_caption(verdict), _jpeg_base64(heatmap)))
+
+    def add(self, report: ImageReport) -> None:
+        """An analysed image: its section, with the heatmaps given since the last one."""
+        heatmaps, self.heatmaps = self.heatmaps, []
+        thumbnail = ""
+        if report.ok:
+            try:
+                thumbnail = _jpeg_base64(load_image(report.path).pixels)
+            except ImageReadError as error:  # the file changed since it was analysed
+                report = ImageReport(report.path, error=str(error))
+        if report.ok:
+            self.analysed += 1
+        else:
+            self.failed += 1
+        verdicts = {(verdict.task, verdict.column): verdict for verdict in report.verdicts}
+        columns, tasks = self.selection.families, self.selection.tasks
+        rows = [(task, [verdicts.get((task, column)) for column in columns]) for task in tasks]
+        number = self.analysed + self.failed
+        self.stream.write(str(self.template.image(number, report, columns, rows, thumbnail, heatmaps)))
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if kind is None:
+                self.stream.write(str(self.template.tail(self.analysed, self.failed)))
+            self.stream.close()
+            if kind is None:
+                os.replace(self.staging, self.path)
+        finally:
+            self.staging.unlink(missing_ok=True)
+
+
+def _jpeg_base64(pixels: np.ndarray) -> str:
+    image = Image.fromarray(pixels)
+    image.thumbnail((REPORT_IMAGE_SIDE, REPORT_IMAGE_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=REPORT_JPEG_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,100 @@
+"""`cfzoo detect --report`: a self-contained HTML page, opened in a real headless Chromium (from the system
+packages: apt-get install chromium) to check what it renders."""
+
+import html
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cfzoo.cli import app
+from cfzoo.images import save_png
+from cfzoo.manipulations import apply_manipulation
+
+MODELS = ["spam-jpeg70", "bayar2016-jpeg70", "cozzolino2017-jpeg70"]
+ODD_NAME = "<img src=x onerror=alert(1)> & co.png"  # markup in a file name must show as text, not become markup
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium is not installed: apt-get update && apt-get install -y chromium")
+    return found
+
+
+def headless(chromium, *arguments, timeout=120) -> subprocess.CompletedProcess:
+    # --no-sandbox: tests and CI run as root, where Chromium's sandbox refuses to start
+    command = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def report(photo, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    save_png(photo, folder / "astronaut.png")
+    save_png(apply_manipulation("jpeg70", photo), folder / "astronaut-jpeg70.png")
+    save_png(photo[::-1], folder / ODD_NAME)
+    (folder / "truncated.png").write_bytes((folder / "astronaut.png").read_bytes()[:2000])
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = CliRunner().invoke(app, ["detect", str(folder), "-t", "jpeg70", "--report", str(out), "--providers", "cpu"])
+    assert result.exit_code == 1, result.output  # the truncated file fails; the others are analysed
+    assert f"report: {out}" in result.stderr and "1 of 4 inputs failed" in result.stderr
+    return folder, out
+
+
+def test_the_page_needs_nothing_but_itself(models, report):
+    _, out = report
+    page = out.read_text()
+    assert page.count('src="data:image/jpeg;base64,') == 3 * (1 + 3)  # three photos: a thumbnail and three heatmaps each
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", page), "every image is inline, nothing is fetched"
+    assert "<script" not in page
+    assert [path.name for path in out.parent.iterdir()] == ["report.html"], "no partial file is left behind"
+
+
+def test_headless_chromium_renders_the_verdicts_the_rule_and_the_ids(models, report, chromium):
+    folder, out = report
+    dumped = headless(chromium, "--dump-dom", out.as_uri())
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = dumped.stdout
+    assert "<title>cfzoo detect report</title>" in dom and "manipulated when more than 50% of the patches" in dom
+    for model in MODELS:
+        assert f"<code>{model}</code>" in dom
+    sections = re.findall(r'<section class="photo" id="image-(\d+)">(.*?)</section>', dom, re.S)
+    assert [number for number, _ in sections] == ["1", "2", "3", "4"]
+    by_name = {re.search(r"<h2>\d+\. (.*?)</h2>", body).group(1): body for _, body in sections}
+    compressed = by_name[html.escape(str(folder / "astronaut-jpeg70.png"), quote=False)]
+    assert re.findall(r'<td class="(manipulated|pristine)">', compressed).count("manipulated") >= 2
+    pristine = by_name[html.escape(str(folder / "astronaut.png"), quote=False)]
+    assert re.findall(r'<td class="(manipulated|pristine)">', pristine).count("pristine") >= 2
+    assert html.escape(str(folder / ODD_NAME), quote=False) in by_name and "<img src=x" not in dom
+    assert "could not be analysed" in by_name[html.escape(str(folder / "truncated.png"), quote=False)]
+    assert "3 images analysed" in dom and "1 could not be" in dom
+
+
+def test_the_screenshot_shows_the_photos_and_coloured_verdicts(models, report, chromium, tmp_path):
+    _, out = report
+    shot = tmp_path / "page.png"
+    taken = headless(chromium, "--window-size=1100,1400", f"--screenshot={shot}", out.as_uri())
+    assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+    def share(colour) -> float:
+        return float(np.mean(np.abs(pixels - np.array(colour)).sum(axis=2) <= 6))
+
+    assert share((0xFD, 0xE2, 0xE1)) > 0.001 and share((0xE3, 0xF4, 0xE6)) > 0.001  # manipulated and pristine cells
+    assert pixels[:, :400].std() > 30, "the thumbnails render (not blank)"
+
+
+def test_a_report_that_cannot_be_written_is_refused_before_any_work(models, tmp_path, photo):
+    save_png(photo, tmp_path / "a.png")
+    (tmp_path / "taken.html").mkdir()
+    runner = CliRunner()
+    for destination, message in ((tmp_path / "r.txt", "--report .* must end in .html"), (tmp_path / "taken.html", "is a folder")):
+        result = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "-t", "jpeg70", "--report", str(destination)])
+        assert result.exit_code == 1 and re.search(message, result.stderr) and "Traceback" not in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "taken.html"] and not any((tmp_path / "taken.html").iterdir())
