@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 #: The version of every document's layout; raise it when a field changes meaning or goes away.
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2  # 2: typed documents; a verdict may be "uncertain"
 _ABSENT_WHEN_NONE = "absent_when_none"
 
 
@@ -85,7 +85,9 @@ class VerdictResult(Result):
     threshold: float
     mean_probability: float
     flagged_share: float = Field(description="share of patches whose probability is above the threshold")
-    verdict: Literal["manipulated", "pristine"]
+    verdict: Literal["manipulated", "pristine", "uncertain"] = Field(
+        description="manipulated above 75% of patches, pristine below 25%, uncertain in between (cfzoo.ops.detect.UNCERTAIN_BAND)"
+    )
     heatmap: str | None = Field(description="the PNG written for this detector, if any")
 
 

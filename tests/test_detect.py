@@ -22,6 +22,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.images import save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.detect import (
+    UNCERTAIN_BAND,
     HEATMAP_ABOVE,
     HEATMAP_BELOW,
     detect_files,
@@ -88,13 +89,19 @@ def test_patch_grid_refuses_small_images_and_off_lattice_strides():
             patch_grid(256, 256, stride)
 
 
-def test_verdict_is_a_strict_majority_of_patches_above_the_threshold():
+def test_verdict_is_uncertain_in_the_middle_band_and_leans_to_the_majority():
     verdict = summarise(entry(), np.array([0.9, 0.6, 0.1]))
     assert verdict.manipulated and verdict.flagged_share == pytest.approx(2 / 3) and verdict.mean_probability == pytest.approx(0.5333, abs=1e-4)
+    assert verdict.verdict == "uncertain", "two thirds of the patches is in the band: uncertain, leaning manipulated"
     assert not summarise(entry(), np.array([0.9, 0.1])).manipulated, "a tie is not a majority"
     # three very confident patches lift the mean above the threshold but do not outvote the other four
     outvoted = summarise(entry(), np.array([1.0, 1.0, 1.0, 0.2, 0.2, 0.2, 0.2]))
-    assert outvoted.mean_probability > 0.5 and outvoted.verdict == "pristine"
+    assert outvoted.mean_probability > 0.5 and not outvoted.manipulated and outvoted.verdict == "uncertain"
+    low, high = UNCERTAIN_BAND
+    shares = {0.2: "pristine", low: "uncertain", 0.5: "uncertain", high: "uncertain", 0.8: "manipulated"}
+    for share, expected in shares.items():
+        flagged = round(share * 20)
+        assert summarise(entry(), np.array([0.9] * flagged + [0.1] * (20 - flagged))).verdict == expected, share
     # the SVM's threshold is on its decision value; on the probability it goes through the sigmoid
     spam = summarise(entry("spam", threshold=1.0), np.array([0.7, 0.7, 0.75]))
     assert spam.threshold == pytest.approx(1 / (1 + np.exp(-1.0))) and spam.flagged_share == pytest.approx(1 / 3)
@@ -246,7 +253,7 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert set(document) == {"schema", "settings", "detectors", "skipped", "images", "failed"}
-    assert document["schema"] == 1 and document["failed"] == 0 and document["skipped"] == []
+    assert document["schema"] == 2 and document["failed"] == 0 and document["skipped"] == []
     assert document["settings"]["stride"] == 64 and document["settings"]["patch_size"] == 128
     assert [d["model"] for d in document["detectors"]] == list(MODELS)
     image = document["images"][0]

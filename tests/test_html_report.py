@@ -61,16 +61,16 @@ def test_headless_chromium_renders_the_verdicts_the_rule_and_the_ids(models, rep
     dumped = headless(chromium, "--dump-dom", out.as_uri())
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     dom = dumped.stdout
-    assert "<title>cfzoo detect report</title>" in dom and "manipulated when more than 50% of the patches" in dom
+    assert "<title>cfzoo detect report</title>" in dom and "manipulated when more than 75% of the patches" in dom
     for model in MODELS:
         assert f"<code>{model}</code>" in dom
     sections = re.findall(r'<section class="photo" id="image-(\d+)">(.*?)</section>', dom, re.S)
     assert [number for number, _ in sections] == ["1", "2", "3", "4"]
     by_name = {re.search(r"<h2>\d+\. (.*?)</h2>", body).group(1): body for _, body in sections}
     compressed = by_name[html.escape(str(folder / "astronaut-jpeg70.png"), quote=False)]
-    assert re.findall(r'<td class="(manipulated|pristine)">', compressed).count("manipulated") >= 2
+    assert re.findall(r'<td class="(manipulated|pristine|uncertain)">', compressed).count("manipulated") >= 2
     pristine = by_name[html.escape(str(folder / "astronaut.png"), quote=False)]
-    assert re.findall(r'<td class="(manipulated|pristine)">', pristine).count("pristine") >= 2
+    assert re.findall(r'<td class="(manipulated|pristine|uncertain)">', pristine).count("pristine") >= 2
     assert html.escape(str(folder / ODD_NAME), quote=False) in by_name and "<img src=x" not in dom
     assert "could not be analysed" in by_name[html.escape(str(folder / "truncated.png"), quote=False)]
     assert "3 images analysed" in dom and "1 could not be" in dom

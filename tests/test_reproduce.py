@@ -63,7 +63,7 @@ def test_json_schema(models, run):
         "schema_version", "cfzoo_version", "created", "settings", "data", "machine", "seconds", "table1", "attacks",
         "restoration", "differences", "files",
     }
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert document["settings"] == {
         "tasks": ["jpeg70", "median3"], "eps": 1, "method": "fgsm", "seed": 0, "max_patches": MAX_PATCHES, "providers": "cpu", "batch_size": 64,
     }

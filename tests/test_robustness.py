@@ -45,7 +45,7 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
     _, report = report_folder
     schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "schemas" / "robustness.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(report)
-    assert report["schema_version"] == 1 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
+    assert report["schema_version"] == 2 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
     assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
     assert len(report["rows"]) == 2 * (1 + 2 * 4)  # tasks x (unattacked + eps x (attacks + worst case))
     for task in ("jpeg70", "median7"):

@@ -35,18 +35,18 @@ def detect(
     ),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
     detector: list[str] = typer.Option(
-        [], "--detector", "-f", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
+        [], "--family", "-f", "--detector", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
     ),
     model: list[str] = typer.Option(
         [], "--model", "-m", help="A model by id (`cfzoo list`, `cfzoo register`) or an .onnx file that follows docs/contract.md "
-        "(repeatable); without --detector, only these. A file not made by cfzoo needs one --task.",
+        "(repeatable); without --family, only these. A file not made by cfzoo needs one --task.",
     ),
     stride: int = typer.Option(
         DEFAULT_STRIDE, "--stride",
         help="Pixels between patch corners, a multiple of 8 (the JPEG block lattice the detectors were trained on): "
         "128 = non-overlapping grid, smaller overlaps. A last row/column near the bottom/right edge covers all but <8 pixels.",
     ),
-    batch: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch", help="Patches per onnxruntime call; bounds the memory used."),
+    batch: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "--batch", help="Patches per onnxruntime call; bounds the memory used."),
     heatmap: Path | None = typer.Option(
         None, "--heatmap", help="Write one PNG per image x task x detector into this folder, <image>-<task>-<family>.png: each patch "
         "blue (probability 0) to light cyan below the detector's threshold, yellow to red (1) above it.",
@@ -130,7 +130,7 @@ def _print_report(report: ImageReport, families: list[str], tasks: list[str]) ->
             if verdict is None:
                 cells.append("-")
             else:
-                style = "bold red" if verdict.manipulated else "green"
+                style = "yellow" if verdict.uncertain else "bold red" if verdict.manipulated else "green"
                 cells.append(f"[{style}]{verdict.verdict}[/] {verdict.flagged_share:.0%}")
         table.add_row(task, *cells)
     stdout.print(table)

@@ -26,10 +26,10 @@ def scan(
     out: Path = typer.Option(..., "--out", "-o", help="Folder of Parquet parts, e.g. results.parquet; any Parquet reader reads it as one table."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
     detector: list[str] = typer.Option(
-        [], "--detector", "-f", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
+        [], "--family", "-f", "--detector", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
     ),
     model: list[str] = typer.Option(
-        [], "--model", "-m", help="A model by id or an .onnx file (repeatable); without --detector, only these."
+        [], "--model", "-m", help="A model by id or an .onnx file (repeatable); without --family, only these."
     ),
     engine: str = typer.Option("local", "--engine", help=f"Where to run: {', '.join(ENGINES)} (Ray Data; pip install \"cfzoo\\[scale]\")."),
     address: str | None = typer.Option(None, "--address", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or ray://...); default: start Ray here."),

@@ -43,6 +43,9 @@ from cfzoo.zoo.runtime import Detector, load_detector, open_model
 
 #: An image is called manipulated when more than this share of its patches is.
 MAJORITY = 0.5
+#: Shares of patches above the threshold (inclusive) for which a verdict is "uncertain": the middle half of the
+#: range, fixed before it was measured (docs/detect.md, tools/verdict_band.py), not fitted to any camera.
+UNCERTAIN_BAND = (0.25, 0.75)
 #: Longest side of a heatmap PNG, in pixels (larger images are shown reduced).
 HEATMAP_MAX_SIDE = 1024
 #: Heatmap colours, two ramps that break at the detector's threshold so that every patch reads as
@@ -53,7 +56,10 @@ HEATMAP_ABOVE = ((255, 215, 0), (230, 0, 0))
 #: Heatmap background: the image in gray, at this brightness, under a colour layer of this opacity.
 HEATMAP_BRIGHTNESS = 0.6
 HEATMAP_OPACITY = 0.55
-RULE = f"manipulated when more than {MAJORITY:.0%} of the patches have a probability above the detector's threshold"
+RULE = (
+    f"manipulated when more than {UNCERTAIN_BAND[1]:.0%} of the patches have a probability above the detector's threshold, "
+    f"pristine when fewer than {UNCERTAIN_BAND[0]:.0%}, uncertain in between"
+)
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -152,13 +158,20 @@ class DetectorVerdict:
     threshold: float  # on the patch probability
     mean_probability: float
     flagged_share: float  # share of patches with probability above the threshold
-    manipulated: bool  # flagged_share > MAJORITY
+    manipulated: bool  # flagged_share > MAJORITY: what the verdict leans to, uncertain or not
     heatmap: Path | None = None
     column: str = ""  # the model's column in a report (ModelEntry.column)
 
     @property
     def verdict(self) -> str:
+        if self.uncertain:
+            return "uncertain"
         return "manipulated" if self.manipulated else "pristine"
+
+    @property
+    def uncertain(self) -> bool:
+        low, high = UNCERTAIN_BAND
+        return low <= self.flagged_share <= high
 
     def result(self) -> VerdictResult:
         return VerdictResult(
