@@ -60,15 +60,13 @@ def detect(
 ) -> None:
     """Tell, for each manipulation task, whether each detector calls an image manipulated.
 
-    Each image is cut into 128x128 patches; every detector scores every patch. A detector calls the
-    image manipulated when more than half of its patches score above the detector's threshold; the
-    table shows that verdict and the share of patches above the threshold.
+    Each image is cut into 128x128 patches and every detector scores every patch. A cell shows the verdict and the share of patches above the detector's threshold: manipulated above 75%, pristine below 25%, uncertain in between (docs/detect.md). Each image's table is printed as soon as it is ready.
 
-    Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/ --json;
-    cfzoo detect photos/ --report report.html
+    Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/; cfzoo detect photos/ --report report.html
 
     Exit code 1 if any input failed (unreadable, too small...); the other inputs are still analysed.
     """
+
     check_stride(stride)
     check_batch_size(batch)
     if report is not None:
