@@ -8,6 +8,7 @@ a temporary user zoo; without torch or those checkpoints such tests skip.
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -261,3 +262,24 @@ def test_attack_without_the_targets_model_says_what_to_do(runner, tmp_path, monk
     result = runner.invoke(app, ["attack", "--target", "resnet", "--eps", "1"])
     assert result.exit_code == 1 and result.stderr.startswith("error: unknown target family 'resnet'")
     assert not any(tmp_path.iterdir())  # refused before any data work
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_readmes_first_command_shows_every_header_and_figure_whole_at_80_columns(models, sample_root, tmp_path, columns):
+    """README's first command, in a terminal of 80 (and 160) columns: no header or cell is cut."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "COLUMNS": str(columns), "CFZOO_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "cfzoo", "attack", "--target", "bayar2016", "--eps", "1", "--task", "jpeg70",
+               "--data", str(sample_root), "--max-patches", "8", "--cache-dir", str(tmp_path / "cache")]
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    header = next(line for line in lines if "task" in line and "patches" in line)
+    for title in ("PSNR dB", "SPAM+SVM", "Bayar2016", "Cozzolino2017"):
+        assert title in header, header
+    row = next(line for line in lines if line.startswith("│ jpeg70"))
+    assert "…" not in completed.stdout and len(re.findall(r"\d+\.\d → \d+\.\d", row)) == 3, row

@@ -147,20 +147,20 @@ def _attack_image(image, target, task, settings, out, providers, as_json, data, 
 
 def _print_table(report: AttackReport) -> None:
     families = reported_families(report.rows)
+    # one column per detector, "before → after" in each cell: three families fit 80 columns with every header whole
     table = Table(
-        title=f"TPR (percent) on manipulated test patches, {report.method.upper()} eps {report.eps} "
+        title=f"TPR (percent) on manipulated test patches, before → after {report.method.upper()} eps {report.eps} "
         f"against {column_title(report.target)}; test devices: {', '.join(report.test_devices)}"
     )
     for column in ("task", "patches", "PSNR dB"):
-        table.add_column(column, justify="left" if column == "task" else "right")
+        table.add_column(column, justify="left" if column == "task" else "right", no_wrap=True)
     for family in families:
-        table.add_column(f"{column_title(family)} before", justify="right")
-        table.add_column(f"{column_title(family)} after", justify="right")
+        table.add_column(column_title(family), justify="right", no_wrap=True)
     for row in report.rows:
         cells = []
         for family in families:
             rates = row.tpr.get(family)
-            cells += [f"{rates.before:.2f}", f"{rates.after:.2f}"] if rates else ["-", "-"]
+            cells.append(f"{rates.before:.1f} → {rates.after:.1f}" if rates else "-")
         psnr = "inf" if row.psnr_db is None else f"{row.psnr_db:.2f}"
         table.add_row(row.task, str(row.patches), psnr, *cells)
     stdout.print(table)
