@@ -115,3 +115,27 @@ def test_list_fits_80_columns_and_never_cuts_a_model_id():
     assert max(len(line) for line in lines) <= 80
     shown = {line.split("│")[1].strip() for line in lines if line.startswith("│")}
     assert {entry.id for entry in load_registry()} <= shown
+
+
+def test_the_top_level_help_starts_with_what_a_newcomer_runs_and_offers_completion(runner):
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    text = result.stdout
+    assert text.index("Start here: `cfzoo detect photo.jpg`") < text.index("Commands")
+    commands = text[text.index("Commands"):]
+    listed = [line[2:].split()[0] for line in commands.splitlines() if line.startswith("│ ") and not line.startswith("│  ")]
+    assert listed[:4] == ["detect", "attack", "list", "pull"], listed
+    assert "--install-completion" in text and "--quiet" in text
+
+
+def test_quiet_leaves_out_notes_but_not_results_or_errors(runner, tmp_path, photo):
+    from cfzoo.images import save_png
+
+    save_png(photo, tmp_path / "a.png")
+    arguments = ["detect", str(tmp_path / "a.png"), "-f", "spam", "-f", "xception", "-t", "jpeg70", "--report", str(tmp_path / "r.html")]
+    loud = runner.invoke(app, arguments)
+    assert loud.exit_code == 0 and "note: xception: no model here" in loud.stderr and "report: " in loud.stderr
+    quiet = runner.invoke(app, ["--quiet", *arguments])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "jpeg70" in quiet.stdout and (tmp_path / "r.html").is_file()
+    failing = runner.invoke(app, ["-q", "detect", str(tmp_path / "missing.png"), "-t", "jpeg70"])
+    assert failing.exit_code == 1 and "error: " in failing.stderr

@@ -9,7 +9,7 @@ import typer
 from cfzoo import __version__
 from cfzoo.cli.attack import attack
 from cfzoo.cli.cards import cards
-from cfzoo.cli.common import handle_errors
+from cfzoo.cli.common import handle_errors, set_quiet
 from cfzoo.cli.data import data_app
 from cfzoo.cli.detect import detect
 from cfzoo.cli.evaluate import evaluate
@@ -24,31 +24,34 @@ from cfzoo.cli.zoo import export, list_models, register
 app = typer.Typer(
     name="cfzoo",
     help=(
-        "Counter-forensics model zoo: detectors of global image manipulations (SPAM+SVM, Bayar2016, "
-        "Cozzolino2017, Xception), adversarial attacks against them, and the paper's tables.\n\n"
-        "Start with `cfzoo data inspect DIR` on a folder holding one sub-folder of photos per camera."
+        "Counter-forensics model zoo: detectors of global image manipulations (SPAM+SVM, Bayar2016, Cozzolino2017, "
+        "Xception), adversarial attacks against them, and the paper's tables.\n\n"
+        "Start here: `cfzoo detect photo.jpg` (which manipulations the detectors see in a photo; add --report page.html), "
+        "`cfzoo attack --target bayar2016 --task jpeg70` (FGSM against a detector, on embedded photos), "
+        "`cfzoo list` (the models and where each comes from), `cfzoo pull MODEL` (one from the Hub). "
+        "Each command's --help ends with examples."
     ),
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+# what a newcomer runs first, then measurements, then data, training and publishing
+app.command("detect")(detect)
+app.command("attack")(attack)
+app.command("list")(list_models)
+app.command("pull")(pull)
+app.command("robustness")(robustness_command)
+app.command("scan")(scan)
+app.command("reproduce")(reproduce)
+app.command("restore")(restore)
 app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("evaluate")(evaluate)
-app.command("list")(list_models)
 app.command("export")(export)
 app.command("register")(register)
-app.command("pull")(pull)
 app.command("publish")(publish)
-app.command("attack")(attack)
-app.command("robustness")(robustness_command)
-app.command("detect")(detect)
-app.command("scan")(scan)
 app.command("cards")(cards)
-app.command("restore")(restore)
 app.command("train-restorer")(train_restorer)
 app.command("export-restorer")(export_restorer)
-app.command("reproduce")(reproduce)
 
 
 def _print_version(value: bool) -> None:
@@ -60,8 +63,9 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes and no progress bars on stderr; results and errors still print."),
 ) -> None:
-    """Counter-forensics model zoo."""
+    set_quiet(quiet)
 
 
 def _exit_on_sigterm(signal_number: int, frame) -> None:

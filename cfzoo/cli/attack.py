@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
@@ -104,10 +104,9 @@ def attack(
             providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
         )
     if report.target_trained_on_test_devices:
-        typer.echo(
+        note(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
-            "TPR there is not a test figure (use --seed to change the split)",
-            err=True,
+            "TPR there is not a test figure (use --seed to change the split)"
         )
     if as_json:
         print_json(report.to_json())
@@ -116,7 +115,7 @@ def attack(
     else:
         _print_table(report)
     if save is not None and not as_json:
-        typer.echo(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv", err=True)
+        note(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv")
 
 
 def _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown):
@@ -132,8 +131,8 @@ def _attack_image(image, target, task, settings, out, providers, as_json, data, 
     if as_json:
         print_json(summary)
         return
-    for note in summary["notes"]:
-        typer.echo(f"note: {note}", err=True)
+    for line in summary["notes"]:
+        note(f"note: {line}")
     psnr = "inf" if summary["psnr_db"] is None else f"{summary['psnr_db']:.2f}"
     stdout.print(
         f"{summary['out']}: {summary['width']}x{summary['height']}, {summary['tiles']} tiles, "

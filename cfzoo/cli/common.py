@@ -16,6 +16,19 @@ from cfzoo.errors import CfzooError
 
 stdout = Console()
 stderr = Console(stderr=True)
+#: ``cfzoo --quiet``: no notes and no progress bars on stderr; results (stdout) and errors still print.
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def note(text: str) -> None:
+    """A line for the user on stderr (a note, where files went); ``--quiet`` leaves it out."""
+    if not _quiet:
+        typer.echo(text, err=True)
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,7 +58,7 @@ def new_progress(rate_unit: str | None = None) -> Progress:
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *rate, TimeElapsedColumn(), TimeRemainingColumn()
     )
-    return Progress(*columns, console=stderr, transient=False, disable=not stderr.is_terminal)
+    return Progress(*columns, console=stderr, transient=False, disable=_quiet or not stderr.is_terminal)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
 from cfzoo.data import SPLITS, CameraDataset, PatchSetSpec, build_patch_set, describe_dataset, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
@@ -132,5 +132,5 @@ def open_dataset(data: Path | None, cache_dir: Path | None = None) -> CameraData
     """The dataset at ``data``, or the embedded default (announced on stderr) when none is given."""
     if data is None:
         data = sample_dataset_dir(cache_dir)
-        typer.echo(f"no data folder given: using {SAMPLE_DESCRIPTION} at {data}", err=True)
+        note(f"no data folder given: using {SAMPLE_DESCRIPTION} at {data}")
     return CameraDataset.from_directory(data)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
@@ -73,7 +73,7 @@ def detect(
         check_report_destination(report)
     selection = select_detectors(detector or None, task or None, providers, model)
     for line in selection.skipped:
-        typer.echo(f"note: {line}", err=True)
+        note(f"note: {line}")
     paths = expand_inputs(images)
     if heatmap is not None:
         if heatmap.exists() and not heatmap.is_dir():
@@ -96,7 +96,7 @@ def detect(
     elif any(found.ok for found in reports):
         stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", soft_wrap=True, style="dim")
     if report is not None:
-        typer.echo(f"report: {report}", err=True)
+        note(f"report: {report}")
     failed = [found for found in reports if not found.ok]
     for found in failed:
         typer.echo(f"error: {found.error}", err=True)
@@ -132,8 +132,8 @@ def _print_report(report: ImageReport, families: list[str], tasks: list[str]) ->
                 cells.append(f"[{style}]{verdict.verdict}[/] {verdict.flagged_share:.0%}")
         table.add_row(task, *cells)
     stdout.print(table)
-    for note in report.notes:
-        stdout.print(f"note: {escape(note)}", soft_wrap=True)
+    for remark in report.notes:
+        stdout.print(f"note: {escape(remark)}", soft_wrap=True)
     heatmaps = [verdict.heatmap for verdict in report.verdicts if verdict.heatmap is not None]
     if heatmaps:
         more = f" and {len(heatmaps) - 1} more (<image>-<task>-<family>.png)" if len(heatmaps) > 1 else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
-from cfzoo.cli.common import handle_errors, print_json, stage_bars
+from cfzoo.cli.common import handle_errors, note, print_json, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
@@ -72,10 +72,9 @@ def reproduce(
     if as_json:
         print_json(document.to_json())
     files = document.files
-    typer.echo(
+    note(
         f"reproduced Tables I-V in {_duration(document.seconds.total)}: {out}/{files.report}, "
-        f"{len(files.csv)} CSV, {files.json_file}, {len(files.png)} PNG",
-        err=True,
+        f"{len(files.csv)} CSV, {files.json_file}, {len(files.png)} PNG"
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.paper import FAMILY_TITLES
@@ -90,7 +90,7 @@ def restore(
     with stage_bars() as on_status:
         report = evaluate_restoration(dataset, task or None, discriminator or None, seed, max_patches, providers, batch_size, cache_dir, on_status)
     if report.missing:
-        typer.echo(f"note: not available here, left out: {', '.join(report.missing)}", err=True)
+        note(f"note: not available here, left out: {', '.join(report.missing)}")
     if as_json:
         print_json(report.to_json())
     elif markdown:
@@ -118,8 +118,8 @@ def _restore_image(image, task, discriminator, out, providers, tile, batch_size,
     if as_json:
         print_json(summary)
         return
-    for note in summary["notes"]:
-        typer.echo(f"note: {note}", err=True)
+    for line in summary["notes"]:
+        note(f"note: {line}")
     psnr = "inf" if summary["psnr_db_vs_input"] is None else f"{summary['psnr_db_vs_input']:.2f}"
     stdout.print(f"{summary['out']}: {summary['width']}x{summary['height']}, restored by {summary['restorer']}, PSNR {psnr} dB against the input", soft_wrap=True)
     if summary["detect_grid_called_manipulated"]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, stage_bars, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.robustness import (
@@ -111,7 +111,7 @@ def robustness_command(
         )
     if out is not None:
         write_robustness_folder(report, out)
-        typer.echo(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)", err=True)
+        note(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)")
     if output_format == "json":
         print_json(report.to_json())
     elif output_format == "csv":

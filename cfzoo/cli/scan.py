@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
 from cfzoo.engines.scan import ENGINES, IMAGES_PER_PART, ScanSettings, run_scan
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.scan import scan_inputs
@@ -58,7 +58,7 @@ def scan(
     with progress_bar("scan", rate_unit="images") as on_progress:
         summary = run_scan(paths, out, settings, engine, address, workers, resume, on_progress)
     for line in summary.skipped:
-        typer.echo(f"note: {line}", err=True)
+        note(f"note: {line}")
     if as_json:
         print_json({"out": str(out), "engine": engine, **asdict(summary)})
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
@@ -34,7 +34,7 @@ def list_models(
     """
     registry = load_registry()
     for problem in registry.problems + load_restorer_registry().problems:  # the user zoo's invalid entries, left out
-        typer.echo(f"note: {problem}; left out (fix or delete that entry)", err=True)
+        note(f"note: {problem}; left out (fix or delete that entry)")
     entries = registry.select(family or None, task or None)
     rows = []
     for entry in entries:
