@@ -40,6 +40,7 @@ from cfzoo.zoo import (
     user_zoo_dir,
 )
 from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry
+from cfzoo.zoo.restorers import load_restorer_registry
 from cfzoo.zoo.runtime import clear_session_cache
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "cameras-seed0"
@@ -352,8 +353,16 @@ def test_list_json_shows_the_embedded_models_and_the_user_zoo_first(runner, sour
     embedded = [entry for entry in embedded_registry() if entry.embedded]
     result = runner.invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    listed = json.loads(result.stdout)
+    rows = [row for row in listed if row["kind"] == "detector" and row["registered"]]
     assert [row["id"] for row in rows] == [entry.id for entry in embedded_registry()]
+    # every family x task slot is listed, with no source where nothing is published, and the restorers after them
+    unpublished = [row for row in listed if not row["registered"]]
+    assert len(rows) + len(unpublished) == 32 and all(not row["available"] and row["sources"] == [] for row in unpublished)
+    assert "xception-blur1.1" in {row["id"] for row in unpublished}
+    restorers = [row for row in listed if row["kind"] == "restorer"]
+    assert [row["id"] for row in restorers] == [entry.id for entry in load_restorer_registry()]
+    assert all(row["available"] and row["sources"] == ["embedded"] for row in restorers)
     for row, entry in zip(rows, embedded_registry()):
         assert row["sources"] == (["embedded"] if entry.embedded else [])
         assert row["available"] == entry.embedded and row["test_acc"] == entry.test_accuracy

@@ -13,7 +13,8 @@ from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.restorers import load_restorer_registry
+from cfzoo.zoo.restorers import is_available as is_restorer_available
+from cfzoo.zoo.restorers import load_restorer_registry, restorer_candidates
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
 TASK_OPTION = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable): {', '.join(TASK_IDS)}.")
@@ -26,33 +27,54 @@ def list_models(
     available: bool = typer.Option(False, "--available", help="Only models whose files are on this machine."),
     as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
 ) -> None:
-    """List the zoo's models: family, task, test accuracy, and where each one's files are.
+    """List the zoo's detectors (every family x task, published or not) and GAN restorers: test accuracy, size, and where each one's files are.
 
     Sources, in the order they are used: user (exported or pulled into $CFZOO_HOME/zoo), hub-cache
     (downloaded by `cfzoo pull`), embedded (shipped inside the package). A model with no source can be
     pulled (`cfzoo pull ID`) or trained and exported.
     """
     registry = load_registry()
-    for problem in registry.problems + load_restorer_registry().problems:  # the user zoo's invalid entries, left out
+    restorers = load_restorer_registry()
+    for problem in registry.problems + restorers.problems:  # the user zoo's invalid entries, left out
         note(f"note: {problem}; left out (fix or delete that entry)")
-    entries = registry.select(family or None, task or None)
+    entries = {entry.id: entry for entry in registry.select(family or None, task or None)}
+    # every family x task slot, registered or not, then registered external models
+    slots = [f"{name}-{task_id}" for name in (family or FAMILY_IDS) for task_id in TASK_IDS if not task or task_id in task]
     rows = []
-    for entry in entries:
+    for model_id in [*slots, *(model_id for model_id in entries if model_id not in slots)]:
+        entry = entries.get(model_id)
+        if entry is None:
+            if not available:
+                name, task_id = model_id.split("-", 1)
+                rows.append({
+                    "kind": "detector", "id": model_id, "family": name, "task": task_id, "registered": False, "test_acc": None,
+                    "available": False, "sources": [], "hub": None, "size_bytes": None,
+                })
+            continue
         gradient_sources = available_sources(entry, "gradient")
         sources = [source for source in available_sources(entry) if source in gradient_sources]
         if available and not sources:
             continue
         rows.append({
-            "id": entry.id, "family": entry.family, "task": entry.task, "test_acc": entry.test_accuracy,
-            "available": bool(sources), "sources": sources,
+            "kind": "detector", "id": entry.id, "family": entry.family, "task": entry.task, "registered": True,
+            "test_acc": entry.test_accuracy, "available": bool(sources), "sources": sources,
             "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
             "size_bytes": sum(file.size for file in entry.files.values()),
         })
+    restorer_rows = [] if family else [
+        {
+            "kind": "restorer", "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
+            "test_acc": None, "available": is_restorer_available(entry), "sources": [c.source for c in restorer_candidates(entry) if c.path.is_file()],
+            "hub": None, "size_bytes": entry.file.size,
+        }
+        for entry in restorers if (not task or entry.task in task) and (not available or is_restorer_available(entry))
+    ]
     if as_json:
-        print_json(rows)
+        print_json(rows + restorer_rows)
         return
     # fits 80 columns: ids are never cut (the family is their first part; --json has it), the last column wraps
-    table = Table(title=f"cfzoo models: {sum(row['available'] for row in rows)} of {len(rows)} available here")
+    registered = [row for row in rows if row["registered"]]
+    table = Table(title=f"cfzoo detectors: {sum(row['available'] for row in rows)} of {len(registered)} available here")
     table.add_column("model", no_wrap=True)
     table.add_column("task", no_wrap=True)
     table.add_column("test ACC %", justify="right", no_wrap=True)
@@ -60,11 +82,23 @@ def list_models(
     table.add_column("available from", overflow="fold")
     for row in rows:
         accuracy = "-" if row["test_acc"] is None else f"{row['test_acc']:.2f}"
+        size = "-" if row["size_bytes"] is None else f"{row['size_bytes'] / 1e6:.2f}"
         where = ", ".join(row["sources"]) or ("cfzoo pull" if row["hub"] else "train + export")
-        table.add_row(row["id"], row["task"], accuracy, f"{row['size_bytes'] / 1e6:.2f}", where)
+        table.add_row(row["id"], row["task"], accuracy, size, where, style=None if row["registered"] else "dim")
     if any(not row["sources"] for row in rows):
-        table.caption = "not here: `cfzoo pull MODEL` fetches it from the Hub; or train + export (cfzoo train, cfzoo export)"
+        table.caption = (
+            "not here: `cfzoo pull MODEL` fetches it from the Hub; train + export: cfzoo train DATA -f FAMILY -t TASK, "
+            "then cfzoo export MODEL (dim: no such model published yet)"
+        )
     stdout.print(table)
+    if restorer_rows:
+        restorer_table = Table(title=f"cfzoo GAN restorers: {sum(row['available'] for row in restorer_rows)} of {len(restorer_rows)} available here")
+        for column in ("restorer", "task", "MB", "available from"):
+            restorer_table.add_column(column, justify="right" if column == "MB" else "left", no_wrap=column != "available from")
+        for row in restorer_rows:
+            where = ", ".join(row["sources"]) or "cfzoo train-restorer, then cfzoo export-restorer"
+            restorer_table.add_row(row["id"], row["task"], f"{row['size_bytes'] / 1e6:.2f}", where)
+        stdout.print(restorer_table)
 
 
 @handle_errors
