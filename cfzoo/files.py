@@ -44,15 +44,16 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     return path
 
 
-def check_writable(path: str | os.PathLike[str], option: str) -> Path:
-    """``path`` (a file or folder to be written) as a Path, or a one-line CfzooError naming ``option``, before any
-    work: the nearest folder that exists above it must be a folder this process may write into."""
+def check_writable(path: str | os.PathLike[str], argument: str) -> Path:
+    """``path`` (a file or folder to be written) as a Path, or a one-line CfzooError naming ``argument`` (an
+    :func:`~cfzoo.errors.option`), before any work: the nearest folder that exists above it must be a folder this
+    process may write into."""
     path = Path(path)
     ancestor = next((parent for parent in path.parents if parent.exists()), Path.cwd())
     if not ancestor.is_dir():
-        raise CfzooError(f"{option} {path} cannot be made: {ancestor} is a file, not a folder; choose another place")
+        raise CfzooError(f"{argument} {path} cannot be made: {ancestor} is a file, not a folder; choose another place")
     if not os.access(ancestor, os.W_OK | os.X_OK) or (path.is_dir() and not os.access(path, os.W_OK | os.X_OK)):
-        raise CfzooError(f"{option} {path} is not writable here; choose a folder you can write")
+        raise CfzooError(f"{argument} {path} is not writable here; choose a folder you can write")
     return path
 
 
@@ -80,7 +81,7 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
         raise CfzooError(f"{option('out')} {out} is the input image; choose another file name")
     if out.is_dir():
         raise CfzooError(f"{option('out')} {out} is a folder; give a file name ending in .png")
-    return check_writable(out, "--out")
+    return check_writable(out, option("out"))
 
 
 def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
@@ -91,7 +92,7 @@ def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
         raise CfzooError(f"{option('out')} {out} is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise CfzooError(f"{option('out')} {out} is not empty; choose a new folder, or add {option('force')} to replace its contents")
-    return check_writable(out, "--out")
+    return check_writable(out, option("out"))
 
 
 def write_folder_atomically(out: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:

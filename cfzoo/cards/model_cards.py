@@ -268,19 +268,28 @@ def _training_data(entries: list[ModelEntry]) -> dict:
     }
 
 
+def _grouped(entries: list[ModelEntry], fact) -> list[tuple[dict, str]]:
+    """The distinct values of ``fact(entry)`` (a dict), each with its scope: "All models" when every entry shares it,
+    else the ids of those that do."""
+    by_value: dict[str, list[str]] = {}
+    for entry in entries:
+        by_value.setdefault(json.dumps(fact(entry), sort_keys=True), []).append(entry.id)
+    return [
+        (json.loads(payload), "All models" if len(by_value) == 1 else ", ".join(f"`{i}`" for i in ids))
+        for payload, ids in by_value.items()
+    ]
+
+
 def _splits(entries: list[ModelEntry]) -> list[dict]:
-    payloads = distinct(json.dumps(split_of(entry), sort_keys=True) for entry in entries)
-    splits = []
-    for payload in payloads:
-        split = json.loads(payload)
-        ids = [entry.id for entry in entries if json.dumps(split_of(entry), sort_keys=True) == payload]
-        splits.append({
-            "scope": "All models" if len(payloads) == 1 else ", ".join(f"`{i}`" for i in ids),
+    return [
+        {
+            "scope": scope,
             "seed": split.get("seed"),
             "train": ", ".join(split.get("train", [])) or "not recorded",
             "test": ", ".join(split.get("test", [])) or "not recorded",
-        })
-    return splits
+        }
+        for split, scope in _grouped(entries, split_of)
+    ]
 
 
 def _manipulations(entries: list[ModelEntry]) -> list[dict]:
@@ -296,16 +305,10 @@ def _manipulations(entries: list[ModelEntry]) -> list[dict]:
 
 def _hyperparameters(entries: list[ModelEntry]) -> list[dict]:
     """Groups of models that share their hyper-parameters (the architecture aside): scope and (name, value) pairs."""
-    payloads = distinct(json.dumps(_hyper_without_architecture(entry), sort_keys=True) for entry in entries)
-    groups = []
-    for payload in payloads:
-        hyper = json.loads(payload)
-        ids = [entry.id for entry in entries if json.dumps(_hyper_without_architecture(entry), sort_keys=True) == payload]
-        groups.append({
-            "scope": "All models" if len(payloads) == 1 else ", ".join(f"`{i}`" for i in ids),
-            "settings": [(key.replace("_", " "), value_text(value)) for key, value in hyper.items()],
-        })
-    return groups
+    return [
+        {"scope": scope, "settings": [(key.replace("_", " "), value_text(value)) for key, value in hyper.items()]}
+        for hyper, scope in _grouped(entries, _hyper_without_architecture)
+    ]
 
 
 def _table1(family: str, entries: list[ModelEntry]) -> str | None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.detect import (
@@ -78,12 +78,12 @@ def detect(
     if heatmap is not None:
         if heatmap.exists() and not heatmap.is_dir():
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
-        check_writable(heatmap, "--heatmap").mkdir(parents=True, exist_ok=True)
+        check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
     page = DetectionHtmlReport(report, selection, stride, batch) if report is not None else nullcontext(None)
     reports: list[ImageReport] = []
     with page as html, progress_bar("detect") if len(paths) > 1 and as_json else nullcontext(None) as update:
-        on_heatmap = None if html is None else html.add_heatmap
-        for found in detect_files(paths, selection.detectors, stride, batch, heatmap, on_heatmap):
+        hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
+        for found in detect_files(paths, selection.detectors, stride, batch, heatmap, **hooks):
             reports.append(found)
             if html is not None:
                 html.add(found)

@@ -13,7 +13,6 @@ from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.restorers import is_available as is_restorer_available
 from cfzoo.zoo.restorers import load_restorer_registry, restorer_candidates
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
@@ -61,14 +60,15 @@ def list_models(
             "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
             "size_bytes": sum(file.size for file in entry.files.values()),
         })
-    restorer_rows = [] if family else [
-        {
+    restorer_rows = []
+    for entry in [] if family else restorers:
+        sources = [candidate.source for candidate in restorer_candidates(entry) if candidate.path.is_file()]
+        if (task and entry.task not in task) or (available and not sources):
+            continue
+        restorer_rows.append({
             "kind": "restorer", "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
-            "test_acc": None, "available": is_restorer_available(entry), "sources": [c.source for c in restorer_candidates(entry) if c.path.is_file()],
-            "hub": None, "size_bytes": entry.file.size,
-        }
-        for entry in restorers if (not task or entry.task in task) and (not available or is_restorer_available(entry))
-    ]
+            "test_acc": None, "available": bool(sources), "sources": sources, "hub": None, "size_bytes": entry.file.size,
+        })
     if as_json:
         print_json(rows + restorer_rows)
         return

@@ -47,7 +47,7 @@ from cfzoo.ops.attacks.battery import (
     pristine_rows,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
-from cfzoo.ops.available import attack_targets, is_ensemble
+from cfzoo.ops.available import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow
 
@@ -164,7 +164,7 @@ def robustness(
                 recompressed={str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
             ))
     return RobustnessReport(
-        target="+".join(member.entry.column for member in next(iter(targets.values())).detectors),
+        target=target_columns(targets),
         attacks=attacks,
         parameters={attack: AttackParameters(**attack_parameters(settings_for(attack, 1))) for attack in attacks},
         eps=eps_values,

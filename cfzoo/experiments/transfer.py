@@ -33,7 +33,7 @@ from cfzoo.ops.attacks.battery import (
     pristine_rows,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
-from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
+from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble, target_columns
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
@@ -185,9 +185,9 @@ def attack_dataset(
         index += saved
     if save_dir is not None:
         write_index(Path(save_dir) / INDEX_NAME, index)
-    target_columns = "+".join(member.entry.column for member in next(iter(targets.values())).detectors)
+    columns = target_columns(targets)
     return AttackReport(
-        target=target_columns,
+        target=columns,
         method=method,
         eps=eps,
         **parameters,
@@ -196,7 +196,7 @@ def attack_dataset(
         test_devices=list(split.test),
         target_trained_on_test_devices=trained_on([member.entry for found in targets.values() for member in found.detectors], split.test),
         rows=rows,
-        paper_table=PAPER_NUMBERS.get(target_columns) if method == "fgsm" and eps == 1 else None,
+        paper_table=PAPER_NUMBERS.get(columns) if method == "fgsm" and eps == 1 else None,
     )
 
 
@@ -206,7 +206,7 @@ def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
         return
     if Path(save_dir).exists() and not Path(save_dir).is_dir():
         raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for {option('save_dir', '--save')}")
-    check_writable(save_dir, "--save")
+    check_writable(save_dir, option("save_dir", "--save"))
 
 
 def trained_on(entries: Iterable[ModelEntry], devices: Iterable[str]) -> list[str]:

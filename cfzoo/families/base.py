@@ -17,7 +17,6 @@ import numpy as np
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import PatchSet
 from cfzoo.errors import CfzooError
-from cfzoo.paper import FAMILY_TITLES
 from cfzoo.zoo.registry import PROBABILITY_SCORE
 
 
@@ -45,10 +44,6 @@ class Family(ABC):
     zoomed_train_photos: bool = False
     #: Whether an export into the package's own zoo ships the files inside the package (too large otherwise).
     embedded: bool = True
-
-    @property
-    def title(self) -> str:
-        return FAMILY_TITLES.get(self.name, self.name)
 
     @abstractmethod
     def train(self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> tuple[object, dict, list[float]]:

@@ -75,6 +75,11 @@ def is_ensemble(targets: str | Sequence[str]) -> bool:
     return not isinstance(targets, str) and len(set(targets)) > 1
 
 
+def target_columns(targets: dict[str, AttackTarget]) -> str:
+    """The report columns of what :func:`attack_targets` returned: its members' columns joined by +."""
+    return "+".join(member.entry.column for member in next(iter(targets.values())).detectors)
+
+
 def attack_targets(
     targets: str | Sequence[str], tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True
 ) -> dict[str, AttackTarget]:

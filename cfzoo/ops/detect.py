@@ -16,6 +16,7 @@ is bounded by the batch, not by the number of patches.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -228,10 +229,11 @@ def detect_image(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     heatmaps: HeatmapSink | None = None,
+    on_pixels: Callable[[np.ndarray], None] | None = None,
 ) -> ImageReport:
     """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
     without images) come back as the report's ``error``; ``heatmaps``, when given, gets each detector's
-    heatmap, and the verdict records the PNG it says it wrote."""
+    heatmap, and the verdict records the PNG it says it wrote; ``on_pixels`` gets the decoded image."""
     path = Path(path)
     if path.is_dir():
         try:
@@ -242,6 +244,8 @@ def detect_image(
     try:
         image = load_image(path)
         scored = score_image(image.pixels, detectors, stride, batch_size, source=path)
+        if on_pixels is not None:
+            on_pixels(image.pixels)
     except (ImageReadError, ImageTooSmallError) as error:
         return ImageReport(path, error=str(error))
     verdicts = []
@@ -278,12 +282,13 @@ def detect_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     heatmap_dir: str | os.PathLike[str] | None = None,
     on_heatmap: Callable[[Path, DetectorVerdict, np.ndarray], None] | None = None,
+    on_image: Callable[[Path, np.ndarray], None] | None = None,
 ) -> Iterator[ImageReport]:
     """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
 
     Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
     ``-3``... in input order, so two inputs never share a heatmap. ``on_heatmap(path, verdict, heatmap)``
-    also gets each one (the HTML report's).
+    also gets each one, and ``on_image(path, pixels)`` each analysed image (the HTML report's).
     """
     check_stride(stride)
     check_batch_size(batch_size)
@@ -295,7 +300,8 @@ def detect_files(
             stem = path.stem if stems[path.stem] == 1 else f"{path.stem}-{stems[path.stem]}"
             folder = (Path(heatmap_dir), stem)
         sink = None if folder is None and on_heatmap is None else _heatmap_sink(path, folder, on_heatmap)
-        yield detect_image(path, detectors, stride, batch_size, sink)
+        pixels_of = None if on_image is None else functools.partial(on_image, path)
+        yield detect_image(path, detectors, stride, batch_size, sink, pixels_of)
 
 
 def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> HeatmapSink:

@@ -22,7 +22,6 @@ from PIL import Image
 from cfzoo import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
-from cfzoo.images import ImageReadError, load_image
 from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, ImageReport, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.zoo.runtime import onnxruntime_module
@@ -40,7 +39,7 @@ def check_report_destination(path: str | os.PathLike[str]) -> Path:
         raise CfzooError(f"{option('report')} {path} must end in .html")
     if path.is_dir():
         raise CfzooError(f"{option('report')} {path} is a folder; give a file name ending in .html")
-    return check_writable(path, "--report")
+    return check_writable(path, option("report"))
 
 
 class DetectionHtmlReport:
@@ -52,6 +51,7 @@ class DetectionHtmlReport:
         self.selection, self.stride, self.batch_size = selection, stride, batch_size
         self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self.heatmaps: list[tuple[str, str]] = []
+        self.thumbnail = ""
         self.analysed = self.failed = 0
         environment = jinja2.Environment(
             loader=jinja2.PackageLoader("cfzoo.ops", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
@@ -75,19 +75,17 @@ class DetectionHtmlReport:
         )))
         return self
 
+    def add_image(self, path: Path, pixels: np.ndarray) -> None:
+        """The image being analysed, as decoded (the ``on_image`` of :func:`cfzoo.ops.detect.detect_files`)."""
+        self.thumbnail = _jpeg_base64(pixels)
+
     def add_heatmap(self, path: Path, verdict: DetectorVerdict, heatmap: np.ndarray) -> None:
         """One detector's heatmap of the image being analysed (the ``on_heatmap`` of :func:`cfzoo.ops.detect.detect_files`)."""
         self.heatmaps.append((heatmap_caption(verdict), _jpeg_base64(heatmap)))
 
     def add(self, report: ImageReport) -> None:
-        """An analysed image: its section, with the heatmaps given since the last one."""
-        heatmaps, self.heatmaps = self.heatmaps, []
-        thumbnail = ""
-        if report.ok:
-            try:
-                thumbnail = _jpeg_base64(load_image(report.path).pixels)
-            except ImageReadError as error:  # the file changed since it was analysed
-                report = ImageReport(report.path, error=str(error))
+        """An analysed image: its section, with the thumbnail and heatmaps given since the last one."""
+        (heatmaps, self.heatmaps), (thumbnail, self.thumbnail) = (self.heatmaps, []), (self.thumbnail, "")
         if report.ok:
             self.analysed += 1
         else:
