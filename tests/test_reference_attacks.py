@@ -7,8 +7,10 @@ the comparison is not trivially 0 = 0.
 
 Tolerance: both attacks are randomised (random starts, random squares) and run on different engines (torch
 eager against onnxruntime, whose logits agree to about 1e-5), so they do not move the same pixels; on 30 patches
-one patch is 3.3 points. PGD and APGD must agree within 10 points (three patches), Square, whose few proposals
-make it noisier, within 15.
+one patch is 3.3 points. Single runs of one PGD step spread from 90% to 100% on either side with the seed (means
+of eight seeds: cfzoo 94.2, ART 94.6), so each side is the mean over SEEDS (one seed once both converge to 0%), ART seeded through numpy and torch,
+which it draws from. PGD and APGD must agree within 10 points (three patches), Square, whose few proposals make it
+noisier, within 15.
 """
 
 import numpy as np
@@ -25,6 +27,8 @@ from cfzoo.manipulations import apply_manipulation  # noqa: E402
 
 MODEL = "cozzolino2017-median7"
 EPS = 1
+SEEDS = range(4)
+CONVERGED = 10  # from this many iterations on both sides reach 0% on every seed, so one seed suffices
 
 
 class UnitRange(torch.nn.Module):
@@ -54,13 +58,29 @@ def setting():
     return patches, classifier, cfzoo.load_detector(MODEL)
 
 
-def _art_tpr(attack, setting):
+def _art_tpr(attack, setting, seeds):
+    """ART's mean TPR (%) over seeds, its patches stored as uint8 and judged by the ONNX detector."""
     patches, _, model = setting
     images = patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    adversarial = attack.generate(images, np.ones(len(patches), dtype=np.int64))
-    stored = np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-    assert np.abs(stored.astype(int) - patches).max() <= EPS
-    return 100 * model.predict(stored).mean()
+    rates = []
+    for seed in seeds:
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        adversarial = attack.generate(images, np.ones(len(patches), dtype=np.int64))
+        stored = np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        assert np.abs(stored.astype(int) - patches).max() <= EPS
+        rates.append(model.predict(stored).mean())
+    return 100 * np.mean(rates)
+
+
+def _cfzoo_tpr(setting, seeds, method, **options):
+    """cfzoo's mean TPR (%) over seeds."""
+    patches, _, model = setting
+    return 100 * np.mean([model.predict(cfzoo.attack(model, patches, EPS, method=method, seed=seed, **options)).mean() for seed in seeds])
+
+
+def _seeds(iterations):
+    return SEEDS[:1] if iterations >= CONVERGED else SEEDS
 
 
 def test_the_torch_network_and_the_onnx_detector_agree(setting):
@@ -74,12 +94,12 @@ def test_the_torch_network_and_the_onnx_detector_agree(setting):
 def test_pgd_agrees_with_art(setting, iterations):
     """One step (a random start and a step of 2.5 eps) leaves most patches detected; ten converge. At three the
     two randomised runs parted by 3 to 4 patches of 30 between sessions, too close to the tolerance to test."""
-    patches, classifier, model = setting
+    _, classifier, _ = setting
     reference = art_evasion.ProjectedGradientDescent(
         classifier, norm=np.inf, eps=EPS / 255, eps_step=2.5 * EPS / iterations / 255, max_iter=iterations, num_random_init=1, verbose=False
     )
-    ours = 100 * model.predict(cfzoo.attack(model, patches, EPS, method="pgd", iterations=iterations)).mean()
-    assert abs(ours - _art_tpr(reference, setting)) <= 10
+    seeds = _seeds(iterations)
+    assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
 
 
 @pytest.mark.parametrize("iterations", [1, 20])
@@ -88,17 +108,16 @@ def test_apgd_agrees_with_art(setting, iterations):
     between the two part more than the tolerance: at 10 iterations ours left 10% of the patches detected (3 of 30;
     3% with another seed) and ART none. ART counts the steps that raised the best loss where AutoAttack and cfzoo
     count those that raised the loss, and ART judges success in floats, cfzoo after rounding."""
-    patches, classifier, model = setting
+    _, classifier, _ = setting
     reference = art_evasion.AutoProjectedGradientDescent(
         classifier, norm=np.inf, eps=EPS / 255, eps_step=2 * EPS / 255, max_iter=iterations, nb_random_init=1,
         loss_type="cross_entropy", verbose=False,
     )
-    ours = 100 * model.predict(cfzoo.attack(model, patches, EPS, method="apgd", iterations=iterations)).mean()
-    assert abs(ours - _art_tpr(reference, setting)) <= 10
+    seeds = _seeds(iterations)
+    assert abs(_cfzoo_tpr(setting, seeds, "apgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
 
 
 def test_square_agrees_with_art(setting):
-    patches, classifier, model = setting
+    _, classifier, _ = setting
     reference = art_evasion.SquareAttack(classifier, norm=np.inf, eps=EPS / 255, max_iter=30, nb_restarts=1, p_init=0.05, verbose=False)
-    ours = 100 * model.predict(cfzoo.attack(model, patches, EPS, method="square", queries=30)).mean()
-    assert abs(ours - _art_tpr(reference, setting)) <= 15
+    assert abs(_cfzoo_tpr(setting, SEEDS, "square", queries=30) - _art_tpr(reference, setting, SEEDS)) <= 15
