@@ -8,9 +8,9 @@ the comparison is not trivially 0 = 0.
 Tolerance: both attacks are randomised (random starts, random squares) and run on different engines (torch
 eager against onnxruntime, whose logits agree to about 1e-5), so they do not move the same pixels; on 30 patches
 one patch is 3.3 points. Single runs of one PGD step spread from 90% to 100% on either side with the seed (means
-of eight seeds: cfzoo 94.2, ART 94.6), so each side is the mean over SEEDS (one seed once both converge to 0%), ART seeded through numpy and torch,
-which it draws from. PGD and APGD must agree within 10 points (three patches), Square, whose few proposals make it
-noisier, within 15.
+of eight seeds: cfzoo 94.2, ART 94.6), so each side is the mean over SEEDS (one seed once both converge to 0%),
+ART seeded through numpy and torch, which it draws from. PGD and APGD must agree within 10 points (three
+patches), Square, whose few proposals make it noisier, within 15.
 """
 
 import numpy as np
