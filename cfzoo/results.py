@@ -4,7 +4,8 @@ Each document is a pydantic model; its JSON is :meth:`Result.to_json` and carrie
 declared with :func:`absent_when_none` (such as the parameters another attack method would have) are left out of
 the JSON when they are None. The JSON Schema of every document
 is generated from these types into ``docs/schemas/`` (``python tools/json_schemas.py``; a test checks the files
-are current and that real outputs validate against them).
+are current and that real outputs validate against them). The documents with rows are also :class:`Tabular`:
+:meth:`Tabular.to_csv` writes one flat line per row (per row and detector where a row holds several).
 
 - :class:`DetectionDocument`: ``cfzoo detect --json``
 - :class:`AttackReport`: Tables II-IV, ``cfzoo attack --json``, a row (:class:`AttackRow`) per task
@@ -17,6 +18,9 @@ are current and that real outputs validate against them).
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
@@ -57,6 +61,37 @@ class Result(BaseModel):
     def to_json(self) -> dict:
         """The JSON-ready dict: aliases as keys, absent fields left out, NaN and infinities as null."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+class Tabular:
+    """A document that is also a table: ``csv_columns`` and ``csv_rows`` (flat dicts), written by :meth:`to_csv`."""
+
+    def csv_columns(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def csv_rows(self) -> list[dict]:
+        raise NotImplementedError
+
+    def to_csv(self) -> str:
+        return csv_text(self.csv_columns(), self.csv_rows())
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:
+    """``rows`` as CSV with a header line of ``columns``; None as an empty cell."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return text.getvalue()
+
+
+def _tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) -> list[dict]:
+    """One flat row per detector column of a ``tpr`` mapping, ``head``'s fields first."""
+    return [
+        {**head, "family": family, "model": rates.model, **(tail or {}), "tpr_before": rates.before, "tpr_after": rates.after,
+         "paper_tpr_after": rates.paper}
+        for family, rates in tpr.items()
+    ]
 
 
 # --- detection -----------------------------------------------------------------------------------
@@ -102,13 +137,29 @@ class ImageResult(Result):
     results: list[VerdictResult]
 
 
-class DetectionDocument(Result):
+_DETECTION_COLUMNS = ("path", "width", "height", "patches", *VerdictResult.model_fields, "error")
+
+
+class DetectionDocument(Tabular, Result):
     schema_version: int = Field(RESULTS_SCHEMA_VERSION, alias="schema")
     settings: DetectionSettings
     detectors: list[DetectorInfo]
     skipped: list[str] = Field(description="families with no model for a task, each with how to get one")
     images: list[ImageResult]
     failed: int = Field(description="images that could not be read")
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return _DETECTION_COLUMNS
+
+    def csv_rows(self) -> list[dict]:
+        """One row per image and detector; an image that could not be read is one row with its error."""
+        rows = []
+        for image in self.images:
+            head = {"path": image.path, "width": image.width, "height": image.height, "patches": image.patches}
+            if not image.ok:
+                rows.append({**head, "error": image.error})
+            rows += [{**head, **result.model_dump()} for result in image.results]
+        return rows
 
 
 # --- Tables II-IV: attacks -----------------------------------------------------------------------
@@ -157,13 +208,23 @@ class _AttackHead(Result):
 
 
 # pydantic orders fields from the last base to the first: the head, then the parameters, then these
-class AttackReport(AttackParameters, _AttackHead):
+class AttackReport(Tabular, AttackParameters, _AttackHead):
     seed: int
     dataset: str
     test_devices: list[str]
     target_trained_on_test_devices: list[str] = Field(description="test devices the target was trained on: not a test figure there")
     rows: list[AttackRow]
     paper_table: Literal["II", "III", "IV"] | None = Field(None, description="the paper's table of this setting (FGSM eps 1 against its target)")
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
+
+    def csv_rows(self) -> list[dict]:
+        """One row per task and detector column."""
+        return [
+            row_of_detector for row in self.rows
+            for row_of_detector in _tpr_rows({"task": row.task, "target": row.target}, row.tpr, {"patches": row.patches, "psnr_db": row.psnr_db})
+        ]
 
 
 # --- robustness: the battery at several eps ----------------------------------------------------------
@@ -183,7 +244,10 @@ class RobustnessRow(Result):
     recompressed: dict[str, float] = Field(description="TPR after storing the patches as JPEG, by quality")
 
 
-class RobustnessReport(Result):
+_ROBUSTNESS_COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after", "psnr_db", "mean_queries", "seconds")
+
+
+class RobustnessReport(Tabular, Result):
     """``cfzoo robustness --format json`` and ``robustness.json``."""
 
     schema_version: int = RESULTS_SCHEMA_VERSION
@@ -197,6 +261,17 @@ class RobustnessReport(Result):
     dataset: str
     test_devices: list[str]
     rows: list[RobustnessRow]
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return (*_ROBUSTNESS_COLUMNS, *(f"tpr_jpeg{quality}" for quality in self.recompress))
+
+    def csv_rows(self) -> list[dict]:
+        """One row per task, eps and attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
+        return [
+            {**{column: getattr(row, column) for column in _ROBUSTNESS_COLUMNS},
+             **{f"tpr_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress}}
+            for row in self.rows
+        ]
 
 
 # --- Table I: detection ----------------------------------------------------------------------------
@@ -231,10 +306,20 @@ class DetectionRow(Result):
     trained_on_test_devices: list[str]
 
 
-class DetectionTable(Result):
+class DetectionTable(Tabular, Result):
     schema_version: int = RESULTS_SCHEMA_VERSION
     test_devices: list[str]
     rows: list[DetectionRow]
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return ("task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc", "paper_fpr", "paper_tpr", "paper_acc")
+
+    def csv_rows(self) -> list[dict]:
+        return [
+            {**row.model_dump(include={"task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc"}),
+             **{f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate) for rate in ("fpr", "tpr", "acc")}}
+            for row in self.rows
+        ]
 
 
 class Rates(Result):
@@ -258,11 +343,24 @@ class CheckpointRow(Result):
     by_device: dict[str, Rates] | None = absent_when_none("the rates on each test device (when measured again, not recorded)")
 
 
-class CheckpointTable(Result):
+class CheckpointTable(Tabular, Result):
     """``cfzoo evaluate --json``: Table I from training checkpoints."""
 
     schema_version: int = RESULTS_SCHEMA_VERSION
     rows: list[CheckpointRow]
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return ("family", "task", "device", "fpr", "tpr", "acc", "test_patches", "train_patches", "machine")
+
+    def csv_rows(self) -> list[dict]:
+        """One row per model on all its test devices (device empty), then, where measured, one per test device."""
+        rows = []
+        for row in self.rows:
+            head = {"family": row.family, "task": row.task}
+            rows.append({**head, "device": None, **row.model_dump(include={"fpr", "tpr", "acc", "test_patches", "train_patches", "machine"})})
+            for device, rates in (row.by_device or {}).items():
+                rows.append({**head, "device": device, "fpr": rates.fpr, "tpr": rates.tpr, "acc": rates.acc, "test_patches": rates.pristine + rates.manipulated})
+        return rows
 
 
 # --- Table V: restoration --------------------------------------------------------------------------
@@ -288,7 +386,7 @@ class RestorationRow(Result):
     tpr: dict[str, TprChange] = Field(description="by family: TPR on the filtered (before) and restored (after) patches")
 
 
-class RestorationReport(Result):
+class RestorationReport(Tabular, Result):
     schema_version: int = RESULTS_SCHEMA_VERSION
     seed: int
     dataset: str
@@ -297,6 +395,22 @@ class RestorationReport(Result):
     missing: list[str] = Field(description="restorers of the chosen tasks that are not here")
     rows: list[RestorationRow]
     note: str | None = Field(None, description="why Table V was not run (cfzoo reproduce)")
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return (
+            "task", "discriminator", "restorer", "family", "model", "patches", "psnr_db_filtered", "psnr_db_restored",
+            "ssim_filtered", "ssim_restored", "tpr_before", "tpr_after", "paper_tpr_after",
+        )
+
+    def csv_rows(self) -> list[dict]:
+        """One row per restorer and family."""
+        return [
+            detector_row for row in self.rows for detector_row in _tpr_rows(
+                {"task": row.task, "discriminator": row.discriminator, "restorer": row.restorer}, row.tpr,
+                {"patches": row.patches, "psnr_db_filtered": row.quality.input.psnr_db, "psnr_db_restored": row.quality.restored.psnr_db,
+                 "ssim_filtered": row.quality.input.ssim, "ssim_restored": row.quality.restored.ssim},
+            )
+        ]
 
 
 # --- all tables at once: cfzoo reproduce ----------------------------------------------------------

@@ -24,7 +24,7 @@ from cfzoo.experiments.transfer import paper_tpr
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.image import attack_positions
-from cfzoo.ops.detect import UNCERTAIN_BAND
+from cfzoo.ops.detect import UNCERTAIN_BAND, VERDICTS, verdict_of
 from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.paper import paper_tables
 from cfzoo.patches import cut_patches, patch_grid
@@ -182,16 +182,21 @@ def test_table5_is_the_scoring_of_the_restored_patches_and_vgg_hides_median3(mod
 
 
 def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
+    """Both discriminators in one call, each to OUT-<discriminator>.png; the task's detectors before and after, and
+    exactly those detectors of other tasks whose verdict grew worse, every share recounted here."""
     photo = read_rgb(skimage_data_dir() / "astronaut.png")[:256, :256]
+    grid = patch_grid(256, 256)
+    others = [entry for entry in embedded_registry() if entry.embedded and entry.family in FAMILIES]
     for task in ("median3", "median7"):
         filtered = apply_manipulation(task, photo)
         save_png(filtered, tmp_path / f"{task}.png")
-        grid = patch_grid(256, 256)
-        for kind in ("kim", "vgg"):
-            out = tmp_path / f"{task}-{kind}.png"
-            summary = run_json(runner, ["restore", str(tmp_path / f"{task}.png"), "--task", task, "--discriminator", kind, "--out", str(out)])
+        summaries = run_json(runner, ["restore", str(tmp_path / f"{task}.png"), "--task", task, "-d", "kim", "-d", "vgg", "--out", str(tmp_path / f"{task}-out.png")])
+        assert [summary["restorer"] for summary in summaries] == [f"restorer-{task}-kim", f"restorer-{task}-vgg"]
+        for kind, summary in zip(("kim", "vgg"), summaries):
+            out = tmp_path / f"{task}-out-{kind}.png"
+            assert summary["out"] == str(out)
             restored = read_rgb(out)
-            assert summary["restorer"] == f"restorer-{task}-{kind}" and restored.shape == filtered.shape
+            assert restored.shape == filtered.shape
             # closer to the unfiltered photo than the filtered image was
             error = lambda image: float(np.mean((image.astype(np.float64) - photo) ** 2))  # noqa: E731
             assert error(restored) < error(filtered)
@@ -199,6 +204,21 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
                 verdict = summary["detect_grid_called_manipulated"][family]
                 assert verdict["before"] == pytest.approx(percent_flagged(f"{family}-{task}", cut_patches(filtered, grid)))
                 assert verdict["after"] == pytest.approx(percent_flagged(f"{family}-{task}", cut_patches(restored, grid)))
+            worse = {}
+            for entry in others:
+                if entry.task == task:
+                    continue
+                shares = [percent_flagged(entry.id, cut_patches(image, grid)) for image in (filtered, restored)]
+                verdicts = [verdict_of(share / 100) for share in shares]
+                if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
+                    worse[entry.id] = (*shares, *verdicts)
+            reported = {
+                tripped["model"]: (tripped["before"], tripped["after"], tripped["verdict_before"], tripped["verdict_after"])
+                for tripped in summary["flagged_by_other_tasks"]
+            }
+            assert reported.keys() == worse.keys()
+            for model_id, (before, after, *verdicts) in worse.items():
+                assert reported[model_id][:2] == pytest.approx((before, after)) and list(reported[model_id][2:]) == verdicts
 
 
 # --- Table I and detect ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import typer
 from cfzoo import __version__
 from cfzoo.cli.attack import attack
 from cfzoo.cli.cards import cards
-from cfzoo.cli.common import handle_errors, set_quiet
+from cfzoo.cli.common import Command, Group, handle_errors, set_quiet
 from cfzoo.cli.data import data_app
 from cfzoo.cli.detect import detect
 from cfzoo.cli.evaluate import evaluate
@@ -33,25 +33,20 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 # what a newcomer runs first, then measurements, then data, training and publishing
-app.command("detect")(detect)
-app.command("attack")(attack)
-app.command("list")(list_models)
-app.command("pull")(pull)
-app.command("robustness")(robustness_command)
-app.command("scan")(scan)
-app.command("reproduce")(reproduce)
-app.command("restore")(restore)
+for name, command in (
+    ("detect", detect), ("attack", attack), ("list", list_models), ("pull", pull), ("robustness", robustness_command),
+    ("scan", scan), ("reproduce", reproduce), ("restore", restore),
+):
+    app.command(name, cls=Command)(command)
 app.add_typer(data_app, name="data")
-app.command("train")(train)
-app.command("evaluate")(evaluate)
-app.command("export")(export)
-app.command("register")(register)
-app.command("publish")(publish)
-app.command("cards")(cards)
-app.command("train-restorer")(train_restorer)
-app.command("export-restorer")(export_restorer)
+for name, command in (
+    ("train", train), ("evaluate", evaluate), ("export", export), ("register", register), ("publish", publish),
+    ("cards", cards), ("train-restorer", train_restorer), ("export-restorer", export_restorer),
+):
+    app.command(name, cls=Command)(command)
 
 
 def _print_version(value: bool) -> None:

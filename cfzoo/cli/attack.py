@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
@@ -64,8 +64,9 @@ def attack(
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print the table as markdown, the paper's Tables II-IV figures beside ours."),
+    output_format: str = format_option(*FORMATS),
+    as_json: bool = json_flag(),
+    markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown: the paper's Tables II-IV figures beside ours."),
 ) -> None:
     """FGSM with integer eps against one detector family; the TPR of every detector on the attacked manipulated test patches, before and after (the paper's Tables II-IV), and the PSNR.
 
@@ -75,7 +76,7 @@ def attack(
 
     Examples:
 
-      cfzoo attack --target bayar2016 --eps 1 --task jpeg70 --data ../shared/data/cameras --max-patches 2000 --markdown
+      cfzoo attack --target bayar2016 --eps 1 --task jpeg70 --data ../shared/data/cameras --max-patches 2000 --format markdown
 
       cfzoo attack photo_q70.jpg --target bayar2016 --task jpeg70 --eps 1 --out photo_adv.png
 
@@ -84,12 +85,11 @@ def attack(
     check_eps(eps)
     if method not in METHODS:
         raise CfzooError(f"unknown --method {method!r}; choose one of: {', '.join(METHODS)}")
-    if as_json and markdown:
-        raise CfzooError("choose one of --json and --markdown")
+    output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, parse_survive(survive))
     check_settings(settings, ensemble=len(set(target)) > 1)
     if image is not None:
-        _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown)
+        _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
@@ -108,27 +108,31 @@ def attack(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
             "TPR there is not a test figure (use --seed to change the split)"
         )
-    if as_json:
+    if output_format == "json":
         print_json(report.to_json())
-    elif markdown:
+    elif output_format == "csv":
+        typer.echo(report.to_csv(), nl=False)
+    elif output_format == "markdown":
         typer.echo(attack_markdown(report))
     else:
         _print_table(report)
-    if save is not None and not as_json:
+    if save is not None:
         note(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv")
 
 
-def _attack_image(image, target, task, settings, out, providers, as_json, data, save, max_patches, markdown):
-    for name, value in (("--data", data), ("--save", save), ("--max-patches", max_patches), ("--markdown", markdown or None)):
+def _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches):
+    for name, value in (("--data", data), ("--save", save), ("--max-patches", max_patches)):
         if value is not None:
             raise CfzooError(f"{name} applies to dataset attacks; with an IMAGE give --task and --out only")
+    if output_format not in ("table", "json"):
+        raise CfzooError(f"--format {output_format} applies to dataset attacks; an IMAGE's summary prints as table or json")
     if len(task) != 1:
         raise CfzooError("attacking one IMAGE needs exactly one --task (the manipulation the image went through)")
     if out is None:
         raise CfzooError("attacking one IMAGE needs --out FILE.png")
     with stage_bars() as on_status:
         _, summary = attack_image_file(image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles"))
-    if as_json:
+    if output_format == "json":
         print_json(summary)
         return
     for line in summary["notes"]:

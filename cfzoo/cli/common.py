@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import PurePath
 from typing import Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -49,6 +52,65 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _metavar(parameter) -> str:
+    """What help shows after an option: nothing for a flag, PATH, N (an integer), X (a number), or the option's
+    own name in capitals (TASK, FAMILY) for text, where Typer would show Python types (<list[str]>, <bool>)."""
+    if getattr(parameter, "is_flag", False):
+        return ""
+    descriptor = getattr(parameter, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    element = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else annotation
+    if isinstance(element, type) and issubclass(element, PurePath):
+        return "PATH"
+    return {int: "N", float: "X"}.get(element, (parameter.name or "value").upper())
+
+
+class _PlainMetavars:
+    def get_params(self, ctx):
+        parameters = super().get_params(ctx)
+        for parameter in parameters:
+            if isinstance(parameter, typer.core.TyperArgument):
+                # an argument's metavar would replace its name, which says enough; its help says what it takes
+                parameter.display_type_rich = lambda ctx: None
+            elif parameter.metavar is None:
+                parameter.metavar = _metavar(parameter)
+        return parameters
+
+
+class Command(_PlainMetavars, typer.core.TyperCommand):
+    """A cfzoo command: its help names values as PATH, N or TASK, and flags without a type."""
+
+
+class Group(_PlainMetavars, typer.core.TyperGroup):
+    """The cfzoo group (and ``cfzoo data``), with the metavars of :class:`Command`."""
+
+
+#: What commands print on stdout; each offers those its results have (:func:`format_option`).
+FORMATS = ("table", "json", "csv", "markdown")
+_FORMAT_USES = {"table": "for people", "json": "one document, schemas in docs/schemas/", "csv": "one line per row", "markdown": "beside the paper's figures"}
+
+
+def format_option(*formats: str) -> Any:
+    """``--format/-F``, offering ``formats`` (table first)."""
+    uses = "; ".join(f"{name}: {_FORMAT_USES[name]}" for name in formats)
+    return typer.Option("table", "--format", "-F", metavar="|".join(formats), help=f"What to print on stdout ({uses}).")
+
+
+def json_flag() -> Any:
+    return typer.Option(False, "--json", help="The same as --format json.")
+
+
+def chosen_format(output_format: str, formats: Sequence[str], as_json: bool = False, markdown: bool = False) -> str:
+    """The format asked for, by ``--format`` or by the flags ``--json`` and ``--markdown`` that stay as its aliases."""
+    asked = {output_format} - {"table"} | ({"json"} if as_json else set()) | ({"markdown"} if markdown else set())
+    if len(asked) > 1:
+        raise CfzooError(f"choose one output format, not {' and '.join(sorted(asked))}")
+    chosen = asked.pop() if asked else "table"
+    if chosen not in formats:
+        raise CfzooError(f"--format {chosen} is not offered here; choose one of: {', '.join(formats)}")
+    return chosen
 
 
 def new_progress(rate_unit: str | None = None) -> Progress:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import Command, Group, handle_errors, note, print_json, progress_bar, stdout
 from cfzoo.data import SPLITS, CameraDataset, PatchSetSpec, build_patch_set, describe_dataset, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
@@ -19,6 +19,7 @@ from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE
 data_app = typer.Typer(
     help="Camera datasets: one sub-folder of photos per device; device-disjoint train/test splits; patch sets.",
     no_args_is_help=True,
+    cls=Group,
 )
 
 DATA_DIR = typer.Argument(
@@ -34,7 +35,7 @@ TEST_DEVICES = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
 
-@data_app.command("inspect")
+@data_app.command("inspect", cls=Command)
 @handle_errors
 def inspect(
     data: Path | None = DATA_DIR,
@@ -70,7 +71,7 @@ def inspect(
     )
 
 
-@data_app.command("build")
+@data_app.command("build", cls=Command)
 @handle_errors
 def build(
     data: Path | None = DATA_DIR,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
@@ -52,7 +52,8 @@ def detect(
         "blue (probability 0) to light cyan below the detector's threshold, yellow to red (1) above it.",
     ),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema in docs/detect.md) instead of tables."),
+    output_format: str = format_option("table", "json", "csv"),
+    as_json: bool = json_flag(),
     report: Path | None = typer.Option(
         None, "--report", help="Also write one self-contained HTML page (FILE.html): each image's verdict table, thumbnail and "
         "heatmaps inline, the rule, the versions and the model ids; open it in any browser, no server needed.",
@@ -67,6 +68,7 @@ def detect(
     Exit code 1 if any input failed (unreadable, too small...); the other inputs are still analysed.
     """
 
+    output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
     check_stride(stride)
     check_batch_size(batch)
     if report is not None:
@@ -81,7 +83,8 @@ def detect(
         check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
     page = DetectionHtmlReport(report, selection, stride, batch) if report is not None else nullcontext(None)
     reports: list[ImageReport] = []
-    with page as html, progress_bar("detect") if len(paths) > 1 and as_json else nullcontext(None) as update:
+    tables = output_format == "table"
+    with page as html, progress_bar("detect") if len(paths) > 1 and not tables else nullcontext(None) as update:
         hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
         for found in detect_files(paths, selection.detectors, stride, batch, heatmap, **hooks):
             reports.append(found)
@@ -89,12 +92,14 @@ def detect(
                 html.add(found)
             if update is not None:
                 update(len(reports), len(paths))
-            if not as_json:  # each image's table as soon as it is ready
+            if tables:  # each image's table as soon as it is ready
                 _print_report(found, selection.families, selection.tasks)
-    if as_json:
+    if output_format == "json":
         print_json(detection_document(reports, selection, stride, batch).to_json())
+    elif output_format == "csv":
+        typer.echo(detection_document(reports, selection, stride, batch).to_csv(), nl=False)
     elif any(found.ok for found in reports):
-        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", soft_wrap=True, style="dim")
+        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
     if report is not None:
         note(f"report: {report}")
     failed = [found for found in reports if not found.ok]

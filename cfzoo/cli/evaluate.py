@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, print_json, progress_bar, stdout
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.families import FAMILIES
@@ -41,15 +41,19 @@ def evaluate(
         "files (docs/contract.md; one not made by cfzoo needs one --task). onnxruntime only, no torch.",
     ),
     seed: int = typer.Option(0, "--seed", help="With --model: seed of the device split and of --max-test-patches."),
-    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (scored rows carry by_device)."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print Table I as markdown, the paper's figures beside ours."),
+    output_format: str = format_option(*FORMATS),
+    as_json: bool = json_flag(),
+    markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown: Table I with the paper's figures beside ours."),
 ) -> None:
     """Table I: FPR, TPR and ACC (percent) of every trained detector on its unseen test devices.
 
-    Example: cfzoo evaluate ../shared/data/cameras --checkpoints ~/.cfzoo/checkpoints --markdown
+    JSON rows measured now carry by_device; CSV has one line per model, then one per model and test device.
+
+    Examples: cfzoo evaluate ../shared/data/cameras --format markdown; cfzoo evaluate ../shared/data/cameras -m bayar2016-jpeg70 --per-device
     """
+    output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     if model:
-        _evaluate_models(data, model, task, max_test_patches, seed, cache_dir, as_json, markdown, (family, checkpoints, recorded, save_metrics, per_device))
+        _evaluate_models(data, model, task, max_test_patches, seed, cache_dir, output_format, (family, checkpoints, recorded, save_metrics, per_device))
         return
     families = list(dict.fromkeys(family)) or list(FAMILIES)
     tasks = list(dict.fromkeys(task)) or list(TABLE1_ORDER)
@@ -81,20 +85,24 @@ def evaluate(
 
             rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics)
     present = [name for name in families if any(row.family == name for row in rows)]
-    if as_json:
+    if output_format == "json":
         print_json(CheckpointTable(rows=rows).to_json())
-    elif markdown:
+    elif output_format == "csv":
+        typer.echo(CheckpointTable(rows=rows).to_csv(), nl=False)
+    elif output_format == "markdown":
         typer.echo(table1_markdown(rows, present))
     else:
         _print_table(rows, present)
-    if per_device and not as_json:
+    if per_device and output_format in ("table", "markdown"):
         _print_device_table(rows)
 
 
-def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, as_json, markdown, checkpoint_options) -> None:
+def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, output_format, checkpoint_options) -> None:
     """Table I rows of ONNX detectors given by id or file, scored with onnxruntime on the test devices."""
     if any(option for option in checkpoint_options):
         raise CfzooError("--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics and --per-device apply to checkpoints")
+    if output_format == "markdown":
+        raise CfzooError("--format markdown lays out the paper's Table I by family; with --model use table, json or csv")
     from cfzoo.experiments.reproduce import measure_detection
 
     dataset = open_dataset(data, cache_dir)
@@ -103,11 +111,12 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, as_
             dataset, list(dict.fromkeys(tasks)), seed, max_test_patches, cache_dir=cache_dir,
             on_status=lambda stage, done, total: update(done, total), models=models,
         )
-    if as_json:
+    if output_format == "json":
         print_json(measured.to_json())
         return
-    if markdown:
-        raise CfzooError("--markdown lays out the paper's Table I by family; with --model use --json or the table")
+    if output_format == "csv":
+        typer.echo(measured.to_csv(), nl=False)
+        return
     table = Table(title=f"Detection (percent) on test devices: {', '.join(measured.test_devices)}")
     for column in ("model", "task", "patches", "FPR", "TPR", "ACC"):
         table.add_column(column, justify="left" if column in ("model", "task") else "right")
@@ -118,20 +127,16 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, as_
 
 
 def _print_table(rows: list[CheckpointRow], families: list[str]) -> None:
+    """One line per task and family (80 columns hold it; --format markdown has the paper's wide layout)."""
     by_key = {(row.family, row.task): row for row in rows}
     table = Table(title=f"Table I (percent) on test devices: {', '.join(rows[0].test_devices)}")
-    table.add_column("task")
-    for name in families:
-        for metric in ("FPR", "TPR", "ACC"):
-            table.add_column(f"{FAMILY_TITLES[name]} {metric}", justify="right")
+    for column in ("task", "family", "FPR", "TPR", "ACC", "test patches"):
+        table.add_column(column, justify="left" if column in ("task", "family") else "right", no_wrap=True)
     for task_id in TABLE1_ORDER:
-        if not any((name, task_id) in by_key for name in families):
-            continue
-        cells = []
-        for name in families:
-            row = by_key.get((name, task_id))
-            cells += [f"{getattr(row, m):.2f}" if row else "-" for m in ("fpr", "tpr", "acc")]
-        table.add_row(task_id, *cells)
+        found = [by_key[name, task_id] for name in families if (name, task_id) in by_key]
+        for number, row in enumerate(found):
+            rates = ["-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}" for metric in ("fpr", "tpr", "acc")]
+            table.add_row(task_id if number == 0 else "", FAMILY_TITLES[row.family], *rates, str(row.test_patches), end_section=number == len(found) - 1)
     stdout.print(table)
 
 

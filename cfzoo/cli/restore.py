@@ -12,9 +12,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
+from cfzoo.ops.detect import verdict_of
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.results import RestorationReport
@@ -40,7 +41,7 @@ def restore(
     image: Path | None = typer.Argument(None, help="A median-filtered image to restore (needs --task and --out).", show_default=False, readable=False),
     task: list[str] = TASKS_OPTION,
     discriminator: list[str] = DISCRIMINATORS_OPTION,
-    out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the restored image (.png, never the input)."),
+    out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the restored image (.png, never the input); with several discriminators OUT-<discriminator>.png."),
     evaluate: bool = typer.Option(False, "--evaluate", help="Instead of an image: the paper's Table V on the test devices of --data."),
     data: Path | None = typer.Option(
         None, "--data", help="With --evaluate: camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."
@@ -54,32 +55,29 @@ def restore(
     tile: int = typer.Option(512, "--tile", min=1, help="With IMAGE: restore tiles of this many pixels a side (with overlap), so memory stays bounded."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = CACHE_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    markdown: bool = typer.Option(False, "--markdown", help="With --evaluate: print Table V as markdown, the paper's figures beside ours."),
+    output_format: str = format_option(*FORMATS),
+    as_json: bool = json_flag(),
+    markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown (with --evaluate): Table V beside the paper's figures."),
 ) -> None:
-    """Restore median-filtered images with a GAN generator (Kim et al. 2018), or measure how well that hides
-    median filtering from every detector (the paper's Table V).
+    """Restore median-filtered images with a GAN generator (Kim et al. 2018), or measure how well that hides median filtering from every detector (the paper's Table V).
 
-    The generator adds back the fine structure the median filter removed; two were trained per task, one
-    against Kim2018's forensic discriminator (kim), one against a VGG-style discriminator (vgg).
+    The generator adds back the fine structure the median filter removed; two were trained per task, one against Kim2018's forensic discriminator (kim), one against a VGG-style discriminator (vgg). Give --discriminator twice to get both, written as OUT-kim.png and OUT-vgg.png. Every detector of the zoo then reads the result: those of the task restored (before -> after), and a warning for each detector of another task that now calls the image more manipulated than before (restoring leaves traces of its own). --json prints one summary, or a list of them for several discriminators.
 
     Examples:
 
-      cfzoo restore filtered.png --task median3 --discriminator vgg --out restored.png
+      cfzoo restore filtered.png --task median3 -d kim -d vgg --out restored.png
 
-      cfzoo restore --evaluate --data ../shared/data/cameras --max-patches 2000 --markdown
+      cfzoo restore --evaluate --data ../shared/data/cameras --max-patches 2000 --format markdown
 
-    --evaluate reports, per task and discriminator, the TPR of every detector on the restored test patches
-    and on the filtered ones, and PSNR / SSIM of both against the pristine patches they came from.
+    --evaluate reports, per task and discriminator, the TPR of every detector on the restored test patches and on the filtered ones, and PSNR / SSIM of both against the pristine patches they came from.
     """
-    if as_json and markdown:
-        raise CfzooError("choose one of --json and --markdown")
+    output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     if image is not None and evaluate:
         raise CfzooError("give an IMAGE to restore or --evaluate, not both")
     if image is None and not evaluate:
         raise CfzooError("give an IMAGE to restore (with --task and --out), or --evaluate for Table V")
     if image is not None:
-        _restore_image(image, task, discriminator, out, providers, tile, batch_size, as_json, data, max_patches, markdown)
+        _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; --evaluate writes no images")
@@ -91,41 +89,69 @@ def restore(
         report = evaluate_restoration(dataset, task or None, discriminator or None, seed, max_patches, providers, batch_size, cache_dir, on_status)
     if report.missing:
         note(f"note: not available here, left out: {', '.join(report.missing)}")
-    if as_json:
+    if output_format == "json":
         print_json(report.to_json())
-    elif markdown:
+    elif output_format == "csv":
+        typer.echo(report.to_csv(), nl=False)
+    elif output_format == "markdown":
         typer.echo(restoration_markdown(report))
     else:
         _print_table(report)
 
 
-def _restore_image(image, task, discriminator, out, providers, tile, batch_size, as_json, data, max_patches, markdown):
+def _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches):
     from cfzoo.ops.restore import restore_image_file
 
-    for name, value in (("--data", data), ("--max-patches", max_patches), ("--markdown", markdown or None)):
+    for name, value in (("--data", data), ("--max-patches", max_patches)):
         if value is not None:
             raise CfzooError(f"{name} applies to --evaluate; with an IMAGE give --task, --discriminator and --out")
+    if output_format not in ("table", "json"):
+        raise CfzooError(f"--format {output_format} applies to --evaluate; an IMAGE's summary prints as table or json")
     if len(task) != 1:
         raise CfzooError(f"restoring an IMAGE needs exactly one --task (the median filter it went through): {', '.join(RESTORATION_TASKS)}")
-    if len(discriminator) > 1:
-        raise CfzooError("restoring an IMAGE takes one --discriminator (kim or vgg; default vgg)")
     if out is None:
         raise CfzooError("restoring an IMAGE needs --out FILE.png")
-    kind = discriminator[0] if discriminator else "vgg"
-    check_restorer(task[0], kind)
+    kinds = list(dict.fromkeys(discriminator)) or ["vgg"]
+    for kind in kinds:
+        check_restorer(task[0], kind)
+    # several discriminators: one file each, named after --out
+    outputs = {kinds[0]: out} if len(kinds) == 1 else {kind: out.with_name(f"{out.stem}-{kind}{out.suffix}") for kind in kinds}
     with stage_bars() as on_status:
-        summary = restore_image_file(image, out, task[0], kind, providers, tile, batch_size, functools.partial(on_status, "tiles"))
-    if as_json:
-        print_json(summary)
+        summaries = restore_image_file(image, outputs, task[0], providers, tile, batch_size, functools.partial(on_status, "tiles"))
+    if output_format == "json":
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
         return
-    for line in summary["notes"]:
+    for line in summaries[0]["notes"]:
         note(f"note: {line}")
+    for summary in summaries:
+        _print_restoration(summary, task[0])
+
+
+def _print_restoration(summary: dict, task: str) -> None:
+    """The restorer's line, then one table: the task's detectors, and in yellow those of other tasks it trips."""
     psnr = "inf" if summary["psnr_db_vs_input"] is None else f"{summary['psnr_db_vs_input']:.2f}"
     stdout.print(f"{summary['out']}: {summary['width']}x{summary['height']}, restored by {summary['restorer']}, PSNR {psnr} dB against the input", soft_wrap=True)
-    if summary["detect_grid_called_manipulated"]:
-        stdout.print(f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called {task[0]}-filtered, before -> after:")
-        for family, rates in summary["detect_grid_called_manipulated"].items():
-            stdout.print(f"  {FAMILY_TITLES[family]:>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
+    if not summary["detect_grid_called_manipulated"]:
+        return
+    tripped = summary["flagged_by_other_tasks"]
+    table = Table(title=f"patches of the detect grid ({summary['detect_grid_patches']}) called manipulated, %")
+    for column in ("detector", "task", "before → after", "verdict after"):
+        table.add_column(column, justify="right" if column == "before → after" else "left", no_wrap=True)
+    own = list(summary["detect_grid_called_manipulated"].values())
+    for number, rates in enumerate(own):
+        table.add_row(
+            rates["model"], task, f"{rates['before']:.1f} → {rates['after']:.1f}", verdict_of(rates["after"] / 100.0),
+            end_section=number == len(own) - 1,
+        )
+    for other in tripped:
+        table.add_row(other["model"], other["task"], f"{other['before']:.1f} → {other['after']:.1f}", other["verdict_after"], style="yellow")
+    stdout.print(table)
+    if tripped:
+        tasks = ", ".join(dict.fromkeys(other["task"] for other in tripped))
+        stdout.print(
+            f"[yellow]warning[/]: {len(tripped)} detector(s) of other tasks ({tasks}) call the restored image more manipulated than the input: "
+            "restoring hides the median filter but leaves traces of its own"
+        )
 
 
 def _print_table(report: RestorationReport) -> None:

@@ -20,7 +20,6 @@ from cfzoo.experiments.robustness import (
     check_battery,
     check_quality,
     robustness,
-    robustness_csv,
     robustness_markdown,
     write_robustness_folder,
 )
@@ -115,7 +114,7 @@ def robustness_command(
     if output_format == "json":
         print_json(report.to_json())
     elif output_format == "csv":
-        typer.echo(robustness_csv(report), nl=False)
+        typer.echo(report.to_csv(), nl=False)
     elif output_format == "markdown":
         typer.echo(robustness_markdown(report))
     else:

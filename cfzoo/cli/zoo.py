@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
+from cfzoo.results import csv_text
 from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
 from cfzoo.zoo.resolve import available_sources
 from cfzoo.zoo.restorers import load_restorer_registry, restorer_candidates
@@ -24,7 +25,8 @@ def list_models(
     family: list[str] = FAMILY_OPTION,
     task: list[str] = TASK_OPTION,
     available: bool = typer.Option(False, "--available", help="Only models whose files are on this machine."),
-    as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
+    output_format: str = format_option("table", "json", "csv"),
+    as_json: bool = json_flag(),
 ) -> None:
     """List the zoo's detectors (every family x task, published or not) and GAN restorers: test accuracy, size, and where each one's files are.
 
@@ -32,6 +34,7 @@ def list_models(
     (downloaded by `cfzoo pull`), embedded (shipped inside the package). A model with no source can be
     pulled (`cfzoo pull ID`) or trained and exported.
     """
+    output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
     registry = load_registry()
     restorers = load_restorer_registry()
     for problem in registry.problems + restorers.problems:  # the user zoo's invalid entries, left out
@@ -69,8 +72,11 @@ def list_models(
             "kind": "restorer", "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
             "test_acc": None, "available": bool(sources), "sources": sources, "hub": None, "size_bytes": entry.file.size,
         })
-    if as_json:
+    if output_format == "json":
         print_json(rows + restorer_rows)
+        return
+    if output_format == "csv":
+        typer.echo(csv_text(LIST_COLUMNS, (_flat(row) for row in rows + restorer_rows)), nl=False)
         return
     # fits 80 columns: ids are never cut (the family is their first part; --json has it), the last column wraps
     registered = [row for row in rows if row["registered"]]
@@ -99,6 +105,16 @@ def list_models(
             where = ", ".join(row["sources"]) or "cfzoo train-restorer, then cfzoo export-restorer"
             restorer_table.add_row(row["id"], row["task"], f"{row['size_bytes'] / 1e6:.2f}", where)
         stdout.print(restorer_table)
+
+
+LIST_COLUMNS = ("kind", "id", "family", "task", "discriminator", "registered", "test_acc", "available", "sources", "hub_repo_id", "hub_revision", "size_bytes")
+
+
+def _flat(row: dict) -> dict:
+    """A row of `cfzoo list --format json` as a CSV line: sources joined by spaces, the Hub source in two columns."""
+    hub = row["hub"] or {}
+    return {**{key: value for key, value in row.items() if key != "hub"}, "sources": " ".join(row["sources"]),
+            "hub_repo_id": hub.get("repo_id"), "hub_revision": hub.get("revision")}
 
 
 @handle_errors

@@ -13,9 +13,7 @@ staging folder beside ``out`` and renamed into place, so ``out`` is whole or abs
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import math
 import os
@@ -66,12 +64,6 @@ from cfzoo.zoo.runtime import Detector, execution_providers, load_detector, onnx
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
 #: Differences from the paper larger than this many percentage points are listed under each table.
 DIFFERENCE_POINTS = 5.0
-TABLE1_COLUMNS = ("task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc", "paper_fpr", "paper_tpr", "paper_acc")
-ATTACK_COLUMNS = ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
-RESTORATION_COLUMNS = (
-    "task", "discriminator", "restorer", "family", "model", "patches", "psnr_db_filtered", "psnr_db_restored",
-    "ssim_filtered", "ssim_restored", "tpr_before", "tpr_after", "paper_tpr_after",
-)
 
 
 def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:
@@ -281,35 +273,12 @@ def attack_file_stem(report: AttackReport) -> str:
     return f"{number}_fgsm_{report.target}" if number else f"fgsm_eps{report.eps}_{report.target}"
 
 
-def table_csvs(document: ReproduceDocument) -> dict[str, list[dict]]:
-    """{file name: rows} of the CSV files, one per table, values as in the JSON."""
-    files = {"table1_detection.csv": [
-        {**{key: getattr(row, key) for key in TABLE1_COLUMNS[:8]},
-         **{f"paper_{m}": None if row.paper is None else getattr(row.paper, m) for m in ("fpr", "tpr", "acc")}}
-        for row in document.table1.rows
-    ]}
-    for report in document.attacks:
-        files[f"{attack_file_stem(report)}.csv"] = [
-            {"task": row.task, "target": row.target, "family": family, "model": rates.model, "patches": row.patches,
-             "psnr_db": row.psnr_db, "tpr_before": rates.before, "tpr_after": rates.after, "paper_tpr_after": rates.paper}
-            for row in report.rows for family, rates in row.tpr.items()
-        ]
-    files["table5_restoration.csv"] = [
-        {"task": row.task, "discriminator": row.discriminator, "restorer": row.restorer, "family": family, "model": rates.model,
-         "patches": row.patches, "psnr_db_filtered": row.quality.input.psnr_db, "psnr_db_restored": row.quality.restored.psnr_db,
-         "ssim_filtered": row.quality.input.ssim, "ssim_restored": row.quality.restored.ssim,
-         "tpr_before": rates.before, "tpr_after": rates.after, "paper_tpr_after": rates.paper}
-        for row in document.restoration.rows for family, rates in row.tpr.items()
-    ]
+def table_csvs(document: ReproduceDocument) -> dict[str, str]:
+    """{file name: CSV text}, one file per table, values as in the JSON."""
+    files = {"table1_detection.csv": document.table1.to_csv()}
+    files.update({f"{attack_file_stem(report)}.csv": report.to_csv() for report in document.attacks})
+    files["table5_restoration.csv"] = document.restoration.to_csv()
     return files
-
-
-def _csv_text(columns: Sequence[str], rows: list[dict]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
-    return text.getvalue()
 
 
 def report_markdown(document: ReproduceDocument, plots: dict[str, str]) -> str:
@@ -460,9 +429,7 @@ def write_report_folder(document: ReproduceDocument, out: Path) -> ReproduceDocu
     def fill(staging: Path) -> None:
         plots = write_plots(document, staging)
         csvs = table_csvs(document)
-        columns = {"table1_detection.csv": TABLE1_COLUMNS, "table5_restoration.csv": RESTORATION_COLUMNS}
-        for name, rows in csvs.items():
-            text = _csv_text(columns.get(name, ATTACK_COLUMNS), rows)
+        for name, text in csvs.items():
             write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
         files = ReportFiles(report=REPORT_NAME, json_file=JSON_NAME, csv=list(csvs), png=sorted(plots.values()))
         complete = document.model_copy(update={"files": files})

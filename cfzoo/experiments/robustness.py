@@ -18,9 +18,7 @@ of them per task drawn with ``seed`` evenly over the devices (:func:`cfzoo.data.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import os
 import time
@@ -60,7 +58,6 @@ DEFAULT_MAX_PATCHES = 32
 WORST_CASE = "worst-case"
 #: The row (eps 0) of the unattacked patches: their TPR, and after recompression alone.
 NO_ATTACK = "none"
-COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after", "psnr_db", "mean_queries", "seconds")
 REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json", "robustness.csv", "eps_curve.png"
 
 
@@ -214,18 +211,6 @@ def robustness_markdown(report: RobustnessReport) -> str:
     return "\n".join(lines)
 
 
-def robustness_csv(report: RobustnessReport) -> str:
-    """One line per task x eps x attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
-    text = io.StringIO()
-    qualities = [str(quality) for quality in report.recompress]
-    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, *(f"tpr_jpeg{quality}" for quality in qualities)], lineterminator="\n")
-    writer.writeheader()
-    for row in report.rows:
-        flat = {column: getattr(row, column) for column in COLUMNS}
-        writer.writerow({**flat, **{f"tpr_jpeg{quality}": row.recompressed[quality] for quality in qualities}})
-    return text.getvalue()
-
-
 def check_quality(quality: int) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise CfzooError(f"JPEG quality must be an integer from 1 to 100, got {quality!r}")
@@ -238,7 +223,7 @@ def write_robustness_folder(report: RobustnessReport, out: str | os.PathLike[str
     def fill(staging: Path) -> None:
         write_eps_curve(report, staging / PLOT_NAME)
         markdown = robustness_markdown(report) + f"\n\n![TPR against eps]({PLOT_NAME})\n"
-        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"), (CSV_NAME, robustness_csv(report))):
+        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"), (CSV_NAME, report.to_csv())):
             write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
 
     return write_folder_atomically(out, fill)

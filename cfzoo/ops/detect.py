@@ -149,6 +149,18 @@ def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]
 # --- verdicts ---------------------------------------------------------------------------------
 
 
+#: Verdicts from least to most suspicious.
+VERDICTS = ("pristine", "uncertain", "manipulated")
+
+
+def verdict_of(flagged_share: float) -> str:
+    """The image's verdict from the share of its patches above the detector's threshold (:data:`RULE`)."""
+    low, high = UNCERTAIN_BAND
+    if low <= flagged_share <= high:
+        return "uncertain"
+    return "manipulated" if flagged_share > MAJORITY else "pristine"
+
+
 @dataclass(frozen=True)
 class DetectorVerdict:
     """One detector's reading of one image."""
@@ -165,14 +177,11 @@ class DetectorVerdict:
 
     @property
     def verdict(self) -> str:
-        if self.uncertain:
-            return "uncertain"
-        return "manipulated" if self.manipulated else "pristine"
+        return verdict_of(self.flagged_share)
 
     @property
     def uncertain(self) -> bool:
-        low, high = UNCERTAIN_BAND
-        return low <= self.flagged_share <= high
+        return self.verdict == "uncertain"
 
     def result(self) -> VerdictResult:
         return VerdictResult(

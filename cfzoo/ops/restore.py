@@ -2,7 +2,8 @@
 
 - :func:`restore_patches`: uint8 patches -> restored uint8 patches, a batch at a time;
 - :func:`restore_image`: one H x W x 3 uint8 image -> restored uint8, tile by tile so memory stays bounded;
-- :func:`restore_image_file`: the same from a file to a lossless PNG, with the detectors' verdicts before and after.
+- :func:`restore_image_file`: the same from a file to lossless PNGs (one per discriminator), with every detector's
+  verdict before and after: those of the task restored, and those of other tasks that the restoration trips.
 
 The paper's Table V (every detector on restored test patches) is :mod:`cfzoo.experiments.restoration`.
 
@@ -14,16 +15,18 @@ run), so a tiled result equals the whole-image result: an output pixel never see
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
+from cfzoo.manipulations import TASK_IDS
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.available import detector_entries
-from cfzoo.ops.scoring import called_before_and_after
+from cfzoo.ops.detect import VERDICTS, verdict_of
+from cfzoo.ops.scoring import score_positions
 from cfzoo.patches import PATCH_SIZE, patch_grid
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
@@ -117,45 +120,62 @@ def restore_image(
 
 def restore_image_file(
     image_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
+    outputs: Mapping[str, str | os.PathLike[str]],
     task: str,
-    discriminator: str,
     providers: str = "auto",
     tile: int = DEFAULT_TILE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Read an image, restore it, write a lossless PNG atomically; returns a JSON-ready summary with the share
-    of `cfzoo detect` grid patches each detector of ``task`` calls manipulated, before and after.
+) -> list[dict]:
+    """Read an image once and restore it with the restorer of each discriminator in ``outputs`` (discriminator ->
+    where its lossless PNG goes, written atomically). Returns one JSON-ready summary per restorer with the share of
+    `cfzoo detect` grid patches each detector of ``task`` calls manipulated, before and after, and
+    ``flagged_by_other_tasks``: the detectors of the other tasks whose verdict on the image grew worse (pristine to
+    uncertain or manipulated, uncertain to manipulated), since restoring hides one trace by adding others.
 
-    Refuses to write anything but ``.png`` and to write over the input."""
-    check_restorer(task, discriminator)
-    out_path = check_png_destination(out_path, image_path, "a lossy format would add its own traces")
-    loaded = load_image(image_path)
-    restored = restore_image(loaded.pixels, task, discriminator, providers, tile, on_progress)
-    save_png(restored, out_path)
-    verdicts, grid = {}, 0
-    if min(loaded.height, loaded.width) >= PATCH_SIZE:
-        positions = patch_grid(loaded.height, loaded.width)
-        grid = len(positions)
-        entries = detector_entries(task)
-        detectors = [load_detector(entry.id, providers) for entry in entries]
-        before, after = called_before_and_after(loaded.pixels, restored, detectors, positions, batch_size)
-        verdicts = {
-            entry.family: {"model": entry.id, "before": round(100.0 * before[row].mean(), 4), "after": round(100.0 * after[row].mean(), 4)}
-            for row, entry in enumerate(entries)
-        }
-    return {
-        "image": str(image_path),
-        "out": str(out_path),
-        "width": loaded.width,
-        "height": loaded.height,
-        "notes": list(loaded.notes),
-        "restorer": load_restorer_registry().find(task, discriminator).id,
-        "tile": tile,
-        "psnr_db_vs_input": finite_or_none(psnr(loaded.pixels, restored)),
-        "detect_grid_patches": grid,
-        "detect_grid_called_manipulated": verdicts,
+    Refuses to write anything but ``.png``, to write over the input, and to write two restorations to one file."""
+    for discriminator in outputs:
+        check_restorer(task, discriminator)
+    destinations = {
+        discriminator: check_png_destination(out, image_path, "a lossy format would add its own traces") for discriminator, out in outputs.items()
     }
-
-
+    if len(set(destinations.values())) < len(destinations):
+        raise CfzooError("each discriminator's restoration needs its own output file")
+    loaded = load_image(image_path)
+    positions = patch_grid(loaded.height, loaded.width) if min(loaded.height, loaded.width) >= PATCH_SIZE else np.empty((0, 2), dtype=int)
+    entries = [entry for task_id in TASK_IDS for entry in detector_entries(task_id)] if len(positions) else []
+    detectors = [load_detector(entry.id, providers) for entry in entries]
+    thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
+    before = score_positions(loaded.pixels, detectors, positions, batch_size) > thresholds
+    registry = load_restorer_registry()
+    summaries = []
+    for discriminator, out_path in destinations.items():
+        restored = restore_image(loaded.pixels, task, discriminator, providers, tile, on_progress)
+        save_png(restored, out_path)
+        after = score_positions(restored, detectors, positions, batch_size) > thresholds
+        own, others = {}, []
+        for row, entry in enumerate(entries):
+            shares = 100.0 * before[row].mean(), 100.0 * after[row].mean()
+            if entry.task == task:
+                own[entry.family] = {"model": entry.id, "before": round(shares[0], 4), "after": round(shares[1], 4)}
+                continue
+            verdicts = [verdict_of(share / 100.0) for share in shares]
+            if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
+                others.append({
+                    "model": entry.id, "task": entry.task, "before": round(shares[0], 4), "after": round(shares[1], 4),
+                    "verdict_before": verdicts[0], "verdict_after": verdicts[1],
+                })
+        summaries.append({
+            "image": str(image_path),
+            "out": str(out_path),
+            "width": loaded.width,
+            "height": loaded.height,
+            "notes": list(loaded.notes),
+            "restorer": registry.find(task, discriminator).id,
+            "tile": tile,
+            "psnr_db_vs_input": finite_or_none(psnr(loaded.pixels, restored)),
+            "detect_grid_patches": len(positions),
+            "detect_grid_called_manipulated": own,
+            "flagged_by_other_tasks": others,
+        })
+    return summaries
