@@ -252,7 +252,7 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
     common = ["--cache-dir", str(tmp_path / "cache"), "--max-test-patches", "120"]
     trained = runner.invoke(app, [
         "train", str(sample_root), "-f", "spam", "-f", "bayar2016", "-t", "median3", "--steps", "4", "--batch-size", "8",
-        "--max-train-patches", "300", "--out", str(tmp_path / "ck"), "--json", *common,
+        "--max-train-patches", "300", "--checkpoints", str(tmp_path / "ck"), "--json", *common,
     ])
     assert trained.exit_code == 0, trained.output
     records = {record["id"]: record for record in json.loads(trained.stdout)}

@@ -180,7 +180,9 @@ def train_restorer(
     task: list[str] = TASKS_OPTION,
     discriminator: list[str] = DISCRIMINATORS_OPTION,
     all_restorers: bool = typer.Option(False, "--all", help="Every task and discriminator (or those given): Table V's four generators."),
-    out: Path | None = typer.Option(None, "--out", help="Where checkpoints go (default $CFZOO_HOME/checkpoints/restorers)."),
+    out: Path | None = typer.Option(
+        None, "--checkpoints", "--out", help="Checkpoint folder to write (default $CFZOO_HOME/checkpoints/restorers), the one export-restorer reads."
+    ),
     steps: int = typer.Option(None, "--steps", min=1, help="Optimiser steps (default 6000: about an hour on a busy 2-core CPU)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Crop pairs per step (default 16)."),
     crop: int = typer.Option(None, "--crop", help="Side of the aligned training crops cut from the 128-pixel patches (default 48)."),

@@ -24,7 +24,9 @@ def train(
     family: list[str] = typer.Option([], "--family", "-f", help=f"Detector family; repeat for several: {', '.join(FAMILIES)}."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task id; repeat for several: {', '.join(TASK_IDS)}."),
     all_models: bool = typer.Option(False, "--all", help="Every family (or those given) for every task (or those given)."),
-    out: Path | None = typer.Option(None, "--out", help="Where checkpoints go (default $CFZOO_HOME/checkpoints, ~/.cfzoo/checkpoints)."),
+    out: Path | None = typer.Option(
+        None, "--checkpoints", "--out", help="Checkpoint folder to write (default $CFZOO_HOME/checkpoints, ~/.cfzoo/checkpoints), the one evaluate and export read."
+    ),
     seed: int = SEED,
     test_device: list[str] | None = TEST_DEVICES,
     steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (networks); default per family."),
