@@ -19,6 +19,7 @@ from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.paper import paper_tables
 from cfzoo.zoo.registry import user_zoo_dir
+from cfzoo.zoo.restorers import RestorerRegistry
 from test_zoo import run_cli_without_torch
 
 torch = pytest.importorskip("torch")
@@ -77,7 +78,7 @@ def trained(tmp_path_factory, sample_dataset, cache):
 @pytest.fixture
 def user_zoo(trained, tmp_path, monkeypatch):
     """The tiny restorer in this test's (empty) user zoo, and no restorer in the package's zoo, whatever ships."""
-    monkeypatch.setattr("cfzoo.zoo.restorers.embedded_zoo_dir", lambda: tmp_path / "no-embedded-restorers")
+    monkeypatch.setattr(RestorerRegistry, "load", classmethod(lambda cls: cls.in_zoo(user_zoo_dir(), lenient=True)))
     shutil.copytree(trained[2], user_zoo_dir(), dirs_exist_ok=True)
     return user_zoo_dir()
 

@@ -83,7 +83,7 @@ def test_an_nhwc_one_logit_detector_registers_and_scores_as_its_own_network(thir
     assert 0 <= entry["companion_finite_difference_error"] <= FD_TOLERANCE
     assert load_registry().get("residual").files["detector"].sha256 == entry["files"]["detector"]["sha256"]
     listed = json.loads(runner.invoke(app, ["list", "--json", "-t", "jpeg70"]).stdout)
-    assert {"id": "residual", "family": "external", "sources": ["user"]}.items() <= next(row for row in listed if row["id"] == "residual").items()
+    assert {"id": "residual", "kind": "user", "family": "external", "sources": ["user"]}.items() <= next(row for row in listed if row["id"] == "residual").items()
 
     model = cfzoo.load_detector("residual")
     patches = _tiles(compressed)

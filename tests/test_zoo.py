@@ -8,6 +8,7 @@ onnxruntime sessions on patches of scikit-image's photos.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from cfzoo.zoo import (
     user_zoo_dir,
 )
 from cfzoo.zoo.registry import REGISTRY_NAME, embedded_registry
-from cfzoo.zoo.restorers import load_restorer_registry
+from cfzoo.zoo.restorers import Zoo, load_restorer_registry
 from cfzoo.zoo.runtime import clear_session_cache
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints" / "cameras-seed0"
@@ -436,3 +437,26 @@ def run_cli_without_torch(args: list[str], cfzoo_home: Path, timeout: int = 120,
 
 def test_runtime_modules_import_without_torch(tmp_path):
     json.loads(run_cli_without_torch(["list", "--json"], tmp_path / "home").stdout)
+
+
+def test_one_zoo_holds_every_kind_and_one_resolver_finds_and_checks_each(tmp_path):
+    """Detectors and restorers are entries of one zoo with a kind; the same resolver finds either file in the
+    embedded zoo and refuses a user-zoo copy that does not match its sha256, with that kind's repair."""
+    zoo = Zoo.load()
+    detector, restorer = zoo.get("spam-jpeg70"), zoo.get("restorer-median3-kim")
+    assert (detector.kind, restorer.kind) == ("detector", "restorer")
+    assert {entry.kind for entry in zoo} >= {"detector", "restorer"} and len(list(zoo)) == len(zoo.detectors) + len(zoo.restorers)
+    for entry, kind in ((detector, "detector"), (detector, "gradient"), (restorer, "restorer")):
+        found = resolve(entry, kind)
+        assert found.source == "embedded" and file_sha256(found.path) == entry.files[kind].sha256
+        tampered = user_zoo_dir() / found.path.relative_to(embedded_zoo_dir())
+        tampered.parent.mkdir(parents=True, exist_ok=True)
+        tampered.write_bytes(found.path.read_bytes() + b"\0")
+        with pytest.raises(CfzooError, match=f"^{re.escape(str(tampered))} \\(user\\) does not match the {entry.listed_in}'s sha256") as error:
+            resolve(entry, kind)
+        assert str(error.value).endswith(entry.how_to_repair())
+        tampered.unlink()
+    with pytest.raises(CfzooError, match="^restorer restorer-median3-kim has no gradient file; kinds: restorer$"):
+        resolve(restorer, "gradient")
+    with pytest.raises(CfzooError, match="^unknown model 'restorer-jpeg70-kim'"):
+        zoo.get("restorer-jpeg70-kim")

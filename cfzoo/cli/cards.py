@@ -8,9 +8,8 @@ import typer
 
 from cfzoo.cli.common import handle_errors, print_json, stdout
 from cfzoo.cli.zoo import FAMILY_OPTION
-from cfzoo.errors import CfzooError
-from cfzoo.zoo.registry import REGISTRY_NAME, Registry, load_registry
-from cfzoo.zoo.restorers import RESTORER_REGISTRY_NAME, RestorerRegistry, load_restorer_registry
+from cfzoo.zoo.registry import Registry
+from cfzoo.zoo.restorers import RestorerRegistry, Zoo
 
 
 @handle_errors
@@ -65,14 +64,5 @@ def cards(
 
 def _registries(zoo: Path | None) -> tuple[Registry, RestorerRegistry]:
     """The detector and restorer registries of ``zoo`` (either may be absent, not both), else every model cfzoo knows."""
-    if zoo is None:
-        return load_registry(), load_restorer_registry()
-    detectors, restorers = zoo / REGISTRY_NAME, zoo / RESTORER_REGISTRY_NAME
-    if not detectors.is_file() and not restorers.is_file():
-        raise CfzooError(
-            f"{detectors} does not exist; give a zoo folder written by `cfzoo export --zoo DIR` (or `cfzoo export-restorer --zoo DIR`)"
-        )
-    return (
-        Registry.read(detectors) if detectors.is_file() else Registry([]),
-        RestorerRegistry.read(restorers) if restorers.is_file() else RestorerRegistry([]),
-    )
+    found = Zoo.load() if zoo is None else Zoo.in_folder(zoo)
+    return found.detectors, found.restorers

@@ -12,9 +12,9 @@ from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.results import csv_text
-from cfzoo.zoo.registry import FAMILY_IDS, load_registry, user_zoo_dir
+from cfzoo.zoo.registry import FAMILY_IDS, user_zoo_dir
 from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.restorers import load_restorer_registry, restorer_candidates
+from cfzoo.zoo.restorers import Zoo
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
 TASK_OPTION = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable): {', '.join(TASK_IDS)}.")
@@ -35,9 +35,9 @@ def list_models(
     pulled (`cfzoo pull ID`) or trained and exported.
     """
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    registry = load_registry()
-    restorers = load_restorer_registry()
-    for problem in registry.problems + restorers.problems:  # the user zoo's invalid entries, left out
+    zoo = Zoo.load()
+    registry, restorers = zoo.detectors, zoo.restorers
+    for problem in zoo.problems:  # the user zoo's invalid entries, left out
         note(f"note: {problem}; left out (fix or delete that entry)")
     entries = {entry.id: entry for entry in registry.select(family or None, task or None)}
     # every family x task slot, registered or not, then registered external models
@@ -58,18 +58,18 @@ def list_models(
         if available and not sources:
             continue
         rows.append({
-            "kind": "detector", "id": entry.id, "family": entry.family, "task": entry.task, "registered": True,
+            "kind": entry.kind, "id": entry.id, "family": entry.family, "task": entry.task, "registered": True,
             "test_acc": entry.test_accuracy, "available": bool(sources), "sources": sources,
             "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
             "size_bytes": sum(file.size for file in entry.files.values()),
         })
     restorer_rows = []
     for entry in [] if family else restorers:
-        sources = [candidate.source for candidate in restorer_candidates(entry) if candidate.path.is_file()]
+        sources = available_sources(entry, entry.kind)
         if (task and entry.task not in task) or (available and not sources):
             continue
         restorer_rows.append({
-            "kind": "restorer", "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
+            "kind": entry.kind, "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
             "test_acc": None, "available": bool(sources), "sources": sources, "hub": None, "size_bytes": entry.file.size,
         })
     if output_format == "json":

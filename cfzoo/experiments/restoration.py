@@ -38,10 +38,10 @@ from cfzoo.zoo.restorers import (
     RestorerEntry,
     check_restorer,
     how_to_get,
-    is_available,
     load_restorer_registry,
     restorer_id,
 )
+from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.runtime import load_detector
 
 PAPER_TABLE = "table5_gan_restoration_median"
@@ -71,7 +71,7 @@ def evaluable_restorers(tasks: Iterable[str] | None = None, discriminators: Iter
     for task in (task for task in RESTORATION_TASKS if task in chosen_tasks):
         for kind in (kind for kind in DISCRIMINATORS if kind in chosen_kinds):
             entry = registry.entries.get(restorer_id(task, kind))
-            if entry is not None and is_available(entry):
+            if entry is not None and is_available(entry, RestorerEntry.kind):
                 found.append(entry)
             else:
                 missing.append((task, kind))

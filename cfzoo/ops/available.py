@@ -8,12 +8,8 @@ from cfzoo.errors import CfzooError, option
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
-from cfzoo.zoo.resolve import available_sources
+from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.runtime import Detector, companion_of, load_detector, names_a_file, open_model
-
-
-def is_available(entry: ModelEntry, kind: str = "detector") -> bool:
-    return bool(available_sources(entry, kind))
 
 
 def attackable_tasks(target: str, tasks: Iterable[str] | None = None, gradient: bool = True) -> list[str]:

@@ -34,8 +34,8 @@ from cfzoo.zoo.restorers import (
     RESTORED_OUTPUT,
     check_restorer,
     load_restorer_registry,
-    resolve_restorer,
 )
+from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.runtime import OnnxSession, cached_session, execution_providers, load_detector
 
 DEFAULT_BATCH_SIZE = 32
@@ -60,7 +60,7 @@ def load_restorer(task: str, discriminator: str, providers: str = "auto") -> Res
     """The restorer of ``task`` trained with the ``discriminator`` kind, its file verified against the registry;
     a session is created once per (file, providers)."""
     entry = load_restorer_registry().find(task, discriminator)
-    resolved = resolve_restorer(entry)
+    resolved = resolve(entry, entry.kind)
     chosen = execution_providers(providers)
     return cached_session(("restorer", str(resolved.path), entry.file.sha256, chosen), lambda: Restorer(entry, resolved, chosen))
 

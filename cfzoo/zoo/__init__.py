@@ -1,7 +1,9 @@
 """The model zoo: the registry of every model, where its files are, and onnxruntime sessions (no torch).
 
-- :func:`load_registry` -> :class:`Registry` of :class:`ModelEntry` (id, family, task, files with sha256)
-- :func:`resolve` a model file: explicit path, user zoo (``$CFZOO_HOME/zoo``), Hub cache, embedded zoo
+- :meth:`Zoo.load` -> every entry with its kind: detectors (:class:`Registry` of :class:`ModelEntry`: id, family,
+  task, files with sha256; kind ``detector``, or ``user`` for one registered with ``cfzoo register``) and GAN
+  restorers (:class:`~cfzoo.zoo.restorers.RestorerRegistry`, kind ``restorer``); :func:`load_registry`: the detectors
+- :func:`resolve` the file of any entry: explicit path, user zoo (``$CFZOO_HOME/zoo``), Hub cache, embedded zoo
 - :func:`load_detector` / :func:`load_gradient_model`: cached onnxruntime sessions, CUDA when available
 """
 
@@ -16,6 +18,7 @@ from cfzoo.zoo.registry import (
     user_zoo_dir,
 )
 from cfzoo.zoo.resolve import available_sources, resolve
+from cfzoo.zoo.restorers import Zoo
 from cfzoo.zoo.runtime import (
     PROVIDER_CHOICES,
     Detector,
@@ -44,4 +47,5 @@ __all__ = [
     "manipulated_probability",
     "resolve",
     "user_zoo_dir",
+    "Zoo",
 ]

@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 from importlib import resources
 from pathlib import Path
 
@@ -95,6 +96,25 @@ class ModelEntry:
         ):
             raise ValueError("training.split must hold lists of device names under 'train' and 'test'")
 
+    listed_in: ClassVar[str] = "registry"
+
+    @property
+    def kind(self) -> str:
+        """What the entry is: a cfzoo ``detector``, or a ``user`` detector (registered, not made by cfzoo)."""
+        return "user" if self.family == EXTERNAL_FAMILY else "detector"
+
+    def describe(self, kind: str) -> str:
+        return f"model {self.id} ({kind})"
+
+    def how_to_get(self) -> str:
+        if self.hub is not None:
+            return f"run `cfzoo pull {self.id}`"
+        return f"train and export it: cfzoo train DATA -f {self.family} -t {self.task}, then cfzoo export"
+
+    def how_to_repair(self) -> str:
+        """What to do about a file that does not match the entry's sha256."""
+        return f"delete it, then run `cfzoo pull {self.id}` or export the model again"
+
     @property
     def column(self) -> str:
         """The model's name in reports that have a column per family: the family, or for an external model its id."""
@@ -123,15 +143,30 @@ class ModelEntry:
         return payload
 
 
-class Registry:
-    """Models by id, in family-then-task order. ``problems``: one line for each entry of the files read that
-    failed validation (left out; see :func:`read_registry_file`)."""
+class EntryRegistry:
+    """Entries of one kind by id, in the kind's canonical order (:meth:`order`), read from one file per zoo folder
+    (``file_name``). ``problems``: one line for each entry of the files read that failed validation (left out;
+    see :func:`read_registry_file`). :class:`Registry` holds the detectors (cfzoo's and user-registered ones),
+    :class:`cfzoo.zoo.restorers.RestorerRegistry` the restorers; :func:`cfzoo.zoo.resolve.resolve` finds the
+    files of either."""
 
-    def __init__(self, entries: Iterable[ModelEntry], problems: Iterable[str] = ()):
-        self.entries: dict[str, ModelEntry] = {}
-        for entry in sorted(entries, key=_canonical_order):
-            self.entries[entry.id] = entry
+    entry_type: ClassVar[type]
+    key: ClassVar[str]  # the entries' list in the file
+    schema: ClassVar[int]
+    what: ClassVar[str]  # the file, in messages
+    file_name: ClassVar[str]
+
+    def __init__(self, entries: Iterable = (), problems: Iterable[str] = ()):
+        self.entries = {entry.id: entry for entry in sorted(entries, key=self.order)}
         self.problems = tuple(problems)
+
+    @staticmethod
+    def order(entry) -> tuple:
+        raise NotImplementedError
+
+    def unknown(self, model_id: str) -> str:
+        """The error for an id this registry does not hold."""
+        raise NotImplementedError
 
     def __iter__(self):
         return iter(self.entries.values())
@@ -142,13 +177,62 @@ class Registry:
     def __contains__(self, model_id: str) -> bool:
         return model_id in self.entries
 
-    def get(self, model_id: str) -> ModelEntry:
+    def get(self, model_id: str):
         if model_id not in self.entries:
             invalid = next((problem for problem in self.problems if f"entry {model_id!r}:" in problem), None)
             if invalid is not None:
                 raise CfzooError(f"{invalid}; fix or delete that entry")
-            raise CfzooError(f"unknown model {model_id!r}; `cfzoo list` shows the models (ids are <family>-<task>, e.g. bayar2016-jpeg70)")
+            raise CfzooError(self.unknown(model_id))
         return self.entries[model_id]
+
+    def merged(self, overlay: EntryRegistry):
+        """This registry with ``overlay``'s entries replacing or adding to it; an entry stays embedded only if it
+        replaces an embedded one with the same files."""
+        merged = dict(self.entries)
+        for entry in overlay:
+            base = merged.get(entry.id)
+            merged[entry.id] = replace(entry, embedded=bool(base) and base.embedded and base.files == entry.files)
+        return type(self)(merged.values(), self.problems + overlay.problems)
+
+    def to_json(self) -> dict:
+        return {"schema": self.schema, self.key: [entry.to_json() for entry in self]}
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], lenient: bool = False):
+        """The registry file at ``path``; an invalid entry is an error, or with ``lenient`` left out and named in
+        :attr:`problems`."""
+        entries, problems = read_registry_file(path, cls.entry_type, cls.key, cls.schema, cls.what, lenient)
+        return cls(entries, problems)
+
+    @classmethod
+    def in_zoo(cls, zoo_dir: Path, lenient: bool = False):
+        """The registry file of the zoo folder ``zoo_dir``, or an empty registry where it has none."""
+        path = zoo_dir / cls.file_name
+        return cls.read(path, lenient) if path.exists() else cls()
+
+    @classmethod
+    def load(cls):
+        """Every entry cfzoo knows: the package's, overlaid by the user zoo's (whose invalid entries are left out
+        and named in ``problems``)."""
+        return cls.in_zoo(embedded_zoo_dir()).merged(cls.in_zoo(user_zoo_dir(), lenient=True))
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
+
+
+class Registry(EntryRegistry):
+    """Detectors by id, in family-then-task order."""
+
+    entry_type, key, schema, what, file_name = ModelEntry, "models", SCHEMA_VERSION, "registry", REGISTRY_NAME
+
+    @staticmethod
+    def order(entry: ModelEntry) -> tuple:
+        family = FAMILY_IDS.index(entry.family) if entry.family in FAMILY_IDS else len(FAMILY_IDS)
+        task = TASK_IDS.index(entry.task) if entry.task in TASK_IDS else len(TASK_IDS)
+        return family, task, entry.id
+
+    def unknown(self, model_id: str) -> str:
+        return f"unknown model {model_id!r}; `cfzoo list` shows the models (ids are <family>-<task>, e.g. bayar2016-jpeg70)"
 
     def find(self, family: str, task: str) -> ModelEntry:
         return self.get(f"{family}-{task}")
@@ -158,27 +242,6 @@ class Registry:
         families = _checked(families, (*FAMILY_IDS, EXTERNAL_FAMILY), "family")
         tasks = _checked(tasks, TASK_IDS, "task")
         return [entry for entry in self if entry.family in families and entry.task in tasks]
-
-    def merged(self, overlay: Registry) -> Registry:
-        """This registry with ``overlay``'s entries replacing or adding to it (embedded flags kept)."""
-        merged = dict(self.entries)
-        for entry in overlay:
-            base = merged.get(entry.id)
-            merged[entry.id] = replace(entry, embedded=base.embedded and base.files == entry.files) if base else entry
-        return Registry(merged.values(), self.problems + overlay.problems)
-
-    def to_json(self) -> dict:
-        return {"schema": SCHEMA_VERSION, "models": [entry.to_json() for entry in self]}
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str], lenient: bool = False) -> Registry:
-        """The registry file at ``path``; an invalid entry is an error, or with ``lenient`` left out and named in
-        :attr:`problems`."""
-        entries, problems = read_registry_file(path, ModelEntry, "models", SCHEMA_VERSION, "registry", lenient)
-        return cls(entries, problems)
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
 
 
 def embedded_zoo_dir() -> Path:
@@ -197,13 +260,12 @@ def embedded_registry() -> Registry:
 
 def user_registry() -> Registry:
     """The user zoo's registry; entries that fail validation are left out and named in ``problems``."""
-    path = user_zoo_dir() / REGISTRY_NAME
-    return Registry.read(path, lenient=True) if path.exists() else Registry([])
+    return Registry.in_zoo(user_zoo_dir(), lenient=True)
 
 
 def load_registry() -> Registry:
-    """Every model cfzoo knows: the package's registry, overlaid by the user zoo's."""
-    return embedded_registry().merged(user_registry())
+    """Every detector cfzoo knows: the package's registry, overlaid by the user zoo's."""
+    return Registry.load()
 
 
 def read_registry_file(
@@ -272,12 +334,6 @@ def _entry_problem(path: Path, number: int, item: object, error) -> str:
 def describe_file(path: str | os.PathLike[str]) -> ModelFile:
     path = Path(path)
     return ModelFile(name=path.name, sha256=file_sha256(path), size=path.stat().st_size)
-
-
-def _canonical_order(entry: ModelEntry) -> tuple:
-    family = FAMILY_IDS.index(entry.family) if entry.family in FAMILY_IDS else len(FAMILY_IDS)
-    task = TASK_IDS.index(entry.task) if entry.task in TASK_IDS else len(TASK_IDS)
-    return family, task, entry.id
 
 
 def _checked(values: Iterable[str] | None, known: tuple[str, ...], what: str) -> tuple[str, ...]:

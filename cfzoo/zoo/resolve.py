@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256
-from cfzoo.zoo.registry import MODELS_FOLDER, ModelEntry, embedded_zoo_dir, user_zoo_dir
+from cfzoo.zoo.registry import MODELS_FOLDER, ModelEntry, ModelFile, embedded_zoo_dir, user_zoo_dir
+
+if TYPE_CHECKING:
+    from cfzoo.zoo.restorers import RestorerEntry
 
 SOURCES = ("path", "user", "hub-cache", "embedded")
 
@@ -55,19 +59,29 @@ def confined(candidate: ResolvedFile) -> ResolvedFile:
     return candidate
 
 
-def hub_cache_path(entry: ModelEntry, kind: str) -> Path | None:
+ZooEntry = Union[ModelEntry, "RestorerEntry"]
+
+
+def _file_of(entry: ZooEntry, kind: str) -> ModelFile:
+    if kind not in entry.files:
+        raise CfzooError(f"{entry.describe(kind)} has no {kind} file; kinds: {', '.join(entry.files)}")
+    return entry.files[kind]
+
+
+def hub_cache_path(entry: ZooEntry, kind: str) -> Path | None:
     """The file in the Hugging Face cache for the entry's Hub source, if it was downloaded."""
     if entry.hub is None:
         return None
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(entry.hub.repo_id, entry.file(kind).path_in_zoo, revision=entry.hub.revision)
+    found = try_to_load_from_cache(entry.hub.repo_id, _file_of(entry, kind).path_in_zoo, revision=entry.hub.revision)
     return Path(found) if isinstance(found, str) else None
 
 
-def candidates(entry: ModelEntry, kind: str) -> list[ResolvedFile]:
-    """Where the file may be, in resolution order, whether or not it exists."""
-    relative = entry.file(kind).path_in_zoo
+def candidates(entry: ZooEntry, kind: str) -> list[ResolvedFile]:
+    """Where the file may be, in resolution order, whether or not it exists: the user zoo, the Hub cache (for an
+    entry with a Hub source), the embedded zoo (for an entry that ships in the package)."""
+    relative = _file_of(entry, kind).path_in_zoo
     found = [ResolvedFile(user_zoo_dir() / relative, "user")]
     cached = hub_cache_path(entry, kind)
     if cached is not None:
@@ -77,13 +91,18 @@ def candidates(entry: ModelEntry, kind: str) -> list[ResolvedFile]:
     return found
 
 
-def available_sources(entry: ModelEntry, kind: str = "detector") -> list[str]:
+def available_sources(entry: ZooEntry, kind: str = "detector") -> list[str]:
     """The sources that hold the file now (existence only; :func:`resolve` verifies)."""
     return [candidate.source for candidate in candidates(entry, kind) if candidate.path.is_file()]
 
 
-def resolve(entry: ModelEntry, kind: str = "detector", path: str | os.PathLike[str] | None = None) -> ResolvedFile:
-    """The first verified location of a model file.
+def is_available(entry: ZooEntry, kind: str = "detector") -> bool:
+    return bool(available_sources(entry, kind))
+
+
+def resolve(entry: ZooEntry, kind: str = "detector", path: str | os.PathLike[str] | None = None) -> ResolvedFile:
+    """The first verified location of an entry's file of ``kind`` (detector, gradient, restorer): one resolver for
+    every kind of entry.
 
     ``path`` (a user-supplied ONNX file) wins and is not checked against the registry: the user chose it.
     """
@@ -92,17 +111,13 @@ def resolve(entry: ModelEntry, kind: str = "detector", path: str | os.PathLike[s
         if not path.is_file():
             raise CfzooError(f"model file {path} does not exist; give the path of an exported .onnx file")
         return ResolvedFile(path, "path")
-    expected = entry.file(kind)
+    expected = _file_of(entry, kind)
     for candidate in candidates(entry, kind):
         if not candidate.path.is_file():
             continue
         if file_digest(confined(candidate).path) != expected.sha256:
             raise CfzooError(
-                f"{candidate.path} ({candidate.source}) does not match the registry's sha256 for {entry.id}; "
-                f"delete it, then run `cfzoo pull {entry.id}` or export the model again"
+                f"{candidate.path} ({candidate.source}) does not match the {entry.listed_in}'s sha256 for {entry.id}; {entry.how_to_repair()}"
             )
         return candidate
-    hint = (
-        f"run `cfzoo pull {entry.id}`" if entry.hub else f"train and export it: cfzoo train DATA -f {entry.family} -t {entry.task}, then cfzoo export"
-    )
-    raise CfzooError(f"model {entry.id} ({kind}) is not available here; {hint}")
+    raise CfzooError(f"{entry.describe(kind)} is not available here; {entry.how_to_get()}")

@@ -1,6 +1,10 @@
-"""The restorer registry: GAN generators that restore median-filtered images (the paper's Table V), no torch.
+"""The restorer registry: GAN generators that restore median-filtered images (the paper's Table V), no torch;
+and :class:`Zoo`, every entry of every kind (detectors, user-registered detectors, restorers) in one place.
 
-Restorers live beside the detectors but in their own registry, so the detector registry keeps its schema::
+Restorers are entries of one more kind (:class:`RestorerEntry`, kind ``restorer``), read by the same
+:class:`~cfzoo.zoo.registry.EntryRegistry` code and found by the same resolver
+(:func:`cfzoo.zoo.resolve.resolve`) as the detectors. They keep their own file, so the detector registry keeps
+its schema::
 
     restorers.json
     models/restorer-<task>-<discriminator>.onnx
@@ -16,15 +20,13 @@ within ``receptive_radius`` pixels, which tiled processing uses as its overlap.
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, replace
+import itertools
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from cfzoo.errors import CfzooError
-from cfzoo.files import write_atomically
-from cfzoo.zoo.registry import MODELS_FOLDER, ModelFile, embedded_zoo_dir, read_registry_file, user_zoo_dir
-from cfzoo.zoo.resolve import ResolvedFile, confined, file_digest
+from cfzoo.zoo.registry import EntryRegistry, ModelEntry, ModelFile, Registry
 
 RESTORER_REGISTRY_NAME = "restorers.json"
 RESTORER_SCHEMA_VERSION = 1
@@ -69,91 +71,85 @@ class RestorerEntry:
     training: dict = field(default_factory=dict)
     embedded: bool = False
 
+    kind: ClassVar[str] = "restorer"
+    listed_in: ClassVar[str] = "restorer registry"
+    hub: ClassVar[None] = None  # restorers ship in the package or come from export-restorer, not from the Hub
+
+    @property
+    def files(self) -> dict[str, ModelFile]:
+        return {self.kind: self.file}
+
+    def describe(self, kind: str) -> str:
+        return f"restorer {self.id}"
+
+    def how_to_get(self) -> str:
+        return how_to_get(self.task, self.discriminator)
+
+    def how_to_repair(self) -> str:
+        return f"delete it and export the restorer again (cfzoo export-restorer --task {self.task} --discriminator {self.discriminator})"
+
     def to_json(self) -> dict:
         return asdict(self)
 
 
-class RestorerRegistry:
+#: Every restorer the paper has, by id: (task, discriminator), in Table V order.
+_SLOTS = {restorer_id(task, kind): (task, kind) for task in RESTORATION_TASKS for kind in DISCRIMINATORS}
+
+
+class RestorerRegistry(EntryRegistry):
     """Restorers by id, in Table V order (task, then discriminator)."""
 
-    def __init__(self, entries, problems=()):
-        self.problems = tuple(problems)  # one line per invalid entry left out (user zoo)
-        order = {restorer_id(task, kind): index for index, (task, kind) in enumerate((t, k) for t in RESTORATION_TASKS for k in DISCRIMINATORS)}
-        self.entries = {entry.id: entry for entry in sorted(entries, key=lambda entry: (order.get(entry.id, len(order)), entry.id))}
+    entry_type, key, schema, what, file_name = RestorerEntry, "restorers", RESTORER_SCHEMA_VERSION, "restorer registry", RESTORER_REGISTRY_NAME
 
-    def __iter__(self):
-        return iter(self.entries.values())
+    @staticmethod
+    def order(entry: RestorerEntry) -> tuple:
+        slots = list(_SLOTS)
+        return (slots.index(entry.id) if entry.id in _SLOTS else len(slots)), entry.id
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, model_id: str) -> bool:
-        return model_id in self.entries
+    def unknown(self, model_id: str) -> str:
+        hint = how_to_get(*_SLOTS[model_id]) if model_id in _SLOTS else "`cfzoo list` shows the restorers"
+        return f"restorer {model_id} is not in any zoo here; {hint}"
 
     def find(self, task: str, discriminator: str) -> RestorerEntry:
         check_restorer(task, discriminator)
-        model_id = restorer_id(task, discriminator)
-        if model_id not in self.entries:
-            invalid = next((problem for problem in self.problems if f"entry {model_id!r}:" in problem), None)
-            if invalid is not None:
-                raise CfzooError(f"{invalid}; fix or delete that entry")
-            raise CfzooError(f"restorer {model_id} is not in any zoo here; {how_to_get(task, discriminator)}")
-        return self.entries[model_id]
-
-    def merged(self, overlay: RestorerRegistry) -> RestorerRegistry:
-        """This registry with ``overlay``'s entries replacing or adding to it (embedded only if the file is the same)."""
-        merged = dict(self.entries)
-        for entry in overlay:
-            base = merged.get(entry.id)
-            merged[entry.id] = replace(entry, embedded=bool(base) and base.embedded and base.file == entry.file)
-        return RestorerRegistry(merged.values(), self.problems + overlay.problems)
-
-    def to_json(self) -> dict:
-        return {"schema": RESTORER_SCHEMA_VERSION, "restorers": [entry.to_json() for entry in self]}
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str], lenient: bool = False) -> RestorerRegistry:
-        """The restorer registry file at ``path`` (see :func:`cfzoo.zoo.registry.read_registry_file`)."""
-        entries, problems = read_registry_file(path, RestorerEntry, "restorers", RESTORER_SCHEMA_VERSION, "restorer registry", lenient)
-        return cls(entries, problems)
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
-
-
-def _read_if_present(zoo_dir: Path, lenient: bool = False) -> RestorerRegistry:
-    path = zoo_dir / RESTORER_REGISTRY_NAME
-    return RestorerRegistry.read(path, lenient) if path.exists() else RestorerRegistry([])
+        return self.get(restorer_id(task, discriminator))
 
 
 def load_restorer_registry() -> RestorerRegistry:
-    """Every restorer cfzoo knows: the package's restorer registry, overlaid by the user zoo's (whose invalid
-    entries are left out and named in ``problems``)."""
-    return _read_if_present(embedded_zoo_dir()).merged(_read_if_present(user_zoo_dir(), lenient=True))
+    """Every restorer cfzoo knows: the package's restorer registry, overlaid by the user zoo's."""
+    return RestorerRegistry.load()
 
 
-def restorer_candidates(entry: RestorerEntry) -> list[ResolvedFile]:
-    """Where the file may be, in resolution order: the user zoo, then (if shipped) the embedded zoo."""
-    relative = f"{MODELS_FOLDER}/{entry.file.name}"
-    found = [ResolvedFile(user_zoo_dir() / relative, "user")]
-    if entry.embedded:
-        found.append(ResolvedFile(embedded_zoo_dir() / relative, "embedded"))
-    return found
+@dataclass(frozen=True)
+class Zoo:
+    """Every entry of a zoo, of every kind: detectors (cfzoo's and user-registered, :class:`Registry`) and
+    restorers (:class:`RestorerRegistry`); :func:`cfzoo.zoo.resolve.resolve` finds the file of any of them."""
 
+    detectors: Registry
+    restorers: RestorerRegistry
 
-def is_available(entry: RestorerEntry) -> bool:
-    return any(candidate.path.is_file() for candidate in restorer_candidates(entry))
+    @classmethod
+    def load(cls) -> Zoo:
+        """What cfzoo knows here: the package's zoo overlaid by the user's."""
+        return cls(Registry.load(), RestorerRegistry.load())
 
-
-def resolve_restorer(entry: RestorerEntry) -> ResolvedFile:
-    """The first location of the restorer's file whose sha256 matches the registry."""
-    for candidate in restorer_candidates(entry):
-        if not candidate.path.is_file():
-            continue
-        if file_digest(confined(candidate).path) != entry.file.sha256:
+    @classmethod
+    def in_folder(cls, zoo_dir: Path) -> Zoo:
+        """The zoo folder ``zoo_dir`` alone (such as one written by ``cfzoo export --zoo DIR``), read strictly."""
+        if not any((zoo_dir / registry.file_name).is_file() for registry in (Registry, RestorerRegistry)):
             raise CfzooError(
-                f"{candidate.path} ({candidate.source}) does not match the restorer registry's sha256 for {entry.id}; "
-                f"delete it and export the restorer again (cfzoo export-restorer --task {entry.task} --discriminator {entry.discriminator})"
+                f"{zoo_dir / Registry.file_name} does not exist; give a zoo folder written by `cfzoo export --zoo DIR` "
+                "(or `cfzoo export-restorer --zoo DIR`)"
             )
-        return candidate
-    raise CfzooError(f"restorer {entry.id} is not available here; {how_to_get(entry.task, entry.discriminator)}")
+        return cls(Registry.in_zoo(zoo_dir), RestorerRegistry.in_zoo(zoo_dir))
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.detectors.problems + self.restorers.problems
+
+    def __iter__(self):
+        return itertools.chain(self.detectors, self.restorers)
+
+    def get(self, model_id: str) -> ModelEntry | RestorerEntry:
+        """The entry of any kind with this id."""
+        return self.restorers.get(model_id) if model_id in self.restorers else self.detectors.get(model_id)
