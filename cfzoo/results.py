@@ -198,6 +198,7 @@ class AttackParameters(Result):
     queries: int | None = absent_when_none("square's budget of detector runs per patch")
     p_init: float | None = absent_when_none("square's initial share of pixels changed")
     survive_jpeg: int | None = absent_when_none("the JPEG quality the attack aims to survive")
+    survive_resize: float | None = absent_when_none("the downscale factor the attack aims to survive (image attacks)")
 
 
 class _AttackHead(Result):

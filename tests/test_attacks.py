@@ -199,6 +199,10 @@ def test_attack_image_refuses_bad_requests_in_one_line(models, runner, tmp_path)
         ],
         "needs --out": [str(tmp_path / "in.png")],
         "eps must be an integer": [str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.png"), "--eps", "0"],
+        "downscaled by 0.5, this 300x200 image would be smaller than one 128-pixel patch; use a factor of at least 0.64": [
+            str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.png"), "--method", "pgd", "--survive", "resize:0.5",
+        ],
+        "--survive resize:F attacks one IMAGE": ["--survive", "resize:0.5", "--method", "pgd"],
     }
     for message, arguments in cases.items():
         result = runner.invoke(app, [*base[:1], *arguments, *base[1:]])

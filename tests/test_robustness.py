@@ -97,10 +97,11 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
     for arguments, message in (
         (["-T", "bayar2016", "-a", "cw"], "unknown attack method 'cw'"),
         (["-T", "bayar2016", "--eps", "0"], "eps must be an integer number of gray levels"),
-        (["-T", "bayar2016", "--format", "xml"], "unknown --format 'xml'"),
+        (["-T", "bayar2016", "--format", "xml"], "--format xml is not offered here; choose one of: table, json, csv, markdown"),
         (["-T", "bayar2016", "--recompress", "101"], "JPEG quality must be an integer from 1 to 100"),
         (["-T", "spam", "-a", "spam-close", "--survive", "jpeg:90"], "--survive works with --method fgsm, ifgsm, pgd, apgd, square, not spam-close"),
         (["-T", "bayar2016", "-a", "pgd", "--survive", "webp:90"], "give jpeg:Q"),
+        (["-T", "bayar2016", "-a", "pgd", "--survive", "resize:0.5"], "--survive resize:F attacks one IMAGE (cfzoo attack IMAGE)"),
         (["-T", "bayar2016", "--out", str(tmp_path / "full")], "is not empty"),
     ):
         result = _run(*arguments)

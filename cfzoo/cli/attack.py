@@ -55,7 +55,8 @@ def attack(
     queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
     survive: str | None = typer.Option(
         None, "--survive", help="jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (every --method but spam-prist and spam-close; "
-        "the gradient passes straight through the JPEG).",
+        "the gradient passes straight through the JPEG). resize:F (one IMAGE): aim at the image as a platform downscales it by F "
+        "(0.25 to below 1, bicubic); the verdicts are those on the downscaled image.",
     ),
     save: Path | None = typer.Option(None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."),
     out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."),
@@ -86,13 +87,15 @@ def attack(
     if method not in METHODS:
         raise CfzooError(f"unknown --method {method!r}; choose one of: {', '.join(METHODS)}")
     output_format = chosen_format(output_format, FORMATS, as_json, markdown)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, parse_survive(survive))
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive))
     check_settings(settings, ensemble=len(set(target)) > 1)
     if image is not None:
         _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
+    if settings.survive_resize is not None:
+        raise CfzooError("--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there")
     attack_targets(target, task or None, providers, needs_gradient(method))  # a missing model is reported before any data work
     check_save_dir(save)
     dataset = open_dataset(data, cache_dir)

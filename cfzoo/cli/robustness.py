@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.robustness import (
@@ -33,7 +33,6 @@ from cfzoo.reports import column_title
 from cfzoo.results import RobustnessReport
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
-FORMATS = ("table", "markdown", "json", "csv")
 
 
 @handle_errors
@@ -70,7 +69,7 @@ def robustness_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the device split, the patch subset and the attacks' random draws."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write ROBUSTNESS.md, robustness.json, robustness.csv and eps_curve.png into this new folder."),
     force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --out."),
-    output_format: str = typer.Option("table", "--format", "-F", help=f"What to print: {', '.join(FORMATS)}."),
+    output_format: str = format_option(*FORMATS),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
@@ -90,12 +89,13 @@ def robustness_command(
 
       cfzoo robustness --target spam -t median3 -t jpeg70 --attack spam-prist --attack spam-close --eps 1
     """
-    if output_format not in FORMATS:
-        raise CfzooError(f"unknown --format {output_format!r}; choose one of: {', '.join(FORMATS)}")
+    output_format = chosen_format(output_format, FORMATS)
     for value in eps:
         check_eps(value)
     ensemble = is_ensemble(target)
-    survive_jpeg = parse_survive(survive)
+    survive_jpeg = parse_survive(survive).get("survive_jpeg")
+    if survive is not None and survive_jpeg is None:
+        raise CfzooError("--survive resize:F attacks one IMAGE (cfzoo attack IMAGE); robustness attacks 128-pixel patches, use --survive jpeg:Q")
     attacks = check_battery(attacks or DEFAULT_ATTACKS, ensemble, survive_jpeg)
     for quality in recompress:
         check_quality(quality)

@@ -69,8 +69,11 @@ def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
             raise CfzooError(f"{option(name)} applies to {option('method')} {', '.join(owners)} only, not {method}")
     if settings.restarts != 1 and method != "pgd":
         raise CfzooError(f"{option('restarts')} applies to {option('method')} pgd only, not {method}")
-    if settings.survive_jpeg is not None and method not in ENSEMBLE_METHODS:
-        raise CfzooError(f"{option('survive_jpeg', '--survive')} works with {option('method')} {', '.join(ENSEMBLE_METHODS)}, not {method}")
+    for name in ("survive_jpeg", "survive_resize"):
+        if getattr(settings, name) is not None and method not in ENSEMBLE_METHODS:
+            raise CfzooError(f"{option(name, '--survive')} works with {option('method')} {', '.join(ENSEMBLE_METHODS)}, not {method}")
+    if settings.survive_jpeg is not None and settings.survive_resize is not None:
+        raise CfzooError("survive one platform step at a time: JPEG or resize, not both")
     return method
 
 
@@ -92,7 +95,7 @@ def pristine_rows(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndar
 def attack_parameters(settings: AttackSettings) -> dict:
     """The parameters ``settings`` resolve to, defaults filled in, for reports: iterations and step (gray levels;
     None where the method adapts it), and restarts (pgd) or the query budget (square)."""
-    survive = {} if settings.survive_jpeg is None else {"survive_jpeg": settings.survive_jpeg}
+    survive = {name: getattr(settings, name) for name in ("survive_jpeg", "survive_resize") if getattr(settings, name) is not None}
     return {**_method_parameters(settings), **survive}
 
 
@@ -127,8 +130,7 @@ def attack_patches(
     method = check_settings(settings, target.is_ensemble)
     if needs_gradient(method) and not target.has_gradient:
         raise CfzooError(f"{method} needs the target's gradient companion; {option('method')} square needs none")
-    if settings.survive_jpeg is not None:
-        target = replace(target, survive_jpeg=settings.survive_jpeg)
+    target = replace(target, survive_jpeg=settings.survive_jpeg, survive_resize=settings.survive_resize)
     batch = settings.batch_size
     if method == "fgsm":
         return fgsm(target, patches, settings.eps, batch, on_progress)

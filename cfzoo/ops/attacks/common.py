@@ -7,15 +7,19 @@ integers: a patch is fooled when the detector's probability of "manipulated" is 
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
-from cfzoo.manipulations import jpeg_compress
+from cfzoo.manipulations import jpeg_compress, resize
 from cfzoo.metrics import cross_entropy
+from cfzoo.patches import PATCH_SIZE, cut_patches, patch_grid
 from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
 
 MANIPULATED = 1
@@ -39,8 +43,8 @@ class AttackSettings:
     """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (one of
     :data:`~cfzoo.ops.attacks.battery.METHODS`), ``eps`` in gray levels, ``iterations`` (ifgsm, pgd, apgd; None
     for each method's default), ``restarts`` (pgd), ``queries`` (square's budget per patch; None for its default),
-    ``seed`` (random starts and proposals), the patches per model run, and ``survive_jpeg`` (see
-    :class:`AttackTarget`)."""
+    ``seed`` (random starts and proposals), the patches per model run, and ``survive_jpeg`` or ``survive_resize``
+    (see :class:`AttackTarget`)."""
 
     eps: int
     method: str = "fgsm"
@@ -50,6 +54,7 @@ class AttackSettings:
     queries: int | None = None
     seed: int = 0
     survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (ENSEMBLE_METHODS)
+    survive_resize: float | None = None  # aim at the image as a platform downscales it by this factor (one IMAGE)
 
 
 def check_eps(eps: int) -> int:
@@ -102,11 +107,18 @@ class AttackTarget:
     ``survive_jpeg``: aim at the patches as a platform stores them after JPEG at this quality. The margin judges
     the recompressed patches, and the gradient is taken at the recompressed (rounded) iterate and applied to the
     iterate itself (a straight-through estimate: JPEG has no useful gradient of its own). The patches returned
-    are those to upload, before recompression."""
+    are those to upload, before recompression.
+
+    ``survive_resize``: aim at whole images as a platform downscales them by this factor (bicubic, as
+    :func:`cfzoo.manipulations.resize`): each sample is a full-size image, judged by the patches of the `cfzoo
+    detect` grid of its downscaled copy; it is fooled when every one of them is. The gradient at those patches is
+    pulled back through the resampling, which is linear (:func:`resampling_matrix`; exact but for the rounding).
+    """
 
     detectors: tuple[Detector, ...]
     companions: tuple[GradientModel | None, ...]
     survive_jpeg: int | None = None
+    survive_resize: float | None = None
 
     @classmethod
     def of(cls, detector: Detector, companion: GradientModel | None = None) -> AttackTarget:
@@ -121,47 +133,108 @@ class AttackTarget:
         return all(companion is not None for companion in self.companions)
 
     def margin(self, patches: np.ndarray) -> np.ndarray:
-        """Per uint8 patch: <= 0 exactly when every member calls it pristine (run DEFAULT_BATCH_SIZE at a time)."""
+        """Per uint8 sample: <= 0 exactly when every member calls every patch it becomes pristine (run
+        DEFAULT_BATCH_SIZE patches at a time)."""
         if not len(patches):
             return np.zeros(0)
-        patches = self._as_stored(patches)
-        return np.concatenate([
-            np.max([manipulated_margin(detector, patches[start:start + DEFAULT_BATCH_SIZE]) for detector in self.detectors], axis=0)
-            for start in range(0, len(patches), DEFAULT_BATCH_SIZE)
+        views, owners = self._views(patches)
+        per_view = np.concatenate([
+            np.max([manipulated_margin(detector, views[start:start + DEFAULT_BATCH_SIZE]) for detector in self.detectors], axis=0)
+            for start in range(0, len(views), DEFAULT_BATCH_SIZE)
         ])
+        margins = np.full(len(patches), -np.inf)
+        np.maximum.at(margins, owners, per_view)
+        return margins
 
     def loss_and_gradient(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(loss [N], its gradient [N,H,W,3]) at float [N,H,W,3] images: the cross-entropy for the label
-        manipulated (summed over members, their gradients scaled as the class says)."""
-        labels = np.full(len(images), MANIPULATED, dtype=np.int64)
-        if self.survive_jpeg is not None:
-            images = self._as_stored(np.rint(images).astype(np.uint8))
-        contract = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-        total_loss, total_gradient = np.zeros(len(images)), np.zeros(images.shape, dtype=np.float32)
+        manipulated (summed over members and over the patches a sample becomes, the members' gradients scaled as
+        the class says)."""
+        if self.survive_jpeg is None and self.survive_resize is None:
+            views, owners = images, np.arange(len(images))
+        else:
+            views, owners = self._views(np.clip(np.rint(images), 0, 255).astype(np.uint8))
+        labels = np.full(len(views), MANIPULATED, dtype=np.int64)
+        contract = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32)
+        view_loss, view_gradient = np.zeros(len(views)), np.zeros(views.shape, dtype=np.float32)
         for companion in self.companions:
-            logits, gradient = companion.logits_and_gradient(contract, labels)
-            gradient = gradient.transpose(0, 2, 3, 1)
-            if self.is_ensemble:
-                scale = np.abs(gradient).reshape(len(images), -1).mean(axis=1)
-                gradient = gradient / np.where(scale > 0, scale, 1.0)[:, None, None, None]
-            total_loss += cross_entropy(logits, MANIPULATED)
-            total_gradient += gradient
-        return total_loss, total_gradient
+            for start in range(0, len(views), DEFAULT_BATCH_SIZE):
+                part = slice(start, start + DEFAULT_BATCH_SIZE)
+                logits, gradient = companion.logits_and_gradient(contract[part], labels[part])
+                gradient = gradient.transpose(0, 2, 3, 1)
+                if self.is_ensemble:
+                    scale = np.abs(gradient).reshape(len(gradient), -1).mean(axis=1)
+                    gradient = gradient / np.where(scale > 0, scale, 1.0)[:, None, None, None]
+                view_loss[part] += cross_entropy(logits, MANIPULATED)
+                view_gradient[part] += gradient
+        loss = np.bincount(owners, weights=view_loss, minlength=len(images))
+        if self.survive_resize is None:
+            return loss, view_gradient
+        return loss, self._pulled_back(view_gradient, owners, images.shape)
 
-    def _as_stored(self, patches: np.ndarray) -> np.ndarray:
-        if self.survive_jpeg is None:
-            return patches
-        return np.stack([jpeg_compress(patch, self.survive_jpeg) for patch in patches])
+    def _views(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the uint8 128-pixel patches the detectors read once the samples are stored, the sample each came from)."""
+        if self.survive_resize is not None:
+            small = [resize(image, self.survive_resize) for image in patches]
+            grid = patch_grid(*small[0].shape[:2])
+            return np.concatenate([cut_patches(image, grid) for image in small]), np.repeat(np.arange(len(patches)), len(grid))
+        if self.survive_jpeg is not None:
+            patches = np.stack([jpeg_compress(patch, self.survive_jpeg) for patch in patches])
+        return patches, np.arange(len(patches))
+
+    def _pulled_back(self, view_gradient: np.ndarray, owners: np.ndarray, shape: tuple) -> np.ndarray:
+        """The gradient on the full-size samples: each patch's gradient added into the downscaled image at its grid
+        place, then through the resampling, which is linear: rows A_h x A_w^T, so the pull-back is A_h^T g A_w."""
+        height, width = shape[1:3]
+        small_height, small_width = (round(length * self.survive_resize) for length in (height, width))
+        rows, columns = resampling_matrix(height, small_height), resampling_matrix(width, small_width)
+        grid = patch_grid(small_height, small_width)
+        gradient = np.zeros(shape, dtype=np.float32)
+        for sample in range(shape[0]):
+            canvas = np.zeros((small_height, small_width, 3), dtype=np.float64)
+            for (row, col), patch_gradient in zip(grid, view_gradient[owners == sample]):
+                canvas[row:row + PATCH_SIZE, col:col + PATCH_SIZE] += patch_gradient
+            gradient[sample] = np.einsum("ji,jkc,kl->ilc", rows, canvas, columns, optimize=True)
+        return gradient
 
 
-def parse_survive(text: str | None) -> int | None:
-    """The JPEG quality of ``--survive jpeg:Q`` (None for None), or a one-line CfzooError."""
+@functools.cache
+def resampling_matrix(source: int, target: int) -> np.ndarray:
+    """A [target, source] with A @ line = the bicubic resize of a ``source``-pixel line to ``target`` pixels (PIL's
+    float resampling of each column of the identity): the linear map :func:`cfzoo.manipulations.resize` applies,
+    one axis at a time, before it rounds."""
+    columns = []
+    for index in range(source):
+        unit = np.zeros((1, source), dtype=np.float32)
+        unit[0, index] = 1.0
+        resized = Image.fromarray(unit, mode="F").resize((target, 1), resample=Image.Resampling.BICUBIC, reducing_gap=None)
+        columns.append(np.asarray(resized, dtype=np.float64)[0])
+    return np.stack(columns, axis=1)
+
+
+#: ``--survive resize:F``: downscales from this factor up to just below 1.
+MIN_SURVIVE_RESIZE = 0.25
+
+
+def parse_survive(text: str | None) -> dict:
+    """``--survive jpeg:Q`` as {"survive_jpeg": Q}, ``--survive resize:F`` as {"survive_resize": F} (the
+    :class:`AttackSettings` fields; {} for None), or a one-line CfzooError."""
     if text is None:
-        return None
-    kind, _, quality = text.partition(":")
-    if kind != "jpeg" or not quality.isdigit() or not 1 <= int(quality) <= 100:
-        raise CfzooError(f"--survive {text!r}: give jpeg:Q with a JPEG quality Q from 1 to 100, e.g. jpeg:90")
-    return int(quality)
+        return {}
+    kind, _, value = text.partition(":")
+    if kind == "jpeg" and value.isdigit() and 1 <= int(value) <= 100:
+        return {"survive_jpeg": int(value)}
+    if kind == "resize":
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = math.nan
+        if MIN_SURVIVE_RESIZE <= factor < 1:
+            return {"survive_resize": factor}
+    raise CfzooError(
+        f"--survive {text!r}: give jpeg:Q with a JPEG quality Q from 1 to 100 (e.g. jpeg:90), or resize:F with a "
+        f"downscale factor F from {MIN_SURVIVE_RESIZE} to below 1 (e.g. resize:0.5)"
+    )
 
 
 def attack_in_batches(

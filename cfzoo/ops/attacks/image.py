@@ -20,6 +20,7 @@ import numpy as np
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
+from cfzoo.manipulations import resize
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import attack_patches, check_method_fits, check_settings, needs_gradient
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
@@ -52,7 +53,7 @@ def paste_patches(image: np.ndarray, patches: np.ndarray, positions: np.ndarray)
 class ImageAttack:
     pixels: np.ndarray  # the attacked image, H x W x 3 uint8
     positions: np.ndarray  # attacked tile corners [K, 2]
-    detect_positions: np.ndarray  # the detect grid the verdicts are taken on [J, 2]
+    detect_positions: np.ndarray  # the detect grid the verdicts are taken on [J, 2] (of the downscaled copy, surviving a resize)
     psnr_db: float
     zero_gradient_tiles: int
     tpr: dict  # column (family or external id) -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
@@ -68,26 +69,39 @@ def attack_image(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImageAttack:
     """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) as ``settings`` say. ``target``: a
-    family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble)."""
+    family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble).
+
+    With ``settings.survive_resize`` = F the whole image is one sample aimed at every patch of the detect grid of
+    its copy downscaled by F (:class:`~cfzoo.ops.attacks.common.AttackTarget`), and the verdicts are taken on that
+    copy, as a platform would serve it; the image returned is the one to upload, at full size."""
     check_settings(settings, ensemble=is_ensemble(target))
     if settings.method == "spam-prist":
         raise CfzooError(
             "spam-prist needs the pristine photo behind every tile, so it attacks patch sets (attack or robustness with "
             "--data), not one IMAGE; --method spam-close needs no pristine photo"
         )
-    positions = attack_positions(*pixels.shape[:2])
+    factor = settings.survive_resize
+    if factor is not None and min(round(length * factor) for length in pixels.shape[:2]) < PATCH_SIZE:
+        height, width = pixels.shape[:2]
+        raise CfzooError(
+            f"downscaled by {factor}, this {width}x{height} image would be smaller than one {PATCH_SIZE}-pixel patch; "
+            f"use a factor of at least {PATCH_SIZE / min(height, width):.2f} or a larger image"
+        )
     chosen = attack_targets(target, [task], providers, needs_gradient(settings.method))[task]
     check_method_fits(settings.method, chosen, task)
-    tiles = cut_patches(pixels, positions)
+    # surviving a resize, the whole image is one sample, judged by every patch of its downscaled copy
+    positions = attack_positions(*pixels.shape[:2]) if factor is None else np.zeros((1, 2), dtype=np.int64)
+    tiles = cut_patches(pixels, positions) if factor is None else pixels[None]
     if on_progress is not None:
         on_progress(0, len(tiles))
     result = attack_patches(settings, chosen, tiles, on_progress)
-    attacked = paste_patches(pixels, result.patches, positions)
-    detect_positions = patch_grid(*pixels.shape[:2])
+    attacked = paste_patches(pixels, result.patches, positions) if factor is None else result.patches[0]
+    judged = (pixels, attacked) if factor is None else (resize(pixels, factor), resize(attacked, factor))
+    detect_positions = patch_grid(*judged[0].shape[:2])
     detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
     for member in chosen.detectors:
         detectors.setdefault(member.entry.column, member)
-    before, after = called_before_and_after(pixels, attacked, list(detectors.values()), detect_positions, settings.batch_size)
+    before, after = called_before_and_after(*judged, list(detectors.values()), detect_positions, settings.batch_size)
     tpr = {
         column: {"model": detector.entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
         for row, (column, detector) in enumerate(detectors.items())
@@ -129,5 +143,6 @@ def attack_image_file(
         "psnr_db": finite_or_none(attack.psnr_db),
         "zero_gradient_tiles": attack.zero_gradient_tiles,
         "detect_grid_called_manipulated": attack.tpr,
+        "judged_after_resize": settings.survive_resize,
     }
     return attack, summary
