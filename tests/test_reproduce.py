@@ -250,3 +250,24 @@ def test_a_second_run_gives_the_same_document(models, run, tmp_path, monkeypatch
     second = json.loads(result.stdout)
 
     assert without_timings(second) == without_timings(first)
+
+
+def test_the_ray_engine_gives_the_same_tables(models, run, tmp_path, sample_root):
+    """Every cell (Table I per task, FGSM per target and task, Table V) a Ray task on a Ray started here: the same
+    document, apart from the clocks, and the same CSV files, byte for byte."""
+    completed, out, first = run
+    home = tmp_path / "home"
+    arguments = ["reproduce", "--out", str(tmp_path / "ray"), "--max-patches", str(MAX_PATCHES), "--providers", "cpu", "--engine", "ray"]
+    for task in TASKS:
+        arguments += ["--task", task]
+    on_ray = run_cli_without_torch(
+        arguments, home / "cfzoo", timeout=600, HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1", CFZOO_CACHE=str(sample_root.parent),
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    assert on_ray.returncode == 0, on_ray.stderr
+    second = json.loads((tmp_path / "ray" / "reproduce.json").read_text())
+    assert without_timings(second) == without_timings(first)
+    for name in first["files"]["csv"]:
+        assert (tmp_path / "ray" / name).read_bytes() == (out / name).read_bytes(), name
+    refused = CliRunner().invoke(app, ["reproduce", "--out", str(tmp_path / "x"), "--address", "127.0.0.1:1"])
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: --address joins a Ray cluster; add --engine ray")

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
-from cfzoo.engines.scan import ENGINES, IMAGES_PER_PART, ScanSettings, run_scan
+from cfzoo.engines.ray_session import ENGINES
+from cfzoo.engines.scan import IMAGES_PER_PART, ScanSettings, run_scan
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.scan import scan_inputs
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE

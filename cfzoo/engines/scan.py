@@ -15,16 +15,14 @@ Both write the same rows; their order in the parts may differ.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.engines.parts import ScanOutput
+from cfzoo.engines.ray_session import check_engine, ray_session
 from cfzoo.errors import CfzooError, option
 from cfzoo.ops.detect import select_detectors
 from cfzoo.ops.scan import scan_rows
@@ -32,7 +30,6 @@ from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
 from cfzoo.patches import DEFAULT_STRIDE, check_stride
 from cfzoo.zoo.runtime import set_session_threads
 
-ENGINES = ("local", "ray")
 #: Images per Parquet part (local engine) and per Ray batch.
 IMAGES_PER_PART = 64
 
@@ -75,10 +72,7 @@ def run_scan(
     on_progress: ProgressCallback | None = None,
 ) -> ScanSummary:
     """Scan ``paths`` into the parts folder ``out``; with ``resume``, only what ``out`` does not hold yet."""
-    if engine not in ENGINES:
-        raise CfzooError(f"unknown {option('engine')} {engine!r}; choose one of: {', '.join(ENGINES)}")
-    if address is not None and engine != "ray":
-        raise CfzooError(f"{option('address')} joins a Ray cluster; add {option('engine')} ray")
+    check_engine(engine, address)
     if workers is not None and workers < 1:
         raise CfzooError(f"{option('workers')} must be at least 1, got {workers}")
     check_stride(settings.stride)
@@ -128,49 +122,32 @@ class _ScanWorker:
 
 
 def _on_ray(pending, output: ScanOutput, settings: ScanSettings, address, workers, progress) -> int:
-    try:
-        import ray
-    except ImportError:
-        raise CfzooError('--engine ray needs Ray: pip install "cfzoo[scale]"') from None
     if not pending:
         return 0
-    # Ray prints what its nodes report (a worker that died and was replaced) to stdout: keep stdout for results
-    with contextlib.redirect_stdout(sys.stderr):
-        return _run_on_ray(ray, pending, output, settings, address, workers, progress)
+    with ray_session(address) as ray:
+        return _run_on_ray(ray, pending, output, settings, workers, progress)
 
 
-def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, address, workers, progress) -> int:
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise CfzooError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check {option('address')} (ray status shows it)") from None
-    try:
-        context = ray.data.DataContext.get_current()
-        for name in ("ray", "ray.data"):  # Ray's info lines: cfzoo reports progress itself
-            logging.getLogger(name).setLevel(logging.ERROR)
-        context.enable_progress_bars = False
-        gpus = ray.cluster_resources().get("GPU", 0)
-        pool = workers or max(1, int(gpus or ray.cluster_resources().get("CPU", 1)))
-        paths = [{"path": str(path)} for path in pending]
-        blocks = max(1, -(-len(paths) // settings.images_per_part))
-        dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
-            _ScanWorker, fn_constructor_kwargs={
-                "settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1, "cwd": os.getcwd(),
-            },
-            batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
-            batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
-        )
-        done, failed = set(), 0
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            rows = batch.to_pylist()
-            output.write(rows)
-            images = {row["path"]: row["error"] is not None for row in rows}
-            failed += sum(images.values())
-            done.update(images)
-            progress(len(done), len(pending))
-        return failed
-    finally:
-        if started_here:
-            ray.shutdown()
+def _run_on_ray(ray, pending, output: ScanOutput, settings: ScanSettings, workers, progress) -> int:
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    gpus = ray.cluster_resources().get("GPU", 0)
+    pool = workers or max(1, int(gpus or ray.cluster_resources().get("CPU", 1)))
+    paths = [{"path": str(path)} for path in pending]
+    blocks = max(1, -(-len(paths) // settings.images_per_part))
+    dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
+        _ScanWorker, fn_constructor_kwargs={
+            "settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1, "cwd": os.getcwd(),
+        },
+        batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+        batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
+    )
+    done, failed = set(), 0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        rows = batch.to_pylist()
+        output.write(rows)
+        images = {row["path"]: row["error"] is not None for row in rows}
+        failed += sum(images.values())
+        done.update(images)
+        progress(len(done), len(pending))
+    return failed

@@ -19,8 +19,9 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,12 +160,17 @@ def reproduce(
     force: bool = False,
     data_description: str | None = None,
     on_status: StatusCallback | None = None,
+    run_cells: CellRunner | None = None,
 ) -> ReproduceDocument:
     """Measure Tables I-V on ``dataset`` and write the report folder ``out``; returns the document (``reproduce.json``).
 
     ``tasks`` (default: all eight) restricts every table; ``max_patches`` caps, per task, the manipulated
     patches attacked and restored, and each class of Table I's patches. ``data_description`` says where the
-    data came from (e.g. the embedded sample photos) in the report."""
+    data came from (e.g. the embedded sample photos) in the report. The tables are measured in independent
+    cells (Table I per task, FGSM per target and task, Table V) that ``run_cells`` runs: here, one after the
+    other (:func:`run_here`, the default), or elsewhere (``cfzoo.engines.cells.ray_cells``: a Ray task each);
+    the tables are the same wherever the cells run."""
+    run_cells = run_cells or run_here
     out = check_output_dir(out, force)
     check_eps(eps)
     if max_patches is not None and max_patches < 1:
@@ -173,26 +179,34 @@ def reproduce(
     machine = machine_description(providers)  # an unknown provider fails here, before any work
     split = split_devices(dataset.device_names, seed)
     started = time.perf_counter()
-    seconds = {}
 
-    clock = time.perf_counter()
-    detection = measure_detection(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status)
-    seconds["table1"] = round(time.perf_counter() - clock, 2)
-
-    clock = time.perf_counter()
-    attacks = []
-    for target, target_tasks in attack_targets(tasks).items():
-        status = None if on_status is None else (lambda stage, done, total, name=target: on_status(f"FGSM {name} {stage}", done, total))
-        report = attack_dataset(
-            dataset, target, eps, tasks=target_tasks, seed=seed, max_patches=max_patches, providers=providers,
-            batch_size=batch_size, cache_dir=cache_dir, on_status=status,
+    # independent cells: Table I per task, FGSM per target and task, Table V; progress only where they run here
+    status = on_status if run_cells is run_here else None
+    detection_cells = [
+        functools.partial(_timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status) for task in tasks
+    ]
+    attack_cells = [
+        functools.partial(
+            _timed, attack_dataset, dataset, target, eps, tasks=[task], seed=seed, max_patches=max_patches, providers=providers,
+            batch_size=batch_size, cache_dir=cache_dir,
+            on_status=None if status is None else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
         )
-        attacks.append(report)
-    seconds["attacks"] = round(time.perf_counter() - clock, 2)
-
-    clock = time.perf_counter()
-    restoration = restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status)
-    seconds["restoration"] = round(time.perf_counter() - clock, 2)
+        for target, target_tasks in attack_targets(tasks).items() for task in target_tasks
+    ]
+    restoration_cell = functools.partial(_timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status)
+    results = run_cells([*detection_cells, *attack_cells, restoration_cell])
+    detection_results, attack_results, (restoration, restoration_seconds) = (
+        results[:len(detection_cells)], results[len(detection_cells):-1], results[-1]
+    )
+    detection = DetectionTable(
+        test_devices=list(split.test), rows=[row for table, _ in detection_results for row in table.rows],
+    )
+    attacks = _merged_attack_reports([report for report, _ in attack_results])
+    seconds = {  # each stage: the time its cells took, wherever they ran
+        "table1": round(sum(taken for _, taken in detection_results), 2),
+        "attacks": round(sum(taken for _, taken in attack_results), 2),
+        "restoration": round(restoration_seconds, 2),
+    }
 
     document = ReproduceDocument(
         cfzoo_version=__version__,
@@ -212,6 +226,34 @@ def reproduce(
         differences=differences(detection, attacks, restoration),
     )
     return write_report_folder(document, out)
+
+
+#: Runs independent cells (calls without arguments) and returns their results in order.
+CellRunner = Callable[[Sequence[Callable[[], Any]]], list]
+
+
+def run_here(cells: Sequence[Callable[[], Any]]) -> list:
+    """The local engine: each cell in this process, one after the other."""
+    return [cell() for cell in cells]
+
+
+def _timed(function: Callable[..., Any], *args, **options) -> tuple[Any, float]:
+    clock = time.perf_counter()
+    return function(*args, **options), time.perf_counter() - clock
+
+
+def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport]:
+    """One report per target from the per-task cells' reports, rows in task order."""
+    by_target: dict[str, list[AttackReport]] = {}
+    for report in reports:
+        by_target.setdefault(report.target, []).append(report)
+    return [
+        parts[0].model_copy(update={
+            "rows": [row for part in parts for row in part.rows],
+            "target_trained_on_test_devices": sorted({device for part in parts for device in part.target_trained_on_test_devices}),
+        })
+        for parts in by_target.values()
+    ]
 
 
 def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> RestorationReport:
