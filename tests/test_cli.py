@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import os
 import shutil
@@ -104,6 +106,9 @@ def test_data_inspect_reports_unreadable_photos_and_goes_on(runner, sample_root,
     assert len(gray["unreadable"]) == 1 and "broken.png" in gray["unreadable"][0]
     table = runner.invoke(app, ["data", "inspect", str(root)])
     assert "1 unreadable" in table.stdout and "broken.png" in table.stdout
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["data", "inspect", str(root), "-F", "csv"]).stdout)))
+    assert {row["device"]: int(row["unreadable"]) for row in rows}["skimage_gray"] == 1
+    assert [(row["device"], int(row["images"])) for row in rows] == [(device["device"], device["images"]) for device in json.loads(result.stdout)["devices"]]
 
 
 def test_list_fits_80_columns_and_never_cuts_a_model_id():

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import Command, Group, handle_errors, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import Command, Group, chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
+from cfzoo.results import csv_text
 from cfzoo.data import SPLITS, CameraDataset, PatchSetSpec, build_patch_set, describe_dataset, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
@@ -35,18 +36,34 @@ TEST_DEVICES = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
 
+INSPECT_COLUMNS = ("device", "images", "sizes", "too_small", "unreadable", "digital_zoom", "split")
+
+
 @data_app.command("inspect", cls=Command)
 @handle_errors
 def inspect(
     data: Path | None = DATA_DIR,
     seed: int = SEED,
     test_device: list[str] | None = TEST_DEVICES,
-    as_json: bool = JSON,
+    output_format: str = format_option("table", "json", "csv"),
+    as_json: bool = json_flag(),
 ) -> None:
-    """List the devices, their image counts and sizes, and the train/test split a build would use."""
+    """List the devices, their image counts and sizes, and the train/test split a build would use.
+
+    --format csv: one line per device (images, distinct sizes, images too small, unreadable, digitally zoomed, split)."""
+    output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
     summary = describe_dataset(open_dataset(data), seed, test_device or None)
-    if as_json:
+    if output_format == "json":
         print_json(summary)
+        return
+    if output_format == "csv":
+        test = set(summary["split"]["test"])
+        rows = (
+            {"device": device["device"], "images": device["images"], "sizes": len(device["sizes"]), "too_small": len(device["too_small"]),
+             "unreadable": len(device["unreadable"]), "digital_zoom": len(device["digital_zoom"]), "split": "test" if device["device"] in test else "train"}
+            for device in summary["devices"]
+        )
+        typer.echo(csv_text(INSPECT_COLUMNS, rows), nl=False)
         return
     test = set(summary["split"]["test"])
     table = Table(title=f"{summary['root']}: {len(summary['devices'])} devices, {summary['images']} images")
