@@ -219,6 +219,8 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
             assert reported.keys() == worse.keys()
             for model_id, (before, after, *verdicts) in worse.items():
                 assert reported[model_id][:2] == pytest.approx((before, after)) and list(reported[model_id][2:]) == verdicts
+        own_only = run_json(runner, ["restore", str(tmp_path / f"{task}.png"), "--task", task, "-d", "vgg", "--out", str(tmp_path / "own.png"), "--no-other-tasks"])
+        assert own_only["flagged_by_other_tasks"] == [] and own_only["detect_grid_called_manipulated"] == summaries[1]["detect_grid_called_manipulated"]
 
 
 # --- Table I and detect ----------------------------------------------------------------------------

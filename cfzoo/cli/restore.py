@@ -55,6 +55,9 @@ def restore(
     tile: int = typer.Option(512, "--tile", min=1, help="With IMAGE: restore tiles of this many pixels a side (with overlap), so memory stays bounded."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = CACHE_OPTION,
+    other_tasks: bool = typer.Option(
+        True, "--other-tasks/--no-other-tasks", help="With IMAGE: also run every other task's detectors, to warn of traces the restoration adds (about 8x the detector work of the task's own)."
+    ),
     output_format: str = format_option(*FORMATS),
     as_json: bool = json_flag(),
     markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown (with --evaluate): Table V beside the paper's figures."),
@@ -77,7 +80,7 @@ def restore(
     if image is None and not evaluate:
         raise CfzooError("give an IMAGE to restore (with --task and --out), or --evaluate for Table V")
     if image is not None:
-        _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches)
+        _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches, other_tasks)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; --evaluate writes no images")
@@ -99,7 +102,7 @@ def restore(
         _print_table(report)
 
 
-def _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches):
+def _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches, other_tasks):
     from cfzoo.ops.restore import restore_image_file
 
     for name, value in (("--data", data), ("--max-patches", max_patches)):
@@ -117,7 +120,7 @@ def _restore_image(image, task, discriminator, out, providers, tile, batch_size,
     # several discriminators: one file each, named after --out
     outputs = {kinds[0]: out} if len(kinds) == 1 else {kind: out.with_name(f"{out.stem}-{kind}{out.suffix}") for kind in kinds}
     with stage_bars() as on_status:
-        summaries = restore_image_file(image, outputs, task[0], providers, tile, batch_size, functools.partial(on_status, "tiles"))
+        summaries = restore_image_file(image, outputs, task[0], providers, tile, batch_size, functools.partial(on_status, "tiles"), other_tasks)
     if output_format == "json":
         print_json(summaries[0] if len(summaries) == 1 else summaries)
         return

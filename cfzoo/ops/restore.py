@@ -126,12 +126,14 @@ def restore_image_file(
     tile: int = DEFAULT_TILE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
+    other_tasks: bool = True,
 ) -> list[dict]:
     """Read an image once and restore it with the restorer of each discriminator in ``outputs`` (discriminator ->
     where its lossless PNG goes, written atomically). Returns one JSON-ready summary per restorer with the share of
     `cfzoo detect` grid patches each detector of ``task`` calls manipulated, before and after, and
     ``flagged_by_other_tasks``: the detectors of the other tasks whose verdict on the image grew worse (pristine to
     uncertain or manipulated, uncertain to manipulated), since restoring hides one trace by adding others.
+    ``other_tasks=False`` runs the task's own detectors only (a few instead of all of them) and lists none.
 
     Refuses to write anything but ``.png``, to write over the input, and to write two restorations to one file."""
     for discriminator in outputs:
@@ -143,7 +145,8 @@ def restore_image_file(
         raise CfzooError("each discriminator's restoration needs its own output file")
     loaded = load_image(image_path)
     positions = patch_grid(loaded.height, loaded.width) if min(loaded.height, loaded.width) >= PATCH_SIZE else np.empty((0, 2), dtype=int)
-    entries = [entry for task_id in TASK_IDS for entry in detector_entries(task_id)] if len(positions) else []
+    tasks = TASK_IDS if other_tasks else (task,)
+    entries = [entry for task_id in tasks for entry in detector_entries(task_id)] if len(positions) else []
     detectors = [load_detector(entry.id, providers) for entry in entries]
     thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
     before = score_positions(loaded.pixels, detectors, positions, batch_size) > thresholds
