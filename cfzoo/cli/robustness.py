@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
+from cfzoo.engines.ray_session import check_engine
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.robustness import (
     DEFAULT_ATTACKS,
@@ -73,6 +75,8 @@ def robustness_command(
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    engine: str = typer.Option("local", "--engine", help="Where the tasks run: local (here, one after the other) or ray (a Ray task per task; pip install \"cfzoo\\[scale]\"). The report is the same."),
+    address: str | None = typer.Option(None, "--address", help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here."),
 ) -> None:
     """How robust is a detector? Its TPR on manipulated test patches after each attack of the battery at each eps,
     and in the worst case (a patch counts as detected only if every attack fails on it).
@@ -90,6 +94,7 @@ def robustness_command(
       cfzoo robustness --target spam -t median3 -t jpeg70 --attack spam-prist --attack spam-close --eps 1
     """
     output_format = chosen_format(output_format, FORMATS)
+    check_engine(engine, address)
     for value in eps:
         check_eps(value)
     ensemble = is_ensemble(target)
@@ -104,9 +109,15 @@ def robustness_command(
         check_output_dir(out, force)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
+        run_cells = None
+        if engine == "ray":
+            from cfzoo.engines.cells import ray_cells
+
+            run_cells = ray_cells(address, functools.partial(on_status, "tasks on Ray"))
         report = robustness(
             dataset, target, eps_values=eps, attacks=attacks, tasks=task or None, seed=seed, max_patches=max_patches,
-            queries=queries, recompress=recompress, survive_jpeg=survive_jpeg, providers=providers, batch_size=batch_size, cache_dir=cache_dir, on_status=on_status,
+            queries=queries, recompress=recompress, survive_jpeg=survive_jpeg, providers=providers, batch_size=batch_size, cache_dir=cache_dir,
+            on_status=on_status, run_cells=run_cells,
         )
     if out is not None:
         write_robustness_folder(report, out)

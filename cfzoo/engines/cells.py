@@ -1,9 +1,9 @@
-"""Where the experiments' independent cells run (``cfzoo reproduce --engine``): here, one after the other
-(:func:`cfzoo.experiments.reproduce.run_here`), or each as a Ray task (:func:`ray_cells`).
+"""Where the experiments' independent cells run (``cfzoo reproduce --engine``, ``cfzoo robustness --engine``):
+here, one after the other (:func:`cfzoo.experiments.cells.run_here`), or each as a Ray task (:func:`ray_cells`).
 
-A cell is a call without arguments (Table I of one task, FGSM against one target on one task, Table V) whose
-result is a typed document; the experiment merges the results in the order it gave the cells, so the tables
-are the same wherever the cells ran. A Ray task whose worker dies is retried (``max_retries``). Each cell runs in
+A cell is a call without arguments (Table I of one task, FGSM against one target on one task, Table V, the
+robustness of one task) whose result is a typed document; the experiment merges the results in the order it
+gave the cells, so the tables are the same wherever the cells ran. A Ray task whose worker dies is retried (``max_retries``). Each cell runs in
 the driver's folder and with its zoo and caches (:data:`DRIVER_ENVIRONMENT`), so the nodes must see the same
 paths (a shared filesystem), as for ``cfzoo scan``."""
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.engines.ray_session import ray_session
-from cfzoo.experiments.reproduce import CellRunner
+from cfzoo.experiments.cells import CellRunner
 from cfzoo.zoo.runtime import set_session_threads
 
 #: Retries of a cell whose worker died.

@@ -19,9 +19,8 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from cfzoo.data import (
     split_devices,
 )
 from cfzoo.errors import CfzooError, option
+from cfzoo.experiments.cells import CellRunner, run_here, timed
 from cfzoo.experiments.transfer import PAPER_NUMBERS, PAPER_TABLES, attack_dataset, attack_markdown
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
@@ -183,17 +183,17 @@ def reproduce(
     # independent cells: Table I per task, FGSM per target and task, Table V; progress only where they run here
     status = on_status if run_cells is run_here else None
     detection_cells = [
-        functools.partial(_timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status) for task in tasks
+        functools.partial(timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status) for task in tasks
     ]
     attack_cells = [
         functools.partial(
-            _timed, attack_dataset, dataset, target, eps, tasks=[task], seed=seed, max_patches=max_patches, providers=providers,
+            timed, attack_dataset, dataset, target, eps, tasks=[task], seed=seed, max_patches=max_patches, providers=providers,
             batch_size=batch_size, cache_dir=cache_dir,
             on_status=None if status is None else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
         )
         for target, target_tasks in attack_targets(tasks).items() for task in target_tasks
     ]
-    restoration_cell = functools.partial(_timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status)
+    restoration_cell = functools.partial(timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status)
     results = run_cells([*detection_cells, *attack_cells, restoration_cell])
     detection_results, attack_results, (restoration, restoration_seconds) = (
         results[:len(detection_cells)], results[len(detection_cells):-1], results[-1]
@@ -226,20 +226,6 @@ def reproduce(
         differences=differences(detection, attacks, restoration),
     )
     return write_report_folder(document, out)
-
-
-#: Runs independent cells (calls without arguments) and returns their results in order.
-CellRunner = Callable[[Sequence[Callable[[], Any]]], list]
-
-
-def run_here(cells: Sequence[Callable[[], Any]]) -> list:
-    """The local engine: each cell in this process, one after the other."""
-    return [cell() for cell in cells]
-
-
-def _timed(function: Callable[..., Any], *args, **options) -> tuple[Any, float]:
-    clock = time.perf_counter()
-    return function(*args, **options), time.perf_counter() - clock
 
 
 def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport]:

@@ -30,6 +30,7 @@ import numpy as np
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.errors import CfzooError, option
+from cfzoo.experiments.cells import CellRunner, run_here
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
@@ -91,10 +92,12 @@ def robustness(
     batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
+    run_cells: CellRunner | None = None,
 ) -> RobustnessReport:
     """The robustness report of ``target`` (a family, a model id or an ``.onnx`` path; several: their ensemble, a
     patch detected while any member detects it): one row per task x eps x attack, and a worst-case row per
-    task x eps. ``queries`` is Square's budget per patch."""
+    task x eps. ``queries`` is Square's budget per patch. With ``run_cells`` (``cfzoo.engines.cells.ray_cells``)
+    each task is a cell of its own, run there and merged in task order: the same report."""
     eps_values = sorted({check_eps(eps) for eps in eps_values})
     attacks = check_battery(attacks, is_ensemble(target), survive_jpeg)
     recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
@@ -110,6 +113,13 @@ def robustness(
     for task, chosen in targets.items():
         for attack in attacks:
             check_method_fits(attack, chosen, task)
+    if run_cells is not None and run_cells is not run_here:
+        options = {
+            "eps_values": eps_values, "attacks": attacks, "seed": seed, "max_patches": max_patches, "queries": queries,
+            "recompress": recompress, "survive_jpeg": survive_jpeg, "providers": providers, "batch_size": batch_size, "cache_dir": cache_dir,
+        }
+        parts = run_cells([functools.partial(robustness, dataset, target, tasks=[task], **options) for task in targets])
+        return parts[0].model_copy(update={"rows": [row for part in parts for row in part.rows]})
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, seed)
     rows = []
