@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_document, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
@@ -111,14 +111,7 @@ def attack(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
             "TPR there is not a test figure (use --seed to change the split)"
         )
-    if output_format == "json":
-        print_json(report.to_json())
-    elif output_format == "csv":
-        typer.echo(report.to_csv(), nl=False)
-    elif output_format == "markdown":
-        typer.echo(attack_markdown(report))
-    else:
-        _print_table(report)
+    print_document(report, output_format, lambda: _print_table(report), lambda: attack_markdown(report))
     if save is not None:
         note(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv")
 

@@ -113,6 +113,21 @@ def chosen_format(output_format: str, formats: Sequence[str], as_json: bool = Fa
     return chosen
 
 
+def print_document(
+    document: Any, output_format: str, table: Callable[[], None], markdown: Callable[[], str] | None = None
+) -> None:
+    """``document`` (a typed result) in the chosen format: its JSON, its CSV (:class:`cfzoo.results.Tabular`),
+    ``markdown()``, or ``table()`` printed for people."""
+    if output_format == "json":
+        print_json(document.to_json())
+    elif output_format == "csv":
+        typer.echo(document.to_csv(), nl=False)
+    elif output_format == "markdown" and markdown is not None:
+        typer.echo(markdown())
+    else:
+        table()
+
+
 def new_progress(rate_unit: str | None = None) -> Progress:
     """Rich progress bars on stderr (stdout stays clean for --json); off when stderr is not a terminal, so
     logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s."""

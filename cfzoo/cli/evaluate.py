@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, print_json, progress_bar, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, print_document, progress_bar, stdout
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.families import FAMILIES
@@ -15,7 +15,7 @@ from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
-from cfzoo.results import CheckpointRow, CheckpointTable
+from cfzoo.results import CheckpointRow, CheckpointTable, DetectionTable
 from cfzoo.training import require_training_extra
 
 
@@ -85,14 +85,7 @@ def evaluate(
 
             rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics)
     present = [name for name in families if any(row.family == name for row in rows)]
-    if output_format == "json":
-        print_json(CheckpointTable(rows=rows).to_json())
-    elif output_format == "csv":
-        typer.echo(CheckpointTable(rows=rows).to_csv(), nl=False)
-    elif output_format == "markdown":
-        typer.echo(table1_markdown(rows, present))
-    else:
-        _print_table(rows, present)
+    print_document(CheckpointTable(rows=rows), output_format, lambda: _print_table(rows, present), lambda: table1_markdown(rows, present))
     if per_device and output_format in ("table", "markdown"):
         _print_device_table(rows)
 
@@ -111,12 +104,10 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, out
             dataset, list(dict.fromkeys(tasks)), seed, max_test_patches, cache_dir=cache_dir,
             on_status=lambda stage, done, total: update(done, total), models=models,
         )
-    if output_format == "json":
-        print_json(measured.to_json())
-        return
-    if output_format == "csv":
-        typer.echo(measured.to_csv(), nl=False)
-        return
+    print_document(measured, output_format, lambda: _print_measured(measured))
+
+
+def _print_measured(measured: DetectionTable) -> None:
     table = Table(title=f"Detection (percent) on test devices: {', '.join(measured.test_devices)}")
     for column in ("model", "task", "patches", "FPR", "TPR", "ACC"):
         table.add_column(column, justify="left" if column in ("model", "task") else "right")

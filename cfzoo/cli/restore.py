@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_document, print_json, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.ops.detect import verdict_of
@@ -92,14 +92,7 @@ def restore(
         report = evaluate_restoration(dataset, task or None, discriminator or None, seed, max_patches, providers, batch_size, cache_dir, on_status)
     if report.missing:
         note(f"note: not available here, left out: {', '.join(report.missing)}")
-    if output_format == "json":
-        print_json(report.to_json())
-    elif output_format == "csv":
-        typer.echo(report.to_csv(), nl=False)
-    elif output_format == "markdown":
-        typer.echo(restoration_markdown(report))
-    else:
-        _print_table(report)
+    print_document(report, output_format, lambda: _print_table(report), lambda: restoration_markdown(report))
 
 
 def _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches, other_tasks):

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_json, stage_bars, stdout
+from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_document, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.engines.ray_session import check_engine
 from cfzoo.errors import CfzooError
@@ -122,14 +122,7 @@ def robustness_command(
     if out is not None:
         write_robustness_folder(report, out)
         note(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)")
-    if output_format == "json":
-        print_json(report.to_json())
-    elif output_format == "csv":
-        typer.echo(report.to_csv(), nl=False)
-    elif output_format == "markdown":
-        typer.echo(robustness_markdown(report))
-    else:
-        _print_table(report)
+    print_document(report, output_format, lambda: _print_table(report), lambda: robustness_markdown(report))
 
 
 def _print_table(report: RobustnessReport) -> None:

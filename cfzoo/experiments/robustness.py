@@ -30,7 +30,7 @@ import numpy as np
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.errors import CfzooError, option
-from cfzoo.experiments.cells import CellRunner, run_here
+from cfzoo.experiments.cells import CellRunner
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
@@ -113,7 +113,7 @@ def robustness(
     for task, chosen in targets.items():
         for attack in attacks:
             check_method_fits(attack, chosen, task)
-    if run_cells is not None and run_cells is not run_here:
+    if run_cells is not None:
         options = {
             "eps_values": eps_values, "attacks": attacks, "seed": seed, "max_patches": max_patches, "queries": queries,
             "recompress": recompress, "survive_jpeg": survive_jpeg, "providers": providers, "batch_size": batch_size, "cache_dir": cache_dir,
