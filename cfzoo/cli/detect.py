@@ -13,17 +13,10 @@ from cfzoo.cli.common import chosen_format, format_option, handle_errors, json_f
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.detect import (
-    RULE,
-    ImageReport,
-    detect_files,
-    detection_document,
-    expand_inputs,
-    select_detectors,
-)
+from cfzoo.ops.detect import RULE, DetectSettings, ImageReport, detect_files, detection_document, expand_inputs
 from cfzoo.ops.html_report import DetectionHtmlReport, check_report_destination
-from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
-from cfzoo.patches import DEFAULT_STRIDE, check_stride
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
+from cfzoo.patches import DEFAULT_STRIDE
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -69,11 +62,10 @@ def detect(
     """
 
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    check_stride(stride)
-    check_batch_size(batch)
+    settings = DetectSettings(detector, task, model, stride, batch, providers)
     if report is not None:
         check_report_destination(report)
-    selection = select_detectors(detector or None, task or None, providers, model)
+    selection = settings.select()
     for line in selection.skipped:
         note(f"note: {line}")
     paths = expand_inputs(images)
@@ -81,12 +73,12 @@ def detect(
         if heatmap.exists() and not heatmap.is_dir():
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
         check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
-    page = DetectionHtmlReport(report, selection, stride, batch) if report is not None else nullcontext(None)
+    page = DetectionHtmlReport(report, selection, settings) if report is not None else nullcontext(None)
     reports: list[ImageReport] = []
     tables = output_format == "table"
     with page as html, progress_bar("detect") if len(paths) > 1 and not tables else nullcontext(None) as update:
         hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
-        for found in detect_files(paths, selection.detectors, stride, batch, heatmap, **hooks):
+        for found in detect_files(paths, selection.detectors, settings.stride, settings.batch_size, heatmap, **hooks):
             reports.append(found)
             if html is not None:
                 html.add(found)
@@ -95,9 +87,9 @@ def detect(
             if tables:  # each image's table as soon as it is ready
                 _print_report(found, selection.families, selection.tasks)
     if output_format == "json":
-        print_json(detection_document(reports, selection, stride, batch).to_json())
+        print_json(detection_document(reports, selection, settings).to_json())
     elif output_format == "csv":
-        typer.echo(detection_document(reports, selection, stride, batch).to_csv(), nl=False)
+        typer.echo(detection_document(reports, selection, settings).to_csv(), nl=False)
     elif any(found.ok for found in reports):
         stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
     if report is not None:

@@ -96,7 +96,7 @@ def restore(
 
 
 def _restore_image(image, task, discriminator, out, providers, tile, batch_size, output_format, data, max_patches, other_tasks):
-    from cfzoo.ops.restore import restore_image_file
+    from cfzoo.ops.restore import RestoreSettings, restore_image_file
 
     for name, value in (("--data", data), ("--max-patches", max_patches)):
         if value is not None:
@@ -107,13 +107,9 @@ def _restore_image(image, task, discriminator, out, providers, tile, batch_size,
         raise CfzooError(f"restoring an IMAGE needs exactly one --task (the median filter it went through): {', '.join(RESTORATION_TASKS)}")
     if out is None:
         raise CfzooError("restoring an IMAGE needs --out FILE.png")
-    kinds = list(dict.fromkeys(discriminator)) or ["vgg"]
-    for kind in kinds:
-        check_restorer(task[0], kind)
-    # several discriminators: one file each, named after --out
-    outputs = {kinds[0]: out} if len(kinds) == 1 else {kind: out.with_name(f"{out.stem}-{kind}{out.suffix}") for kind in kinds}
+    settings = RestoreSettings(task[0], tuple(discriminator), tile, batch_size, providers, other_tasks)
     with stage_bars() as on_status:
-        summaries = restore_image_file(image, outputs, task[0], providers, tile, batch_size, functools.partial(on_status, "tiles"), other_tasks)
+        summaries = restore_image_file(image, out, settings, functools.partial(on_status, "tiles"))
     if output_format == "json":
         print_json(summaries[0] if len(summaries) == 1 else summaries)
         return

@@ -19,17 +19,15 @@ from cfzoo.experiments.robustness import (
     DEFAULT_RECOMPRESS,
     NO_ATTACK,
     WORST_CASE,
-    check_battery,
-    check_quality,
+    RobustnessSettings,
     robustness,
     robustness_markdown,
     write_robustness_folder,
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps, parse_survive
-from cfzoo.ops.available import attack_targets, is_ensemble
+from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, parse_survive
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
 from cfzoo.results import RobustnessReport
@@ -95,16 +93,14 @@ def robustness_command(
     """
     output_format = chosen_format(output_format, FORMATS)
     check_engine(engine, address)
-    for value in eps:
-        check_eps(value)
-    ensemble = is_ensemble(target)
     survive_jpeg = parse_survive(survive).get("survive_jpeg")
     if survive is not None and survive_jpeg is None:
         raise CfzooError("--survive resize:F attacks one IMAGE (cfzoo attack IMAGE); robustness attacks 128-pixel patches, use --survive jpeg:Q")
-    attacks = check_battery(attacks or DEFAULT_ATTACKS, ensemble, survive_jpeg)
-    for quality in recompress:
-        check_quality(quality)
-    attack_targets(target, task or None, providers, any(needs_gradient(attack) for attack in attacks))  # before any data work
+    settings = RobustnessSettings(
+        tuple(target), tuple(eps), tuple(attacks or DEFAULT_ATTACKS), tuple(task), seed, max_patches, queries,
+        tuple(recompress), survive_jpeg, providers, batch_size,
+    )
+    settings.targets()  # a missing model is reported before any data work
     if out is not None:
         check_output_dir(out, force)
     dataset = open_dataset(data, cache_dir)
@@ -114,11 +110,7 @@ def robustness_command(
             from cfzoo.engines.cells import ray_cells
 
             run_cells = ray_cells(address, functools.partial(on_status, "tasks on Ray"))
-        report = robustness(
-            dataset, target, eps_values=eps, attacks=attacks, tasks=task or None, seed=seed, max_patches=max_patches,
-            queries=queries, recompress=recompress, survive_jpeg=survive_jpeg, providers=providers, batch_size=batch_size, cache_dir=cache_dir,
-            on_status=on_status, run_cells=run_cells,
-        )
+        report = robustness(dataset, settings, cache_dir=cache_dir, on_status=on_status, run_cells=run_cells)
     if out is not None:
         write_robustness_folder(report, out)
         note(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)")

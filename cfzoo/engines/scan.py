@@ -24,10 +24,8 @@ from cfzoo.callbacks import ProgressCallback
 from cfzoo.engines.parts import ScanOutput
 from cfzoo.engines.ray_session import check_engine, ray_session
 from cfzoo.errors import CfzooError, option
-from cfzoo.ops.detect import select_detectors
+from cfzoo.ops.detect import DetectSettings
 from cfzoo.ops.scan import scan_rows
-from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size
-from cfzoo.patches import DEFAULT_STRIDE, check_stride
 from cfzoo.zoo.runtime import set_session_threads
 
 #: Images per Parquet part (local engine) and per Ray batch.
@@ -35,20 +33,16 @@ IMAGES_PER_PART = 64
 
 
 @dataclass(frozen=True)
-class ScanSettings:
-    """What a scan runs: detector families, tasks and models (as ``cfzoo detect`` selects them), patch stride,
-    patches per model run, onnxruntime providers, and images per part."""
+class ScanSettings(DetectSettings):
+    """What a scan runs: what ``cfzoo detect`` runs (detectors, stride, patches per model run, providers), and
+    images per part."""
 
-    families: tuple[str, ...] = ()
-    tasks: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    stride: int = DEFAULT_STRIDE
-    batch_size: int = DEFAULT_BATCH_SIZE
-    providers: str = "auto"
     images_per_part: int = IMAGES_PER_PART
 
-    def detectors(self, providers: str | None = None):
-        return select_detectors(self.families or None, self.tasks or None, providers or self.providers, self.models).detectors
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.images_per_part, bool) or not isinstance(self.images_per_part, int) or self.images_per_part < 1:
+            raise CfzooError(f"{option('images_per_part')} must be an integer of at least 1, got {self.images_per_part!r}")
 
 
 @dataclass
@@ -75,11 +69,9 @@ def run_scan(
     check_engine(engine, address)
     if workers is not None and workers < 1:
         raise CfzooError(f"{option('workers')} must be at least 1, got {workers}")
-    check_stride(settings.stride)
-    check_batch_size(settings.batch_size)
     if not paths:
         raise CfzooError("no input to scan; give image files, folders, glob patterns or a manifest")
-    selection = select_detectors(settings.families or None, settings.tasks or None, settings.providers, settings.models)
+    selection = settings.select()
     models = [detector.entry.id for detector in selection.detectors]
     output = ScanOutput(out, resume)
     pending = output.pending(paths, models)

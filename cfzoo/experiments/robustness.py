@@ -23,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from cfzoo.ops.attacks.battery import (
     needs_gradient,
     pristine_rows,
 )
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget, check_count, check_eps
 from cfzoo.ops.available import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow
@@ -76,51 +77,76 @@ def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: 
     return attacks
 
 
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What ``cfzoo robustness`` runs: the ``target`` (a family, a model id or an ``.onnx`` path; several: their
+    ensemble, a patch detected while any member detects it), each attack of ``attacks`` at each of ``eps``, on
+    ``tasks`` (empty: all the target has), ``max_patches`` manipulated test patches per task, the attacked patches
+    also judged after JPEG at each ``recompress`` quality. ``queries`` is Square's budget per patch; ``seed`` draws
+    the device split, the patches and the attacks' random starts. Built only when valid (eps, attacks that fit the
+    target and ``survive_jpeg``, qualities): otherwise a one-line CfzooError here, before any work."""
+
+    target: str | tuple[str, ...]
+    eps: tuple[int, ...] = DEFAULT_EPS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    tasks: tuple[str, ...] = ()
+    seed: int = 0
+    max_patches: int | None = DEFAULT_MAX_PATCHES
+    queries: int | None = None
+    recompress: tuple[int, ...] = DEFAULT_RECOMPRESS
+    survive_jpeg: int | None = None
+    providers: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        normalised = {
+            "target": self.target if isinstance(self.target, str) else tuple(self.target),
+            "eps": tuple(sorted({check_eps(eps) for eps in self.eps})),
+            "attacks": tuple(check_battery(self.attacks, is_ensemble(self.target), self.survive_jpeg)),
+            "tasks": tuple(self.tasks or ()),
+            "recompress": tuple(sorted({check_quality(quality) for quality in self.recompress}, reverse=True)),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+        if not self.eps:
+            raise CfzooError(f"give at least one {option('eps')}")
+        check_count(self.max_patches, option("max_patches"), "or leave it out for every manipulated test patch")
+        check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
+
+    def attack_settings(self, attack: str, eps: int) -> AttackSettings:
+        budget = self.queries if attack == "square" else None  # --queries is Square's alone
+        return AttackSettings(eps, attack, batch_size=self.batch_size, queries=budget, seed=self.seed, survive_jpeg=self.survive_jpeg)
+
+    def targets(self) -> dict[str, AttackTarget]:
+        """What is attacked for each task (with companions when an attack needs gradients); a one-line CfzooError
+        for a target that is missing or that an attack cannot reach."""
+        targets = attack_targets(self.target, self.tasks or None, self.providers, any(needs_gradient(attack) for attack in self.attacks))
+        for task, chosen in targets.items():
+            for attack in self.attacks:
+                check_method_fits(attack, chosen, task)
+        return targets
+
+
 def robustness(
     dataset: CameraDataset,
-    target: str | Sequence[str],
+    settings: RobustnessSettings,
     *,
-    eps_values: Sequence[int] = DEFAULT_EPS,
-    attacks: Sequence[str] = DEFAULT_ATTACKS,
-    tasks: Sequence[str] | None = None,
-    seed: int = 0,
-    max_patches: int | None = DEFAULT_MAX_PATCHES,
-    queries: int | None = None,
-    recompress: Sequence[int] = DEFAULT_RECOMPRESS,
-    survive_jpeg: int | None = None,
-    providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
     run_cells: CellRunner | None = None,
 ) -> RobustnessReport:
-    """The robustness report of ``target`` (a family, a model id or an ``.onnx`` path; several: their ensemble, a
-    patch detected while any member detects it): one row per task x eps x attack, and a worst-case row per
-    task x eps. ``queries`` is Square's budget per patch. With ``run_cells`` (``cfzoo.engines.cells.ray_cells``)
-    each task is a cell of its own, run there and merged in task order: the same report."""
-    eps_values = sorted({check_eps(eps) for eps in eps_values})
-    attacks = check_battery(attacks, is_ensemble(target), survive_jpeg)
-    recompress = sorted({check_quality(quality) for quality in recompress}, reverse=True)
-    if not eps_values:
-        raise CfzooError(f"give at least one {option('eps_values', '--eps')}")
-    gradient = any(needs_gradient(attack) for attack in attacks)
-
-    def settings_for(attack: str, eps: int) -> AttackSettings:
-        budget = queries if attack == "square" else None  # --queries is Square's alone
-        return AttackSettings(eps, attack, batch_size=batch_size, queries=budget, seed=seed, survive_jpeg=survive_jpeg)
-
-    targets = attack_targets(target, tasks, providers, gradient)
-    for task, chosen in targets.items():
-        for attack in attacks:
-            check_method_fits(attack, chosen, task)
+    """The robustness report of ``settings.target``: one row per task x eps x attack, a worst-case row per
+    task x eps, and a row of the unattacked patches per task. With ``run_cells``
+    (``cfzoo.engines.cells.ray_cells``) each task is a cell of its own, run there and merged in task order: the
+    same report."""
+    targets = settings.targets()
     if run_cells is not None:
-        options = {
-            "eps_values": eps_values, "attacks": attacks, "seed": seed, "max_patches": max_patches, "queries": queries,
-            "recompress": recompress, "survive_jpeg": survive_jpeg, "providers": providers, "batch_size": batch_size, "cache_dir": cache_dir,
-        }
-        parts = run_cells([functools.partial(robustness, dataset, target, tasks=[task], **options) for task in targets])
+        parts = run_cells([
+            functools.partial(robustness, dataset, replace(settings, tasks=(task,)), cache_dir=cache_dir) for task in targets
+        ])
         return parts[0].model_copy(update={"rows": [row for part in parts for row in part.rows]})
     status = on_status or (lambda stage, done, total: None)
+    seed, recompress = settings.seed, settings.recompress
     split = split_devices(dataset.device_names, seed)
     rows = []
     for task, chosen in targets.items():
@@ -128,7 +154,7 @@ def robustness(
             dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
-        rows_chosen = manipulated_rows(patch_set, max_patches, seed)
+        rows_chosen = manipulated_rows(patch_set, settings.max_patches, seed)
         if not len(rows_chosen):
             raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
         original = np.asarray(patch_set.patches[rows_chosen])
@@ -139,16 +165,15 @@ def robustness(
             **common, eps=0, attack=NO_ATTACK, tpr_after=common["tpr_before"], psnr_db=None, mean_queries=None,
             seconds=0.0, recompressed={str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
         ))
-        partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in attacks}
+        partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in settings.attacks}
         pristine = {attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()}
-        for eps in eps_values:
+        for eps in settings.eps:
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
-            for attack in attacks:
-                settings = settings_for(attack, eps)
+            for attack in settings.attacks:
                 started = time.perf_counter()
                 result = attack_patches(
-                    settings, chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
+                    settings.attack_settings(attack, eps), chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
                     pristine=pristine[attack],
                 )
                 elapsed = time.perf_counter() - started
@@ -172,12 +197,12 @@ def robustness(
             ))
     return RobustnessReport(
         target=target_columns(targets),
-        attacks=attacks,
-        parameters={attack: AttackParameters(**attack_parameters(settings_for(attack, 1))) for attack in attacks},
-        eps=eps_values,
-        recompress=recompress,
+        attacks=list(settings.attacks),
+        parameters={attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1))) for attack in settings.attacks},
+        eps=list(settings.eps),
+        recompress=list(recompress),
         seed=seed,
-        max_patches=max_patches,
+        max_patches=settings.max_patches,
         dataset=str(dataset.root),
         test_devices=list(split.test),
         rows=rows,

@@ -84,6 +84,33 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class DetectSettings:
+    """What ``cfzoo detect`` runs: detector ``families``, ``tasks`` and ``models`` (empty: every one available; see
+    :func:`select_detectors`), the patch ``stride``, patches per model run, and onnxruntime ``providers``.
+    Built only when valid: a bad stride or batch size is a one-line CfzooError here, before any work."""
+
+    families: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    stride: int = DEFAULT_STRIDE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    providers: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("families", "tasks", "models"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_stride(self.stride)
+        check_batch_size(self.batch_size)
+
+    def select(self, providers: str | None = None) -> DetectorSelection:
+        """Load the detectors (``providers`` overrides the settings', as a worker with a GPU does)."""
+        return select_detectors(self.families or None, self.tasks or None, providers or self.providers, self.models)
+
+    def detectors(self, providers: str | None = None) -> list[Detector]:
+        return self.select(providers).detectors
+
+
+@dataclass(frozen=True)
 class DetectorSelection:
     """Loaded detectors in family-then-task order, and one line per family with models not available."""
 
@@ -325,11 +352,11 @@ def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> He
     return sink
 
 
-def detection_document(reports: Sequence[ImageReport], selection: DetectorSelection, stride: int, batch_size: int) -> DetectionDocument:
+def detection_document(reports: Sequence[ImageReport], selection: DetectorSelection, settings: DetectSettings) -> DetectionDocument:
     """The ``cfzoo detect --json`` document (docs/detect.md; schema docs/schemas/detection.schema.json)."""
     providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
     return DetectionDocument(
-        settings=DetectionSettings(patch_size=PATCH_SIZE, stride=stride, batch_size=batch_size, providers=providers, rule=RULE),
+        settings=DetectionSettings(patch_size=PATCH_SIZE, stride=settings.stride, batch_size=settings.batch_size, providers=providers, rule=RULE),
         detectors=[
             DetectorInfo(model=d.entry.id, family=d.entry.family, task=d.entry.task, threshold=float(d.threshold), source=d.resolved.source)
             for d in selection.detectors

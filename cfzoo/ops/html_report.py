@@ -22,7 +22,7 @@ from PIL import Image
 from cfzoo import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
-from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, ImageReport, heatmap_caption
+from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, DetectSettings, ImageReport, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.zoo.runtime import onnxruntime_module
 
@@ -46,9 +46,9 @@ class DetectionHtmlReport:
     """Use as a context manager: :meth:`add_heatmap` while an image is analysed, :meth:`add` once it is; the page
     replaces ``path`` when the block ends without an error, and nothing is left behind when it does not."""
 
-    def __init__(self, path: str | os.PathLike[str], selection: DetectorSelection, stride: int, batch_size: int):
+    def __init__(self, path: str | os.PathLike[str], selection: DetectorSelection, settings: DetectSettings):
         self.path = check_report_destination(path)
-        self.selection, self.stride, self.batch_size = selection, stride, batch_size
+        self.selection, self.settings = selection, settings
         self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self.heatmaps: list[tuple[str, str]] = []
         self.thumbnail = ""
@@ -66,7 +66,7 @@ class DetectionHtmlReport:
             title="cfzoo detect report",
             created=time.strftime("%Y-%m-%d %H:%M:%S %z"),
             versions={"cfzoo": __version__, "onnxruntime": onnxruntime_module().__version__},
-            settings={"patch_size": PATCH_SIZE, "stride": self.stride, "batch_size": self.batch_size, "providers": providers, "rule": RULE},
+            settings={"patch_size": PATCH_SIZE, "stride": self.settings.stride, "batch_size": self.settings.batch_size, "providers": providers, "rule": RULE},
             detectors=[
                 {"model": d.entry.id, "family": d.entry.family, "task": d.entry.task, "threshold": float(d.threshold), "source": d.resolved.source}
                 for d in self.selection.detectors

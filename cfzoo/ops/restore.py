@@ -15,11 +15,13 @@ run), so a tiled result equals the whole-image result: an output pixel never see
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.manipulations import TASK_IDS
@@ -118,34 +120,62 @@ def restore_image(
 # --- whole images -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RestoreSettings:
+    """What ``cfzoo restore IMAGE`` runs: the ``task`` the image was median-filtered by, the restorers (one per
+    ``discriminators`` kind, "vgg" when none is given), tiles of ``tile`` pixels, patches per detector run,
+    onnxruntime ``providers``, and whether every other task's detectors also read the result (``other_tasks``).
+    Built only when valid: an unknown task or kind is a one-line CfzooError here, before any work."""
+
+    task: str
+    discriminators: tuple[str, ...] = ()
+    tile: int = DEFAULT_TILE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    providers: str = "auto"
+    other_tasks: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "discriminators", tuple(dict.fromkeys(self.discriminators)) or ("vgg",))
+        for discriminator in self.discriminators:
+            check_restorer(self.task, discriminator)
+        if self.tile < 1:
+            raise CfzooError(f"{option('tile')} must be at least 1 pixel, got {self.tile}")
+        if self.batch_size < 1:
+            raise CfzooError(f"{option('batch_size')} must be at least 1, got {self.batch_size}")
+
+    def outputs(self, out: str | os.PathLike[str]) -> dict[str, Path]:
+        """Where each restorer's PNG goes: ``out`` itself for one, ``OUT-<discriminator>.png`` for several."""
+        out = Path(out)
+        if len(self.discriminators) == 1:
+            return {self.discriminators[0]: out}
+        return {kind: out.with_name(f"{out.stem}-{kind}{out.suffix}") for kind in self.discriminators}
+
+
 def restore_image_file(
     image_path: str | os.PathLike[str],
-    outputs: Mapping[str, str | os.PathLike[str]],
-    task: str,
-    providers: str = "auto",
-    tile: int = DEFAULT_TILE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    out: str | os.PathLike[str],
+    settings: RestoreSettings,
     on_progress: Callable[[int, int], None] | None = None,
-    other_tasks: bool = True,
 ) -> list[dict]:
-    """Read an image once and restore it with the restorer of each discriminator in ``outputs`` (discriminator ->
-    where its lossless PNG goes, written atomically). Returns one JSON-ready summary per restorer with the share of
-    `cfzoo detect` grid patches each detector of ``task`` calls manipulated, before and after, and
-    ``flagged_by_other_tasks``: the detectors of the other tasks whose verdict on the image grew worse (pristine to
-    uncertain or manipulated, uncertain to manipulated), since restoring hides one trace by adding others.
-    ``other_tasks=False`` runs the task's own detectors only (a few instead of all of them) and lists none.
+    """Read an image once and restore it with the restorer of each discriminator kind of ``settings``, each
+    written as a lossless PNG (atomically) where :meth:`RestoreSettings.outputs` says. Returns one JSON-ready
+    summary per restorer with the share of `cfzoo detect` grid patches each detector of the task calls
+    manipulated, before and after, and ``flagged_by_other_tasks``: the detectors of the other tasks whose verdict
+    on the image grew worse (pristine to uncertain or manipulated, uncertain to manipulated), since restoring
+    hides one trace by adding others. Without ``settings.other_tasks`` only the task's own detectors run (a few
+    instead of all of them) and none is listed.
 
     Refuses to write anything but ``.png``, to write over the input, and to write two restorations to one file."""
-    for discriminator in outputs:
-        check_restorer(task, discriminator)
+    task, providers, tile, batch_size = settings.task, settings.providers, settings.tile, settings.batch_size
     destinations = {
-        discriminator: check_png_destination(out, image_path, "a lossy format would add its own traces") for discriminator, out in outputs.items()
+        discriminator: check_png_destination(path, image_path, "a lossy format would add its own traces")
+        for discriminator, path in settings.outputs(out).items()
     }
     if len(set(destinations.values())) < len(destinations):
         raise CfzooError("each discriminator's restoration needs its own output file")
     loaded = load_image(image_path)
     positions = patch_grid(loaded.height, loaded.width) if min(loaded.height, loaded.width) >= PATCH_SIZE else np.empty((0, 2), dtype=int)
-    tasks = TASK_IDS if other_tasks else (task,)
+    tasks = TASK_IDS if settings.other_tasks else (task,)
     entries = [entry for task_id in tasks for entry in detector_entries(task_id)] if len(positions) else []
     detectors = [load_detector(entry.id, providers) for entry in entries]
     thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
