@@ -360,3 +360,44 @@ def test_exporting_the_same_svm_twice_writes_the_same_bytes(svm, tmp_path):
     second = export_detector("spam", svm, record_for("spam"), tmp_path / "second")
     for one, other in zip(first, second):
         assert one.read_bytes() == other.read_bytes(), one.name
+
+
+class PoolingNetwork(torch.nn.Module):
+    """A 1x1 convolution, ReLU, the given max-pooling, then a linear read-out: on small integer images the
+    pooling windows hold many ties, which the companion has to break as torch does (the first maximum)."""
+
+    def __init__(self, pooling: torch.nn.MaxPool2d):
+        super().__init__()
+        self.mix = torch.nn.Conv2d(3, 4, 1)
+        self.pooling = pooling
+        self.read_out = torch.nn.Linear(4, 2)
+        with torch.no_grad():
+            self.mix.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, -1, 0]]).view(4, 3, 1, 1))
+            self.mix.bias.copy_(torch.tensor([0.0, -1.0, 0.0, 0.5]))
+
+    def forward(self, image):
+        pooled = self.pooling(torch.relu(self.mix(image)))
+        return self.read_out(pooled.square().mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    "pooling",
+    [dict(kernel_size=3, stride=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2), dict(kernel_size=3, stride=1, dilation=2), dict(kernel_size=3, stride=2, ceil_mode=True)],
+    ids=["3-stride2", "3-stride2-pad1", "2", "3-dilated", "ceil"],
+)
+def test_companion_routes_max_pooling_ties_as_torch(pooling):
+    """The max-pooling backward ignores the indices and finds each window's first maximum again: on images
+    with values 0..3 most windows tie, and the gradient must still be autograd's exactly."""
+    from cfzoo.export.onnx_export import export_gradient
+
+    torch.manual_seed(0)
+    network = PoolingNetwork(torch.nn.MaxPool2d(**pooling))
+    companion = export_gradient(network)
+    runner = ort.InferenceSession(companion.SerializeToString(), providers=["CPUExecutionProvider"])
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 4, (3, 3, 128, 128)).astype(np.float32))
+    label = torch.tensor([0, 1, 1])
+    logits, grad = runner.run(None, {"image": image.numpy(), "label": label.numpy()})
+    expected_logits, expected_grad = (tensor.numpy() for tensor in LogitsAndGradient(network)(image, label))
+    assert (expected_grad != 0).mean() > 0.05  # the ties are real: many pixels receive gradient, many do not
+    np.testing.assert_allclose(logits, expected_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6 * np.abs(expected_grad).max())
