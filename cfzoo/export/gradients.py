@@ -11,8 +11,8 @@ torch's core ATen decompositions; the two that the ONNX exporter cannot translat
   stride, padding, dilation and groups, and the output padding that restores the input's size;
 - ``max_pool2d_with_indices_backward``: the output gradient routed back to each window's first maximum.
 
-Three more replace torch's own decompositions, which translate into slow onnxruntime kernels (measured with
-its profiler on the companions at batch 64, one thread):
+Three are written for speed, where the obvious form (or torch's own decomposition) translates into slow
+onnxruntime kernels (measured with its profiler on the companions at batch 64, one thread):
 
 - max-pooling: the translation of the indices the forward pass returns runs onnxruntime's MaxPool with an
   indices output, 13x slower than without, plus a second one to make them per plane. So the backward ignores
@@ -22,8 +22,8 @@ its profiler on the companions at batch 64, one thread):
 - ``slice_backward`` (cropping, ``narrow``): ``Pad`` with zeros rather than ``slice_scatter``, which exports
   as ``ScatterND`` between transposes of the whole tensor (37% of the Cozzolino2017 companion's time).
 
-Together the companions went from 5.6x to 4.1x their detector's time for Bayar2016 and from 4.8x to 3.2x
-for Cozzolino2017 (see docs/attacks.md); their gradients stay those of autograd (tests/test_export.py).
+Measured by benchmarks/companion.py (docs/attacks.md), a companion now costs 4.4 detector passes instead of 5.2
+for Bayar2016 and 3.0 instead of 5.0 for Cozzolino2017; its gradients are autograd's (tests/test_export.py).
 
 The traced graph module is then exported like any module with ``torch.onnx.export(..., dynamo=True)``.
 
