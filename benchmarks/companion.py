@@ -25,13 +25,9 @@ import torch
 from cfzoo.export import gradients
 from cfzoo.export.onnx_export import export_gradient, export_module
 from cfzoo.families import load_detector
-from cfzoo.images import read_rgb
-from cfzoo.manipulations import apply_manipulation
-from cfzoo.patches import cut_patches, sample_positions
-from cfzoo.sample_data import skimage_data_dir
+from pgd import BATCH, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
-BATCH, REPEATS = 64, 7
-PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg", "camera.png", "retina.jpg", "brick.png")
+REPEATS = 7
 aten = torch.ops.aten
 
 
@@ -49,14 +45,6 @@ def stock_decompositions():
     finally:
         gradients.GRADIENT_DECOMPOSITIONS.clear()
         gradients.GRADIENT_DECOMPOSITIONS.update(saved)
-
-
-def manipulated_patches(task: str) -> np.ndarray:
-    patches = []
-    for index, name in enumerate(PHOTOS):
-        manipulated = apply_manipulation(task, read_rgb(skimage_data_dir() / name))
-        patches.append(cut_patches(manipulated, sample_positions(*manipulated.shape[:2], seed=[0, index], count=BATCH // len(PHOTOS))))
-    return np.concatenate(patches).transpose(0, 3, 1, 2).astype(np.float32)
 
 
 def session(model) -> onnxruntime.InferenceSession:
@@ -79,7 +67,7 @@ def measure(model_id: str, checkpoints: str) -> None:
     _, network = load_detector(checkpoints, model_id)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{model_id} is not a torch network; choose a CNN model")
-    images = manipulated_patches(model_id.split("-", 1)[1])
+    images = manipulated_patches(model_id.split("-", 1)[1]).transpose(0, 3, 1, 2).astype(np.float32)
     labels = np.ones(len(images), dtype=np.int64)
     _, expected = gradients.LogitsAndGradient(network)(torch.from_numpy(images), torch.from_numpy(labels))
     detector = session(export_module(network))

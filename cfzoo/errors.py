@@ -1,5 +1,6 @@
 """The one exception family cfzoo raises for problems a user can fix."""
 
+import numbers
 import re
 
 _OPTION = re.compile(r"\{option:([a-z_]+)\|(--[a-z0-9-]+)\|([^{}|]+)\}")
@@ -36,3 +37,10 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its type's name when the message is empty), for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_count(value: int | None, what: str, hint: str) -> int | None:
+    """``value`` if it is None or a positive integer (numpy's too), else a one-line CfzooError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+        raise CfzooError(f"{what} must be an integer of at least 1, got {value!r}; {hint}")
+    return value

@@ -23,7 +23,7 @@ from pathlib import Path
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.engines.parts import ScanOutput
 from cfzoo.engines.ray_session import check_engine, ray_session
-from cfzoo.errors import CfzooError, option
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.ops.detect import DetectSettings
 from cfzoo.ops.scan import scan_rows
 from cfzoo.zoo.runtime import set_session_threads
@@ -41,8 +41,7 @@ class ScanSettings(DetectSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.images_per_part, bool) or not isinstance(self.images_per_part, int) or self.images_per_part < 1:
-            raise CfzooError(f"{option('images_per_part')} must be an integer of at least 1, got {self.images_per_part!r}")
+        check_count(self.images_per_part, option("images_per_part"), "it is what a crash can lose")
 
 
 @dataclass

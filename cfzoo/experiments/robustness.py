@@ -30,7 +30,7 @@ import numpy as np
 
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
-from cfzoo.errors import CfzooError, option
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.experiments.cells import CellRunner
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
@@ -46,7 +46,7 @@ from cfzoo.ops.attacks.battery import (
     needs_gradient,
     pristine_rows,
 )
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget, check_count, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget, check_eps
 from cfzoo.ops.available import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow

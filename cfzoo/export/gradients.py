@@ -22,8 +22,8 @@ onnxruntime kernels (measured with its profiler on the companions at batch 64, o
 - ``slice_backward`` (cropping, ``narrow``): ``Pad`` with zeros rather than ``slice_scatter``, which exports
   as ``ScatterND`` between transposes of the whole tensor (37% of the Cozzolino2017 companion's time).
 
-Measured by benchmarks/companion.py (docs/attacks.md), a companion now costs 4.4 detector passes instead of 5.2
-for Bayar2016 and 3.0 instead of 5.0 for Cozzolino2017; its gradients are autograd's (tests/test_export.py).
+Measured by benchmarks/companion.py (docs/attacks.md), a companion now costs 3.8 detector passes instead of 5.0
+for Bayar2016 and 2.7 instead of 4.7 for Cozzolino2017; its gradients are autograd's (tests/test_export.py).
 
 The traced graph module is then exported like any module with ``torch.onnx.export(..., dynamo=True)``.
 
@@ -51,13 +51,18 @@ def _convolution_backward(
     """The input gradient of a convolution as a transposed convolution (weights are constants here)."""
     if transposed or output_mask[1] or output_mask[2]:
         return NotImplemented  # weight or bias gradients: not needed for input gradients
-    kernel = weight.shape[2:]
-    restore = []
-    for axis in range(len(kernel)):
-        covered = (grad_output.shape[2 + axis] - 1) * stride[axis] - 2 * padding[axis] + dilation[axis] * (kernel[axis] - 1) + 1
-        restore.append(input.shape[2 + axis] - covered)  # rows or columns the strided forward pass never reached
+    restore = _output_padding(input.shape[2:], grad_output.shape[2:], weight.shape[2:], stride, padding, dilation)
     grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, restore, groups)
     return grad_input, None, None
+
+
+def _output_padding(input_size, output_size, kernel, stride, padding, dilation) -> list:
+    """Per spatial axis, the rows or columns of the input that a strided window never reached: the output padding
+    a transposed convolution needs to give back the input's size."""
+    return [
+        input_size[axis] - ((output_size[axis] - 1) * stride[axis] - 2 * padding[axis] + dilation[axis] * (kernel[axis] - 1) + 1)
+        for axis in range(len(kernel))
+    ]
 
 
 def _max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
@@ -76,10 +81,7 @@ def _max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, p
     out_height, out_width = windows.shape[2:]
     winner = windows.reshape(count, channels, taps, out_height, out_width).argmax(dim=2, keepdim=True)
     routed = (winner == torch.arange(taps).view(1, 1, taps, 1, 1)).to(grad_output.dtype) * grad_output.unsqueeze(2)
-    restore = []
-    for axis, size in enumerate((height + 2 * padding[0], width + 2 * padding[1])):
-        covered = (windows.shape[2 + axis] - 1) * stride[axis] + dilation[axis] * (kernel_size[axis] - 1) + 1
-        restore.append(size - covered)
+    restore = _output_padding((height, width), (out_height, out_width), kernel_size, stride, padding, dilation)
     grad_padded = aten.convolution.default(
         routed.reshape(count, channels * taps, out_height, out_width), one_hot, None, stride, [0, 0], dilation, True, restore, channels
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.errors import CfzooError, option
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.manipulations import TASK_IDS
@@ -138,10 +138,8 @@ class RestoreSettings:
         object.__setattr__(self, "discriminators", tuple(dict.fromkeys(self.discriminators)) or ("vgg",))
         for discriminator in self.discriminators:
             check_restorer(self.task, discriminator)
-        if self.tile < 1:
-            raise CfzooError(f"{option('tile')} must be at least 1 pixel, got {self.tile}")
-        if self.batch_size < 1:
-            raise CfzooError(f"{option('batch_size')} must be at least 1, got {self.batch_size}")
+        check_count(self.tile, option("tile"), "it is the side of a tile in pixels")
+        check_count(self.batch_size, option("batch_size"), "it is the patches per detector run")
 
     def outputs(self, out: str | os.PathLike[str]) -> dict[str, Path]:
         """Where each restorer's PNG goes: ``out`` itself for one, ``OUT-<discriminator>.png`` for several."""

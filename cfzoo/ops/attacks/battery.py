@@ -26,9 +26,9 @@ import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.data import PatchSet, pristine_partners
-from cfzoo.errors import CfzooError, option
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.manipulations import get_manipulation
-from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, check_count, check_eps
+from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, check_eps
 from cfzoo.ops.attacks.fgsm import IFGSM_STEP, default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.pgd import APGD_ITERATIONS, PGD_ITERATIONS, apgd, pgd
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS, check_spam_target, spam_feature, spam_feature_step

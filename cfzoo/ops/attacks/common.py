@@ -67,13 +67,6 @@ def check_eps(eps: int) -> int:
     return int(eps)
 
 
-def check_count(value: int | None, what: str, hint: str) -> int | None:
-    """``value`` if it is None or a positive integer, else a one-line CfzooError."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-        raise CfzooError(f"{what} must be an integer of at least 1, got {value!r}; {hint}")
-    return value
-
-
 def checked_patches(patches: np.ndarray) -> np.ndarray:
     patches = np.asarray(patches)
     if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:

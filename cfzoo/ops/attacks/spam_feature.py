@@ -35,14 +35,13 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.errors import CfzooError, option
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     AttackResult,
     AttackTarget,
     attack_in_batches,
     ball,
-    check_count,
     check_eps,
     checked_patches,
 )

@@ -24,13 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
+from cfzoo.errors import check_count
 from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     AttackResult,
     AttackTarget,
     attack_in_batches,
     ball,
-    check_count,
     check_eps,
     checked_patches,
 )
