@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -300,6 +301,53 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     assert load_detector(available_model, providers="cpu") is not detector
 
 
+class RecordingSession:
+    """A real onnxruntime session that notes each run's batch size and thread."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, []
+
+    def get_providers(self):
+        return self.session.get_providers()
+
+    def run(self, outputs, feeds):
+        self.runs.append((len(feeds["image"]), threading.current_thread().name))
+        return self.session.run(outputs, feeds)
+
+
+def test_cpu_runs_split_their_rows_into_one_thread_shares_that_give_the_same_results(available_model, patches, monkeypatch):
+    from cfzoo.ops.restore import load_restorer
+    from cfzoo.zoo import runtime
+
+    images = np.concatenate(patches)[:7]
+    detector, companion = load_detector(available_model, providers="cpu"), load_gradient_model(available_model, providers="cpu")
+    features = runtime.load_spam_feature_companion("cpu")
+    for model in (detector, companion, features):
+        assert model.session.get_session_options().intra_op_num_threads == 1
+    # a restorer runs one whole tile at a time: its session spreads each run over the cores instead
+    assert load_restorer("median3", "kim", providers="cpu").session.get_session_options().intra_op_num_threads == 0
+
+    labels = np.ones(len(images), dtype=np.int64)
+    goal, weight = np.zeros((len(images), features.dimension), np.float32), np.linspace(0.5, 1.5, features.dimension, dtype=np.float32)
+    cases = (
+        (detector.session, ["logits"], {"image": images}, {}),
+        (companion.session, ["logits", "grad"], {"image": images, "label": labels}, {}),
+        (features.session, ["distance", "features", "grad"], {"image": images, "goal": goal}, {"weight": weight}),
+    )
+    monkeypatch.setattr(runtime, "_session_threads", 3)
+    for session, outputs, rows, shared in cases:
+        recording = RecordingSession(session)
+        split = runtime.run_rows(recording, outputs, rows, shared)
+        assert sorted(size for size, _ in recording.runs) == [2, 2, 3]
+        assert all(thread.startswith("cfzoo-rows") for _, thread in recording.runs)
+        for share, whole in zip(split, session.run(outputs, {**rows, **shared}), strict=True):
+            np.testing.assert_allclose(share, whole, rtol=1e-6, atol=1e-6)
+    runtime.set_session_threads(1)  # what a Ray worker given one CPU sets: one run, on the calling thread
+    recording = RecordingSession(detector.session)
+    runtime.run_rows(recording, ["logits"], {"image": images})
+    assert recording.runs == [(7, threading.current_thread().name)]
+
+
 def test_one_cache_holds_every_kind_of_session_and_drops_the_least_recently_used(available_model, monkeypatch):
     from cfzoo.ops.restore import load_restorer
     from cfzoo.zoo import runtime
@@ -405,6 +453,7 @@ def test_export_writes_both_files_and_a_matching_registry_entry(runner, tmp_path
 #: `cfzoo ARGS` in an interpreter in which importing torch fails, after importing the runtime path itself.
 NO_TORCH_CLI = """
 import sys
+import threading
 
 class NoTorch:
     def find_spec(self, name, path=None, target=None):

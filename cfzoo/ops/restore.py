@@ -46,6 +46,8 @@ DEFAULT_BATCH_SIZE = 32
 class Restorer(OnnxSession):
     """A restorer's onnxruntime session: ``restore(images)`` float32 [N,3,H,W] 0..255 -> same shape, 0..255."""
 
+    row_parallel = False  # it restores one whole tile at a time
+
     @property
     def receptive_radius(self) -> int:
         return self.entry.receptive_radius

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -88,19 +89,30 @@ def _register_shared_cpu_allocator() -> None:
     onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}))
 
 
-#: onnxruntime's intra-op threads per session; None lets it take one per core (:func:`set_session_threads`).
+#: The CPU threads each model run may use; None: one per core (:func:`set_session_threads`).
 _session_threads: int | None = None
 
 
 def set_session_threads(threads: int | None) -> None:
-    """Threads each new onnxruntime session may use (None: one per core). A process that shares the cores with
-    others doing the same work (a Ray actor given one CPU) sets 1, or the sessions fight over the cores."""
+    """CPU threads each model run may use (None: one per core). A process that shares the cores with others doing
+    the same work (a Ray actor given one CPU) sets 1, or the runs fight over the cores."""
     global _session_threads
     _session_threads = threads
 
 
-def new_session(path: Path, providers: tuple[str, ...]):
-    """An onnxruntime session of ``path`` that draws CPU memory from the process's shared allocator, or a one-line error."""
+def cpu_workers() -> int:
+    """How many shares a CPU run splits its rows into (:func:`run_rows`): the threads allowed, else the cores this
+    process may use."""
+    if _session_threads is not None:
+        return _session_threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def new_session(path: Path, providers: tuple[str, ...], row_parallel: bool = True):
+    """An onnxruntime session of ``path`` that draws CPU memory from the process's shared allocator, or a one-line
+    error. ``row_parallel``: the model is run on batches through :func:`run_rows`, which parallelises over rows on
+    the CPU, so the session itself runs on one thread there; otherwise (one whole image at a time) it spreads each
+    run over the cores."""
     onnxruntime = onnxruntime_module()
     _register_shared_cpu_allocator()
     options = onnxruntime.SessionOptions()
@@ -109,7 +121,9 @@ def new_session(path: Path, providers: tuple[str, ...]):
     # cozzolino2017 scored 89 patches/s spinning and 220 without (benchmarks/detect.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry(USE_SHARED_ALLOCATOR, "1")
-    if _session_threads is not None:
+    if row_parallel and _cpu_only(providers):
+        options.intra_op_num_threads = 1
+    elif _session_threads is not None:
         options.intra_op_num_threads = _session_threads
     try:
         return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
@@ -117,12 +131,45 @@ def new_session(path: Path, providers: tuple[str, ...]):
         raise CfzooError(f"onnxruntime cannot load {path}: {str(error).splitlines()[0]}; export or pull the model again") from None
 
 
+def _cpu_only(providers) -> bool:
+    return tuple(providers) == (_PROVIDER_NAMES["cpu"],)
+
+
+@functools.cache
+def _row_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="cfzoo-rows")
+
+
+def run_rows(session, outputs: list[str], rows: dict[str, np.ndarray], shared: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """``session.run(outputs, rows | shared)``, where every array of ``rows`` has one row per sample and the outputs
+    too. On the CPU the rows are split into :func:`cpu_workers` shares, each run on one thread at the same time
+    (onnxruntime lets go of the GIL): one-threaded runs side by side keep the cores busier than one run on all of
+    them, whose thread pool waits at every operator (benchmarks/threads.py). Each row's result is the same either
+    way, since no operator of a detector mixes rows."""
+    shared = shared or {}
+    count = len(next(iter(rows.values())))
+    shares = min(cpu_workers(), count) if _cpu_only(session.get_providers()) else 1
+    if shares <= 1:
+        return session.run(outputs, {**rows, **shared})
+    bounds = np.linspace(0, count, shares + 1).round().astype(int)
+
+    def run_share(share: int) -> list[np.ndarray]:
+        part = slice(bounds[share], bounds[share + 1])
+        return session.run(outputs, {**{name: array[part] for name, array in rows.items()}, **shared})
+
+    results = list(_row_pool(shares).map(run_share, range(shares)))
+    return [np.concatenate(pieces) for pieces in zip(*results)]
+
+
 class OnnxSession:
     """An onnxruntime session of one zoo file."""
 
+    #: Whether the model runs on batches of rows (:func:`new_session`).
+    row_parallel = True
+
     def __init__(self, entry: ModelEntry, resolved: ResolvedFile, providers: tuple[str, ...]):
         self.entry, self.resolved = entry, resolved
-        self.session = new_session(resolved.path, providers)
+        self.session = new_session(resolved.path, providers, self.row_parallel)
         self.providers = tuple(self.session.get_providers())
 
     @property
@@ -134,7 +181,7 @@ class Detector(OnnxSession):
     """A detector: ``logits(images)`` -> [N,2]; ``probability(images)`` -> softmax class-1 probability."""
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"image": _contract_images(images)})[0]
+        return run_rows(self.session, ["logits"], {"image": _contract_images(images)})[0]
 
     def probability(self, images: np.ndarray) -> np.ndarray:
         return manipulated_probability(self.logits(images))
@@ -170,7 +217,7 @@ class GradientModel(OnnxSession):
         images = _contract_images(images)
         if len(labels) != len(images):
             raise CfzooError(f"{len(images)} images but {len(labels)} labels")
-        logits, gradient = self.session.run(["logits", "grad"], {"image": images, "label": labels})
+        logits, gradient = run_rows(self.session, ["logits", "grad"], {"image": images, "label": labels})
         return logits, gradient
 
 
@@ -192,8 +239,7 @@ class SpamFeatureCompanion:
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         if goal.shape != (len(images), self.dimension) or weight.shape != (self.dimension,):
             raise CfzooError(f"goal features must be [{len(images)},{self.dimension}] and weights [{self.dimension}], got {list(goal.shape)} and {list(weight.shape)}")
-        inputs = {"image": images, "goal": goal, "weight": weight}
-        distance, features, gradient = self.session.run(["distance", "features", "grad"], inputs)
+        distance, features, gradient = run_rows(self.session, ["distance", "features", "grad"], {"image": images, "goal": goal}, {"weight": weight})
         return distance, features, gradient
 
     def features(self, images: np.ndarray) -> np.ndarray:

@@ -149,17 +149,19 @@ class AttackTarget:
             views, owners = self._views(np.clip(np.rint(images), 0, 255).astype(np.uint8))
         labels = np.full(len(views), MANIPULATED, dtype=np.int64)
         contract = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32)
-        view_loss, view_gradient = np.zeros(len(views)), np.zeros(views.shape, dtype=np.float32)
+        view_loss, view_gradient = np.zeros(len(views)), None
         for companion in self.companions:
-            for start in range(0, len(views), DEFAULT_BATCH_SIZE):
-                part = slice(start, start + DEFAULT_BATCH_SIZE)
+            parts = [slice(start, start + DEFAULT_BATCH_SIZE) for start in range(0, len(views), DEFAULT_BATCH_SIZE)]
+            gradients = []
+            for part in parts:
                 logits, gradient = companion.logits_and_gradient(contract[part], labels[part])
-                gradient = gradient.transpose(0, 2, 3, 1)
                 if self.is_ensemble:
                     scale = np.abs(gradient).reshape(len(gradient), -1).mean(axis=1)
                     gradient = gradient / np.where(scale > 0, scale, 1.0)[:, None, None, None]
                 view_loss[part] += cross_entropy(logits, MANIPULATED)
-                view_gradient[part] += gradient
+                gradients.append(gradient)
+            gradient = np.concatenate(gradients).transpose(0, 2, 3, 1)
+            view_gradient = np.ascontiguousarray(gradient) if view_gradient is None else view_gradient + gradient
         loss = np.bincount(owners, weights=view_loss, minlength=len(images))
         if self.survive_resize is None:
             return loss, view_gradient

@@ -76,7 +76,7 @@ class _Tracker:
 def _loss_and_sign(target: AttackTarget, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the target's loss, sign of its gradient) at float [N,H,W,3] images."""
     loss, gradient = target.loss_and_gradient(images)
-    return loss, np.sign(gradient).astype(np.float32)
+    return loss, np.sign(gradient, out=gradient)
 
 
 def pgd(
@@ -113,17 +113,21 @@ def _pgd_batch(target, original, eps, iterations, restarts, step, rng):
         if not len(rows):
             break
         start = rng.integers(-eps, eps + 1, size=(len(rows), *original.shape[1:]), dtype=np.int16)
-        x = np.clip(original[rows].astype(np.float32) + start, low[rows], high[rows])
+        row_low, row_high = low[rows], high[rows]
+        x = np.clip(original[rows].astype(np.float32) + start, row_low, row_high)
         for iteration in range(iterations + 1):
             fooled = tracker.judge(rows, x)  # the random start too: it may fool the detector already
-            rows, x = rows[~fooled], x[~fooled]
+            if fooled.any():
+                rows, x, row_low, row_high = rows[~fooled], x[~fooled], row_low[~fooled], row_high[~fooled]
             if not len(rows) or iteration == iterations:
                 break
             _, sign = _loss_and_sign(target, x)
             tracker.queries[rows] += len(target.companions)
             if restart == 0 and iteration == 0:
                 zero_gradient[rows] = ~sign.reshape(len(rows), -1).any(axis=1)
-            x = np.clip(x + step * sign, low[rows], high[rows])
+            sign *= step
+            x += sign
+            np.clip(x, row_low, row_high, out=x)
             steps[rows] += 1
     return tracker.best, steps, zero_gradient, tracker.queries
 
