@@ -12,14 +12,15 @@ judge nothing. So cfzoo runs twice:
 - with the success bar out of reach (:class:`Unfoolable`), so that every patch takes every step as in the other
   loops: the same work, plus cfzoo's judging, so its time ratio is the price of one step.
 
-Each line gives the TPR after the attack (judged by the same ONNX detector; ART's and torch's results rounded to
-uint8). torchattacks is not used: it pins requests 2.25, which breaks huggingface_hub. Needs the `train` and `dev`
-extras.
+torchattacks' PGD runs too when it is installed (``pip install --no-deps torchattacks``: its pinned requests 2.25
+would break huggingface_hub). Each line gives the TPR after the attack (judged by the same ONNX detector; the
+others' results rounded to uint8). Needs the `train` and `dev` extras.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import numpy as np
@@ -78,6 +79,15 @@ class UnitRange(torch.nn.Module):
         return self.network(images * 255.0)
 
 
+def torchattacks_pgd(network: torch.nn.Module, patches: np.ndarray) -> np.ndarray:
+    import torchattacks
+
+    torch.manual_seed(0)  # its random start
+    attack = torchattacks.PGD(UnitRange(network).eval(), eps=EPS / 255, alpha=2.5 * EPS / STEPS / 255, steps=STEPS, random_start=True)
+    adversarial = attack(torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255.0, torch.ones(len(patches), dtype=torch.long))
+    return (adversarial * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
 def art_pgd(network: torch.nn.Module, patches: np.ndarray) -> np.ndarray:
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
@@ -111,7 +121,12 @@ def main() -> None:
         started = time.perf_counter()
         result = pgd(attack_target, patches, EPS, iterations=STEPS, batch_size=BATCH)
         rows.append((name, time.perf_counter() - started, int(result.iterations.sum()), result.patches))
-    for name, attack in (("torch eager PGD loop", lambda: torch_pgd(network, patches)), ("ART ProjectedGradientDescent", lambda: art_pgd(network, patches))):
+    baselines = [("torch eager PGD loop", lambda: torch_pgd(network, patches)), ("ART ProjectedGradientDescent", lambda: art_pgd(network, patches))]
+    if importlib.util.find_spec("torchattacks"):
+        baselines.insert(1, ("torchattacks PGD", lambda: torchattacks_pgd(network, patches)))
+    else:
+        print("torchattacks is not installed (pip install --no-deps torchattacks): skipped")
+    for name, attack in baselines:
         started = time.perf_counter()
         out = attack()
         rows.append((name, time.perf_counter() - started, len(patches) * STEPS, out))
