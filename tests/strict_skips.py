@@ -47,6 +47,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"skipped: {line}")
         terminalreporter.write_line(
             f"{len(skipped_tests)} skipped, which fails the run: install what they need "
-            f"(pip install -e '.[cpu,dev,train,scale]' and git), or set {ALLOW_VARIABLE}=1 for a partial local run",
+            f"(README's test command: pip install -e '.[cpu,dev,train,scale]', torchattacks --no-deps, git), or set {ALLOW_VARIABLE}=1 for a partial local run",
             red=True,
         )

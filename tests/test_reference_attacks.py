@@ -1,6 +1,7 @@
-"""cfzoo's PGD, APGD and Square against the Adversarial Robustness Toolbox's on the same network and patches.
+"""cfzoo's PGD, APGD and Square against the Adversarial Robustness Toolbox's, and its PGD against torchattacks', on
+the same network and patches.
 
-ART attacks the torch network that the zoo's ONNX files were exported from (the checkpoint in checkpoints/), in
+ART (and torchattacks) attack the torch network that the zoo's ONNX files were exported from (the checkpoint in checkpoints/), in
 floats in 0..1; its results are rounded to uint8, as stored images are, and both sides are judged by the same ONNX
 detector. Cozzolino2017 on median7 at eps 1 is a case where weak settings leave part of the patches detected, so
 the comparison is not trivially 0 = 0.
@@ -9,8 +10,8 @@ Tolerance: both attacks are randomised (random starts, random squares) and run o
 eager against onnxruntime, whose logits agree to about 1e-5), so they do not move the same pixels; on 30 patches
 one patch is 3.3 points. Single runs of one PGD step spread from 90% to 100% on either side with the seed (means
 of eight seeds: cfzoo 94.2, ART 94.6), so each side is the mean over SEEDS (one seed once both converge to 0%),
-ART seeded through numpy and torch, which it draws from. PGD and APGD must agree within 10 points (three
-patches), Square, whose few proposals make it noisier, within 15.
+ART seeded through numpy and torch, which it draws from, torchattacks through torch. PGD and APGD must agree within
+10 points (three patches), Square, whose few proposals make it noisier, within 15.
 """
 
 import numpy as np
@@ -20,6 +21,7 @@ from skimage import data
 torch = pytest.importorskip("torch")
 art_classification = pytest.importorskip("art.estimators.classification")
 art_evasion = pytest.importorskip("art.attacks.evasion")
+torchattacks = pytest.importorskip("torchattacks")  # README's test command installs it --no-deps (see pyproject's dev extra)
 
 import cfzoo  # noqa: E402
 from cfzoo.families import load_detector as load_checkpoint  # noqa: E402
@@ -58,6 +60,13 @@ def setting():
     return patches, classifier, cfzoo.load_detector(MODEL)
 
 
+def _stored_tpr(model, patches, adversarial) -> float:
+    """The TPR of float 0..1 [N,3,H,W] adversarial images once stored as uint8 and judged by the ONNX detector."""
+    stored = np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.abs(stored.astype(int) - patches).max() <= EPS
+    return model.predict(stored).mean()
+
+
 def _art_tpr(attack, setting, seeds):
     """ART's mean TPR (%) over seeds, its patches stored as uint8 and judged by the ONNX detector."""
     patches, _, model = setting
@@ -66,10 +75,18 @@ def _art_tpr(attack, setting, seeds):
     for seed in seeds:
         np.random.seed(seed)
         torch.manual_seed(seed)
-        adversarial = attack.generate(images, np.ones(len(patches), dtype=np.int64))
-        stored = np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-        assert np.abs(stored.astype(int) - patches).max() <= EPS
-        rates.append(model.predict(stored).mean())
+        rates.append(_stored_tpr(model, patches, attack.generate(images, np.ones(len(patches), dtype=np.int64))))
+    return 100 * np.mean(rates)
+
+
+def _torchattacks_tpr(attack, setting, seeds):
+    """torchattacks' mean TPR (%) over seeds, judged as ART's."""
+    patches, _, model = setting
+    images = torch.from_numpy(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+    rates = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        rates.append(_stored_tpr(model, patches, attack(images, torch.ones(len(patches), dtype=torch.long)).numpy()))
     return 100 * np.mean(rates)
 
 
@@ -100,6 +117,16 @@ def test_pgd_agrees_with_art(setting, iterations):
     )
     seeds = _seeds(iterations)
     assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
+
+
+@pytest.mark.parametrize("iterations", [1, 10])
+def test_pgd_agrees_with_torchattacks(setting, iterations):
+    """torchattacks' PGD: a random start uniform in the ball (in floats, where cfzoo's is integer), then the same
+    signed steps and projection."""
+    _, classifier, _ = setting
+    reference = torchattacks.PGD(classifier.model, eps=EPS / 255, alpha=2.5 * EPS / iterations / 255, steps=iterations, random_start=True)
+    seeds = _seeds(iterations)
+    assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _torchattacks_tpr(reference, setting, seeds)) <= 10
 
 
 @pytest.mark.parametrize("iterations", [1, 20])
