@@ -189,20 +189,24 @@ def _apgd_batch(target, original, eps, iterations, rng):
     for iteration in range(1, iterations + 1):
         if not len(active):
             break
-        active = active[~tracker.judge(active, x[active])]
+        current = x[active]  # the active patches' iterates, gathered once per iteration
+        fooled = tracker.judge(active, current)
+        if fooled.any():
+            active, current = active[~fooled], current[~fooled]
         if not len(active) or iteration == iterations:
             break
-        new_loss, sign = _loss_and_sign(target, x[active])
+        new_loss, sign = _loss_and_sign(target, current)
         tracker.queries[active] += len(target.companions)
         raised[active] += new_loss > loss[active]
         loss[active] = new_loss
         improved = new_loss > best_loss[active]
-        best_loss[active[improved]], best_x[active[improved]] = new_loss[improved], x[active[improved]]
+        best_loss[active[improved]], best_x[active[improved]] = new_loss[improved], current[improved]
         step = eta[active, None, None, None]
-        z = np.clip(x[active] + step * sign, low[active], high[active])
-        moved = x[active] + APGD_MOMENTUM * (z - x[active]) + (1 - APGD_MOMENTUM) * (x[active] - previous[active])
-        previous[active] = x[active]
-        x[active] = np.clip(moved, low[active], high[active])
+        active_low, active_high = low[active], high[active]
+        z = np.clip(current + step * sign, active_low, active_high)
+        moved = current + APGD_MOMENTUM * (z - current) + (1 - APGD_MOMENTUM) * (current - previous[active])
+        previous[active] = current
+        x[active] = np.clip(moved, active_low, active_high)
         steps[active] += 1
         if iteration in checkpoints:
             too_few = raised[active] < APGD_RHO * (iteration - last_checkpoint)
