@@ -23,28 +23,14 @@ import numpy as np
 import torch
 
 from cfzoo.families import load_detector
-from cfzoo.images import read_rgb
-from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.fgsm import fgsm
-from cfzoo.patches import cut_patches, sample_positions
-from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.runtime import load_detector as zoo_detector
 from cfzoo.zoo.runtime import load_gradient_model
+from pgd import BATCH, UnitRange, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
-BATCH = 64
 EPS = 1
 REPEATS = 7
-PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg", "camera.png", "retina.jpg", "brick.png")
-
-
-def jpeg70_patches(task: str) -> np.ndarray:
-    patches = []
-    for index, name in enumerate(PHOTOS):
-        manipulated = apply_manipulation(task, read_rgb(skimage_data_dir() / name))
-        positions = sample_positions(*manipulated.shape[:2], seed=[0, index], count=BATCH // len(PHOTOS))
-        patches.append(cut_patches(manipulated, positions))
-    return np.concatenate(patches)
 
 
 def torch_fgsm(network: torch.nn.Module, patches: np.ndarray, eps: int) -> np.ndarray:
@@ -54,17 +40,6 @@ def torch_fgsm(network: torch.nn.Module, patches: np.ndarray, eps: int) -> np.nd
     (gradient,) = torch.autograd.grad(loss, images)
     adversarial = (images.detach() + eps * gradient.sign()).clamp(0, 255)
     return adversarial.to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-class ZeroToOne(torch.nn.Module):
-    """The network on images in 0..1, as torchattacks expects."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network(images * 255.0)
 
 
 def torchattacks_fgsm(attack, patches: np.ndarray) -> np.ndarray:
@@ -90,7 +65,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint")
     arguments = parser.parse_args()
     task = arguments.model.split("-", 1)[1]
-    patches = jpeg70_patches(task)
+    patches = manipulated_patches(task)
     companion = AttackTarget.of(zoo_detector(arguments.model, providers="cpu"), load_gradient_model(arguments.model, providers="cpu"))
     _, network = load_detector(arguments.checkpoints, arguments.model)
     if not isinstance(network, torch.nn.Module):
@@ -108,7 +83,7 @@ def main() -> None:
     except ImportError:
         print("torchattacks is not installed (pip install --no-deps torchattacks): skipped")
     else:
-        attack = torchattacks.FGSM(ZeroToOne(network).eval(), eps=EPS / 255.0)
+        attack = torchattacks.FGSM(UnitRange(network).eval(), eps=EPS / 255.0)
         seconds, outputs["torchattacks FGSM"] = timed(lambda: torchattacks_fgsm(attack, patches))
         results["torchattacks FGSM"] = seconds
 

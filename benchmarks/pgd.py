@@ -71,6 +71,8 @@ def torch_pgd(network: torch.nn.Module, patches: np.ndarray, seed: int = 0, step
 
 
 class UnitRange(torch.nn.Module):
+    """The network on images in 0..1, as ART and torchattacks hold them (the contract's 0..255 inside)."""
+
     def __init__(self, network: torch.nn.Module):
         super().__init__()
         self.network = network

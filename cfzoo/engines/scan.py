@@ -66,8 +66,7 @@ def run_scan(
 ) -> ScanSummary:
     """Scan ``paths`` into the parts folder ``out``; with ``resume``, only what ``out`` does not hold yet."""
     check_engine(engine, address)
-    if workers is not None and workers < 1:
-        raise CfzooError(f"{option('workers')} must be at least 1, got {workers}")
+    check_count(workers, option("workers"), "leave it out for one actor per CPU (or GPU)")
     if not paths:
         raise CfzooError("no input to scan; give image files, folders, glob patterns or a manifest")
     selection = settings.select()

@@ -151,9 +151,9 @@ class AttackTarget:
         contract = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32)
         view_loss, view_gradient = np.zeros(len(views)), None
         for companion in self.companions:
-            parts = [slice(start, start + DEFAULT_BATCH_SIZE) for start in range(0, len(views), DEFAULT_BATCH_SIZE)]
             gradients = []
-            for part in parts:
+            for start in range(0, len(views), DEFAULT_BATCH_SIZE):
+                part = slice(start, start + DEFAULT_BATCH_SIZE)
                 logits, gradient = companion.logits_and_gradient(contract[part], labels[part])
                 if self.is_ensemble:
                     scale = np.abs(gradient).reshape(len(gradient), -1).mean(axis=1)
