@@ -9,10 +9,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
+from cfzoo.errors import CfzooError  # noqa: E402
 from cfzoo.families import get_family, train_detector  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
+    Snapshots,
     dihedral_variants,
     manipulated_probability,
     to_tensor,
@@ -117,6 +119,41 @@ def test_augmented_training_is_deterministic_and_differs_from_plain(blur_patches
     assert runs[True][0] != runs[False][0]
 
 
+class Stop(Exception):
+    """Stands for a run killed between two steps."""
+
+
+def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path):
+    rows = np.arange(32)
+    schedule = NetworkSchedule(steps=7, batch_size=8, warmup_steps=2, dihedral_augmentation=True, pristine_noise=2.0)
+
+    def run(snapshots=None, stop_at=None):
+        def on_step(step, total, loss):
+            if step == stop_at:
+                raise Stop
+
+        torch.manual_seed(3)
+        model = Bayar2016()
+        losses = train_network(model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, on_step, snapshots)
+        return losses, model.state_dict()
+
+    whole_losses, whole_weights = run()
+    path = tmp_path / "run.snapshot.safetensors"
+    with pytest.raises(Stop):
+        run(Snapshots(path, every=2), stop_at=5)  # snapshot at step 4, killed after step 5
+    assert path.exists()
+    resumed_losses, resumed_weights = run(Snapshots(path, every=2, resume=True))
+    assert resumed_losses == whole_losses
+    assert all(torch.equal(whole_weights[name], resumed_weights[name]) for name in whole_weights)
+
+    changed = NetworkSchedule(steps=7, batch_size=4, warmup_steps=2)
+    with pytest.raises(CfzooError, match="other settings \\(schedule\\)"):
+        train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], changed, 3, None, Snapshots(path, resume=True))
+    path.write_bytes(b"not a snapshot")
+    with pytest.raises(CfzooError, match="cannot be read.*delete it"):
+        train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, None, Snapshots(path, resume=True))
+
+
 def test_hard_cozzolino_network_reproduces_spam_features(blur_patches):
     patches = np.asarray(blur_patches.patches[::7])
     with torch.no_grad():
@@ -217,6 +254,43 @@ def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path
         assert names == {"classifier.weight", "classifier.bias"}  # the SPAM constants are not stored
     assert "patches train" in stages and "patches test" in stages
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_cli_resume_finishes_a_stopped_training_run_as_if_never_stopped(sample_root, sample_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from cfzoo.cli import app
+    from cfzoo.families.checkpoints import load_detector, snapshot_path
+
+    dataset = sample_dataset
+    plan = TrainingPlan(family="bayar2016", task="median3", steps=6, batch_size=8, max_train_patches=200, max_test_patches=60)
+    whole = train_detector(plan, dataset, tmp_path / "whole", tmp_path / "cache")
+
+    def stop_after_step_five(stage, done, total):
+        if stage == "train" and done == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_detector(plan, dataset, tmp_path / "stopped", tmp_path / "cache", stop_after_step_five, snapshot_every=2)
+    assert snapshot_path(tmp_path / "stopped", plan.model_id).exists()
+    assert not (tmp_path / "stopped" / "bayar2016-median3.json").exists()
+
+    command = [
+        "train", str(sample_root), "-f", "bayar2016", "-t", "median3", "--steps", "6", "--batch-size", "8",
+        "--max-train-patches", "200", "--max-test-patches", "60", "--checkpoints", str(tmp_path / "stopped"),
+        "--cache-dir", str(tmp_path / "cache"), "--snapshot-every", "2", "--resume", "--json",
+    ]
+    resumed = CliRunner().invoke(app, command)
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads(resumed.stdout)[0]
+    assert record["loss"] == whole["loss"] and record["metrics"] == whole["metrics"]
+    assert not snapshot_path(tmp_path / "stopped", plan.model_id).exists()
+    weights = [load_detector(tmp_path / folder, plan.model_id)[1].state_dict() for folder in ("whole", "stopped")]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+    again = CliRunner().invoke(app, command)  # finished: left alone, no second line in the log
+    assert again.exit_code == 0 and json.loads(again.stdout)[0] == record
+    assert (tmp_path / "stopped" / "train.log").read_text().count("\n") == 1
 
 
 def test_zoomed_train_photos_change_the_train_set_only(sample_root, tmp_path, mark_digitally_zoomed):

@@ -56,19 +56,31 @@ def train(
         "train devices' photos (name the held-out ones with --test-device); cfzoo evaluate --save-metrics scores them later.",
     ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue a stopped run: each network continues from its last snapshot (same numbers as an uninterrupted "
+        "run), and models whose checkpoint is written are finished and left alone. Give the same settings as the stopped run.",
+    ),
+    snapshot_every: int = typer.Option(
+        100, "--snapshot-every", min=1, metavar="STEPS",
+        help="Networks save <id>.snapshot.safetensors in --checkpoints every STEPS steps (removed when the model is done).",
+    ),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
     as_json: bool = typer.Option(False, "--json", help="Print the training records as JSON."),
 ) -> None:
     """Train detectors and evaluate them on the held-out test devices.
 
     Each model writes <family>-<task>.safetensors and <family>-<task>.json (hyper-parameters, split,
-    test FPR/TPR/ACC) to --out, and a line per finished model to train.log there.
+    test FPR/TPR/ACC) to --checkpoints, and a line per finished model to train.log there. Stop a run at any time
+    and continue it with --resume.
 
     Examples: cfzoo train ../shared/data/cameras -f bayar2016 -t jpeg70;
-    cfzoo train ../shared/data/cameras --all -f spam -f bayar2016 -f cozzolino2017
+    cfzoo train ../shared/data/cameras --all -f spam -f bayar2016 -f cozzolino2017;
+    cfzoo train ../shared/data/cameras --all -f bayar2016 --steps 4000 --batch-size 64 --resume
     """
     require_training_extra()
     from cfzoo.families import train_detector
+    from cfzoo.families.checkpoints import snapshot_path
     from cfzoo.training.run import TrainingPlan
 
     families = list(dict.fromkeys(family)) or (list(FAMILIES) if all_models else [])
@@ -91,7 +103,8 @@ def train(
                 zoomed_train_photos=zoomed_train_photos, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
                 test_devices=tuple(test_device) if test_device else None, evaluate=evaluate,
             )
-            if skip_existing and (out / f"{plan.model_id}.json").exists():
+            finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
+            if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):
                 records.append(json.loads((out / f"{plan.model_id}.json").read_text()))
                 continue
             with new_progress() as progress:
@@ -102,7 +115,7 @@ def train(
                         bars[stage] = progress.add_task(f"{plan.model_id} {stage}", total=total)
                     progress.update(bars[stage], completed=done, total=total)
 
-                record = train_detector(plan, dataset, out, cache_dir, on_status)
+                record = train_detector(plan, dataset, out, cache_dir, on_status, resume, snapshot_every)
             records.append(record)
             _log(out, record)
     if as_json:

@@ -46,8 +46,11 @@ class Family(ABC):
     embedded: bool = True
 
     @abstractmethod
-    def train(self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> tuple[object, dict, list[float]]:
-        """(detector, hyper-parameters for the record, loss curve) trained on the chosen patches."""
+    def train(
+        self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback, snapshots=None
+    ) -> tuple[object, dict, list[float]]:
+        """(detector, hyper-parameters for the record, loss curve) trained on the chosen patches; a family whose
+        training takes long saves and resumes through ``snapshots`` (:class:`cfzoo.training.loop.Snapshots`)."""
 
     @abstractmethod
     def score_patches(self, detector, patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
@@ -100,7 +103,7 @@ class NetworkFamily(Family):
         network = self.new_network()
         return network, network.describe()
 
-    def train(self, plan, train_set, rows, status):
+    def train(self, plan, train_set, rows, status, snapshots=None):
         import torch
 
         from cfzoo.training.loop import NetworkSchedule, train_network, training_device
@@ -121,7 +124,7 @@ class NetworkFamily(Family):
         model.to(training_device())
         losses = train_network(
             model, RowView(train_set.patches, rows), train_set.labels[rows], schedule, plan.seed,
-            on_step=lambda step, total, loss: status("train", step, total),
+            on_step=lambda step, total, loss: status("train", step, total), snapshots=snapshots,
         )
         hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **described}
         return model, hyper, losses

@@ -34,9 +34,17 @@ def train_detector(
     out_dir: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
+    resume: bool = False,
+    snapshot_every: int = 100,
 ) -> dict:
-    """Build the patch sets, train, evaluate on the test devices, save; returns the JSON record."""
+    """Build the patch sets, train, evaluate on the test devices, save; returns the JSON record.
+
+    Networks save a snapshot (``<id>.snapshot.safetensors`` in ``out_dir``) every ``snapshot_every`` steps; with
+    ``resume`` training continues from it. It is removed once the checkpoint is written.
+    """
     require_training_extra()
+    from cfzoo.training.loop import Snapshots
+
     family = get_family(plan.family)
     status = on_status or (lambda stage, done, total: None)
     split = plan_split(plan, dataset)
@@ -49,9 +57,11 @@ def train_detector(
     }
     train_rows = balanced_subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
 
+    out_dir = Path(out_dir)
+    snapshots = Snapshots(snapshot_path(out_dir, plan.model_id), snapshot_every, resume)
     started = time.perf_counter()
-    detector, hyper, losses = family.train(plan, patch_sets["train"], train_rows, status)
-    training_seconds = time.perf_counter() - started
+    detector, hyper, losses = family.train(plan, patch_sets["train"], train_rows, status, snapshots)
+    training_seconds = time.perf_counter() - started + snapshots.earlier_seconds
 
     metrics, test_patches = {}, 0
     if plan.evaluate:
@@ -80,11 +90,16 @@ def train_detector(
         "training_seconds": round(training_seconds, 1),
         "machine": training_machine(),
     }
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / f"{plan.model_id}.safetensors", lambda path: family.save(detector, path))
     write_atomically(out_dir / f"{plan.model_id}.json", lambda path: path.write_text(json.dumps(record, indent=2)))
+    snapshots.path.unlink(missing_ok=True)
     return record
+
+
+def snapshot_path(checkpoint_dir: str | os.PathLike[str], model_id: str) -> Path:
+    """Where a stopped training run of ``model_id`` keeps the state it continues from."""
+    return Path(checkpoint_dir) / f"{model_id}.snapshot.safetensors"
 
 
 def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from cfzoo.errors import CfzooError
+from cfzoo.files import write_atomically
 
 StepCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -82,6 +88,69 @@ def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return order
 
 
+class Snapshots:
+    """Where a run saves, every ``every`` steps, all it needs to continue (weights, optimiser and schedule state,
+    random generators, losses, seconds spent): one safetensors file, replaced atomically, so a run killed at any
+    moment continues from its last snapshot with the numbers of an uninterrupted run. With ``resume``, training
+    starts from the snapshot at ``path`` when there is one; otherwise from step 0."""
+
+    def __init__(self, path: str | Path, every: int = 100, resume: bool = False):
+        if every < 1:
+            raise CfzooError(f"snapshots are taken every N steps with N >= 1, got {every}")
+        self.path, self.every, self.resume = Path(path), every, resume
+        #: Seconds the steps restored from the snapshot took (0 when starting afresh).
+        self.earlier_seconds = 0.0
+
+    def save(self, step: int, model, optimiser, scheduler, generator, losses: list[float], identity: dict, seconds: float) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+        optimiser_state = optimiser.state_dict()
+        for index, values in optimiser_state["state"].items():
+            for name, value in values.items():
+                tensors[f"optimiser.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["torch_rng"] = torch.get_rng_state()
+        state = {
+            "step": step, "identity": identity, "losses": losses, "seconds": seconds,
+            "param_groups": optimiser_state["param_groups"], "scheduler": scheduler.state_dict(),
+            "numpy_rng": generator.bit_generator.state,
+        }
+        write_atomically(self.path, lambda path: save_file(tensors, str(path), metadata={"state": json.dumps(state)}))
+
+    def restore(self, model, optimiser, scheduler, generator, identity: dict) -> tuple[int, list[float]]:
+        """(next step, losses so far) after loading the snapshot into the given objects; (0, []) with none."""
+        if not (self.resume and self.path.exists()):
+            return 0, []
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(self.path), framework="pt") as stored:
+                state = json.loads(stored.metadata()["state"])
+                tensors = {name: stored.get_tensor(name) for name in stored.keys()}
+        except Exception as error:  # safetensors raises its own types for damaged files
+            raise CfzooError(f"the snapshot {self.path} cannot be read ({error}); delete it to train from step 0") from None
+        if state["identity"] != identity:
+            changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
+            raise CfzooError(
+                f"the snapshot {self.path} belongs to a run with other settings ({', '.join(changed)}); "
+                "train with its settings again, or delete it to start afresh"
+            )
+        device = model_device(model)
+        model.load_state_dict({name[len("model."):]: value for name, value in tensors.items() if name.startswith("model.")})
+        optimiser_state: dict = {"state": {}, "param_groups": state["param_groups"]}
+        for name, value in tensors.items():
+            if name.startswith("optimiser."):
+                _, index, key = name.split(".", 2)
+                value = value if key == "step" else value.to(device)
+                optimiser_state["state"].setdefault(int(index), {})[key] = value
+        optimiser.load_state_dict(optimiser_state)
+        scheduler.load_state_dict(state["scheduler"])
+        generator.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(tensors["torch_rng"])
+        self.earlier_seconds = state["seconds"]
+        return state["step"], state["losses"]
+
+
 def train_network(
     model: nn.Module,
     patches: np.ndarray,
@@ -89,11 +158,13 @@ def train_network(
     schedule: NetworkSchedule,
     seed: int,
     on_step: StepCallback | None = None,
+    snapshots: Snapshots | None = None,
 ) -> list[float]:
     """Train ``model`` (on whatever device it is) with AdamW, linear warm-up then cosine decay, cross-entropy;
     returns the loss per step.
 
-    Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update.
+    Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update. With
+    ``snapshots``, the run saves its state every few steps and, when asked to resume, continues from the last one.
     """
     torch.manual_seed(seed)
     order = training_order(labels, schedule.steps * schedule.batch_size, seed)
@@ -118,7 +189,12 @@ def train_network(
         torch.backends.cudnn.benchmark = True
         model.to(memory_format=torch.channels_last)
     model.train()
-    for step in range(schedule.steps):
+    identity = {"schedule": asdict(schedule), "seed": seed, "patches": len(labels)}
+    first_step = 0
+    if snapshots is not None:
+        first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity)
+    started = time.perf_counter()
+    for step in range(first_step, schedule.steps):
         batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
         images = to_tensor(patches[batch], device)
         if schedule.dihedral_augmentation:
@@ -137,6 +213,9 @@ def train_network(
         if after_step is not None:
             after_step()
         losses.append(loss.item())
+        if snapshots is not None and (step + 1) % snapshots.every == 0 and step + 1 < schedule.steps:
+            seconds = snapshots.earlier_seconds + time.perf_counter() - started
+            snapshots.save(step + 1, model, optimiser, scheduler, augmentation_rng, losses, identity, seconds)
         if on_step is not None:
             on_step(step + 1, schedule.steps, losses[-1])
     model.eval()
