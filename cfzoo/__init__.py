@@ -5,18 +5,16 @@ The Python API (docs/api.md) is here at the top level: ``cfzoo.load_detector``, 
 and the core modules (images, manipulations, patches, data, metrics: numpy and Pillow only) stay light.
 """
 
-__version__ = "0.1.0"
+from cfzoo._version import __version__ as __version__  # re-exported
 
 _API = ("Model", "load_detector", "register", "detect", "attack", "restore")
 
 
 def __getattr__(name: str):
     if name in _API:
-        import importlib
+        from cfzoo import api
 
-        # imported by name, not by an import statement: every module imports this package for __version__, and
-        # the layer contract (pyproject.toml) must not see them all depend on the API at the top
-        return getattr(importlib.import_module("cfzoo.api"), name)
+        return getattr(api, name)
     raise AttributeError(f"module 'cfzoo' has no attribute {name!r}")
 
 

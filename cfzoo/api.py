@@ -15,6 +15,7 @@ import numpy as np
 from cfzoo.errors import CfzooError
 from cfzoo.images import as_rgb_uint8, load_image
 from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
 from cfzoo.ops.detect import DetectorVerdict, score_image, select_detectors
 from cfzoo.ops.restore import restore_image
@@ -61,7 +62,9 @@ class Model:
 
     def predict(self, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Whether each patch is called manipulated (probability above :attr:`threshold`)."""
-        return np.asarray(self.predict_proba(patches, batch_size)) > self.threshold
+        batch, single = _patch_batch(patches)
+        _, called = called_manipulated(self._detector, batch, batch_size)
+        return called[0] if single else called
 
     def detect(self, image: ImageLike, stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE) -> DetectorVerdict:
         """The verdict on a whole image (an H x W x 3 uint8 array or a file, at least 128 x 128): manipulated when
@@ -105,14 +108,15 @@ def attack(
     batch_size: int = DEFAULT_BATCH_SIZE, pristine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
-    each pixel within ``eps`` gray levels (an integer) of the original. ``method``: ``fgsm`` (one step of eps),
-    ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size free)
-    or ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion, the others
-    do); against a SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of
-    ``pristine``, each patch's unmanipulated partner) or ``spam-close`` (towards the nearest feature across the SVM's
-    boundary). ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the integers.
-    A list of models is an ensemble: patches that every one of them calls pristine. ``survive_jpeg=Q`` aims at the
-    patches as stored after JPEG at quality Q. Neither applies to the spam-feature attacks."""
+    each pixel within ``eps`` gray levels (an integer) of the original. ``method``: a registered attack
+    (:func:`cfzoo.ops.attacks.registry.attacks`; ``cfzoo attack --help`` says what each does): ``fgsm`` (one step of
+    eps), ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size
+    free), ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion), against a
+    SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of ``pristine``, each
+    patch's unmanipulated partner) or ``spam-close``, and any attack registered since. ``seed`` drives the random starts and
+    proposals. docs/attacks.md says how each one meets the integers. A list of models is an ensemble: patches that
+    every one of them calls pristine (the attacks that declare ``ensemble``). ``survive_jpeg=Q`` aims at the patches
+    as stored after JPEG at quality Q (the same attacks)."""
     models = [model] if isinstance(model, Model) else list(model)
     if not models or not all(isinstance(member, Model) for member in models):
         raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")
@@ -122,8 +126,8 @@ def attack(
     detectors = tuple(member._detector for member in models)
     companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
     if pristine is not None:
-        if method != "spam-prist":
-            raise CfzooError(f"pristine patches are the goal of method spam-prist only, not {method}; leave them out")
+        if not get_attack(method).needs_pristine:
+            raise CfzooError(f"pristine patches are the goal of method {', '.join(attack_names(needs_pristine=True))} only, not {method}; leave them out")
         pristine, _ = _patch_batch(pristine)
     result = attack_patches(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
     return result.patches[0] if single else result.patches

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import DataError, ImageReadError, option
 from cfzoo.files import file_sha256

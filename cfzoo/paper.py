@@ -12,6 +12,13 @@ from pathlib import Path
 FAMILY_TITLES = {"spam": "SPAM+SVM", "bayar2016": "Bayar2016", "cozzolino2017": "Cozzolino2017", "xception": "Xception"}
 #: The detector families, in the order tables list them.
 FAMILY_IDS = tuple(FAMILY_TITLES)
+#: The paper's tables of FGSM (eps = 1) transfer, by target family, and the number of each in the paper.
+PAPER_TABLES = {
+    "bayar2016": "table2_fgsm_eps1_target_bayar2016",
+    "cozzolino2017": "table3_fgsm_eps1_target_cozzolino2017",
+    "xception": "table4_fgsm_eps1_target_xception",
+}
+PAPER_NUMBERS = {"bayar2016": "II", "cozzolino2017": "III", "xception": "IV"}
 
 
 @functools.cache

@@ -192,10 +192,10 @@ class AttackRow(Result):
 class AttackParameters(Result):
     """What an attack's settings resolve to, defaults filled in."""
 
-    iterations: int | None = absent_when_none("iterations per patch (fgsm, ifgsm, pgd, apgd, spam-*)")
-    step: float | None = Field(None, description="gray levels per iteration; null where the method adapts it (apgd) or has none (square)")
-    restarts: int | None = absent_when_none("pgd's random restarts")
-    queries: int | None = absent_when_none("square's budget of detector runs per patch")
+    iterations: int | None = absent_when_none("iterations per patch, at most (the attacks that iterate)")
+    step: float | None = Field(None, description="gray levels per iteration; null where the method adapts it or has none")
+    restarts: int | None = absent_when_none("random restarts (the attacks that restart)")
+    queries: int | None = absent_when_none("the budget of detector runs per patch (black-box attacks)")
     p_init: float | None = absent_when_none("square's initial share of pixels changed")
     survive_jpeg: int | None = absent_when_none("the JPEG quality the attack aims to survive")
     survive_resize: float | None = absent_when_none("the downscale factor the attack aims to survive (image attacks)")

@@ -11,11 +11,13 @@ from skimage import data
 import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import apply_manipulation, jpeg_compress, resize
-from cfzoo.ops.attacks.battery import METHODS, SPAM_FEATURE_METHODS, attack_parameters, attack_patches, check_settings
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_settings
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, parse_survive, resampling_matrix
 from cfzoo.ops.attacks.image import attack_image
 from cfzoo.patches import cut_patches, patch_grid
 from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
+from cfzoo.ops.attacks.registry import attack_names
+from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_METHODS
 from cfzoo.ops.attacks.square import square, square_fraction
 from cfzoo.zoo.registry import embedded_zoo_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model, load_model_file, to_model_input
@@ -42,7 +44,7 @@ def extreme_patches(median7_patches):
     return patches
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", attack_names())
 @pytest.mark.parametrize("eps", [1, 3])
 def test_every_attack_returns_integer_patches_inside_the_ball(method, eps, extreme_patches):
     options = {"queries": 20} if method == "square" else {}

@@ -19,7 +19,8 @@ import numpy as np
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.manipulations import TASK_IDS, get_manipulation
-from cfzoo.ops.attacks.battery import SPAM_FEATURE_METHODS, attack_patches, pristine_rows
+from cfzoo.ops.attacks.battery import attack_patches, pristine_rows
+from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_METHODS
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS
 from cfzoo.ops.scoring import called_manipulated

@@ -6,7 +6,7 @@ import signal
 
 import typer
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.cli.attack import attack
 from cfzoo.cli.cards import cards
 from cfzoo.cli.common import Command, Group, handle_errors, set_quiet

@@ -12,12 +12,11 @@ from rich.table import Table
 from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_document, print_json, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
-from cfzoo.experiments.transfer import attack_dataset, attack_markdown, check_save_dir
+from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import METHODS, check_settings, needs_gradient
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps, parse_survive
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
-from cfzoo.ops.available import attack_targets
+from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.reports import column_title, reported_families
 from cfzoo.results import AttackReport
 from cfzoo.zoo.registry import FAMILY_IDS
@@ -34,27 +33,19 @@ def attack(
         ..., "--target", "-T", "--model",
         help=f"The detector attacked: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
         "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it. Repeat it for an "
-        "ensemble: one noise that every target must call pristine (every --method but spam-prist and spam-close).",
+        f"ensemble: one noise that every target must call pristine (--method {', '.join(attack_names(ensemble=True))}).",
     ),
     eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
     data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
     method: str = typer.Option(
-        "fgsm", "--method",
-        help="fgsm: one step of eps. ifgsm: steps of 1, each patch until the target calls it pristine. pgd: random start, "
-        "signed steps of 2.5 eps / iterations, --restarts. apgd: AutoAttack's step-size-free PGD. square: black-box Square "
-        "Attack, detector only (no companion; works on the hard SPAM+SVM). spam-prist, spam-close: the paper's descent in "
-        "SPAM feature space against --target spam, towards the pristine patch's feature (datasets only) or the nearest "
-        "feature across the SVM's boundary. docs/attacks.md says how each meets the integers.",
+        "fgsm", "--method", help=f"{methods_help()} docs/attacks.md says how each meets the integers.",
     ),
-    iterations: int | None = typer.Option(
-        None, "--iterations", help="Steps: ifgsm (default min(eps + 4, ceil(1.25 eps))), pgd (default 10), apgd (default 20), spam-prist and "
-        "spam-close (default 20)."
-    ),
-    restarts: int = typer.Option(1, "--restarts", min=1, help="pgd: random starts for the patches not yet fooled."),
-    queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
+    iterations: int | None = typer.Option(None, "--iterations", help=f"Steps: {option_help('iterations')}."),
+    restarts: int = typer.Option(1, "--restarts", min=1, help=f"Random starts for the patches not yet fooled: {option_help('restarts')}."),
+    queries: int | None = typer.Option(None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."),
     survive: str | None = typer.Option(
-        None, "--survive", help="jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (every --method but spam-prist and spam-close; "
+        None, "--survive", help=f"jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (--method {', '.join(attack_names(ensemble=True))}; "
         "the gradient passes straight through the JPEG). resize:F (one IMAGE): aim at the image as a platform downscales it by F "
         "(0.25 to below 1, bicubic); the verdicts are those on the downscaled image.",
     ),
@@ -83,12 +74,8 @@ def attack(
 
     Time (2 CPU cores): Bayar2016 as target, scored by three detectors, 12-21 patches per second; 2000 patches take 1.5-3 minutes, the whole jpeg70 test split of ../shared/data/cameras (10,176 patches) 8-15.
     """
-    check_eps(eps)
-    if method not in METHODS:
-        raise CfzooError(f"unknown --method {method!r}; choose one of: {', '.join(METHODS)}")
     output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive))
-    check_settings(settings, ensemble=len(set(target)) > 1)
     if image is not None:
         _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches)
         return
@@ -96,16 +83,10 @@ def attack(
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
     if settings.survive_resize is not None:
         raise CfzooError("--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there")
-    attack_targets(target, task or None, providers, needs_gradient(method))  # a missing model is reported before any data work
-    check_save_dir(save)
+    plan = plan_attack(target, settings, task or None, providers)  # a missing model is reported before any data work
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        report = attack_dataset(
-            dataset, target, eps, tasks=task or None, method=method, iterations=iterations, restarts=restarts, queries=queries,
-            survive_jpeg=settings.survive_jpeg,
-            seed=seed, max_patches=max_patches,
-            providers=providers, batch_size=batch_size, cache_dir=cache_dir, save_dir=save, on_status=on_status,
-        )
+        report = attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, save_dir=save, on_status=on_status)
     if report.target_trained_on_test_devices:
         note(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "

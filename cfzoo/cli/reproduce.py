@@ -10,7 +10,7 @@ import typer
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.cli.common import handle_errors, note, print_json, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
-from cfzoo.engines.ray_session import check_engine
+from cfzoo.engines.registry import engine_help, get_engine
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
 from cfzoo.zoo.runtime import PROVIDER_CHOICES, execution_providers
@@ -37,7 +37,7 @@ def reproduce(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
     force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --out."),
     as_json: bool = typer.Option(False, "--json", help="Also print the whole report (reproduce.json) on stdout."),
-    engine: str = typer.Option("local", "--engine", help="Where the tables' cells run: local (here, one after the other) or ray (a Ray task each; pip install \"cfzoo\\[scale]\"). The tables are the same."),
+    engine: str = typer.Option("local", "--engine", help=f"Where the tables' cells run: {engine_help()}. The tables are the same."),
     address: str | None = typer.Option(None, "--address", help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here."),
 ) -> None:
     """The paper's Tables I-V measured with the zoo's ONNX models (no torch), ours beside the paper's figures.
@@ -66,17 +66,13 @@ def reproduce(
     from cfzoo.experiments.reproduce import reproduce as run_reproduce
 
     tasks = [get_manipulation(name).task_id for name in dict.fromkeys(task)]
-    check_engine(engine, address)
+    engine_choice = get_engine(engine, address)
     check_eps(eps)
     execution_providers(providers)
     check_output_dir(out, force)  # every input is checked before any data work
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        run_cells = None
-        if engine == "ray":
-            from cfzoo.engines.cells import ray_cells
-
-            run_cells = ray_cells(address, functools.partial(on_status, "cells on Ray"))
+        run_cells = engine_choice.cell_runner(functools.partial(on_status, "cells on Ray"))
         document = run_reproduce(
             dataset, out, tasks or None, eps, seed, max_patches, providers, batch_size, cache_dir, force,
             None if data is not None else SAMPLE_DESCRIPTION, on_status, run_cells,

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_document, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
-from cfzoo.engines.ray_session import check_engine
+from cfzoo.engines.registry import engine_help, get_engine
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.robustness import (
     DEFAULT_ATTACKS,
@@ -26,7 +26,7 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.battery import ENSEMBLE_METHODS, METHODS
+from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, parse_survive
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
@@ -40,15 +40,14 @@ def robustness_command(
     target: list[str] = typer.Option(
         ..., "--target", "-T", "--model",
         help=f"The detector to test: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id or an .onnx file. "
-        f"Repeat it for an ensemble (a patch counts as detected while any member detects it; attacks {', '.join(ENSEMBLE_METHODS)}).",
+        f"Repeat it for an ensemble (a patch counts as detected while any member detects it; attacks {', '.join(attack_names(ensemble=True))}).",
     ),
     eps: list[int] = typer.Option(list(DEFAULT_EPS), "--eps", help="Integer noise amplitudes in gray levels (repeatable)."),
     attacks: list[str] = typer.Option(
         [], "--attack", "-a",
-        help=f"Attacks of the battery (repeatable): {', '.join(METHODS)}; default {', '.join(DEFAULT_ATTACKS)} (an ensemble: "
-        f"{', '.join(ENSEMBLE_METHODS)}). square needs no gradient companion; spam-prist and spam-close (the paper's "
-        "SPAM feature descent, towards the pristine feature or the nearest one across the boundary) attack --target spam "
-        "and bring their own; the others need the target's.",
+        help=f"Attacks of the battery (repeatable): {', '.join(attack_names())}; default {', '.join(DEFAULT_ATTACKS)} (an ensemble: "
+        f"{', '.join(attack_names(ensemble=True))}). Gradient companions: {', '.join(attack_names(needs_gradient=True))} need the "
+        f"target's; the others none of their own. {methods_help()}",
     ),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."),
     data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
@@ -57,9 +56,9 @@ def robustness_command(
         help="Manipulated test patches per task, seeded and spread over the test devices. The default runs the four default "
         "attacks at three eps on eight tasks in about 15 minutes on 2 CPU cores.",
     ),
-    queries: int | None = typer.Option(None, "--queries", min=1, help="square: detector runs per patch at most (default 300)."),
+    queries: int | None = typer.Option(None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."),
     survive: str | None = typer.Option(
-        None, "--survive", help=f"jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q ({', '.join(ENSEMBLE_METHODS)}); "
+        None, "--survive", help=f"jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q ({', '.join(attack_names(ensemble=True))}); "
         "compare the recompressed TPRs with and without it.",
     ),
     recompress: list[int] = typer.Option(
@@ -73,7 +72,7 @@ def robustness_command(
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
-    engine: str = typer.Option("local", "--engine", help="Where the tasks run: local (here, one after the other) or ray (a Ray task per task; pip install \"cfzoo\\[scale]\"). The report is the same."),
+    engine: str = typer.Option("local", "--engine", help=f"Where the tasks run: {engine_help()}. The report is the same."),
     address: str | None = typer.Option(None, "--address", help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here."),
 ) -> None:
     """How robust is a detector? Its TPR on manipulated test patches after each attack of the battery at each eps,
@@ -92,7 +91,7 @@ def robustness_command(
       cfzoo robustness --target spam -t median3 -t jpeg70 --attack spam-prist --attack spam-close --eps 1
     """
     output_format = chosen_format(output_format, FORMATS)
-    check_engine(engine, address)
+    engine_choice = get_engine(engine, address)
     survive_jpeg = parse_survive(survive).get("survive_jpeg")
     if survive is not None and survive_jpeg is None:
         raise CfzooError("--survive resize:F attacks one IMAGE (cfzoo attack IMAGE); robustness attacks 128-pixel patches, use --survive jpeg:Q")
@@ -105,11 +104,7 @@ def robustness_command(
         check_output_dir(out, force)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        run_cells = None
-        if engine == "ray":
-            from cfzoo.engines.cells import ray_cells
-
-            run_cells = ray_cells(address, functools.partial(on_status, "tasks on Ray"))
+        run_cells = engine_choice.cell_runner(functools.partial(on_status, "tasks on Ray"))
         report = robustness(dataset, settings, cache_dir=cache_dir, on_status=on_status, run_cells=run_cells)
     if out is not None:
         write_robustness_folder(report, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
-from cfzoo.engines.ray_session import ENGINES
+from cfzoo.engines.registry import engine_help
 from cfzoo.engines.scan import IMAGES_PER_PART, ScanSettings, run_scan
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.scan import scan_inputs
@@ -32,7 +32,7 @@ def scan(
     model: list[str] = typer.Option(
         [], "--model", "-m", help="A model by id or an .onnx file (repeatable); without --family, only these."
     ),
-    engine: str = typer.Option("local", "--engine", help=f"Where to run: {', '.join(ENGINES)} (Ray Data; pip install \"cfzoo\\[scale]\")."),
+    engine: str = typer.Option("local", "--engine", help=f"Where to run: {engine_help()}."),
     address: str | None = typer.Option(None, "--address", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or ray://...); default: start Ray here."),
     workers: int | None = typer.Option(None, "--workers", help="Ray actors scoring in parallel (default: one per CPU, or per GPU where there are GPUs)."),
     resume: bool = typer.Option(False, "--resume", help="Finish a stopped scan: write only the rows --out does not hold yet (by path, file sha256 and model)."),

@@ -1,23 +1,35 @@
 """Independent cells of an experiment and the runner that executes them.
 
 A cell is a call without arguments whose result is a typed document (Table I of one task, FGSM against one
-target on one task, the robustness of one task). An experiment hands its cells to a :data:`CellRunner` and merges
-the results in the order it gave them, so its tables are the same wherever the cells ran: :func:`run_here` runs
-them in this process, one after the other; ``cfzoo.engines.cells.ray_cells`` runs each as a Ray task."""
+target on one task, the robustness of one task). An experiment hands its cells to a :class:`CellRunner` and merges
+the results in the order it gave them, so its tables are the same wherever the cells ran. Each engine
+(:mod:`cfzoo.engines`) makes a runner: ``local`` runs the cells in this process, one after the other
+(:data:`RUN_HERE`); ``ray`` runs each as a Ray task."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-#: Runs independent cells (calls without arguments) and returns their results in order.
-CellRunner = Callable[[Sequence[Callable[[], Any]]], list]
+Cell = Callable[[], Any]
 
 
-def run_here(cells: Sequence[Callable[[], Any]]) -> list:
-    """The local engine: each cell in this process, one after the other."""
-    return [cell() for cell in cells]
+@dataclass(frozen=True)
+class CellRunner:
+    """Runs independent cells and returns their results in order. ``in_process``: the cells run in this process,
+    so they may report progress through the caller's callbacks (elsewhere the runner reports cells done)."""
+
+    run: Callable[[Sequence[Cell]], list]
+    in_process: bool
+
+    def __call__(self, cells: Sequence[Cell]) -> list:
+        return self.run(cells)
+
+
+#: The local engine's runner: each cell in this process, one after the other.
+RUN_HERE = CellRunner(lambda cells: [cell() for cell in cells], in_process=True)
 
 
 def timed(function: Callable[..., Any], *args, **options) -> tuple[Any, float]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,
@@ -34,15 +34,15 @@ from cfzoo.data import (
     split_devices,
 )
 from cfzoo.errors import CfzooError, option
-from cfzoo.experiments.cells import CellRunner, run_here, timed
-from cfzoo.experiments.transfer import PAPER_NUMBERS, PAPER_TABLES, attack_dataset, attack_markdown
+from cfzoo.experiments.cells import RUN_HERE, CellRunner, timed
+from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates, finite_or_none
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
 from cfzoo.ops.available import attackable_tasks, detector_entries
 from cfzoo.ops.scoring import called_manipulated
-from cfzoo.paper import FAMILY_TITLES, table1
+from cfzoo.paper import FAMILY_TITLES, PAPER_NUMBERS, PAPER_TABLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
 from cfzoo.results import (
     AttackReport,
@@ -168,9 +168,9 @@ def reproduce(
     patches attacked and restored, and each class of Table I's patches. ``data_description`` says where the
     data came from (e.g. the embedded sample photos) in the report. The tables are measured in independent
     cells (Table I per task, FGSM per target and task, Table V) that ``run_cells`` runs: here, one after the
-    other (:func:`run_here`, the default), or elsewhere (``cfzoo.engines.cells.ray_cells``: a Ray task each);
+    other (:data:`~cfzoo.experiments.cells.RUN_HERE`, the default), or elsewhere (the ``ray`` engine: a Ray task each);
     the tables are the same wherever the cells run."""
-    run_cells = run_cells or run_here
+    run_cells = run_cells or RUN_HERE
     out = check_output_dir(out, force)
     check_eps(eps)
     if max_patches is not None and max_patches < 1:
@@ -181,15 +181,15 @@ def reproduce(
     started = time.perf_counter()
 
     # independent cells: Table I per task, FGSM per target and task, Table V; progress only where they run here
-    status = on_status if run_cells is run_here else None
+    status = on_status if run_cells.in_process else None
     detection_cells = [
         functools.partial(timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status) for task in tasks
     ]
     attack_cells = [
         functools.partial(
-            timed, attack_dataset, dataset, target, eps, tasks=[task], seed=seed, max_patches=max_patches, providers=providers,
-            batch_size=batch_size, cache_dir=cache_dir,
-            on_status=None if status is None else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
+            timed, _attack_cell, dataset, target, task, AttackSettings(eps, "fgsm", batch_size=batch_size, seed=seed), max_patches,
+            providers, cache_dir,
+            None if status is None else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
         )
         for target, target_tasks in attack_targets(tasks).items() for task in target_tasks
     ]
@@ -226,6 +226,12 @@ def reproduce(
         differences=differences(detection, attacks, restoration),
     )
     return write_report_folder(document, out)
+
+
+def _attack_cell(dataset, target, task, settings, max_patches, providers, cache_dir, on_status) -> AttackReport:
+    """One target on one task, planned where the cell runs (a plan holds onnxruntime sessions, which do not travel)."""
+    plan = plan_attack(target, settings, [task], providers)
+    return attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, on_status=on_status)
 
 
 def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport]:

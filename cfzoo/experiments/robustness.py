@@ -36,17 +36,14 @@ from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import (
-    ENSEMBLE_METHODS,
-    METHODS,
     attack_parameters,
-    attack_patches,
-    check_method,
     check_method_fits,
-    check_settings,
     needs_gradient,
     pristine_rows,
+    run_attack,
 )
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget, check_eps
+from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.available import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow
@@ -66,15 +63,15 @@ REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json"
 def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: int | None = None) -> list[str]:
     """The attacks, without repeats, once each is known to fit the target (one detector or an ``ensemble``) and
     ``survive_jpeg``; else a one-line CfzooError, before any work."""
-    attacks = list(dict.fromkeys(attacks))
-    if not attacks:
-        raise CfzooError(f"name at least one attack; choose from: {', '.join(METHODS)}")
-    unfit = [attack for attack in attacks if check_method(attack) not in ENSEMBLE_METHODS]
+    chosen = list(dict.fromkeys(attacks))
+    if not chosen:
+        raise CfzooError(f"name at least one attack; choose from: {', '.join(attack_names())}")
+    unfit = [attack for attack in chosen if not get_attack(attack).ensemble]
     if ensemble and unfit:
-        raise CfzooError(f"an ensemble is attacked by {', '.join(ENSEMBLE_METHODS)} only; leave out {', '.join(unfit)}")
-    for attack in attacks:
-        check_settings(AttackSettings(1, attack, survive_jpeg=survive_jpeg), ensemble)
-    return attacks
+        raise CfzooError(f"an ensemble is attacked by {', '.join(attack_names(ensemble=True))} only; leave out {', '.join(unfit)}")
+    for attack in chosen:
+        AttackSettings(1, attack, survive_jpeg=survive_jpeg)  # a platform step the attack cannot aim through is refused
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ class RobustnessSettings:
         check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
 
     def attack_settings(self, attack: str, eps: int) -> AttackSettings:
-        budget = self.queries if attack == "square" else None  # --queries is Square's alone
+        budget = self.queries if "queries" in get_attack(attack).options else None  # only the attacks that take a budget
         return AttackSettings(eps, attack, batch_size=self.batch_size, queries=budget, seed=self.seed, survive_jpeg=self.survive_jpeg)
 
     def targets(self) -> dict[str, AttackTarget]:
@@ -124,7 +121,8 @@ class RobustnessSettings:
         for task, chosen in targets.items():
             for attack in self.attacks:
                 check_method_fits(attack, chosen, task)
-        return targets
+        # the reported rates are judged as the attacks judge: --batch-size patches per model run
+        return {task: replace(chosen, batch_size=self.batch_size) for task, chosen in targets.items()}
 
 
 def robustness(
@@ -136,11 +134,10 @@ def robustness(
     run_cells: CellRunner | None = None,
 ) -> RobustnessReport:
     """The robustness report of ``settings.target``: one row per task x eps x attack, a worst-case row per
-    task x eps, and a row of the unattacked patches per task. With ``run_cells``
-    (``cfzoo.engines.cells.ray_cells``) each task is a cell of its own, run there and merged in task order: the
-    same report."""
+    task x eps, and a row of the unattacked patches per task. With a ``run_cells`` that runs elsewhere (the ``ray``
+    engine's) each task is a cell of its own, run there and merged in task order: the same report."""
     targets = settings.targets()
-    if run_cells is not None:
+    if run_cells is not None and not run_cells.in_process:
         parts = run_cells([
             functools.partial(robustness, dataset, replace(settings, tasks=(task,)), cache_dir=cache_dir) for task in targets
         ])
@@ -172,7 +169,7 @@ def robustness(
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
             for attack in settings.attacks:
                 started = time.perf_counter()
-                result = attack_patches(
+                result = run_attack(
                     settings.attack_settings(attack, eps), chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
                     pristine=pristine[attack],
                 )

@@ -14,6 +14,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +27,21 @@ from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
 from cfzoo.ops.attacks.battery import (
     attack_parameters,
-    attack_patches,
     check_method_fits,
     check_settings,
     needs_gradient,
     pristine_rows,
+    run_attack,
 )
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackSettings, AttackTarget, check_eps
+from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble, target_columns
 from cfzoo.ops.scoring import called_manipulated
-from cfzoo.paper import paper_tables
+from cfzoo.paper import PAPER_NUMBERS, PAPER_TABLES, paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
 from cfzoo.results import AttackReport, AttackRow, TprChange
 from cfzoo.zoo.registry import ModelEntry
 from cfzoo.zoo.runtime import load_detector
 
-#: The paper's tables of FGSM (eps = 1) transfer, by target family.
-PAPER_TABLES = {
-    "bayar2016": "table2_fgsm_eps1_target_bayar2016",
-    "cozzolino2017": "table3_fgsm_eps1_target_cozzolino2017",
-    "xception": "table4_fgsm_eps1_target_xception",
-}
-#: The number of each of those tables in the paper.
-PAPER_NUMBERS = {"bayar2016": "II", "cozzolino2017": "III", "xception": "IV"}
 INDEX_NAME = "index.csv"
 INDEX_COLUMNS = ("file", "task", "patch_row", "image", "device", "top", "left", "target_probability_before", "target_probability_after")
 
@@ -92,7 +85,7 @@ def attack_patch_set(
         chunk = rows[start:start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
         pristine = None if partners is None else np.asarray(patch_set.patches[partners[start:start + settings.batch_size]])
-        result: AttackResult = attack_patches(settings, target, original, first_row=start, pristine=pristine)
+        result: AttackResult = run_attack(settings, target, original, first_row=start, pristine=pristine)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())
@@ -134,69 +127,75 @@ def attack_patch_set(
     return row, index
 
 
+@dataclass(frozen=True)
+class AttackPlan:
+    """An attack on a dataset, resolved and checked once, before any data work: the settings, what is attacked on
+    each task (one target or an ensemble, with companions where the method needs them), the targets as named, and
+    the onnxruntime providers the other detectors run on."""
+
+    settings: AttackSettings
+    targets: dict[str, AttackTarget]
+    target_names: tuple[str, ...]
+    providers: str = "auto"
+
+
+def plan_attack(
+    target: str | Sequence[str], settings: AttackSettings, tasks: Sequence[str] | None = None, providers: str = "auto"
+) -> AttackPlan:
+    """``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
+    attacked), or several of those: their ensemble, on the tasks they share (``tasks``: only these). A one-line
+    CfzooError for a missing model or a method that cannot attack it."""
+    check_settings(settings, ensemble=is_ensemble(target))
+    targets = attack_targets(target, tasks, providers, needs_gradient(settings.method))
+    for task, found in targets.items():
+        check_method_fits(settings.method, found, task)
+    names = (target,) if isinstance(target, str) else tuple(dict.fromkeys(target))
+    return AttackPlan(settings, targets, names, providers)
+
+
 def attack_dataset(
     dataset: CameraDataset,
-    target: str | Sequence[str],
-    eps: int,
+    plan: AttackPlan,
     *,
-    tasks: Sequence[str] | None = None,
-    method: str = "fgsm",
-    iterations: int | None = None,
-    restarts: int = 1,
-    queries: int | None = None,
-    survive_jpeg: int | None = None,
-    seed: int = 0,
     max_patches: int | None = None,
-    providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike[str] | None = None,
     save_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
 ) -> AttackReport:
-    """Tables II-IV for one target: a row per task with every available detector's TPR before and after.
-
-    ``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
-    attacked), or several of those: their ensemble (every method but the spam-feature ones), on the tasks they share.
-    ``on_status(stage, done, total)`` reports patch-set building and attacking."""
-    eps = check_eps(eps)
-    if batch_size < 1:
-        raise CfzooError(f"batch size must be at least 1, got {batch_size}")
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
-    check_settings(settings, ensemble=is_ensemble(target))
-    targets = attack_targets(target, tasks, providers, needs_gradient(method))
-    for task, found in targets.items():
-        check_method_fits(method, found, task)
-    tasks = list(targets)
-    parameters = attack_parameters(settings)
+    """Tables II-IV for one planned attack (:func:`plan_attack`): a row per task with every available detector's
+    TPR before and after, on ``max_patches`` manipulated test patches per task (seeded by the settings' seed, as the
+    device split). ``on_status(stage, done, total)`` reports patch-set building and attacking."""
+    settings = plan.settings
     check_save_dir(save_dir)
     status = on_status or (lambda stage, done, total: None)
-    split = split_devices(dataset.device_names, seed)
+    split = split_devices(dataset.device_names, settings.seed)
     rows, index = [], []
-    for task in tasks:
+    for task, target in plan.targets.items():
         patch_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            dataset, PatchSetSpec(task=task, split="test", seed=settings.seed), split, cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
-        chosen = manipulated_rows(patch_set, max_patches, seed)
+        chosen = manipulated_rows(patch_set, max_patches, settings.seed)
         row, saved = attack_patch_set(
-            patch_set, chosen, targets[task], settings, providers, save_dir, functools.partial(status, f"{task} attack")
+            patch_set, chosen, target, settings, plan.providers, save_dir, functools.partial(status, f"{task} attack")
         )
         rows.append(row)
         index += saved
     if save_dir is not None:
         write_index(Path(save_dir) / INDEX_NAME, index)
-    columns = target_columns(targets)
+    columns = target_columns(plan.targets)
+    members = [member.entry for found in plan.targets.values() for member in found.detectors]
     return AttackReport(
         target=columns,
-        method=method,
-        eps=eps,
-        **parameters,
-        seed=seed,
+        method=settings.method,
+        eps=settings.eps,
+        **attack_parameters(settings),
+        seed=settings.seed,
         dataset=str(dataset.root),
         test_devices=list(split.test),
-        target_trained_on_test_devices=trained_on([member.entry for found in targets.values() for member in found.detectors], split.test),
+        target_trained_on_test_devices=trained_on(members, split.test),
         rows=rows,
-        paper_table=PAPER_NUMBERS.get(columns) if method == "fgsm" and eps == 1 else None,
+        paper_table=PAPER_NUMBERS.get(columns) if settings.method == "fgsm" and settings.eps == 1 else None,
     )
 
 

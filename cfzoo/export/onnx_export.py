@@ -26,7 +26,7 @@ import os
 import warnings
 from pathlib import Path
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.files import write_atomically
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.training import require_training_extra

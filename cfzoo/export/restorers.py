@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.export.onnx_export import BATCH, onnx_export_program, require_export_extra, save_model
 from cfzoo.zoo.registry import MODELS_FOLDER, describe_file, embedded_zoo_dir
 from cfzoo.zoo.restorers import (

@@ -314,7 +314,7 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
 
 
 def _describe(model, model_id: str, kind: str, adapter: Adapter, source_sha256: str) -> None:
-    from cfzoo import __version__
+    from cfzoo._version import __version__
 
     describe_model(model, {
         "model_id": model_id, "kind": kind, "family": EXTERNAL_FAMILY, "source_sha256": source_sha256,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.errors import CfzooError
 from cfzoo.export.onnx_export import (
     CLASS_NAMES,

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cfzoo.errors import CfzooError, ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, score_positions
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, flagged, score_positions
 from cfzoo.patches import (
     DEFAULT_STRIDE,
     PATCH_SIZE,
@@ -221,7 +221,7 @@ class DetectorVerdict:
 def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
     """Aggregate one model's patch probabilities into the image's verdict (see the module's rule)."""
     threshold = entry.probability_threshold
-    flagged_share = float(np.mean(np.asarray(probabilities) > threshold))
+    flagged_share = float(np.mean(flagged(probabilities, threshold)))
     return DetectorVerdict(
         model_id=entry.id, family=entry.family, task=entry.task, threshold=float(threshold),
         mean_probability=float(np.mean(probabilities)), flagged_share=flagged_share, manipulated=flagged_share > MAJORITY,

@@ -19,7 +19,7 @@ import jinja2
 import numpy as np
 from PIL import Image
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, DetectSettings, ImageReport, heatmap_caption

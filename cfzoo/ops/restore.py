@@ -28,7 +28,7 @@ from cfzoo.manipulations import TASK_IDS
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.available import detector_entries
 from cfzoo.ops.detect import VERDICTS, verdict_of
-from cfzoo.ops.scoring import score_positions
+from cfzoo.ops.scoring import decisions_at
 from cfzoo.patches import PATCH_SIZE, patch_grid
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
@@ -178,14 +178,13 @@ def restore_image_file(
     tasks = TASK_IDS if settings.other_tasks else (task,)
     entries = [entry for task_id in tasks for entry in detector_entries(task_id)] if len(positions) else []
     detectors = [load_detector(entry.id, providers) for entry in entries]
-    thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
-    before = score_positions(loaded.pixels, detectors, positions, batch_size) > thresholds
+    before = decisions_at(loaded.pixels, detectors, positions, batch_size)
     registry = load_restorer_registry()
     summaries = []
     for discriminator, out_path in destinations.items():
         restored = restore_image(loaded.pixels, task, discriminator, providers, tile, on_progress)
         save_png(restored, out_path)
-        after = score_positions(restored, detectors, positions, batch_size) > thresholds
+        after = decisions_at(restored, detectors, positions, batch_size)
         own, others = {}, []
         for row, entry in enumerate(entries):
             shares = 100.0 * before[row].mean(), 100.0 * after[row].mean()

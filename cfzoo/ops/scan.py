@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.errors import CfzooError
 from cfzoo.images import IMAGE_SUFFIXES
 from cfzoo.ops.detect import detect_image

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
     CameraDataset,

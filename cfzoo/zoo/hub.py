@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from cfzoo import __version__
+from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, first_line, option
 from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import (

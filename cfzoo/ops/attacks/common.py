@@ -16,16 +16,16 @@ import numpy as np
 from PIL import Image
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.errors import CfzooError
+from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.manipulations import jpeg_compress, resize
 from cfzoo.metrics import cross_entropy
+from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, manipulated_margin
 from cfzoo.patches import PATCH_SIZE, cut_patches, patch_grid
-from cfzoo.zoo.runtime import Detector, GradientModel, to_model_input
+from cfzoo.zoo.runtime import Detector, GradientModel
 
 MANIPULATED = 1
 #: The most an 8-bit pixel can move.
 MAX_EPS = 255
-DEFAULT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,13 @@ class AttackResult:
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (one of
-    :data:`~cfzoo.ops.attacks.battery.METHODS`), ``eps`` in gray levels, ``iterations`` (ifgsm, pgd, apgd; None
-    for each method's default), ``restarts`` (pgd), ``queries`` (square's budget per patch; None for its default),
-    ``seed`` (random starts and proposals), the patches per model run, and ``survive_jpeg`` or ``survive_resize``
-    (see :class:`AttackTarget`)."""
+    """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (a registered attack,
+    :func:`cfzoo.ops.attacks.registry.attacks`), ``eps`` in gray levels, the method's own options (``iterations``,
+    ``restarts``, ``queries``: None or 1 for its defaults), ``seed`` (random starts and proposals), the patches per
+    model run, and ``survive_jpeg`` or ``survive_resize`` (see :class:`AttackTarget`).
+
+    Built only when valid: an unknown method, an eps that is not an integer 1..255, an option the method does not
+    take, a count below 1 or a platform step the method cannot aim through is a one-line CfzooError here."""
 
     eps: int
     method: str = "fgsm"
@@ -53,8 +55,32 @@ class AttackSettings:
     restarts: int = 1
     queries: int | None = None
     seed: int = 0
-    survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (ENSEMBLE_METHODS)
+    survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (ensemble attacks)
     survive_resize: float | None = None  # aim at the image as a platform downscales it by this factor (one IMAGE)
+
+    def __post_init__(self) -> None:
+        from cfzoo.ops.attacks.registry import attack_names, get_attack, option_owners
+
+        attack = get_attack(self.method)
+        object.__setattr__(self, "eps", check_eps(self.eps))
+        check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
+        check_count(self.restarts, "restarts", "use 1 for a single random start")
+        for name, value in (("iterations", self.iterations), ("queries", self.queries), ("restarts", self.restarts)):
+            check_count(value, name, "leave it out for the method's default")
+            if value not in (None, 1 if name == "restarts" else None) and name not in attack.options:
+                raise CfzooError(
+                    f"{option(name)} applies to {option('method')} {', '.join(option_owners(name))} only, not {self.method}"
+                )
+        if self.survive_jpeg is not None and self.survive_resize is not None:
+            raise CfzooError("survive one platform step at a time: JPEG or resize, not both")
+        for name, text in (("survive_jpeg", f"jpeg:{self.survive_jpeg}"), ("survive_resize", f"resize:{self.survive_resize}")):
+            if getattr(self, name) is None:
+                continue
+            if not attack.ensemble:
+                raise CfzooError(
+                    f"{option(name, '--survive')} works with {option('method')} {', '.join(attack_names(ensemble=True))}, not {self.method}"
+                )
+            parse_survive(text)  # a one-line error for a quality or factor out of range
 
 
 def check_eps(eps: int) -> int:
@@ -78,14 +104,6 @@ def ball(original: np.ndarray, eps: int) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) int16 bounds of the integer eps-ball around ``original``, inside 0..255."""
     original = original.astype(np.int16)
     return np.maximum(original - eps, 0), np.minimum(original + eps, 255)
-
-
-def manipulated_margin(detector: Detector, patches: np.ndarray) -> np.ndarray:
-    """logit(manipulated) - logit(pristine) minus the detector's threshold in logit units, per uint8 patch: the
-    patch is fooled where this is <= 0. The attacks minimise it (square) or check it (all)."""
-    logits = detector.logits(to_model_input(patches)).astype(np.float64)
-    threshold = float(np.clip(detector.threshold, 1e-12, 1 - 1e-12))
-    return logits[:, 1] - logits[:, 0] - np.log(threshold / (1 - threshold))
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,8 @@ class AttackTarget:
     companions: tuple[GradientModel | None, ...]
     survive_jpeg: int | None = None
     survive_resize: float | None = None
+    #: Patches per model run when the target judges or differentiates (the settings' ``batch_size``).
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     @classmethod
     def of(cls, detector: Detector, companion: GradientModel | None = None) -> AttackTarget:
@@ -127,14 +147,11 @@ class AttackTarget:
 
     def margin(self, patches: np.ndarray) -> np.ndarray:
         """Per uint8 sample: <= 0 exactly when every member calls every patch it becomes pristine (run
-        DEFAULT_BATCH_SIZE patches at a time)."""
+        ``batch_size`` patches at a time)."""
         if not len(patches):
             return np.zeros(0)
         views, owners = self._views(patches)
-        per_view = np.concatenate([
-            np.max([manipulated_margin(detector, views[start:start + DEFAULT_BATCH_SIZE]) for detector in self.detectors], axis=0)
-            for start in range(0, len(views), DEFAULT_BATCH_SIZE)
-        ])
+        per_view = np.max([manipulated_margin(detector, views, self.batch_size) for detector in self.detectors], axis=0)
         margins = np.full(len(patches), -np.inf)
         np.maximum.at(margins, owners, per_view)
         return margins
@@ -152,8 +169,8 @@ class AttackTarget:
         view_loss, view_gradient = np.zeros(len(views)), None
         for companion in self.companions:
             gradients = []
-            for start in range(0, len(views), DEFAULT_BATCH_SIZE):
-                part = slice(start, start + DEFAULT_BATCH_SIZE)
+            for start in range(0, len(views), self.batch_size):
+                part = slice(start, start + self.batch_size)
                 logits, gradient = companion.logits_and_gradient(contract[part], labels[part])
                 if self.is_ensemble:
                     scale = np.abs(gradient).reshape(len(gradient), -1).mean(axis=1)
@@ -191,6 +208,34 @@ class AttackTarget:
                 canvas[row:row + PATCH_SIZE, col:col + PATCH_SIZE] += patch_gradient
             gradient[sample] = np.einsum("ji,jkc,kl->ilc", rows, canvas, columns, optimize=True)
         return gradient
+
+
+class RoundedIterates:
+    """The best (lowest-margin) rounded iterate of each patch of a batch, which patches are fooled, and the detector
+    runs each patch took: the bookkeeping of every attack that optimises in floats and is judged after rounding."""
+
+    def __init__(self, target: AttackTarget, original: np.ndarray):
+        self.target = target
+        self.best = original.copy()
+        self.margin = np.full(len(original), np.inf)
+        self.queries = np.zeros(len(original), dtype=np.int64)
+        self.judge(np.arange(len(original)), original)
+
+    @property
+    def fooled(self) -> np.ndarray:
+        return self.margin <= 0
+
+    def judge(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Round float candidates for ``rows``, keep each row's best; returns which of ``rows`` are now fooled."""
+        if not len(rows):
+            return np.zeros(0, dtype=bool)
+        stored = np.rint(candidates).astype(np.uint8)
+        margin = self.target.margin(stored)
+        self.queries[rows] += len(self.target.detectors)
+        better = margin < self.margin[rows]
+        self.best[rows[better]] = stored[better]
+        self.margin[rows[better]] = margin[better]
+        return self.margin[rows] <= 0
 
 
 @functools.cache

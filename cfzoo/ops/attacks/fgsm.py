@@ -33,8 +33,9 @@ import math
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.errors import CfzooError
+from cfzoo.errors import check_count
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackResult, AttackTarget, check_eps, checked_patches
+from cfzoo.ops.attacks.registry import Attack, register_attack
 
 #: Iterative FGSM's step, in gray levels: the smallest change that survives rounding.
 IFGSM_STEP = 1
@@ -42,7 +43,6 @@ IFGSM_STEP = 1
 
 def default_iterations(eps: int) -> int:
     """Iterative FGSM's step count for an eps: min(eps + 4, ceil(1.25 eps)), as Kurakin et al. with step 1."""
-    eps = check_eps(eps)
     return min(eps + 4, math.ceil(1.25 * eps))
 
 
@@ -60,8 +60,11 @@ def fgsm(
     on_progress: ProgressCallback | None = None,
 ) -> AttackResult:
     """One signed-gradient step of ``eps`` gray levels on every patch, clipped to 0..255."""
-    eps = check_eps(eps)
-    patches = checked_patches(patches)
+    return _fgsm(target, checked_patches(patches), check_eps(eps), batch_size, on_progress)
+
+
+def _fgsm(target, patches, eps, batch_size, on_progress) -> AttackResult:
+    """:func:`fgsm` on arguments known to be valid."""
     attacked = np.empty_like(patches)
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
@@ -86,10 +89,13 @@ def iterative_fgsm(
     """Steps of 1 gray level inside the eps-ball, each patch until the target's detectors call it pristine or
     ``iterations`` (default :func:`default_iterations`) steps are done."""
     eps = check_eps(eps)
+    check_count(iterations, "iterations", "leave it out for min(eps + 4, ceil(1.25 eps))")
+    return _iterative_fgsm(target, checked_patches(patches), eps, iterations, batch_size, on_progress)
+
+
+def _iterative_fgsm(target, patches, eps, iterations, batch_size, on_progress) -> AttackResult:
+    """:func:`iterative_fgsm` on arguments known to be valid."""
     iterations = default_iterations(eps) if iterations is None else iterations
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise CfzooError(f"iterations must be an integer of at least 1, got {iterations!r}; leave it out for min(eps + 4, ceil(1.25 eps))")
-    patches = checked_patches(patches)
     attacked = np.empty_like(patches)
     steps = np.zeros(len(patches), dtype=np.int64)
     queries = np.zeros(len(patches), dtype=np.int64)
@@ -117,3 +123,20 @@ def iterative_fgsm(
         if on_progress is not None:
             on_progress(start + len(original), len(patches))
     return AttackResult(attacked, steps, zero_gradient, queries)
+
+
+register_attack(Attack(
+    name="fgsm",
+    summary="one step of eps (the paper's attack).",
+    run=lambda settings, target, patches, call: _fgsm(target, patches, settings.eps, settings.batch_size, call.on_progress),
+    parameters=lambda settings: {"iterations": 1, "step": settings.eps},
+))
+register_attack(Attack(
+    name="ifgsm",
+    summary="steps of 1, each patch until the target calls it pristine.",
+    run=lambda settings, target, patches, call: _iterative_fgsm(
+        target, patches, settings.eps, settings.iterations, settings.batch_size, call.on_progress
+    ),
+    parameters=lambda settings: {"iterations": settings.iterations or default_iterations(settings.eps), "step": IFGSM_STEP},
+    options={"iterations": "min(eps + 4, ceil(1.25 eps))"},
+))

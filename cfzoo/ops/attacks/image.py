@@ -22,8 +22,9 @@ from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.manipulations import resize
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.attacks.battery import attack_patches, check_method_fits, check_settings, needs_gradient
-from cfzoo.ops.attacks.common import AttackSettings, check_eps
+from cfzoo.ops.attacks.battery import check_method_fits, check_settings, needs_gradient, run_attack
+from cfzoo.ops.attacks.registry import get_attack
+from cfzoo.ops.attacks.common import AttackSettings
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
@@ -75,10 +76,10 @@ def attack_image(
     its copy downscaled by F (:class:`~cfzoo.ops.attacks.common.AttackTarget`), and the verdicts are taken on that
     copy, as a platform would serve it; the image returned is the one to upload, at full size."""
     check_settings(settings, ensemble=is_ensemble(target))
-    if settings.method == "spam-prist":
+    if get_attack(settings.method).needs_pristine:
         raise CfzooError(
-            "spam-prist needs the pristine photo behind every tile, so it attacks patch sets (attack or robustness with "
-            "--data), not one IMAGE; --method spam-close needs no pristine photo"
+            f"{settings.method} needs the pristine photo behind every tile, so it attacks patch sets (attack or robustness "
+            "with --data), not one IMAGE; the other methods need no pristine photo"
         )
     factor = settings.survive_resize
     if factor is not None and min(round(length * factor) for length in pixels.shape[:2]) < PATCH_SIZE:
@@ -94,7 +95,7 @@ def attack_image(
     tiles = cut_patches(pixels, positions) if factor is None else pixels[None]
     if on_progress is not None:
         on_progress(0, len(tiles))
-    result = attack_patches(settings, chosen, tiles, on_progress)
+    result = run_attack(settings, chosen, tiles, on_progress)
     attacked = paste_patches(pixels, result.patches, positions) if factor is None else result.patches[0]
     judged = (pixels, attacked) if factor is None else (resize(pixels, factor), resize(attacked, factor))
     detect_positions = patch_grid(*judged[0].shape[:2])
@@ -123,7 +124,6 @@ def attack_image_file(
 ) -> tuple[ImageAttack, dict]:
     """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and a
     JSON-ready summary. Refuses to write over the input and to write anything but ``.png``."""
-    check_eps(settings.eps)
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     check_fits(loaded.height, loaded.width, source=image_path)

@@ -34,43 +34,18 @@ from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     AttackResult,
     AttackTarget,
+    RoundedIterates,
     attack_in_batches,
     ball,
     check_eps,
     checked_patches,
 )
+from cfzoo.ops.attacks.registry import Attack, register_attack
 
 PGD_ITERATIONS = 10
 APGD_ITERATIONS = 20
 APGD_MOMENTUM = 0.75
 APGD_RHO = 0.75
-
-
-class _Tracker:
-    """The best (lowest-margin) rounded iterate of each patch of a batch, and which patches are fooled."""
-
-    def __init__(self, target: AttackTarget, original: np.ndarray):
-        self.target = target
-        self.best = original.copy()
-        self.margin = np.full(len(original), np.inf)
-        self.queries = np.zeros(len(original), dtype=np.int64)
-        self.judge(np.arange(len(original)), original)
-
-    @property
-    def fooled(self) -> np.ndarray:
-        return self.margin <= 0
-
-    def judge(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Round float candidates for ``rows``, keep each row's best; returns which of ``rows`` are now fooled."""
-        if not len(rows):
-            return np.zeros(0, dtype=bool)
-        stored = np.rint(candidates).astype(np.uint8)
-        margin = self.target.margin(stored)
-        self.queries[rows] += len(self.target.detectors)
-        better = margin < self.margin[rows]
-        self.best[rows[better]] = stored[better]
-        self.margin[rows[better]] = margin[better]
-        return self.margin[rows] <= 0
 
 
 def _loss_and_sign(target: AttackTarget, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,10 +68,15 @@ def pgd(
 ) -> AttackResult:
     """Madry et al.'s PGD with random integer starts and ``restarts``; see the module's notes on rounding."""
     eps = check_eps(eps)
-    iterations = check_count(iterations, "iterations", f"leave it out for {PGD_ITERATIONS}") or PGD_ITERATIONS
-    restarts = check_count(restarts, "restarts", "use 1 for a single random start")
+    check_count(iterations, "iterations", f"leave it out for {PGD_ITERATIONS}")
+    check_count(restarts, "restarts", "use 1 for a single random start")
+    return _pgd(target, checked_patches(patches), eps, iterations, restarts, step, seed, batch_size, on_progress, first_row)
+
+
+def _pgd(target, patches, eps, iterations, restarts, step, seed, batch_size, on_progress, first_row) -> AttackResult:
+    """:func:`pgd` on arguments known to be valid (the battery's settings were checked when built)."""
+    iterations = iterations or PGD_ITERATIONS
     step = 2.5 * eps / iterations if step is None else float(step)
-    patches = checked_patches(patches)
     return attack_in_batches(
         patches, batch_size, seed, first_row, on_progress,
         lambda original, rng, _: _pgd_batch(target, original, eps, iterations, restarts, step, rng),
@@ -105,7 +85,7 @@ def pgd(
 
 def _pgd_batch(target, original, eps, iterations, restarts, step, rng):
     low, high = (bound.astype(np.float32) for bound in ball(original, eps))
-    tracker = _Tracker(target, original)
+    tracker = RoundedIterates(target, original)
     steps = np.zeros(len(original), dtype=np.int64)
     zero_gradient = np.zeros(len(original), dtype=bool)
     for restart in range(restarts):
@@ -156,8 +136,13 @@ def apgd(
 ) -> AttackResult:
     """Croce and Hein's APGD on cross-entropy; see the module's notes on rounding and on DLR."""
     eps = check_eps(eps)
-    iterations = check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}") or APGD_ITERATIONS
-    patches = checked_patches(patches)
+    check_count(iterations, "iterations", f"leave it out for {APGD_ITERATIONS}")
+    return _apgd(target, checked_patches(patches), eps, iterations, seed, batch_size, on_progress, first_row)
+
+
+def _apgd(target, patches, eps, iterations, seed, batch_size, on_progress, first_row) -> AttackResult:
+    """:func:`apgd` on arguments known to be valid."""
+    iterations = iterations or APGD_ITERATIONS
     return attack_in_batches(
         patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _apgd_batch(target, original, eps, iterations, rng)
     )
@@ -166,7 +151,7 @@ def apgd(
 def _apgd_batch(target, original, eps, iterations, rng):
     low, high = (bound.astype(np.float32) for bound in ball(original, eps))
     count = len(original)
-    tracker = _Tracker(target, original)
+    tracker = RoundedIterates(target, original)
     steps = np.zeros(count, dtype=np.int64)
     zero_gradient = np.zeros(count, dtype=bool)
     direction = rng.uniform(-1, 1, size=original.shape).astype(np.float32)
@@ -219,3 +204,29 @@ def _apgd_batch(target, original, eps, iterations, rng):
             last_checkpoint, raised[:] = iteration, 0
             best_at_checkpoint = best_loss.copy()
     return tracker.best, steps, zero_gradient, tracker.queries
+
+
+def _pgd_parameters(settings) -> dict:
+    iterations = settings.iterations or PGD_ITERATIONS
+    return {"iterations": iterations, "step": round(2.5 * settings.eps / iterations, 6), "restarts": settings.restarts}
+
+
+register_attack(Attack(
+    name="pgd",
+    summary="random start, signed steps of 2.5 eps / iterations, --restarts.",
+    run=lambda settings, target, patches, call: _pgd(
+        target, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, settings.batch_size,
+        call.on_progress, call.first_row,
+    ),
+    parameters=_pgd_parameters,
+    options={"iterations": str(PGD_ITERATIONS), "restarts": "1"},
+))
+register_attack(Attack(
+    name="apgd",
+    summary="AutoAttack's step-size-free PGD.",
+    run=lambda settings, target, patches, call: _apgd(
+        target, patches, settings.eps, settings.iterations, settings.seed, settings.batch_size, call.on_progress, call.first_row
+    ),
+    parameters=lambda settings: {"iterations": settings.iterations or APGD_ITERATIONS, "step": None},
+    options={"iterations": str(APGD_ITERATIONS)},
+))

@@ -36,6 +36,7 @@ import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError, check_count, option
+from cfzoo.manipulations import get_manipulation
 from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     AttackResult,
@@ -45,12 +46,15 @@ from cfzoo.ops.attacks.common import (
     check_eps,
     checked_patches,
 )
-from cfzoo.zoo.runtime import SpamFeatureCompanion, SpamSVM, to_model_input
+from cfzoo.ops.attacks.registry import Attack, register_attack
+from cfzoo.zoo.runtime import SpamFeatureCompanion, SpamSVM, load_spam_feature_companion, provider_choice, to_model_input
 
 SPAM_FEATURE_ITERATIONS = 20
 #: The decision the f_close goal lies on: the SVM's pristine margin (the boundary is at 0).
 CLOSE_MARGIN = -1.0
 TOWARDS = ("prist", "close")
+#: This module's attacks, towards f_prist and f_close.
+SPAM_FEATURE_METHODS = tuple(f"spam-{towards}" for towards in TOWARDS)
 _BISECTION_STEPS = 60
 
 
@@ -68,8 +72,13 @@ def spam_feature(
     """Descend towards f_prist (``towards="prist"``, ``pristine``: each patch's pristine partner) or f_close
     (``"close"``); see the module's notes."""
     eps = check_eps(eps)
-    iterations = check_count(iterations, "iterations", f"leave it out for {SPAM_FEATURE_ITERATIONS}") or SPAM_FEATURE_ITERATIONS
-    patches = checked_patches(patches)
+    check_count(iterations, "iterations", f"leave it out for {SPAM_FEATURE_ITERATIONS}")
+    return _spam_feature(target, features, checked_patches(patches), eps, towards, pristine, iterations, batch_size, on_progress)
+
+
+def _spam_feature(target, features, patches, eps, towards, pristine, iterations, batch_size, on_progress) -> AttackResult:
+    """:func:`spam_feature` once eps, iterations and the patches are known to be valid."""
+    iterations = iterations or SPAM_FEATURE_ITERATIONS
     if towards not in TOWARDS:
         raise CfzooError(f"towards must be one of {', '.join(TOWARDS)}, got {towards!r}")
     svm = check_spam_target(f"spam-{towards}", target)
@@ -159,3 +168,45 @@ def _descend(target, features, original, goal, weight, eps, iterations, step):
             zero_gradient = ~sign.reshape(count, -1).any(axis=1)
         x = np.clip(x + step * sign, low, high)
     return returned, first_fooled, zero_gradient, queries
+
+
+def _fits(method: str):
+    def fits(target: AttackTarget, task: str) -> None:
+        check_spam_target(method, target)
+        if method == "spam-prist" and not get_manipulation(task).keeps_size:
+            raise CfzooError(
+                f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks "
+                f"that keep the size with {option('tasks', '--task')}, or leave out spam-prist"
+            )
+
+    return fits
+
+
+def _run(towards: str):
+    def run(settings, target: AttackTarget, patches: np.ndarray, call) -> AttackResult:
+        features = load_spam_feature_companion(provider_choice(target.detectors[0].providers))
+        return _spam_feature(
+            target, features, patches, settings.eps, towards, call.pristine, settings.iterations, settings.batch_size, call.on_progress
+        )
+
+    return run
+
+
+for _towards, _summary in (
+    ("prist", "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only)."),
+    ("close", "the same descent towards the nearest feature across the SVM's boundary."),
+):
+    register_attack(Attack(
+        name=f"spam-{_towards}",
+        summary=_summary,
+        run=_run(_towards),
+        parameters=lambda settings: {
+            "iterations": settings.iterations or SPAM_FEATURE_ITERATIONS,
+            "step": round(spam_feature_step(settings.iterations or SPAM_FEATURE_ITERATIONS), 6),
+        },
+        options={"iterations": str(SPAM_FEATURE_ITERATIONS)},
+        needs_gradient=False,  # the embedded SPAM feature companion stands in for the target's
+        ensemble=False,
+        needs_pristine=_towards == "prist",
+        fits=_fits(f"spam-{_towards}"),
+    ))

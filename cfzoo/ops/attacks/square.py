@@ -34,6 +34,7 @@ from cfzoo.ops.attacks.common import (
     check_eps,
     checked_patches,
 )
+from cfzoo.ops.attacks.registry import Attack, register_attack
 
 DEFAULT_QUERIES = 300
 DEFAULT_P_INIT = 0.05
@@ -59,8 +60,13 @@ def square(
 ) -> AttackResult:
     """Square Attack on [N,H,W,3] uint8 patches with at most ``queries`` detector runs per patch."""
     eps = check_eps(eps)
-    budget = check_count(queries, "queries", f"leave it out for {DEFAULT_QUERIES}") or DEFAULT_QUERIES
-    patches = checked_patches(patches)
+    check_count(queries, "queries", f"leave it out for {DEFAULT_QUERIES}")
+    return _square(target, checked_patches(patches), eps, queries, p_init, seed, batch_size, on_progress, first_row)
+
+
+def _square(target, patches, eps, queries, p_init, seed, batch_size, on_progress, first_row) -> AttackResult:
+    """:func:`square` on arguments known to be valid."""
+    budget = queries or DEFAULT_QUERIES
     return attack_in_batches(
         patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _square_batch(target, original, eps, budget, p_init, rng)
     )
@@ -99,3 +105,16 @@ def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: 
         current[active[better]] = candidates[better]
         margin[active[better]] = new_margin[better]
     return current, proposals, np.zeros(count, dtype=bool), used
+
+
+register_attack(Attack(
+    name="square",
+    summary="black-box Square Attack, detector only (no companion; works on the hard SPAM+SVM).",
+    run=lambda settings, target, patches, call: _square(
+        target, patches, settings.eps, settings.queries, DEFAULT_P_INIT, settings.seed, settings.batch_size, call.on_progress,
+        call.first_row,
+    ),
+    parameters=lambda settings: {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT},
+    options={"queries": str(DEFAULT_QUERIES)},
+    needs_gradient=False,
+))
