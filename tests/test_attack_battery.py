@@ -73,6 +73,26 @@ def test_pgd_and_apgd_beat_fgsm_where_fgsm_fails(median7_patches):
     assert after["pgd"] <= 0.1 and after["apgd"] <= 0.1
 
 
+def test_deepfool_needs_less_noise_than_the_ball_allows_and_attacks_one_detector(median7_patches):
+    """DeepFool sizes each step from the linearised margin: at eps 1 it fools Cozzolino2017 on median7 where FGSM
+    leaves most patches detected, and given eps 4 it still changes pixels by little more than one gray level on
+    average, where PGD, which steps by the ball's size, spends about eps/2."""
+    model = cfzoo.load_detector("cozzolino2017-median7")
+    patches = median7_patches[::2]
+    assert model.predict(cfzoo.attack(model, patches, 1, method="deepfool")).mean() <= 0.1
+    noise = {}
+    for method in ("deepfool", "pgd"):
+        attacked = cfzoo.attack(model, patches, 4, method=method)
+        assert model.predict(attacked).mean() <= 0.1
+        noise[method] = np.abs(attacked.astype(int) - patches).mean()
+    assert noise["deepfool"] < 1.5 < noise["pgd"], noise
+    assert attack_parameters(AttackSettings(eps=2, method="deepfool")) == {"iterations": 20, "step": None}
+    with pytest.raises(CfzooError, match="method deepfool attacks one detector"):
+        cfzoo.attack([model, cfzoo.load_detector("bayar2016-median7")], patches, 1, method="deepfool")
+    with pytest.raises(CfzooError, match="survive_jpeg works with method fgsm, ifgsm, pgd, apgd, square, not deepfool"):
+        AttackSettings(eps=1, method="deepfool", survive_jpeg=90)
+
+
 def test_a_patch_already_called_pristine_is_returned_unchanged(median7_patches):
     pristine = np.stack(_tiles(data.astronaut(), 4))
     model = cfzoo.load_detector("cozzolino2017-median7")
