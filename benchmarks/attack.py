@@ -21,13 +21,13 @@ import time
 
 import numpy as np
 import torch
+from pgd import BATCH, UnitRange, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
 from cfzoo.families import load_detector
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.fgsm import fgsm
 from cfzoo.zoo.runtime import load_detector as zoo_detector
 from cfzoo.zoo.runtime import load_gradient_model
-from pgd import BATCH, UnitRange, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
 EPS = 1
 REPEATS = 7
@@ -62,11 +62,15 @@ def timed(function, repeats: int = REPEATS) -> tuple[float, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bayar2016-jpeg70", help="zoo model id (its .grad.onnx) and checkpoint name")
-    parser.add_argument("--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint")
+    parser.add_argument(
+        "--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint"
+    )
     arguments = parser.parse_args()
     task = arguments.model.split("-", 1)[1]
     patches = manipulated_patches(task)
-    companion = AttackTarget.of(zoo_detector(arguments.model, providers="cpu"), load_gradient_model(arguments.model, providers="cpu"))
+    companion = AttackTarget.of(
+        zoo_detector(arguments.model, providers="cpu"), load_gradient_model(arguments.model, providers="cpu")
+    )
     _, network = load_detector(arguments.checkpoints, arguments.model)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{arguments.model} is not a torch network; choose a CNN model")
@@ -93,7 +97,9 @@ def main() -> None:
         if agree < 0.99:  # float32 gradients near zero may flip sign between backends; more would be a bug
             raise SystemExit(f"{name} disagrees with the ONNX companion on {100 * (1 - agree):.2f} % of pixels")
 
-    print(f"\nFGSM eps={EPS}, {arguments.model}, batch {BATCH}, CPU, torch threads {torch.get_num_threads()}, median of {REPEATS}")
+    print(
+        f"\nFGSM eps={EPS}, {arguments.model}, batch {BATCH}, CPU, torch threads {torch.get_num_threads()}, median of {REPEATS}"
+    )
     for name, seconds in results.items():
         print(f"{name:>28}: {BATCH / seconds:8.1f} patches/s ({seconds * 1000:.0f} ms per batch)")
     for name, seconds in results.items():

@@ -21,11 +21,11 @@ from contextlib import contextmanager
 import numpy as np
 import onnxruntime
 import torch
+from pgd import BATCH, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
 from cfzoo.export import gradients
 from cfzoo.export.onnx_export import export_gradient, export_module
 from cfzoo.families import load_detector
-from pgd import BATCH, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
 REPEATS = 7
 aten = torch.ops.aten
@@ -82,15 +82,23 @@ def measure(model_id: str, checkpoints: str) -> None:
         if not distance < 1e-4:
             raise SystemExit(f"the {name} companion of {model_id} is {distance:.2g} away from autograd")
         seconds = median_seconds(lambda: companion.run(None, {"image": images, "label": labels}))
-        print(f"  {name:>5} companion: {seconds * 1000:5.0f} ms = {seconds / forward:.2f}x the detector ({distance:.1e} from autograd)")
+        print(
+            f"  {name:>5} companion: {seconds * 1000:5.0f} ms = {seconds / forward:.2f}x the detector ({distance:.1e} from autograd)"
+        )
         companions[name] = seconds
     print(f"  cfzoo / stock: {companions['stock'] / companions['cfzoo']:.2f}x faster")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", help="checkpoint ids (repeatable); default bayar2016-median7 and cozzolino2017-median7")
-    parser.add_argument("--checkpoints", default="checkpoints/cameras-seed0", help="folder with the models' torch checkpoints")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="checkpoint ids (repeatable); default bayar2016-median7 and cozzolino2017-median7",
+    )
+    parser.add_argument(
+        "--checkpoints", default="checkpoints/cameras-seed0", help="folder with the models' torch checkpoints"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     for model_id in arguments.model or ["bayar2016-median7", "cozzolino2017-median7"]:

@@ -61,7 +61,9 @@ def session_variants(path: Path) -> dict[str, onnxruntime.InferenceSession]:
         options.intra_op_num_threads = threads
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        variants[label] = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        variants[label] = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
     return variants
 
 
@@ -82,8 +84,10 @@ def main() -> None:
     arguments = parser.parse_args()
     images = benchmark_batch()
     tensor = torch.from_numpy(images)
-    print(f"CPU, batch {BATCH}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"onnxruntime {onnxruntime.__version__}; patches/s, best of {arguments.repeats}")
+    print(
+        f"CPU, batch {BATCH}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {onnxruntime.__version__}; patches/s, best of {arguments.repeats}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         for family in FAMILY_IDS:
             model_id = f"{family}-{arguments.task}"
@@ -101,7 +105,9 @@ def main() -> None:
                 for _ in range(arguments.repeats):  # alternate, so background load hits both alike
                     ort_rate = max(ort_rate, best_rate(partial(ort.logits, images), 1))
                     torch_rate = max(torch_rate, best_rate(partial(model, tensor), 1))
-            print(f"{model_id:<22} onnxruntime {ort_rate:8.1f}  torch eager {torch_rate:8.1f}  ratio {ort_rate / torch_rate:5.2f}x")
+            print(
+                f"{model_id:<22} onnxruntime {ort_rate:8.1f}  torch eager {torch_rate:8.1f}  ratio {ort_rate / torch_rate:5.2f}x"
+            )
             for label, session in session_variants(detector_path).items():
                 rate = best_rate(partial(session.run, ["logits"], {"image": images}), arguments.repeats)
                 print(f"{'':<22} onnxruntime, {label:<36} {rate:8.1f}  ratio {rate / torch_rate:5.2f}x")

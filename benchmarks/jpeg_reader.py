@@ -58,10 +58,18 @@ def main() -> None:
         totals["strict"] += strict_seconds
         pixels_read += pixels.shape[0] * pixels.shape[1]
     read = len(photos) - len(refused)
-    print(f"{len(photos)} JPEGs under {arguments.data}, {pixels_read / 1e6:.0f} Mpixel; best of {arguments.repeats} per photo")
-    print(f"Pillow alone (before)        {totals['pillow']:7.2f} s  {pixels_read / 1e6 / totals['pillow']:6.1f} Mpixel/s")
-    print(f"strict check + Pillow (now)  {totals['strict']:7.2f} s  {pixels_read / 1e6 / totals['strict']:6.1f} Mpixel/s")
-    print(f"cost: {totals['strict'] / totals['pillow']:.2f}x the time of Pillow alone; same pixels on all {read} photos read")
+    print(
+        f"{len(photos)} JPEGs under {arguments.data}, {pixels_read / 1e6:.0f} Mpixel; best of {arguments.repeats} per photo"
+    )
+    print(
+        f"Pillow alone (before)        {totals['pillow']:7.2f} s  {pixels_read / 1e6 / totals['pillow']:6.1f} Mpixel/s"
+    )
+    print(
+        f"strict check + Pillow (now)  {totals['strict']:7.2f} s  {pixels_read / 1e6 / totals['strict']:6.1f} Mpixel/s"
+    )
+    print(
+        f"cost: {totals['strict'] / totals['pillow']:.2f}x the time of Pillow alone; same pixels on all {read} photos read"
+    )
     print(f"refused: {len(refused)}" + "".join(f"\n  {message}" for message in refused))
 
 

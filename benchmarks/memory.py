@@ -44,7 +44,7 @@ def photo_images(path: str | None, size: int) -> np.ndarray:
     else:
         pixels = read_rgb(path)
         top, left = max(0, (pixels.shape[0] - size) // 2), max(0, (pixels.shape[1] - size) // 2)
-        pixels = pixels[top:top + size, left:left + size]
+        pixels = pixels[top : top + size, left : left + size]
     return to_model_input(cut_patches(pixels, patch_grid(*pixels.shape[:2])))
 
 
@@ -68,7 +68,9 @@ def scorers(rule: str) -> list:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as cfzoo's sessions
-        session = onnxruntime.InferenceSession(str(resolve(entry, "detector").path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(resolve(entry, "detector").path), options, providers=["CPUExecutionProvider"]
+        )
         functions.append(lambda images, session=session: session.run(["logits"], {"image": images}, run_options)[0])
     return functions
 
@@ -79,12 +81,22 @@ def measure(rule: str, photo: str | None, size: int, passes: int) -> dict:
     seconds, logits = [], None
     for _ in range(passes):
         started = time.perf_counter()
-        logits = [np.concatenate([score(images[start:start + BATCH]) for start in range(0, len(images), BATCH)]) for score in functions]
+        logits = [
+            np.concatenate([score(images[start : start + BATCH]) for start in range(0, len(images), BATCH)])
+            for score in functions
+        ]
         seconds.append(time.perf_counter() - started)
     peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
     checksum = float(sum(np.abs(values).sum() for values in logits))
-    return {"rule": rule, "detectors": len(functions), "patches": len(images), "first_s": seconds[0], "best_s": min(seconds),
-            "peak_gb": peak_bytes / 1e9, "checksum": checksum}
+    return {
+        "rule": rule,
+        "detectors": len(functions),
+        "patches": len(images),
+        "first_s": seconds[0],
+        "best_s": min(seconds),
+        "peak_gb": peak_bytes / 1e9,
+        "checksum": checksum,
+    }
 
 
 def main() -> None:
@@ -99,17 +111,32 @@ def main() -> None:
         return
     results = {}
     for rule in RULES:
-        command = [sys.executable, __file__, "--rule", rule, "--size", str(arguments.size), "--passes", str(arguments.passes)]
+        command = [
+            sys.executable,
+            __file__,
+            "--rule",
+            rule,
+            "--size",
+            str(arguments.size),
+            "--passes",
+            str(arguments.passes),
+        ]
         if arguments.photo:
             command += ["--photo", arguments.photo]
         results[rule] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     shipped = results["shared allocator"]
-    print(f"{shipped['detectors']} detectors x {shipped['patches']} patches of a {arguments.size}x{arguments.size} photo, "
-          f"batch {BATCH}, {arguments.passes} passes, one process per rule")
-    print(f"{'rule':<24} {'first pass s':>12} {'best pass s':>12} {'peak GB':>8} {'speed vs cfzoo':>15} {'memory vs cfzoo':>16}")
+    print(
+        f"{shipped['detectors']} detectors x {shipped['patches']} patches of a {arguments.size}x{arguments.size} photo, "
+        f"batch {BATCH}, {arguments.passes} passes, one process per rule"
+    )
+    print(
+        f"{'rule':<24} {'first pass s':>12} {'best pass s':>12} {'peak GB':>8} {'speed vs cfzoo':>15} {'memory vs cfzoo':>16}"
+    )
     for rule, result in results.items():
-        print(f"{rule:<24} {result['first_s']:>12.2f} {result['best_s']:>12.2f} {result['peak_gb']:>8.2f} "
-              f"{shipped['best_s'] / result['best_s']:>14.2f}x {result['peak_gb'] / shipped['peak_gb']:>15.2f}x")
+        print(
+            f"{rule:<24} {result['first_s']:>12.2f} {result['best_s']:>12.2f} {result['peak_gb']:>8.2f} "
+            f"{shipped['best_s'] / result['best_s']:>14.2f}x {result['peak_gb'] / shipped['peak_gb']:>15.2f}x"
+        )
     checksums = {round(result["checksum"], 1) for result in results.values()}
     print("same logits under every rule" if len(checksums) == 1 else f"logits differ between rules: {checksums}")
 

@@ -37,14 +37,27 @@ from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model
 
 BATCH, EPS, STEPS = 64, 1, 10
-PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg", "camera.png", "retina.jpg", "brick.png")
+PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "motorcycle_left.png",
+    "rocket.jpg",
+    "camera.png",
+    "retina.jpg",
+    "brick.png",
+)
 
 
 def manipulated_patches(task: str) -> np.ndarray:
     patches = []
     for index, name in enumerate(PHOTOS):
         manipulated = apply_manipulation(task, read_rgb(skimage_data_dir() / name))
-        patches.append(cut_patches(manipulated, sample_positions(*manipulated.shape[:2], seed=[0, index], count=BATCH // len(PHOTOS))))
+        patches.append(
+            cut_patches(
+                manipulated, sample_positions(*manipulated.shape[:2], seed=[0, index], count=BATCH // len(PHOTOS))
+            )
+        )
     return np.concatenate(patches)
 
 
@@ -85,8 +98,12 @@ def torchattacks_pgd(network: torch.nn.Module, patches: np.ndarray) -> np.ndarra
     import torchattacks
 
     torch.manual_seed(0)  # its random start
-    attack = torchattacks.PGD(UnitRange(network).eval(), eps=EPS / 255, alpha=2.5 * EPS / STEPS / 255, steps=STEPS, random_start=True)
-    adversarial = attack(torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255.0, torch.ones(len(patches), dtype=torch.long))
+    attack = torchattacks.PGD(
+        UnitRange(network).eval(), eps=EPS / 255, alpha=2.5 * EPS / STEPS / 255, steps=STEPS, random_start=True
+    )
+    adversarial = attack(
+        torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255.0, torch.ones(len(patches), dtype=torch.long)
+    )
     return (adversarial * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -94,18 +111,33 @@ def art_pgd(network: torch.nn.Module, patches: np.ndarray) -> np.ndarray:
     from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
-    classifier = PyTorchClassifier(UnitRange(network), torch.nn.CrossEntropyLoss(), input_shape=(3, 128, 128), nb_classes=2, clip_values=(0.0, 1.0))
-    attack = ProjectedGradientDescent(
-        classifier, norm=np.inf, eps=EPS / 255, eps_step=2.5 * EPS / STEPS / 255, max_iter=STEPS, num_random_init=1, batch_size=BATCH, verbose=False
+    classifier = PyTorchClassifier(
+        UnitRange(network), torch.nn.CrossEntropyLoss(), input_shape=(3, 128, 128), nb_classes=2, clip_values=(0.0, 1.0)
     )
-    adversarial = attack.generate(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, np.ones(len(patches), dtype=np.int64))
+    attack = ProjectedGradientDescent(
+        classifier,
+        norm=np.inf,
+        eps=EPS / 255,
+        eps_step=2.5 * EPS / STEPS / 255,
+        max_iter=STEPS,
+        num_random_init=1,
+        batch_size=BATCH,
+        verbose=False,
+    )
+    adversarial = attack.generate(
+        patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, np.ones(len(patches), dtype=np.int64)
+    )
     return np.clip(np.rint(adversarial * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cozzolino2017-median7", help="zoo model id (its .grad.onnx) and checkpoint name")
-    parser.add_argument("--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint")
+    parser.add_argument(
+        "--model", default="cozzolino2017-median7", help="zoo model id (its .grad.onnx) and checkpoint name"
+    )
+    parser.add_argument(
+        "--checkpoints", default="checkpoints/cameras-seed0", help="folder with the model's torch checkpoint"
+    )
     arguments = parser.parse_args()
     patches = manipulated_patches(arguments.model.split("-", 1)[1])
     target = AttackTarget.of(load_detector(arguments.model, "cpu"), load_gradient_model(arguments.model, "cpu"))
@@ -123,7 +155,10 @@ def main() -> None:
         started = time.perf_counter()
         result = pgd(attack_target, patches, EPS, iterations=STEPS, batch_size=BATCH)
         rows.append((name, time.perf_counter() - started, int(result.iterations.sum()), result.patches))
-    baselines = [("torch eager PGD loop", lambda: torch_pgd(network, patches)), ("ART ProjectedGradientDescent", lambda: art_pgd(network, patches))]
+    baselines = [
+        ("torch eager PGD loop", lambda: torch_pgd(network, patches)),
+        ("ART ProjectedGradientDescent", lambda: art_pgd(network, patches)),
+    ]
     if importlib.util.find_spec("torchattacks"):
         baselines.insert(1, ("torchattacks PGD", lambda: torchattacks_pgd(network, patches)))
     else:
@@ -133,15 +168,21 @@ def main() -> None:
         out = attack()
         rows.append((name, time.perf_counter() - started, len(patches) * STEPS, out))
 
-    print(f"PGD eps={EPS}, {STEPS} steps, {arguments.model}, {len(patches)} patches, CPU, torch threads {torch.get_num_threads()}")
+    print(
+        f"PGD eps={EPS}, {STEPS} steps, {arguments.model}, {len(patches)} patches, CPU, torch threads {torch.get_num_threads()}"
+    )
     print(f"TPR before: {100 * judge.predict(patches).mean():.1f} %")
     for name, seconds, steps, out in rows:
         assert np.abs(out.astype(int) - patches).max() <= EPS
-        print(f"{name:>30}: {seconds:6.2f} s, {steps:5d} gradient steps, {steps / seconds:7.1f} steps/s, TPR after {100 * judge.predict(out).mean():5.1f} %")
+        print(
+            f"{name:>30}: {seconds:6.2f} s, {steps:5d} gradient steps, {steps / seconds:7.1f} steps/s, TPR after {100 * judge.predict(out).mean():5.1f} %"
+        )
     (_, early, early_steps, _), (_, every, _, _) = rows[:2]
     for name, seconds, steps, _ in rows[2:]:
-        print(f"against {name}: the same work (every step) {seconds / every:.2f}x faster; "
-              f"early stop {seconds / early:.2f}x faster in wall time, {early_steps / early / (steps / seconds):.2f}x in steps per second")
+        print(
+            f"against {name}: the same work (every step) {seconds / every:.2f}x faster; "
+            f"early stop {seconds / early:.2f}x faster in wall time, {early_steps / early / (steps / seconds):.2f}x in steps per second"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ def peak_memory(process: subprocess.Popen, include_ray: bool) -> tuple[float, fl
             except psutil.NoSuchProcess:
                 family = []
             if include_ray:
-                family += [candidate for candidate in psutil.process_iter(["cmdline"]) if "ray" in " ".join(candidate.info["cmdline"] or [])]
+                family += [
+                    candidate
+                    for candidate in psutil.process_iter(["cmdline"])
+                    if "ray" in " ".join(candidate.info["cmdline"] or [])
+                ]
             for member in {member.pid: member for member in family}.values():
                 try:
                     total += member.memory_info().rss
@@ -63,12 +67,26 @@ def peak_memory(process: subprocess.Popen, include_ray: bool) -> tuple[float, fl
     return time.perf_counter() - started, peak
 
 
-def run(images: list[Path], work: Path, name: str, selection: list[str], options: list[str]) -> tuple[float, float, list[dict]]:
+def run(
+    images: list[Path], work: Path, name: str, selection: list[str], options: list[str]
+) -> tuple[float, float, list[dict]]:
     """(seconds, peak MB, rows) of one ``cfzoo scan`` of ``images`` in its own process."""
     manifest = work / f"{name}-{len(images)}.txt"
     manifest.write_text("\n".join(str(path.resolve()) for path in images) + "\n")
     out = work / f"{name}-{len(images)}.parquet"
-    command = [sys.executable, "-m", "cfzoo", "scan", str(manifest), "--out", str(out), *selection, "--images-per-part", "4", *options]
+    command = [
+        sys.executable,
+        "-m",
+        "cfzoo",
+        "scan",
+        str(manifest),
+        "--out",
+        str(out),
+        *selection,
+        "--images-per-part",
+        "4",
+        *options,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds, megabytes = peak_memory(process, include_ray=bool(options))
     if process.returncode != 0:
@@ -85,7 +103,11 @@ def main() -> None:
     families = arguments.family or ["spam", "bayar2016", "cozzolino2017"]
     selection = [option for family in families for option in ("-f", family)]
     images = scan_inputs([arguments.data or sample_dataset_dir()])[: arguments.images]
-    configurations = {"local": [], "ray, 1 actor": ["--engine", "ray", "--workers", "1"], "ray, 2 actors": ["--engine", "ray", "--workers", "2"]}
+    configurations = {
+        "local": [],
+        "ray, 1 actor": ["--engine", "ray", "--workers", "1"],
+        "ray, 2 actors": ["--engine", "ray", "--workers", "2"],
+    }
     results, reference = {}, None
     with tempfile.TemporaryDirectory() as work:
         for number, (name, options) in enumerate(configurations.items()):
@@ -97,17 +119,23 @@ def main() -> None:
             results[name] = (seconds, megabytes, marginal, first - 2 * marginal)
     pixels = sum(row["width"] * row["height"] for row in reference if row["width"]) / len(reference)
     detectors = len({row["model"] for row in reference})
-    print(f"{len(images)} images ({pixels / 1e6:.2f} megapixels on average), {detectors} detectors, {len(reference)} rows; 2 CPU cores")
+    print(
+        f"{len(images)} images ({pixels / 1e6:.2f} megapixels on average), {detectors} detectors, {len(reference)} rows; 2 CPU cores"
+    )
     print(f"{'engine':<16}{'seconds':>9}{'images/s':>10}{'vs local':>10}{'s/image':>9}{'start-up s':>12}{'peak MB':>9}")
     local = results["local"]
     for name, (seconds, megabytes, marginal, fixed) in results.items():
         print(
             f"{name:<16}{seconds:>9.1f}{len(images) / seconds:>10.3f}{local[0] / seconds:>9.2f}x{marginal:>9.2f}{fixed:>12.1f}{megabytes:>9.0f}"
         )
-    print(f"Ray overhead per image, start-up left out: {results['ray, 1 actor'][2] - local[2]:+.2f} s (1 actor), "
-          f"{results['ray, 2 actors'][2] - local[2]:+.2f} s (2 actors)")
+    print(
+        f"Ray overhead per image, start-up left out: {results['ray, 1 actor'][2] - local[2]:+.2f} s (1 actor), "
+        f"{results['ray, 2 actors'][2] - local[2]:+.2f} s (2 actors)"
+    )
     core_seconds = local[2] * 2 * IMAGES_PER_DAY
-    print(f"10 million such images a day: {core_seconds / SECONDS_PER_DAY:,.0f} cores busy all day, at this machine's speed per core")
+    print(
+        f"10 million such images a day: {core_seconds / SECONDS_PER_DAY:,.0f} cores busy all day, at this machine's speed per core"
+    )
 
 
 if __name__ == "__main__":

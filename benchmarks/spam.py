@@ -116,5 +116,6 @@ def main() -> None:
         print(f"  {label:<44} {rate:10.1f} patches/s")
     print(f"  {'speed ratio on the same patches':<44} {vectorised_rate / loop_rate:10.0f}x")
 
+
 if __name__ == "__main__":
     main()

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import onnxruntime
+from pgd import manipulated_patches  # benchmarks/pgd.py
 
 from cfzoo.zoo.runtime import cpu_workers, load_detector, load_gradient_model
-from pgd import manipulated_patches  # benchmarks/pgd.py
 
 REPEATS = 7
 
@@ -47,25 +47,38 @@ def median_milliseconds(runs: dict) -> dict:
 
 
 def measure(model_id: str) -> None:
-    images = np.ascontiguousarray(manipulated_patches(model_id.split("-", 1)[1]).transpose(0, 3, 1, 2), dtype=np.float32)
+    images = np.ascontiguousarray(
+        manipulated_patches(model_id.split("-", 1)[1]).transpose(0, 3, 1, 2), dtype=np.float32
+    )
     labels = np.ones(len(images), dtype=np.int64)
     detector, companion = load_detector(model_id, "cpu"), load_gradient_model(model_id, "cpu")
     for kind, model, feeds, shares in (
         ("detector", detector, {"image": images}, lambda: [detector.logits(images)]),
-        ("companion", companion, {"image": images, "label": labels}, lambda: list(companion.logits_and_gradient(images, labels))),
+        (
+            "companion",
+            companion,
+            {"image": images, "label": labels},
+            lambda: list(companion.logits_and_gradient(images, labels)),
+        ),
     ):
         whole = one_run_on_every_core(model.path)
-        outputs = [output.name for output in whole.get_outputs()][:len(shares())]
+        outputs = [output.name for output in whole.get_outputs()][: len(shares())]
         if not all(np.array_equal(a, b) for a, b in zip(whole.run(outputs, feeds), shares())):
             raise SystemExit(f"{model_id}'s {kind}: the row shares do not give the one run's outputs")
         times = median_milliseconds({"one run": lambda: whole.run(outputs, feeds), "row shares": shares})
-        print(f"{model_id:<24} {kind:<9}  one run on {cpu_workers()} threads {times['one run']:7.1f} ms   "
-              f"{cpu_workers()} row shares on 1 thread {times['row shares']:7.1f} ms   {times['one run'] / times['row shares']:.2f}x")
+        print(
+            f"{model_id:<24} {kind:<9}  one run on {cpu_workers()} threads {times['one run']:7.1f} ms   "
+            f"{cpu_workers()} row shares on 1 thread {times['row shares']:7.1f} ms   {times['one run'] / times['row shares']:.2f}x"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", help="zoo model ids (repeatable); default the median7 model of spam, bayar2016, cozzolino2017")
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="zoo model ids (repeatable); default the median7 model of spam, bayar2016, cozzolino2017",
+    )
     arguments = parser.parse_args()
     print(f"batch 64, CPU, onnxruntime {onnxruntime.__version__}, {cpu_workers()} cores; identical outputs checked")
     for model_id in arguments.model or ["spam-median7", "bayar2016-median7", "cozzolino2017-median7"]:

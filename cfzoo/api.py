@@ -15,8 +15,8 @@ import numpy as np
 from cfzoo.errors import CfzooError
 from cfzoo.images import as_rgb_uint8, load_image
 from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
-from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
+from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.detect import DetectorVerdict, score_image, select_detectors
 from cfzoo.ops.restore import restore_image
 from cfzoo.ops.scoring import called_manipulated
@@ -66,7 +66,9 @@ class Model:
         _, called = called_manipulated(self._detector, batch, batch_size)
         return called[0] if single else called
 
-    def detect(self, image: ImageLike, stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE) -> DetectorVerdict:
+    def detect(
+        self, image: ImageLike, stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> DetectorVerdict:
         """The verdict on a whole image (an H x W x 3 uint8 array or a file, at least 128 x 128): manipulated when
         more than half of its patches are called manipulated, as ``cfzoo detect`` says."""
         return score_image(_pixels(image), [self._detector], stride, batch_size, source=_name(image)).verdicts[0]
@@ -79,8 +81,16 @@ def load_detector(model: str | os.PathLike[str], *, task: str | None = None, pro
 
 
 def register(
-    path: str | os.PathLike[str], id: str, task: str, *, layout: str = "NCHW", input_range: int = 255,
-    outputs: str = "two-logits", manipulated_class: int = 1, threshold: float = 0.5, companion: bool = True,
+    path: str | os.PathLike[str],
+    id: str,
+    task: str,
+    *,
+    layout: str = "NCHW",
+    input_range: int = 255,
+    outputs: str = "two-logits",
+    manipulated_class: int = 1,
+    threshold: float = 0.5,
+    companion: bool = True,
 ) -> Model:
     """Add an ONNX detector cfzoo did not make to the user zoo, as ``cfzoo register`` does, and load it. The
     adapter arguments say how its input and output depart from docs/contract.md. Needs the ``train`` extra."""
@@ -93,8 +103,13 @@ def register(
 
 
 def detect(
-    image: ImageLike, *, families: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-    models: Sequence[str] = (), stride: int = DEFAULT_STRIDE, providers: str = "auto",
+    image: ImageLike,
+    *,
+    families: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    models: Sequence[str] = (),
+    stride: int = DEFAULT_STRIDE,
+    providers: str = "auto",
 ) -> list[DetectorVerdict]:
     """Every available detector's verdict on one image (an array or a file), as ``cfzoo detect``: the zoo's
     families x tasks (default all that are here), or only ``models`` (ids or .onnx files) when they are given."""
@@ -103,9 +118,18 @@ def detect(
 
 
 def attack(
-    model: Model | Sequence[Model], patches: np.ndarray, eps: int, *, method: str = "fgsm", iterations: int | None = None,
-    restarts: int = 1, queries: int | None = None, seed: int = 0, survive_jpeg: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE, pristine: np.ndarray | None = None,
+    model: Model | Sequence[Model],
+    patches: np.ndarray,
+    eps: int,
+    *,
+    method: str = "fgsm",
+    iterations: int | None = None,
+    restarts: int = 1,
+    queries: int | None = None,
+    seed: int = 0,
+    survive_jpeg: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    pristine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
     each pixel within ``eps`` gray levels (an integer) of the original. ``method``: a registered attack
@@ -127,13 +151,17 @@ def attack(
     companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
     if pristine is not None:
         if not get_attack(method).needs_pristine:
-            raise CfzooError(f"pristine patches are the goal of method {', '.join(attack_names(needs_pristine=True))} only, not {method}; leave them out")
+            raise CfzooError(
+                f"pristine patches are the goal of method {', '.join(attack_names(needs_pristine=True))} only, not {method}; leave them out"
+            )
         pristine, _ = _patch_batch(pristine)
     result = attack_patches(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
     return result.patches[0] if single else result.patches
 
 
-def restore(image: ImageLike, task: str, *, discriminator: str = "vgg", tile: int = DEFAULT_TILE, providers: str = "auto") -> np.ndarray:
+def restore(
+    image: ImageLike, task: str, *, discriminator: str = "vgg", tile: int = DEFAULT_TILE, providers: str = "auto"
+) -> np.ndarray:
     """A median-filtered image (``task`` median3 or median7) restored by the zoo's GAN generator: H x W x 3 uint8."""
     return restore_image(_pixels(image), task, discriminator, providers, tile)
 

@@ -48,7 +48,6 @@ TEST_DEVICE_FRACTION = 3 / 9  # the paper's 3 test devices out of 9
 PATCH_SET_FORMAT = 1
 
 
-
 @dataclass(frozen=True)
 class ImageRecord:
     """One photo of the dataset: where it is, whose it is, its content digest and upright size."""
@@ -104,7 +103,9 @@ def split_devices(devices: Sequence[str], seed: int = 0, test_devices: Iterable[
     """Device-disjoint split: ``test_devices`` if given, else round(n/3) devices (at least 1) drawn with ``seed``."""
     devices = sorted(devices)
     if len(devices) < 2:
-        raise DataError(f"a device-disjoint split needs at least 2 devices, found {len(devices)}: {', '.join(devices) or 'none'}")
+        raise DataError(
+            f"a device-disjoint split needs at least 2 devices, found {len(devices)}: {', '.join(devices) or 'none'}"
+        )
     if test_devices is not None:
         test = sorted(set(test_devices))
         unknown = [name for name in test if name not in devices]
@@ -125,7 +126,9 @@ def held_out_split(devices: Sequence[str], test_devices: Iterable[str], seed: in
     machine that holds only the train photos (training there, evaluation with ``cfzoo evaluate`` elsewhere)."""
     test = tuple(sorted(set(test_devices)))
     if not test:
-        raise DataError(f"name the held-out test devices ({option('test_devices', '--test-device')}), so that the record says what the model never saw")
+        raise DataError(
+            f"name the held-out test devices ({option('test_devices', '--test-device')}), so that the record says what the model never saw"
+        )
     train = tuple(name for name in sorted(devices) if name not in test)
     if not train:
         raise DataError(f"no train devices left once {', '.join(test)} are held out")
@@ -153,8 +156,14 @@ def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterab
             if min(header.height, header.width) < PATCH_SIZE:
                 too_small.append(path.name)
         devices.append(
-            {"device": name, "images": len(paths), "sizes": sizes, "too_small": too_small, "unreadable": unreadable,
-             "digital_zoom": zoomed}
+            {
+                "device": name,
+                "images": len(paths),
+                "sizes": sizes,
+                "too_small": too_small,
+                "unreadable": unreadable,
+                "digital_zoom": zoomed,
+            }
         )
     split = split_devices(dataset.device_names, seed, test_devices)
     return {
@@ -249,12 +258,15 @@ def build_patch_set(
     records = [_record(dataset.root, device, path) for device, path in images]
     too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
     zoomed = [
-        record for record in records
+        record
+        for record in records
         if manipulation.needs_unresampled_photos and not spec.keep_zoomed_photos and record.digital_zoom > 1
     ]
     usable = [record for record in records if record not in too_small and record not in zoomed]
     if not usable:
-        raise DataError(f"no image of the {spec.split} devices ({', '.join(split.devices(spec.split))}) holds a {spec.patch_size}-pixel patch")
+        raise DataError(
+            f"no image of the {spec.split} devices ({', '.join(split.devices(spec.split))}) holds a {spec.patch_size}-pixel patch"
+        )
 
     key = patch_set_key(spec, split, usable)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -281,7 +293,9 @@ def build_patch_set(
         offset = 0
         for index, (pristine, manipulated, pristine_at, manipulated_at) in enumerate(_run(_cut_image, jobs, workers)):
             if (len(pristine), len(manipulated)) != counts[index]:
-                raise DataError(f"{usable[index].relative_path}: decoded size differs from its header; re-export the file")
+                raise DataError(
+                    f"{usable[index].relative_path}: decoded size differs from its header; re-export the file"
+                )
             for block, where, label in ((pristine, pristine_at, 0), (manipulated, manipulated_at, 1)):
                 end = offset + len(block)
                 patches[offset:end] = block
@@ -324,7 +338,9 @@ def build_patch_set(
 
 def _record(root: Path, device: str, path: Path) -> ImageRecord:
     header = read_header(path)
-    return ImageRecord(str(path.relative_to(root)), device, file_sha256(path), header.height, header.width, header.digital_zoom)
+    return ImageRecord(
+        str(path.relative_to(root)), device, file_sha256(path), header.height, header.width, header.digital_zoom
+    )
 
 
 def patch_set_key(spec: PatchSetSpec, split: DeviceSplit, records: Sequence[ImageRecord]) -> str:
@@ -349,7 +365,9 @@ def image_seed(spec: PatchSetSpec, sha256: str, role: int) -> list[int]:
     return [spec.seed, int(sha256[:16], 16), role]
 
 
-def _patch_counts(record: ImageRecord, spec: PatchSetSpec, output_size: Callable[[int, int], tuple[int, int]]) -> tuple[int, int]:
+def _patch_counts(
+    record: ImageRecord, spec: PatchSetSpec, output_size: Callable[[int, int], tuple[int, int]]
+) -> tuple[int, int]:
     def count(height: int, width: int) -> int:
         return min(spec.patches_per_image, len(grid_positions(height, width, spec.patch_size, spec.sampling_step)))
 
@@ -394,7 +412,10 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     per_class = limit // 2
-    chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False) for label in (0, 1)]
+    chosen = [
+        rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())), replace=False)
+        for label in (0, 1)
+    ]
     return np.sort(np.concatenate(chosen))
 
 
@@ -441,7 +462,8 @@ def pristine_partners(patch_set: PatchSet, rows: np.ndarray) -> np.ndarray:
     """The pristine row of each manipulated row in ``rows`` (same source image, same position), or a DataError
     where one has none (tasks that change the size: resize)."""
     where = {
-        (int(patch_set.sources[row]), *map(int, patch_set.positions[row])): row for row in np.flatnonzero(patch_set.labels == 0)
+        (int(patch_set.sources[row]), *map(int, patch_set.positions[row])): row
+        for row in np.flatnonzero(patch_set.labels == 0)
     }
     partners = [where.get((int(patch_set.sources[row]), *map(int, patch_set.positions[row]))) for row in rows]
     if any(partner is None for partner in partners):

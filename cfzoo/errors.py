@@ -9,7 +9,9 @@ _OPTION = re.compile(r"\{option:([a-z_]+)\|(--[a-z0-9-]+)\|([^{}|]+)\}")
 def option(parameter: str, flag: str | None = None, python: str | None = None) -> str:
     """An argument named in an error message: the command line shows its flag (``--max-patches``, or ``flag`` where
     it is not the parameter with dashes), Python its parameter (``max_patches``, or ``python``: ``companion=False``)."""
-    return "{option:" + parameter + "|" + (flag or "--" + parameter.replace("_", "-")) + "|" + (python or parameter) + "}"
+    return (
+        "{option:" + parameter + "|" + (flag or "--" + parameter.replace("_", "-")) + "|" + (python or parameter) + "}"
+    )
 
 
 class CfzooError(Exception):

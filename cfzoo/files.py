@@ -37,7 +37,9 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
-        raise CfzooError(f"cannot write {path} ({error.strerror or error}); choose a place you can write, with room") from None
+        raise CfzooError(
+            f"cannot write {path} ({error.strerror or error}); choose a place you can write, with room"
+        ) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -76,7 +78,9 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
         resolved = out.resolve()
         same = resolved == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
     except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before Python 3.13)
-        raise CfzooError(f"{option('out')} {out} cannot be followed ({error}); remove the link or choose another file name") from None
+        raise CfzooError(
+            f"{option('out')} {out} cannot be followed ({error}); remove the link or choose another file name"
+        ) from None
     if same:
         raise CfzooError(f"{option('out')} {out} is the input image; choose another file name")
     if out.is_dir():
@@ -91,7 +95,9 @@ def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
     if out.exists() and not out.is_dir():
         raise CfzooError(f"{option('out')} {out} is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise CfzooError(f"{option('out')} {out} is not empty; choose a new folder, or add {option('force')} to replace its contents")
+        raise CfzooError(
+            f"{option('out')} {out} is not empty; choose a new folder, or add {option('force')} to replace its contents"
+        )
     return check_writable(out, option("out"))
 
 

@@ -80,16 +80,19 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageReadError(
-            f"{path}: too many pixels for a safe decode ({first_line(error)}); "
-            "downscale or crop it before analysis"
+            f"{path}: too many pixels for a safe decode ({first_line(error)}); downscale or crop it before analysis"
         ) from None
     except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can decode; expected JPEG, PNG, TIFF, BMP, WebP or GIF") from None
+        raise ImageReadError(
+            f"{path}: not an image file Pillow can decode; expected JPEG, PNG, TIFF, BMP, WebP or GIF"
+        ) from None
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied; make the file readable for this user") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as error:
         # Pillow reports truncation and corrupt streams through these; its messages are specific enough.
-        raise ImageReadError(f"{path}: corrupt or truncated image ({first_line(error)}); re-copy or re-export it") from None
+        raise ImageReadError(
+            f"{path}: corrupt or truncated image ({first_line(error)}); re-copy or re-export it"
+        ) from None
 
 
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
@@ -122,7 +125,14 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
                 exif = image.getexif()
                 orientation = exif.get(_EXIF_ORIENTATION, 1)
                 zoom = exif.get_ifd(_EXIF_IFD).get(_EXIF_DIGITAL_ZOOM_RATIO)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         raise ImageReadError(f"{path}: cannot read the image header ({first_line(error)})") from None
     if orientation in (5, 6, 7, 8):  # rotations by 90 degrees swap the axes
         width, height = height, width
@@ -148,7 +158,9 @@ def as_rgb_uint8(pixels: np.ndarray, what: str = "image") -> np.ndarray:
     """Check that ``pixels`` is an H x W x 3 uint8 array and return it (no copy)."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"{what} must be an H x W x 3 uint8 RGB array, got {pixels.dtype} array of shape {pixels.shape}")
+        raise ValueError(
+            f"{what} must be an H x W x 3 uint8 RGB array, got {pixels.dtype} array of shape {pixels.shape}"
+        )
     return pixels
 
 
@@ -202,7 +214,13 @@ def _check_jpeg_stream(path: Path, mode: str) -> list[str]:
     import simplejpeg
 
     try:
-        simplejpeg.decode_jpeg(path.read_bytes(), colorspace=_JPEG_CHECK_COLORSPACE.get(mode, "RGB"), min_height=1, min_width=1, strict=True)
+        simplejpeg.decode_jpeg(
+            path.read_bytes(),
+            colorspace=_JPEG_CHECK_COLORSPACE.get(mode, "RGB"),
+            min_height=1,
+            min_width=1,
+            strict=True,
+        )
     except ValueError as error:
         message = first_line(error)
         if message.startswith("tjDecompressHeader"):  # a layout TurboJPEG's API does not take (e.g. odd subsampling)

@@ -114,7 +114,7 @@ def _correlate_axis(padded: np.ndarray, kernel: np.ndarray, axis: int) -> np.nda
     length = along.shape[0] - len(kernel) + 1
     out = kernel[0] * along[:length]
     for offset in range(1, len(kernel)):
-        out += kernel[offset] * along[offset:offset + length]
+        out += kernel[offset] * along[offset : offset + length]
     return np.moveaxis(out, 0, axis)
 
 
@@ -125,27 +125,46 @@ def _scaled(size: int, scale: float) -> int:
 def _blur(task_id: str, sigma: float, difficulty: str) -> Manipulation:
     radius = math.ceil(BLUR_TRUNCATE_SIGMAS * sigma)
     return Manipulation(
-        task_id, "blur", f"Gaussian blurring, sigma = {sigma:.2f}", difficulty,
-        {"sigma": sigma, "kernel_radius": radius, "kernel_size": 2 * radius + 1,
-         "truncate_sigmas": BLUR_TRUNCATE_SIGMAS, "border": "half-sample symmetric",
-         "rounding": "half to even, clipped to 0..255"},
+        task_id,
+        "blur",
+        f"Gaussian blurring, sigma = {sigma:.2f}",
+        difficulty,
+        {
+            "sigma": sigma,
+            "kernel_radius": radius,
+            "kernel_size": 2 * radius + 1,
+            "truncate_sigmas": BLUR_TRUNCATE_SIGMAS,
+            "border": "half-sample symmetric",
+            "rounding": "half to even, clipped to 0..255",
+        },
         lambda image: gaussian_blur(image, sigma),
     )
 
 
 def _jpeg(task_id: str, quality: int, difficulty: str) -> Manipulation:
     return Manipulation(
-        task_id, "jpeg", f"JPEG compression, Q = {quality}", difficulty,
-        {"quality": quality, "quantisation_tables": "IJG standard, scaled to quality",
-         "chroma_subsampling": JPEG_SUBSAMPLING, "optimize_huffman": False, "progressive": False,
-         "codec": "Pillow (libjpeg)"},
+        task_id,
+        "jpeg",
+        f"JPEG compression, Q = {quality}",
+        difficulty,
+        {
+            "quality": quality,
+            "quantisation_tables": "IJG standard, scaled to quality",
+            "chroma_subsampling": JPEG_SUBSAMPLING,
+            "optimize_huffman": False,
+            "progressive": False,
+            "codec": "Pillow (libjpeg)",
+        },
         lambda image: jpeg_compress(image, quality),
     )
 
 
 def _median(task_id: str, size: int, difficulty: str) -> Manipulation:
     return Manipulation(
-        task_id, "median", f"Median filtering, {size}x{size}", difficulty,
+        task_id,
+        "median",
+        f"Median filtering, {size}x{size}",
+        difficulty,
         {"window": size, "channels": "each RGB channel separately", "border": "edge replication"},
         lambda image: median_filter(image, size),
     )
@@ -153,27 +172,36 @@ def _median(task_id: str, size: int, difficulty: str) -> Manipulation:
 
 def _resize(task_id: str, scale: float, difficulty: str) -> Manipulation:
     return Manipulation(
-        task_id, "resize", f"Resizing, scale = {scale:.3f}", difficulty,
-        {"scale": scale, "interpolation": f"{RESIZE_FILTER} (Keys a = -0.5, Pillow)",
-         "output_size": "round(scale * size) per axis", "antialias": "Pillow's support widening (only when shrinking)",
-         "excluded_photos": "EXIF DigitalZoomRatio > 1 (upsampled in camera)"},
+        task_id,
+        "resize",
+        f"Resizing, scale = {scale:.3f}",
+        difficulty,
+        {
+            "scale": scale,
+            "interpolation": f"{RESIZE_FILTER} (Keys a = -0.5, Pillow)",
+            "output_size": "round(scale * size) per axis",
+            "antialias": "Pillow's support widening (only when shrinking)",
+            "excluded_photos": "EXIF DigitalZoomRatio > 1 (upsampled in camera)",
+        },
         lambda image: resize(image, scale),
     )
 
 
-MANIPULATIONS: Mapping[str, Manipulation] = MappingProxyType({
-    manipulation.task_id: manipulation
-    for manipulation in (
-        _blur("blur1.1", 1.1, "easy"),
-        _blur("blur0.5", 0.5, "challenging"),
-        _jpeg("jpeg70", 70, "easy"),
-        _jpeg("jpeg90", 90, "challenging"),
-        _median("median7", 7, "easy"),
-        _median("median3", 3, "challenging"),
-        _resize("resize1.5", 1.5, "easy"),
-        _resize("resize1.01", 1.01, "challenging"),
-    )
-})
+MANIPULATIONS: Mapping[str, Manipulation] = MappingProxyType(
+    {
+        manipulation.task_id: manipulation
+        for manipulation in (
+            _blur("blur1.1", 1.1, "easy"),
+            _blur("blur0.5", 0.5, "challenging"),
+            _jpeg("jpeg70", 70, "easy"),
+            _jpeg("jpeg90", 90, "challenging"),
+            _median("median7", 7, "easy"),
+            _median("median3", 3, "challenging"),
+            _resize("resize1.5", 1.5, "easy"),
+            _resize("resize1.01", 1.01, "challenging"),
+        )
+    }
+)
 
 TASK_IDS: tuple[str, ...] = tuple(MANIPULATIONS)
 

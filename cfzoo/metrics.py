@@ -21,7 +21,13 @@ class DetectionRates:
     manipulated: int
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"fpr": self.fpr, "tpr": self.tpr, "acc": self.acc, "pristine": self.pristine, "manipulated": self.manipulated}
+        return {
+            "fpr": self.fpr,
+            "tpr": self.tpr,
+            "acc": self.acc,
+            "pristine": self.pristine,
+            "manipulated": self.manipulated,
+        }
 
 
 def detection_rates(labels: np.ndarray, predictions: np.ndarray) -> DetectionRates:
@@ -69,7 +75,10 @@ def pair_quality(pristine: np.ndarray, other: np.ndarray) -> dict:
     PSNR over all samples (None when identical), SSIM (scikit-image, 7x7 windows, data range 255, colour
     channels averaged) averaged over the images."""
     squared_error, ssim_sum, count = quality_sums(pristine, other)
-    return {"psnr_db": finite_or_none(psnr_from_mse(squared_error / np.size(pristine))), "ssim": round(ssim_sum / count, 6)}
+    return {
+        "psnr_db": finite_or_none(psnr_from_mse(squared_error / np.size(pristine))),
+        "ssim": round(ssim_sum / count, 6),
+    }
 
 
 def quality_sums(pristine: np.ndarray, other: np.ndarray) -> tuple[float, float, int]:

@@ -83,14 +83,12 @@ def cut_patches(image: np.ndarray, positions: np.ndarray, patch_size: int = PATC
     positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
     height, width = image.shape[:2]
     if len(positions) and (
-        positions.min() < 0
-        or positions[:, 0].max() + patch_size > height
-        or positions[:, 1].max() + patch_size > width
+        positions.min() < 0 or positions[:, 0].max() + patch_size > height or positions[:, 1].max() + patch_size > width
     ):
         raise CfzooError(f"a patch position falls outside the {width}x{height} image")
     out = np.empty((len(positions), patch_size, patch_size, *image.shape[2:]), dtype=image.dtype)
     for index, (row, col) in enumerate(positions):
-        out[index] = image[row:row + patch_size, col:col + patch_size]
+        out[index] = image[row : row + patch_size, col : col + patch_size]
     return out
 
 

@@ -40,7 +40,9 @@ def reported_families(rows: Sequence[AttackRow | RestorationRow]) -> list[str]:
     """The columns with a TPR in any row of a before/after report (Tables II-V): the families in the zoo's order,
     then external models (by id) in the order they appear."""
     columns = list(dict.fromkeys(column for row in rows for column in row.tpr))
-    return [family for family in FAMILY_IDS if family in columns] + [column for column in columns if column not in FAMILY_IDS]
+    return [family for family in FAMILY_IDS if family in columns] + [
+        column for column in columns if column not in FAMILY_IDS
+    ]
 
 
 def column_title(column: str) -> str:

@@ -38,7 +38,9 @@ def absent_when_none(description: str | None = None):
 def _absent_fields_not_required(schema: dict, model: type[BaseModel]) -> None:
     """Every field is required in the JSON Schema (serialized defaults included) except those left out when None."""
     absent = {
-        field.alias or name for name, field in model.model_fields.items() if (field.json_schema_extra or {}).get(_ABSENT_WHEN_NONE)
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if (field.json_schema_extra or {}).get(_ABSENT_WHEN_NONE)
     }
     if "required" in schema:
         schema["required"] = [name for name in schema["required"] if name not in absent]
@@ -46,7 +48,10 @@ def _absent_fields_not_required(schema: dict, model: type[BaseModel]) -> None:
 
 class Result(BaseModel):
     model_config = ConfigDict(
-        frozen=True, extra="forbid", populate_by_name=True, json_schema_serialization_defaults_required=True,
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_serialization_defaults_required=True,
         json_schema_extra=_absent_fields_not_required,
     )
 
@@ -88,8 +93,15 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:
 def _tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) -> list[dict]:
     """One flat row per detector column of a ``tpr`` mapping, ``head``'s fields first."""
     return [
-        {**head, "family": family, "model": rates.model, **(tail or {}), "tpr_before": rates.before, "tpr_after": rates.after,
-         "paper_tpr_after": rates.paper}
+        {
+            **head,
+            "family": family,
+            "model": rates.model,
+            **(tail or {}),
+            "tpr_before": rates.before,
+            "tpr_after": rates.after,
+            "paper_tpr_after": rates.paper,
+        }
         for family, rates in tpr.items()
     ]
 
@@ -180,7 +192,9 @@ class AttackRow(Result):
     test_devices: list[str]
     patches: int
     manipulated_in_split: int
-    psnr_db: float | None = Field(description="PSNR of the attacked against the original patches; null where nothing changed")
+    psnr_db: float | None = Field(
+        description="PSNR of the attacked against the original patches; null where nothing changed"
+    )
     mse: float
     zero_gradient_patches: int
     mean_iterations: float
@@ -193,7 +207,9 @@ class AttackParameters(Result):
     """What an attack's settings resolve to, defaults filled in."""
 
     iterations: int | None = absent_when_none("iterations per patch, at most (the attacks that iterate)")
-    step: float | None = Field(None, description="gray levels per iteration; null where the method adapts it or has none")
+    step: float | None = Field(
+        None, description="gray levels per iteration; null where the method adapts it or has none"
+    )
     restarts: int | None = absent_when_none("random restarts (the attacks that restart)")
     queries: int | None = absent_when_none("the budget of detector runs per patch (black-box attacks)")
     p_init: float | None = absent_when_none("square's initial share of pixels changed")
@@ -213,9 +229,13 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
     seed: int
     dataset: str
     test_devices: list[str]
-    target_trained_on_test_devices: list[str] = Field(description="test devices the target was trained on: not a test figure there")
+    target_trained_on_test_devices: list[str] = Field(
+        description="test devices the target was trained on: not a test figure there"
+    )
     rows: list[AttackRow]
-    paper_table: Literal["II", "III", "IV"] | None = Field(None, description="the paper's table of this setting (FGSM eps 1 against its target)")
+    paper_table: Literal["II", "III", "IV"] | None = Field(
+        None, description="the paper's table of this setting (FGSM eps 1 against its target)"
+    )
 
     def csv_columns(self) -> tuple[str, ...]:
         return ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
@@ -223,8 +243,11 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
     def csv_rows(self) -> list[dict]:
         """One row per task and detector column."""
         return [
-            row_of_detector for row in self.rows
-            for row_of_detector in _tpr_rows({"task": row.task, "target": row.target}, row.tpr, {"patches": row.patches, "psnr_db": row.psnr_db})
+            row_of_detector
+            for row in self.rows
+            for row_of_detector in _tpr_rows(
+                {"task": row.task, "target": row.target}, row.tpr, {"patches": row.patches, "psnr_db": row.psnr_db}
+            )
         ]
 
 
@@ -245,7 +268,18 @@ class RobustnessRow(Result):
     recompressed: dict[str, float] = Field(description="TPR after storing the patches as JPEG, by quality")
 
 
-_ROBUSTNESS_COLUMNS = ("task", "model", "eps", "attack", "patches", "tpr_before", "tpr_after", "psnr_db", "mean_queries", "seconds")
+_ROBUSTNESS_COLUMNS = (
+    "task",
+    "model",
+    "eps",
+    "attack",
+    "patches",
+    "tpr_before",
+    "tpr_after",
+    "psnr_db",
+    "mean_queries",
+    "seconds",
+)
 
 
 class RobustnessReport(Tabular, Result):
@@ -269,8 +303,10 @@ class RobustnessReport(Tabular, Result):
     def csv_rows(self) -> list[dict]:
         """One row per task, eps and attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
         return [
-            {**{column: getattr(row, column) for column in _ROBUSTNESS_COLUMNS},
-             **{f"tpr_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress}}
+            {
+                **{column: getattr(row, column) for column in _ROBUSTNESS_COLUMNS},
+                **{f"tpr_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress},
+            }
             for row in self.rows
         ]
 
@@ -313,12 +349,29 @@ class DetectionTable(Tabular, Result):
     rows: list[DetectionRow]
 
     def csv_columns(self) -> tuple[str, ...]:
-        return ("task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc", "paper_fpr", "paper_tpr", "paper_acc")
+        return (
+            "task",
+            "family",
+            "model",
+            "pristine",
+            "manipulated",
+            "fpr",
+            "tpr",
+            "acc",
+            "paper_fpr",
+            "paper_tpr",
+            "paper_acc",
+        )
 
     def csv_rows(self) -> list[dict]:
         return [
-            {**row.model_dump(include={"task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc"}),
-             **{f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate) for rate in ("fpr", "tpr", "acc")}}
+            {
+                **row.model_dump(include={"task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc"}),
+                **{
+                    f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate)
+                    for rate in ("fpr", "tpr", "acc")
+                },
+            }
             for row in self.rows
         ]
 
@@ -341,7 +394,9 @@ class CheckpointRow(Result):
     test_devices: list[str]
     train_patches: int
     machine: str
-    by_device: dict[str, Rates] | None = absent_when_none("the rates on each test device (when measured again, not recorded)")
+    by_device: dict[str, Rates] | None = absent_when_none(
+        "the rates on each test device (when measured again, not recorded)"
+    )
 
 
 class CheckpointTable(Tabular, Result):
@@ -358,9 +413,24 @@ class CheckpointTable(Tabular, Result):
         rows = []
         for row in self.rows:
             head = {"family": row.family, "task": row.task}
-            rows.append({**head, "device": None, **row.model_dump(include={"fpr", "tpr", "acc", "test_patches", "train_patches", "machine"})})
+            rows.append(
+                {
+                    **head,
+                    "device": None,
+                    **row.model_dump(include={"fpr", "tpr", "acc", "test_patches", "train_patches", "machine"}),
+                }
+            )
             for device, rates in (row.by_device or {}).items():
-                rows.append({**head, "device": device, "fpr": rates.fpr, "tpr": rates.tpr, "acc": rates.acc, "test_patches": rates.pristine + rates.manipulated})
+                rows.append(
+                    {
+                        **head,
+                        "device": device,
+                        "fpr": rates.fpr,
+                        "tpr": rates.tpr,
+                        "acc": rates.acc,
+                        "test_patches": rates.pristine + rates.manipulated,
+                    }
+                )
         return rows
 
 
@@ -384,7 +454,9 @@ class RestorationRow(Result):
     patches: int
     quality: RestorationQuality
     restore_seconds: float
-    tpr: dict[str, TprChange] = Field(description="by family: TPR on the filtered (before) and restored (after) patches")
+    tpr: dict[str, TprChange] = Field(
+        description="by family: TPR on the filtered (before) and restored (after) patches"
+    )
 
 
 class RestorationReport(Tabular, Result):
@@ -399,17 +471,36 @@ class RestorationReport(Tabular, Result):
 
     def csv_columns(self) -> tuple[str, ...]:
         return (
-            "task", "discriminator", "restorer", "family", "model", "patches", "psnr_db_filtered", "psnr_db_restored",
-            "ssim_filtered", "ssim_restored", "tpr_before", "tpr_after", "paper_tpr_after",
+            "task",
+            "discriminator",
+            "restorer",
+            "family",
+            "model",
+            "patches",
+            "psnr_db_filtered",
+            "psnr_db_restored",
+            "ssim_filtered",
+            "ssim_restored",
+            "tpr_before",
+            "tpr_after",
+            "paper_tpr_after",
         )
 
     def csv_rows(self) -> list[dict]:
         """One row per restorer and family."""
         return [
-            detector_row for row in self.rows for detector_row in _tpr_rows(
-                {"task": row.task, "discriminator": row.discriminator, "restorer": row.restorer}, row.tpr,
-                {"patches": row.patches, "psnr_db_filtered": row.quality.input.psnr_db, "psnr_db_restored": row.quality.restored.psnr_db,
-                 "ssim_filtered": row.quality.input.ssim, "ssim_restored": row.quality.restored.ssim},
+            detector_row
+            for row in self.rows
+            for detector_row in _tpr_rows(
+                {"task": row.task, "discriminator": row.discriminator, "restorer": row.restorer},
+                row.tpr,
+                {
+                    "patches": row.patches,
+                    "psnr_db_filtered": row.quality.input.psnr_db,
+                    "psnr_db_restored": row.quality.restored.psnr_db,
+                    "ssim_filtered": row.quality.input.ssim,
+                    "ssim_restored": row.quality.restored.ssim,
+                },
             )
         ]
 
@@ -470,9 +561,13 @@ class ReproduceDocument(Result):
     machine: MachineDescription
     seconds: StageSeconds
     table1: DetectionTable
-    attacks: list[AttackReport] = Field(description="Tables II-IV: one report per target family with gradient companions here")
+    attacks: list[AttackReport] = Field(
+        description="Tables II-IV: one report per target family with gradient companions here"
+    )
     restoration: RestorationReport
-    differences: dict[str, list[str]] = Field(description="by table: where ours and the paper differ by more than 5 points")
+    differences: dict[str, list[str]] = Field(
+        description="by table: where ours and the paper differ by more than 5 points"
+    )
     files: ReportFiles | None = absent_when_none("the files of the report folder")
 
 

@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
-from cfzoo.paths import default_cache_dir
 from cfzoo.errors import DataError
+from cfzoo.paths import default_cache_dir
 
 SAMPLE_DEVICES: dict[str, tuple[str, ...]] = {
     "skimage_portraits": ("astronaut.png", "chelsea.png", "coffee.png"),

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
-
-from cfzoo.data import CameraDataset
-from cfzoo.sample_data import sample_dataset_dir
 from strict_skips import (  # noqa: F401  (the skip gate's hooks, registered by being here)
     pytest_collectreport,
     pytest_runtest_logreport,
     pytest_sessionfinish,
     pytest_terminal_summary,
 )
+
+from cfzoo.data import CameraDataset
+from cfzoo.sample_data import sample_dataset_dir
 
 
 @pytest.fixture
@@ -80,4 +80,6 @@ def models(request):
 
     embedded = embedded_registry()
     missing = [model for model in request.module.MODELS if model not in embedded or not embedded.get(model).embedded]
-    assert not missing, f"not embedded: {', '.join(missing)}; export them with cfzoo export ... --zoo cfzoo/zoo/embedded"
+    assert not missing, (
+        f"not embedded: {', '.join(missing)}; export them with cfzoo export ... --zoo cfzoo/zoo/embedded"
+    )

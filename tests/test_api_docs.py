@@ -10,6 +10,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 def test_api_examples_run_as_documented():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's notice that the example uses its legacy ONNX exporter
-        result = doctest.testfile(str(DOCS / "api.md"), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
+        result = doctest.testfile(
+            str(DOCS / "api.md"), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False
+        )
     assert result.attempted >= 30
     assert result.failed == 0

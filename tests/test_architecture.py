@@ -9,7 +9,9 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def run_lint(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), str(config), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), str(config), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_every_layer_contract_is_kept():

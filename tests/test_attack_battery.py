@@ -14,18 +14,22 @@ from cfzoo.manipulations import apply_manipulation, jpeg_compress, resize
 from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_settings
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, parse_survive, resampling_matrix
 from cfzoo.ops.attacks.image import attack_image
-from cfzoo.patches import cut_patches, patch_grid
 from cfzoo.ops.attacks.pgd import apgd_checkpoints, pgd
 from cfzoo.ops.attacks.registry import attack_names
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_METHODS
 from cfzoo.ops.attacks.square import square, square_fraction
+from cfzoo.patches import cut_patches, patch_grid
 from cfzoo.zoo.registry import embedded_zoo_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model, load_model_file, to_model_input
 
 
 def _tiles(image, count):
     height, width = image.shape[:2]
-    return [image[row:row + 128, col:col + 128] for row in range(0, height - 127, 128) for col in range(0, width - 127, 128)][:count]
+    return [
+        image[row : row + 128, col : col + 128]
+        for row in range(0, height - 127, 128)
+        for col in range(0, width - 127, 128)
+    ][:count]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +71,10 @@ def test_pgd_and_apgd_beat_fgsm_where_fgsm_fails(median7_patches):
     optimising in floats and judged after rounding, do not."""
     model = cfzoo.load_detector("cozzolino2017-median7")
     before = model.predict(median7_patches).mean()
-    after = {method: model.predict(cfzoo.attack(model, median7_patches, 1, method=method)).mean() for method in ("fgsm", "pgd", "apgd")}
+    after = {
+        method: model.predict(cfzoo.attack(model, median7_patches, 1, method=method)).mean()
+        for method in ("fgsm", "pgd", "apgd")
+    }
     assert before > 0.9
     assert after["fgsm"] > 0.5
     assert after["pgd"] <= 0.1 and after["apgd"] <= 0.1
@@ -107,7 +114,10 @@ def test_random_attacks_are_seeded_and_a_set_attacked_in_pieces_draws_as_one_cal
     whole = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
     again = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
     np.testing.assert_array_equal(whole.patches, again.patches)
-    pieces = [pgd(target, patches[start:start + 4], 2, iterations=3, seed=5, batch_size=4, first_row=start) for start in (0, 4, 8)]
+    pieces = [
+        pgd(target, patches[start : start + 4], 2, iterations=3, seed=5, batch_size=4, first_row=start)
+        for start in (0, 4, 8)
+    ]
     np.testing.assert_array_equal(whole.patches, np.concatenate([piece.patches for piece in pieces]))
     other = square(target, patches, 2, queries=5, seed=6)
     assert not np.array_equal(square(target, patches, 2, queries=5, seed=5).patches, other.patches)
@@ -131,7 +141,11 @@ def test_square_needs_no_companion_and_respects_its_budget(median7_patches, tmp_
 
 def test_schedules_follow_the_papers():
     assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]  # AutoAttack's checkpoints for 100 iterations
-    assert square_fraction(1, 10000) == 0.05 and square_fraction(11, 10000) == 0.025 and square_fraction(9000, 10000) == 0.05 / 2**9
+    assert (
+        square_fraction(1, 10000) == 0.05
+        and square_fraction(11, 10000) == 0.025
+        and square_fraction(9000, 10000) == 0.05 / 2**9
+    )
     assert square_fraction(30, 300) == square_fraction(1000, 10000)  # the schedule scales with the budget
 
 
@@ -144,7 +158,11 @@ def test_settings_that_do_not_fit_the_method_are_refused_before_any_work():
         check_settings(AttackSettings(eps=1, method="apgd", restarts=3))
     with pytest.raises(CfzooError, match=r"unknown attack method 'cw'"):
         check_settings(AttackSettings(eps=1, method="cw"))
-    assert attack_parameters(AttackSettings(eps=2, method="pgd", restarts=2)) == {"iterations": 10, "step": 0.5, "restarts": 2}
+    assert attack_parameters(AttackSettings(eps=2, method="pgd", restarts=2)) == {
+        "iterations": 10,
+        "step": 0.5,
+        "restarts": 2,
+    }
     assert attack_parameters(AttackSettings(eps=1, method="fgsm")) == {"iterations": 1, "step": 1}
 
 
@@ -156,7 +174,9 @@ def test_an_ensemble_attack_fools_every_member_at_once(median7_patches):
     alone = cfzoo.attack(models[1], patches, 1, method="pgd")
     together = cfzoo.attack(models, patches, 1, method="pgd")
     assert models[1].predict(alone).mean() <= 0.1
-    assert min(models[0].predict(alone).mean(), models[2].predict(alone).mean()) >= 0.9  # Bayar2016's noise does not transfer
+    assert (
+        min(models[0].predict(alone).mean(), models[2].predict(alone).mean()) >= 0.9
+    )  # Bayar2016's noise does not transfer
     assert max(model.predict(together).mean() for model in models) <= 0.1
     assert np.abs(together.astype(int) - patches).max() == 1
     # iterative FGSM too, in integer steps, once it goes on until every member is fooled (eps 2)
@@ -182,7 +202,9 @@ def test_an_attack_made_to_survive_recompression_survives_it():
     assert model.predict(plain).mean() == 0 and model.predict(recompressed(plain)).mean() >= 0.5
     assert model.predict(recompressed(surviving)).mean() <= 0.1
     assert np.abs(surviving.astype(int) - patches).max() <= 2
-    with pytest.raises(CfzooError, match="survive_jpeg works with method fgsm, ifgsm, pgd, apgd, square, not spam-close"):
+    with pytest.raises(
+        CfzooError, match="survive_jpeg works with method fgsm, ifgsm, pgd, apgd, square, not spam-close"
+    ):
         cfzoo.attack(model, patches, 2, method="spam-close", survive_jpeg=90)
     with pytest.raises(CfzooError, match="give jpeg:Q"):
         parse_survive("png:90")
@@ -197,10 +219,14 @@ def test_the_resampling_matrix_is_the_bicubic_downscale():
     cfzoo's uint8 resize (PIL rounds after each axis) within 3 gray levels."""
     rng = np.random.default_rng(0)
     line = rng.random(300).astype(np.float32)
-    pil = np.asarray(Image.fromarray(line[None], mode="F").resize((150, 1), resample=Image.Resampling.BICUBIC, reducing_gap=None))[0]
+    pil = np.asarray(
+        Image.fromarray(line[None], mode="F").resize((150, 1), resample=Image.Resampling.BICUBIC, reducing_gap=None)
+    )[0]
     np.testing.assert_allclose(resampling_matrix(300, 150) @ line, pil, atol=1e-5)
     photo = data.astronaut()[:300, :451]
-    linear = np.einsum("ij,jkc,lk->ilc", resampling_matrix(300, 150), photo.astype(np.float64), resampling_matrix(451, 226))
+    linear = np.einsum(
+        "ij,jkc,lk->ilc", resampling_matrix(300, 150), photo.astype(np.float64), resampling_matrix(451, 226)
+    )
     assert np.abs(np.clip(np.rint(linear), 0, 255) - resize(photo, 0.5)).max() <= 3
 
 
@@ -214,13 +240,21 @@ def test_an_image_attack_made_to_survive_a_downscale_survives_it():
     patches = 0
     for photo in (data.astronaut(), data.chelsea(), data.coffee()):
         blurred = apply_manipulation("blur1.1", photo)
-        for name, settings in (("plain", AttackSettings(2, "pgd")), ("surviving", AttackSettings(2, "pgd", survive_resize=0.5))):
+        for name, settings in (
+            ("plain", AttackSettings(2, "pgd")),
+            ("surviving", AttackSettings(2, "pgd", survive_resize=0.5)),
+        ):
             attack = attack_image(blurred, "cozzolino2017", "blur1.1", settings)
             assert attack.pixels.shape == blurred.shape and np.abs(attack.pixels.astype(int) - blurred).max() <= 2
             small = resize(attack.pixels, 0.5)
-            calls = detector.probability(to_model_input(cut_patches(small, patch_grid(*small.shape[:2])))) > detector.threshold
+            calls = (
+                detector.probability(to_model_input(cut_patches(small, patch_grid(*small.shape[:2]))))
+                > detector.threshold
+            )
             if name == "surviving":
-                assert attack.tpr["cozzolino2017"]["after"] == 100.0 * calls.mean()  # the summary judges the downscaled copy
+                assert (
+                    attack.tpr["cozzolino2017"]["after"] == 100.0 * calls.mean()
+                )  # the summary judges the downscaled copy
             flagged[name] += int(calls.sum())
         patches += len(calls)
     assert patches == 14 and flagged["plain"] >= 3 and flagged["surviving"] == 0, flagged

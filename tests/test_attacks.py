@@ -16,17 +16,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
-from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows, split_devices
+from cfzoo.data import PatchSetSpec, _even_quotas, build_patch_set, manipulated_rows, split_devices
 from cfzoo.errors import CfzooError
-from cfzoo.data import _even_quotas
-from cfzoo.ops.scoring import called_manipulated
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
-from cfzoo.ops.attacks.common import check_eps
+from cfzoo.ops.attacks.common import AttackTarget, check_eps
 from cfzoo.ops.attacks.fgsm import default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.image import attack_positions, paste_patches
+from cfzoo.ops.scoring import called_manipulated
 from cfzoo.patches import cut_patches, patch_grid, sample_positions
-from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
 
@@ -35,6 +33,8 @@ MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
 
 def _target(model_id):
     return AttackTarget.of(load_detector(model_id), load_gradient_model(model_id))
+
+
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png")
 
 
@@ -128,7 +128,11 @@ def test_fgsm_eps1_defeats_its_target(models, jpeg_patches, target):
 def test_manipulated_rows_spread_a_seeded_subset_over_the_devices(sample_dataset, tmp_path):
     split = split_devices(sample_dataset.device_names, test_devices=["skimage_portraits", "skimage_gray"])
     patch_set = build_patch_set(
-        sample_dataset, PatchSetSpec("jpeg70", "test", seed=0, patches_per_image=40, max_images_per_device=1), split, tmp_path, workers=1,
+        sample_dataset,
+        PatchSetSpec("jpeg70", "test", seed=0, patches_per_image=40, max_images_per_device=1),
+        split,
+        tmp_path,
+        workers=1,
     )
     rows = manipulated_rows(patch_set, 30, seed=5)
     assert len(rows) == 30 and (patch_set.labels[rows] == 1).all() and (np.diff(rows) > 0).all()
@@ -154,7 +158,7 @@ def test_tiles_cover_every_pixel_and_the_grid_wins_overlaps():
     tiles = np.stack([np.full((128, 128, 3), value, np.uint8) for value in range(1, len(positions) + 1)])
     pasted = paste_patches(np.zeros((200, 300, 3), np.uint8), tiles, positions)
     assert pasted.min() >= 1  # every pixel attacked
-    for index, (row, col) in enumerate(positions):  # each tile's top-left pixel comes from the first tile holding it
+    for row, col in positions:  # each tile's top-left pixel comes from the first tile holding it
         first = next(i for i, (r, c) in enumerate(positions) if r <= row < r + 128 and c <= col < c + 128)
         assert pasted[row, col, 0] == first + 1
     assert pasted[0, 0, 0] == 1 and pasted[199, 299, 0] == len(positions)
@@ -174,7 +178,22 @@ def write_jpeg70_png(path, height, width):
 def test_attack_image_writes_a_png_of_the_same_size(models, runner, tmp_path):
     original = write_jpeg70_png(tmp_path / "in.png", 200, 300)
     out = tmp_path / "sub" / "adv.png"
-    result = runner.invoke(app, ["attack", str(tmp_path / "in.png"), "--target", "bayar2016", "--task", "jpeg70", "--eps", "1", "--out", str(out), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            str(tmp_path / "in.png"),
+            "--target",
+            "bayar2016",
+            "--task",
+            "jpeg70",
+            "--eps",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     attacked = read_rgb(out)
@@ -195,19 +214,29 @@ def test_attack_image_refuses_bad_requests_in_one_line(models, runner, tmp_path)
         "is the input image": [str(tmp_path / "in.png"), "--out", str(tmp_path / "in.png")],
         "must end in .png": [str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.jpg")],
         f"{tmp_path / 'small.png'}: image is 300x100 pixels, smaller than one 128x128 patch": [
-            str(tmp_path / "small.png"), "--out", str(tmp_path / "adv.png"),
+            str(tmp_path / "small.png"),
+            "--out",
+            str(tmp_path / "adv.png"),
         ],
         "needs --out": [str(tmp_path / "in.png")],
         "eps must be an integer": [str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.png"), "--eps", "0"],
         "downscaled by 0.5, this 300x200 image would be smaller than one 128-pixel patch; use a factor of at least 0.64": [
-            str(tmp_path / "in.png"), "--out", str(tmp_path / "adv.png"), "--method", "pgd", "--survive", "resize:0.5",
+            str(tmp_path / "in.png"),
+            "--out",
+            str(tmp_path / "adv.png"),
+            "--method",
+            "pgd",
+            "--survive",
+            "resize:0.5",
         ],
         "--survive resize:F attacks one IMAGE": ["--survive", "resize:0.5", "--method", "pgd"],
     }
     for message, arguments in cases.items():
         result = runner.invoke(app, [*base[:1], *arguments, *base[1:]])
         assert result.exit_code == 1, (message, result.output)
-        assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr and result.stderr.count("\n") == 1, (
+            result.stderr
+        )
         assert "Traceback" not in result.output
     assert (tmp_path / "in.png").read_bytes() == before
     assert not (tmp_path / "adv.png").exists() and not (tmp_path / "adv.jpg").exists()
@@ -216,27 +245,72 @@ def test_attack_image_refuses_bad_requests_in_one_line(models, runner, tmp_path)
 @pytest.mark.parametrize("eps", ["0", "-1"])
 def test_attack_rejects_non_positive_eps(runner, eps):
     result = runner.invoke(app, ["attack", "--target", "bayar2016", "--eps", eps])
-    assert result.exit_code == 1 and result.stderr.startswith("error: eps must be an integer number of gray levels from 1")
+    assert result.exit_code == 1 and result.stderr.startswith(
+        "error: eps must be an integer number of gray levels from 1"
+    )
 
 
 def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, monkeypatch):
     monkeypatch.setenv("CFZOO_CACHE", str(tmp_path / "cache"))
     saved = tmp_path / "adv"
-    result = runner.invoke(app, [
-        "attack", "--target", "bayar2016", "--eps", "1", "--task", "jpeg70", "--max-patches", "12", "--seed", "0",
-        "--save", str(saved), "--json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "attack",
+            "--target",
+            "bayar2016",
+            "--eps",
+            "1",
+            "--task",
+            "jpeg70",
+            "--max-patches",
+            "12",
+            "--seed",
+            "0",
+            "--save",
+            str(saved),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "no data folder given" in result.stderr
     report = json.loads(result.stdout)
     assert set(report) == {
-        "schema_version", "target", "method", "eps", "iterations", "step", "seed", "dataset", "test_devices", "target_trained_on_test_devices",
-        "rows", "paper_table",
+        "schema_version",
+        "target",
+        "method",
+        "eps",
+        "iterations",
+        "step",
+        "seed",
+        "dataset",
+        "test_devices",
+        "target_trained_on_test_devices",
+        "rows",
+        "paper_table",
     }
-    assert (report["target"], report["method"], report["eps"], report["iterations"], report["step"]) == ("bayar2016", "fgsm", 1, 1, 1)
+    assert (report["target"], report["method"], report["eps"], report["iterations"], report["step"]) == (
+        "bayar2016",
+        "fgsm",
+        1,
+        1,
+        1,
+    )
     assert report["paper_table"] == "II"
     (row,) = report["rows"]
-    assert set(row) == {"task", "target", "test_devices", "patches", "manipulated_in_split", "psnr_db", "mse", "zero_gradient_patches", "mean_iterations", "seconds", "tpr"}
+    assert set(row) == {
+        "task",
+        "target",
+        "test_devices",
+        "patches",
+        "manipulated_in_split",
+        "psnr_db",
+        "mse",
+        "zero_gradient_patches",
+        "mean_iterations",
+        "seconds",
+        "tpr",
+    }
     assert row["task"] == "jpeg70" and row["target"] == "bayar2016-jpeg70" and row["patches"] == 12
     assert row["psnr_db"] >= 48.13 and 0 < row["mse"] <= 1
     assert set(row["tpr"]) >= {"bayar2016", "spam", "cozzolino2017"}
@@ -254,7 +328,9 @@ def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, 
         attacked = read_rgb(saved / record["file"])
         assert np.abs(attacked.astype(np.int16) - patches[int(record["patch_row"])]).max() <= 1
 
-    markdown = runner.invoke(app, ["attack", "--target", "bayar2016", "--task", "jpeg70", "--max-patches", "4", "--markdown"])
+    markdown = runner.invoke(
+        app, ["attack", "--target", "bayar2016", "--task", "jpeg70", "--max-patches", "4", "--markdown"]
+    )
     assert markdown.exit_code == 0, markdown.output
     assert "| jpeg70 | 4 |" in markdown.stdout and "(0.08)" in markdown.stdout and "Table II" in markdown.stdout
 
@@ -269,15 +345,33 @@ def test_attack_without_the_targets_model_says_what_to_do(runner, tmp_path, monk
 
 
 @pytest.mark.parametrize("columns", [80, 160])
-def test_readmes_first_command_shows_every_header_and_figure_whole_at_80_columns(models, sample_root, tmp_path, columns):
+def test_readmes_first_command_shows_every_header_and_figure_whole_at_80_columns(
+    models, sample_root, tmp_path, columns
+):
     """README's first command, in a terminal of 80 (and 160) columns: no header or cell is cut."""
     import os
     import subprocess
     import sys
 
     environment = {**os.environ, "COLUMNS": str(columns), "CFZOO_HOME": str(tmp_path / "home")}
-    command = [sys.executable, "-m", "cfzoo", "attack", "--target", "bayar2016", "--eps", "1", "--task", "jpeg70",
-               "--data", str(sample_root), "--max-patches", "8", "--cache-dir", str(tmp_path / "cache")]
+    command = [
+        sys.executable,
+        "-m",
+        "cfzoo",
+        "attack",
+        "--target",
+        "bayar2016",
+        "--eps",
+        "1",
+        "--task",
+        "jpeg70",
+        "--data",
+        str(sample_root),
+        "--max-patches",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()

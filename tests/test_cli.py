@@ -45,8 +45,22 @@ def test_data_inspect_table(runner, sample_root):
 
 
 def test_data_build_json_then_cached(runner, sample_root, tmp_path):
-    arguments = ["data", "build", str(sample_root), "--task", "blur0.5", "--split", "test",
-                 "--patches-per-image", "4", "--cache-dir", str(tmp_path), "--workers", "1", "--json"]
+    arguments = [
+        "data",
+        "build",
+        str(sample_root),
+        "--task",
+        "blur0.5",
+        "--split",
+        "test",
+        "--patches-per-image",
+        "4",
+        "--cache-dir",
+        str(tmp_path),
+        "--workers",
+        "1",
+        "--json",
+    ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
@@ -88,10 +102,15 @@ def test_errors_are_one_line_with_exit_code_1(runner, tmp_path, monkeypatch, arg
 def test_console_script_exits_non_zero_without_traceback(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "cfzoo", "data", "inspect", str(tmp_path / "missing")],
-        capture_output=True, text=True, env={**os.environ, "CFZOO_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CFZOO_CACHE": str(tmp_path)},
     )
     assert completed.returncode == 1
-    assert completed.stderr.strip() == f"error: {tmp_path / 'missing'}: not a directory; pass a folder with one sub-folder of photos per camera device"
+    assert (
+        completed.stderr.strip()
+        == f"error: {tmp_path / 'missing'}: not a directory; pass a folder with one sub-folder of photos per camera device"
+    )
     assert completed.stdout == ""
 
 
@@ -108,12 +127,18 @@ def test_data_inspect_reports_unreadable_photos_and_goes_on(runner, sample_root,
     assert "1 unreadable" in table.stdout and "broken.png" in table.stdout
     rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["data", "inspect", str(root), "-F", "csv"]).stdout)))
     assert {row["device"]: int(row["unreadable"]) for row in rows}["skimage_gray"] == 1
-    assert [(row["device"], int(row["images"])) for row in rows] == [(device["device"], device["images"]) for device in json.loads(result.stdout)["devices"]]
+    assert [(row["device"], int(row["images"])) for row in rows] == [
+        (device["device"], device["images"]) for device in json.loads(result.stdout)["devices"]
+    ]
 
 
 def test_list_fits_80_columns_and_never_cuts_a_model_id():
     result = subprocess.run(
-        [sys.executable, "-m", "cfzoo", "list"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=120
+        [sys.executable, "-m", "cfzoo", "list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -127,8 +152,10 @@ def test_the_top_level_help_starts_with_what_a_newcomer_runs_and_offers_completi
     assert result.exit_code == 0
     text = result.stdout
     assert text.index("Start here: `cfzoo detect photo.jpg`") < text.index("Commands")
-    commands = text[text.index("Commands"):]
-    listed = [line[2:].split()[0] for line in commands.splitlines() if line.startswith("│ ") and not line.startswith("│  ")]
+    commands = text[text.index("Commands") :]
+    listed = [
+        line[2:].split()[0] for line in commands.splitlines() if line.startswith("│ ") and not line.startswith("│  ")
+    ]
     assert listed[:4] == ["detect", "attack", "list", "pull"], listed
     assert "--install-completion" in text and "--quiet" in text
 
@@ -137,7 +164,18 @@ def test_quiet_leaves_out_notes_but_not_results_or_errors(runner, tmp_path, phot
     from cfzoo.images import save_png
 
     save_png(photo, tmp_path / "a.png")
-    arguments = ["detect", str(tmp_path / "a.png"), "-f", "spam", "-f", "xception", "-t", "jpeg70", "--report", str(tmp_path / "r.html")]
+    arguments = [
+        "detect",
+        str(tmp_path / "a.png"),
+        "-f",
+        "spam",
+        "-f",
+        "xception",
+        "-t",
+        "jpeg70",
+        "--report",
+        str(tmp_path / "r.html"),
+    ]
     loud = runner.invoke(app, arguments)
     assert loud.exit_code == 0 and "note: xception: no model here" in loud.stderr and "report: " in loud.stderr
     quiet = runner.invoke(app, ["--quiet", *arguments])

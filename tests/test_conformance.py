@@ -23,9 +23,9 @@ import pytest
 
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import MANIPULATIONS, apply_manipulation
-from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.metrics import pair_quality
 from cfzoo.ops.restore import load_restorer, restore_patches
+from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
 from cfzoo.zoo.registry import embedded_registry
 from cfzoo.zoo.restorers import load_restorer_registry
@@ -55,8 +55,12 @@ def real_patches(task: str) -> tuple[np.ndarray, np.ndarray]:
     for index, name in enumerate(PHOTOS):
         photo = read_rgb(skimage_data_dir() / name)
         changed = apply_manipulation(task, photo)
-        pristine.append(cut_patches(photo, sample_positions(*photo.shape[:2], seed=[0, index], count=PATCHES_PER_PHOTO)))
-        manipulated.append(cut_patches(changed, sample_positions(*changed.shape[:2], seed=[0, index], count=PATCHES_PER_PHOTO)))
+        pristine.append(
+            cut_patches(photo, sample_positions(*photo.shape[:2], seed=[0, index], count=PATCHES_PER_PHOTO))
+        )
+        manipulated.append(
+            cut_patches(changed, sample_positions(*changed.shape[:2], seed=[0, index], count=PATCHES_PER_PHOTO))
+        )
     return np.concatenate(pristine), np.concatenate(manipulated)
 
 
@@ -96,7 +100,12 @@ def test_detector_contract_and_metadata(entry):
     )
     for session, kind in ((detector.session, "detector"), (companion.session, "gradient")):
         metadata = session.get_modelmeta().custom_metadata_map
-        assert (metadata["model_id"], metadata["family"], metadata["task"], metadata["kind"]) == (entry.id, entry.family, entry.task, kind)
+        assert (metadata["model_id"], metadata["family"], metadata["task"], metadata["kind"]) == (
+            entry.id,
+            entry.family,
+            entry.task,
+            kind,
+        )
         assert metadata["patch_size"] == "128" and metadata["class_names"] == "pristine,manipulated"
         assert float(metadata["threshold"]) == entry.threshold
         assert metadata["training_data_sha256"] == entry.training["training_data_sha256"]
@@ -144,7 +153,7 @@ def test_companion_logits_and_gradient(entry):
         for flat in np.argsort(np.abs(gradient[sample]).ravel())[-4:]:
             expected = float(gradient[sample].ravel()[flat])
             step = float(np.clip(2e-4 / abs(expected), 0.02, 0.5))
-            moved = np.repeat(images[sample:sample + 1], 2, axis=0)
+            moved = np.repeat(images[sample : sample + 1], 2, axis=0)
             moved[0].reshape(-1)[flat] += step
             moved[1].reshape(-1)[flat] -= step
             moved_logits, _ = companion.logits_and_gradient(moved, labels[[sample, sample]])
@@ -159,7 +168,10 @@ def test_restorer_contract_and_restoration(entry):
     assert io_signature(restorer.session) == ({"image": image}, {"restored": image})
     metadata = restorer.session.get_modelmeta().custom_metadata_map
     assert (metadata["model_id"], metadata["task"], metadata["discriminator"], metadata["kind"]) == (
-        entry.id, entry.task, entry.discriminator, "restorer",
+        entry.id,
+        entry.task,
+        entry.discriminator,
+        "restorer",
     )
     assert int(metadata["receptive_radius"]) == entry.receptive_radius
     assert metadata["training_data_sha256"] == entry.training["training_data_sha256"]

@@ -83,7 +83,9 @@ def test_patch_set_holds_pristine_and_whole_image_manipulated_patches(sample_dat
     calls = []
     split = split_devices(sample_dataset.device_names, seed=0)
     spec = PatchSetSpec(task="jpeg70", split="train", patches_per_image=6)
-    patch_set = build_patch_set(sample_dataset, spec, split, tmp_path, workers=1, on_progress=lambda d, t: calls.append((d, t)))
+    patch_set = build_patch_set(
+        sample_dataset, spec, split, tmp_path, workers=1, on_progress=lambda d, t: calls.append((d, t))
+    )
     train_images = sum(len(sample_dataset.devices[d]) for d in split.train)
     assert len(patch_set) == 2 * 6 * train_images
     assert patch_set.counts() == {"pristine": 6 * train_images, "manipulated": 6 * train_images}
@@ -100,10 +102,10 @@ def test_patch_set_holds_pristine_and_whole_image_manipulated_patches(sample_dat
         np.testing.assert_array_equal(patch_set.positions[pristine], patch_set.positions[altered])
         for row in pristine:
             top, left = patch_set.positions[row]
-            np.testing.assert_array_equal(patch_set.patches[row], original[top:top + 128, left:left + 128])
+            np.testing.assert_array_equal(patch_set.patches[row], original[top : top + 128, left : left + 128])
         for row in altered:
             top, left = patch_set.positions[row]
-            np.testing.assert_array_equal(patch_set.patches[row], manipulated[top:top + 128, left:left + 128])
+            np.testing.assert_array_equal(patch_set.patches[row], manipulated[top : top + 128, left : left + 128])
 
 
 def test_patch_sets_are_cached_by_their_inputs(sample_dataset, tmp_path):
@@ -155,7 +157,7 @@ def test_resize_samples_positions_inside_the_larger_image(sample_dataset, tmp_pa
     resized = apply_manipulation("resize1.5", read_rgb(sample_dataset.root / record.relative_path))
     row = np.flatnonzero((patch_set.sources == 0) & (patch_set.labels == 1))[0]
     top, left = patch_set.positions[row]
-    np.testing.assert_array_equal(patch_set.patches[row], resized[top:top + 128, left:left + 128])
+    np.testing.assert_array_equal(patch_set.patches[row], resized[top : top + 128, left : left + 128])
 
 
 def test_max_images_per_device_is_a_seeded_choice(sample_dataset, tmp_path):

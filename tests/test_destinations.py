@@ -18,13 +18,48 @@ def photo_and_file(tmp_path):
     return tmp_path / "in.png", tmp_path / "notes.txt"
 
 
-@pytest.mark.parametrize("option, command", [
-    ("--out", ["attack", "{image}", "--target", "bayar2016", "--task", "jpeg70", "--eps", "1", "--out", "{place}/adv.png"]),
-    ("--out", ["restore", "{image}", "--task", "median3", "--discriminator", "vgg", "--out", "{place}/restored.png"]),
-    ("--save", ["attack", "--target", "bayar2016", "--task", "jpeg70", "--eps", "1", "--max-patches", "2", "--save", "{place}/adv"]),
-    ("--heatmap", ["detect", "{image}", "-t", "jpeg70", "-f", "spam", "--heatmap", "{place}/maps"]),
-    ("--out", ["reproduce", "--task", "jpeg70", "--max-patches", "1", "--out", "{place}/report"]),
-])
+@pytest.mark.parametrize(
+    "option, command",
+    [
+        (
+            "--out",
+            [
+                "attack",
+                "{image}",
+                "--target",
+                "bayar2016",
+                "--task",
+                "jpeg70",
+                "--eps",
+                "1",
+                "--out",
+                "{place}/adv.png",
+            ],
+        ),
+        (
+            "--out",
+            ["restore", "{image}", "--task", "median3", "--discriminator", "vgg", "--out", "{place}/restored.png"],
+        ),
+        (
+            "--save",
+            [
+                "attack",
+                "--target",
+                "bayar2016",
+                "--task",
+                "jpeg70",
+                "--eps",
+                "1",
+                "--max-patches",
+                "2",
+                "--save",
+                "{place}/adv",
+            ],
+        ),
+        ("--heatmap", ["detect", "{image}", "-t", "jpeg70", "-f", "spam", "--heatmap", "{place}/maps"]),
+        ("--out", ["reproduce", "--task", "jpeg70", "--max-patches", "1", "--out", "{place}/report"]),
+    ],
+)
 def test_a_destination_under_a_file_is_refused_before_any_work(photo_and_file, tmp_path, monkeypatch, option, command):
     monkeypatch.setenv("CFZOO_CACHE", str(tmp_path / "cache"))
     image, blocker = photo_and_file
@@ -32,7 +67,10 @@ def test_a_destination_under_a_file_is_refused_before_any_work(photo_and_file, t
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 1 and "Traceback" not in result.output
     destination = next(arguments[index + 1] for index, part in enumerate(arguments) if part == option)
-    assert result.stderr == f"error: {option} {destination} cannot be made: {blocker} is a file, not a folder; choose another place\n"
+    assert (
+        result.stderr
+        == f"error: {option} {destination} cannot be made: {blocker} is a file, not a folder; choose another place\n"
+    )
     assert not (tmp_path / "cache").exists()  # refused before any data work
     assert blocker.read_text().startswith("a file")
 
@@ -45,5 +83,7 @@ def test_a_failed_write_names_the_destination_not_the_temporary(tmp_path):
 
     with pytest.raises(CfzooError) as caught:
         write_atomically(target, fill_the_disk)
-    assert str(caught.value) == f"cannot write {target} (No space left on device); choose a place you can write, with room"
+    assert (
+        str(caught.value) == f"cannot write {target} (No space left on device); choose a place you can write, with room"
+    )
     assert list(tmp_path.iterdir()) == []

@@ -22,9 +22,9 @@ from cfzoo.errors import CfzooError
 from cfzoo.images import save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.detect import (
-    UNCERTAIN_BAND,
     HEATMAP_ABOVE,
     HEATMAP_BELOW,
+    UNCERTAIN_BAND,
     detect_files,
     expand_inputs,
     probability_colours,
@@ -60,7 +60,10 @@ def entry(family="cozzolino2017", threshold=0.5):
 # --- the grid, the rule, the colours: no model needed -------------------------------------------
 
 
-@pytest.mark.parametrize("height, width, stride", [(128, 128, 128), (512, 512, 128), (300, 257, 128), (870, 1218, 128), (135, 300, 64), (200, 150, 8)])
+@pytest.mark.parametrize(
+    "height, width, stride",
+    [(128, 128, 128), (512, 512, 128), (300, 257, 128), (870, 1218, 128), (135, 300, 64), (200, 150, 8)],
+)
 def test_patch_grid_covers_all_but_a_sub_lattice_strip(height, width, stride):
     positions = patch_grid(height, width, stride)
     assert (positions % 8 == 0).all(), "every corner on the 8-pixel JPEG lattice"
@@ -68,7 +71,7 @@ def test_patch_grid_covers_all_but_a_sub_lattice_strip(height, width, stride):
     assert [tuple(p) for p in positions] == sorted({tuple(p) for p in positions}), "raster order, no repeats"
     covered = np.zeros((height, width), bool)
     for row, column in positions:
-        covered[row:row + 128, column:column + 128] = True
+        covered[row : row + 128, column : column + 128] = True
     bottom, right = (height - 128) // 8 * 8 + 128, (width - 128) // 8 * 8 + 128
     assert covered[:bottom, :right].all() and not covered[bottom:].any() and not covered[:, right:].any()
     assert bottom > height - 8 and right > width - 8, "at most 7 pixels left at the bottom and right"
@@ -91,7 +94,11 @@ def test_patch_grid_refuses_small_images_and_off_lattice_strides():
 
 def test_verdict_is_uncertain_in_the_middle_band_and_leans_to_the_majority():
     verdict = summarise(entry(), np.array([0.9, 0.6, 0.1]))
-    assert verdict.manipulated and verdict.flagged_share == pytest.approx(2 / 3) and verdict.mean_probability == pytest.approx(0.5333, abs=1e-4)
+    assert (
+        verdict.manipulated
+        and verdict.flagged_share == pytest.approx(2 / 3)
+        and verdict.mean_probability == pytest.approx(0.5333, abs=1e-4)
+    )
     assert verdict.verdict == "uncertain", "two thirds of the patches is in the band: uncertain, leaning manipulated"
     assert not summarise(entry(), np.array([0.9, 0.1])).manipulated, "a tie is not a majority"
     # three very confident patches lift the mean above the threshold but do not outvote the other four
@@ -151,7 +158,9 @@ def test_memory_is_bounded_by_the_batch_not_the_image(models, photo):
     finally:
         tracemalloc.stop()
     all_patches = len(positions) * 3 * 128 * 128 * 4
-    assert peak < all_patches / 3, f"{peak} bytes traced with batches of 4 patches; all {len(positions)} as float32: {all_patches}"
+    assert peak < all_patches / 3, (
+        f"{peak} bytes traced with batches of 4 patches; all {len(positions)} as float32: {all_patches}"
+    )
     np.testing.assert_allclose(small_batches, score_positions(image, [detector], positions, batch_size=64), atol=1e-5)
 
 
@@ -167,9 +176,11 @@ def write_bad_and_odd_inputs(folder, photo):
     jpeg, png = encoded(crop, "JPEG"), encoded(crop, "PNG")
     (folder / "zero-byte.jpg").write_bytes(b"")
     (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
-    (folder / "cut-with-eoi.jpg").write_bytes(jpeg[: len(jpeg) * 2 // 3] + b"\xff\xd9")  # libjpeg would fill it with gray
+    (folder / "cut-with-eoi.jpg").write_bytes(
+        jpeg[: len(jpeg) * 2 // 3] + b"\xff\xd9"
+    )  # libjpeg would fill it with gray
     middle = len(png) // 2
-    (folder / "corrupt.png").write_bytes(png[:middle] + bytes([png[middle] ^ 0xFF]) + png[middle + 1:])
+    (folder / "corrupt.png").write_bytes(png[:middle] + bytes([png[middle] ^ 0xFF]) + png[middle + 1 :])
     (folder / "notes.txt").write_text("not pixels\n" * 50)
     Image.new("1", (10000, 10000)).save(folder / "bomb.png")  # above Pillow's 89.5 Mpixel limit
     Image.fromarray(crop[:100]).save(folder / "small.png")
@@ -180,18 +191,35 @@ def write_bad_and_odd_inputs(folder, photo):
     frames = [Image.fromarray(crop), Image.fromarray(crop[::-1].copy())]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=40)
     return {
-        "zero-byte.jpg": "empty file", "truncated.jpg": "truncated", "corrupt.png": "corrupt",
+        "zero-byte.jpg": "empty file",
+        "truncated.jpg": "truncated",
+        "corrupt.png": "corrupt",
         "cut-with-eoi.jpg": "corrupt or truncated JPEG",
-        "notes.txt": "not an image", "bomb.png": "too many pixels", "small.png": "smaller than one 128x128 patch",
+        "notes.txt": "not an image",
+        "bomb.png": "too many pixels",
+        "small.png": "smaller than one 128x128 patch",
         "missing.png": "no such file",
-        "sixteen-bit-rgb.png": None, "sixteen-bit-gray.png": None, "cmyk.jpg": None, "palette.gif": None, "animated.gif": None,
+        "sixteen-bit-rgb.png": None,
+        "sixteen-bit-gray.png": None,
+        "cmyk.jpg": None,
+        "palette.gif": None,
+        "animated.gif": None,
     }
 
 
 def test_bad_inputs_fail_one_line_each_and_the_others_go_on(models, runner, tmp_path, photo, astronaut_pair):
     expected = write_bad_and_odd_inputs(tmp_path, photo)
     names = sorted(expected)
-    arguments = ["detect", str(astronaut_pair[1]), *(str(tmp_path / name) for name in names), "-t", "jpeg70", "-f", "spam", "--json"]
+    arguments = [
+        "detect",
+        str(astronaut_pair[1]),
+        *(str(tmp_path / name) for name in names),
+        "-t",
+        "jpeg70",
+        "-f",
+        "spam",
+        "--json",
+    ]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 1, result.output
     document = json.loads(result.stdout)
@@ -201,8 +229,12 @@ def test_bad_inputs_fail_one_line_each_and_the_others_go_on(models, runner, tmp_
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     failures = [name for name in names if expected[name]]
     assert document["failed"] == len(failures) == len(error_lines)
-    assert result.stderr.splitlines()[-1] == f"{len(failures)} of {len(names) + 1} inputs failed; the others were analysed"
-    only_bad = runner.invoke(app, ["detect", *(str(tmp_path / name) for name in failures[:2]), "-t", "jpeg70", "-f", "spam"])
+    assert (
+        result.stderr.splitlines()[-1] == f"{len(failures)} of {len(names) + 1} inputs failed; the others were analysed"
+    )
+    only_bad = runner.invoke(
+        app, ["detect", *(str(tmp_path / name) for name in failures[:2]), "-t", "jpeg70", "-f", "spam"]
+    )
     assert only_bad.exit_code == 1 and only_bad.stderr.splitlines()[-1] == "no input could be analysed"
     one_bad = runner.invoke(app, ["detect", str(tmp_path / failures[0]), "-t", "jpeg70", "-f", "spam"])
     assert one_bad.exit_code == 1 and one_bad.stderr.splitlines()[-1] == "the input could not be analysed"
@@ -225,10 +257,15 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     folder = astronaut_pair[0].parent
     maps = tmp_path / "maps"
     families = ["-f", "spam", "-f", "cozzolino2017", "-f", "xception"]
-    result = runner.invoke(app, ["detect", str(folder), "-t", "jpeg70", *families, "--heatmap", str(maps), "--providers", "cpu"])
+    result = runner.invoke(
+        app, ["detect", str(folder), "-t", "jpeg70", *families, "--heatmap", str(maps), "--providers", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "xception: no model here for any selected task" in result.stderr, "unavailable family named on stderr"
-    assert "cfzoo train DATA -f xception -t jpeg70, then cfzoo export" in result.stderr or "cfzoo pull -f xception -t jpeg70" in result.stderr
+    assert (
+        "cfzoo train DATA -f xception -t jpeg70, then cfzoo export" in result.stderr
+        or "cfzoo pull -f xception -t jpeg70" in result.stderr
+    )
     table = result.stdout
     assert table.index("jpeg70.png") < table.index("original.png"), "folder listed in name order"
     compressed_table, original_table = table.split("cells:")[0].split("original.png")
@@ -249,7 +286,9 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     assert default.exit_code == 0, default.output
     assert "xception" not in default.stderr, "by default, a family with no model here is left out without a note"
 
-    result = runner.invoke(app, ["detect", str(folder), "-t", "jpeg70", "-f", "spam", "-f", "cozzolino2017", "--json", "--stride", "64"])
+    result = runner.invoke(
+        app, ["detect", str(folder), "-t", "jpeg70", "-f", "spam", "-f", "cozzolino2017", "--json", "--stride", "64"]
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert set(document) == {"schema", "settings", "detectors", "skipped", "images", "failed"}
@@ -259,7 +298,16 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     image = document["images"][0]
     assert set(image) == {"path", "ok", "error", "width", "height", "patches", "notes", "results"}
     assert image["patches"] == 49 and (image["width"], image["height"]) == (512, 512)
-    assert set(image["results"][0]) == {"model", "family", "task", "threshold", "mean_probability", "flagged_share", "verdict", "heatmap"}
+    assert set(image["results"][0]) == {
+        "model",
+        "family",
+        "task",
+        "threshold",
+        "mean_probability",
+        "flagged_share",
+        "verdict",
+        "heatmap",
+    }
 
 
 def test_settings_and_missing_models_are_one_line_errors(models, runner, astronaut_pair):
@@ -273,4 +321,6 @@ def test_settings_and_missing_models_are_one_line_errors(models, runner, astrona
     ):
         result = runner.invoke(app, ["detect", image, *arguments])
         assert result.exit_code == 1, (arguments, result.output)
-        assert result.stderr.startswith("error: ") and words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: ") and words in result.stderr and result.stderr.count("\n") == 1, (
+            result.stderr
+        )

@@ -341,7 +341,9 @@ def test_xception_with_its_input_filter_is_as_accurate_as_torch_float32(training
     image, label = images(patches, 7), torch.from_numpy(labels)
     logits, grad = session(grad_path).run(None, {"image": image.numpy(), "label": label.numpy()})
     torch_logits, torch_grad = (tensor.numpy() for tensor in LogitsAndGradient(network)(image, label))
-    exact_logits, exact_grad = (tensor.numpy() for tensor in LogitsAndGradient(copy.deepcopy(network).double())(image.double(), label))
+    exact_logits, exact_grad = (
+        tensor.numpy() for tensor in LogitsAndGradient(copy.deepcopy(network).double())(image.double(), label)
+    )
     assert_logits_close(logits, exact_logits)
     (detector_logits,) = session(onnx_path).run(None, {"image": image.numpy()})
     assert_logits_close(detector_logits, exact_logits)
@@ -382,7 +384,13 @@ class PoolingNetwork(torch.nn.Module):
 
 @pytest.mark.parametrize(
     "pooling",
-    [dict(kernel_size=3, stride=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2), dict(kernel_size=3, stride=1, dilation=2), dict(kernel_size=3, stride=2, ceil_mode=True)],
+    [
+        dict(kernel_size=3, stride=2),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=1, dilation=2),
+        dict(kernel_size=3, stride=2, ceil_mode=True),
+    ],
     ids=["3-stride2", "3-stride2-pad1", "2", "3-dilated", "ceil"],
 )
 def test_companion_routes_max_pooling_ties_as_torch(pooling):

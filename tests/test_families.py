@@ -63,7 +63,10 @@ class TinyNet(torch.nn.Module):
         return self.classifier(torch.amax(torch.tanh(self.residual(residual)), dim=(2, 3)))
 
     def describe(self) -> dict:
-        return {"architecture": f"red-green residual -> {self.width} 3x3 filters -> tanh -> max pool -> linear", "width": self.width}
+        return {
+            "architecture": f"red-green residual -> {self.width} 3x3 filters -> tanh -> max pool -> linear",
+            "width": self.width,
+        }
 
 
 class TinyFamily(NetworkFamily):
@@ -71,7 +74,13 @@ class TinyFamily(NetworkFamily):
 
     name = "tiny"
     card = CardText("a toy network for the test", "none")
-    schedule = {"steps": 4, "batch_size": 8, "learning_rate": 1e-2, "dihedral_augmentation": False, "pristine_noise": 0.0}
+    schedule = {
+        "steps": 4,
+        "batch_size": 8,
+        "learning_rate": 1e-2,
+        "dihedral_augmentation": False,
+        "pristine_noise": 0.0,
+    }
 
     def network_class(self):
         return TinyNet
@@ -80,14 +89,20 @@ class TinyFamily(NetworkFamily):
         return TinyNet(**({} if hyperparameters is None else {"width": hyperparameters["width"]}))
 
 
-def test_a_new_family_is_one_class_that_trains_exports_and_runs_in_the_runtime(sample_dataset, tmp_path, monkeypatch, photo):
+def test_a_new_family_is_one_class_that_trains_exports_and_runs_in_the_runtime(
+    sample_dataset, tmp_path, monkeypatch, photo
+):
     from cfzoo.training.run import TrainingPlan
 
     monkeypatch.setitem(FAMILIES, "tiny", TinyFamily())
     plan = TrainingPlan(family="tiny", task="median3", seed=1, max_train_patches=32, max_test_patches=32)
     record = train_detector(plan, sample_dataset, tmp_path / "checkpoints", tmp_path / "cache")
     assert record["hyperparameters"]["steps"] == 4 and record["hyperparameters"]["width"] == 4
-    assert record["score"] == PROBABILITY_SCORE and record["threshold"] == 0.5 and set(record["metrics"]["test"]) >= {"fpr", "tpr"}
+    assert (
+        record["score"] == PROBABILITY_SCORE
+        and record["threshold"] == 0.5
+        and set(record["metrics"]["test"]) >= {"fpr", "tpr"}
+    )
 
     _, network = load_detector(tmp_path / "checkpoints", "tiny-median3")
     assert isinstance(network, TinyNet) and not network.training
@@ -95,10 +110,14 @@ def test_a_new_family_is_one_class_that_trains_exports_and_runs_in_the_runtime(s
     assert companion_path.name == "tiny-median3.grad.onnx"
 
     model = cfzoo.load_detector(detector_path, task="median3")
-    patches = np.ascontiguousarray(photo[:256, :256].reshape(2, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).reshape(4, 128, 128, 3))
+    patches = np.ascontiguousarray(
+        photo[:256, :256].reshape(2, 128, 2, 128, 3).transpose(0, 2, 1, 3, 4).reshape(4, 128, 128, 3)
+    )
     with torch.no_grad():
         expected = torch.softmax(network(torch.from_numpy(patches).permute(0, 3, 1, 2).float()), dim=1)[:, 1].numpy()
     np.testing.assert_allclose(model.predict_proba(patches), expected, atol=1e-5)
     attacked = cfzoo.attack(model, patches, eps=8, method="fgsm")
     assert attacked.dtype == np.uint8 and 0 < np.abs(attacked.astype(int) - patches).max() <= 8
-    assert model.predict_proba(attacked).mean() < model.predict_proba(patches).mean()  # the companion's gradient points the right way
+    assert (
+        model.predict_proba(attacked).mean() < model.predict_proba(patches).mean()
+    )  # the companion's gradient points the right way

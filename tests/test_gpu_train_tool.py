@@ -58,9 +58,29 @@ def test_train_on_the_train_photos_then_unpack_gives_checkpoints_that_evaluate(s
     shutil.copytree(sample_root, train_photos, ignore=shutil.ignore_patterns(test_device))
     work = tmp_path / "work"
     command = [
-        sys.executable, str(TOOL), "train", "--data", str(train_photos), "--test-device", test_device, "--work", str(work),
-        "--tasks", "median3", "--xception-steps", "2", "--xception-batch", "4", "--bayar", "long:0",
-        "--bayar-steps", "3", "--bayar-batch", "8", "--check-patches", "32",
+        sys.executable,
+        str(TOOL),
+        "train",
+        "--data",
+        str(train_photos),
+        "--test-device",
+        test_device,
+        "--work",
+        str(work),
+        "--tasks",
+        "median3",
+        "--xception-steps",
+        "2",
+        "--xception-batch",
+        "4",
+        "--bayar",
+        "long:0",
+        "--bayar-steps",
+        "3",
+        "--bayar-batch",
+        "8",
+        "--check-patches",
+        "32",
     ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout + finished.stderr
@@ -68,26 +88,51 @@ def test_train_on_the_train_photos_then_unpack_gives_checkpoints_that_evaluate(s
 
     out = tmp_path / "unpacked"
     unpacked = subprocess.run(
-        [sys.executable, str(TOOL), "unpack", "--chunks", *map(str, sorted((work / "chunks").iterdir())), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(TOOL),
+            "unpack",
+            "--chunks",
+            *map(str, sorted((work / "chunks").iterdir())),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert unpacked.returncode == 0, unpacked.stderr
     report = json.loads((out / "packing_report.json").read_text())
     assert report["xception-median3"]["patches"] == 32
 
     record, network = load_detector(out / "xception", "xception-median3")
-    assert "int8" in record["weights_transport"] and record["metrics"] == {} and record["split"]["test"] == [test_device]
+    assert (
+        "int8" in record["weights_transport"] and record["metrics"] == {} and record["split"]["test"] == [test_device]
+    )
     _, trained = load_detector(work / "xception", "xception-median3")
     for name, tensor in trained.state_dict().items():
-        assert torch.allclose(network.state_dict()[name].float(), tensor.float(), atol=float(tensor.float().abs().max()) / 127)
+        assert torch.allclose(
+            network.state_dict()[name].float(), tensor.float(), atol=float(tensor.float().abs().max()) / 127
+        )
     _, bayar = load_detector(out / "bayar2016-long", "bayar2016-median3")  # float32 travels unchanged
     _, bayar_trained = load_detector(work / "bayar2016-long", "bayar2016-median3")
     assert all(torch.equal(bayar.state_dict()[name], tensor) for name, tensor in bayar_trained.state_dict().items())
 
-    scored = CliRunner().invoke(app, [
-        "evaluate", str(sample_root), "--checkpoints", str(out / "bayar2016-long"), "--save-metrics", "--json",
-        "--max-test-patches", "40", "--cache-dir", str(tmp_path / "cache"),
-    ])
+    scored = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(sample_root),
+            "--checkpoints",
+            str(out / "bayar2016-long"),
+            "--save-metrics",
+            "--json",
+            "--max-test-patches",
+            "40",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert scored.exit_code == 0, scored.output
     row = json.loads(scored.stdout)["rows"][0]
     saved = json.loads((out / "bayar2016-long" / "bayar2016-median3.json").read_text())

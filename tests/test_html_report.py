@@ -41,7 +41,9 @@ def report(photo, tmp_path_factory):
     save_png(photo[::-1], folder / ODD_NAME)
     (folder / "truncated.png").write_bytes((folder / "astronaut.png").read_bytes()[:2000])
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = CliRunner().invoke(app, ["detect", str(folder), "-t", "jpeg70", "--report", str(out), "--providers", "cpu"])
+    result = CliRunner().invoke(
+        app, ["detect", str(folder), "-t", "jpeg70", "--report", str(out), "--providers", "cpu"]
+    )
     assert result.exit_code == 1, result.output  # the truncated file fails; the others are analysed
     assert f"report: {out}" in result.stderr and "1 of 4 inputs failed" in result.stderr
     return folder, out
@@ -50,7 +52,9 @@ def report(photo, tmp_path_factory):
 def test_the_page_needs_nothing_but_itself(models, report):
     _, out = report
     page = out.read_text()
-    assert page.count('src="data:image/jpeg;base64,') == 3 * (1 + 3)  # three photos: a thumbnail and three heatmaps each
+    assert page.count('src="data:image/jpeg;base64,') == 3 * (
+        1 + 3
+    )  # three photos: a thumbnail and three heatmaps each
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", page), "every image is inline, nothing is fetched"
     assert "<script" not in page
     assert [path.name for path in out.parent.iterdir()] == ["report.html"], "no partial file is left behind"
@@ -94,7 +98,12 @@ def test_a_report_that_cannot_be_written_is_refused_before_any_work(models, tmp_
     save_png(photo, tmp_path / "a.png")
     (tmp_path / "taken.html").mkdir()
     runner = CliRunner()
-    for destination, message in ((tmp_path / "r.txt", "--report .* must end in .html"), (tmp_path / "taken.html", "is a folder")):
+    for destination, message in (
+        (tmp_path / "r.txt", "--report .* must end in .html"),
+        (tmp_path / "taken.html", "is a folder"),
+    ):
         result = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "-t", "jpeg70", "--report", str(destination)])
         assert result.exit_code == 1 and re.search(message, result.stderr) and "Traceback" not in result.output
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "taken.html"] and not any((tmp_path / "taken.html").iterdir())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "taken.html"] and not any(
+        (tmp_path / "taken.html").iterdir()
+    )

@@ -99,7 +99,10 @@ def hub_endpoint(served_repo, tmp_path_factory):
     )
     log = (work / "olah.out").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "olah.server", "-c", str(config)], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "olah.server", "-c", str(config)],
+        cwd=work,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "OLAH_LOG_PATH": str(work / "logs")},
     )
     endpoint = f"http://127.0.0.1:{port}"
@@ -129,9 +132,13 @@ def hub_endpoint(served_repo, tmp_path_factory):
 def run_cfzoo(home: Path, endpoint: str, *args: str, **environment: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh process whose Hugging Face cache, cfzoo home and Hub endpoint are the test's."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("HF_")}
-    env.update(HF_HOME=str(home / "hf"), CFZOO_HOME=str(home / "cfzoo"), HF_ENDPOINT=endpoint, HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(
+        HF_HOME=str(home / "hf"), CFZOO_HOME=str(home / "cfzoo"), HF_ENDPOINT=endpoint, HF_HUB_DISABLE_TELEMETRY="1"
+    )
     env.update(environment)
-    return subprocess.run([sys.executable, "-m", "cfzoo", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cfzoo", *args], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def one_error_line(completed: subprocess.CompletedProcess) -> str:
@@ -148,7 +155,9 @@ def cache_files(home: Path) -> list[Path]:
 
 def test_pull_verifies_files_into_the_cache_where_resolve_finds_them(hub_endpoint, served_repo, source_zoo, tmp_path):
     started = time.perf_counter()
-    completed = run_cfzoo(tmp_path, hub_endpoint, "pull", *MODEL_IDS, "--repo-id", REPO_ID, "--revision", "main", "--json")
+    completed = run_cfzoo(
+        tmp_path, hub_endpoint, "pull", *MODEL_IDS, "--repo-id", REPO_ID, "--revision", "main", "--json"
+    )
     seconds = time.perf_counter() - started
     assert completed.returncode == 0, completed.stderr
     pulled = {model["id"]: model for model in json.loads(completed.stdout)}
@@ -181,7 +190,9 @@ def test_pull_verifies_files_into_the_cache_where_resolve_finds_them(hub_endpoin
     )
     env = {name: value for name, value in os.environ.items() if not name.startswith("HF_")}
     env.update(HF_HOME=str(tmp_path / "hf"), CFZOO_HOME=str(tmp_path / "cfzoo"), HF_HUB_OFFLINE="1")
-    resolved = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120)
+    resolved = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
     assert resolved.returncode == 0, resolved.stderr
     found = json.loads(resolved.stdout)
     assert found["sources"] == {model_id: ["hub-cache", "hub-cache"] for model_id in MODEL_IDS}
@@ -195,7 +206,9 @@ def test_a_tampered_file_is_refused_and_leaves_nothing_in_the_cache(hub_endpoint
     assert TAMPERED_FILE in message and "sha256" in message and "deleted" in message
     leftovers = cache_files(tmp_path)
     assert not [path for path in leftovers if path.name == Path(TAMPERED_FILE).name]
-    assert served_repo["tampered_sha256"] not in {hashlib.sha256(path.read_bytes()).hexdigest() for path in leftovers if path.is_file()}
+    assert served_repo["tampered_sha256"] not in {
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in leftovers if path.is_file()
+    }
     assert not (tmp_path / "cfzoo" / "zoo" / "registry.json").exists()
 
 
@@ -220,7 +233,9 @@ def test_an_unreachable_endpoint_and_offline_mode_are_clear(tmp_path):
     message = one_error_line(run_cfzoo(tmp_path, closed, "pull", "spam-jpeg70", "--repo-id", REPO_ID))
     assert f"cannot reach the Hub at {closed}" in message
     assert time.perf_counter() - started < 20  # no silent retry loop
-    message = one_error_line(run_cfzoo(tmp_path, closed, "pull", "spam-jpeg70", "--repo-id", REPO_ID, HF_HUB_OFFLINE="1"))
+    message = one_error_line(
+        run_cfzoo(tmp_path, closed, "pull", "spam-jpeg70", "--repo-id", REPO_ID, HF_HUB_OFFLINE="1")
+    )
     assert "HF_HUB_OFFLINE is set" in message
 
 
@@ -234,8 +249,17 @@ def test_publish_without_a_token_is_a_dry_run_that_lists_files(hub_endpoint, sou
     zoo = source_zoo[0]
     out = tmp_path / "laid-out"
     completed = run_cfzoo(
-        tmp_path, hub_endpoint, "publish", "--repo-id", "someone/cfzoo-models", "--zoo", str(zoo), *MODEL_IDS,
-        "--out", str(out), "--json",
+        tmp_path,
+        hub_endpoint,
+        "publish",
+        "--repo-id",
+        "someone/cfzoo-models",
+        "--zoo",
+        str(zoo),
+        *MODEL_IDS,
+        "--out",
+        str(out),
+        "--json",
     )
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
@@ -253,7 +277,18 @@ def test_publish_without_a_token_is_a_dry_run_that_lists_files(hub_endpoint, sou
     assert all(model["hub"] == {"repo_id": "someone/cfzoo-models", "revision": "main"} for model in published["models"])
     assert hashlib.sha256((out / "registry.json").read_bytes()).hexdigest() == files["registry.json"]["sha256"]
 
-    again = run_cfzoo(tmp_path, hub_endpoint, "publish", "--repo-id", "someone/cfzoo-models", "--zoo", str(zoo), "--out", str(out), "--dry-run")
+    again = run_cfzoo(
+        tmp_path,
+        hub_endpoint,
+        "publish",
+        "--repo-id",
+        "someone/cfzoo-models",
+        "--zoo",
+        str(zoo),
+        "--out",
+        str(out),
+        "--dry-run",
+    )
     assert "not an empty folder" in one_error_line(again)
 
 
@@ -292,7 +327,9 @@ def test_every_file_comes_from_the_commit_the_plan_resolved(hub_endpoint, served
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     repo = served_repo["repo"]
     plan = plan_pull(["spam-jpeg70"], REPO_ID, "main", endpoint=hub_endpoint, cache_dir=tmp_path / "hf")
-    planned = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], check=True, capture_output=True, text=True).stdout.strip()
+    planned = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "main"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     moved = repo / TAMPERED_FILE
     original = moved.read_bytes()
     moved.write_bytes(original + b"\0")

@@ -21,7 +21,9 @@ def write_png16_rgb(path, samples):
 
     rows = b"".join(b"\x00" + samples[row].astype(">u2").tobytes() for row in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
 
 
 def assert_one_line_error(excinfo, path):
@@ -157,7 +159,9 @@ def test_save_png_is_atomic_and_leaves_no_partial_file(tmp_path, rng):
     save_png(pixels, tmp_path / "out" / "x.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.png"]
     (tmp_path / "blocker").write_text("a file, not a folder")
-    with pytest.raises(CfzooError, match=f"cannot write {tmp_path / 'blocker' / 'y.png'} "):  # the user's path, not the temporary
+    with pytest.raises(
+        CfzooError, match=f"cannot write {tmp_path / 'blocker' / 'y.png'} "
+    ):  # the user's path, not the temporary
         save_png(pixels, tmp_path / "blocker" / "y.png")
     with pytest.raises(ValueError):
         save_png(pixels.astype(np.float32), tmp_path / "out" / "z.png")
@@ -196,7 +200,7 @@ PNG_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"
 
 def flip_middle_byte(data):
     middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
 
 
 @pytest.mark.parametrize(
@@ -210,8 +214,16 @@ def flip_middle_byte(data):
         ("header-only.png", lambda rng: png_bytes(rng)[:8] + b"\x00" * 64, "not an image"),
         ("corrupt-data.png", lambda rng: flip_middle_byte(png_bytes(rng)), "corrupt"),
         # libjpeg fills the missing part with gray and only warns: strict decoding refuses it
-        ("cut-with-eoi.jpg", lambda rng: cut_and_closed(photo_bytes("JPEG", quality=90), b"\xff\xd9"), "corrupt or truncated JPEG"),
-        ("gray-cut-with-eoi.jpg", lambda rng: cut_and_closed(photo_bytes("JPEG", "L"), b"\xff\xd9"), "corrupt or truncated JPEG"),
+        (
+            "cut-with-eoi.jpg",
+            lambda rng: cut_and_closed(photo_bytes("JPEG", quality=90), b"\xff\xd9"),
+            "corrupt or truncated JPEG",
+        ),
+        (
+            "gray-cut-with-eoi.jpg",
+            lambda rng: cut_and_closed(photo_bytes("JPEG", "L"), b"\xff\xd9"),
+            "corrupt or truncated JPEG",
+        ),
         ("cut-with-iend.png", lambda rng: cut_and_closed(photo_bytes("PNG"), PNG_IEND), "truncated"),
         ("cut-short.webp", lambda rng: cut_and_closed(photo_bytes("WEBP"), b""), "corrupt or truncated"),
         ("cut-with-trailer.gif", lambda rng: cut_and_closed(photo_bytes("GIF"), b";"), "truncated"),
@@ -255,7 +267,11 @@ def test_links_that_lead_nowhere_and_pipes_are_refused_in_one_line(tmp_path):
     os.symlink(tmp_path / "a.png", tmp_path / "b.png")
     os.symlink(tmp_path / "gone.png", tmp_path / "broken.png")
     os.mkfifo(tmp_path / "pipe.png")
-    for name, words in (("a.png", "link loop"), ("broken.png", "broken symbolic link"), ("pipe.png", "not a regular file")):
+    for name, words in (
+        ("a.png", "link loop"),
+        ("broken.png", "broken symbolic link"),
+        ("pipe.png", "not a regular file"),
+    ):
         with pytest.raises(ImageReadError) as caught:
             load_image(tmp_path / name)
         assert_one_line_error(caught, tmp_path / name)

@@ -19,14 +19,77 @@ from cfzoo.manipulations import (
 )
 
 # ITU-T T.81 Annex K, tables K.1 and K.2, natural (row-major) order.
-LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-])
-CHROMINANCE = np.array([17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66] + [99] * 4
-                       + [24, 26, 56] + [99] * 5 + [47, 66] + [99] * 38)
+LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
+)
+CHROMINANCE = np.array(
+    [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66] + [99] * 4 + [24, 26, 56] + [99] * 5 + [47, 66] + [99] * 38
+)
 
 
 def ijg_table(base, quality):
@@ -75,7 +138,7 @@ def test_median_equals_a_brute_force_median_with_edge_replication(small, task, s
     for row in range(height):
         for col in range(width):
             for channel in range(channels):
-                expected[row, col, channel] = np.median(padded[row:row + size, col:col + size, channel])
+                expected[row, col, channel] = np.median(padded[row : row + size, col : col + size, channel])
     np.testing.assert_array_equal(apply_manipulation(task, small), expected)
 
 
@@ -103,7 +166,7 @@ def test_blur_equals_a_direct_2d_convolution(small, task, sigma):
     direct = np.zeros(small.shape)
     for dy in range(2 * radius + 1):
         for dx in range(2 * radius + 1):
-            direct += weights[dy, dx] * padded[dy:dy + height, dx:dx + width]
+            direct += weights[dy, dx] * padded[dy : dy + height, dx : dx + width]
     expected = np.clip(np.rint(direct), 0, 255)
     difference = np.abs(apply_manipulation(task, small).astype(float) - expected)
     # float32 separable vs float64 direct: only values within a rounding hair of .5 may differ, by 1.

@@ -83,7 +83,9 @@ def test_front_matter_parses_with_huggingface_hub_and_carries_every_metric(regis
                 assert result.task_type == "image-classification" and result.dataset_split == "test"
                 assert "Google_Pixel5, Nikon_D5500" in result.dataset_name
                 assert MANIPULATIONS[entry.task].title in result.task_name
-        assert card.text.lstrip().startswith(f"# cfzoo {FAMILY_TITLES[family]}: detectors of global image manipulations")
+        assert card.text.lstrip().startswith(
+            f"# cfzoo {FAMILY_TITLES[family]}: detectors of global image manipulations"
+        )
 
 
 def test_card_body_states_contract_data_split_table1_training_and_files(registry):
@@ -118,7 +120,10 @@ def test_card_body_states_contract_data_split_table1_training_and_files(registry
                 assert f"{key.replace('_', ' ')}: {value}" in text
     limits = text.split("## Limits")[1].split("## How to use")[0]  # the measured ones first
     assert "FPR above 5 % on the test devices for `blur0.5` (14.28 %), `jpeg90` (31.13 %);" in limits
-    assert "more than 2 points under the paper's for `jpeg70` (97.54 against 99.99), `jpeg90` (73.97 against 90.90)" in limits
+    assert (
+        "more than 2 points under the paper's for `jpeg70` (97.54 against 99.99), `jpeg90` (73.97 against 90.90)"
+        in limits
+    )
     assert "- JPEG Q90: pristine camera photos are usually JPEGs already" in text
     assert "cfzoo pull spam-blur1.1" in text and "cfzoo detect photo.jpg -f spam" in text
 
@@ -128,8 +133,17 @@ def test_a_family_with_missing_tasks_lists_what_is_there_and_names_the_rest(regi
     registry = Registry([entry for entry in registry if entry.id not in missing])
     card = family_card("bayar2016", registry)
     assert card.missing_tasks == ("jpeg90", "median3", "resize1.01")
-    assert card.models == ("bayar2016-blur1.1", "bayar2016-blur0.5", "bayar2016-jpeg70", "bayar2016-median7", "bayar2016-resize1.5")
-    assert "This card covers 5 of the 8 tasks. Not in the registry, so not described here: `jpeg90`, `median3`, `resize1.01`." in card.text
+    assert card.models == (
+        "bayar2016-blur1.1",
+        "bayar2016-blur0.5",
+        "bayar2016-jpeg70",
+        "bayar2016-median7",
+        "bayar2016-resize1.5",
+    )
+    assert (
+        "This card covers 5 of the 8 tasks. Not in the registry, so not described here: `jpeg90`, `median3`, `resize1.01`."
+        in card.text
+    )
     for task in card.missing_tasks:
         assert f"bayar2016-{task}" not in card.text
     assert len(parsed(card.text).data.eval_results) == 15
@@ -140,9 +154,14 @@ def test_a_reduced_training_set_on_a_cpu_is_said(registry):
     """An Xception trained on a subset of the patches the other jpeg70 models used, on the CPU."""
     record_entry = registry.get("bayar2016-jpeg70")
     xception = replace(
-        record_entry, id="xception-jpeg70", family="xception",
-        training={**record_entry.training, "train_patches": 4000,
-                  "hyperparameters": {"steps": 600, "batch_size": 16, "architecture": "timm legacy_xception"}},
+        record_entry,
+        id="xception-jpeg70",
+        family="xception",
+        training={
+            **record_entry.training,
+            "train_patches": 4000,
+            "hyperparameters": {"steps": 600, "batch_size": 16, "architecture": "timm legacy_xception"},
+        },
     )
     card = family_card("xception", Registry([*registry, xception]))
     assert card.models == ("xception-jpeg70",) and len(card.missing_tasks) == 7
@@ -154,7 +173,9 @@ def test_a_reduced_training_set_on_a_cpu_is_said(registry):
 
 def test_models_trained_with_pristine_noise_say_what_noise_does_to_them(registry):
     base = registry.get("bayar2016-median7")
-    noisy = replace(base, training={**base.training, "hyperparameters": {**base.training["hyperparameters"], "pristine_noise": 2.0}})
+    noisy = replace(
+        base, training={**base.training, "hyperparameters": {**base.training["hyperparameters"], "pristine_noise": 2.0}}
+    )
     plain = registry.get("bayar2016-median3")
     text = family_card("bayar2016", Registry([noisy, plain])).text
     noise_lines = [line for line in text.splitlines() if line.startswith("- Noise: ")]
@@ -166,10 +187,24 @@ def test_the_resizing_line_names_models_whose_train_set_kept_zoomed_photos(regis
     base = registry.get("bayar2016-resize1.5")
     zoom_trained = replace(base, training={**base.training, "zoomed_train_photos": True})
     resize101 = registry.get("bayar2016-resize1.01")
-    plain = replace(resize101, training={key: value for key, value in resize101.training.items() if key != "zoomed_train_photos"})
-    resizing = [line for line in family_card("bayar2016", Registry([zoom_trained, plain])).text.splitlines() if line.startswith("- Resizing: ")]
-    assert len(resizing) == 1 and "only from the test sets for `bayar2016-resize1.5`:" in resizing[0] and "resize1.01" not in resizing[0]
-    plain_line = [line for line in family_card("bayar2016", Registry([plain])).text.splitlines() if line.startswith("- Resizing: ")]
+    plain = replace(
+        resize101, training={key: value for key, value in resize101.training.items() if key != "zoomed_train_photos"}
+    )
+    resizing = [
+        line
+        for line in family_card("bayar2016", Registry([zoom_trained, plain])).text.splitlines()
+        if line.startswith("- Resizing: ")
+    ]
+    assert (
+        len(resizing) == 1
+        and "only from the test sets for `bayar2016-resize1.5`:" in resizing[0]
+        and "resize1.01" not in resizing[0]
+    )
+    plain_line = [
+        line
+        for line in family_card("bayar2016", Registry([plain])).text.splitlines()
+        if line.startswith("- Resizing: ")
+    ]
     assert plain_line and "only from the test sets" not in plain_line[0]
 
 
@@ -179,7 +214,9 @@ def test_cards_are_deterministic(registry, tmp_path):
     for family in registry_families(registry):
         assert family_card(family, registry).text == family_card(family, Registry(entries)).text
     first = {path.name: path.read_bytes() for _, path in write_family_cards(tmp_path / "a", registry=registry)}
-    second = {path.name: path.read_bytes() for _, path in write_family_cards(tmp_path / "b", registry=Registry(entries))}
+    second = {
+        path.name: path.read_bytes() for _, path in write_family_cards(tmp_path / "b", registry=Registry(entries))
+    }
     assert first == second and sorted(first) == ["bayar2016.md", "cozzolino2017.md", "spam.md"]
     assert sorted(path.name for path in (tmp_path / "a").iterdir()) == sorted(first)  # no temporary files left
 
@@ -210,7 +247,10 @@ def test_cards_command_writes_parsable_cards_and_refuses_bad_families(runner, zo
     result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--family", "resnet"])
     assert result.exit_code == 1 and result.stderr.startswith("error: unknown family 'resnet'; choose from: spam,")
     result = runner.invoke(app, ["cards", "--zoo", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1 and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+    assert (
+        result.exit_code == 1
+        and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+    )
 
 
 def test_cards_command_defaults_to_every_model_cfzoo_knows(runner, zoo, tmp_path):
@@ -238,15 +278,23 @@ def test_the_published_cards_match_the_embedded_registry():
     for family in families:
         path = REPOSITORY / "model_cards" / f"{family}.md"
         assert path.is_file(), f"{path} is missing; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
-        assert path.read_text() == family_card(family, registry).text, f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+        assert path.read_text() == family_card(family, registry).text, (
+            f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+        )
 
 
 def test_weights_that_travelled_quantised_are_named_on_the_card(registry):
     base = registry.get("bayar2016-jpeg70")
     packed = replace(base, training={**base.training, "weights_transport": "int8 per output channel"})
     plain = registry.get("bayar2016-median7")
-    lines = [line for line in family_card("bayar2016", Registry([packed, plain])).text.splitlines() if "came back" in line]
-    assert len(lines) == 1 and lines[0].startswith("`bayar2016-jpeg70`: the weights came back") and "int8 per output channel" in lines[0]
+    lines = [
+        line for line in family_card("bayar2016", Registry([packed, plain])).text.splitlines() if "came back" in line
+    ]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("`bayar2016-jpeg70`: the weights came back")
+        and "int8 per output channel" in lines[0]
+    )
     assert "median7" not in lines[0]
     assert "came back" not in family_card("bayar2016", Registry([plain])).text
 
@@ -263,4 +311,12 @@ def test_a_template_field_that_is_not_given_fails_instead_of_printing_nothing(re
     assert readme.startswith("---\nlibrary_name: onnx\nlicense: mit\n") and "# someone/models" in readme
     assert f"| `{entries[0].id}` |" in readme and "Model cards: [spam](model_cards/spam.md)." in readme
     with pytest.raises(jinja2.UndefinedError, match="'example' is undefined"):
-        render_card("zoo_readme.md.j2", ModelCardData(license="mit"), repo_id="r", paper_url="u", patch=128, models=[], card_links=[])
+        render_card(
+            "zoo_readme.md.j2",
+            ModelCardData(license="mit"),
+            repo_id="r",
+            paper_url="u",
+            patch=128,
+            models=[],
+            card_links=[],
+        )

@@ -18,7 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
-from cfzoo.data import PatchSet, PatchSetSpec, aligned_pairs, balanced_subset, build_patch_set, manipulated_rows, split_devices
+from cfzoo.data import (
+    PatchSet,
+    PatchSetSpec,
+    aligned_pairs,
+    balanced_subset,
+    build_patch_set,
+    manipulated_rows,
+    split_devices,
+)
 from cfzoo.experiments.reproduce import measure_detection
 from cfzoo.experiments.transfer import paper_tpr
 from cfzoo.images import read_rgb, save_png
@@ -76,22 +84,42 @@ def read_index(path):
 
 def test_attack_table_is_the_scoring_of_the_saved_adversarial_patches(models, runner, cache, tmp_path):
     saved = tmp_path / "adv"
-    report = run_json(runner, [
-        "attack", "--target", "bayar2016", "--eps", "1", "--task", "jpeg70", "--task", "median7", "--max-patches", "48",
-        "--save", str(saved), "--batch-size", "16",  # three batches: the sums must run over all of them
-    ])
+    report = run_json(
+        runner,
+        [
+            "attack",
+            "--target",
+            "bayar2016",
+            "--eps",
+            "1",
+            "--task",
+            "jpeg70",
+            "--task",
+            "median7",
+            "--max-patches",
+            "48",
+            "--save",
+            str(saved),
+            "--batch-size",
+            "16",  # three batches: the sums must run over all of them
+        ],
+    )
     index = read_index(saved / "index.csv")
     assert [row["task"] for row in report["rows"]] == ["jpeg70", "median7"]
     for row in report["rows"]:
         records = [record for record in index if record["task"] == row["task"]]
         assert len(records) == row["patches"] == 48
         assert row["mean_iterations"] == 1 and row["zero_gradient_patches"] == 0
-        original = np.asarray(cached_patch_set(cache, row["task"]).patches[[int(record["patch_row"]) for record in records]])
+        original = np.asarray(
+            cached_patch_set(cache, row["task"]).patches[[int(record["patch_row"]) for record in records]]
+        )
         attacked = np.stack([read_rgb(saved / record["file"]) for record in records])
         change = attacked.astype(np.int16) - original
         assert np.abs(change).max() == 1
         assert row["mse"] == pytest.approx(float(np.mean(change.astype(np.float64) ** 2)), abs=1e-6)
-        assert row["psnr_db"] == pytest.approx(10 * np.log10(255**2 / np.mean(change.astype(np.float64) ** 2)), abs=1e-3)
+        assert row["psnr_db"] == pytest.approx(
+            10 * np.log10(255**2 / np.mean(change.astype(np.float64) ** 2)), abs=1e-3
+        )
         for family in FAMILIES:  # the target and the transfer to the others, each recomputed
             rates = row["tpr"][family]
             assert rates["model"] == f"{family}-{row['task']}"
@@ -99,7 +127,9 @@ def test_attack_table_is_the_scoring_of_the_saved_adversarial_patches(models, ru
             assert rates["after"] == pytest.approx(percent_flagged(rates["model"], attacked))
         target = load_detector(f"bayar2016-{row['task']}")
         probabilities = target.probability(to_model_input(attacked))
-        assert [float(record["target_probability_after"]) for record in records] == pytest.approx(probabilities, abs=2e-6)
+        assert [float(record["target_probability_after"]) for record in records] == pytest.approx(
+            probabilities, abs=2e-6
+        )
         # FGSM eps = 1 defeats Bayar2016 on these photos: every patch was flagged, at most one of 48 still is
         assert row["tpr"]["bayar2016"]["before"] == 100.0 and row["tpr"]["bayar2016"]["after"] <= 100 / 48
     # the paper's median finding: the SPAM-based detectors shrug off an attack on Bayar2016
@@ -111,16 +141,40 @@ def test_ifgsm_with_iterations_on_a_data_folder(models, runner, cache, sample_ro
     """Iterative FGSM takes steps of one gray level, at most --iterations of them, inside the eps ball. On median7,
     where Cozzolino2017 resists (FGSM eps = 1 leaves most patches flagged), most patches need both steps."""
     saved = tmp_path / "adv"
-    report = run_json(runner, [
-        "attack", "--target", "cozzolino2017", "--eps", "3", "--method", "ifgsm", "--iterations", "2", "--task", "jpeg70",
-        "--task", "median7", "--max-patches", "24", "--data", str(sample_root), "--seed", "0", "--save", str(saved),
-    ])
+    report = run_json(
+        runner,
+        [
+            "attack",
+            "--target",
+            "cozzolino2017",
+            "--eps",
+            "3",
+            "--method",
+            "ifgsm",
+            "--iterations",
+            "2",
+            "--task",
+            "jpeg70",
+            "--task",
+            "median7",
+            "--max-patches",
+            "24",
+            "--data",
+            str(sample_root),
+            "--seed",
+            "0",
+            "--save",
+            str(saved),
+        ],
+    )
     assert (report["method"], report["eps"], report["iterations"], report["step"]) == ("ifgsm", 3, 2, 1)
     assert report["dataset"] == str(sample_root) and report["test_devices"] == ["skimage_science"]
     index = read_index(saved / "index.csv")
     for row in report["rows"]:
         records = [record for record in index if record["task"] == row["task"]]
-        original = np.asarray(cached_patch_set(cache, row["task"]).patches[[int(record["patch_row"]) for record in records]])
+        original = np.asarray(
+            cached_patch_set(cache, row["task"]).patches[[int(record["patch_row"]) for record in records]]
+        )
         attacked = np.stack([read_rgb(saved / record["file"]) for record in records])
         change = np.abs(attacked.astype(np.int16) - original).reshape(len(records), -1).max(axis=1)
         assert change.max() <= 2 and 0 < row["mean_iterations"] <= 2  # two steps of 1, inside eps = 3
@@ -145,7 +199,21 @@ def test_image_attack_verdicts_are_those_of_the_written_image(models, runner, tm
     photo = apply_manipulation("jpeg70", read_rgb(skimage_data_dir() / "coffee.png"))[:256, :384]
     save_png(photo, tmp_path / "in.png")
     out = tmp_path / "adv.png"
-    summary = run_json(runner, ["attack", str(tmp_path / "in.png"), "--target", "bayar2016", "--task", "jpeg70", "--eps", "1", "--out", str(out)])
+    summary = run_json(
+        runner,
+        [
+            "attack",
+            str(tmp_path / "in.png"),
+            "--target",
+            "bayar2016",
+            "--task",
+            "jpeg70",
+            "--eps",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     attacked = read_rgb(out)
     assert summary["tiles"] == len(attack_positions(256, 384))
     grid = patch_grid(256, 384)
@@ -161,7 +229,9 @@ def test_image_attack_verdicts_are_those_of_the_written_image(models, runner, tm
 
 
 def test_table5_is_the_scoring_of_the_restored_patches_and_vgg_hides_median3(models, runner, cache):
-    report = run_json(runner, ["restore", "--evaluate", "--task", "median3", "--discriminator", "vgg", "--max-patches", "48"])
+    report = run_json(
+        runner, ["restore", "--evaluate", "--task", "median3", "--discriminator", "vgg", "--max-patches", "48"]
+    )
     (row,) = report["rows"]
     assert (row["restorer"], row["patches"]) == ("restorer-median3-vgg", 48)
     patch_set = cached_patch_set(cache, "median3")
@@ -190,7 +260,21 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
     for task in ("median3", "median7"):
         filtered = apply_manipulation(task, photo)
         save_png(filtered, tmp_path / f"{task}.png")
-        summaries = run_json(runner, ["restore", str(tmp_path / f"{task}.png"), "--task", task, "-d", "kim", "-d", "vgg", "--out", str(tmp_path / f"{task}-out.png")])
+        summaries = run_json(
+            runner,
+            [
+                "restore",
+                str(tmp_path / f"{task}.png"),
+                "--task",
+                task,
+                "-d",
+                "kim",
+                "-d",
+                "vgg",
+                "--out",
+                str(tmp_path / f"{task}-out.png"),
+            ],
+        )
         assert [summary["restorer"] for summary in summaries] == [f"restorer-{task}-kim", f"restorer-{task}-vgg"]
         for kind, summary in zip(("kim", "vgg"), summaries):
             out = tmp_path / f"{task}-out-{kind}.png"
@@ -202,8 +286,12 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
             assert error(restored) < error(filtered)
             for family in FAMILIES:
                 verdict = summary["detect_grid_called_manipulated"][family]
-                assert verdict["before"] == pytest.approx(percent_flagged(f"{family}-{task}", cut_patches(filtered, grid)))
-                assert verdict["after"] == pytest.approx(percent_flagged(f"{family}-{task}", cut_patches(restored, grid)))
+                assert verdict["before"] == pytest.approx(
+                    percent_flagged(f"{family}-{task}", cut_patches(filtered, grid))
+                )
+                assert verdict["after"] == pytest.approx(
+                    percent_flagged(f"{family}-{task}", cut_patches(restored, grid))
+                )
             worse = {}
             for entry in others:
                 if entry.task == task:
@@ -213,14 +301,38 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
                 if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
                     worse[entry.id] = (*shares, *verdicts)
             reported = {
-                tripped["model"]: (tripped["before"], tripped["after"], tripped["verdict_before"], tripped["verdict_after"])
+                tripped["model"]: (
+                    tripped["before"],
+                    tripped["after"],
+                    tripped["verdict_before"],
+                    tripped["verdict_after"],
+                )
                 for tripped in summary["flagged_by_other_tasks"]
             }
             assert reported.keys() == worse.keys()
             for model_id, (before, after, *verdicts) in worse.items():
-                assert reported[model_id][:2] == pytest.approx((before, after)) and list(reported[model_id][2:]) == verdicts
-        own_only = run_json(runner, ["restore", str(tmp_path / f"{task}.png"), "--task", task, "-d", "vgg", "--out", str(tmp_path / "own.png"), "--no-other-tasks"])
-        assert own_only["flagged_by_other_tasks"] == [] and own_only["detect_grid_called_manipulated"] == summaries[1]["detect_grid_called_manipulated"]
+                assert (
+                    reported[model_id][:2] == pytest.approx((before, after))
+                    and list(reported[model_id][2:]) == verdicts
+                )
+        own_only = run_json(
+            runner,
+            [
+                "restore",
+                str(tmp_path / f"{task}.png"),
+                "--task",
+                task,
+                "-d",
+                "vgg",
+                "--out",
+                str(tmp_path / "own.png"),
+                "--no-other-tasks",
+            ],
+        )
+        assert (
+            own_only["flagged_by_other_tasks"] == []
+            and own_only["detect_grid_called_manipulated"] == summaries[1]["detect_grid_called_manipulated"]
+        )
 
 
 # --- Table I and detect ----------------------------------------------------------------------------
@@ -231,7 +343,9 @@ def test_table1_cells_are_rates_counted_from_the_scores(models, sample_dataset, 
     table = measure_detection(sample_dataset, tasks, seed=0, max_patches=40, cache_dir=cache).to_json()
     split = split_devices(sample_dataset.device_names, 0)
     assert table["test_devices"] == list(split.test)
-    assert [(row["task"], row["family"]) for row in table["rows"]] == [(task, family) for task in tasks for family in FAMILIES]
+    assert [(row["task"], row["family"]) for row in table["rows"]] == [
+        (task, family) for task in tasks for family in FAMILIES
+    ]
     for task in tasks:
         patch_set = build_patch_set(sample_dataset, PatchSetSpec(task=task, split="test", seed=0), split, cache)
         chosen = balanced_subset(patch_set.labels, 80, seed=1)
@@ -260,7 +374,8 @@ def test_default_detect_calls_each_easy_manipulation_by_its_own_detectors(models
     assert {detector["model"] for detector in document["detectors"]} == shipped
     verdicts = {
         (image["path"].rsplit("/", 1)[1].removesuffix(".png"), verdict["model"]): verdict
-        for image in document["images"] for verdict in image["results"]
+        for image in document["images"]
+        for verdict in image["results"]
     }
     assert len(verdicts) == 5 * len(shipped)
     low, high = UNCERTAIN_BAND
@@ -271,7 +386,11 @@ def test_default_detect_calls_each_easy_manipulation_by_its_own_detectors(models
             for image, lean in ((task, "manipulated"), ("pristine", "pristine")):
                 verdict = verdicts[image, f"{family}-{task}"]
                 assert (verdict["flagged_share"] > 0.5) == (lean == "manipulated"), (family, task, image)
-                assert verdict["verdict"] == ("uncertain" if low <= verdict["flagged_share"] <= high else lean), (family, task, image)
+                assert verdict["verdict"] == ("uncertain" if low <= verdict["flagged_share"] <= high else lean), (
+                    family,
+                    task,
+                    image,
+                )
                 confident += verdict["verdict"] == lean
         # the verdict follows the share of flagged grid patches, which is recomputed here for one image
         grid_patches = cut_patches(apply_manipulation("jpeg70", photo), patch_grid(*photo.shape[:2]))
@@ -288,29 +407,53 @@ def test_default_detect_calls_each_easy_manipulation_by_its_own_detectors(models
 def without_timings(value):
     """A JSON document with its clocks (``seconds``, ``restore_seconds``, ``created``) taken out."""
     if isinstance(value, dict):
-        return {key: without_timings(item) for key, item in value.items() if key not in ("seconds", "restore_seconds", "created")}
+        return {
+            key: without_timings(item)
+            for key, item in value.items()
+            if key not in ("seconds", "restore_seconds", "created")
+        }
     if isinstance(value, list):
         return [without_timings(item) for item in value]
     return value
 
 
 def test_a_whole_attack_run_is_deterministic(models, runner, cache):
-    arguments = ["attack", "--target", "cozzolino2017", "--eps", "1", "--task", "jpeg70", "--task", "median3", "--max-patches", "16", "--seed", "3"]
+    arguments = [
+        "attack",
+        "--target",
+        "cozzolino2017",
+        "--eps",
+        "1",
+        "--task",
+        "jpeg70",
+        "--task",
+        "median3",
+        "--max-patches",
+        "16",
+        "--seed",
+        "3",
+    ]
     first, second = run_json(runner, arguments), run_json(runner, arguments)
     assert without_timings(first) == without_timings(second)
     other_seed = run_json(runner, [*arguments[:-1], "4"])
     assert other_seed["test_devices"] != first["test_devices"] or without_timings(other_seed) != without_timings(first)
 
 
-@pytest.mark.parametrize("command", [
-    ["attack", "--target", "bayar2016", "--task", "jpeg70", "--eps", "1"],
-    ["restore", "--task", "median3", "--discriminator", "vgg"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["attack", "--target", "bayar2016", "--task", "jpeg70", "--eps", "1"],
+        ["restore", "--task", "median3", "--discriminator", "vgg"],
+    ],
+)
 def test_an_out_path_that_is_a_symlink_loop_is_refused_before_any_work(models, runner, tmp_path, command):
     save_png(read_rgb(skimage_data_dir() / "astronaut.png")[:256, :256], tmp_path / "in.png")
     os.symlink(tmp_path / "b.png", tmp_path / "a.png")
     os.symlink(tmp_path / "a.png", tmp_path / "b.png")
     result = runner.invoke(app, [command[0], str(tmp_path / "in.png"), *command[1:], "--out", str(tmp_path / "a.png")])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.startswith(f"error: --out {tmp_path / 'a.png'} cannot be followed") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith(f"error: --out {tmp_path / 'a.png'} cannot be followed")
+        and result.stderr.count("\n") == 1
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "in.png"]

@@ -67,17 +67,38 @@ def test_detect_csv_holds_the_json_numbers(models, runner, photo, tmp_path):
         assert float(row["mean_probability"]) == pytest.approx(result["mean_probability"], rel=1e-12)
         assert float(row["flagged_share"]) == result["flagged_share"] and row["verdict"] == result["verdict"]
         assert row["path"] == good["path"] and int(row["width"]) == 512 and row["error"] == ""
-    assert len(rows) == 4 and rows[3]["path"] == bad["path"] and rows[3]["error"] == bad["error"] and rows[3]["model"] == ""
+    assert (
+        len(rows) == 4
+        and rows[3]["path"] == bad["path"]
+        and rows[3]["error"] == bad["error"]
+        and rows[3]["model"] == ""
+    )
 
 
 def test_formats_are_one_choice_and_only_where_offered(runner, photo, tmp_path):
     save_png(photo, tmp_path / "a.png")
     for arguments, message in [
         (["detect", str(tmp_path / "a.png"), "--json", "-F", "csv"], "choose one output format, not csv and json"),
-        (["detect", str(tmp_path / "a.png"), "-F", "markdown"], "--format markdown is not offered here; choose one of: table, json, csv"),
+        (
+            ["detect", str(tmp_path / "a.png"), "-F", "markdown"],
+            "--format markdown is not offered here; choose one of: table, json, csv",
+        ),
         (["list", "-F", "yaml"], "--format yaml is not offered here"),
-        (["attack", str(tmp_path / "a.png"), "--target", "spam", "-t", "jpeg70", "--out", str(tmp_path / "b.png"), "-F", "csv"],
-         "--format csv applies to dataset attacks"),
+        (
+            [
+                "attack",
+                str(tmp_path / "a.png"),
+                "--target",
+                "spam",
+                "-t",
+                "jpeg70",
+                "--out",
+                str(tmp_path / "b.png"),
+                "-F",
+                "csv",
+            ],
+            "--format csv applies to dataset attacks",
+        ),
     ]:
         result = runner.invoke(app, arguments)
         assert result.exit_code == 1 and result.stderr.startswith(f"error: {message}"), result.stderr
@@ -97,12 +118,32 @@ def test_list_csv_and_json_list_the_same_models(runner):
 def test_attack_and_evaluate_csv_hold_the_json_numbers(models, runner, sample_root, tmp_path):
     common = ["--data", str(sample_root), "--cache-dir", str(tmp_path / "cache")]
     attack = ["attack", "--target", "bayar2016", "-t", "jpeg70", "--eps", "1", "--max-patches", "8", *common]
-    report, rows = json.loads(runner.invoke(app, [*attack, "--json"]).stdout), _csv(runner.invoke(app, [*attack, "-F", "csv"]).stdout)
-    expected = [(family, rates["before"], rates["after"]) for row in report["rows"] for family, rates in row["tpr"].items()]
+    report, rows = (
+        json.loads(runner.invoke(app, [*attack, "--json"]).stdout),
+        _csv(runner.invoke(app, [*attack, "-F", "csv"]).stdout),
+    )
+    expected = [
+        (family, rates["before"], rates["after"]) for row in report["rows"] for family, rates in row["tpr"].items()
+    ]
     assert [(row["family"], float(row["tpr_before"]), float(row["tpr_after"])) for row in rows] == expected
-    evaluate = ["evaluate", str(sample_root), "-m", "spam-jpeg70", "-m", "cozzolino2017-jpeg70", "-t", "jpeg70", "--max-test-patches", "20",
-                "--cache-dir", str(tmp_path / "cache")]
-    table, rows = json.loads(runner.invoke(app, [*evaluate, "--json"]).stdout), _csv(runner.invoke(app, [*evaluate, "-F", "csv"]).stdout)
+    evaluate = [
+        "evaluate",
+        str(sample_root),
+        "-m",
+        "spam-jpeg70",
+        "-m",
+        "cozzolino2017-jpeg70",
+        "-t",
+        "jpeg70",
+        "--max-test-patches",
+        "20",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    table, rows = (
+        json.loads(runner.invoke(app, [*evaluate, "--json"]).stdout),
+        _csv(runner.invoke(app, [*evaluate, "-F", "csv"]).stdout),
+    )
     assert [(row["model"], float(row["acc"])) for row in rows] == [(row["model"], row["acc"]) for row in table["rows"]]
 
 
@@ -115,15 +156,51 @@ def test_tables_fit_the_terminal_whole(models, sample_root, photo, tmp_path, col
     data = ["--data", str(sample_root), "--cache-dir", str(tmp_path / "cache")]
     commands = {
         "detect": ["detect", str(tmp_path / "filtered.png")],
-        "evaluate": ["evaluate", str(sample_root), "-m", "spam-jpeg70", "-m", "bayar2016-jpeg70", "-t", "jpeg70", "--max-test-patches", "20",
-                     "--cache-dir", str(tmp_path / "cache")],
-        "restore": ["restore", str(tmp_path / "filtered.png"), "-t", "median3", "-d", "kim", "--out", str(tmp_path / "restored.png")],
-        "robustness": ["robustness", "--target", "spam", "-t", "jpeg70", "--attack", "fgsm", "--eps", "1", "--max-patches", "8", *data],
+        "evaluate": [
+            "evaluate",
+            str(sample_root),
+            "-m",
+            "spam-jpeg70",
+            "-m",
+            "bayar2016-jpeg70",
+            "-t",
+            "jpeg70",
+            "--max-test-patches",
+            "20",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        "restore": [
+            "restore",
+            str(tmp_path / "filtered.png"),
+            "-t",
+            "median3",
+            "-d",
+            "kim",
+            "--out",
+            str(tmp_path / "restored.png"),
+        ],
+        "robustness": [
+            "robustness",
+            "--target",
+            "spam",
+            "-t",
+            "jpeg70",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "1",
+            "--max-patches",
+            "8",
+            *data,
+        ],
         "list": ["list"],
     }
     environment = {**os.environ, "COLUMNS": str(columns)}
     for name, arguments in commands.items():
-        completed = subprocess.run([sys.executable, "-m", "cfzoo", *arguments], capture_output=True, text=True, env=environment, timeout=600)
+        completed = subprocess.run(
+            [sys.executable, "-m", "cfzoo", *arguments], capture_output=True, text=True, env=environment, timeout=600
+        )
         assert completed.returncode == 0, (name, completed.stderr)
         lines = [line for line in completed.stdout.splitlines() if line[:1] in "┏┃┡│├└"]
         assert lines and max(len(line) for line in lines) <= columns, (name, max(lines, key=len))

@@ -21,7 +21,9 @@ from skimage import data
 torch = pytest.importorskip("torch")
 art_classification = pytest.importorskip("art.estimators.classification")
 art_evasion = pytest.importorskip("art.attacks.evasion")
-torchattacks = pytest.importorskip("torchattacks")  # README's test command installs it --no-deps (see pyproject's dev extra)
+torchattacks = pytest.importorskip(
+    "torchattacks"
+)  # README's test command installs it --no-deps (see pyproject's dev extra)
 
 import cfzoo  # noqa: E402
 from cfzoo.families import load_detector as load_checkpoint  # noqa: E402
@@ -51,7 +53,11 @@ def setting():
     for photo in photos:
         filtered = apply_manipulation("median7", photo)
         height, width = filtered.shape[:2]
-        patches += [filtered[row:row + 128, col:col + 128] for row in range(0, height - 127, 128) for col in range(0, width - 127, 128)][:8]
+        patches += [
+            filtered[row : row + 128, col : col + 128]
+            for row in range(0, height - 127, 128)
+            for col in range(0, width - 127, 128)
+        ][:8]
     patches = np.stack(patches)[:30]
     _, network = load_checkpoint("checkpoints/cameras-seed0", MODEL)
     classifier = art_classification.PyTorchClassifier(
@@ -93,7 +99,9 @@ def _torchattacks_tpr(attack, setting, seeds):
 def _cfzoo_tpr(setting, seeds, method, **options):
     """cfzoo's mean TPR (%) over seeds."""
     patches, _, model = setting
-    return 100 * np.mean([model.predict(cfzoo.attack(model, patches, EPS, method=method, seed=seed, **options)).mean() for seed in seeds])
+    return 100 * np.mean(
+        [model.predict(cfzoo.attack(model, patches, EPS, method=method, seed=seed, **options)).mean() for seed in seeds]
+    )
 
 
 def _seeds(iterations):
@@ -102,7 +110,9 @@ def _seeds(iterations):
 
 def test_the_torch_network_and_the_onnx_detector_agree(setting):
     patches, classifier, model = setting
-    probabilities = torch.softmax(torch.from_numpy(classifier.predict(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)), 1)[:, 1]
+    probabilities = torch.softmax(
+        torch.from_numpy(classifier.predict(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)), 1
+    )[:, 1]
     np.testing.assert_allclose(probabilities.numpy(), model.predict_proba(patches), atol=1e-4)
     assert model.predict(patches).mean() == 1.0
 
@@ -113,7 +123,13 @@ def test_pgd_agrees_with_art(setting, iterations):
     two randomised runs parted by 3 to 4 patches of 30 between sessions, too close to the tolerance to test."""
     _, classifier, _ = setting
     reference = art_evasion.ProjectedGradientDescent(
-        classifier, norm=np.inf, eps=EPS / 255, eps_step=2.5 * EPS / iterations / 255, max_iter=iterations, num_random_init=1, verbose=False
+        classifier,
+        norm=np.inf,
+        eps=EPS / 255,
+        eps_step=2.5 * EPS / iterations / 255,
+        max_iter=iterations,
+        num_random_init=1,
+        verbose=False,
     )
     seeds = _seeds(iterations)
     assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
@@ -124,9 +140,14 @@ def test_pgd_agrees_with_torchattacks(setting, iterations):
     """torchattacks' PGD: a random start uniform in the ball (in floats, where cfzoo's is integer), then the same
     signed steps and projection."""
     _, classifier, _ = setting
-    reference = torchattacks.PGD(classifier.model, eps=EPS / 255, alpha=2.5 * EPS / iterations / 255, steps=iterations, random_start=True)
+    reference = torchattacks.PGD(
+        classifier.model, eps=EPS / 255, alpha=2.5 * EPS / iterations / 255, steps=iterations, random_start=True
+    )
     seeds = _seeds(iterations)
-    assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _torchattacks_tpr(reference, setting, seeds)) <= 10
+    assert (
+        abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _torchattacks_tpr(reference, setting, seeds))
+        <= 10
+    )
 
 
 @pytest.mark.parametrize("iterations", [1, 20])
@@ -137,8 +158,14 @@ def test_apgd_agrees_with_art(setting, iterations):
     count those that raised the loss, and ART judges success in floats, cfzoo after rounding."""
     _, classifier, _ = setting
     reference = art_evasion.AutoProjectedGradientDescent(
-        classifier, norm=np.inf, eps=EPS / 255, eps_step=2 * EPS / 255, max_iter=iterations, nb_random_init=1,
-        loss_type="cross_entropy", verbose=False,
+        classifier,
+        norm=np.inf,
+        eps=EPS / 255,
+        eps_step=2 * EPS / 255,
+        max_iter=iterations,
+        nb_random_init=1,
+        loss_type="cross_entropy",
+        verbose=False,
     )
     seeds = _seeds(iterations)
     assert abs(_cfzoo_tpr(setting, seeds, "apgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
@@ -146,5 +173,7 @@ def test_apgd_agrees_with_art(setting, iterations):
 
 def test_square_agrees_with_art(setting):
     _, classifier, _ = setting
-    reference = art_evasion.SquareAttack(classifier, norm=np.inf, eps=EPS / 255, max_iter=30, nb_restarts=1, p_init=0.05, verbose=False)
+    reference = art_evasion.SquareAttack(
+        classifier, norm=np.inf, eps=EPS / 255, max_iter=30, nb_restarts=1, p_init=0.05, verbose=False
+    )
     assert abs(_cfzoo_tpr(setting, SEEDS, "square", queries=30) - _art_tpr(reference, setting, SEEDS)) <= 15

@@ -55,13 +55,29 @@ BAD_ENTRIES = {
     "an int": (5, "entry #2: the entry: Input should be an object"),
     "a string": ("spam-jpeg70", "entry #2: the entry: Input should be an object"),
     "null": (None, "entry #2: the entry: Input should be an object"),
-    "a size that is a string": (changed(("files", "detector", "size"), "12"), "entry 'bayar2016-median3': files.detector.size: Input should be a valid integer"),
-    "a metric that is a string": (changed(("metrics", "test", "acc"), "high"), "entry 'bayar2016-median3': metrics.test.acc: should be int or float, not str"),
-    "a threshold that is a list": (changed(("threshold",), [0.5]), "entry 'bayar2016-median3': threshold: Input should be a valid number"),
-    "a split that is a number": (changed(("training", "split"), 3), "entry 'bayar2016-median3': the entry: training.split must hold lists"),
-    "a bad sha256": (changed(("files", "detector", "sha256"), "xyz"), "entry 'bayar2016-median3': files.detector: sha256 'xyz' must be 64 lowercase"),
+    "a size that is a string": (
+        changed(("files", "detector", "size"), "12"),
+        "entry 'bayar2016-median3': files.detector.size: Input should be a valid integer",
+    ),
+    "a metric that is a string": (
+        changed(("metrics", "test", "acc"), "high"),
+        "entry 'bayar2016-median3': metrics.test.acc: should be int or float, not str",
+    ),
+    "a threshold that is a list": (
+        changed(("threshold",), [0.5]),
+        "entry 'bayar2016-median3': threshold: Input should be a valid number",
+    ),
+    "a split that is a number": (
+        changed(("training", "split"), 3),
+        "entry 'bayar2016-median3': the entry: training.split must hold lists",
+    ),
+    "a bad sha256": (
+        changed(("files", "detector", "sha256"), "xyz"),
+        "entry 'bayar2016-median3': files.detector: sha256 'xyz' must be 64 lowercase",
+    ),
     "a file of an unknown kind": (
-        changed(("files", "weights"), good_payload()["files"]["detector"]), "entry 'bayar2016-median3': the entry: files may be of these kinds only",
+        changed(("files", "weights"), good_payload()["files"]["detector"]),
+        "entry 'bayar2016-median3': the entry: files may be of these kinds only",
     ),
 }
 
@@ -89,7 +105,12 @@ def test_asking_for_a_model_whose_user_entry_is_invalid_says_why():
     from cfzoo.zoo.registry import embedded_registry
 
     # an id only the user's (invalid) entry names: the package's registry lists no such model
-    model_id = next(f"{family}-{task}" for family in FAMILY_IDS for task in TASK_IDS if f"{family}-{task}" not in embedded_registry())
+    model_id = next(
+        f"{family}-{task}"
+        for family in FAMILY_IDS
+        for task in TASK_IDS
+        if f"{family}-{task}" not in embedded_registry()
+    )
     write_user_registry(json.dumps({"schema": 1, "models": [changed(("files", "detector", "size"), "12", model_id)]}))
     with pytest.raises(CfzooError) as caught:
         load_detector(model_id)
@@ -98,14 +119,17 @@ def test_asking_for_a_model_whose_user_entry_is_invalid_says_why():
     assert message.endswith("; fix or delete that entry") and "\n" not in message
 
 
-@pytest.mark.parametrize("text, words", [
-    (b"\xff\xfe{\x00", "is not UTF-8 text"),
-    ("{not json", "is not valid JSON"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    ("[1, 2]", "is not a cfzoo registry (schema 1)"),
-    ('{"schema": 1, "models": {"a": 1}}', "with a list of entries under 'models'"),
-    ("null", "is not a cfzoo registry"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (b"\xff\xfe{\x00", "is not UTF-8 text"),
+        ("{not json", "is not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("[1, 2]", "is not a cfzoo registry (schema 1)"),
+        ('{"schema": 1, "models": {"a": 1}}', "with a list of entries under 'models'"),
+        ("null", "is not a cfzoo registry"),
+    ],
+)
 def test_a_user_registry_that_is_no_registry_at_all_is_one_line(text, words):
     path = write_user_registry(text)
     result = CliRunner().invoke(app, ["list"])
@@ -132,7 +156,9 @@ JSON = st.recursive(
     max_leaves=20,
 )
 # registries shaped like the real thing, with any values in the entries
-REGISTRY_LIKE = st.fixed_dictionaries({"schema": st.sampled_from([1, 2]), "models": st.lists(JSON | st.just(good_payload()), max_size=3)})
+REGISTRY_LIKE = st.fixed_dictionaries(
+    {"schema": st.sampled_from([1, 2]), "models": st.lists(JSON | st.just(good_payload()), max_size=3)}
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -34,7 +34,12 @@ def run(tmp_path_factory, sample_root):
     for task in TASKS:
         arguments += ["--task", task]
     completed = run_cli_without_torch(
-        arguments, home / "cfzoo", timeout=300, HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1", CFZOO_CACHE=str(sample_root.parent)
+        arguments,
+        home / "cfzoo",
+        timeout=300,
+        HF_HOME=str(home / "hf"),
+        HF_HUB_OFFLINE="1",
+        CFZOO_CACHE=str(sample_root.parent),
     )
     return completed, out, json.loads((out / "reproduce.json").read_text())
 
@@ -48,7 +53,10 @@ def test_runs_on_the_bundled_photos_without_torch(models, run):
     completed, out, document = run
     assert completed.returncode == 0, completed.stderr
     assert "using scikit-image's bundled photos" in completed.stderr
-    assert "reproduced Tables I-V in" in completed.stderr and f"{out}/REPORT.md, 5 CSV, reproduce.json, 5 PNG" in completed.stderr
+    assert (
+        "reproduced Tables I-V in" in completed.stderr
+        and f"{out}/REPORT.md, 5 CSV, reproduce.json, 5 PNG" in completed.stderr
+    )
     assert completed.stdout == ""
     assert sorted(path.name for path in out.iterdir()) == sorted(
         ["REPORT.md", "reproduce.json", *document["files"]["csv"], *document["files"]["png"]]
@@ -57,15 +65,33 @@ def test_runs_on_the_bundled_photos_without_torch(models, run):
 
 def test_json_schema(models, run):
     _, _, document = run
-    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "schemas" / "reproduce.schema.json").read_text())
+    schema = json.loads(
+        (Path(__file__).resolve().parent.parent / "docs" / "schemas" / "reproduce.schema.json").read_text()
+    )
     jsonschema.Draft202012Validator(schema).validate(document)
     assert set(document) == {
-        "schema_version", "cfzoo_version", "created", "settings", "data", "machine", "seconds", "table1", "attacks",
-        "restoration", "differences", "files",
+        "schema_version",
+        "cfzoo_version",
+        "created",
+        "settings",
+        "data",
+        "machine",
+        "seconds",
+        "table1",
+        "attacks",
+        "restoration",
+        "differences",
+        "files",
     }
     assert document["schema_version"] == 2
     assert document["settings"] == {
-        "tasks": ["jpeg70", "median3"], "eps": 1, "method": "fgsm", "seed": 0, "max_patches": MAX_PATCHES, "providers": "cpu", "batch_size": 64,
+        "tasks": ["jpeg70", "median3"],
+        "eps": 1,
+        "method": "fgsm",
+        "seed": 0,
+        "max_patches": MAX_PATCHES,
+        "providers": "cpu",
+        "batch_size": 64,
     }
     data = document["data"]
     assert data["test_devices"] == ["skimage_science"] and "skimage_science" not in data["train_devices"]
@@ -86,10 +112,16 @@ def test_json_schema(models, run):
 
     # the paper's targets first, SPAM+SVM (ours, beyond the paper) after them; Xception is not embedded
     assert [(report["target"], report["paper_table"]) for report in document["attacks"]] == [
-        ("bayar2016", "II"), ("cozzolino2017", "III"), ("spam", None)
+        ("bayar2016", "II"),
+        ("cozzolino2017", "III"),
+        ("spam", None),
     ]
     for report in document["attacks"]:
-        assert report["eps"] == 1 and report["method"] == "fgsm" and [row["task"] for row in report["rows"]] == ["jpeg70", "median3"]
+        assert (
+            report["eps"] == 1
+            and report["method"] == "fgsm"
+            and [row["task"] for row in report["rows"]] == ["jpeg70", "median3"]
+        )
         for row in report["rows"]:
             assert row["patches"] == MAX_PATCHES and 47.5 < row["psnr_db"] < 48.5
             assert set(row["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
@@ -98,7 +130,8 @@ def test_json_schema(models, run):
     restoration = document["restoration"]
     assert restoration["missing"] == [] and restoration["note"] is None
     assert [(row["task"], row["discriminator"], row["restorer"]) for row in restoration["rows"]] == [
-        ("median3", "kim", "restorer-median3-kim"), ("median3", "vgg", "restorer-median3-vgg")
+        ("median3", "kim", "restorer-median3-kim"),
+        ("median3", "vgg", "restorer-median3-vgg"),
     ]
     for row in restoration["rows"]:
         assert row["patches"] == MAX_PATCHES and set(row["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
@@ -107,9 +140,22 @@ def test_json_schema(models, run):
         assert row["quality"]["restored"]["ssim"] > row["quality"]["input"]["ssim"]
     assert set(document["differences"]) == {"table1", "fgsm_bayar2016", "fgsm_cozzolino2017", "fgsm_spam", "table5"}
     assert document["files"] == {
-        "report": "REPORT.md", "json": "reproduce.json",
-        "csv": ["table1_detection.csv", "table2_fgsm_bayar2016.csv", "table3_fgsm_cozzolino2017.csv", "fgsm_eps1_spam.csv", "table5_restoration.csv"],
-        "png": ["fgsm_eps1_spam.png", "table1_acc.png", "table2_fgsm_bayar2016.png", "table3_fgsm_cozzolino2017.png", "table5_restoration.png"],
+        "report": "REPORT.md",
+        "json": "reproduce.json",
+        "csv": [
+            "table1_detection.csv",
+            "table2_fgsm_bayar2016.csv",
+            "table3_fgsm_cozzolino2017.csv",
+            "fgsm_eps1_spam.csv",
+            "table5_restoration.csv",
+        ],
+        "png": [
+            "fgsm_eps1_spam.png",
+            "table1_acc.png",
+            "table2_fgsm_bayar2016.png",
+            "table3_fgsm_cozzolino2017.png",
+            "table5_restoration.png",
+        ],
     }
 
 
@@ -129,21 +175,31 @@ def test_report_csv_json_and_plots_agree(models, run):
         assert f"{row['tpr']:.2f} ({row['paper']['tpr']:.2f})" in markdown_row
 
     for attack in document["attacks"]:
-        stem = {"bayar2016": "table2_fgsm_bayar2016", "cozzolino2017": "table3_fgsm_cozzolino2017", "spam": "fgsm_eps1_spam"}[attack["target"]]
+        stem = {
+            "bayar2016": "table2_fgsm_bayar2016",
+            "cozzolino2017": "table3_fgsm_cozzolino2017",
+            "spam": "fgsm_eps1_spam",
+        }[attack["target"]]
         cells = read_csv(out / f"{stem}.csv")
         expected = [(row, family, rates) for row in attack["rows"] for family, rates in row["tpr"].items()]
         assert len(cells) == len(expected)
         paper = paper_tables().get(f"{stem[:6]}_fgsm_eps1_target_{attack['target']}")
         section = report.split("### Target ")[1 + [a["target"] for a in document["attacks"]].index(attack["target"])]
         for line, (row, family, rates) in zip(cells, expected):
-            assert (line["task"], line["family"], line["target"]) == (row["task"], family, attack["target"] + "-" + row["task"])
+            assert (line["task"], line["family"], line["target"]) == (
+                row["task"],
+                family,
+                attack["target"] + "-" + row["task"],
+            )
             assert float(line["tpr_before"]) == rates["before"] and float(line["tpr_after"]) == rates["after"]
             assert float(line["psnr_db"]) == row["psnr_db"]
             if attack["target"] == "spam":
                 assert line["paper_tpr_after"] == "" and rates["paper"] is None
             else:
                 assert float(line["paper_tpr_after"]) == rates["paper"] == paper["by_task"][row["task"]][family]
-            markdown_row = next(text for text in section.splitlines() if text.startswith(f"| {row['task']} | {MAX_PATCHES} |"))
+            markdown_row = next(
+                text for text in section.splitlines() if text.startswith(f"| {row['task']} | {MAX_PATCHES} |")
+            )
             assert f"{rates['after']:.2f}" in markdown_row and f"{rates['before']:.2f}" in markdown_row
         assert f"![{stem}.png]({stem}.png)" in section
         for difference in document["differences"][f"fgsm_{attack['target']}"]:
@@ -157,7 +213,11 @@ def test_report_csv_json_and_plots_agree(models, run):
         assert (cells["task"], cells["discriminator"], cells["family"]) == (row["task"], row["discriminator"], family)
         assert float(cells["tpr_after"]) == rates["after"] and float(cells["paper_tpr_after"]) == rates["paper"]
         assert float(cells["psnr_db_restored"]) == row["quality"]["restored"]["psnr_db"]
-        markdown_row = next(line for line in table5_section.splitlines() if line.startswith(f"| median3 | {row['discriminator']} | {MAX_PATCHES} |"))
+        markdown_row = next(
+            line
+            for line in table5_section.splitlines()
+            if line.startswith(f"| median3 | {row['discriminator']} | {MAX_PATCHES} |")
+        )
         assert f"{rates['after']:.2f} ({rates['paper']:.2f})" in markdown_row
     assert "![table5_restoration.png](table5_restoration.png)" in table5_section
     assert "Xception (the paper's Table IV)" in report
@@ -169,20 +229,53 @@ def test_report_csv_json_and_plots_agree(models, run):
 
 def test_differences_list_only_gaps_over_the_threshold():
     paper = table1("jpeg70", "bayar2016")
-    near = {"fpr": paper["fpr"] + DIFFERENCE_POINTS, "tpr": paper["tpr"], "acc": paper["acc"] - DIFFERENCE_POINTS - 0.01}
-    detection = DetectionTable(test_devices=["d"], rows=[DetectionRow(
-        task="jpeg70", family="bayar2016", model="bayar2016-jpeg70", pristine=10, manipulated=10, paper=paper,
-        trained_on_test_devices=[], **near,
-    )])
+    near = {
+        "fpr": paper["fpr"] + DIFFERENCE_POINTS,
+        "tpr": paper["tpr"],
+        "acc": paper["acc"] - DIFFERENCE_POINTS - 0.01,
+    }
+    detection = DetectionTable(
+        test_devices=["d"],
+        rows=[
+            DetectionRow(
+                task="jpeg70",
+                family="bayar2016",
+                model="bayar2016-jpeg70",
+                pristine=10,
+                manipulated=10,
+                paper=paper,
+                trained_on_test_devices=[],
+                **near,
+            )
+        ],
+    )
     row = AttackRow(
-        task="jpeg70", target="bayar2016-jpeg70", test_devices=["d"], patches=10, manipulated_in_split=10, psnr_db=48.1, mse=0.5,
-        zero_gradient_patches=0, mean_iterations=1, seconds=1.0,
-        tpr={"spam": TprChange(model="spam-jpeg70", before=90.0, after=7.0, paper=0.06),
-             "bayar2016": TprChange(model="bayar2016-jpeg70", before=90.0, after=0.0, paper=0.0)},
+        task="jpeg70",
+        target="bayar2016-jpeg70",
+        test_devices=["d"],
+        patches=10,
+        manipulated_in_split=10,
+        psnr_db=48.1,
+        mse=0.5,
+        zero_gradient_patches=0,
+        mean_iterations=1,
+        seconds=1.0,
+        tpr={
+            "spam": TprChange(model="spam-jpeg70", before=90.0, after=7.0, paper=0.06),
+            "bayar2016": TprChange(model="bayar2016-jpeg70", before=90.0, after=0.0, paper=0.0),
+        },
     )
     attack = AttackReport(
-        target="bayar2016", method="fgsm", eps=1, iterations=1, step=1, seed=0, dataset="d", test_devices=["d"],
-        target_trained_on_test_devices=[], rows=[row],
+        target="bayar2016",
+        method="fgsm",
+        eps=1,
+        iterations=1,
+        step=1,
+        seed=0,
+        dataset="d",
+        test_devices=["d"],
+        target_trained_on_test_devices=[],
+        rows=[row],
     )
     restoration = RestorationReport(seed=0, dataset="d", test_devices=["d"], max_patches=None, missing=[], rows=[])
     assert differences(detection, [attack], restoration) == {
@@ -198,7 +291,11 @@ def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     refused = runner.invoke(app, ["reproduce", str(sample_root), "--out", str(out), "--task", "jpeg70"])
-    assert refused.exit_code == 1 and refused.stderr == f"error: --out {out} is not empty; choose a new folder, or add --force to replace its contents\n"
+    assert (
+        refused.exit_code == 1
+        and refused.stderr
+        == f"error: --out {out} is not empty; choose a new folder, or add --force to replace its contents\n"
+    )
     assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
     for arguments, message in (
@@ -207,14 +304,31 @@ def test_refuses_a_non_empty_out_and_bad_input(models, tmp_path, sample_root):
         ([str(sample_root), "--out", str(tmp_path / "c"), "--task", "sharpen"], "unknown task 'sharpen'"),
     ):
         failed = runner.invoke(app, ["reproduce", *arguments])
-        assert failed.exit_code == 1 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1, failed.output
+        assert failed.exit_code == 1 and failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1, (
+            failed.output
+        )
         assert message in failed.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
 
-    forced = runner.invoke(app, [
-        "reproduce", str(sample_root), "--out", str(out), "--force", "--task", "jpeg70", "--max-patches", "1", "--providers", "cpu",
-        "--cache-dir", str(sample_root.parent), "--json",
-    ])
+    forced = runner.invoke(
+        app,
+        [
+            "reproduce",
+            str(sample_root),
+            "--out",
+            str(out),
+            "--force",
+            "--task",
+            "jpeg70",
+            "--max-patches",
+            "1",
+            "--providers",
+            "cpu",
+            "--cache-dir",
+            str(sample_root.parent),
+            "--json",
+        ],
+    )
     assert forced.exit_code == 0, forced.output
     document = json.loads(forced.stdout)
     assert "notes.txt" not in {path.name for path in out.iterdir()} and (out / "REPORT.md").exists()
@@ -229,7 +343,9 @@ def test_table1_cells_are_counted_from_the_detectors_scores(models, run, sample_
     _, _, document = run
     split = split_devices(sample_dataset.device_names, 0)
     for row in document["table1"]["rows"]:
-        patch_set = build_patch_set(sample_dataset, PatchSetSpec(task=row["task"], split="test", seed=0), split, sample_root.parent)
+        patch_set = build_patch_set(
+            sample_dataset, PatchSetSpec(task=row["task"], split="test", seed=0), split, sample_root.parent
+        )
         chosen = balanced_subset(patch_set.labels, 2 * MAX_PATCHES, seed=1)
         labels = patch_set.labels[chosen]
         pristine, manipulated = (np.asarray(patch_set.patches[chosen[labels == label]]) for label in (0, 1))
@@ -257,11 +373,26 @@ def test_the_ray_engine_gives_the_same_tables(models, run, tmp_path, sample_root
     document, apart from the clocks, and the same CSV files, byte for byte."""
     completed, out, first = run
     home = tmp_path / "home"
-    arguments = ["reproduce", "--out", str(tmp_path / "ray"), "--max-patches", str(MAX_PATCHES), "--providers", "cpu", "--engine", "ray"]
+    arguments = [
+        "reproduce",
+        "--out",
+        str(tmp_path / "ray"),
+        "--max-patches",
+        str(MAX_PATCHES),
+        "--providers",
+        "cpu",
+        "--engine",
+        "ray",
+    ]
     for task in TASKS:
         arguments += ["--task", task]
     on_ray = run_cli_without_torch(
-        arguments, home / "cfzoo", timeout=600, HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1", CFZOO_CACHE=str(sample_root.parent),
+        arguments,
+        home / "cfzoo",
+        timeout=600,
+        HF_HOME=str(home / "hf"),
+        HF_HUB_OFFLINE="1",
+        CFZOO_CACHE=str(sample_root.parent),
         RAY_USAGE_STATS_ENABLED="0",
     )
     assert on_ray.returncode == 0, on_ray.stderr
@@ -270,4 +401,6 @@ def test_the_ray_engine_gives_the_same_tables(models, run, tmp_path, sample_root
     for name in first["files"]["csv"]:
         assert (tmp_path / "ray" / name).read_bytes() == (out / name).read_bytes(), name
     refused = CliRunner().invoke(app, ["reproduce", "--out", str(tmp_path / "x"), "--address", "127.0.0.1:1"])
-    assert refused.exit_code == 1 and refused.stderr.startswith("error: --address joins a Ray cluster; add --engine ray")
+    assert refused.exit_code == 1 and refused.stderr.startswith(
+        "error: --address joins a Ray cluster; add --engine ray"
+    )

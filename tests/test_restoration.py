@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from test_zoo import run_cli_without_torch
 from typer.testing import CliRunner
 
 from cfzoo.errors import CfzooError
@@ -20,7 +21,6 @@ from cfzoo.manipulations import apply_manipulation
 from cfzoo.paper import paper_tables
 from cfzoo.zoo.registry import user_zoo_dir
 from cfzoo.zoo.restorers import RestorerRegistry
-from test_zoo import run_cli_without_torch
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -39,13 +39,22 @@ from cfzoo.training.restoration import (
     load_generator,
     median3x3,
     train_networks,
+)
+from cfzoo.training.restoration import (
     train_restorer as train_restorer_function,
 )
 
 MODELS = ("spam-median3", "bayar2016-median3", "cozzolino2017-median3")
 TINY = {
-    "generator_width": 8, "generator_blocks": 1, "discriminator_width": 8, "crop": 32, "warmup_steps": 1,
-    "learning_rate": 3e-3, "weights": LossWeights(ramp_fraction=0.0), "patches_per_image": 8, "evaluation_pairs": 8,
+    "generator_width": 8,
+    "generator_blocks": 1,
+    "discriminator_width": 8,
+    "crop": 32,
+    "warmup_steps": 1,
+    "learning_rate": 3e-3,
+    "weights": LossWeights(ramp_fraction=0.0),
+    "patches_per_image": 8,
+    "evaluation_pairs": 8,
 }
 
 
@@ -67,7 +76,9 @@ def cache(tmp_path_factory):
 def trained(tmp_path_factory, sample_dataset, cache):
     """(checkpoint dir, record, zoo dir) of a tiny median3 restorer trained against the kim discriminator."""
     checkpoints = tmp_path_factory.mktemp("restorer-checkpoints")
-    record = train_restorer_function("median3", "kim", sample_dataset, checkpoints, steps=30, batch_size=4, cache_dir=cache, **TINY)
+    record = train_restorer_function(
+        "median3", "kim", sample_dataset, checkpoints, steps=30, batch_size=4, cache_dir=cache, **TINY
+    )
     from cfzoo.export.restorers import export_restorer as export_one
 
     zoo = tmp_path_factory.mktemp("restorer-zoo")
@@ -173,10 +184,15 @@ def test_training_lowers_the_generator_loss_and_moves_the_discriminator(pairs, d
 
 def test_train_restorer_writes_weights_and_a_record(trained):
     checkpoints, record, _ = trained
-    assert sorted(path.name for path in checkpoints.iterdir()) == ["restorer-median3-kim.json", "restorer-median3-kim.safetensors"]
+    assert sorted(path.name for path in checkpoints.iterdir()) == [
+        "restorer-median3-kim.json",
+        "restorer-median3-kim.safetensors",
+    ]
     assert json.loads((checkpoints / "restorer-median3-kim.json").read_text()) == record
     assert record["id"] == "restorer-median3-kim" and record["discriminator"] == "kim" and record["train_pairs"] > 0
-    assert record["hyperparameters"]["generator_width"] == 8 and record["hyperparameters"]["loss_weights"]["pixel"] == 1.0
+    assert (
+        record["hyperparameters"]["generator_width"] == 8 and record["hyperparameters"]["loss_weights"]["pixel"] == 1.0
+    )
     assert set(record["loss"]) == {"generator", "pixel", "perceptual", "adversarial", "discriminator"}
     test = record["metrics"]["test"]
     assert test["pairs"] == 8 and test["input"]["psnr_db"] > 20 and 0 < test["restored"]["ssim"] <= 1
@@ -196,7 +212,9 @@ def test_onnx_export_matches_torch(trained):
     path = zoo / "models" / "restorer-median3-kim.onnx"
     assert entry["file"]["size"] == path.stat().st_size < 1_000_000
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == ["restored"]
+    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == [
+        "restored"
+    ]
     rng = np.random.default_rng(3)
     for shape in ((1, 3, 1, 1), (2, 3, 37, 53), (1, 3, 128, 128)):
         image = rng.integers(0, 256, shape).astype(np.float32)
@@ -208,7 +226,11 @@ def test_onnx_export_matches_torch(trained):
 def test_the_default_generator_exports_under_one_megabyte(tmp_path):
     from cfzoo.export.restorers import export_generator
 
-    path = export_generator(KimGenerator(), {"id": "restorer-median3-vgg", "task": "median3", "discriminator": "vgg", "training_data_sha256": "0" * 64}, tmp_path / "g.onnx")
+    path = export_generator(
+        KimGenerator(),
+        {"id": "restorer-median3-vgg", "task": "median3", "discriminator": "vgg", "training_data_sha256": "0" * 64},
+        tmp_path / "g.onnx",
+    )
     assert 600_000 < path.stat().st_size < 1_000_000
 
 
@@ -228,7 +250,10 @@ def test_tiled_restoration_equals_one_pass_and_a_tampered_file_is_refused(user_z
 
 def test_a_missing_restorer_says_how_to_get_it(user_zoo):
     for task, kind in (("median7", "kim"), ("median3", "vgg")):
-        with pytest.raises(CfzooError, match=f"restorer-{task}-{kind} is not in any zoo here; train and export it: cfzoo train-restorer") as error:
+        with pytest.raises(
+            CfzooError,
+            match=f"restorer-{task}-{kind} is not in any zoo here; train and export it: cfzoo train-restorer",
+        ) as error:
             load_restorer(task, kind)
         assert "\n" not in str(error.value)
     with pytest.raises(CfzooError, match="not 'jpeg70'"):
@@ -239,7 +264,22 @@ def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, t
     source = tmp_path / "filtered.png"
     Image.fromarray(apply_manipulation("median3", photo[:200, :256])).save(source)
     out = tmp_path / "restored.png"
-    result = runner.invoke(app, ["restore", str(source), "--task", "median3", "--discriminator", "kim", "--out", str(out), "--json", "--providers", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            str(source),
+            "--task",
+            "median3",
+            "--discriminator",
+            "kim",
+            "--out",
+            str(out),
+            "--json",
+            "--providers",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["restorer"] == "restorer-median3-kim" and summary["width"] == 256 and summary["height"] == 200
@@ -247,24 +287,38 @@ def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, t
     restored = read_rgb(out)
     assert restored.shape == (200, 256, 3) and not np.array_equal(restored, read_rgb(source))
     before = source.read_bytes()
-    result = runner.invoke(app, ["restore", str(source), "--task", "median3", "--discriminator", "kim", "--out", str(source)])
+    result = runner.invoke(
+        app, ["restore", str(source), "--task", "median3", "--discriminator", "kim", "--out", str(source)]
+    )
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "is the input image" in result.stderr and source.read_bytes() == before
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["{bad}", "--task", "median3", "--out", "{out}"], "corrupt or truncated image"),
-    (["{missing}", "--task", "median3", "--out", "{out}"], "no such file"),
-    (["{good}", "--task", "median3", "--out", "{jpg}"], "must end in .png"),
-    (["{good}", "--task", "median3", "--discriminator", "vgg", "--out", "{out}"], "restorer-median3-vgg is not in any zoo here"),
-    (["{good}", "--out", "{out}"], "exactly one --task"),
-    ([], "give an IMAGE to restore"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["{bad}", "--task", "median3", "--out", "{out}"], "corrupt or truncated image"),
+        (["{missing}", "--task", "median3", "--out", "{out}"], "no such file"),
+        (["{good}", "--task", "median3", "--out", "{jpg}"], "must end in .png"),
+        (
+            ["{good}", "--task", "median3", "--discriminator", "vgg", "--out", "{out}"],
+            "restorer-median3-vgg is not in any zoo here",
+        ),
+        (["{good}", "--out", "{out}"], "exactly one --task"),
+        ([], "give an IMAGE to restore"),
+    ],
+)
 def test_cli_restore_bad_input_is_one_line(user_zoo, runner, photo, tmp_path, arguments, message):
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     Image.fromarray(photo[:130, :130]).save(good)
     bad.write_bytes(good.read_bytes()[:200])
-    names = {"bad": bad, "good": good, "missing": tmp_path / "none.png", "out": tmp_path / "out.png", "jpg": tmp_path / "out.jpg"}
+    names = {
+        "bad": bad,
+        "good": good,
+        "missing": tmp_path / "none.png",
+        "out": tmp_path / "out.png",
+        "jpg": tmp_path / "out.jpg",
+    }
     result = runner.invoke(app, ["restore", *(argument.format(**names) for argument in arguments)])
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
@@ -272,12 +326,34 @@ def test_cli_restore_bad_input_is_one_line(user_zoo, runner, photo, tmp_path, ar
 
 
 def test_cli_evaluate_json_is_table_v(models, user_zoo, runner, sample_root, cache):
-    result = runner.invoke(app, [
-        "restore", "--evaluate", "--data", str(sample_root), "--max-patches", "8", "--json", "--cache-dir", str(cache), "--providers", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "restore",
+            "--evaluate",
+            "--data",
+            str(sample_root),
+            "--max-patches",
+            "8",
+            "--json",
+            "--cache-dir",
+            str(cache),
+            "--providers",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"schema_version", "seed", "dataset", "test_devices", "max_patches", "missing", "rows", "note"}
+    assert set(report) == {
+        "schema_version",
+        "seed",
+        "dataset",
+        "test_devices",
+        "max_patches",
+        "missing",
+        "rows",
+        "note",
+    }
     assert report["missing"] == ["restorer-median7-kim", "restorer-median7-vgg", "restorer-median3-vgg"]
     (row,) = report["rows"]
     assert set(row) == {"task", "discriminator", "restorer", "patches", "quality", "restore_seconds", "tpr"}
@@ -289,12 +365,28 @@ def test_cli_evaluate_json_is_table_v(models, user_zoo, runner, sample_root, cac
     for family, rates in row["tpr"].items():
         assert rates["model"] == f"{family}-median3" and rates["paper"] == paper[family]
         assert 0 <= rates["before"] <= 100 and 0 <= rates["after"] <= 100
-    markdown = runner.invoke(app, ["restore", "--evaluate", "--data", str(sample_root), "--max-patches", "8", "--markdown", "--cache-dir", str(cache)])
+    markdown = runner.invoke(
+        app,
+        [
+            "restore",
+            "--evaluate",
+            "--data",
+            str(sample_root),
+            "--max-patches",
+            "8",
+            "--markdown",
+            "--cache-dir",
+            str(cache),
+        ],
+    )
     assert markdown.exit_code == 0 and "| median3 | kim | 8 |" in markdown.stdout and "(19.30)" in markdown.stdout
     for selection in (["--task", "median7"], ["--task", "median3", "--discriminator", "kim", "--discriminator", "vgg"]):
         missing = runner.invoke(app, ["restore", "--evaluate", *selection, "--data", str(sample_root)])
         assert missing.exit_code == 1 and missing.stderr.count("\n") == 1, missing.output
-        assert f"restorer-{selection[1]}-{'kim' if selection[1] == 'median7' else 'vgg'} is not available here; train and export it" in missing.stderr
+        assert (
+            f"restorer-{selection[1]}-{'kim' if selection[1] == 'median7' else 'vgg'} is not available here; train and export it"
+            in missing.stderr
+        )
 
 
 def test_restoring_runs_without_torch(user_zoo, photo, tmp_path):

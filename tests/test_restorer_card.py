@@ -60,7 +60,9 @@ def results_by_restorer(metadata: dict) -> dict:
     (model,) = metadata["model-index"]
     assert model["name"] == "cfzoo-restorers"
     return {
-        result["dataset"]["config"]: {(metric["config"], metric["type"]): metric["value"] for metric in result["metrics"]}
+        result["dataset"]["config"]: {
+            (metric["config"], metric["type"]): metric["value"] for metric in result["metrics"]
+        }
         for result in model["results"]
     }
 
@@ -68,7 +70,11 @@ def results_by_restorer(metadata: dict) -> dict:
 def test_front_matter_parses_and_its_model_index_is_the_registrys_psnr_and_ssim(embedded):
     card = restorer_card(embedded)
     metadata = front_matter(card.text)
-    assert metadata["license"] == "mit" and metadata["library_name"] == "onnx" and metadata["pipeline_tag"] == "image-to-image"
+    assert (
+        metadata["license"] == "mit"
+        and metadata["library_name"] == "onnx"
+        and metadata["pipeline_tag"] == "image-to-image"
+    )
     tasks = {entry.task for entry in embedded}
     base = ["image-forensics", "counter-forensics", "image-restoration", "median-filtering", "onnx", "cfzoo"]
     assert metadata["tags"] == base + [f"task-{task}" for task in RESTORATION_TASKS if task in tasks]
@@ -105,16 +111,24 @@ def test_card_states_each_restorers_numbers_files_and_training_record(embedded):
         assert hyper["optimiser"] in text and hyper["generator"] in text
         assert f"{hyper['batch_size']} random {hyper['crop']}x{hyper['crop']} crops" in text
         weights = hyper["loss_weights"]
-        assert f"{weights['pixel']:g} x pixel + {weights['perceptual']:g} x perceptual + {weights['adversarial']:g} x adversarial" in text
+        assert (
+            f"{weights['pixel']:g} x pixel + {weights['perceptual']:g} x perceptual + {weights['adversarial']:g} x adversarial"
+            in text
+        )
         split = entry.training["split"]
         assert f"train devices: {', '.join(split['train'])}; test devices: {', '.join(split['test'])}" in text
         assert entry.training["training_data_sha256"] in text
-    assert "input `image` float32 [N,3,H,W], RGB, values 0..255" in text and "output `restored` float32 [N,3,H,W]" in text
+    assert (
+        "input `image` float32 [N,3,H,W], RGB, values 0..255" in text and "output `restored` float32 [N,3,H,W]" in text
+    )
     assert "N, H and W are dynamic" in text and "Tiled processing uses it as the tiles' overlap" in text
     assert "Machine: CPU (2 cores), no GPU." in text
     assert "cfzoo restore --evaluate --data DIR" in text and "docs/restoration.md" in text
     example = list(embedded)[-1]
-    assert f"cfzoo restore filtered.png --task {example.task} --discriminator {example.discriminator} --out restored.png" in text
+    assert (
+        f"cfzoo restore filtered.png --task {example.task} --discriminator {example.discriminator} --out restored.png"
+        in text
+    )
 
 
 def test_missing_restorers_are_named_and_left_out(embedded, zoo):
@@ -157,14 +171,22 @@ def test_cards_command_writes_the_restorer_card_beside_the_detector_cards(runner
     restorers = RestorerRegistry.read(zoo / RESTORER_REGISTRY_NAME)
     card = restorer_card(restorers)
     assert written[-1] == {
-        "card": "restorers", "path": str(out / RESTORER_CARD_NAME), "models": list(card.models), "missing_restorers": list(card.missing),
+        "card": "restorers",
+        "path": str(out / RESTORER_CARD_NAME),
+        "models": list(card.models),
+        "missing_restorers": list(card.missing),
     }
     assert (out / RESTORER_CARD_NAME).read_text() == card.text
-    assert sorted(path.name for path in out.iterdir()) == sorted([*(f"{family}.md" for family in families), RESTORER_CARD_NAME])
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [*(f"{family}.md" for family in families), RESTORER_CARD_NAME]
+    )
 
     result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--out", str(tmp_path / "lines")])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-1] == f"{tmp_path / 'lines' / RESTORER_CARD_NAME}: {len(card.models)} restorers; missing: {', '.join(card.missing)}"
+    assert (
+        result.stdout.splitlines()[-1]
+        == f"{tmp_path / 'lines' / RESTORER_CARD_NAME}: {len(card.models)} restorers; missing: {', '.join(card.missing)}"
+    )
 
     family = families[0]
     result = runner.invoke(app, ["cards", "--zoo", str(zoo), "--out", str(tmp_path / "family"), "--family", family])
@@ -186,10 +208,15 @@ def test_cards_command_on_a_restorer_only_zoo_and_by_default(runner, zoo, tmp_pa
     assert (tmp_path / "b" / RESTORER_CARD_NAME).read_text() == restorer_card(load_restorer_registry()).text
 
     result = runner.invoke(app, ["cards", "--zoo", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1 and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+    assert (
+        result.exit_code == 1
+        and "registry.json does not exist; give a zoo folder written by `cfzoo export --zoo DIR`" in result.stderr
+    )
 
 
 def test_the_published_restorer_card_matches_the_embedded_registry(embedded):
     """model_cards/restorers.md is what `cfzoo cards --zoo cfzoo/zoo/embedded` writes: regenerate it after exporting restorers."""
     path = Path(__file__).resolve().parents[1] / "model_cards" / RESTORER_CARD_NAME
-    assert path.is_file() and path.read_text() == restorer_card(embedded).text, f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+    assert path.is_file() and path.read_text() == restorer_card(embedded).text, (
+        f"{path} is stale; run `cfzoo cards --zoo cfzoo/zoo/embedded`"
+    )

@@ -32,8 +32,32 @@ def _run(*arguments):
 
 
 SMALL_BATTERY = (
-    "-T", "cozzolino2017", "-t", "median7", "-t", "jpeg70", "--eps", "1", "--eps", "2", "-a", "fgsm", "-a", "pgd", "-a", "square",
-    "--queries", "12", "--max-patches", "8", "--recompress", "80", "--recompress", "95", "--format", "json",
+    "-T",
+    "cozzolino2017",
+    "-t",
+    "median7",
+    "-t",
+    "jpeg70",
+    "--eps",
+    "1",
+    "--eps",
+    "2",
+    "-a",
+    "fgsm",
+    "-a",
+    "pgd",
+    "-a",
+    "square",
+    "--queries",
+    "12",
+    "--max-patches",
+    "8",
+    "--recompress",
+    "80",
+    "--recompress",
+    "95",
+    "--format",
+    "json",
 )
 
 
@@ -50,20 +74,28 @@ def test_the_ray_engine_gives_the_same_report(report_folder, sample_root):
     _, local = report_folder
     completed = subprocess.run(
         [sys.executable, "-m", "cfzoo", "robustness", *SMALL_BATTERY, "--data", str(sample_root), "--engine", "ray"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
     )
     assert completed.returncode == 0, completed.stderr
     on_ray = json.loads(completed.stdout)
 
     def without_seconds(report):
-        return {**report, "rows": [{key: value for key, value in row.items() if key != "seconds"} for row in report["rows"]]}
+        return {
+            **report,
+            "rows": [{key: value for key, value in row.items() if key != "seconds"} for row in report["rows"]],
+        }
 
     assert without_seconds(on_ray) == without_seconds(local)
 
 
 def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_folder):
     _, report = report_folder
-    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "schemas" / "robustness.schema.json").read_text())
+    schema = json.loads(
+        (Path(__file__).resolve().parent.parent / "docs" / "schemas" / "robustness.schema.json").read_text()
+    )
     jsonschema.Draft202012Validator(schema).validate(report)
     assert report["schema_version"] == 2 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
     assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
@@ -72,27 +104,40 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
         for eps in (1, 2):
             rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == eps}
             assert set(rows) == {"fgsm", "pgd", "square", WORST_CASE}
-            assert rows[WORST_CASE]["tpr_after"] <= min(rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square"))
+            assert rows[WORST_CASE]["tpr_after"] <= min(
+                rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square")
+            )
             assert all(row["tpr_after"] <= row["tpr_before"] or row["attack"] == "fgsm" for row in rows.values())
             assert rows["square"]["mean_queries"] <= 12 and rows["fgsm"]["mean_queries"] == 1
             assert rows["pgd"]["psnr_db"] >= 20 * math.log10(255 / eps) - 0.01  # no pixel moved more than eps
     assert report["parameters"]["square"]["queries"] == 12 and report["parameters"]["pgd"]["iterations"] == 10
     assert report["recompress"] == [95, 80]
     unattacked = [row for row in report["rows"] if row["attack"] == "none"]
-    assert [row["eps"] for row in unattacked] == [0, 0] and all(row["tpr_after"] == row["tpr_before"] for row in unattacked)
+    assert [row["eps"] for row in unattacked] == [0, 0] and all(
+        row["tpr_after"] == row["tpr_before"] for row in unattacked
+    )
     assert all(set(row["recompressed"]) == {"95", "80"} for row in unattacked)
     for task in ("jpeg70", "median7"):
         rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == 1}
         for quality in ("95", "80"):
-            assert rows[WORST_CASE]["recompressed"][quality] <= min(rows[attack]["recompressed"][quality] for attack in ("fgsm", "pgd", "square"))
+            assert rows[WORST_CASE]["recompressed"][quality] <= min(
+                rows[attack]["recompressed"][quality] for attack in ("fgsm", "pgd", "square")
+            )
 
 
 def test_the_report_folder_holds_markdown_json_csv_and_the_eps_curve(report_folder):
     out, report = report_folder
-    assert sorted(path.name for path in out.iterdir()) == ["ROBUSTNESS.md", "eps_curve.png", "robustness.csv", "robustness.json"]
+    assert sorted(path.name for path in out.iterdir()) == [
+        "ROBUSTNESS.md",
+        "eps_curve.png",
+        "robustness.csv",
+        "robustness.json",
+    ]
     assert json.loads((out / "robustness.json").read_text()) == report
     rows = list(csv.DictReader(io.StringIO((out / "robustness.csv").read_text())))
-    assert [(row["task"], int(row["eps"]), row["attack"]) for row in rows] == [(row["task"], row["eps"], row["attack"]) for row in report["rows"]]
+    assert [(row["task"], int(row["eps"]), row["attack"]) for row in rows] == [
+        (row["task"], row["eps"], row["attack"]) for row in report["rows"]
+    ]
     assert [float(row["tpr_jpeg80"]) for row in rows] == [row["recompressed"]["80"] for row in report["rows"]]
     with Image.open(out / "eps_curve.png") as plot:
         assert plot.format == "PNG" and plot.width > 400
@@ -105,7 +150,22 @@ def test_a_detector_without_companion_is_tested_by_square_alone(tmp_path, sample
     model = str(tmp_path / "spam-jpeg70.onnx")
     refused = _run("-T", model, "--data", str(sample_root), "--max-patches", "4")
     assert refused.exit_code == 1 and "has no gradient companion beside it" in refused.output
-    result = _run("-T", model, "-a", "square", "--eps", "4", "--queries", "8", "--data", str(sample_root), "--max-patches", "4", "--format", "csv")
+    result = _run(
+        "-T",
+        model,
+        "-a",
+        "square",
+        "--eps",
+        "4",
+        "--queries",
+        "8",
+        "--data",
+        str(sample_root),
+        "--max-patches",
+        "4",
+        "--format",
+        "csv",
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [row["attack"] for row in rows] == ["none", "square", WORST_CASE] and rows[0]["model"] == "spam-jpeg70"
@@ -117,11 +177,20 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
     for arguments, message in (
         (["-T", "bayar2016", "-a", "cw"], "unknown attack method 'cw'"),
         (["-T", "bayar2016", "--eps", "0"], "eps must be an integer number of gray levels"),
-        (["-T", "bayar2016", "--format", "xml"], "--format xml is not offered here; choose one of: table, json, csv, markdown"),
+        (
+            ["-T", "bayar2016", "--format", "xml"],
+            "--format xml is not offered here; choose one of: table, json, csv, markdown",
+        ),
         (["-T", "bayar2016", "--recompress", "101"], "JPEG quality must be an integer from 1 to 100"),
-        (["-T", "spam", "-a", "spam-close", "--survive", "jpeg:90"], "--survive works with --method fgsm, ifgsm, pgd, apgd, square, not spam-close"),
+        (
+            ["-T", "spam", "-a", "spam-close", "--survive", "jpeg:90"],
+            "--survive works with --method fgsm, ifgsm, pgd, apgd, square, not spam-close",
+        ),
         (["-T", "bayar2016", "-a", "pgd", "--survive", "webp:90"], "give jpeg:Q"),
-        (["-T", "bayar2016", "-a", "pgd", "--survive", "resize:0.5"], "--survive resize:F attacks one IMAGE (cfzoo attack IMAGE)"),
+        (
+            ["-T", "bayar2016", "-a", "pgd", "--survive", "resize:0.5"],
+            "--survive resize:F attacks one IMAGE (cfzoo attack IMAGE)",
+        ),
         (["-T", "bayar2016", "--out", str(tmp_path / "full")], "is not empty"),
     ):
         result = _run(*arguments)
@@ -131,26 +200,72 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
 
 def test_an_ensemble_is_tested_as_one_detector_that_any_member_can_raise(sample_root, tmp_path, photo):
     result = _run(
-        "-T", "spam", "-T", "bayar2016", "-t", "median7", "--eps", "1", "--max-patches", "4", "--recompress", "90",
-        "--data", str(sample_root), "--format", "json",
+        "-T",
+        "spam",
+        "-T",
+        "bayar2016",
+        "-t",
+        "median7",
+        "--eps",
+        "1",
+        "--max-patches",
+        "4",
+        "--recompress",
+        "90",
+        "--data",
+        str(sample_root),
+        "--format",
+        "json",
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["target"] == "spam+bayar2016" and report["attacks"] == ["fgsm", "pgd", "apgd", "square"]
     assert {row["model"] for row in report["rows"]} == {"spam-median7+bayar2016-median7"}
     refused = _run("-T", "spam", "-T", "bayar2016", "-a", "spam-close", "--data", str(sample_root))
-    assert refused.exit_code == 1 and "an ensemble is attacked by fgsm, ifgsm, pgd, apgd, square only; leave out spam-close" in refused.output
+    assert (
+        refused.exit_code == 1
+        and "an ensemble is attacked by fgsm, ifgsm, pgd, apgd, square only; leave out spam-close" in refused.output
+    )
     image = save_png(apply_manipulation("median7", photo[:256, :256]), tmp_path / "median7.png")
     out = tmp_path / "attacked.png"
     attacked = runner.invoke(
-        app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--method", "pgd", "--out", str(out), "--json"]
+        app,
+        [
+            "attack",
+            str(image),
+            "-T",
+            "spam",
+            "-T",
+            "cozzolino2017",
+            "-t",
+            "median7",
+            "--method",
+            "pgd",
+            "--out",
+            str(out),
+            "--json",
+        ],
     )
     assert attacked.exit_code == 0, attacked.output
     summary = json.loads(attacked.stdout)
     assert summary["target"] == "spam-median7+cozzolino2017-median7"
     assert np.abs(read_rgb(out).astype(int) - read_rgb(image)).max() <= 1
     one_method = runner.invoke(
-        app, ["attack", str(image), "-T", "spam", "-T", "cozzolino2017", "-t", "median7", "--method", "spam-close", "--out", str(out)]
+        app,
+        [
+            "attack",
+            str(image),
+            "-T",
+            "spam",
+            "-T",
+            "cozzolino2017",
+            "-t",
+            "median7",
+            "--method",
+            "spam-close",
+            "--out",
+            str(out),
+        ],
     )
     assert one_method.exit_code == 1 and "--method spam-close attacks one detector" in one_method.output
 
@@ -161,20 +276,38 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
     registry_path = tmp_path / "registry.json"
     embedded = Registry.read(embedded_zoo_dir() / "registry.json")
     Registry(
-        replace(entry, metrics={key: value for key, value in entry.metrics.items() if key != "robustness_eps1"}) for entry in embedded
+        replace(entry, metrics={key: value for key, value in entry.metrics.items() if key != "robustness_eps1"})
+        for entry in embedded
     ).write(registry_path)
     tool = Path(__file__).resolve().parent.parent / "tools" / "record_robustness.py"
-    done = subprocess.run([sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(registry_path)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(registry_path)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     recorded = Registry.read(registry_path).get("cozzolino2017-median7").metrics["robustness_eps1"]
-    worst = next(row for row in report["rows"] if row["task"] == "median7" and row["eps"] == 1 and row["attack"] == WORST_CASE)
-    assert recorded["worst_case_tpr"] == worst["tpr_after"] and recorded["square_queries"] == 12 and recorded["patches"] == 8
+    worst = next(
+        row for row in report["rows"] if row["task"] == "median7" and row["eps"] == 1 and row["attack"] == WORST_CASE
+    )
+    assert (
+        recorded["worst_case_tpr"] == worst["tpr_after"]
+        and recorded["square_queries"] == 12
+        and recorded["patches"] == 8
+    )
     card = family_card("cozzolino2017", Registry.read(registry_path)).text
     line = next(line for line in card.splitlines() if line.startswith("| `cozzolino2017-median7` |"))
     assert line.endswith(f"| {worst['tpr_after']:.2f} |")
     assert "on 8 manipulated test patches per task, Square with 12 queries" in card
     mixed = tmp_path / "mixed.json"
     shutil.copy(embedded_zoo_dir() / "registry.json", mixed)  # the shipped figures: 32 patches, 300 queries
-    subprocess.run([sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(mixed)], check=True, capture_output=True)
-    assert "on the patches and with the Square budget each registry entry records" in family_card("cozzolino2017", Registry.read(mixed)).text
+    subprocess.run(
+        [sys.executable, str(tool), str(out / "robustness.json"), "--registry", str(mixed)],
+        check=True,
+        capture_output=True,
+    )
+    assert (
+        "on the patches and with the Square budget each registry entry records"
+        in family_card("cozzolino2017", Registry.read(mixed)).text
+    )
     assert "robustness_eps1" not in Registry.read(registry_path).get("cozzolino2017-blur1.1").metrics

@@ -28,7 +28,9 @@ RAY = Path(sys.executable).parent / "ray"
 
 
 def _cfzoo(*args, **options):
-    return subprocess.run([sys.executable, "-m", "cfzoo", *args], capture_output=True, text=True, timeout=600, **options)
+    return subprocess.run(
+        [sys.executable, "-m", "cfzoo", *args], capture_output=True, text=True, timeout=600, **options
+    )
 
 
 def _sorted(rows):
@@ -84,7 +86,18 @@ def test_inputs_are_folders_globs_and_manifests(photos, tmp_path):
 
 def test_a_killed_scan_resumes_to_exactly_the_rows_of_an_uninterrupted_one(photos, local_rows, tmp_path):
     out = tmp_path / "results.parquet"
-    command = [sys.executable, "-m", "cfzoo", "scan", str(photos), "--out", str(out), *SELECTION, "--images-per-part", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "cfzoo",
+        "scan",
+        str(photos),
+        "--out",
+        str(out),
+        *SELECTION,
+        "--images-per-part",
+        "1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while len(list(out.glob("part-*.parquet"))) < 3 and time.monotonic() < deadline:
@@ -111,7 +124,14 @@ def test_the_ray_engine_in_the_library_starts_ray_here_without_an_address(photos
     assert summary.rows_written == len(local_rows[1])
     rows = read_rows(tmp_path / "here.parquet")
     assert all(not Path(row["path"]).is_absolute() for row in rows)
-    as_given = [{**row, "path": str(photos.parent / row["path"]), "error": row["error"] and row["error"].replace(row["path"], str(photos.parent / row["path"]))} for row in rows]
+    as_given = [
+        {
+            **row,
+            "path": str(photos.parent / row["path"]),
+            "error": row["error"] and row["error"].replace(row["path"], str(photos.parent / row["path"])),
+        }
+        for row in rows
+    ]
     assert _sorted(as_given) == _sorted(local_rows[1])
 
 
@@ -126,19 +146,43 @@ def ray_cluster(tmp_path_factory):
     """A head and a second node on 127.0.0.1, one CPU each, with a token for this test alone (Ray's token
     authentication), stopped at the end: (address, the environment that reaches it)."""
     port = _free_port()
-    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    environment = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     temp = tmp_path_factory.mktemp("ray")
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     head = subprocess.run(
-        [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false",
-         "--temp-dir", str(temp), *common], capture_output=True, text=True, env=environment, timeout=180,
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(temp),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=180,
     )
     assert head.returncode == 0, head.stderr
     address = f"127.0.0.1:{port}"
     try:
         node = subprocess.run(
             [str(RAY), "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
-            capture_output=True, text=True, env=environment, timeout=180,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=180,
         )
         assert node.returncode == 0, node.stderr
         yield address, environment
@@ -146,12 +190,29 @@ def ray_cluster(tmp_path_factory):
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
 
 
-def test_a_ray_scan_on_two_nodes_gives_the_local_rows_and_survives_a_killed_worker(ray_cluster, photos, local_rows, tmp_path):
+def test_a_ray_scan_on_two_nodes_gives_the_local_rows_and_survives_a_killed_worker(
+    ray_cluster, photos, local_rows, tmp_path
+):
     address, environment = ray_cluster
     out = tmp_path / "ray.parquet"
     command = [
-        sys.executable, "-m", "cfzoo", "scan", str(photos), "--out", str(out), *SELECTION, "--engine", "ray", "--address", address,
-        "--workers", "2", "--images-per-part", "1", "--json",
+        sys.executable,
+        "-m",
+        "cfzoo",
+        "scan",
+        str(photos),
+        "--out",
+        str(out),
+        *SELECTION,
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--workers",
+        "2",
+        "--images-per-part",
+        "1",
+        "--json",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
     deadline = time.monotonic() + 300
@@ -165,8 +226,6 @@ def test_a_ray_scan_on_two_nodes_gives_the_local_rows_and_survives_a_killed_work
     rows = read_rows(out)
     assert len(rows) == len(local_rows[1])  # nothing lost, nothing written twice
     assert _sorted(rows) == _sorted(local_rows[1])
-
-
 
 
 NO_RAY_SCAN = """
@@ -192,13 +251,39 @@ def test_the_runtime_install_has_no_ray_and_a_local_scan_needs_none(photos, tmp_
         assert not requirement.startswith("ray"), requirement
     assert any(requirement.startswith("ray[data]") for requirement in project["optional-dependencies"]["scale"])
     local = subprocess.run(
-        [sys.executable, "-c", NO_RAY_SCAN, "scan", str(photos / "skimage_gray"), "--out", str(tmp_path / "a.parquet"), "-f", "spam", "-t", "jpeg70"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            NO_RAY_SCAN,
+            "scan",
+            str(photos / "skimage_gray"),
+            "--out",
+            str(tmp_path / "a.parquet"),
+            "-f",
+            "spam",
+            "-t",
+            "jpeg70",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert local.returncode == 0, local.stderr
     refused = subprocess.run(
-        [sys.executable, "-c", NO_RAY_SCAN, "scan", str(photos / "skimage_gray"), "--out", str(tmp_path / "b.parquet"), "--engine", "ray"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            NO_RAY_SCAN,
+            "scan",
+            str(photos / "skimage_gray"),
+            "--out",
+            str(tmp_path / "b.parquet"),
+            "--engine",
+            "ray",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == 'error: --engine ray needs Ray: pip install "cfzoo[scale]"'

@@ -32,15 +32,21 @@ def test_the_published_schemas_are_the_types_schemas():
     spec = importlib.util.spec_from_file_location("json_schemas", ROOT / "tools" / "json_schemas.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    assert sorted(path.name for path in SCHEMA_DIR.glob("*.schema.json")) == sorted(f"{name}.schema.json" for name in DOCUMENTS)
+    assert sorted(path.name for path in SCHEMA_DIR.glob("*.schema.json")) == sorted(
+        f"{name}.schema.json" for name in DOCUMENTS
+    )
     for name in DOCUMENTS:
-        assert (SCHEMA_DIR / f"{name}.schema.json").read_text() == tool.schema_text(name), f"run python tools/json_schemas.py ({name})"
+        assert (SCHEMA_DIR / f"{name}.schema.json").read_text() == tool.schema_text(name), (
+            f"run python tools/json_schemas.py ({name})"
+        )
         assert published(name) == json_schema(name)
 
 
 def test_detect_json_validates_and_the_schema_has_teeth(models, photo, tmp_path):
     save_png(photo, tmp_path / "astronaut.png")
-    result = CliRunner().invoke(app, ["detect", str(tmp_path / "astronaut.png"), "-t", "jpeg70", "--json", "--providers", "cpu"])
+    result = CliRunner().invoke(
+        app, ["detect", str(tmp_path / "astronaut.png"), "-t", "jpeg70", "--json", "--providers", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["schema"] == RESULTS_SCHEMA_VERSION and document["images"][0]["results"]
@@ -55,15 +61,38 @@ def test_detect_json_validates_and_the_schema_has_teeth(models, photo, tmp_path)
 
 @pytest.mark.parametrize("method", ["fgsm", "square"])
 def test_attack_json_validates_whatever_parameters_the_method_has(models, sample_root, tmp_path, method):
-    result = CliRunner().invoke(app, [
-        "attack", "--data", str(sample_root), "--target", "bayar2016", "--task", "jpeg70", "--eps", "2", "--method", method,
-        "--max-patches", "4", "--json", "--cache-dir", str(tmp_path / "cache"), "--providers", "cpu",
-        *(["--queries", "20"] if method == "square" else []),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "attack",
+            "--data",
+            str(sample_root),
+            "--target",
+            "bayar2016",
+            "--task",
+            "jpeg70",
+            "--eps",
+            "2",
+            "--method",
+            method,
+            "--max-patches",
+            "4",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--providers",
+            "cpu",
+            *(["--queries", "20"] if method == "square" else []),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     validate(report, "attack")
-    assert report["schema_version"] == RESULTS_SCHEMA_VERSION and set(report["rows"][0]["tpr"]) == {"spam", "bayar2016", "cozzolino2017"}
+    assert report["schema_version"] == RESULTS_SCHEMA_VERSION and set(report["rows"][0]["tpr"]) == {
+        "spam",
+        "bayar2016",
+        "cozzolino2017",
+    }
     # fgsm has no query budget and no mean_queries; square has no iterations
     assert ("queries" in report, "mean_queries" in report["rows"][0], "iterations" in report) == (
         (False, False, True) if method == "fgsm" else (True, True, False)
@@ -74,9 +103,20 @@ def test_attack_json_validates_whatever_parameters_the_method_has(models, sample
 
 
 def test_evaluate_model_json_is_a_detection_table(models, sample_root, tmp_path):
-    result = CliRunner().invoke(app, [
-        "evaluate", str(sample_root), "--model", "spam-jpeg70", "--max-test-patches", "8", "--json", "--cache-dir", str(tmp_path / "cache"),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(sample_root),
+            "--model",
+            "spam-jpeg70",
+            "--max-test-patches",
+            "8",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
     validate(table, "detection-table")

@@ -24,7 +24,9 @@ cfzoo.cli.main()
 
 def test_sigterm_during_an_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "out" / "result.png"
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "writing"
         assert [path.name for path in target.parent.iterdir()][0].endswith(".partial")  # the temporary exists now

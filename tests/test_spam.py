@@ -217,9 +217,7 @@ def test_batch_equals_patch_by_patch(rng):
 
 
 def test_uint8_and_integer_float_rgb_give_identical_features(real_patches):
-    np.testing.assert_array_equal(
-        spam.spam_features(real_patches), spam.spam_features(real_patches.astype(np.float32))
-    )
+    np.testing.assert_array_equal(spam.spam_features(real_patches), spam.spam_features(real_patches.astype(np.float32)))
 
 
 def test_empty_batch():

@@ -30,7 +30,7 @@ from cfzoo.zoo.runtime import (
 
 
 def _tiles(image, count):
-    return [image[row:row + 128, col:col + 128] for row in range(0, 384, 128) for col in range(0, 384, 128)][:count]
+    return [image[row : row + 128, col : col + 128] for row in range(0, 384, 128) for col in range(0, 384, 128)][:count]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,10 @@ def test_the_feature_companion_is_the_soft_spam_and_its_autograd_gradient(pairs)
     goal = spam_features(pristine).astype(np.float32)
     weight = rng.uniform(0.5, 2.0, goal.shape[1]).astype(np.float32)
     distance, features, gradient = load_spam_feature_companion("cpu").distance_and_gradient(images, goal, weight)
-    expected = [tensor.numpy() for tensor in SpamFeatureDistance()(torch.from_numpy(images), torch.from_numpy(goal), torch.from_numpy(weight))]
+    expected = [
+        tensor.numpy()
+        for tensor in SpamFeatureDistance()(torch.from_numpy(images), torch.from_numpy(goal), torch.from_numpy(weight))
+    ]
     np.testing.assert_allclose(distance, expected[0], rtol=1e-4)
     np.testing.assert_allclose(features, expected[1], atol=1e-6)
     assert np.abs(gradient - expected[2]).max() <= 1e-4 * np.abs(expected[2]).max()
@@ -83,8 +86,12 @@ def test_f_close_is_the_nearest_nonnegative_feature_on_the_pristine_margin():
             continue
         assert decision(goal) == pytest.approx(CLOSE_MARGIN, abs=1e-6)
         solved = minimize(
-            lambda f: np.sum(((f - f0) / svm.scale) ** 2), f0, method="SLSQP", bounds=[(0, None)] * dimension,
-            constraints=[{"type": "ineq", "fun": lambda f: CLOSE_MARGIN - decision(f)}], options={"ftol": 1e-12, "maxiter": 500},
+            lambda f: np.sum(((f - f0) / svm.scale) ** 2),
+            f0,
+            method="SLSQP",
+            bounds=[(0, None)] * dimension,
+            constraints=[{"type": "ineq", "fun": lambda f: CLOSE_MARGIN - decision(f)}],
+            options={"ftol": 1e-12, "maxiter": 500},
         )
         np.testing.assert_allclose(goal, solved.x, atol=1e-4)
 
@@ -148,12 +155,18 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
 def test_pristine_partners_come_from_the_patch_set(sample_dataset):
     from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 
-    patch_set = build_patch_set(sample_dataset, PatchSetSpec(task="blur1.1", split="test", seed=0), split_devices(sample_dataset.device_names, 0))
+    patch_set = build_patch_set(
+        sample_dataset,
+        PatchSetSpec(task="blur1.1", split="test", seed=0),
+        split_devices(sample_dataset.device_names, 0),
+    )
     rows = manipulated_rows(patch_set, 6, 0)
     partners = np.asarray(patch_set.patches[pristine_rows("spam-prist", patch_set, rows)])
     for row, partner in zip(rows, partners):
         # the partner, blurred, is the manipulated patch away from the borders the whole-photo blur saw
-        np.testing.assert_array_equal(apply_manipulation("blur1.1", partner)[8:-8, 8:-8], np.asarray(patch_set.patches[row])[8:-8, 8:-8])
+        np.testing.assert_array_equal(
+            apply_manipulation("blur1.1", partner)[8:-8, 8:-8], np.asarray(patch_set.patches[row])[8:-8, 8:-8]
+        )
     assert pristine_rows("pgd", patch_set, rows) is None
 
 
@@ -163,7 +176,9 @@ def test_a_spam_export_writes_the_svm_that_the_runtime_reads(tmp_path):
 
     rng = np.random.default_rng(2)
     svm = LinearSVM(rng.uniform(0, 0.02, 338), rng.uniform(0.001, 0.01, 338), rng.normal(0, 1, 338), -0.25)
-    detector_path, _ = export_detector("spam", svm, {"task": "median3", "training_data_sha256": "0" * 64}, tmp_path, "spam-test")
+    detector_path, _ = export_detector(
+        "spam", svm, {"task": "median3", "training_data_sha256": "0" * 64}, tmp_path, "spam-test"
+    )
     detector, _ = load_model_file(detector_path, "median3", "cpu")
     read = detector.spam_svm
     for name in ("mean", "scale", "coef"):

@@ -15,7 +15,11 @@ def run_pytest(folder: Path, allow: str | None = None) -> subprocess.CompletedPr
         environment["CFZOO_ALLOW_SKIPS"] = allow
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "strict_skips", "-p", "no:cacheprovider", str(folder)],
-        capture_output=True, text=True, env=environment, cwd=folder, timeout=120,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=folder,
+        timeout=120,
     )
 
 
@@ -36,7 +40,9 @@ def test_a_skip_for_a_missing_module_fails_the_run(tmp_path):
 
 
 def test_a_run_without_skips_passes_and_failures_stay_failures(tmp_path):
-    (tmp_path / "test_fine.py").write_text("import pytest\n\n@pytest.mark.xfail\ndef test_known():\n    assert False\n\ndef test_ok():\n    pass\n")
+    (tmp_path / "test_fine.py").write_text(
+        "import pytest\n\n@pytest.mark.xfail\ndef test_known():\n    assert False\n\ndef test_ok():\n    pass\n"
+    )
     clean = run_pytest(tmp_path)
     assert clean.returncode == 0 and "strict skip gate" not in clean.stdout, clean.stdout
     (tmp_path / "test_fine.py").write_text("def test_broken():\n    assert False\n")

@@ -41,8 +41,14 @@ class Residual(torch.nn.Module):
 def _export(network, path, shape, dynamic=True):
     dynamic_axes = {"pixels": {0: "n"}, "score": {0: "n"}} if dynamic else None
     torch.onnx.export(
-        network.eval(), (torch.rand(*shape),), str(path), input_names=["pixels"], output_names=["score"],
-        dynamic_axes=dynamic_axes, dynamo=False, opset_version=17,
+        network.eval(),
+        (torch.rand(*shape),),
+        str(path),
+        input_names=["pixels"],
+        output_names=["score"],
+        dynamic_axes=dynamic_axes,
+        dynamo=False,
+        opset_version=17,
     )
     return path
 
@@ -64,7 +70,9 @@ def compressed(photo):
 
 
 def _tiles(image):
-    return np.stack([image[row:row + 128, col:col + 128] for row in range(0, 384, 128) for col in range(0, 384, 128)])
+    return np.stack(
+        [image[row : row + 128, col : col + 128] for row in range(0, 384, 128) for col in range(0, 384, 128)]
+    )
 
 
 runner = CliRunner()
@@ -75,15 +83,24 @@ def _register(path, model_id, *options):
 
 
 def test_an_nhwc_one_logit_detector_registers_and_scores_as_its_own_network(third_party, compressed):
-    result = _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--json")
+    result = _register(
+        third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--json"
+    )
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)
     assert entry["family"] == "external" and set(entry["files"]) == {"detector", "gradient"}
-    assert entry["training"]["adapter"] == {"layout": "NHWC", "input_range": 1, "outputs": "one-logit", "manipulated_class": 1}
+    assert entry["training"]["adapter"] == {
+        "layout": "NHWC",
+        "input_range": 1,
+        "outputs": "one-logit",
+        "manipulated_class": 1,
+    }
     assert 0 <= entry["companion_finite_difference_error"] <= FD_TOLERANCE
     assert load_registry().get("residual").files["detector"].sha256 == entry["files"]["detector"]["sha256"]
     listed = json.loads(runner.invoke(app, ["list", "--json", "-t", "jpeg70"]).stdout)
-    assert {"id": "residual", "kind": "user", "family": "external", "sources": ["user"]}.items() <= next(row for row in listed if row["id"] == "residual").items()
+    assert {"id": "residual", "kind": "user", "family": "external", "sources": ["user"]}.items() <= next(
+        row for row in listed if row["id"] == "residual"
+    ).items()
 
     model = cfzoo.load_detector("residual")
     patches = _tiles(compressed)
@@ -100,42 +117,66 @@ def test_two_logits_with_manipulated_first_are_reordered(third_party, compressed
     model = cfzoo.register(third_party["two"], "two-first", "jpeg70", manipulated_class=0)
     patches = _tiles(compressed)
     with torch.no_grad():
-        expected = torch.softmax(Residual(nhwc=False, logits=2, seed=1).eval()(torch.from_numpy(patches).permute(0, 3, 1, 2).float()), 1)
+        expected = torch.softmax(
+            Residual(nhwc=False, logits=2, seed=1).eval()(torch.from_numpy(patches).permute(0, 3, 1, 2).float()), 1
+        )
     np.testing.assert_allclose(model.predict_proba(patches), expected[:, 0].numpy(), atol=1e-5)
 
 
 def test_a_registered_detector_is_detected_with_and_attacked_from_the_cli(third_party, compressed, tmp_path):
-    assert _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit").exit_code == 0
+    assert (
+        _register(
+            third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit"
+        ).exit_code
+        == 0
+    )
     image = save_png(compressed[:256, :256], tmp_path / "compressed.png")
     detected = runner.invoke(app, ["detect", str(image), "--model", "residual", "-f", "spam", "-t", "jpeg70", "--json"])
     assert detected.exit_code == 0, detected.output
     results = json.loads(detected.stdout)["images"][0]["results"]
-    assert [(result["model"], result["family"]) for result in results] == [("spam-jpeg70", "spam"), ("residual", "external")]
+    assert [(result["model"], result["family"]) for result in results] == [
+        ("spam-jpeg70", "spam"),
+        ("residual", "external"),
+    ]
     table = runner.invoke(app, ["detect", str(image), "--model", "residual", "-t", "jpeg70"])
     assert "residual" in table.stdout and "spam" not in table.stdout  # --model without --detector: that model only
 
     out = tmp_path / "attacked.png"
-    attacked = runner.invoke(app, ["attack", str(image), "--target", "residual", "-t", "jpeg70", "--eps", "2", "--out", str(out), "--json"])
+    attacked = runner.invoke(
+        app, ["attack", str(image), "--target", "residual", "-t", "jpeg70", "--eps", "2", "--out", str(out), "--json"]
+    )
     assert attacked.exit_code == 0, attacked.output
     summary = json.loads(attacked.stdout)
     assert summary["target"] == "residual" and "residual" in summary["detect_grid_called_manipulated"]
     assert np.abs(read_rgb(out).astype(int) - compressed[:256, :256]).max() == 2
 
     # the zoo's file by path is the registered model, companion and all
-    by_path = runner.invoke(app, ["detect", str(image), "--model", str(user_zoo_dir() / "models" / "residual.onnx"), "--json"])
+    by_path = runner.invoke(
+        app, ["detect", str(image), "--model", str(user_zoo_dir() / "models" / "residual.onnx"), "--json"]
+    )
     assert json.loads(by_path.stdout)["images"][0]["results"][0]["model"] == "residual"
 
 
 @pytest.mark.parametrize(
     ("which", "options", "message"),
     [
-        ("nhwc", ["--outputs", "one-logit"], "not NCHW with 3 channels and 128x128 pixels; if it is NHWC, say --layout NHWC"),
+        (
+            "nhwc",
+            ["--outputs", "one-logit"],
+            "not NCHW with 3 channels and 128x128 pixels; if it is NHWC, say --layout NHWC",
+        ),
         ("nhwc", ["--layout", "NHWC"], "expects [2, 2]; if it gives one logit, say --outputs one-logit"),
-        ("fixed", ["--layout", "NHWC", "--outputs", "one-logit"], "it takes a fixed batch of 1; export it with a dynamic batch dimension"),
+        (
+            "fixed",
+            ["--layout", "NHWC", "--outputs", "one-logit"],
+            "it takes a fixed batch of 1; export it with a dynamic batch dimension",
+        ),
         ("not-onnx", [], "is not an ONNX model"),
     ],
 )
-def test_a_graph_that_does_not_fit_is_refused_in_one_line_and_nothing_is_written(third_party, tmp_path, which, options, message):
+def test_a_graph_that_does_not_fit_is_refused_in_one_line_and_nothing_is_written(
+    third_party, tmp_path, which, options, message
+):
     path = third_party.get(which)
     if path is None:
         path = tmp_path / "notes.onnx"
@@ -169,16 +210,34 @@ def test_a_companion_that_is_not_the_detectors_gradient_is_caught(third_party):
 
 
 def test_a_model_registered_without_companion_cannot_be_attacked_and_says_why(third_party, compressed):
-    model = cfzoo.register(third_party["nhwc"], "bare", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit", companion=False)
+    model = cfzoo.register(
+        third_party["nhwc"], "bare", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit", companion=False
+    )
     assert not (user_zoo_dir() / "models" / "bare.grad.onnx").exists()
     with pytest.raises(CfzooError, match="registered without a gradient companion"):
         cfzoo.attack(model, _tiles(compressed), eps=1)
 
 
 def test_a_registered_detector_is_evaluated_like_the_zoos_own(third_party, sample_root):
-    assert _register(third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit").exit_code == 0
+    assert (
+        _register(
+            third_party["nhwc"], "residual", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit"
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(
-        app, ["evaluate", str(sample_root), "--model", "residual", "--model", "bayar2016-jpeg70", "--max-test-patches", "16", "--json"]
+        app,
+        [
+            "evaluate",
+            str(sample_root),
+            "--model",
+            "residual",
+            "--model",
+            "bayar2016-jpeg70",
+            "--max-test-patches",
+            "16",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     rows = {row["model"]: row for row in json.loads(result.stdout)["rows"]}

@@ -134,7 +134,9 @@ def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp
 
         torch.manual_seed(3)
         model = Bayar2016()
-        losses = train_network(model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, on_step, snapshots)
+        losses = train_network(
+            model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, on_step, snapshots
+        )
         return losses, model.state_dict()
 
     whole_losses, whole_weights = run()
@@ -148,10 +150,26 @@ def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp
 
     changed = NetworkSchedule(steps=7, batch_size=4, warmup_steps=2)
     with pytest.raises(CfzooError, match="other settings \\(schedule\\)"):
-        train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], changed, 3, None, Snapshots(path, resume=True))
+        train_network(
+            Bayar2016(),
+            blur_patches.patches[rows],
+            blur_patches.labels[rows],
+            changed,
+            3,
+            None,
+            Snapshots(path, resume=True),
+        )
     path.write_bytes(b"not a snapshot")
     with pytest.raises(CfzooError, match="cannot be read.*delete it"):
-        train_network(Bayar2016(), blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, None, Snapshots(path, resume=True))
+        train_network(
+            Bayar2016(),
+            blur_patches.patches[rows],
+            blur_patches.labels[rows],
+            schedule,
+            3,
+            None,
+            Snapshots(path, resume=True),
+        )
 
 
 def test_hard_cozzolino_network_reproduces_spam_features(blur_patches):
@@ -189,7 +207,9 @@ def test_cozzolino_checkpoints_that_stored_the_constants_still_load(tmp_path):
 
     model = Cozzolino2017()
     torch.nn.init.normal_(model.classifier.weight)
-    constants = {name: model.get_buffer(name) for name in ("luma", "horizontal_kernel", "vertical_kernel", "bin_centres")}
+    constants = {
+        name: model.get_buffer(name) for name in ("luma", "horizontal_kernel", "vertical_kernel", "bin_centres")
+    }
     stored = {**model.state_dict(), **constants, "membership": torch.zeros(625, 169)}
     (tmp_path / "old.json").write_text(json.dumps({"family": "cozzolino2017"}))
     save_file(stored, str(tmp_path / "old.safetensors"))
@@ -210,19 +230,24 @@ def test_xception_learns_a_few_steps(blur_patches):
     model = Xception()
     rows = np.concatenate([np.flatnonzero(blur_patches.labels == label)[:4] for label in (0, 1)])
     schedule = NetworkSchedule(steps=12, batch_size=8, learning_rate=1e-3, warmup_steps=1)
-    losses = train_network(model, blur_patches.patches[np.sort(rows)], blur_patches.labels[np.sort(rows)], schedule, seed=0)
+    losses = train_network(
+        model, blur_patches.patches[np.sort(rows)], blur_patches.labels[np.sort(rows)], schedule, seed=0
+    )
     early, late = early_and_late(losses, window=3)
     assert late < early, losses
 
 
 def test_checkpoints_rebuild_the_design_their_record_describes():
     from cfzoo.training.models import KV_KERNEL, Xception
+
     assert get_family("bayar2016").new_network({}).residual_clip is None  # records from before the clipping
     assert get_family("bayar2016").new_network(Bayar2016().describe()).residual_clip == Bayar2016.RESIDUAL_CLIP
     assert get_family("xception").new_network({}).input_filter is None  # records from before the high-pass input
     current = Xception()
     assert current.input_filter == "kv" and get_family("xception").new_network(current.describe()).input_filter == "kv"
-    assert get_family("xception").new_network({"input_filter": "kv"}).residual_clip == 8.0  # records from before the clip was recorded
+    assert (
+        get_family("xception").new_network({"input_filter": "kv"}).residual_clip == 8.0
+    )  # records from before the clip was recorded
     assert get_family("xception").new_network(Xception(residual_clip=2.0).describe()).residual_clip == 2.0
     assert set(current.state_dict()) == set(Xception(input_filter=None).state_dict())  # same weights either way
     # a prediction error: blind to the image's level, so the network sees traces, not brightness
@@ -233,7 +258,9 @@ def test_checkpoints_rebuild_the_design_their_record_describes():
 def test_train_detector_writes_safetensors_and_a_record(sample_dataset, tmp_path, family):
     from safetensors import safe_open
 
-    plan = TrainingPlan(family=family, task="jpeg70", steps=3, batch_size=8, max_train_patches=400, max_test_patches=100)
+    plan = TrainingPlan(
+        family=family, task="jpeg70", steps=3, batch_size=8, max_train_patches=400, max_test_patches=100
+    )
     stages = set()
     record = train_detector(plan, sample_dataset, tmp_path / "out", tmp_path / "cache", lambda s, d, t: stages.add(s))
     saved = json.loads((tmp_path / "out" / f"{family}-jpeg70.json").read_text())
@@ -263,7 +290,9 @@ def test_cli_resume_finishes_a_stopped_training_run_as_if_never_stopped(sample_r
     from cfzoo.families.checkpoints import load_detector, snapshot_path
 
     dataset = sample_dataset
-    plan = TrainingPlan(family="bayar2016", task="median3", steps=6, batch_size=8, max_train_patches=200, max_test_patches=60)
+    plan = TrainingPlan(
+        family="bayar2016", task="median3", steps=6, batch_size=8, max_train_patches=200, max_test_patches=60
+    )
     whole = train_detector(plan, dataset, tmp_path / "whole", tmp_path / "cache")
 
     def stop_after_step_five(stage, done, total):
@@ -276,9 +305,28 @@ def test_cli_resume_finishes_a_stopped_training_run_as_if_never_stopped(sample_r
     assert not (tmp_path / "stopped" / "bayar2016-median3.json").exists()
 
     command = [
-        "train", str(sample_root), "-f", "bayar2016", "-t", "median3", "--steps", "6", "--batch-size", "8",
-        "--max-train-patches", "200", "--max-test-patches", "60", "--checkpoints", str(tmp_path / "stopped"),
-        "--cache-dir", str(tmp_path / "cache"), "--snapshot-every", "2", "--resume", "--json",
+        "train",
+        str(sample_root),
+        "-f",
+        "bayar2016",
+        "-t",
+        "median3",
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--max-train-patches",
+        "200",
+        "--max-test-patches",
+        "60",
+        "--checkpoints",
+        str(tmp_path / "stopped"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--snapshot-every",
+        "2",
+        "--resume",
+        "--json",
     ]
     resumed = CliRunner().invoke(app, command)
     assert resumed.exit_code == 0, resumed.output
@@ -302,19 +350,29 @@ def test_zoomed_train_photos_change_the_train_set_only(sample_root, tmp_path, ma
     dataset = CameraDataset.from_directory(root)
     records = {}
     for keep in (None, True):  # spam's default: off
-        plan = TrainingPlan(family="spam", task="resize1.5", zoomed_train_photos=keep, max_train_patches=200, max_test_patches=100)
+        plan = TrainingPlan(
+            family="spam", task="resize1.5", zoomed_train_photos=keep, max_train_patches=200, max_test_patches=100
+        )
         records[bool(keep)] = train_detector(plan, dataset, tmp_path / f"out-{keep}", tmp_path / "cache")
     assert records[True]["zoomed_train_photos"] is True and records[False]["zoomed_train_photos"] is False
     assert records[True]["patch_sets"]["test"] == records[False]["patch_sets"]["test"]  # test sets never keep them
     assert records[True]["training_data_sha256"] != records[False]["training_data_sha256"]
-    train_set = next((tmp_path / "cache" / "patches").glob("resize1.5-train-" + records[True]["patch_sets"]["train"][:16]))
+    train_set = next(
+        (tmp_path / "cache" / "patches").glob("resize1.5-train-" + records[True]["patch_sets"]["train"][:16])
+    )
     kept = [image for image in json.loads((train_set / "meta.json").read_text())["images"] if image["digital_zoom"] > 1]
     assert [image["device"] for image in kept] == [split.train[0]]
-    bayar = TrainingPlan(family="bayar2016", task="resize1.5", steps=2, batch_size=8, max_train_patches=200, max_test_patches=100)
+    bayar = TrainingPlan(
+        family="bayar2016", task="resize1.5", steps=2, batch_size=8, max_train_patches=200, max_test_patches=100
+    )
     bayar_record = train_detector(bayar, dataset, tmp_path / "bayar", tmp_path / "cache")  # bayar2016's default: on
     assert bayar_record["zoomed_train_photos"] is True and bayar_record["patch_sets"] == records[True]["patch_sets"]
-    jpeg = TrainingPlan(family="spam", task="jpeg70", zoomed_train_photos=True, max_train_patches=200, max_test_patches=100)
-    assert train_detector(jpeg, dataset, tmp_path / "jpeg", tmp_path / "cache")["zoomed_train_photos"] is False  # no resizing: the option is void
+    jpeg = TrainingPlan(
+        family="spam", task="jpeg70", zoomed_train_photos=True, max_train_patches=200, max_test_patches=100
+    )
+    assert (
+        train_detector(jpeg, dataset, tmp_path / "jpeg", tmp_path / "cache")["zoomed_train_photos"] is False
+    )  # no resizing: the option is void
 
 
 def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tmp_path):
@@ -324,16 +382,37 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
 
     runner = CliRunner()
     common = ["--cache-dir", str(tmp_path / "cache"), "--max-test-patches", "120"]
-    trained = runner.invoke(app, [
-        "train", str(sample_root), "-f", "spam", "-f", "bayar2016", "-t", "median3", "--steps", "4", "--batch-size", "8",
-        "--max-train-patches", "300", "--checkpoints", str(tmp_path / "ck"), "--json", *common,
-    ])
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            str(sample_root),
+            "-f",
+            "spam",
+            "-f",
+            "bayar2016",
+            "-t",
+            "median3",
+            "--steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--max-train-patches",
+            "300",
+            "--checkpoints",
+            str(tmp_path / "ck"),
+            "--json",
+            *common,
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     records = {record["id"]: record for record in json.loads(trained.stdout)}
     assert set(records) == {"spam-median3", "bayar2016-median3"}
     assert (tmp_path / "ck" / "train.log").read_text().count("\n") == 2
 
-    scored = runner.invoke(app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--json", *common])
+    scored = runner.invoke(
+        app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--json", *common]
+    )
     assert scored.exit_code == 0, scored.output
     table = json.loads(scored.stdout)
     assert table["schema_version"] == 2
@@ -348,9 +427,13 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
         assert (pristine, manipulated) == (recorded["pristine"], recorded["manipulated"])
         false_alarms = sum(rates["fpr"] * rates["pristine"] for rates in devices.values() if rates["pristine"]) / 100
         hits = sum(rates["tpr"] * rates["manipulated"] for rates in devices.values() if rates["manipulated"]) / 100
-        assert abs(100 * false_alarms / pristine - row["fpr"]) < 1e-9 and abs(100 * hits / manipulated - row["tpr"]) < 1e-9
+        assert (
+            abs(100 * false_alarms / pristine - row["fpr"]) < 1e-9 and abs(100 * hits / manipulated - row["tpr"]) < 1e-9
+        )
 
-    per_device = runner.invoke(app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--per-device", *common])
+    per_device = runner.invoke(
+        app, ["evaluate", str(sample_root), "--checkpoints", str(tmp_path / "ck"), "--per-device", *common]
+    )
     assert per_device.exit_code == 0, per_device.output
     assert "per test device" in per_device.stdout and "spam-median3" in per_device.stdout
     refused = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "ck"), "--recorded", "--per-device"])
@@ -358,7 +441,9 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
 
     markdown = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "ck"), "--recorded", "--markdown"])
     assert markdown.exit_code == 0, markdown.output
-    assert "Median filtering, 3x3 (challenging)" in markdown.stdout and "(99.87)" in markdown.stdout  # the paper's SPAM ACC
+    assert (
+        "Median filtering, 3x3 (challenging)" in markdown.stdout and "(99.87)" in markdown.stdout
+    )  # the paper's SPAM ACC
 
     missing = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "none"), "--recorded"])
     assert missing.exit_code == 1 and "no trained checkpoints" in missing.stderr
@@ -376,28 +461,71 @@ def test_train_only_without_the_test_photos_then_save_metrics_equals_train_and_e
     train_photos = tmp_path / "train-photos"
     shutil.copytree(sample_root, train_photos, ignore=shutil.ignore_patterns(test_device))
     assert not (train_photos / test_device).exists()
-    common = ["-f", "bayar2016", "-t", "median3", "--steps", "3", "--batch-size", "8", "--max-train-patches", "200",
-              "--max-test-patches", "120", "--cache-dir", str(tmp_path / "cache")]
+    common = [
+        "-f",
+        "bayar2016",
+        "-t",
+        "median3",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--max-train-patches",
+        "200",
+        "--max-test-patches",
+        "120",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
 
     unnamed = runner.invoke(app, ["train", str(train_photos), "--no-evaluate", "--out", str(tmp_path / "x"), *common])
     assert unnamed.exit_code == 1 and "--test-device" in unnamed.stderr
 
-    only = runner.invoke(app, ["train", str(train_photos), "--no-evaluate", "--test-device", test_device, "--out", str(tmp_path / "only"), *common])
+    only = runner.invoke(
+        app,
+        [
+            "train",
+            str(train_photos),
+            "--no-evaluate",
+            "--test-device",
+            test_device,
+            "--out",
+            str(tmp_path / "only"),
+            *common,
+        ],
+    )
     assert only.exit_code == 0, only.output
     assert "not evaluated" in (tmp_path / "only" / "train.log").read_text()
     unscored = runner.invoke(app, ["evaluate", "--checkpoints", str(tmp_path / "only"), "--recorded"])
-    assert unscored.exit_code == 1 and "--save-metrics" in unscored.stderr and len(unscored.stderr.strip().splitlines()) == 1
+    assert (
+        unscored.exit_code == 1
+        and "--save-metrics" in unscored.stderr
+        and len(unscored.stderr.strip().splitlines()) == 1
+    )
 
     both = runner.invoke(app, ["train", str(sample_root), "--out", str(tmp_path / "both"), "--json", *common])
     assert both.exit_code == 0, both.output
-    saved = runner.invoke(app, [
-        "evaluate", str(sample_root), "--checkpoints", str(tmp_path / "only"), "--save-metrics", "--max-test-patches", "120",
-        "--cache-dir", str(tmp_path / "cache"),
-    ])
+    saved = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(sample_root),
+            "--checkpoints",
+            str(tmp_path / "only"),
+            "--save-metrics",
+            "--max-test-patches",
+            "120",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert saved.exit_code == 0, saved.output
     after = json.loads((tmp_path / "only" / "bayar2016-median3.json").read_text())
     reference = json.loads(both.stdout)[0]
     assert after["split"] == reference["split"] and after["patch_sets"] == reference["patch_sets"]
-    assert after["metrics"]["test"] == reference["metrics"]["test"] and after["test_patches"] == reference["test_patches"] == 120
+    assert (
+        after["metrics"]["test"] == reference["metrics"]["test"]
+        and after["test_patches"] == reference["test_patches"] == 120
+    )
     weights = [(tmp_path / name / "bayar2016-median3.safetensors").read_bytes() for name in ("only", "both")]
     assert weights[0] == weights[1]

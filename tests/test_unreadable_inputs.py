@@ -26,7 +26,12 @@ def _obey_file_modes() -> None:
 
 def _cfzoo(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "cfzoo", *args], cwd=cwd, preexec_fn=_obey_file_modes, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "cfzoo", *args],
+        cwd=cwd,
+        preexec_fn=_obey_file_modes,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -38,7 +43,9 @@ def test_unreadable_files_and_folders_fail_alone(tmp_path, photo):
     (tmp_path / "secret.png").chmod(0)
     (tmp_path / "locked").chmod(0)
     try:
-        result = _cfzoo("detect", "-t", "jpeg70", "-f", "spam", "--json", "readable.png", "secret.png", "locked", cwd=tmp_path)
+        result = _cfzoo(
+            "detect", "-t", "jpeg70", "-f", "spam", "--json", "readable.png", "secret.png", "locked", cwd=tmp_path
+        )
     finally:
         (tmp_path / "locked").chmod(0o755)
     assert result.returncode == 1

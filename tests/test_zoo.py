@@ -51,10 +51,14 @@ HUB = HubSource("cfzoo/detectors", "main")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def entry_for(model_id: str, embedded: bool = False, hub: HubSource | None = None, digest: str = "ab", acc: float = 90.0) -> ModelEntry:
+def entry_for(
+    model_id: str, embedded: bool = False, hub: HubSource | None = None, digest: str = "ab", acc: float = 90.0
+) -> ModelEntry:
     family, task = model_id.split("-", 1)
     return ModelEntry(
-        id=model_id, family=family, task=task,
+        id=model_id,
+        family=family,
+        task=task,
         files={
             "detector": ModelFile(f"{model_id}.onnx", digest * 32, 100),
             "gradient": ModelFile(f"{model_id}.grad.onnx", digest[::-1] * 32, 200),
@@ -63,7 +67,8 @@ def entry_for(model_id: str, embedded: bool = False, hub: HubSource | None = Non
         score="svm decision function" if family == "spam" else "softmax probability of class 1",
         metrics={"test": {"fpr": 1.5, "tpr": 97.25, "acc": acc, "pristine": 10, "manipulated": 10}},
         training={"seed": 0, "split": {"train": ["a", "b"], "test": ["c"], "seed": 0}, "hyperparameters": {"C": 1.0}},
-        embedded=embedded, hub=hub,
+        embedded=embedded,
+        hub=hub,
     )
 
 
@@ -169,17 +174,21 @@ def test_unreadable_registries_are_one_line_errors(tmp_path):
         Registry.read(foreign)
     incomplete = tmp_path / "incomplete.json"
     incomplete.write_text(json.dumps({"schema": 1, "models": [{"id": "spam-jpeg70", "family": "spam"}]}))
-    with pytest.raises(CfzooError, match=r"incomplete.json: entry 'spam-jpeg70': task: Field required \(and \d+ more\)"):
+    with pytest.raises(
+        CfzooError, match=r"incomplete.json: entry 'spam-jpeg70': task: Field required \(and \d+ more\)"
+    ):
         Registry.read(incomplete)
 
 
 def test_merged_overlay_wins_adds_and_keeps_embedded_only_for_identical_files():
     base = Registry([entry_for("spam-jpeg70", embedded=True), entry_for("spam-jpeg90", embedded=True)])
-    overlay = Registry([
-        entry_for("spam-jpeg70", acc=12.5),  # same files, new metrics: still the embedded files
-        entry_for("spam-jpeg90", digest="ff"),  # re-exported: other files, no longer embedded
-        entry_for("bayar2016-jpeg70", hub=HUB),  # new
-    ])
+    overlay = Registry(
+        [
+            entry_for("spam-jpeg70", acc=12.5),  # same files, new metrics: still the embedded files
+            entry_for("spam-jpeg90", digest="ff"),  # re-exported: other files, no longer embedded
+            entry_for("bayar2016-jpeg70", hub=HUB),  # new
+        ]
+    )
     merged = base.merged(overlay)
     assert [entry.id for entry in merged] == ["spam-jpeg70", "spam-jpeg90", "bayar2016-jpeg70"]
     assert merged.get("spam-jpeg70").test_accuracy == 12.5 and merged.get("spam-jpeg70").embedded
@@ -193,7 +202,9 @@ def test_select_filters_and_rejects_unknown_families_and_tasks():
     assert [entry.id for entry in registry.select(["spam"])] == ["spam-jpeg70", "spam-median3"]
     assert [entry.id for entry in registry.select(None, ["jpeg70"])] == ["spam-jpeg70", "bayar2016-jpeg70"]
     assert registry.select(["xception"]) == []
-    with pytest.raises(CfzooError, match=r"^unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external$"):
+    with pytest.raises(
+        CfzooError, match=r"^unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external$"
+    ):
         registry.select(["spam", "resnet"])
     with pytest.raises(CfzooError, match=r"^unknown task 'jpeg75'; choose from: blur1.1, .*resize1.01$"):
         registry.select(None, ["jpeg75"])
@@ -212,7 +223,9 @@ def test_resolution_order_is_path_user_hub_cache_embedded(source_zoo, hub_cache,
     snapshot = put_in_hub_cache(hub_cache, source, entry, HUB)
     copy_model(source, entry, user_zoo_dir())
 
-    assert resolve(entry, "detector", explicit).source == "path" and resolve(entry, "detector", explicit).path == explicit
+    assert (
+        resolve(entry, "detector", explicit).source == "path" and resolve(entry, "detector", explicit).path == explicit
+    )
     for kind in ("detector", "gradient"):
         found = resolve(entry, kind)
         assert (found.source, found.path) == ("user", user_zoo_dir() / entry.files[kind].path_in_zoo)
@@ -246,12 +259,19 @@ def test_a_tampered_user_zoo_file_is_refused_with_what_to_do(source_zoo, hub_cac
 def test_a_missing_model_says_how_to_get_it(source_zoo, hub_cache, tmp_path):
     _, entry = source_zoo
     on_hub = replace(entry, embedded=False, hub=HUB)
-    with pytest.raises(CfzooError, match=rf"^model {MODEL_ID} \(detector\) is not available here; run `cfzoo pull {MODEL_ID}`$"):
+    with pytest.raises(
+        CfzooError, match=rf"^model {MODEL_ID} \(detector\) is not available here; run `cfzoo pull {MODEL_ID}`$"
+    ):
         resolve(on_hub, "detector")
     local_only = replace(entry, embedded=False, hub=None)
-    with pytest.raises(CfzooError, match=r"not available here; train and export it: cfzoo train DATA -f spam -t jpeg70, then cfzoo export"):
+    with pytest.raises(
+        CfzooError,
+        match=r"not available here; train and export it: cfzoo train DATA -f spam -t jpeg70, then cfzoo export",
+    ):
         resolve(local_only, "gradient")
-    with pytest.raises(CfzooError, match=r"model file .*missing.onnx does not exist; give the path of an exported .onnx file"):
+    with pytest.raises(
+        CfzooError, match=r"model file .*missing.onnx does not exist; give the path of an exported .onnx file"
+    ):
         resolve(entry, "detector", tmp_path / "missing.onnx")
     with pytest.raises(CfzooError, match=r"model spam-jpeg70 has no heatmap file; kinds: detector, gradient"):
         entry.file("heatmap")
@@ -272,7 +292,9 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     np.testing.assert_allclose(detector.logits(pristine[3:4]), detector.logits(pristine)[3:4], rtol=1e-5, atol=1e-5)
 
     probabilities = detector.probability(np.concatenate([pristine, compressed]))
-    np.testing.assert_allclose(probabilities, manipulated_probability(detector.logits(np.concatenate([pristine, compressed]))))
+    np.testing.assert_allclose(
+        probabilities, manipulated_probability(detector.logits(np.concatenate([pristine, compressed])))
+    )
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     called = probabilities > detector.threshold
     correct = (~called[:7]).sum() + called[7:].sum()
@@ -287,7 +309,10 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
 
     # one cache for both kinds, keyed by model, providers and explicit path
     by_path = load_gradient_model(available_model, providers="cpu", path=gradient_model.path)
-    assert by_path is not gradient_model and by_path.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+    assert (
+        by_path is not gradient_model
+        and by_path.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+    )
     assert load_gradient_model(available_model, providers="cpu") is gradient_model
     assert load_detector(available_model, providers="cpu") is detector
     # a file that says it is another model, or the other kind of file, is refused in one line
@@ -315,12 +340,17 @@ class RecordingSession:
         return self.session.run(outputs, feeds)
 
 
-def test_cpu_runs_split_their_rows_into_one_thread_shares_that_give_the_same_results(available_model, patches, monkeypatch):
+def test_cpu_runs_split_their_rows_into_one_thread_shares_that_give_the_same_results(
+    available_model, patches, monkeypatch
+):
     from cfzoo.ops.restore import load_restorer
     from cfzoo.zoo import runtime
 
     images = np.concatenate(patches)[:7]
-    detector, companion = load_detector(available_model, providers="cpu"), load_gradient_model(available_model, providers="cpu")
+    detector, companion = (
+        load_detector(available_model, providers="cpu"),
+        load_gradient_model(available_model, providers="cpu"),
+    )
     features = runtime.load_spam_feature_companion("cpu")
     for model in (detector, companion, features):
         assert model.session.get_session_options().intra_op_num_threads == 1
@@ -328,7 +358,10 @@ def test_cpu_runs_split_their_rows_into_one_thread_shares_that_give_the_same_res
     assert load_restorer("median3", "kim", providers="cpu").session.get_session_options().intra_op_num_threads == 0
 
     labels = np.ones(len(images), dtype=np.int64)
-    goal, weight = np.zeros((len(images), features.dimension), np.float32), np.linspace(0.5, 1.5, features.dimension, dtype=np.float32)
+    goal, weight = (
+        np.zeros((len(images), features.dimension), np.float32),
+        np.linspace(0.5, 1.5, features.dimension, dtype=np.float32),
+    )
     cases = (
         (detector.session, ["logits"], {"image": images}, {}),
         (companion.session, ["logits", "grad"], {"image": images, "label": labels}, {}),
@@ -384,7 +417,9 @@ def test_providers():
         assert execution_providers("cuda") == ("CUDAExecutionProvider", "CPUExecutionProvider")
         return
     assert execution_providers("auto") == ("CPUExecutionProvider",)
-    with pytest.raises(CfzooError, match=r"^CUDA is not available to onnxruntime; install the GPU build .* or use --providers cpu$"):
+    with pytest.raises(
+        CfzooError, match=r"^CUDA is not available to onnxruntime; install the GPU build .* or use --providers cpu$"
+    ):
         execution_providers("cuda")
 
 
@@ -407,7 +442,9 @@ def test_list_json_shows_the_embedded_models_and_the_user_zoo_first(runner, sour
     assert [row["id"] for row in rows] == [entry.id for entry in embedded_registry()]
     # every family x task slot is listed, with no source where nothing is published, and the restorers after them
     unpublished = [row for row in listed if not row["registered"]]
-    assert len(rows) + len(unpublished) == 32 and all(not row["available"] and row["sources"] == [] for row in unpublished)
+    assert len(rows) + len(unpublished) == 32 and all(
+        not row["available"] and row["sources"] == [] for row in unpublished
+    )
     assert "xception-blur1.1" in {row["id"] for row in unpublished}
     restorers = [row for row in listed if row["kind"] == "restorer"]
     assert [row["id"] for row in restorers] == [entry.id for entry in load_restorer_registry()]
@@ -426,7 +463,10 @@ def test_list_json_shows_the_embedded_models_and_the_user_zoo_first(runner, sour
 def test_list_with_an_unknown_family_is_one_line_and_exit_1(runner):
     result = runner.invoke(app, ["list", "--family", "resnet"])
     assert result.exit_code == 1
-    assert result.stderr == "error: unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external\n"
+    assert (
+        result.stderr
+        == "error: unknown family 'resnet'; choose from: spam, bayar2016, cozzolino2017, xception, external\n"
+    )
     assert result.stdout == ""
 
 
@@ -472,7 +512,9 @@ assert not loaded, loaded
 """
 
 
-def run_cli_without_torch(args: list[str], cfzoo_home: Path, timeout: int = 120, **environment: str) -> subprocess.CompletedProcess:
+def run_cli_without_torch(
+    args: list[str], cfzoo_home: Path, timeout: int = 120, **environment: str
+) -> subprocess.CompletedProcess:
     """Runs `cfzoo ARGS` in a fresh interpreter without torch (see NO_TORCH_CLI), with ``CFZOO_HOME`` and any other
     ``environment`` variables set, and asserts that it succeeds and that nothing imported torch; also used by
     test_model_cards, test_restoration and test_reproduce."""
@@ -494,14 +536,18 @@ def test_one_zoo_holds_every_kind_and_one_resolver_finds_and_checks_each(tmp_pat
     zoo = Zoo.load()
     detector, restorer = zoo.get("spam-jpeg70"), zoo.get("restorer-median3-kim")
     assert (detector.kind, restorer.kind) == ("detector", "restorer")
-    assert {entry.kind for entry in zoo} >= {"detector", "restorer"} and len(list(zoo)) == len(zoo.detectors) + len(zoo.restorers)
+    assert {entry.kind for entry in zoo} >= {"detector", "restorer"} and len(list(zoo)) == len(zoo.detectors) + len(
+        zoo.restorers
+    )
     for entry, kind in ((detector, "detector"), (detector, "gradient"), (restorer, "restorer")):
         found = resolve(entry, kind)
         assert found.source == "embedded" and file_sha256(found.path) == entry.files[kind].sha256
         tampered = user_zoo_dir() / found.path.relative_to(embedded_zoo_dir())
         tampered.parent.mkdir(parents=True, exist_ok=True)
         tampered.write_bytes(found.path.read_bytes() + b"\0")
-        with pytest.raises(CfzooError, match=f"^{re.escape(str(tampered))} \\(user\\) does not match the {entry.listed_in}'s sha256") as error:
+        with pytest.raises(
+            CfzooError, match=f"^{re.escape(str(tampered))} \\(user\\) does not match the {entry.listed_in}'s sha256"
+        ) as error:
             resolve(entry, kind)
         assert str(error.value).endswith(entry.how_to_repair())
         tampered.unlink()

@@ -37,13 +37,20 @@ def test_a_file_name_that_leaves_the_models_folder_is_refused_in_one_line(tmp_pa
     write_user_registry([user_entry_payload(name=name)])
     registry = load_registry()
     (problem,) = registry.problems
-    assert f"entry {MODEL_ID!r}: files.detector: file name {name!r} must be a plain file name inside the zoo's models folder" in problem
+    assert (
+        f"entry {MODEL_ID!r}: files.detector: file name {name!r} must be a plain file name inside the zoo's models folder"
+        in problem
+    )
     assert registry.get(MODEL_ID).embedded  # the embedded entry stands; the invalid overlay is not used
     with pytest.raises(CfzooError, match="must be a plain file name"):
         Registry.read(user_zoo_dir() / REGISTRY_NAME)
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0 and "Traceback" not in result.output
-    assert result.stderr.startswith("note: ") and "must be a plain file name" in result.stderr and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith("note: ")
+        and "must be a plain file name" in result.stderr
+        and result.stderr.count("\n") == 1
+    )
 
 
 def test_a_restorer_file_name_that_leaves_the_models_folder_is_refused():
@@ -70,7 +77,11 @@ def test_a_link_out_of_the_zoo_is_refused_even_when_the_checksum_matches(tmp_pat
     save_png(read_rgb(skimage_data_dir() / "astronaut.png")[:256, :256], tmp_path / "photo.png")
     result = CliRunner().invoke(app, ["detect", str(tmp_path / "photo.png"), "-t", "jpeg70", "-f", "spam"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.startswith("error: ") and "leads outside its zoo" in result.stderr and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith("error: ")
+        and "leads outside its zoo" in result.stderr
+        and result.stderr.count("\n") == 1
+    )
 
 
 def test_a_symlink_loop_in_the_zoo_is_refused_in_one_line():

@@ -53,11 +53,16 @@ def main() -> None:
     split = split_devices(dataset.device_names, 0)
     print("task patches " + " ".join(f"{folder.name}:FPR/ACC/AUC" for folder in args.folders))
     for task in args.tasks:
-        sets = [build_patch_set(dataset, PatchSetSpec(task=task, split=name, seed=0), split, args.cache_dir) for name in ("train", "test")]
+        sets = [
+            build_patch_set(dataset, PatchSetSpec(task=task, split=name, seed=0), split, args.cache_dir)
+            for name in ("train", "test")
+        ]
         cells = []
         for folder in args.folders:
             _, detector = load_detector(folder, f"{args.family}-{task}")
-            scores = np.concatenate([family.score_patches(detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets])
+            scores = np.concatenate(
+                [family.score_patches(detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets]
+            )
             labels = np.concatenate([np.asarray(ps.labels) for ps in sets])
             rates = detection_rates(labels, scores > family.threshold)
             cells.append(f"{rates.fpr:.1f}/{rates.acc:.1f}/{roc_auc(labels, scores):.3f}")

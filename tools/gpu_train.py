@@ -47,15 +47,27 @@ QUANTISED_FAMILIES = ("xception",)
 def plans(args) -> list[dict]:
     """One job per model: Xception with the GPU schedule, and each Bayar2016 variant named in --bayar."""
     jobs = [
-        {"family": "xception", "task": task, "steps": args.xception_steps, "batch_size": args.xception_batch, "variant": "xception",
-         "pristine_noise": None}
+        {
+            "family": "xception",
+            "task": task,
+            "steps": args.xception_steps,
+            "batch_size": args.xception_batch,
+            "variant": "xception",
+            "pristine_noise": None,
+        }
         for task in args.tasks
     ]
     for variant in args.bayar:  # name:noise, e.g. long:0 or noise2:2
         name, noise = variant.split(":")
         jobs += [
-            {"family": "bayar2016", "task": task, "steps": args.bayar_steps, "batch_size": args.bayar_batch, "variant": f"bayar2016-{name}",
-             "pristine_noise": float(noise)}
+            {
+                "family": "bayar2016",
+                "task": task,
+                "steps": args.bayar_steps,
+                "batch_size": args.bayar_batch,
+                "variant": f"bayar2016-{name}",
+                "pristine_noise": float(noise),
+            }
             for task in args.tasks
         ]
     return jobs
@@ -65,8 +77,14 @@ def training_plan(job: dict, args):
     from cfzoo.training.run import TrainingPlan
 
     return TrainingPlan(
-        family=job["family"], task=job["task"], seed=args.seed, steps=job["steps"], batch_size=job["batch_size"],
-        pristine_noise=job["pristine_noise"], test_devices=tuple(args.test_device), evaluate=False,
+        family=job["family"],
+        task=job["task"],
+        seed=args.seed,
+        steps=job["steps"],
+        batch_size=job["batch_size"],
+        pristine_noise=job["pristine_noise"],
+        test_devices=tuple(args.test_device),
+        evaluate=False,
     )
 
 
@@ -123,13 +141,28 @@ def bench_worker(job: dict, args) -> None:
     labels = np.arange(4096) % 2
     model = get_family(job["family"]).new_network().to(training_device())
     stamps = []
-    schedule = NetworkSchedule(steps=args.bench_steps, batch_size=job["batch_size"], dihedral_augmentation=True,
-                               pristine_noise=job["pristine_noise"] if job["pristine_noise"] is not None else 2.0)
-    train_network(model, patches, labels, schedule, 0, on_step=lambda step, total, loss: stamps.append(time.perf_counter()))
-    settled = stamps[len(stamps) // 3:]
+    schedule = NetworkSchedule(
+        steps=args.bench_steps,
+        batch_size=job["batch_size"],
+        dihedral_augmentation=True,
+        pristine_noise=job["pristine_noise"] if job["pristine_noise"] is not None else 2.0,
+    )
+    train_network(
+        model, patches, labels, schedule, 0, on_step=lambda step, total, loss: stamps.append(time.perf_counter())
+    )
+    settled = stamps[len(stamps) // 3 :]
     rate = (len(settled) - 1) / (settled[-1] - settled[0])
-    print(json.dumps({"variant": job["variant"], "task": job["task"], "steps_per_second": round(rate, 2),
-                      "patches_per_second": round(rate * job["batch_size"], 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "variant": job["variant"],
+                "task": job["task"],
+                "steps_per_second": round(rate, 2),
+                "patches_per_second": round(rate * job["batch_size"], 1),
+            }
+        ),
+        flush=True,
+    )
 
 
 # --- train --------------------------------------------------------------------------------------
@@ -151,8 +184,11 @@ def build_patch_sets(jobs: list[dict], args) -> None:
         started = time.perf_counter()
         patch_set = build_patch_set(dataset, spec, plan_split(plan, dataset), args.work / "cache")
         built.add(spec)
-        print(f"patch set {spec.task} (zoomed photos kept: {spec.keep_zoomed_photos}): {len(patch_set)} patches, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"patch set {spec.task} (zoomed photos kept: {spec.keep_zoomed_photos}): {len(patch_set)} patches, "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
 
 def train_worker(job: dict, args) -> None:
@@ -170,9 +206,16 @@ def train_worker(job: dict, args) -> None:
             print(f"{stage} {done}/{total}", flush=True)
 
     record = train_detector(
-        training_plan(job, args), CameraDataset.from_directory(args.data), args.work / job["variant"], args.work / "cache", on_status
+        training_plan(job, args),
+        CameraDataset.from_directory(args.data),
+        args.work / job["variant"],
+        args.work / "cache",
+        on_status,
     )
-    print(f"done in {record['training_seconds']} s, loss {record['loss']['first']:.3f} -> {record['loss']['last']:.3f}", flush=True)
+    print(
+        f"done in {record['training_seconds']} s, loss {record['loss']['first']:.3f} -> {record['loss']['last']:.3f}",
+        flush=True,
+    )
 
 
 def quantise(state: dict) -> dict:
@@ -214,7 +257,9 @@ def packing_cost(variant_dir: Path, model_id: str, packed: dict, args) -> dict:
     record, trained = load_detector(variant_dir, model_id)
     unpacked = get_family(record["family"]).new_network(record["hyperparameters"])
     unpacked.load_state_dict(dequantise(packed))
-    patch_dir = next((args.work / "cache" / "patches").glob(f"{record['task']}-train-{record['patch_sets']['train'][:16]}"))
+    patch_dir = next(
+        (args.work / "cache" / "patches").glob(f"{record['task']}-train-{record['patch_sets']['train'][:16]}")
+    )
     patches = np.load(patch_dir / "patches.npy", mmap_mode="r")
     labels = np.load(patch_dir / "labels.npy")
     rows = balanced_subset(labels, args.check_patches, args.seed + 2)
@@ -246,7 +291,9 @@ def pack(jobs: list[dict], args) -> None:
             packed = quantise(state)
             save_file(packed, str(staging / f"{name}.q8.safetensors"))
             report[name] = packing_cost(variant_dir, model_id, packed, args)
-            record["weights_transport"] = "int8 per output channel for rank >= 2 weights, float32 otherwise (tools/gpu_train.py)"
+            record["weights_transport"] = (
+                "int8 per output channel for rank >= 2 weights, float32 otherwise (tools/gpu_train.py)"
+            )
         else:
             save_file({key: value.contiguous() for key, value in state.items()}, str(staging / f"{name}.safetensors"))
         (staging / f"{name}.json").write_text(json.dumps(record, indent=2))
@@ -259,7 +306,7 @@ def pack(jobs: list[dict], args) -> None:
     chunks.mkdir(exist_ok=True)
     data = (args.work / PACK_NAME).read_bytes()
     for index, start in enumerate(range(0, len(data), CHUNK_BYTES)):
-        (chunks / f"{PACK_NAME}.{index:02d}").write_bytes(data[start:start + CHUNK_BYTES])
+        (chunks / f"{PACK_NAME}.{index:02d}").write_bytes(data[start : start + CHUNK_BYTES])
     print(f"{len(data) / 1e6:.1f} MB in {index + 1} chunks of {CHUNK_BYTES / 1e6:.0f} MB", flush=True)
 
 
@@ -270,7 +317,9 @@ def train(args) -> None:
     build_patch_sets(jobs, args)
     print(f"patch sets ready after {time.perf_counter() - started:.0f} s", flush=True)
     finished = launch(jobs, args, "train-worker", args.work / "logs", deadline)
-    print(f"training done after {time.perf_counter() - started:.0f} s: {len(finished)} of {len(jobs)} models", flush=True)
+    print(
+        f"training done after {time.perf_counter() - started:.0f} s: {len(finished)} of {len(jobs)} models", flush=True
+    )
     if not finished:
         raise SystemExit("no model finished; nothing to pack")
     pack(finished, args)
@@ -325,8 +374,12 @@ def main() -> None:
     parser.add_argument("--bayar-steps", type=int, default=6000)
     parser.add_argument("--bayar-batch", type=int, default=64)
     parser.add_argument("--bench-steps", type=int, default=60)
-    parser.add_argument("--deadline", type=float, help="seconds after which unfinished workers stop and the finished models are packed; "
-                        "leave the pack and the trip back time inside the call's limit")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds after which unfinished workers stop and the finished models are packed; "
+        "leave the pack and the trip back time inside the call's limit",
+    )
     parser.add_argument("--check-patches", type=int, default=4096)
     parser.add_argument("--chunks", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path)

@@ -22,7 +22,9 @@ def schema_text(name: str) -> str:
 def main() -> None:
     SCHEMA_DIR.mkdir(parents=True, exist_ok=True)
     for name in DOCUMENTS:
-        path = write_atomically(SCHEMA_DIR / f"{name}.schema.json", lambda temporary, name=name: temporary.write_text(schema_text(name)))
+        path = write_atomically(
+            SCHEMA_DIR / f"{name}.schema.json", lambda temporary, name=name: temporary.write_text(schema_text(name))
+        )
         print(path.relative_to(SCHEMA_DIR.parent.parent))
 
 

@@ -51,7 +51,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"not in {arguments.registry}: {', '.join(unknown)}")
     entries = [
-        replace(entry, metrics={**entry.metrics, ROBUSTNESS_METRICS: figures[entry.id]}) if entry.id in figures else entry
+        replace(entry, metrics={**entry.metrics, ROBUSTNESS_METRICS: figures[entry.id]})
+        if entry.id in figures
+        else entry
         for entry in registry
     ]
     Registry(entries).write(arguments.registry)

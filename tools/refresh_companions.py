@@ -46,21 +46,29 @@ def distance_to_old(model, old_path: Path, task: str) -> float:
     when the logits or gradients differ beyond float32 rounding."""
     images, labels = probe_patches(task)
     runs = [
-        onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"]).run(None, {"image": images, "label": labels})
+        onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"]).run(
+            None, {"image": images, "label": labels}
+        )
         for source in (model.SerializeToString(), str(old_path))
     ]
     (logits, grad), (old_logits, old_grad) = runs
     distance = float(np.linalg.norm(grad - old_grad) / np.linalg.norm(old_grad))
     if not (distance < TOLERANCE and np.allclose(logits, old_logits, rtol=1e-5, atol=1e-5)):
-        raise SystemExit(f"the new companion of {old_path.stem} is {distance:.2g} away from the old one; nothing written")
+        raise SystemExit(
+            f"the new companion of {old_path.stem} is {distance:.2g} away from the old one; nothing written"
+        )
     return distance
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=Path, required=True, help="cfzoo train's output folder of the zoo's models")
+    parser.add_argument(
+        "--checkpoints", type=Path, required=True, help="cfzoo train's output folder of the zoo's models"
+    )
     parser.add_argument("--zoo", type=Path, default=embedded_zoo_dir())
-    parser.add_argument("--family", action="append", help="only these families (repeatable; default every one with checkpoints)")
+    parser.add_argument(
+        "--family", action="append", help="only these families (repeatable; default every one with checkpoints)"
+    )
     arguments = parser.parse_args()
     registry_path = arguments.zoo / REGISTRY_NAME
     models = arguments.zoo / MODELS_FOLDER
@@ -85,6 +93,7 @@ def main() -> None:
     if arguments.family is None or "spam" in arguments.family:
         save_model(export_spam_feature_companion(), arguments.zoo / SPAM_FEATURE_COMPANION)
         print(f"{SPAM_FEATURE_COMPANION}: exported again")
+
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,9 @@ def add_spam_svm(path: Path, svm) -> None:
     expected = svm.decision_function(probes)
     found = graph_decisions(model, probes)
     if not np.allclose(found, expected, rtol=1e-4, atol=1e-3):
-        raise SystemExit(f"{path.name}: the checkpoint's SVM is not the one in the graph (largest gap {np.abs(found - expected).max():.3g})")
+        raise SystemExit(
+            f"{path.name}: the checkpoint's SVM is not the one in the graph (largest gap {np.abs(found - expected).max():.3g})"
+        )
     kept = [entry for entry in model.metadata_props if entry.key != SPAM_SVM]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -55,7 +57,9 @@ def add_spam_svm(path: Path, svm) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=Path, required=True, help="cfzoo train's output folder of the spam models")
+    parser.add_argument(
+        "--checkpoints", type=Path, required=True, help="cfzoo train's output folder of the spam models"
+    )
     parser.add_argument("--zoo", type=Path, default=embedded_zoo_dir())
     arguments = parser.parse_args()
     save_model(export_spam_feature_companion(), arguments.zoo / SPAM_FEATURE_COMPANION)

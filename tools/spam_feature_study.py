@@ -20,9 +20,8 @@ import numpy as np
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.ops.attacks.battery import attack_patches, pristine_rows
-from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_METHODS
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
-from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS
+from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS, SPAM_FEATURE_METHODS
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.zoo.runtime import load_detector
 
@@ -43,16 +42,31 @@ def study(dataset: CameraDataset, eps_values: list[int], max_patches: int, seed:
         for eps in eps_values:
             for method in SPAM_FEATURE_METHODS:
                 result = attack_patches(
-                    AttackSettings(eps, method, seed=seed), AttackTarget.of(target), original,
-                    pristine=None if method != "spam-prist" else np.asarray(patch_set.patches[pristine_rows(method, patch_set, chosen)]),
+                    AttackSettings(eps, method, seed=seed),
+                    AttackTarget.of(target),
+                    original,
+                    pristine=None
+                    if method != "spam-prist"
+                    else np.asarray(patch_set.patches[pristine_rows(method, patch_set, chosen)]),
                 )
                 fooled = result.iterations < SPAM_FEATURE_ITERATIONS  # steps to the first fooling iterate
-                rows.append({
-                    "task": task, "eps": eps, "method": method, "patches": len(original), "tpr_before": before,
-                    "tpr_after": {family: _percent(called_manipulated(judge, result.patches)[1]) for family, judge in judges.items()},
-                    "fooled_within": {str(steps): _percent(result.iterations <= steps) for steps in WITHIN},
-                    "mean_first_fooled_step": round(float(result.iterations[fooled].mean()), 2) if fooled.any() else None,
-                })
+                rows.append(
+                    {
+                        "task": task,
+                        "eps": eps,
+                        "method": method,
+                        "patches": len(original),
+                        "tpr_before": before,
+                        "tpr_after": {
+                            family: _percent(called_manipulated(judge, result.patches)[1])
+                            for family, judge in judges.items()
+                        },
+                        "fooled_within": {str(steps): _percent(result.iterations <= steps) for steps in WITHIN},
+                        "mean_first_fooled_step": round(float(result.iterations[fooled].mean()), 2)
+                        if fooled.any()
+                        else None,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -85,7 +99,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
     rows = study(CameraDataset.from_directory(arguments.data), arguments.eps, arguments.max_patches, arguments.seed)
-    arguments.out.write_text(json.dumps({"seed": arguments.seed, "max_patches": arguments.max_patches, "rows": rows}, indent=1) + "\n")
+    arguments.out.write_text(
+        json.dumps({"seed": arguments.seed, "max_patches": arguments.max_patches, "rows": rows}, indent=1) + "\n"
+    )
     print(markdown(rows))
 
 

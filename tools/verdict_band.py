@@ -33,13 +33,29 @@ def measure(dataset: CameraDataset, per_device: int, seed: int) -> list[dict]:
         for index in sorted(rng.choice(len(photos), size=min(per_device, len(photos)), replace=False)):
             pixels = load_image(photos[index]).pixels
             for verdict in score_image(pixels, detectors).verdicts:
-                rows.append({"photo": photos[index].name, "device": device, "task": verdict.task, "family": verdict.family,
-                             "truth": "pristine", "share": verdict.flagged_share})
+                rows.append(
+                    {
+                        "photo": photos[index].name,
+                        "device": device,
+                        "task": verdict.task,
+                        "family": verdict.family,
+                        "truth": "pristine",
+                        "share": verdict.flagged_share,
+                    }
+                )
             for task in TASK_IDS:
                 judges = [detector for detector in detectors if detector.entry.task == task]
                 for verdict in score_image(apply_manipulation(task, pixels), judges).verdicts:
-                    rows.append({"photo": photos[index].name, "device": device, "task": task, "family": verdict.family,
-                                 "truth": "manipulated", "share": verdict.flagged_share})
+                    rows.append(
+                        {
+                            "photo": photos[index].name,
+                            "device": device,
+                            "task": task,
+                            "family": verdict.family,
+                            "truth": "manipulated",
+                            "share": verdict.flagged_share,
+                        }
+                    )
             print(f"{device} {photos[index].name}: {len(rows)} verdicts", flush=True)
     return rows
 
@@ -89,7 +105,9 @@ def main() -> None:
     arguments = parser.parse_args()
     rows = measure(CameraDataset.from_directory(arguments.data), arguments.per_device, arguments.seed)
     counts = summary(rows)
-    arguments.out.write_text(json.dumps({"band": list(UNCERTAIN_BAND), "counts": counts, "verdicts": rows}, indent=1) + "\n")
+    arguments.out.write_text(
+        json.dumps({"band": list(UNCERTAIN_BAND), "counts": counts, "verdicts": rows}, indent=1) + "\n"
+    )
     print(markdown(counts))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import jinja2
 from huggingface_hub import CardData, ModelCard

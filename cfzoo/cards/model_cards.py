@@ -95,7 +95,9 @@ def family_card(family: str, registry: Registry | None = None) -> FamilyCard:
         )
     present = {entry.task for entry in entries}
     missing = tuple(task for task in TASK_IDS if task not in present)
-    text = render_card("detector_family.md.j2", _card_data(family, entries), **_fields(family, entries, missing, registry))
+    text = render_card(
+        "detector_family.md.j2", _card_data(family, entries), **_fields(family, entries, missing, registry)
+    )
     return FamilyCard(family, tuple(entry.id for entry in entries), missing, text)
 
 
@@ -111,7 +113,9 @@ def write_family_cards(
         raise CfzooError("the registry lists no models; export some with `cfzoo export` first")
     written = []
     for card in cards:
-        path = write_atomically(Path(out_dir) / card.file_name, lambda temporary, card=card: temporary.write_bytes(card.text.encode()))
+        path = write_atomically(
+            Path(out_dir) / card.file_name, lambda temporary, card=card: temporary.write_bytes(card.text.encode())
+        )
         written.append((card, path))
     return written
 
@@ -122,13 +126,22 @@ def zoo_card(repo_id: str, entries: list[ModelEntry], family_card_names: list[st
     models = []
     for entry in entries:
         test = entry.metrics.get("test", {})
-        figures = [f"{test[key]:.2f}" if isinstance(test.get(key), (int, float)) else "-" for key in ("acc", "tpr", "fpr")]
+        figures = [
+            f"{test[key]:.2f}" if isinstance(test.get(key), (int, float)) else "-" for key in ("acc", "tpr", "fpr")
+        ]
         models.append({"id": entry.id, "family": entry.family, "task": entry.task, "figures": figures})
     card_data = ModelCardData(
-        license="mit", library_name="onnx", tags=["image-forensics", "counter-forensics", "manipulation-detection", "onnx", "cfzoo"],
+        license="mit",
+        library_name="onnx",
+        tags=["image-forensics", "counter-forensics", "manipulation-detection", "onnx", "cfzoo"],
     )
     return render_card(
-        "zoo_readme.md.j2", card_data, repo_id=repo_id, paper_url=PAPER_URL, patch=PATCH_SIZE, models=models,
+        "zoo_readme.md.j2",
+        card_data,
+        repo_id=repo_id,
+        paper_url=PAPER_URL,
+        patch=PATCH_SIZE,
+        models=models,
         card_links=[f"[{name.removesuffix('.md')}]({MODEL_CARDS_FOLDER}/{name})" for name in family_card_names],
         example=entries[0].id,
     )
@@ -164,13 +177,22 @@ def _card_data(family: str, entries: list[ModelEntry]) -> ModelCardData:
         ):
             value = test.get("acc" if metric == "accuracy" else metric)
             if value is not None:
-                results.append(EvalResult(**common, metric_type=metric, metric_name=name, metric_value=round(float(value), 2)))
+                results.append(
+                    EvalResult(**common, metric_type=metric, metric_name=name, metric_value=round(float(value), 2))
+                )
     return ModelCardData(
         license="mit",
         library_name="onnx",
         pipeline_tag="image-classification",
-        tags=["image-forensics", "manipulation-detection", "counter-forensics", "onnx", "cfzoo", family,
-              *(f"task-{entry.task}" for entry in entries)],
+        tags=[
+            "image-forensics",
+            "manipulation-detection",
+            "counter-forensics",
+            "onnx",
+            "cfzoo",
+            family,
+            *(f"task-{entry.task}" for entry in entries),
+        ],
         metrics=["accuracy"],
         model_name=f"cfzoo-{family}",
         eval_results=results or None,
@@ -227,11 +249,18 @@ def _model_row(entry: ModelEntry) -> dict:
     test, robustness = entry.metrics.get("test", {}), entry.metrics.get(ROBUSTNESS_METRICS, {})
     manipulation = MANIPULATIONS[entry.task]
     return {
-        "id": entry.id, "task": entry.task, "title": manipulation.title, "difficulty": manipulation.difficulty,
-        "acc": _percent(test.get("acc")), "fpr": _percent(test.get("fpr")), "tpr": _percent(test.get("tpr")),
+        "id": entry.id,
+        "task": entry.task,
+        "title": manipulation.title,
+        "difficulty": manipulation.difficulty,
+        "acc": _percent(test.get("acc")),
+        "fpr": _percent(test.get("fpr")),
+        "tpr": _percent(test.get("tpr")),
         "worst_case": _percent(robustness.get("worst_case_tpr")),
-        "train_patches": _count(entry.training.get("train_patches")), "test_patches": _count(entry.training.get("test_patches")),
-        "test_pristine": _count(test.get("pristine")), "test_manipulated": _count(test.get("manipulated")),
+        "train_patches": _count(entry.training.get("train_patches")),
+        "test_patches": _count(entry.training.get("test_patches")),
+        "test_pristine": _count(test.get("pristine")),
+        "test_manipulated": _count(test.get("manipulated")),
     }
 
 
@@ -251,17 +280,25 @@ def _architectures(described: str | None, entries: list[ModelEntry]) -> list[dic
     if not recorded:
         return [] if described is None else [{"text": described, "ids": [entry.id for entry in entries]}]
     return [
-        {"text": text, "ids": [entry.id for entry in entries if entry.training.get("hyperparameters", {}).get("architecture") == text]}
+        {
+            "text": text,
+            "ids": [
+                entry.id for entry in entries if entry.training.get("hyperparameters", {}).get("architecture") == text
+            ],
+        }
         for text in recorded
     ]
 
 
 def _training_data(entries: list[ModelEntry]) -> dict:
-    devices = sorted({device for entry in entries for device in split_of(entry).get("train", []) + split_of(entry).get("test", [])})
+    devices = sorted(
+        {device for entry in entries for device in split_of(entry).get("train", []) + split_of(entry).get("test", [])}
+    )
     return {
         "known_devices": [
             {"name": device, "source": CAMERA_DEVICES[device].source, "licence": CAMERA_DEVICES[device].licence}
-            for device in devices if device in CAMERA_DEVICES
+            for device in devices
+            if device in CAMERA_DEVICES
         ],
         "unknown_devices": [device for device in devices if device not in CAMERA_DEVICES],
         "digests": distinct(entry.training.get("training_data_sha256") for entry in entries),
@@ -299,7 +336,9 @@ def _manipulations(entries: list[ModelEntry]) -> list[dict]:
         row = rows[entry.task]
         parameters = {key: value for key, value in row.items() if key not in ("task", "manipulation", "difficulty")}
         details = "; ".join(f"{key.replace('_', ' ')}: {value_text(value)}" for key, value in parameters.items())
-        described.append({"task": entry.task, "name": row["manipulation"], "difficulty": row["difficulty"], "details": details})
+        described.append(
+            {"task": entry.task, "name": row["manipulation"], "difficulty": row["difficulty"], "details": details}
+        )
     return described
 
 
@@ -313,8 +352,13 @@ def _hyperparameters(entries: list[ModelEntry]) -> list[dict]:
 
 def _table1(family: str, entries: list[ModelEntry]) -> str | None:
     rows = [
-        Table1Cell(family=family, task=entry.task, **{metric: entry.metrics["test"][metric] for metric in ("fpr", "tpr", "acc")})
-        for entry in entries if entry.metrics.get("test")
+        Table1Cell(
+            family=family,
+            task=entry.task,
+            **{metric: entry.metrics["test"][metric] for metric in ("fpr", "tpr", "acc")},
+        )
+        for entry in entries
+        if entry.metrics.get("test")
     ]
     return table1_markdown(rows, [family]) if rows else None
 
@@ -332,12 +376,16 @@ def _training(entries: list[ModelEntry], registry: Registry) -> dict:
         else:
             share = _count(used)
         seconds = entry.training.get("training_seconds")
-        runs.append({
-            "id": entry.id, "machine": machine_text(machine), "torch": machine.get("torch", "-"),
-            "seconds": "-" if seconds is None else f"{seconds:g}",
-            "loss": f"{loss['first']:.3f} -> {loss['last']:.3f}" if "first" in loss and "last" in loss else "-",
-            "patches": share,
-        })
+        runs.append(
+            {
+                "id": entry.id,
+                "machine": machine_text(machine),
+                "torch": machine.get("torch", "-"),
+                "seconds": "-" if seconds is None else f"{seconds:g}",
+                "loss": f"{loss['first']:.3f} -> {loss['last']:.3f}" if "first" in loss and "last" in loss else "-",
+                "patches": share,
+            }
+        )
     machines = distinct(machine_text(entry.training.get("machine", {})) for entry in entries)
     transported = [entry for entry in entries if entry.training.get("weights_transport")]
     return {
@@ -359,13 +407,16 @@ def _limits(family: str, entries: list[ModelEntry]) -> dict:
             below_paper.append(f"`{entry.task}` ({ours:.2f} against {paper['acc']:.2f})")
     return {
         "high_fpr": [
-            f"`{entry.task}` ({entry.metrics['test']['fpr']:.2f} %)" for entry in entries
+            f"`{entry.task}` ({entry.metrics['test']['fpr']:.2f} %)"
+            for entry in entries
             if entry.metrics.get("test", {}).get("fpr", 0) > HIGH_FPR
         ],
         "high_fpr_limit": f"{HIGH_FPR:g}",
         "below_paper": below_paper,
         "accuracy_gap": f"{ACCURACY_GAP:g}",
-        "noise_trained": [entry.id for entry in entries if entry.training.get("hyperparameters", {}).get("pristine_noise")],
+        "noise_trained": [
+            entry.id for entry in entries if entry.training.get("hyperparameters", {}).get("pristine_noise")
+        ],
         "zoom_trained": [entry.id for entry in entries if entry.training.get("zoomed_train_photos")],
     }
 
@@ -392,10 +443,14 @@ def _usage(family: str, entries: list[ModelEntry]) -> dict:
 def _files(entries: list[ModelEntry]) -> list[dict]:
     return [
         {
-            "id": entry.id, "path": entry.files[kind].path_in_zoo, "size": entry.files[kind].size, "sha256": entry.files[kind].sha256,
+            "id": entry.id,
+            "path": entry.files[kind].path_in_zoo,
+            "size": entry.files[kind].size,
+            "sha256": entry.files[kind].sha256,
             "threshold": f"{entry.threshold:g} on {entry.score}" if kind == "detector" else "-",
         }
-        for entry in entries for kind in sorted(entry.files, key=lambda kind: (kind != "detector", kind))
+        for entry in entries
+        for kind in sorted(entry.files, key=lambda kind: (kind != "detector", kind))
     ]
 
 
@@ -419,7 +474,9 @@ def _full_training_set(entry: ModelEntry, registry: Registry) -> int | None:
     digest = entry.training.get("training_data_sha256")
     if not digest:
         return None
-    same_photos = [other for other in registry if other.task == entry.task and other.training.get("training_data_sha256") == digest]
+    same_photos = [
+        other for other in registry if other.task == entry.task and other.training.get("training_data_sha256") == digest
+    ]
     counts = [other.training["train_patches"] for other in same_photos if "train_patches" in other.training]
     return max(counts) if counts else None
 

@@ -56,15 +56,24 @@ def restorer_card(registry: RestorerRegistry | None = None) -> RestorerCard:
     registry = load_restorer_registry() if registry is None else registry
     entries = list(registry)
     if not entries:
-        raise CfzooError("no restorers in the registry; train and export some (cfzoo train-restorer DATA --all, then cfzoo export-restorer)")
-    missing = tuple(restorer_id(task, kind) for task in RESTORATION_TASKS for kind in DISCRIMINATORS if restorer_id(task, kind) not in registry)
+        raise CfzooError(
+            "no restorers in the registry; train and export some (cfzoo train-restorer DATA --all, then cfzoo export-restorer)"
+        )
+    missing = tuple(
+        restorer_id(task, kind)
+        for task in RESTORATION_TASKS
+        for kind in DISCRIMINATORS
+        if restorer_id(task, kind) not in registry
+    )
     text = render_card("restorers.md.j2", _card_data(entries), **_fields(entries, missing))
     return RestorerCard(tuple(entry.id for entry in entries), missing, text)
 
 
 def write_restorer_card(out_dir: str | os.PathLike[str], card: RestorerCard) -> Path:
     """Write ``<out_dir>/restorers.md``; it appears whole or not at all."""
-    return write_atomically(Path(out_dir) / RESTORER_CARD_NAME, lambda temporary: temporary.write_bytes(card.text.encode()))
+    return write_atomically(
+        Path(out_dir) / RESTORER_CARD_NAME, lambda temporary: temporary.write_bytes(card.text.encode())
+    )
 
 
 # --- front matter -----------------------------------------------------------------------------------------
@@ -87,20 +96,35 @@ def _card_data(entries: list[RestorerEntry]) -> ModelCardData:
             "dataset_config": entry.id,  # results are grouped by dataset config: one group per restorer
             "dataset_split": "test",
         }
-        for stage, config, what in (("restored", "restored", "restored patches"), ("input", "filtered", "filtered input, before restoration")):
+        for stage, config, what in (
+            ("restored", "restored", "restored patches"),
+            ("input", "filtered", "filtered input, before restoration"),
+        ):
             quality = test.get(stage, {})
             for metric, key, name, digits in (("psnr", "psnr_db", "PSNR (dB)", 2), ("ssim", "ssim", "SSIM", 4)):
                 if quality.get(key) is not None:  # a PSNR of None is infinite: no finite value to report
-                    results.append(EvalResult(
-                        **common, metric_type=metric, metric_config=config, metric_name=f"{name} against the pristine patches: {what}",
-                        metric_value=round(float(quality[key]), digits),
-                    ))
+                    results.append(
+                        EvalResult(
+                            **common,
+                            metric_type=metric,
+                            metric_config=config,
+                            metric_name=f"{name} against the pristine patches: {what}",
+                            metric_value=round(float(quality[key]), digits),
+                        )
+                    )
     return ModelCardData(
         license="mit",
         library_name="onnx",
         pipeline_tag="image-to-image",
-        tags=["image-forensics", "counter-forensics", "image-restoration", "median-filtering", "onnx", "cfzoo",
-              *distinct(f"task-{entry.task}" for entry in entries)],
+        tags=[
+            "image-forensics",
+            "counter-forensics",
+            "image-restoration",
+            "median-filtering",
+            "onnx",
+            "cfzoo",
+            *distinct(f"task-{entry.task}" for entry in entries),
+        ],
         metrics=["psnr", "ssim"],
         model_name="cfzoo-restorers",
         eval_results=results or None,
@@ -133,15 +157,20 @@ def _fields(entries: list[RestorerEntry], missing: tuple[str, ...]) -> dict:
         "missing": missing,
         "missing_how": [
             (restorer_id(task, kind), how_to_get(task, kind))
-            for task in RESTORATION_TASKS for kind in DISCRIMINATORS if restorer_id(task, kind) in missing
+            for task in RESTORATION_TASKS
+            for kind in DISCRIMINATORS
+            if restorer_id(task, kind) in missing
         ],
         "restorers": [_restorer_row(entry) for entry in entries],
-        "generator": _shared(entries, (
-            ("architecture", lambda entry: _hyper(entry).get("generator")),
-            ("width (channels)", lambda entry: _hyper(entry).get("generator_width")),
-            ("residual blocks", lambda entry: _hyper(entry).get("generator_blocks")),
-            ("parameters", lambda entry: _hyper(entry).get("generator_parameters")),
-        )),
+        "generator": _shared(
+            entries,
+            (
+                ("architecture", lambda entry: _hyper(entry).get("generator")),
+                ("width (channels)", lambda entry: _hyper(entry).get("generator_width")),
+                ("residual blocks", lambda entry: _hyper(entry).get("generator_blocks")),
+                ("parameters", lambda entry: _hyper(entry).get("generator_parameters")),
+            ),
+        ),
         "discriminators": _discriminators(entries),
         "models_folder": MODELS_FOLDER,
         "image_input": IMAGE_INPUT,
@@ -149,20 +178,33 @@ def _fields(entries: list[RestorerEntry], missing: tuple[str, ...]) -> dict:
         "radii": distinct(entry.receptive_radius for entry in entries),
         "default_tile": DEFAULT_TILE,
         "windows": [f"`{task}` for a {_window(task)} window" for task in RESTORATION_TASKS],
-        "training_facts": _shared(entries, (
-            ("split", lambda entry: (
-                f"by device, not by photo (seed {split_of(entry).get('seed', '-')}); train devices: {devices_text(entry, 'train')}; "
-                f"test devices: {devices_text(entry, 'test')}"
-            ) if split_of(entry) else None),
-            ("data", lambda entry: _pairs(entry)),
-            ("steps", lambda entry: _hyper(entry).get("steps")),
-            ("batch", lambda entry: _batch(entry)),
-            ("loss", lambda entry: _loss_weights(entry)),
-            ("perceptual features", lambda entry: _hyper(entry).get("perceptual_features")),
-            ("optimiser", lambda entry: _optimiser(entry)),
-            ("seed", lambda entry: entry.training.get("seed")),
-            ("training-data digest (sha256 of the sorted sha256 of the training photos)", lambda entry: _code(entry.training.get("training_data_sha256"))),
-        )),
+        "training_facts": _shared(
+            entries,
+            (
+                (
+                    "split",
+                    lambda entry: (
+                        (
+                            f"by device, not by photo (seed {split_of(entry).get('seed', '-')}); train devices: {devices_text(entry, 'train')}; "
+                            f"test devices: {devices_text(entry, 'test')}"
+                        )
+                        if split_of(entry)
+                        else None
+                    ),
+                ),
+                ("data", lambda entry: _pairs(entry)),
+                ("steps", lambda entry: _hyper(entry).get("steps")),
+                ("batch", lambda entry: _batch(entry)),
+                ("loss", lambda entry: _loss_weights(entry)),
+                ("perceptual features", lambda entry: _hyper(entry).get("perceptual_features")),
+                ("optimiser", lambda entry: _optimiser(entry)),
+                ("seed", lambda entry: entry.training.get("seed")),
+                (
+                    "training-data digest (sha256 of the sorted sha256 of the training photos)",
+                    lambda entry: _code(entry.training.get("training_data_sha256")),
+                ),
+            ),
+        ),
         "training": [_training_run(entry) for entry in entries],
         "machines": distinct(machine_text(entry.training.get("machine", {})) for entry in entries),
         "cpu_only": _cpu_only(entries),
@@ -179,9 +221,16 @@ def _fields(entries: list[RestorerEntry], missing: tuple[str, ...]) -> dict:
 def _restorer_row(entry: RestorerEntry) -> dict:
     test = entry.metrics.get("test", {})
     return {
-        "id": entry.id, "task": entry.task, "discriminator": entry.discriminator, "path": f"{MODELS_FOLDER}/{entry.file.name}",
-        "size": entry.file.size, "sha256": entry.file.sha256, "radius": entry.receptive_radius, "pairs": test.get("pairs", "-"),
-        "psnr": _quality(test, "psnr_db", 2), "ssim": _quality(test, "ssim", 4),
+        "id": entry.id,
+        "task": entry.task,
+        "discriminator": entry.discriminator,
+        "path": f"{MODELS_FOLDER}/{entry.file.name}",
+        "size": entry.file.size,
+        "sha256": entry.file.sha256,
+        "radius": entry.receptive_radius,
+        "pairs": test.get("pairs", "-"),
+        "psnr": _quality(test, "psnr_db", 2),
+        "ssim": _quality(test, "ssim", 4),
     }
 
 
@@ -191,14 +240,22 @@ def _discriminators(entries: list[RestorerEntry]) -> list[dict]:
         users = [entry for entry in entries if entry.discriminator == kind]
         if not users:
             continue
-        descriptions = distinct(_hyper(entry).get("discriminator", "").removeprefix(f"{kind}: ") or None for entry in users)
-        described.append({
-            "kind": kind,
-            "title": DISCRIMINATOR_TITLES[kind],
-            "ids": [entry.id for entry in users],
-            "described": "; ".join(descriptions) if descriptions else "not described in the training records",
-            "widths": distinct("-".join(map(str, _hyper(entry)["discriminator_widths"])) for entry in users if "discriminator_widths" in _hyper(entry)),
-        })
+        descriptions = distinct(
+            _hyper(entry).get("discriminator", "").removeprefix(f"{kind}: ") or None for entry in users
+        )
+        described.append(
+            {
+                "kind": kind,
+                "title": DISCRIMINATOR_TITLES[kind],
+                "ids": [entry.id for entry in users],
+                "described": "; ".join(descriptions) if descriptions else "not described in the training records",
+                "widths": distinct(
+                    "-".join(map(str, _hyper(entry)["discriminator_widths"]))
+                    for entry in users
+                    if "discriminator_widths" in _hyper(entry)
+                ),
+            }
+        )
     return described
 
 
@@ -206,9 +263,14 @@ def _training_run(entry: RestorerEntry) -> dict:
     machine = entry.training.get("machine", {})
     seconds = entry.training.get("training_seconds")
     return {
-        "id": entry.id, "machine": machine_text(machine), "torch": machine.get("torch", "-"), "threads": machine.get("torch_threads", "-"),
+        "id": entry.id,
+        "machine": machine_text(machine),
+        "torch": machine.get("torch", "-"),
+        "threads": machine.get("torch_threads", "-"),
         "seconds": "-" if seconds is None else f"{seconds:g}",
-        "generator": _loss(entry, "generator"), "pixel": _loss(entry, "pixel"), "discriminator": _loss(entry, "discriminator"),
+        "generator": _loss(entry, "generator"),
+        "pixel": _loss(entry, "pixel"),
+        "discriminator": _loss(entry, "discriminator"),
     }
 
 
@@ -224,7 +286,9 @@ def _photo_licences(entries: list[RestorerEntry]) -> dict:
 # --- helpers ----------------------------------------------------------------------------------------------
 
 
-def _shared(entries: list[RestorerEntry], facts: tuple[tuple[str, Callable[[RestorerEntry], object]], ...]) -> list[str]:
+def _shared(
+    entries: list[RestorerEntry], facts: tuple[tuple[str, Callable[[RestorerEntry], object]], ...]
+) -> list[str]:
     """A bullet per fact: its value once when every restorer has the same, else each restorer's. Unrecorded facts are left out."""
     lines = []
     for label, fact in facts:
@@ -260,7 +324,11 @@ def _batch(entry: RestorerEntry) -> str | None:
     batch, crop = _hyper(entry).get("batch_size"), _hyper(entry).get("crop")
     if batch is None:
         return None
-    window = f" random {crop}x{crop} crops, the same window in the filtered and the pristine patch" if crop is not None else " crops"
+    window = (
+        f" random {crop}x{crop} crops, the same window in the filtered and the pristine patch"
+        if crop is not None
+        else " crops"
+    )
     return f"{batch}{window}"
 
 
@@ -268,9 +336,15 @@ def _loss_weights(entry: RestorerEntry) -> str | None:
     weights = _hyper(entry).get("loss_weights")
     if not weights:
         return None
-    terms = " + ".join(f"{weights[term]:g} x {term}" for term in ("pixel", "perceptual", "adversarial") if term in weights)
+    terms = " + ".join(
+        f"{weights[term]:g} x {term}" for term in ("pixel", "perceptual", "adversarial") if term in weights
+    )
     ramp = weights.get("ramp_fraction")
-    ramped = f"; the perceptual and adversarial weights ramp up linearly over the first {ramp:.0%} of the steps" if ramp else ""
+    ramped = (
+        f"; the perceptual and adversarial weights ramp up linearly over the first {ramp:.0%} of the steps"
+        if ramp
+        else ""
+    )
     return terms + ramped
 
 
@@ -278,8 +352,10 @@ def _optimiser(entry: RestorerEntry) -> str | None:
     hyper = _hyper(entry)
     if "optimiser" not in hyper:
         return None
-    details = [f"learning rate {hyper['learning_rate']:g}" if "learning_rate" in hyper else None,
-               f"warmup_steps {hyper['warmup_steps']}" if "warmup_steps" in hyper else None]
+    details = [
+        f"learning rate {hyper['learning_rate']:g}" if "learning_rate" in hyper else None,
+        f"warmup_steps {hyper['warmup_steps']}" if "warmup_steps" in hyper else None,
+    ]
     return "; ".join([hyper["optimiser"], *(detail for detail in details if detail)])
 
 

@@ -37,14 +37,26 @@ app = typer.Typer(
 )
 # what a newcomer runs first, then measurements, then data, training and publishing
 for name, command in (
-    ("detect", detect), ("attack", attack), ("list", list_models), ("pull", pull), ("robustness", robustness_command),
-    ("scan", scan), ("reproduce", reproduce), ("restore", restore),
+    ("detect", detect),
+    ("attack", attack),
+    ("list", list_models),
+    ("pull", pull),
+    ("robustness", robustness_command),
+    ("scan", scan),
+    ("reproduce", reproduce),
+    ("restore", restore),
 ):
     app.command(name, cls=Command)(command)
 app.add_typer(data_app, name="data")
 for name, command in (
-    ("train", train), ("evaluate", evaluate), ("export", export), ("register", register), ("publish", publish),
-    ("cards", cards), ("train-restorer", train_restorer), ("export-restorer", export_restorer),
+    ("train", train),
+    ("evaluate", evaluate),
+    ("export", export),
+    ("register", register),
+    ("publish", publish),
+    ("cards", cards),
+    ("train-restorer", train_restorer),
+    ("export-restorer", export_restorer),
 ):
     app.command(name, cls=Command)(command)
 
@@ -57,8 +69,12 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes and no progress bars on stderr; results and errors still print."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No notes and no progress bars on stderr; results and errors still print."
+    ),
 ) -> None:
     set_quiet(quiet)
 

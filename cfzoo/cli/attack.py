@@ -9,7 +9,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, note, print_document, print_json, stage_bars, stdout
+from cfzoo.cli.common import (
+    FORMATS,
+    chosen_format,
+    format_option,
+    handle_errors,
+    json_flag,
+    note,
+    print_document,
+    print_json,
+    stage_bars,
+    stdout,
+)
 from cfzoo.cli.data import open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
@@ -26,39 +37,80 @@ from cfzoo.zoo.runtime import PROVIDER_CHOICES
 @handle_errors
 def attack(
     image: Path | None = typer.Argument(
-        None, help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.", show_default=False,
+        None,
+        help="Attack this one image (every 128x128 tile) instead of a dataset; needs --task and --out.",
+        show_default=False,
         readable=False,
     ),
     target: list[str] = typer.Option(
-        ..., "--target", "-T", "--model",
+        ...,
+        "--target",
+        "-T",
+        "--model",
         help=f"The detector attacked: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id "
         "(`cfzoo list`, `cfzoo register`) or a detector .onnx file with its <name>.grad.onnx beside it. Repeat it for an "
         f"ensemble: one noise that every target must call pristine (--method {', '.join(attack_names(ensemble=True))}).",
     ),
-    eps: int = typer.Option(1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."),
-    task: list[str] = typer.Option([], "--task", "-t", help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}."),
-    data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
+    eps: int = typer.Option(
+        1, "--eps", help="Integer noise amplitude in gray levels, 1..255 (the paper: 1, PSNR 48.13 dB)."
+    ),
+    task: list[str] = typer.Option(
+        [],
+        "--task",
+        "-t",
+        help=f"Task(s) to attack (repeatable; default: every task the target has here): {', '.join(TASK_IDS)}.",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos.",
+    ),
     method: str = typer.Option(
-        "fgsm", "--method", help=f"{methods_help()} docs/attacks.md says how each meets the integers.",
+        "fgsm",
+        "--method",
+        help=f"{methods_help()} docs/attacks.md says how each meets the integers.",
     ),
     iterations: int | None = typer.Option(None, "--iterations", help=f"Steps: {option_help('iterations')}."),
-    restarts: int = typer.Option(1, "--restarts", min=1, help=f"Random starts for the patches not yet fooled: {option_help('restarts')}."),
-    queries: int | None = typer.Option(None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."),
+    restarts: int = typer.Option(
+        1, "--restarts", min=1, help=f"Random starts for the patches not yet fooled: {option_help('restarts')}."
+    ),
+    queries: int | None = typer.Option(
+        None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."
+    ),
     survive: str | None = typer.Option(
-        None, "--survive", help=f"jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (--method {', '.join(attack_names(ensemble=True))}; "
+        None,
+        "--survive",
+        help=f"jpeg:Q: aim at the image as a platform stores it after JPEG at quality Q (--method {', '.join(attack_names(ensemble=True))}; "
         "the gradient passes straight through the JPEG). resize:F (one IMAGE): aim at the image as a platform downscales it by F "
         "(0.25 to below 1, bicubic); the verdicts are those on the downscaled image.",
     ),
-    save: Path | None = typer.Option(None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."),
-    out: Path | None = typer.Option(None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."),
-    max_patches: int | None = typer.Option(None, "--max-patches", min=1, help="Attack a seeded subset of this many manipulated patches per task, spread evenly over the test devices (default: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the device split, the patch sampling, the --max-patches subset and the attacks' random draws."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."
+    ),
+    max_patches: int | None = typer.Option(
+        None,
+        "--max-patches",
+        min=1,
+        help="Attack a seeded subset of this many manipulated patches per task, spread evenly over the test devices (default: all).",
+    ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Seed of the device split, the patch sampling, the --max-patches subset and the attacks' random draws.",
+    ),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."
+    ),
     output_format: str = format_option(*FORMATS),
     as_json: bool = json_flag(),
-    markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown: the paper's Tables II-IV figures beside ours."),
+    markdown: bool = typer.Option(
+        False, "--markdown", help="The same as --format markdown: the paper's Tables II-IV figures beside ours."
+    ),
 ) -> None:
     """FGSM with integer eps against one detector family; the TPR of every detector on the attacked manipulated test patches, before and after (the paper's Tables II-IV), and the PSNR.
 
@@ -82,11 +134,15 @@ def attack(
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
     if settings.survive_resize is not None:
-        raise CfzooError("--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there")
+        raise CfzooError(
+            "--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there"
+        )
     plan = plan_attack(target, settings, task or None, providers)  # a missing model is reported before any data work
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        report = attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, save_dir=save, on_status=on_status)
+        report = attack_dataset(
+            dataset, plan, max_patches=max_patches, cache_dir=cache_dir, save_dir=save, on_status=on_status
+        )
     if report.target_trained_on_test_devices:
         note(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
@@ -102,13 +158,17 @@ def _attack_image(image, target, task, settings, out, providers, output_format, 
         if value is not None:
             raise CfzooError(f"{name} applies to dataset attacks; with an IMAGE give --task and --out only")
     if output_format not in ("table", "json"):
-        raise CfzooError(f"--format {output_format} applies to dataset attacks; an IMAGE's summary prints as table or json")
+        raise CfzooError(
+            f"--format {output_format} applies to dataset attacks; an IMAGE's summary prints as table or json"
+        )
     if len(task) != 1:
         raise CfzooError("attacking one IMAGE needs exactly one --task (the manipulation the image went through)")
     if out is None:
         raise CfzooError("attacking one IMAGE needs --out FILE.png")
     with stage_bars() as on_status:
-        _, summary = attack_image_file(image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles"))
+        _, summary = attack_image_file(
+            image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles")
+        )
     if output_format == "json":
         print_json(summary)
         return
@@ -120,7 +180,9 @@ def _attack_image(image, target, task, settings, out, providers, output_format, 
         f"{settings.method.upper()} eps {settings.eps} against {summary['target']}, PSNR {psnr} dB",
         soft_wrap=True,
     )
-    stdout.print(f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called manipulated, before -> after:")
+    stdout.print(
+        f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called manipulated, before -> after:"
+    )
     for column, rates in summary["detect_grid_called_manipulated"].items():
         stdout.print(f"  {column_title(column):>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
 

@@ -14,10 +14,13 @@ from cfzoo.zoo.restorers import RestorerRegistry, Zoo
 
 @handle_errors
 def cards(
-    out: Path = typer.Option(Path("model_cards"), "--out", "-o", help="Folder to write <family>.md and restorers.md into."),
+    out: Path = typer.Option(
+        Path("model_cards"), "--out", "-o", help="Folder to write <family>.md and restorers.md into."
+    ),
     family: list[str] = FAMILY_OPTION,
     zoo: Path = typer.Option(
-        None, "--zoo",
+        None,
+        "--zoo",
         help="Describe the models of this zoo folder's registry.json and restorers.json only (default: every model cfzoo knows).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
@@ -46,12 +49,24 @@ def cards(
     card_path = write_restorer_card(out, card) if card is not None else None
     if as_json:
         items = [
-            {"card": detector_card.family, "family": detector_card.family, "path": str(path), "models": list(detector_card.models),
-             "missing_tasks": list(detector_card.missing_tasks)}
+            {
+                "card": detector_card.family,
+                "family": detector_card.family,
+                "path": str(path),
+                "models": list(detector_card.models),
+                "missing_tasks": list(detector_card.missing_tasks),
+            }
             for detector_card, path in written
         ]
         if card is not None:
-            items.append({"card": "restorers", "path": str(card_path), "models": list(card.models), "missing_restorers": list(card.missing)})
+            items.append(
+                {
+                    "card": "restorers",
+                    "path": str(card_path),
+                    "models": list(card.models),
+                    "missing_restorers": list(card.missing),
+                }
+            )
         print_json(items)
         return
     for detector_card, path in written:

@@ -89,7 +89,12 @@ class Group(_PlainMetavars, typer.core.TyperGroup):
 
 #: What commands print on stdout; each offers those its results have (:func:`format_option`).
 FORMATS = ("table", "json", "csv", "markdown")
-_FORMAT_USES = {"table": "for people", "json": "one document, schemas in docs/schemas/", "csv": "one line per row", "markdown": "beside the paper's figures"}
+_FORMAT_USES = {
+    "table": "for people",
+    "json": "one document, schemas in docs/schemas/",
+    "csv": "one line per row",
+    "markdown": "beside the paper's figures",
+}
 
 
 def format_option(*formats: str) -> Any:
@@ -133,7 +138,12 @@ def new_progress(rate_unit: str | None = None) -> Progress:
     logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s."""
     rate = [TextColumn(f"{{task.fields[rate]}} {rate_unit}/s")] if rate_unit else []
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *rate, TimeElapsedColumn(), TimeRemainingColumn()
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *rate,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     return Progress(*columns, console=stderr, transient=False, disable=_quiet or not stderr.is_terminal)
 

@@ -8,14 +8,25 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import Command, Group, chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
-from cfzoo.results import csv_text
+from cfzoo.cli.common import (
+    Command,
+    Group,
+    chosen_format,
+    format_option,
+    handle_errors,
+    json_flag,
+    note,
+    print_json,
+    progress_bar,
+    stdout,
+)
 from cfzoo.data import SPLITS, CameraDataset, PatchSetSpec, build_patch_set, describe_dataset, split_devices
 from cfzoo.errors import CfzooError
-from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
-from cfzoo.sample_data import sample_dataset_dir
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE
+from cfzoo.results import csv_text
+from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
+from cfzoo.sample_data import sample_dataset_dir
 
 data_app = typer.Typer(
     help="Camera datasets: one sub-folder of photos per device; device-disjoint train/test splits; patch sets.",
@@ -59,8 +70,15 @@ def inspect(
     if output_format == "csv":
         test = set(summary["split"]["test"])
         rows = (
-            {"device": device["device"], "images": device["images"], "sizes": len(device["sizes"]), "too_small": len(device["too_small"]),
-             "unreadable": len(device["unreadable"]), "digital_zoom": len(device["digital_zoom"]), "split": "test" if device["device"] in test else "train"}
+            {
+                "device": device["device"],
+                "images": device["images"],
+                "sizes": len(device["sizes"]),
+                "too_small": len(device["too_small"]),
+                "unreadable": len(device["unreadable"]),
+                "digital_zoom": len(device["digital_zoom"]),
+                "split": "test" if device["device"] in test else "train",
+            }
             for device in summary["devices"]
         )
         typer.echo(csv_text(INSPECT_COLUMNS, rows), nl=False)
@@ -92,13 +110,21 @@ def inspect(
 @handle_errors
 def build(
     data: Path | None = DATA_DIR,
-    task: list[str] = typer.Option(..., "--task", "-t", help=f"Task id, or 'all'; repeat for several: {', '.join(TASK_IDS)}."),
+    task: list[str] = typer.Option(
+        ..., "--task", "-t", help=f"Task id, or 'all'; repeat for several: {', '.join(TASK_IDS)}."
+    ),
     split: str = typer.Option("all", "--split", help="train, test or all."),
     seed: int = SEED,
     test_device: list[str] | None = TEST_DEVICES,
-    patches_per_image: int = typer.Option(PATCHES_PER_IMAGE, "--patches-per-image", help="Sampled patch positions per image (the paper: 192)."),
-    max_images_per_device: int | None = typer.Option(None, "--max-images-per-device", help="Use at most this many images of each device (a seeded choice)."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE or ~/.cache/cfzoo)."),
+    patches_per_image: int = typer.Option(
+        PATCHES_PER_IMAGE, "--patches-per-image", help="Sampled patch positions per image (the paper: 192)."
+    ),
+    max_images_per_device: int | None = typer.Option(
+        None, "--max-images-per-device", help="Use at most this many images of each device (a seeded choice)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE or ~/.cache/cfzoo)."
+    ),
     workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: one per CPU core)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build again even if the cache holds this patch set."),
     as_json: bool = JSON,
@@ -115,22 +141,27 @@ def build(
     for task_id in tasks:
         for split_name in SPLITS if split == "all" else (split,):
             spec = PatchSetSpec(
-                task=task_id, split=split_name, seed=seed,
-                patches_per_image=patches_per_image, max_images_per_device=max_images_per_device,
+                task=task_id,
+                split=split_name,
+                seed=seed,
+                patches_per_image=patches_per_image,
+                max_images_per_device=max_images_per_device,
             )
             started = time.perf_counter()
             with progress_bar(f"{task_id} {split_name}") as update:
                 patch_set = build_patch_set(dataset, spec, device_split, cache_dir, workers, update, rebuild)
-            results.append({
-                "task": task_id,
-                "split": split_name,
-                "devices": patch_set.meta["devices"],
-                "images": len(patch_set.images),
-                **patch_set.counts(),
-                "path": str(patch_set.directory),
-                "seconds": round(time.perf_counter() - started, 2),
-                "cached": patch_set.reused,
-            })
+            results.append(
+                {
+                    "task": task_id,
+                    "split": split_name,
+                    "devices": patch_set.meta["devices"],
+                    "images": len(patch_set.images),
+                    **patch_set.counts(),
+                    "path": str(patch_set.directory),
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "cached": patch_set.reused,
+                }
+            )
     if as_json:
         print_json(results)
         return
@@ -139,12 +170,18 @@ def build(
         table.add_column(column)
     for row in results:
         table.add_row(
-            row["task"], row["split"], ", ".join(row["devices"]), str(row["images"]), str(row["pristine"]),
-            str(row["manipulated"]), f"{row['seconds']:.1f}" + (" (cached)" if row["cached"] else ""),
+            row["task"],
+            row["split"],
+            ", ".join(row["devices"]),
+            str(row["images"]),
+            str(row["pristine"]),
+            str(row["manipulated"]),
+            f"{row['seconds']:.1f}" + (" (cached)" if row["cached"] else ""),
         )
     stdout.print(table)
     for row in results:
         stdout.print(f"{row['task']} {row['split']}: {row['path']}", soft_wrap=True)
+
 
 def open_dataset(data: Path | None, cache_dir: Path | None = None) -> CameraDataset:
     """The dataset at ``data``, or the embedded default (announced on stderr) when none is given."""

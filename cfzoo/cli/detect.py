@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cfzoo.cli.common import chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import (
+    chosen_format,
+    format_option,
+    handle_errors,
+    json_flag,
+    note,
+    print_json,
+    progress_bar,
+    stdout,
+)
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
@@ -24,31 +33,52 @@ from cfzoo.zoo.runtime import PROVIDER_CHOICES
 @handle_errors
 def detect(
     images: list[Path] = typer.Argument(
-        ..., help="Image files, or folders of images (not recursive, sorted by name).", show_default=False, readable=False
+        ...,
+        help="Image files, or folders of images (not recursive, sorted by name).",
+        show_default=False,
+        readable=False,
     ),
-    task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
+    task: list[str] = typer.Option(
+        [], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."
+    ),
     detector: list[str] = typer.Option(
-        [], "--family", "-f", "--detector", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
+        [],
+        "--family",
+        "-f",
+        "--detector",
+        help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}.",
     ),
     model: list[str] = typer.Option(
-        [], "--model", "-m", help="A model by id (`cfzoo list`, `cfzoo register`) or an .onnx file that follows docs/contract.md "
+        [],
+        "--model",
+        "-m",
+        help="A model by id (`cfzoo list`, `cfzoo register`) or an .onnx file that follows docs/contract.md "
         "(repeatable); without --family, only these. A file not made by cfzoo needs one --task.",
     ),
     stride: int = typer.Option(
-        DEFAULT_STRIDE, "--stride",
+        DEFAULT_STRIDE,
+        "--stride",
         help="Pixels between patch corners, a multiple of 8 (the JPEG block lattice the detectors were trained on): "
         "128 = non-overlapping grid, smaller overlaps. A last row/column near the bottom/right edge covers all but <8 pixels.",
     ),
-    batch: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "--batch", help="Patches per onnxruntime call; bounds the memory used."),
+    batch: int = typer.Option(
+        DEFAULT_BATCH_SIZE, "--batch-size", "--batch", help="Patches per onnxruntime call; bounds the memory used."
+    ),
     heatmap: Path | None = typer.Option(
-        None, "--heatmap", help="Write one PNG per image x task x detector into this folder, <image>-<task>-<family>.png: each patch "
+        None,
+        "--heatmap",
+        help="Write one PNG per image x task x detector into this folder, <image>-<task>-<family>.png: each patch "
         "blue (probability 0) to light cyan below the detector's threshold, yellow to red (1) above it.",
     ),
-    providers: str = typer.Option("auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."),
+    providers: str = typer.Option(
+        "auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."
+    ),
     output_format: str = format_option("table", "json", "csv"),
     as_json: bool = json_flag(),
     report: Path | None = typer.Option(
-        None, "--report", help="Also write one self-contained HTML page (FILE.html): each image's verdict table, thumbnail and "
+        None,
+        "--report",
+        help="Also write one self-contained HTML page (FILE.html): each image's verdict table, thumbnail and "
         "heatmaps inline, the rule, the versions and the model ids; open it in any browser, no server needed.",
     ),
 ) -> None:
@@ -113,7 +143,10 @@ def _print_report(report: ImageReport, families: list[str], tasks: list[str]) ->
     if not report.ok:
         return
     verdicts = {(verdict.task, verdict.column): verdict for verdict in report.verdicts}
-    stdout.print(f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)", soft_wrap=True)
+    stdout.print(
+        f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)",
+        soft_wrap=True,
+    )
     table = Table()
     table.add_column("task")
     for family in families:

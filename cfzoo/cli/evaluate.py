@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, json_flag, print_document, progress_bar, stdout
+from cfzoo.cli.common import (
+    FORMATS,
+    chosen_format,
+    format_option,
+    handle_errors,
+    json_flag,
+    print_document,
+    progress_bar,
+    stdout,
+)
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.errors import CfzooError
 from cfzoo.families import FAMILIES
@@ -22,28 +31,45 @@ from cfzoo.training import require_training_extra
 @handle_errors
 def evaluate(
     data: Path | None = DATA_DIR,
-    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="Folder of trained checkpoints (default $CFZOO_HOME/checkpoints)."),
+    checkpoints: Path | None = typer.Option(
+        None, "--checkpoints", help="Folder of trained checkpoints (default $CFZOO_HOME/checkpoints)."
+    ),
     family: list[str] = typer.Option([], "--family", "-f", help=f"Only these families: {', '.join(FAMILIES)}."),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks: {', '.join(TASK_IDS)}."),
-    recorded: bool = typer.Option(False, "--recorded", help="Use the test metrics stored at training time instead of scoring again (needs only the JSON records)."),
-    max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Score a seeded, balanced subset of the test patches."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    recorded: bool = typer.Option(
+        False,
+        "--recorded",
+        help="Use the test metrics stored at training time instead of scoring again (needs only the JSON records).",
+    ),
+    max_test_patches: int | None = typer.Option(
+        None, "--max-test-patches", help="Score a seeded, balanced subset of the test patches."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."
+    ),
     save_metrics: bool = typer.Option(
-        False, "--save-metrics",
+        False,
+        "--save-metrics",
         help="Store the measured test metrics in each checkpoint's record (for models trained with --no-evaluate).",
     ),
     per_device: bool = typer.Option(
-        False, "--per-device", help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on.",
+        False,
+        "--per-device",
+        help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on.",
     ),
     model: list[str] = typer.Option(
-        [], "--model", "-m",
+        [],
+        "--model",
+        "-m",
         help="Score these ONNX detectors instead of checkpoints (repeatable): ids (`cfzoo list`, `cfzoo register`) or .onnx "
         "files (docs/contract.md; one not made by cfzoo needs one --task). onnxruntime only, no torch.",
     ),
     seed: int = typer.Option(0, "--seed", help="With --model: seed of the device split and of --max-test-patches."),
     output_format: str = format_option(*FORMATS),
     as_json: bool = json_flag(),
-    markdown: bool = typer.Option(False, "--markdown", help="The same as --format markdown: Table I with the paper's figures beside ours."),
+    markdown: bool = typer.Option(
+        False, "--markdown", help="The same as --format markdown: Table I with the paper's figures beside ours."
+    ),
 ) -> None:
     """Table I: FPR, TPR and ACC (percent) of every trained detector on its unseen test devices.
 
@@ -53,7 +79,16 @@ def evaluate(
     """
     output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     if model:
-        _evaluate_models(data, model, task, max_test_patches, seed, cache_dir, output_format, (family, checkpoints, recorded, save_metrics, per_device))
+        _evaluate_models(
+            data,
+            model,
+            task,
+            max_test_patches,
+            seed,
+            cache_dir,
+            output_format,
+            (family, checkpoints, recorded, save_metrics, per_device),
+        )
         return
     families = list(dict.fromkeys(family)) or list(FAMILIES)
     tasks = list(dict.fromkeys(task)) or list(TABLE1_ORDER)
@@ -80,12 +115,20 @@ def evaluate(
     else:
         dataset = open_dataset(data, cache_dir)
         with progress_bar("scoring test patches") as update:
+
             def on_status(stage: str, done: int, total: int) -> None:
                 update(done, total)
 
-            rows = evaluate_checkpoints(dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics)
+            rows = evaluate_checkpoints(
+                dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics
+            )
     present = [name for name in families if any(row.family == name for row in rows)]
-    print_document(CheckpointTable(rows=rows), output_format, lambda: _print_table(rows, present), lambda: table1_markdown(rows, present))
+    print_document(
+        CheckpointTable(rows=rows),
+        output_format,
+        lambda: _print_table(rows, present),
+        lambda: table1_markdown(rows, present),
+    )
     if per_device and output_format in ("table", "markdown"):
         _print_device_table(rows)
 
@@ -93,16 +136,25 @@ def evaluate(
 def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, output_format, checkpoint_options) -> None:
     """Table I rows of ONNX detectors given by id or file, scored with onnxruntime on the test devices."""
     if any(option for option in checkpoint_options):
-        raise CfzooError("--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics and --per-device apply to checkpoints")
+        raise CfzooError(
+            "--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics and --per-device apply to checkpoints"
+        )
     if output_format == "markdown":
-        raise CfzooError("--format markdown lays out the paper's Table I by family; with --model use table, json or csv")
+        raise CfzooError(
+            "--format markdown lays out the paper's Table I by family; with --model use table, json or csv"
+        )
     from cfzoo.experiments.reproduce import measure_detection
 
     dataset = open_dataset(data, cache_dir)
     with progress_bar("scoring test patches") as update:
         measured = measure_detection(
-            dataset, list(dict.fromkeys(tasks)), seed, max_test_patches, cache_dir=cache_dir,
-            on_status=lambda stage, done, total: update(done, total), models=models,
+            dataset,
+            list(dict.fromkeys(tasks)),
+            seed,
+            max_test_patches,
+            cache_dir=cache_dir,
+            on_status=lambda stage, done, total: update(done, total),
+            models=models,
         )
     print_document(measured, output_format, lambda: _print_measured(measured))
 
@@ -112,7 +164,9 @@ def _print_measured(measured: DetectionTable) -> None:
     for column in ("model", "task", "patches", "FPR", "TPR", "ACC"):
         table.add_column(column, justify="left" if column in ("model", "task") else "right")
     for row in measured.rows:
-        cells = ["-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}" for metric in ("fpr", "tpr", "acc")]
+        cells = [
+            "-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}" for metric in ("fpr", "tpr", "acc")
+        ]
         table.add_row(row.model, row.task, str(row.pristine + row.manipulated), *cells)
     stdout.print(table)
 
@@ -126,8 +180,17 @@ def _print_table(rows: list[CheckpointRow], families: list[str]) -> None:
     for task_id in TABLE1_ORDER:
         found = [by_key[name, task_id] for name in families if (name, task_id) in by_key]
         for number, row in enumerate(found):
-            rates = ["-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}" for metric in ("fpr", "tpr", "acc")]
-            table.add_row(task_id if number == 0 else "", FAMILY_TITLES[row.family], *rates, str(row.test_patches), end_section=number == len(found) - 1)
+            rates = [
+                "-" if getattr(row, metric) is None else f"{getattr(row, metric):.2f}"
+                for metric in ("fpr", "tpr", "acc")
+            ]
+            table.add_row(
+                task_id if number == 0 else "",
+                FAMILY_TITLES[row.family],
+                *rates,
+                str(row.test_patches),
+                end_section=number == len(found) - 1,
+            )
     stdout.print(table)
 
 
@@ -139,5 +202,7 @@ def _print_device_table(rows: list[CheckpointRow]) -> None:
         table.add_column(device, justify="right")
     for row in rows:
         cells = [row.by_device.get(device) for device in devices]
-        table.add_row(f"{row.family}-{row.task}", *(f"{cell.acc:.2f} ({cell.fpr:.2f})" if cell else "-" for cell in cells))
+        table.add_row(
+            f"{row.family}-{row.task}", *(f"{cell.acc:.2f} ({cell.fpr:.2f})" if cell else "-" for cell in cells)
+        )
     stdout.print(table)

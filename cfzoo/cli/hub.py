@@ -12,23 +12,33 @@ from cfzoo.zoo.hub import CHECKSUMS_FROM_REPO, plan_pull, select_models
 from cfzoo.zoo.hub import publish as publish_zoo
 from cfzoo.zoo.registry import user_zoo_dir
 
-REPO_ID_HELP = "Hub repo (owner/name) to pull from; default: each model's source in the registry (`cfzoo list --json` shows it)."
-REVISION_HELP = "Branch, tag or commit; default: main with --repo-id, else the registry's. A commit makes the pull reproducible."
+REPO_ID_HELP = (
+    "Hub repo (owner/name) to pull from; default: each model's source in the registry (`cfzoo list --json` shows it)."
+)
+REVISION_HELP = (
+    "Branch, tag or commit; default: main with --repo-id, else the registry's. A commit makes the pull reproducible."
+)
 ZOO_HELP = "Zoo folder (registry.json + models/) to publish; default $CFZOO_HOME/zoo, where `cfzoo export` writes."
-MODEL_CARDS_HELP = "Folder of model cards (README.md, <family>.md, see `cfzoo cards`); default model_cards/ of a source checkout."
+MODEL_CARDS_HELP = (
+    "Folder of model cards (README.md, <family>.md, see `cfzoo cards`); default model_cards/ of a source checkout."
+)
 TOKEN_HELP = "Hugging Face token for private repos and uploads; default: HF_TOKEN or a saved `hf auth login`."
 
 
 @handle_errors
 def pull(
     model: list[str] = typer.Argument(None, help="Model ids (<family>-<task>), e.g. spam-jpeg70 bayar2016-median7."),
-    all_models: bool = typer.Option(False, "--all", help="Every model of the repo (with --repo-id) or of cfzoo's registry."),
+    all_models: bool = typer.Option(
+        False, "--all", help="Every model of the repo (with --repo-id) or of cfzoo's registry."
+    ),
     family: list[str] = FAMILY_OPTION,
     task: list[str] = TASK_OPTION,
     repo_id: str = typer.Option(None, "--repo-id", help=REPO_ID_HELP),
     revision: str = typer.Option(None, "--revision", help=REVISION_HELP),
     token: str = typer.Option(None, "--token", help=TOKEN_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print what was pulled as JSON (ids, commit, cached paths, sha256)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print what was pulled as JSON (ids, commit, cached paths, sha256)."
+    ),
 ) -> None:
     """Download detectors and their gradient companions from the Hugging Face Hub, verified by sha256.
 
@@ -56,13 +66,19 @@ def pull(
         size = sum(file.size for file in pulled_model.files) / 1e6
         stdout.print(
             f"{pulled_model.entry.id}: {len(pulled_model.files)} files, {size:.2f} MB, sha256 verified; "
-            f"{pulled_model.repo_id} at {pulled_model.revision} (commit {pulled_model.commit[:12]})", soft_wrap=True,
+            f"{pulled_model.repo_id} at {pulled_model.revision} (commit {pulled_model.commit[:12]})",
+            soft_wrap=True,
         )
         for file in pulled_model.files:
             if file.repaired:
-                stdout.print(f"  note: the cached {file.path_in_repo} did not match its sha256 and was downloaded again", soft_wrap=True)
+                stdout.print(
+                    f"  note: the cached {file.path_in_repo} did not match its sha256 and was downloaded again",
+                    soft_wrap=True,
+                )
         if pulled_model.checksums_from == CHECKSUMS_FROM_REPO:
-            note = f"cfzoo's registry does not list {pulled_model.entry.id}; checksums came from the repo's registry.json"
+            note = (
+                f"cfzoo's registry does not list {pulled_model.entry.id}; checksums came from the repo's registry.json"
+            )
             stdout.print(f"  note: {note}", soft_wrap=True)
     if any(pulled_model.recorded for pulled_model in pulled):
         stdout.print(f"sources recorded in {user_zoo_dir() / 'registry.json'}", soft_wrap=True)
@@ -70,11 +86,15 @@ def pull(
 
 @handle_errors
 def publish(
-    repo_id: str = typer.Option(..., "--repo-id", help="Hub repo (owner/name) to publish to; created if it does not exist."),
+    repo_id: str = typer.Option(
+        ..., "--repo-id", help="Hub repo (owner/name) to publish to; created if it does not exist."
+    ),
     model: list[str] = typer.Argument(None, help="Model ids to publish; default: every model in the zoo."),
     zoo: Path = typer.Option(None, "--zoo", help=ZOO_HELP),
     model_cards: Path = typer.Option(None, "--model-cards", help=MODEL_CARDS_HELP),
-    out: Path = typer.Option(None, "--out", help="Also write the laid-out repo folder here (must not exist or be empty)."),
+    out: Path = typer.Option(
+        None, "--out", help="Also write the laid-out repo folder here (must not exist or be empty)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Upload nothing; list the files, sizes and sha256."),
     token: str = typer.Option(None, "--token", help=TOKEN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the repo's files and the outcome as JSON."),
@@ -93,7 +113,14 @@ def publish(
     from cfzoo.cards.model_cards import zoo_card
 
     result = publish_zoo(
-        repo_id, zoo, model or None, token=token, dry_run=dry_run, out_dir=out, model_cards_dir=model_cards, zoo_card=zoo_card,
+        repo_id,
+        zoo,
+        model or None,
+        token=token,
+        dry_run=dry_run,
+        out_dir=out,
+        model_cards_dir=model_cards,
+        zoo_card=zoo_card,
     )
     if as_json:
         print_json(result.to_json())

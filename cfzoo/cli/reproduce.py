@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.cli.common import handle_errors, note, print_json, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.engines.registry import engine_help, get_engine
 from cfzoo.manipulations import TASK_IDS, get_manipulation
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
 from cfzoo.zoo.runtime import PROVIDER_CHOICES, execution_providers
 
@@ -22,23 +22,42 @@ REPORT_PATCHES = 500
 @handle_errors
 def reproduce(
     data: Path | None = DATA_DIR,
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (REPORT.md, CSVs, reproduce.json, PNGs); must be new or empty."),
-    task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable; default all 8): {', '.join(TASK_IDS)}."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Report folder to create (REPORT.md, CSVs, reproduce.json, PNGs); must be new or empty.",
+    ),
+    task: list[str] = typer.Option(
+        [], "--task", "-t", help=f"Only these tasks (repeatable; default all 8): {', '.join(TASK_IDS)}."
+    ),
     max_patches: int = typer.Option(
-        REPORT_PATCHES, "--max-patches", min=1,
+        REPORT_PATCHES,
+        "--max-patches",
+        min=1,
         help="Per task: attack and restore this many manipulated patches, and score this many of each class for Table I, "
         "seeded and spread over the test devices. The default fits the whole report in under an hour on 2 CPU cores; "
         "a number above the test set's size takes every patch (many hours).",
     ),
-    eps: int = typer.Option(1, "--eps", help="FGSM noise amplitude in gray levels, 1..255 (the paper's Tables II-IV: 1)."),
+    eps: int = typer.Option(
+        1, "--eps", help="FGSM noise amplitude in gray levels, 1..255 (the paper's Tables II-IV: 1)."
+    ),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     seed: int = typer.Option(0, "--seed", help="Seed of the device split and of the patch subsets."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --out."),
     as_json: bool = typer.Option(False, "--json", help="Also print the whole report (reproduce.json) on stdout."),
-    engine: str = typer.Option("local", "--engine", help=f"Where the tables' cells run: {engine_help()}. The tables are the same."),
-    address: str | None = typer.Option(None, "--address", help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here."),
+    engine: str = typer.Option(
+        "local", "--engine", help=f"Where the tables' cells run: {engine_help()}. The tables are the same."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
+    ),
 ) -> None:
     """The paper's Tables I-V measured with the zoo's ONNX models (no torch), ours beside the paper's figures.
 
@@ -62,8 +81,8 @@ def reproduce(
     take about a minute; FGSM is the slow part (12-21 patches per second and target), so the default 500
     takes roughly half an hour, and all patches many hours.
     """
-    from cfzoo.files import check_output_dir
     from cfzoo.experiments.reproduce import reproduce as run_reproduce
+    from cfzoo.files import check_output_dir
 
     tasks = [get_manipulation(name).task_id for name in dict.fromkeys(task)]
     engine_choice = get_engine(engine, address)
@@ -74,8 +93,19 @@ def reproduce(
     with stage_bars() as on_status:
         run_cells = engine_choice.cell_runner(functools.partial(on_status, "cells on Ray"))
         document = run_reproduce(
-            dataset, out, tasks or None, eps, seed, max_patches, providers, batch_size, cache_dir, force,
-            None if data is not None else SAMPLE_DESCRIPTION, on_status, run_cells,
+            dataset,
+            out,
+            tasks or None,
+            eps,
+            seed,
+            max_patches,
+            providers,
+            batch_size,
+            cache_dir,
+            force,
+            None if data is not None else SAMPLE_DESCRIPTION,
+            on_status,
+            run_cells,
         )
     if as_json:
         print_json(document.to_json())

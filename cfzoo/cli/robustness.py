@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import FORMATS, chosen_format, format_option, handle_errors, note, print_document, stage_bars, stdout
+from cfzoo.cli.common import (
+    FORMATS,
+    chosen_format,
+    format_option,
+    handle_errors,
+    note,
+    print_document,
+    stage_bars,
+    stdout,
+)
 from cfzoo.cli.data import open_dataset
 from cfzoo.engines.registry import engine_help, get_engine
 from cfzoo.errors import CfzooError
@@ -26,54 +35,88 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, parse_survive
+from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
 from cfzoo.results import RobustnessReport
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
 
-
 @handle_errors
 def robustness_command(
     target: list[str] = typer.Option(
-        ..., "--target", "-T", "--model",
+        ...,
+        "--target",
+        "-T",
+        "--model",
         help=f"The detector to test: a family ({', '.join(FAMILY_IDS)}; its model of each task), a model id or an .onnx file. "
         f"Repeat it for an ensemble (a patch counts as detected while any member detects it; attacks {', '.join(attack_names(ensemble=True))}).",
     ),
-    eps: list[int] = typer.Option(list(DEFAULT_EPS), "--eps", help="Integer noise amplitudes in gray levels (repeatable)."),
+    eps: list[int] = typer.Option(
+        list(DEFAULT_EPS), "--eps", help="Integer noise amplitudes in gray levels (repeatable)."
+    ),
     attacks: list[str] = typer.Option(
-        [], "--attack", "-a",
+        [],
+        "--attack",
+        "-a",
         help=f"Attacks of the battery (repeatable): {', '.join(attack_names())}; default {', '.join(DEFAULT_ATTACKS)} (an ensemble: "
         f"{', '.join(attack_names(ensemble=True))}). Gradient companions: {', '.join(attack_names(needs_gradient=True))} need the "
         f"target's; the others none of their own. {methods_help()}",
     ),
-    task: list[str] = typer.Option([], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."),
-    data: Path | None = typer.Option(None, "--data", help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos."),
+    task: list[str] = typer.Option(
+        [], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos.",
+    ),
     max_patches: int = typer.Option(
-        DEFAULT_MAX_PATCHES, "--max-patches", min=1,
+        DEFAULT_MAX_PATCHES,
+        "--max-patches",
+        min=1,
         help="Manipulated test patches per task, seeded and spread over the test devices. The default runs the four default "
         "attacks at three eps on eight tasks in about 15 minutes on 2 CPU cores.",
     ),
-    queries: int | None = typer.Option(None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."),
+    queries: int | None = typer.Option(
+        None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."
+    ),
     survive: str | None = typer.Option(
-        None, "--survive", help=f"jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q ({', '.join(attack_names(ensemble=True))}); "
+        None,
+        "--survive",
+        help=f"jpeg:Q: the attacks aim at the patches as stored after JPEG at quality Q ({', '.join(attack_names(ensemble=True))}); "
         "compare the recompressed TPRs with and without it.",
     ),
     recompress: list[int] = typer.Option(
-        list(DEFAULT_RECOMPRESS), "--recompress",
+        list(DEFAULT_RECOMPRESS),
+        "--recompress",
         help="Also judge the attacked patches after JPEG at these qualities (repeatable; what social networks do to uploads).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the device split, the patch subset and the attacks' random draws."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Also write ROBUSTNESS.md, robustness.json, robustness.csv and eps_curve.png into this new folder."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the device split, the patch subset and the attacks' random draws."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Also write ROBUSTNESS.md, robustness.json, robustness.csv and eps_curve.png into this new folder.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --out."),
     output_format: str = format_option(*FORMATS),
     providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers: {', '.join(PROVIDER_CHOICES)}."),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
-    engine: str = typer.Option("local", "--engine", help=f"Where the tasks run: {engine_help()}. The report is the same."),
-    address: str | None = typer.Option(None, "--address", help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."
+    ),
+    engine: str = typer.Option(
+        "local", "--engine", help=f"Where the tasks run: {engine_help()}. The report is the same."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
+    ),
 ) -> None:
     """How robust is a detector? Its TPR on manipulated test patches after each attack of the battery at each eps,
     and in the worst case (a patch counts as detected only if every attack fails on it).
@@ -94,10 +137,21 @@ def robustness_command(
     engine_choice = get_engine(engine, address)
     survive_jpeg = parse_survive(survive).get("survive_jpeg")
     if survive is not None and survive_jpeg is None:
-        raise CfzooError("--survive resize:F attacks one IMAGE (cfzoo attack IMAGE); robustness attacks 128-pixel patches, use --survive jpeg:Q")
+        raise CfzooError(
+            "--survive resize:F attacks one IMAGE (cfzoo attack IMAGE); robustness attacks 128-pixel patches, use --survive jpeg:Q"
+        )
     settings = RobustnessSettings(
-        tuple(target), tuple(eps), tuple(attacks or DEFAULT_ATTACKS), tuple(task), seed, max_patches, queries,
-        tuple(recompress), survive_jpeg, providers, batch_size,
+        tuple(target),
+        tuple(eps),
+        tuple(attacks or DEFAULT_ATTACKS),
+        tuple(task),
+        seed,
+        max_patches,
+        queries,
+        tuple(recompress),
+        survive_jpeg,
+        providers,
+        batch_size,
     )
     settings.targets()  # a missing model is reported before any data work
     if out is not None:
@@ -120,6 +174,10 @@ def _print_table(report: RobustnessReport) -> None:
         rows = [row for row in report.rows if row.task == task and row.attack != NO_ATTACK]
         table.add_row(task, "none", *(f"{rows[0].tpr_before:.1f}" for _ in report.eps), style="dim")
         for attack in [*report.attacks, WORST_CASE]:
-            cells = [f"{row.tpr_after:.1f}" for eps in report.eps for row in rows if row.attack == attack and row.eps == eps]
-            table.add_row("", attack, *cells, style="bold" if attack == WORST_CASE else None, end_section=attack == WORST_CASE)
+            cells = [
+                f"{row.tpr_after:.1f}" for eps in report.eps for row in rows if row.attack == attack and row.eps == eps
+            ]
+            table.add_row(
+                "", attack, *cells, style="bold" if attack == WORST_CASE else None, end_section=attack == WORST_CASE
+            )
     stdout.print(table)

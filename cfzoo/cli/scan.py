@@ -21,25 +21,59 @@ from cfzoo.zoo.runtime import PROVIDER_CHOICES
 @handle_errors
 def scan(
     inputs: list[str] = typer.Argument(
-        ..., help="Image files, folders (walked recursively), glob patterns (quoted) or manifests (.txt of paths, .parquet "
-        "with a path column).", show_default=False,
+        ...,
+        help="Image files, folders (walked recursively), glob patterns (quoted) or manifests (.txt of paths, .parquet "
+        "with a path column).",
+        show_default=False,
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder of Parquet parts, e.g. results.parquet; any Parquet reader reads it as one table."),
-    task: list[str] = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Folder of Parquet parts, e.g. results.parquet; any Parquet reader reads it as one table.",
+    ),
+    task: list[str] = typer.Option(
+        [], "--task", "-t", help=f"Only these tasks (repeatable); default all: {', '.join(TASK_IDS)}."
+    ),
     detector: list[str] = typer.Option(
-        [], "--family", "-f", "--detector", help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}."
+        [],
+        "--family",
+        "-f",
+        "--detector",
+        help=f"Only these detector families (repeatable); default every one available: {', '.join(FAMILY_IDS)}.",
     ),
     model: list[str] = typer.Option(
         [], "--model", "-m", help="A model by id or an .onnx file (repeatable); without --family, only these."
     ),
     engine: str = typer.Option("local", "--engine", help=f"Where to run: {engine_help()}."),
-    address: str | None = typer.Option(None, "--address", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or ray://...); default: start Ray here."),
-    workers: int | None = typer.Option(None, "--workers", help="Ray actors scoring in parallel (default: one per CPU, or per GPU where there are GPUs)."),
-    resume: bool = typer.Option(False, "--resume", help="Finish a stopped scan: write only the rows --out does not hold yet (by path, file sha256 and model)."),
-    stride: int = typer.Option(DEFAULT_STRIDE, "--stride", help="Pixels between patch corners, a multiple of 8 (as cfzoo detect)."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call; bounds the memory used."),
-    images_per_part: int = typer.Option(IMAGES_PER_PART, "--images-per-part", min=1, help="Images per Parquet part (and per Ray batch): what a crash can lose."),
-    providers: str = typer.Option("auto", "--providers", help=f"onnxruntime providers (local engine): {', '.join(PROVIDER_CHOICES)}."),
+    address: str | None = typer.Option(
+        None, "--address", help="Join this Ray cluster (e.g. 10.0.0.5:6379 or ray://...); default: start Ray here."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Ray actors scoring in parallel (default: one per CPU, or per GPU where there are GPUs).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Finish a stopped scan: write only the rows --out does not hold yet (by path, file sha256 and model).",
+    ),
+    stride: int = typer.Option(
+        DEFAULT_STRIDE, "--stride", help="Pixels between patch corners, a multiple of 8 (as cfzoo detect)."
+    ),
+    batch_size: int = typer.Option(
+        DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Patches per onnxruntime call; bounds the memory used."
+    ),
+    images_per_part: int = typer.Option(
+        IMAGES_PER_PART,
+        "--images-per-part",
+        min=1,
+        help="Images per Parquet part (and per Ray batch): what a crash can lose.",
+    ),
+    providers: str = typer.Option(
+        "auto", "--providers", help=f"onnxruntime providers (local engine): {', '.join(PROVIDER_CHOICES)}."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged share, mean probability, verdict, error), written to --out as Parquet parts while the scan goes.

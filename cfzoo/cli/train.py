@@ -21,51 +21,76 @@ from cfzoo.training import require_training_extra
 @handle_errors
 def train(
     data: Path | None = DATA_DIR,
-    family: list[str] = typer.Option([], "--family", "-f", help=f"Detector family; repeat for several: {', '.join(FAMILIES)}."),
+    family: list[str] = typer.Option(
+        [], "--family", "-f", help=f"Detector family; repeat for several: {', '.join(FAMILIES)}."
+    ),
     task: list[str] = typer.Option([], "--task", "-t", help=f"Task id; repeat for several: {', '.join(TASK_IDS)}."),
-    all_models: bool = typer.Option(False, "--all", help="Every family (or those given) for every task (or those given)."),
+    all_models: bool = typer.Option(
+        False, "--all", help="Every family (or those given) for every task (or those given)."
+    ),
     out: Path | None = typer.Option(
-        None, "--checkpoints", "--out", help="Checkpoint folder to write (default $CFZOO_HOME/checkpoints, ~/.cfzoo/checkpoints), the one evaluate and export read."
+        None,
+        "--checkpoints",
+        "--out",
+        help="Checkpoint folder to write (default $CFZOO_HOME/checkpoints, ~/.cfzoo/checkpoints), the one evaluate and export read.",
     ),
     seed: int = SEED,
     test_device: list[str] | None = TEST_DEVICES,
     steps: int | None = typer.Option(None, "--steps", help="Optimiser steps (networks); default per family."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Patches per step (networks); default per family."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Patches per step (networks); default per family."
+    ),
     learning_rate: float | None = typer.Option(None, "--lr", help="Peak learning rate (networks); default per family."),
     augment: bool | None = typer.Option(
-        None, "--augment/--no-augment",
+        None,
+        "--augment/--no-augment",
         help="Random 90-degree rotations and flips of training patches (networks); default per family: on for "
         "bayar2016 and xception, off for cozzolino2017.",
     ),
     pristine_noise: float | None = typer.Option(
-        None, "--pristine-noise", min=0.0, metavar="SIGMA",
+        None,
+        "--pristine-noise",
+        min=0.0,
+        metavar="SIGMA",
         help="Add rounded Gaussian noise, deviation drawn from 0..SIGMA gray levels, to every pristine training patch "
         "(networks), so that noise alone does not read as a manipulation; 0: off. Default per family: 2 for xception, 0 otherwise.",
     ),
     zoomed_train_photos: bool | None = typer.Option(
-        None, "--zoomed-train-photos/--no-zoomed-train-photos",
+        None,
+        "--zoomed-train-photos/--no-zoomed-train-photos",
         help="Resize tasks: keep the photos the camera upsampled itself (EXIF digital zoom) in the train set, as both "
         "classes, so that the detector learns the task's resampling rather than any resampling; test sets always leave "
         "them out. Default per family: on for bayar2016, off otherwise.",
     ),
-    max_train_patches: int | None = typer.Option(None, "--max-train-patches", help="Train on a seeded, balanced subset."),
-    max_test_patches: int | None = typer.Option(None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."),
+    max_train_patches: int | None = typer.Option(
+        None, "--max-train-patches", help="Train on a seeded, balanced subset."
+    ),
+    max_test_patches: int | None = typer.Option(
+        None, "--max-test-patches", help="Evaluate on a seeded, balanced subset."
+    ),
     evaluate: bool = typer.Option(
-        True, "--evaluate/--no-evaluate",
+        True,
+        "--evaluate/--no-evaluate",
         help="Score the test devices after training. --no-evaluate trains only, on a machine that may hold only the "
         "train devices' photos (name the held-out ones with --test-device); cfzoo evaluate --save-metrics scores them later.",
     ),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave models whose checkpoint exists alone."),
     resume: bool = typer.Option(
-        False, "--resume",
+        False,
+        "--resume",
         help="Continue a stopped run: each network continues from its last snapshot (same numbers as an uninterrupted "
         "run), and models whose checkpoint is written are finished and left alone. Give the same settings as the stopped run.",
     ),
     snapshot_every: int = typer.Option(
-        100, "--snapshot-every", min=1, metavar="STEPS",
+        100,
+        "--snapshot-every",
+        min=1,
+        metavar="STEPS",
         help="Networks save <id>.snapshot.safetensors in --checkpoints every STEPS steps (removed when the model is done).",
     ),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Where patch sets are kept (default $CFZOO_CACHE)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the training records as JSON."),
 ) -> None:
     """Train detectors and evaluate them on the held-out test devices.
@@ -98,10 +123,19 @@ def train(
     for family_name in families:
         for task_id in tasks:
             plan = TrainingPlan(
-                family=family_name, task=task_id, seed=seed, steps=steps, batch_size=batch_size,
-                learning_rate=learning_rate, dihedral_augmentation=augment, pristine_noise=pristine_noise,
-                zoomed_train_photos=zoomed_train_photos, max_train_patches=max_train_patches, max_test_patches=max_test_patches,
-                test_devices=tuple(test_device) if test_device else None, evaluate=evaluate,
+                family=family_name,
+                task=task_id,
+                seed=seed,
+                steps=steps,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                dihedral_augmentation=augment,
+                pristine_noise=pristine_noise,
+                zoomed_train_photos=zoomed_train_photos,
+                max_train_patches=max_train_patches,
+                max_test_patches=max_test_patches,
+                test_devices=tuple(test_device) if test_device else None,
+                evaluate=evaluate,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

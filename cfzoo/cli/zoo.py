@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import chosen_format, format_option, handle_errors, json_flag, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import (
+    chosen_format,
+    format_option,
+    handle_errors,
+    json_flag,
+    note,
+    print_json,
+    progress_bar,
+    stdout,
+)
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
@@ -41,37 +50,68 @@ def list_models(
         note(f"note: {problem}; left out (fix or delete that entry)")
     entries = {entry.id: entry for entry in registry.select(family or None, task or None)}
     # every family x task slot, registered or not, then registered external models
-    slots = [f"{name}-{task_id}" for name in (family or FAMILY_IDS) for task_id in TASK_IDS if not task or task_id in task]
+    slots = [
+        f"{name}-{task_id}" for name in (family or FAMILY_IDS) for task_id in TASK_IDS if not task or task_id in task
+    ]
     rows = []
     for model_id in [*slots, *(model_id for model_id in entries if model_id not in slots)]:
         entry = entries.get(model_id)
         if entry is None:
             if not available:
                 name, task_id = model_id.split("-", 1)
-                rows.append({
-                    "kind": "detector", "id": model_id, "family": name, "task": task_id, "registered": False, "test_acc": None,
-                    "available": False, "sources": [], "hub": None, "size_bytes": None,
-                })
+                rows.append(
+                    {
+                        "kind": "detector",
+                        "id": model_id,
+                        "family": name,
+                        "task": task_id,
+                        "registered": False,
+                        "test_acc": None,
+                        "available": False,
+                        "sources": [],
+                        "hub": None,
+                        "size_bytes": None,
+                    }
+                )
             continue
         gradient_sources = available_sources(entry, "gradient")
         sources = [source for source in available_sources(entry) if source in gradient_sources]
         if available and not sources:
             continue
-        rows.append({
-            "kind": entry.kind, "id": entry.id, "family": entry.family, "task": entry.task, "registered": True,
-            "test_acc": entry.test_accuracy, "available": bool(sources), "sources": sources,
-            "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
-            "size_bytes": sum(file.size for file in entry.files.values()),
-        })
+        rows.append(
+            {
+                "kind": entry.kind,
+                "id": entry.id,
+                "family": entry.family,
+                "task": entry.task,
+                "registered": True,
+                "test_acc": entry.test_accuracy,
+                "available": bool(sources),
+                "sources": sources,
+                "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
+                "size_bytes": sum(file.size for file in entry.files.values()),
+            }
+        )
     restorer_rows = []
     for entry in [] if family else restorers:
         sources = available_sources(entry, entry.kind)
         if (task and entry.task not in task) or (available and not sources):
             continue
-        restorer_rows.append({
-            "kind": entry.kind, "id": entry.id, "family": None, "task": entry.task, "registered": True, "discriminator": entry.discriminator,
-            "test_acc": None, "available": bool(sources), "sources": sources, "hub": None, "size_bytes": entry.file.size,
-        })
+        restorer_rows.append(
+            {
+                "kind": entry.kind,
+                "id": entry.id,
+                "family": None,
+                "task": entry.task,
+                "registered": True,
+                "discriminator": entry.discriminator,
+                "test_acc": None,
+                "available": bool(sources),
+                "sources": sources,
+                "hub": None,
+                "size_bytes": entry.file.size,
+            }
+        )
     if output_format == "json":
         print_json(rows + restorer_rows)
         return
@@ -98,30 +138,57 @@ def list_models(
         )
     stdout.print(table)
     if restorer_rows:
-        restorer_table = Table(title=f"cfzoo GAN restorers: {sum(row['available'] for row in restorer_rows)} of {len(restorer_rows)} available here")
+        restorer_table = Table(
+            title=f"cfzoo GAN restorers: {sum(row['available'] for row in restorer_rows)} of {len(restorer_rows)} available here"
+        )
         for column in ("restorer", "task", "MB", "available from"):
-            restorer_table.add_column(column, justify="right" if column == "MB" else "left", no_wrap=column != "available from")
+            restorer_table.add_column(
+                column, justify="right" if column == "MB" else "left", no_wrap=column != "available from"
+            )
         for row in restorer_rows:
             where = ", ".join(row["sources"]) or "cfzoo train-restorer, then cfzoo export-restorer"
             restorer_table.add_row(row["id"], row["task"], f"{row['size_bytes'] / 1e6:.2f}", where)
         stdout.print(restorer_table)
 
 
-LIST_COLUMNS = ("kind", "id", "family", "task", "discriminator", "registered", "test_acc", "available", "sources", "hub_repo_id", "hub_revision", "size_bytes")
+LIST_COLUMNS = (
+    "kind",
+    "id",
+    "family",
+    "task",
+    "discriminator",
+    "registered",
+    "test_acc",
+    "available",
+    "sources",
+    "hub_repo_id",
+    "hub_revision",
+    "size_bytes",
+)
 
 
 def _flat(row: dict) -> dict:
     """A row of `cfzoo list --format json` as a CSV line: sources joined by spaces, the Hub source in two columns."""
     hub = row["hub"] or {}
-    return {**{key: value for key, value in row.items() if key != "hub"}, "sources": " ".join(row["sources"]),
-            "hub_repo_id": hub.get("repo_id"), "hub_revision": hub.get("revision")}
+    return {
+        **{key: value for key, value in row.items() if key != "hub"},
+        "sources": " ".join(row["sources"]),
+        "hub_repo_id": hub.get("repo_id"),
+        "hub_revision": hub.get("revision"),
+    }
 
 
 @handle_errors
 def export(
-    model: list[str] = typer.Argument(None, help="Model ids (<family>-<task>) to export; default: every checkpoint found."),
-    checkpoints: Path = typer.Option(None, "--checkpoints", help="Folder of `cfzoo train` checkpoints (default $CFZOO_HOME/checkpoints)."),
-    zoo: Path = typer.Option(None, "--zoo", help="Zoo folder to export into (default $CFZOO_HOME/zoo, which cfzoo uses first)."),
+    model: list[str] = typer.Argument(
+        None, help="Model ids (<family>-<task>) to export; default: every checkpoint found."
+    ),
+    checkpoints: Path = typer.Option(
+        None, "--checkpoints", help="Folder of `cfzoo train` checkpoints (default $CFZOO_HOME/checkpoints)."
+    ),
+    zoo: Path = typer.Option(
+        None, "--zoo", help="Zoo folder to export into (default $CFZOO_HOME/zoo, which cfzoo uses first)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the registry entries as JSON."),
 ) -> None:
     """Export trained checkpoints to ONNX (detector + gradient companion) and register them in a zoo.
@@ -140,31 +207,47 @@ def export(
     if not model_ids:
         raise CfzooError(f"no checkpoints in {checkpoints}; train some with `cfzoo train DATA -f FAMILY -t TASK`")
     with progress_bar("export") as update:
-        registry = export_to_zoo(checkpoints, model_ids, zoo, on_model=lambda model_id, done, total: update(done, total))
+        registry = export_to_zoo(
+            checkpoints, model_ids, zoo, on_model=lambda model_id, done, total: update(done, total)
+        )
     exported = [registry.get(model_id) for model_id in model_ids]
     if as_json:
         print_json([entry.to_json() for entry in exported])
         return
     for entry in exported:
         size = sum(file.size for file in entry.files.values()) / 1e6
-        stdout.print(f"{entry.id}: {', '.join(file.name for file in entry.files.values())} ({size:.2f} MB)", soft_wrap=True)
+        stdout.print(
+            f"{entry.id}: {', '.join(file.name for file in entry.files.values())} ({size:.2f} MB)", soft_wrap=True
+        )
     stdout.print(f"zoo: {zoo}", soft_wrap=True)
 
 
 @handle_errors
 def register(
     path: Path = typer.Argument(..., help="The detector's .onnx file.", show_default=False, readable=False),
-    model_id: str = typer.Option(..., "--id", help="Its id in the zoo: lowercase letters, digits, '.', '_', '-' (not <family>-<task>)."),
-    task: str = typer.Option(..., "--task", "-t", help=f"The manipulation it detects: {', '.join(TASK_IDS)}."),
-    layout: str = typer.Option("NCHW", "--layout", help="Its input layout: NCHW ([N,3,128,128]) or NHWC ([N,128,128,3]); RGB."),
-    input_range: int = typer.Option(255, "--input-range", help="The pixel range it expects: 255 (0..255) or 1 (0..1)."),
-    outputs: str = typer.Option("two-logits", "--outputs", help="two-logits ([N,2]) or one-logit ([N] or [N,1]); logits, not probabilities."),
-    manipulated_class: int = typer.Option(
-        1, "--manipulated-class", help="Which logit means manipulated (two logits: its column; one logit: 1 if positive means manipulated, 0 if pristine)."
+    model_id: str = typer.Option(
+        ..., "--id", help="Its id in the zoo: lowercase letters, digits, '.', '_', '-' (not <family>-<task>)."
     ),
-    threshold: float = typer.Option(0.5, "--threshold", help="Probability of manipulated above which a patch is called manipulated."),
+    task: str = typer.Option(..., "--task", "-t", help=f"The manipulation it detects: {', '.join(TASK_IDS)}."),
+    layout: str = typer.Option(
+        "NCHW", "--layout", help="Its input layout: NCHW ([N,3,128,128]) or NHWC ([N,128,128,3]); RGB."
+    ),
+    input_range: int = typer.Option(255, "--input-range", help="The pixel range it expects: 255 (0..255) or 1 (0..1)."),
+    outputs: str = typer.Option(
+        "two-logits", "--outputs", help="two-logits ([N,2]) or one-logit ([N] or [N,1]); logits, not probabilities."
+    ),
+    manipulated_class: int = typer.Option(
+        1,
+        "--manipulated-class",
+        help="Which logit means manipulated (two logits: its column; one logit: 1 if positive means manipulated, 0 if pristine).",
+    ),
+    threshold: float = typer.Option(
+        0.5, "--threshold", help="Probability of manipulated above which a patch is called manipulated."
+    ),
     companion: bool = typer.Option(
-        True, "--companion/--no-companion", help="Make the gradient companion that gradient attacks need (onnx2torch + autograd; the train extra)."
+        True,
+        "--companion/--no-companion",
+        help="Make the gradient companion that gradient attacks need (onnx2torch + autograd; the train extra).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the registry entry as JSON."),
 ) -> None:
@@ -189,5 +272,11 @@ def register(
     if registration.companion_error is None:
         stdout.print("no gradient companion: gradient attacks (fgsm, ifgsm) cannot target it", soft_wrap=True)
     else:
-        stdout.print(f"gradient companion agrees with finite differences of the detector to {registration.companion_error:.1%}", soft_wrap=True)
-    stdout.print(f"use it: cfzoo detect IMAGE --model {model_id}; cfzoo attack IMAGE --target {model_id} -t {task} --out OUT.png", soft_wrap=True)
+        stdout.print(
+            f"gradient companion agrees with finite differences of the detector to {registration.companion_error:.1%}",
+            soft_wrap=True,
+        )
+    stdout.print(
+        f"use it: cfzoo detect IMAGE --model {model_id}; cfzoo attack IMAGE --target {model_id} -t {task} --out OUT.png",
+        soft_wrap=True,
+    )

@@ -19,7 +19,7 @@ class LocalEngine(Engine):
         failed = 0
         for start in range(0, len(pending), settings.images_per_part):
             rows = []
-            for done, path in enumerate(pending[start:start + settings.images_per_part], start + 1):
+            for done, path in enumerate(pending[start : start + settings.images_per_part], start + 1):
                 image_rows = scan_rows(path, selection.detectors, settings.stride, settings.batch_size)
                 failed += image_rows[0]["error"] is not None
                 rows.extend(image_rows)

@@ -52,7 +52,9 @@ class RayEngine(Engine):
         def run(cells: Sequence[Callable[[], Any]]) -> list:
             with ray_session(self.address) as ray:
                 environment = {name: os.environ[name] for name in DRIVER_ENVIRONMENT if name in os.environ}
-                task = ray.remote(num_cpus=1, max_retries=CELL_RETRIES, runtime_env={"env_vars": environment})(_run_cell)
+                task = ray.remote(num_cpus=1, max_retries=CELL_RETRIES, runtime_env={"env_vars": environment})(
+                    _run_cell
+                )
                 pending = [task.remote(cell, os.getcwd()) for cell in cells]
                 waiting = list(pending)
                 while waiting:
@@ -84,7 +86,9 @@ def ray_session(address: str | None) -> Iterator:
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as error:
-                raise CfzooError(f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check {option('address')} (ray status shows it)") from None
+                raise CfzooError(
+                    f"cannot reach a Ray cluster at {address}: {str(error).splitlines()[0]}; check {option('address')} (ray status shows it)"
+                ) from None
         try:
             for name in ("ray", "ray.data"):  # Ray's info lines: cfzoo reports progress itself
                 logging.getLogger(name).setLevel(logging.ERROR)
@@ -112,7 +116,11 @@ class _ScanWorker:
         self.detectors = settings.detectors(providers)
 
     def __call__(self, batch: dict) -> dict:
-        rows = [row for path in batch["path"] for row in scan_rows(path, self.detectors, self.settings.stride, self.settings.batch_size)]
+        rows = [
+            row
+            for path in batch["path"]
+            for row in scan_rows(path, self.detectors, self.settings.stride, self.settings.batch_size)
+        ]
         return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
 
 
@@ -124,10 +132,17 @@ def _scan_on_ray(ray, pending, output, settings, workers, progress) -> int:
     paths = [{"path": str(path)} for path in pending]
     blocks = max(1, -(-len(paths) // settings.images_per_part))
     dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
-        _ScanWorker, fn_constructor_kwargs={
-            "settings": settings, "providers": "cuda" if gpus else "cpu", "threads": None if gpus else 1, "cwd": os.getcwd(),
+        _ScanWorker,
+        fn_constructor_kwargs={
+            "settings": settings,
+            "providers": "cuda" if gpus else "cpu",
+            "threads": None if gpus else 1,
+            "cwd": os.getcwd(),
         },
-        batch_size=settings.images_per_part, concurrency=pool, num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+        batch_size=settings.images_per_part,
+        concurrency=pool,
+        num_cpus=0 if gpus else 1,
+        num_gpus=1 if gpus else 0,
         batch_format="numpy",  # Ray Data restarts dead actors and retries their batches by default
     )
     done, failed = set(), 0

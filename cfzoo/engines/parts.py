@@ -37,10 +37,14 @@ class ScanOutput:
     def __init__(self, folder: str | os.PathLike[str], resume: bool = False):
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
-            raise CfzooError(f"{option('out')} {self.folder} is a file; give a folder for the Parquet parts (e.g. results.parquet)")
+            raise CfzooError(
+                f"{option('out')} {self.folder} is a file; give a folder for the Parquet parts (e.g. results.parquet)"
+            )
         parts = sorted(self.folder.glob(PART_GLOB)) if self.folder.is_dir() else []
         if parts and not resume:
-            raise CfzooError(f"{self.folder} already holds a scan ({len(parts)} parts); add {option('resume')} to finish it, or choose another {option('out')}")
+            raise CfzooError(
+                f"{self.folder} already holds a scan ({len(parts)} parts); add {option('resume')} to finish it, or choose another {option('out')}"
+            )
         self.held = held_keys(parts)
         self._run = uuid.uuid4().hex[:8]
         self._numbers = itertools.count(len(parts))
@@ -88,7 +92,11 @@ def read_rows(folder: str | os.PathLike[str]) -> list[dict]:
 def held_keys(parts: Sequence[Path]) -> set[tuple]:
     """The (path, sha256, model) of every row in ``parts``, read from those three columns only."""
     key_columns = ("path", "sha256", "model")
-    return {key for table in _tables(parts, key_columns) for key in zip(*(table.column(name).to_pylist() for name in key_columns))}
+    return {
+        key
+        for table in _tables(parts, key_columns)
+        for key in zip(*(table.column(name).to_pylist() for name in key_columns))
+    }
 
 
 def _tables(parts: Sequence[Path], columns: Sequence[str] | None = None):
@@ -98,4 +106,6 @@ def _tables(parts: Sequence[Path], columns: Sequence[str] | None = None):
         try:
             yield parquet.read_table(part, columns=None if columns is None else list(columns), schema=schema())
         except (OSError, ValueError) as error:
-            raise CfzooError(f"{part}: the part cannot be read ({str(error).splitlines()[0]}); move it away and {option('resume')}") from None
+            raise CfzooError(
+                f"{part}: the part cannot be read ({str(error).splitlines()[0]}); move it away and {option('resume')}"
+            ) from None

@@ -35,7 +35,9 @@ class Engine(ABC):
         """A runner of independent cells; ``on_progress(cells done, cells)`` where the cells cannot report themselves."""
 
     @abstractmethod
-    def map_images(self, pending: Sequence[Path], output, settings, selection, workers: int | None, progress: ProgressCallback) -> int:
+    def map_images(
+        self, pending: Sequence[Path], output, settings, selection, workers: int | None, progress: ProgressCallback
+    ) -> int:
         """Score every path of ``pending`` with the scan ``settings`` (``selection``: the detectors, opened here),
         write the rows to ``output`` (:class:`~cfzoo.engines.parts.ScanOutput`) part by part, report images done
         to ``progress``; returns how many images failed."""

@@ -110,29 +110,38 @@ def measure_detection(
         if not detectors:
             continue
         patch_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            dataset,
+            PatchSetSpec(task=task, split="test", seed=seed),
+            split,
+            cache_dir,
             on_progress=functools.partial(status, f"Table I {task} patches"),
         )
         chosen = balanced_subset(patch_set.labels, None if max_patches is None else 2 * max_patches, seed + 1)
         calls = {model_id: [] for model_id in detectors}
         for start in range(0, len(chosen), batch_size):
-            patches = np.asarray(patch_set.patches[chosen[start:start + batch_size]])
+            patches = np.asarray(patch_set.patches[chosen[start : start + batch_size]])
             for model_id, detector in detectors.items():
                 calls[model_id].append(called_manipulated(detector, patches, batch_size)[1])
             status(f"Table I {task} detect", start + len(patches), len(chosen))
         labels = patch_set.labels[chosen]
         for entry in (detector.entry for detector in detectors.values()):
-            rates = detection_rates(labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool))
-            rows.append(DetectionRow(
-                task=task,
-                family=entry.family,
-                model=entry.id,
-                pristine=rates.pristine,
-                manipulated=rates.manipulated,
-                **{metric: finite_or_none(getattr(rates, metric)) for metric in ("fpr", "tpr", "acc")},
-                paper=table1(task, entry.family),
-                trained_on_test_devices=sorted(set(split.test) & set(entry.training.get("split", {}).get("train", []))),
-            ))
+            rates = detection_rates(
+                labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool)
+            )
+            rows.append(
+                DetectionRow(
+                    task=task,
+                    family=entry.family,
+                    model=entry.id,
+                    pristine=rates.pristine,
+                    manipulated=rates.manipulated,
+                    **{metric: finite_or_none(getattr(rates, metric)) for metric in ("fpr", "tpr", "acc")},
+                    paper=table1(task, entry.family),
+                    trained_on_test_devices=sorted(
+                        set(split.test) & set(entry.training.get("split", {}).get("train", []))
+                    ),
+                )
+            )
     return DetectionTable(test_devices=list(split.test), rows=rows)
 
 
@@ -175,7 +184,11 @@ def reproduce(
     check_eps(eps)
     if max_patches is not None and max_patches < 1:
         raise CfzooError(f"{option('max_patches')} must be at least 1, got {max_patches}")
-    tasks = [task for task in TABLE1_ORDER if task in {get_manipulation(task).task_id for task in tasks}] if tasks else list(TABLE1_ORDER)
+    tasks = (
+        [task for task in TABLE1_ORDER if task in {get_manipulation(task).task_id for task in tasks}]
+        if tasks
+        else list(TABLE1_ORDER)
+    )
     machine = machine_description(providers)  # an unknown provider fails here, before any work
     split = split_devices(dataset.device_names, seed)
     started = time.perf_counter()
@@ -183,23 +196,41 @@ def reproduce(
     # independent cells: Table I per task, FGSM per target and task, Table V; progress only where they run here
     status = on_status if run_cells.in_process else None
     detection_cells = [
-        functools.partial(timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status) for task in tasks
+        functools.partial(
+            timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status
+        )
+        for task in tasks
     ]
     attack_cells = [
         functools.partial(
-            timed, _attack_cell, dataset, target, task, AttackSettings(eps, "fgsm", batch_size=batch_size, seed=seed), max_patches,
-            providers, cache_dir,
-            None if status is None else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
+            timed,
+            _attack_cell,
+            dataset,
+            target,
+            task,
+            AttackSettings(eps, "fgsm", batch_size=batch_size, seed=seed),
+            max_patches,
+            providers,
+            cache_dir,
+            None
+            if status is None
+            else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
         )
-        for target, target_tasks in attack_targets(tasks).items() for task in target_tasks
+        for target, target_tasks in attack_targets(tasks).items()
+        for task in target_tasks
     ]
-    restoration_cell = functools.partial(timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status)
+    restoration_cell = functools.partial(
+        timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status
+    )
     results = run_cells([*detection_cells, *attack_cells, restoration_cell])
     detection_results, attack_results, (restoration, restoration_seconds) = (
-        results[:len(detection_cells)], results[len(detection_cells):-1], results[-1]
+        results[: len(detection_cells)],
+        results[len(detection_cells) : -1],
+        results[-1],
     )
     detection = DetectionTable(
-        test_devices=list(split.test), rows=[row for table, _ in detection_results for row in table.rows],
+        test_devices=list(split.test),
+        rows=[row for table, _ in detection_results for row in table.rows],
     )
     attacks = _merged_attack_reports([report for report, _ in attack_results])
     seconds = {  # each stage: the time its cells took, wherever they ran
@@ -212,11 +243,21 @@ def reproduce(
         cfzoo_version=__version__,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         settings=ReproduceSettings(
-            tasks=tasks, eps=eps, method="fgsm", seed=seed, max_patches=max_patches, providers=providers, batch_size=batch_size,
+            tasks=tasks,
+            eps=eps,
+            method="fgsm",
+            seed=seed,
+            max_patches=max_patches,
+            providers=providers,
+            batch_size=batch_size,
         ),
         data=DataDescription(
-            path=str(dataset.root), description=data_description, images=dataset.image_count(),
-            devices=list(dataset.device_names), train_devices=list(split.train), test_devices=list(split.test),
+            path=str(dataset.root),
+            description=data_description,
+            images=dataset.image_count(),
+            devices=list(dataset.device_names),
+            train_devices=list(split.train),
+            test_devices=list(split.test),
         ),
         machine=machine,
         seconds=StageSeconds(**seconds, total=round(time.perf_counter() - started, 2)),
@@ -240,31 +281,47 @@ def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport
     for report in reports:
         by_target.setdefault(report.target, []).append(report)
     return [
-        parts[0].model_copy(update={
-            "rows": [row for part in parts for row in part.rows],
-            "target_trained_on_test_devices": sorted({device for part in parts for device in part.target_trained_on_test_devices}),
-        })
+        parts[0].model_copy(
+            update={
+                "rows": [row for part in parts for row in part.rows],
+                "target_trained_on_test_devices": sorted(
+                    {device for part in parts for device in part.target_trained_on_test_devices}
+                ),
+            }
+        )
         for parts in by_target.values()
     ]
 
 
-def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status) -> RestorationReport:
+def restore_if_available(
+    dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status
+) -> RestorationReport:
     """Table V for the restorers here among ``tasks``; with none, the same keys, no rows and a note saying how to get them."""
     from cfzoo.experiments.restoration import evaluable_restorers, evaluate_restoration
 
     chosen = [task for task in RESTORATION_TASKS if task in tasks]
     wanted = [f"restorer-{task}-{kind}" for task in chosen for kind in DISCRIMINATORS]
     empty = RestorationReport(
-        seed=seed, dataset=str(dataset.root), test_devices=list(split_devices(dataset.device_names, seed).test),
-        max_patches=max_patches, missing=wanted, rows=[],
+        seed=seed,
+        dataset=str(dataset.root),
+        test_devices=list(split_devices(dataset.device_names, seed).test),
+        max_patches=max_patches,
+        missing=wanted,
+        rows=[],
     )
     if not chosen:
-        return empty.model_copy(update={"note": f"Not run: Table V restores {' and '.join(RESTORATION_TASKS)}, none of the tasks chosen"})
+        return empty.model_copy(
+            update={"note": f"Not run: Table V restores {' and '.join(RESTORATION_TASKS)}, none of the tasks chosen"}
+        )
     try:
         evaluable_restorers(chosen)
     except CfzooError:  # none of them is here
         task, kind = chosen[0], DISCRIMINATORS[-1]
-        return empty.model_copy(update={"note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"})
+        return empty.model_copy(
+            update={
+                "note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"
+            }
+        )
     status = None if on_status is None else (lambda stage, done, total: on_status(f"Table V {stage}", done, total))
     return evaluate_restoration(dataset, chosen, None, seed, max_patches, providers, batch_size, cache_dir, status)
 
@@ -272,7 +329,9 @@ def restore_if_available(dataset, tasks, seed, max_patches, providers, batch_siz
 # --- comparison with the paper -----------------------------------------------------------------
 
 
-def differences(table1_measured: DetectionTable, attacks: list[AttackReport], restoration: RestorationReport) -> dict[str, list[str]]:
+def differences(
+    table1_measured: DetectionTable, attacks: list[AttackReport], restoration: RestorationReport
+) -> dict[str, list[str]]:
     """{table key: lines "what: ours vs paper (difference)"} where ours and the paper differ by more than
     :data:`DIFFERENCE_POINTS`; keys ``table1``, ``fgsm_<target>``, ``table5``."""
     found = {"table1": []}
@@ -289,7 +348,12 @@ def differences(table1_measured: DetectionTable, attacks: list[AttackReport], re
     found["table5"] = []
     for row in restoration.rows:
         for family, rates in row.tpr.items():
-            _compare(found["table5"], f"{FAMILY_TITLES[family]} {row.task} ({row.discriminator}) TPR after", rates.after, rates.paper)
+            _compare(
+                found["table5"],
+                f"{FAMILY_TITLES[family]} {row.task} ({row.discriminator}) TPR after",
+                rates.after,
+                rates.paper,
+            )
     return found
 
 
@@ -342,7 +406,10 @@ def report_markdown(document: ReproduceDocument, plots: dict[str, str]) -> str:
         lines.append(table1_markdown(document.table1.rows, families))
         trained = sorted({device for row in document.table1.rows for device in row.trained_on_test_devices})
         if trained:
-            lines += ["", f"Note: {', '.join(trained)} were training devices of some detectors; their figures there are not test figures."]
+            lines += [
+                "",
+                f"Note: {', '.join(trained)} were training devices of some detectors; their figures there are not test figures.",
+            ]
     else:
         lines.append("No detector of these tasks is available here (`cfzoo list`).")
     lines += _differences_section(document.differences["table1"], plots.get("table1"))
@@ -357,11 +424,23 @@ def report_markdown(document: ReproduceDocument, plots: dict[str, str]) -> str:
         ]
     for report in document.attacks:
         title = FAMILY_TITLES[report.target]
-        lines += [f"### Target {title}: " + (f"the paper's Table {report.paper_table}" if report.paper_table else
-                  "ours, beyond the paper" if report.target not in PAPER_TABLES else f"eps = {report.eps}, the paper reports eps = 1"), ""]
+        lines += [
+            f"### Target {title}: "
+            + (
+                f"the paper's Table {report.paper_table}"
+                if report.paper_table
+                else "ours, beyond the paper"
+                if report.target not in PAPER_TABLES
+                else f"eps = {report.eps}, the paper reports eps = 1"
+            ),
+            "",
+        ]
         lines.append(attack_markdown(report))
         if report.target_trained_on_test_devices:
-            lines += ["", f"Note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {title} models."]
+            lines += [
+                "",
+                f"Note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {title} models.",
+            ]
         lines += _differences_section(document.differences[f"fgsm_{report.target}"], plots.get(f"fgsm_{report.target}"))
     lines += ["## Table V: GAN restoration of median filtering", ""]
     restoration = document.restoration
@@ -380,7 +459,13 @@ def _restoration_markdown(restoration: RestorationReport) -> str:
 
 
 def _differences_section(lines: list[str], plot: str | None) -> list[str]:
-    section = ["", f"Differences from the paper over {DIFFERENCE_POINTS:g} points:" if lines else f"No difference from the paper over {DIFFERENCE_POINTS:g} points.", ""]
+    section = [
+        "",
+        f"Differences from the paper over {DIFFERENCE_POINTS:g} points:"
+        if lines
+        else f"No difference from the paper over {DIFFERENCE_POINTS:g} points.",
+        "",
+    ]
     section += [f"- {line}" for line in lines]
     if lines:
         section.append("")
@@ -405,7 +490,9 @@ def write_plots(document: ReproduceDocument, folder: Path) -> dict[str, str]:
     from matplotlib.figure import Figure
 
     def save(figure: Figure, name: str) -> str:
-        write_atomically(folder / name, lambda temporary: figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight"))
+        write_atomically(
+            folder / name, lambda temporary: figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+        )
         return name
 
     def grouped(axes, groups: list[str], series: list[tuple[str, list[float | None], dict]]) -> None:
@@ -425,8 +512,20 @@ def write_plots(document: ReproduceDocument, folder: Path) -> dict[str, str]:
         series = []
         for number, family in enumerate(family for family in FAMILY_IDS if any(row.family == family for row in rows)):
             colour = f"C{number}"
-            series.append((f"{FAMILY_TITLES[family]} ours", [by_key[(family, t)].acc if (family, t) in by_key else None for t in tasks], {"color": colour}))
-            series.append((f"{FAMILY_TITLES[family]} paper", [(table1(t, family) or {}).get("acc") for t in tasks], {"color": colour, "alpha": 0.35, "hatch": "//"}))
+            series.append(
+                (
+                    f"{FAMILY_TITLES[family]} ours",
+                    [by_key[(family, t)].acc if (family, t) in by_key else None for t in tasks],
+                    {"color": colour},
+                )
+            )
+            series.append(
+                (
+                    f"{FAMILY_TITLES[family]} paper",
+                    [(table1(t, family) or {}).get("acc") for t in tasks],
+                    {"color": colour, "alpha": 0.35, "hatch": "//"},
+                )
+            )
         figure = Figure(figsize=(max(6, 1.4 * len(tasks) + 3), 4))
         axes = figure.add_subplot()
         grouped(axes, tasks, series)

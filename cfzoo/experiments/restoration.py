@@ -31,6 +31,7 @@ from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
 from cfzoo.results import Quality, RestorationQuality, RestorationReport, RestorationRow, TprChange
+from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.restorers import (
     DISCRIMINATOR_TITLES,
     DISCRIMINATORS,
@@ -41,7 +42,6 @@ from cfzoo.zoo.restorers import (
     load_restorer_registry,
     restorer_id,
 )
-from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.runtime import load_detector
 
 PAPER_TABLE = "table5_gan_restoration_median"
@@ -55,7 +55,9 @@ def paper_tpr(task: str, discriminator: str, family: str) -> float | None:
     return paper_tables()[PAPER_TABLE]["by_discriminator"].get(discriminator, {}).get(task, {}).get(family)
 
 
-def evaluable_restorers(tasks: Iterable[str] | None = None, discriminators: Iterable[str] | None = None) -> tuple[list[RestorerEntry], list[str]]:
+def evaluable_restorers(
+    tasks: Iterable[str] | None = None, discriminators: Iterable[str] | None = None
+) -> tuple[list[RestorerEntry], list[str]]:
     """(restorers to evaluate, ids of the selection left out because their files are not here).
 
     The selection is every task given (default: both) times every discriminator given (default: both). With
@@ -105,7 +107,10 @@ def evaluate_restoration(
     rows = []
     for task in dict.fromkeys(entry.task for entry in restorers):
         patch_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            dataset,
+            PatchSetSpec(task=task, split="test", seed=seed),
+            split,
+            cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
         partners, manipulated = aligned_pairs(patch_set)
@@ -119,7 +124,7 @@ def evaluate_restoration(
         sums = {name: np.zeros(2) for name in ("input", *sessions)}  # squared error, SSIM sum
         seconds = dict.fromkeys(sessions, 0.0)
         for start in range(0, len(chosen), batch_size):
-            batch = chosen[start:start + batch_size]
+            batch = chosen[start : start + batch_size]
             filtered = np.asarray(patch_set.patches[manipulated[batch]])
             pristine = np.asarray(patch_set.patches[partners[batch]])
             sums["input"] += quality_sums(pristine, filtered)[:2]
@@ -135,27 +140,35 @@ def evaluate_restoration(
             status(f"{task} restore", start + len(batch), len(chosen))
         samples = len(chosen) * int(np.prod(patch_set.patches.shape[1:]))
         for entry in kinds:
-            rows.append(RestorationRow(
-                task=task,
-                discriminator=entry.discriminator,
-                restorer=entry.id,
-                patches=len(chosen),
-                quality=RestorationQuality(
-                    input=_quality(sums["input"], samples, len(chosen)), restored=_quality(sums[entry.discriminator], samples, len(chosen))
-                ),
-                restore_seconds=round(seconds[entry.discriminator], 2),
-                tpr={
-                    detector_entry.family: TprChange(
-                        model=detector_entry.id,
-                        before=_tpr(before[detector_entry.family]),
-                        after=_tpr(after[entry.discriminator][detector_entry.family]),
-                        paper=paper_tpr(task, entry.discriminator, detector_entry.family),
-                    )
-                    for detector_entry in entries
-                },
-            ))
+            rows.append(
+                RestorationRow(
+                    task=task,
+                    discriminator=entry.discriminator,
+                    restorer=entry.id,
+                    patches=len(chosen),
+                    quality=RestorationQuality(
+                        input=_quality(sums["input"], samples, len(chosen)),
+                        restored=_quality(sums[entry.discriminator], samples, len(chosen)),
+                    ),
+                    restore_seconds=round(seconds[entry.discriminator], 2),
+                    tpr={
+                        detector_entry.family: TprChange(
+                            model=detector_entry.id,
+                            before=_tpr(before[detector_entry.family]),
+                            after=_tpr(after[entry.discriminator][detector_entry.family]),
+                            paper=paper_tpr(task, entry.discriminator, detector_entry.family),
+                        )
+                        for detector_entry in entries
+                    },
+                )
+            )
     return RestorationReport(
-        seed=seed, dataset=str(dataset.root), test_devices=list(split.test), max_patches=max_patches, missing=missing, rows=rows
+        seed=seed,
+        dataset=str(dataset.root),
+        test_devices=list(split.test),
+        max_patches=max_patches,
+        missing=missing,
+        rows=rows,
     )
 
 
@@ -175,7 +188,9 @@ def restoration_markdown(report: RestorationReport) -> str:
     lines = [
         f"TPR (percent) on median-filtered test patches before and after GAN restoration; test devices: {', '.join(report.test_devices)}",
         "",
-        "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | " + before_after_header(families) + " |",
+        "| task | discriminator | patches | PSNR dB filtered -> restored | SSIM filtered -> restored | "
+        + before_after_header(families)
+        + " |",
         "|---|---|---:|---:|---:|" + "---:|---:|" * len(families),
     ]
     for row in report.rows:
@@ -185,10 +200,13 @@ def restoration_markdown(report: RestorationReport) -> str:
             f"| {row.task} | {row.discriminator} | {row.patches} | {_db(quality.input.psnr_db)} -> {_db(quality.restored.psnr_db)} | "
             f"{quality.input.ssim:.4f} -> {quality.restored.ssim:.4f} | " + " | ".join(cells) + " |"
         )
-    lines += ["", (
-        "In brackets: the paper's Table V (TPR after restoration; the paper reports no PSNR or SSIM). "
-        f"Discriminators: kim = {DISCRIMINATOR_TITLES['kim']}, vgg = {DISCRIMINATOR_TITLES['vgg']}."
-    )]
+    lines += [
+        "",
+        (
+            "In brackets: the paper's Table V (TPR after restoration; the paper reports no PSNR or SSIM). "
+            f"Discriminators: kim = {DISCRIMINATOR_TITLES['kim']}, vgg = {DISCRIMINATOR_TITLES['vgg']}."
+        ),
+    ]
     if report.missing:
         lines.append(f"Not available here: {', '.join(report.missing)}.")
     return "\n".join(lines)

@@ -68,7 +68,9 @@ def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: 
         raise CfzooError(f"name at least one attack; choose from: {', '.join(attack_names())}")
     unfit = [attack for attack in chosen if not get_attack(attack).ensemble]
     if ensemble and unfit:
-        raise CfzooError(f"an ensemble is attacked by {', '.join(attack_names(ensemble=True))} only; leave out {', '.join(unfit)}")
+        raise CfzooError(
+            f"an ensemble is attacked by {', '.join(attack_names(ensemble=True))} only; leave out {', '.join(unfit)}"
+        )
     for attack in chosen:
         AttackSettings(1, attack, survive_jpeg=survive_jpeg)  # a platform step the attack cannot aim through is refused
     return chosen
@@ -111,13 +113,19 @@ class RobustnessSettings:
         check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
 
     def attack_settings(self, attack: str, eps: int) -> AttackSettings:
-        budget = self.queries if "queries" in get_attack(attack).options else None  # only the attacks that take a budget
-        return AttackSettings(eps, attack, batch_size=self.batch_size, queries=budget, seed=self.seed, survive_jpeg=self.survive_jpeg)
+        budget = (
+            self.queries if "queries" in get_attack(attack).options else None
+        )  # only the attacks that take a budget
+        return AttackSettings(
+            eps, attack, batch_size=self.batch_size, queries=budget, seed=self.seed, survive_jpeg=self.survive_jpeg
+        )
 
     def targets(self) -> dict[str, AttackTarget]:
         """What is attacked for each task (with companions when an attack needs gradients); a one-line CfzooError
         for a target that is missing or that an attack cannot reach."""
-        targets = attack_targets(self.target, self.tasks or None, self.providers, any(needs_gradient(attack) for attack in self.attacks))
+        targets = attack_targets(
+            self.target, self.tasks or None, self.providers, any(needs_gradient(attack) for attack in self.attacks)
+        )
         for task, chosen in targets.items():
             for attack in self.attacks:
                 check_method_fits(attack, chosen, task)
@@ -138,9 +146,12 @@ def robustness(
     engine's) each task is a cell of its own, run there and merged in task order: the same report."""
     targets = settings.targets()
     if run_cells is not None and not run_cells.in_process:
-        parts = run_cells([
-            functools.partial(robustness, dataset, replace(settings, tasks=(task,)), cache_dir=cache_dir) for task in targets
-        ])
+        parts = run_cells(
+            [
+                functools.partial(robustness, dataset, replace(settings, tasks=(task,)), cache_dir=cache_dir)
+                for task in targets
+            ]
+        )
         return parts[0].model_copy(update={"rows": [row for part in parts for row in part.rows]})
     status = on_status or (lambda stage, done, total: None)
     seed, recompress = settings.seed, settings.recompress
@@ -148,7 +159,10 @@ def robustness(
     rows = []
     for task, chosen in targets.items():
         patch_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=seed), split, cache_dir,
+            dataset,
+            PatchSetSpec(task=task, split="test", seed=seed),
+            split,
+            cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
         rows_chosen = manipulated_rows(patch_set, settings.max_patches, seed)
@@ -158,19 +172,36 @@ def robustness(
         detected_before = chosen.margin(original) > 0
         model = "+".join(member.entry.id for member in chosen.detectors)
         common = {"task": task, "model": model, "patches": len(original), "tpr_before": _percent(detected_before)}
-        rows.append(RobustnessRow(  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
-            **common, eps=0, attack=NO_ATTACK, tpr_after=common["tpr_before"], psnr_db=None, mean_queries=None,
-            seconds=0.0, recompressed={str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress},
-        ))
+        rows.append(
+            RobustnessRow(  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
+                **common,
+                eps=0,
+                attack=NO_ATTACK,
+                tpr_after=common["tpr_before"],
+                psnr_db=None,
+                mean_queries=None,
+                seconds=0.0,
+                recompressed={
+                    str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0)
+                    for quality in recompress
+                },
+            )
+        )
         partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in settings.attacks}
-        pristine = {attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()}
+        pristine = {
+            attack: None if found is None else np.asarray(patch_set.patches[found])
+            for attack, found in partners.items()
+        }
         for eps in settings.eps:
             survivors, seconds = detected_before.copy(), 0.0
             survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
             for attack in settings.attacks:
                 started = time.perf_counter()
                 result = run_attack(
-                    settings.attack_settings(attack, eps), chosen, original, functools.partial(status, f"{task} eps {eps} {attack}"),
+                    settings.attack_settings(attack, eps),
+                    chosen,
+                    original,
+                    functools.partial(status, f"{task} eps {eps} {attack}"),
                     pristine=pristine[attack],
                 )
                 elapsed = time.perf_counter() - started
@@ -182,20 +213,37 @@ def robustness(
                     survivors_recompressed[quality] &= still_detected
                     recompressed[str(quality)] = _percent(still_detected)
                 seconds += elapsed
-                rows.append(RobustnessRow(
-                    **common, eps=eps, attack=attack, tpr_after=_percent(detected),
-                    psnr_db=finite_or_none(psnr(original, result.patches)), mean_queries=round(float(result.queries.mean()), 2),
-                    seconds=round(elapsed, 2), recompressed=recompressed,
-                ))
-            rows.append(RobustnessRow(
-                **common, eps=eps, attack=WORST_CASE, tpr_after=_percent(survivors), psnr_db=None, mean_queries=None,
-                seconds=round(seconds, 2),
-                recompressed={str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
-            ))
+                rows.append(
+                    RobustnessRow(
+                        **common,
+                        eps=eps,
+                        attack=attack,
+                        tpr_after=_percent(detected),
+                        psnr_db=finite_or_none(psnr(original, result.patches)),
+                        mean_queries=round(float(result.queries.mean()), 2),
+                        seconds=round(elapsed, 2),
+                        recompressed=recompressed,
+                    )
+                )
+            rows.append(
+                RobustnessRow(
+                    **common,
+                    eps=eps,
+                    attack=WORST_CASE,
+                    tpr_after=_percent(survivors),
+                    psnr_db=None,
+                    mean_queries=None,
+                    seconds=round(seconds, 2),
+                    recompressed={str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
+                )
+            )
     return RobustnessReport(
         target=target_columns(targets),
         attacks=list(settings.attacks),
-        parameters={attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1))) for attack in settings.attacks},
+        parameters={
+            attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1)))
+            for attack in settings.attacks
+        },
         eps=list(settings.eps),
         recompress=list(recompress),
         seed=seed,
@@ -213,7 +261,11 @@ def robustness_markdown(report: RobustnessReport) -> str:
         f"Robustness of {column_title(report.target)}: TPR (percent) on manipulated test patches of "
         f"{', '.join(report.test_devices)} after each attack, seed {report.seed}",
         "",
-        "| task | patches | TPR before | attack | " + " | ".join(f"eps {eps}" for eps in eps_values) + " | PSNR dB (eps " + str(eps_values[0]) + ") | model runs per patch |",
+        "| task | patches | TPR before | attack | "
+        + " | ".join(f"eps {eps}" for eps in eps_values)
+        + " | PSNR dB (eps "
+        + str(eps_values[0])
+        + ") | model runs per patch |",
         "|---|---:|---:|---|" + "---:|" * len(eps_values) + "---:|---:|",
     ]
     for task in dict.fromkeys(row.task for row in report.rows):
@@ -228,13 +280,18 @@ def robustness_markdown(report: RobustnessReport) -> str:
             runs = "" if first.mean_queries is None else f"{first.mean_queries:.1f}"
             head = f"| {task} | {first.patches} | {first.tpr_before:.2f} |" if number == 0 else "| | | |"
             lines.append(f"{head} {attack} | " + " | ".join(cells) + f" | {psnr_cell} | {runs} |")
-    lines += ["", f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report.attacks)})."]
+    lines += [
+        "",
+        f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report.attacks)}).",
+    ]
     if report.recompress:
         qualities = [str(quality) for quality in report.recompress]
         lines += [
-            "", f"After recompression: TPR (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
+            "",
+            f"After recompression: TPR (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
             "attack none: the patches as they were, recompressed",
-            "", "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
+            "",
+            "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
             "|---|---|---:|" + "---:|" * len(qualities),
         ]
         for row in (row for row in report.rows if row.eps in (0, eps_values[0])):
@@ -255,7 +312,11 @@ def write_robustness_folder(report: RobustnessReport, out: str | os.PathLike[str
     def fill(staging: Path) -> None:
         write_eps_curve(report, staging / PLOT_NAME)
         markdown = robustness_markdown(report) + f"\n\n![TPR against eps]({PLOT_NAME})\n"
-        for name, text in ((REPORT_NAME, markdown), (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"), (CSV_NAME, report.to_csv())):
+        for name, text in (
+            (REPORT_NAME, markdown),
+            (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"),
+            (CSV_NAME, report.to_csv()),
+        ):
             write_atomically(staging / name, lambda temporary, text=text: temporary.write_text(text))
 
     return write_folder_atomically(out, fill)
@@ -274,7 +335,11 @@ def write_eps_curve(report: RobustnessReport, path: Path) -> Path:
             points = [(row.eps, row.tpr_after) for row in report.rows if row.task == task and row.attack == attack]
             points.insert(0, (0, next(row.tpr_before for row in report.rows if row.task == task)))
             # the worst case wide and pale underneath, so attacks that reach it stay visible on top of it
-            style = {"color": "black", "linewidth": 6, "alpha": 0.25} if attack == WORST_CASE else {"linewidth": 1.2, "marker": "o"}
+            style = (
+                {"color": "black", "linewidth": 6, "alpha": 0.25}
+                if attack == WORST_CASE
+                else {"linewidth": 1.2, "marker": "o"}
+            )
             axes.plot(*zip(*points), label=attack, **style)
         axes.set_title(task)
         axes.set_xlabel("eps (gray levels)")

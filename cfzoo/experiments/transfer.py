@@ -43,7 +43,17 @@ from cfzoo.zoo.registry import ModelEntry
 from cfzoo.zoo.runtime import load_detector
 
 INDEX_NAME = "index.csv"
-INDEX_COLUMNS = ("file", "task", "patch_row", "image", "device", "top", "left", "target_probability_before", "target_probability_after")
+INDEX_COLUMNS = (
+    "file",
+    "task",
+    "patch_row",
+    "image",
+    "device",
+    "top",
+    "left",
+    "target_probability_before",
+    "target_probability_after",
+)
 
 
 def paper_tpr(target: str, task: str, family: str, method: str, eps: int) -> float | None:
@@ -82,9 +92,11 @@ def attack_patch_set(
     partners = pristine_rows(settings.method, patch_set, rows)
     started = time.perf_counter()
     for start in range(0, len(rows), settings.batch_size):
-        chunk = rows[start:start + settings.batch_size]
+        chunk = rows[start : start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        pristine = None if partners is None else np.asarray(patch_set.patches[partners[start:start + settings.batch_size]])
+        pristine = (
+            None if partners is None else np.asarray(patch_set.patches[partners[start : start + settings.batch_size]])
+        )
         result: AttackResult = run_attack(settings, target, original, first_row=start, pristine=pristine)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
@@ -119,7 +131,9 @@ def attack_patch_set(
                 model=entry.id,
                 before=_tpr(before[entry.column]),
                 after=_tpr(after[entry.column]),
-                paper=None if target.is_ensemble else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
+                paper=None
+                if target.is_ensemble
+                else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
             )
             for entry in entries
         },
@@ -172,7 +186,10 @@ def attack_dataset(
     rows, index = [], []
     for task, target in plan.targets.items():
         patch_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=settings.seed), split, cache_dir,
+            dataset,
+            PatchSetSpec(task=task, split="test", seed=settings.seed),
+            split,
+            cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
         chosen = manipulated_rows(patch_set, max_patches, settings.seed)
@@ -239,11 +256,15 @@ def attack_markdown(report: AttackReport) -> str:
         cells = before_after_cells(row.tpr, families, bold=report.target)
         psnr_cell = "inf" if row.psnr_db is None else f"{row.psnr_db:.2f}"
         lines.append(f"| {row.task} | {row.patches} | {psnr_cell} | " + " | ".join(cells) + " |")
-    lines += ["", "Bold: the target itself. " + (
-        f"In brackets: the paper's Table {report.paper_table} (its PSNR is {paper_tables()['psnr_fgsm_eps1_db']} dB)."
-        if report.paper_table
-        else "The paper reports FGSM eps = 1 against Bayar2016, Cozzolino2017 and Xception only."
-    )]
+    lines += [
+        "",
+        "Bold: the target itself. "
+        + (
+            f"In brackets: the paper's Table {report.paper_table} (its PSNR is {paper_tables()['psnr_fgsm_eps1_db']} dB)."
+            if report.paper_table
+            else "The paper reports FGSM eps = 1 against Bayar2016, Cozzolino2017 and Xception only."
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -252,7 +273,9 @@ def _tpr(decisions: list[np.ndarray]) -> float:
     return detection_rates(np.ones(len(called), dtype=bool), called).tpr
 
 
-def _save_patches(save_dir: Path, patch_set: PatchSet, rows: np.ndarray, patches: np.ndarray, target_probabilities) -> list[dict]:
+def _save_patches(
+    save_dir: Path, patch_set: PatchSet, rows: np.ndarray, patches: np.ndarray, target_probabilities
+) -> list[dict]:
     records = []
     before, after = target_probabilities
     for offset, row in enumerate(rows):
@@ -260,9 +283,17 @@ def _save_patches(save_dir: Path, patch_set: PatchSet, rows: np.ndarray, patches
         save_png(patches[offset], save_dir / name)
         image = patch_set.images[patch_set.sources[row]]
         top, left = (int(value) for value in patch_set.positions[row])
-        records.append({
-            "file": name, "task": patch_set.task, "patch_row": int(row), "image": image.relative_path,
-            "device": image.device, "top": top, "left": left,
-            "target_probability_before": f"{before[offset]:.6f}", "target_probability_after": f"{after[offset]:.6f}",
-        })
+        records.append(
+            {
+                "file": name,
+                "task": patch_set.task,
+                "patch_row": int(row),
+                "image": image.relative_path,
+                "device": image.device,
+                "top": top,
+                "left": left,
+                "target_probability_before": f"{before[offset]:.6f}",
+                "target_probability_after": f"{after[offset]:.6f}",
+            }
+        )
     return records

@@ -60,7 +60,8 @@ def _output_padding(input_size, output_size, kernel, stride, padding, dilation) 
     """Per spatial axis, the rows or columns of the input that a strided window never reached: the output padding
     a transposed convolution needs to give back the input's size."""
     return [
-        input_size[axis] - ((output_size[axis] - 1) * stride[axis] - 2 * padding[axis] + dilation[axis] * (kernel[axis] - 1) + 1)
+        input_size[axis]
+        - ((output_size[axis] - 1) * stride[axis] - 2 * padding[axis] + dilation[axis] * (kernel[axis] - 1) + 1)
         for axis in range(len(kernel))
     ]
 
@@ -75,7 +76,9 @@ def _max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, p
     taps = kernel_size[0] * kernel_size[1]
     padded = input
     if any(padding):  # with the lowest finite value, not -inf: the one-hot kernels multiply the padding by 0
-        padded = aten.constant_pad_nd.default(input, [padding[1], padding[1], padding[0], padding[0]], torch.finfo(input.dtype).min)
+        padded = aten.constant_pad_nd.default(
+            input, [padding[1], padding[1], padding[0], padding[0]], torch.finfo(input.dtype).min
+        )
     one_hot = torch.eye(taps, dtype=input.dtype).reshape(taps, 1, *kernel_size).repeat(channels, 1, 1, 1)
     windows = aten.convolution.default(padded, one_hot, None, stride, [0, 0], dilation, False, [0, 0], channels)
     out_height, out_width = windows.shape[2:]
@@ -83,10 +86,18 @@ def _max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, p
     routed = (winner == torch.arange(taps).view(1, 1, taps, 1, 1)).to(grad_output.dtype) * grad_output.unsqueeze(2)
     restore = _output_padding((height, width), (out_height, out_width), kernel_size, stride, padding, dilation)
     grad_padded = aten.convolution.default(
-        routed.reshape(count, channels * taps, out_height, out_width), one_hot, None, stride, [0, 0], dilation, True, restore, channels
+        routed.reshape(count, channels * taps, out_height, out_width),
+        one_hot,
+        None,
+        stride,
+        [0, 0],
+        dilation,
+        True,
+        restore,
+        channels,
     )
     if any(padding):
-        return grad_padded[:, :, padding[0]:padding[0] + height, padding[1]:padding[1] + width]
+        return grad_padded[:, :, padding[0] : padding[0] + height, padding[1] : padding[1] + width]
     return grad_padded
 
 
@@ -94,7 +105,9 @@ def _scatter_at_indices(grad_output, input, indices):
     """Scatter-add the output gradient at the argmax indices (flat per [N, C] plane, as torch returns them)."""
     count, channels = input.shape[:2]
     grad_input = torch.zeros_like(input).reshape(count, channels, -1)
-    grad_input = grad_input.scatter_add(2, indices.reshape(count, channels, -1), grad_output.reshape(count, channels, -1))
+    grad_input = grad_input.scatter_add(
+        2, indices.reshape(count, channels, -1), grad_output.reshape(count, channels, -1)
+    )
     return grad_input.reshape(input.shape)
 
 

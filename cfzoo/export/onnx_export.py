@@ -40,6 +40,7 @@ IMAGE, LABEL, LOGITS, GRAD = "image", "label", "logits", "grad"
 GOAL, WEIGHT, DISTANCE = "goal", "weight", "distance"
 GRADIENT_DEFINITION = "d sum_n CrossEntropy(logits_n, label_n) / d image (sum over the batch, natural log)"
 
+
 def require_export_extra() -> None:
     """A one-line error naming what is missing for export (the ``train`` extra brings all of it)."""
     require_training_extra("export", ("torch", "onnx", "onnxscript", "sklearn", "skl2onnx"))

@@ -26,7 +26,17 @@ from cfzoo.zoo.restorers import (
 
 #: Sizes the exporter traces with; any H, W >= 1 runs (the graph has no size-dependent branch).
 _TRACE_SHAPE = (2, 3, 40, 56)
-_TRAINING_KEYS = ("seed", "split", "train_pairs", "hyperparameters", "training_data_sha256", "training_seconds", "machine", "loss", "cfzoo_version")
+_TRAINING_KEYS = (
+    "seed",
+    "split",
+    "train_pairs",
+    "hyperparameters",
+    "training_data_sha256",
+    "training_seconds",
+    "machine",
+    "loss",
+    "cfzoo_version",
+)
 
 
 def export_generator(generator, record: dict, path: str | os.PathLike[str]) -> Path:
@@ -38,7 +48,11 @@ def export_generator(generator, record: dict, path: str | os.PathLike[str]) -> P
     require_export_extra()
     dims = (torch.export.Dim(BATCH, min=1), torch.export.Dim("height", min=1), torch.export.Dim("width", min=1))
     model = onnx_export_program(
-        frozen_copy(generator), (torch.zeros(*_TRACE_SHAPE),), [IMAGE_INPUT], [RESTORED_OUTPUT], ({0: dims[0], 2: dims[1], 3: dims[2]},)
+        frozen_copy(generator),
+        (torch.zeros(*_TRACE_SHAPE),),
+        [IMAGE_INPUT],
+        [RESTORED_OUTPUT],
+        ({0: dims[0], 2: dims[1], 3: dims[2]},),
     )
     metadata = {
         "model_id": record["id"],

@@ -77,7 +77,9 @@ class SpamFeatureDistance(nn.Module):
         super().__init__()
         self.features = SpamFeatures(hard=False)
 
-    def forward(self, image: torch.Tensor, goal: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, goal: torch.Tensor, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             image = image.detach().requires_grad_(True)
             features = self.features(image)
@@ -155,7 +157,9 @@ def merge_detector(features_model, svm: LinearSVM, batch: str):
 
     opset = {entry.domain: entry.version for entry in features_model.opset_import}[""]
     classifier = svm_graph(svm, opset, features_model.ir_version, batch)
-    classifier.graph.name = "svm"  # skl2onnx names it with a random uuid; a fixed name keeps the export byte-for-byte repeatable
+    classifier.graph.name = (
+        "svm"  # skl2onnx names it with a random uuid; a fixed name keeps the export byte-for-byte repeatable
+    )
     return onnx.compose.merge_models(
         features_model, classifier, io_map=[(FEATURES, "svm/" + FEATURES)], outputs=["logits"], producer_name="cfzoo"
     )

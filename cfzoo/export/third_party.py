@@ -76,8 +76,10 @@ class Adapter:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
-            ("layout", self.layout, LAYOUTS), ("input range", self.input_range, INPUT_RANGES),
-            ("outputs", self.outputs, OUTPUTS), ("manipulated class", self.manipulated_class, (0, 1)),
+            ("layout", self.layout, LAYOUTS),
+            ("input range", self.input_range, INPUT_RANGES),
+            ("outputs", self.outputs, OUTPUTS),
+            ("manipulated class", self.manipulated_class, (0, 1)),
         ):
             if value not in allowed:
                 raise CfzooError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, allowed))}")
@@ -124,12 +126,18 @@ def adapt_graph(model, adapter: Adapter, source: str):
         nodes.append(helper.make_node("Mul", [current, "adapter/inverse_255"], ["adapter/scaled"]))
         current = "adapter/scaled"
     # Cast only where the types differ: onnx2torch, which makes the companion, lacks the newer opsets' Cast
-    nodes.append(helper.make_node("Cast", [current], [inner_input], to=input_type) if input_type != TensorProto.FLOAT
-                 else helper.make_node("Identity", [current], [inner_input]))
+    nodes.append(
+        helper.make_node("Cast", [current], [inner_input], to=input_type)
+        if input_type != TensorProto.FLOAT
+        else helper.make_node("Identity", [current], [inner_input])
+    )
     nodes.extend(prefixed.graph.node)
     output_type = prefixed.graph.output[0].type.tensor_type.elem_type
-    nodes.append(helper.make_node("Cast", [inner_output], ["adapter/float"], to=TensorProto.FLOAT) if output_type != TensorProto.FLOAT
-                 else helper.make_node("Identity", [inner_output], ["adapter/float"]))
+    nodes.append(
+        helper.make_node("Cast", [inner_output], ["adapter/float"], to=TensorProto.FLOAT)
+        if output_type != TensorProto.FLOAT
+        else helper.make_node("Identity", [inner_output], ["adapter/float"])
+    )
     nodes.append(helper.make_node("Flatten", ["adapter/float"], ["adapter/columns"], axis=1))
     if adapter.outputs == "one-logit":
         manipulated = "adapter/columns"
@@ -144,7 +152,8 @@ def adapt_graph(model, adapter: Adapter, source: str):
     else:
         nodes.append(helper.make_node("Identity", ["adapter/columns"], [LOGITS]))
     adapted_graph = helper.make_graph(
-        nodes, "cfzoo_adapted",
+        nodes,
+        "cfzoo_adapted",
         [helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [BATCH, 3, PATCH_SIZE, PATCH_SIZE])],
         [helper.make_tensor_value_info(LOGITS, TensorProto.FLOAT, [BATCH, 2])],
         initializer=list(prefixed.graph.initializer) + constants,
@@ -165,7 +174,9 @@ def make_companion(adapted, source: str):
     try:
         from onnx2torch import convert
     except ImportError:
-        raise CfzooError("a gradient companion for a third-party graph needs onnx2torch; pip install 'cfzoo[train]'") from None
+        raise CfzooError(
+            "a gradient companion for a third-party graph needs onnx2torch; pip install 'cfzoo[train]'"
+        ) from None
     adapted = _opset_for_onnx2torch(adapted, source)
     try:
         network = convert(adapted)
@@ -186,7 +197,9 @@ def _opset_for_onnx2torch(model, source: str):
     """``model`` brought down to :data:`ONNX2TORCH_OPSET` if its default-domain opset is newer."""
     from onnx import version_converter
 
-    opset = max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=ONNX2TORCH_OPSET)
+    opset = max(
+        (entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=ONNX2TORCH_OPSET
+    )
     if opset <= ONNX2TORCH_OPSET:
         return model
     try:
@@ -213,7 +226,10 @@ def check_companion(detector_path: Path, companion_path: Path, seed: int = 0) ->
     worst = 0.0
     for _ in range(3):
         direction = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), images.shape)
-        losses = [cross_entropy(detector.run([LOGITS], {IMAGE: images + sign * FD_STEP * direction})[0], MANIPULATED) for sign in (1, -1)]
+        losses = [
+            cross_entropy(detector.run([LOGITS], {IMAGE: images + sign * FD_STEP * direction})[0], MANIPULATED)
+            for sign in (1, -1)
+        ]
         numeric = (losses[0] - losses[1]) / (2 * FD_STEP)
         analytic = (gradient.astype(np.float64) * direction).reshape(len(images), -1).sum(axis=1)
         scale = np.maximum(np.abs(numeric), np.abs(analytic)).max() + 1e-6
@@ -248,9 +264,13 @@ def register_model(
 
     path = Path(path)
     if not _MODEL_ID.fullmatch(model_id):
-        raise CfzooError(f"model id {model_id!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise CfzooError(
+            f"model id {model_id!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     if model_id in embedded_registry() or model_id.split("-")[0] in FAMILY_IDS:
-        raise CfzooError(f"model id {model_id!r} is taken by cfzoo's own models (<family>-<task>); choose another {option('model_id', '--id')}")
+        raise CfzooError(
+            f"model id {model_id!r} is taken by cfzoo's own models (<family>-<task>); choose another {option('model_id', '--id')}"
+        )
     if task not in TASK_IDS:
         raise CfzooError(f"unknown task {task!r}; choose one of: {', '.join(TASK_IDS)}")
     if not 0.0 < threshold < 1.0:
@@ -260,7 +280,9 @@ def register_model(
     try:
         model = onnx.load(str(path))
     except Exception as error:  # protobuf's DecodeError and onnx's own errors
-        raise CfzooError(f"{path} is not an ONNX model ({first_line(error)}); export your detector with torch.onnx.export or tf2onnx") from None
+        raise CfzooError(
+            f"{path} is not an ONNX model ({first_line(error)}); export your detector with torch.onnx.export or tf2onnx"
+        ) from None
     adapted = adapt_graph(model, adapter, str(path))
     _describe(adapted, model_id, "detector", adapter, file_sha256(path))
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
@@ -269,14 +291,24 @@ def register_model(
         graphs["gradient"] = make_companion(adapted, str(path))
         _describe(graphs["gradient"], model_id, "gradient", adapter, file_sha256(path))
         with tempfile.TemporaryDirectory(prefix="cfzoo-register-") as staging:
-            error = check_companion(save_model(adapted, Path(staging) / "detector.onnx"), save_model(graphs["gradient"], Path(staging) / "grad.onnx"))
+            error = check_companion(
+                save_model(adapted, Path(staging) / "detector.onnx"),
+                save_model(graphs["gradient"], Path(staging) / "grad.onnx"),
+            )
     # written only once everything is made and checked: a refused graph leaves the zoo as it was
     files = {
-        kind: describe_file(save_model(graph, zoo_dir / MODELS_FOLDER / f"{model_id}{'.grad' if kind == 'gradient' else ''}.onnx"))
+        kind: describe_file(
+            save_model(graph, zoo_dir / MODELS_FOLDER / f"{model_id}{'.grad' if kind == 'gradient' else ''}.onnx")
+        )
         for kind, graph in graphs.items()
     }
     entry = ModelEntry(
-        id=model_id, family=EXTERNAL_FAMILY, task=task, files=files, threshold=float(threshold), score="probability",
+        id=model_id,
+        family=EXTERNAL_FAMILY,
+        task=task,
+        files=files,
+        threshold=float(threshold),
+        score="probability",
         training={"registered_from": path.name, "source_sha256": file_sha256(path), "adapter": asdict(adapter)},
     )
     registry_path = zoo_dir / REGISTRY_NAME
@@ -302,7 +334,11 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
         raise
     except Exception as error:  # onnxruntime's own exception types
         fixed = dims[0] not in (None,) and dims[0] != 2
-        hint = f"it takes a fixed batch of {dims[0]}; export it with a dynamic batch dimension" if fixed else "check that it runs in onnxruntime"
+        hint = (
+            f"it takes a fixed batch of {dims[0]}; export it with a dynamic batch dimension"
+            if fixed
+            else "check that it runs in onnxruntime"
+        )
         raise CfzooError(f"{source}: a batch of 2 patches fails ({first_line(error)}); {hint}") from None
     expected = {"two-logits": ((2, 2),), "one-logit": ((2,), (2, 1))}[adapter.outputs]
     if output.shape not in expected:
@@ -316,12 +352,18 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
 def _describe(model, model_id: str, kind: str, adapter: Adapter, source_sha256: str) -> None:
     from cfzoo._version import __version__
 
-    describe_model(model, {
-        "model_id": model_id, "kind": kind, "family": EXTERNAL_FAMILY, "source_sha256": source_sha256,
-        "adapter": f"layout={adapter.layout} input_range=0..{adapter.input_range} outputs={adapter.outputs} "
-        f"manipulated_class={adapter.manipulated_class}",
-        "cfzoo_version": __version__,
-    })
+    describe_model(
+        model,
+        {
+            "model_id": model_id,
+            "kind": kind,
+            "family": EXTERNAL_FAMILY,
+            "source_sha256": source_sha256,
+            "adapter": f"layout={adapter.layout} input_range=0..{adapter.input_range} outputs={adapter.outputs} "
+            f"manipulated_class={adapter.manipulated_class}",
+            "cfzoo_version": __version__,
+        },
+    )
 
 
 def _dims(value_info) -> list[int | None]:
@@ -330,5 +372,3 @@ def _dims(value_info) -> list[int | None]:
 
 def _shape_text(dims: list[int | None]) -> str:
     return "[" + ",".join("?" if dim is None else str(dim) for dim in dims) + "]"
-
-

@@ -10,12 +10,24 @@ from cfzoo.zoo.registry import HubSource, ModelEntry, describe_file
 DEFAULT_HUB_REPO = "cfzoo/detectors"
 
 _TRAINING_KEYS = (
-    "seed", "split", "train_patches", "test_patches", "hyperparameters", "training_data_sha256", "zoomed_train_photos",
-    "training_seconds", "machine", "loss", "cfzoo_version", "weights_transport",
+    "seed",
+    "split",
+    "train_patches",
+    "test_patches",
+    "hyperparameters",
+    "training_data_sha256",
+    "zoomed_train_photos",
+    "training_seconds",
+    "machine",
+    "loss",
+    "cfzoo_version",
+    "weights_transport",
 )
 
 
-def registry_entry(record: dict, detector_path: Path, gradient_path: Path, embedded: bool, hub: HubSource | None) -> ModelEntry:
+def registry_entry(
+    record: dict, detector_path: Path, gradient_path: Path, embedded: bool, hub: HubSource | None
+) -> ModelEntry:
     """The registry entry of an exported model, from its training record and files."""
     return ModelEntry(
         id=record["id"],

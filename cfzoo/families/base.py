@@ -98,7 +98,9 @@ class NetworkFamily(Family):
     def network_class(self) -> type:
         """The torch module class of this family's detectors."""
 
-    def initial_network(self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> tuple[object, dict]:
+    def initial_network(
+        self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback
+    ) -> tuple[object, dict]:
         """(network training starts from, what the record says of it)."""
         network = self.new_network()
         return network, network.describe()
@@ -123,8 +125,13 @@ class NetworkFamily(Family):
         )
         model.to(training_device())
         losses = train_network(
-            model, RowView(train_set.patches, rows), train_set.labels[rows], schedule, plan.seed,
-            on_step=lambda step, total, loss: status("train", step, total), snapshots=snapshots,
+            model,
+            RowView(train_set.patches, rows),
+            train_set.labels[rows],
+            schedule,
+            plan.seed,
+            on_step=lambda step, total, loss: status("train", step, total),
+            snapshots=snapshots,
         )
         hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **described}
         return model, hyper, losses
@@ -141,7 +148,9 @@ class NetworkFamily(Family):
     def save(self, detector, path):
         from safetensors.torch import save_file
 
-        save_file({name: tensor.detach().cpu().contiguous() for name, tensor in detector.state_dict().items()}, str(path))
+        save_file(
+            {name: tensor.detach().cpu().contiguous() for name, tensor in detector.state_dict().items()}, str(path)
+        )
 
     def load(self, path, record):
         from safetensors.torch import load_file

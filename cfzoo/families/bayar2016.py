@@ -14,7 +14,13 @@ class Bayar2016Family(NetworkFamily):
     )
     # measured on resize1.5 (see docs/table1.md); the other families reach 100% without
     zoomed_train_photos = True
-    schedule = {"steps": 1200, "batch_size": 32, "learning_rate": 1e-3, "dihedral_augmentation": True, "pristine_noise": 0.0}
+    schedule = {
+        "steps": 1200,
+        "batch_size": 32,
+        "learning_rate": 1e-3,
+        "dihedral_augmentation": True,
+        "pristine_noise": 0.0,
+    }
 
     def network_class(self):
         from cfzoo.training.models import Bayar2016

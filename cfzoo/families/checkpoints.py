@@ -50,7 +50,10 @@ def train_detector(
     split = plan_split(plan, dataset)
     patch_sets = {
         name: build_patch_set(
-            dataset, patch_set_spec(plan, name), split, cache_dir,
+            dataset,
+            patch_set_spec(plan, name),
+            split,
+            cache_dir,
             on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
         )
         for name in (("train", "test") if plan.evaluate else ("train",))
@@ -105,7 +108,9 @@ def snapshot_path(checkpoint_dir: str | os.PathLike[str], model_id: str) -> Path
 def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:
     """The patch set a plan trains (``"train"``) or is tested (``"test"``) on."""
     # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
-    zoomed = get_family(plan.family).zoomed_train_photos if plan.zoomed_train_photos is None else plan.zoomed_train_photos
+    zoomed = (
+        get_family(plan.family).zoomed_train_photos if plan.zoomed_train_photos is None else plan.zoomed_train_photos
+    )
     keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos and split_name == "train"
     return PatchSetSpec(task=plan.task, split=split_name, seed=plan.seed, keep_zoomed_photos=keep_zoomed)
 
@@ -116,7 +121,9 @@ def load_detector(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tupl
     record_path = checkpoint_dir / f"{model_id}.json"
     weights_path = checkpoint_dir / f"{model_id}.safetensors"
     if not record_path.exists() or not weights_path.exists():
-        raise CfzooError(f"no checkpoint {model_id} in {checkpoint_dir}; train it with: cfzoo train DATA -f FAMILY -t TASK --out {checkpoint_dir}")
+        raise CfzooError(
+            f"no checkpoint {model_id} in {checkpoint_dir}; train it with: cfzoo train DATA -f FAMILY -t TASK --out {checkpoint_dir}"
+        )
     record = json.loads(record_path.read_text())
     return record, get_family(record["family"]).load(weights_path, record)
 
@@ -131,7 +138,9 @@ def available_models(
     checkpoint_dir = Path(checkpoint_dir)
     suffixes = (".json", ".safetensors") if need_weights else (".json",)
     return [
-        (family, task) for task in tasks for family in families
+        (family, task)
+        for task in tasks
+        for family in families
         if all((checkpoint_dir / f"{family}-{task}{suffix}").exists() for suffix in suffixes)
     ]
 
@@ -168,7 +177,10 @@ def evaluate_checkpoints(
         record, detector = load_detector(checkpoint_dir, f"{family_name}-{task}")
         split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
         test_set = build_patch_set(
-            dataset, PatchSetSpec(task=task, split="test", seed=record["seed"]), split, cache_dir,
+            dataset,
+            PatchSetSpec(task=task, split="test", seed=record["seed"]),
+            split,
+            cache_dir,
             on_progress=lambda done, total: status(f"{family_name}-{task} patches", done, total),
         )
         chosen = balanced_subset(test_set.labels, max_test_patches, record["seed"] + 1)
@@ -179,7 +191,9 @@ def evaluate_checkpoints(
         rates = detection_rates(test_set.labels[chosen], called)
         devices = np.array([test_set.images[source].device for source in test_set.sources[chosen]])
         by_device = {
-            device: Rates(**detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict())
+            device: Rates(
+                **detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict()
+            )
             for device in sorted(set(devices))
         }
         rows.append(_row(record, rates.as_dict(), len(chosen), by_device))

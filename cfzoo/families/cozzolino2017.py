@@ -14,7 +14,13 @@ class Cozzolino2017Family(NetworkFamily):
         "D. Cozzolino, G. Poggi and L. Verdoliva, Recasting residual-based local descriptors as convolutional neural "
         "networks: an application to image forgery detection, ACM IH&MMSec 2017",
     )
-    schedule = {"steps": 300, "batch_size": 32, "learning_rate": 3e-4, "dihedral_augmentation": False, "pristine_noise": 0.0}
+    schedule = {
+        "steps": 300,
+        "batch_size": 32,
+        "learning_rate": 3e-4,
+        "dihedral_augmentation": False,
+        "pristine_noise": 0.0,
+    }
 
     def network_class(self):
         from cfzoo.training.cozzolino import Cozzolino2017

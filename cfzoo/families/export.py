@@ -37,7 +37,9 @@ def model_metadata(family: str, record: dict, model_id: str, kind: str, detector
     """
     family_object = get_family(family)
     if record.get("family", family) != family:
-        raise CfzooError(f"the training record is for family {record['family']!r}, not {family!r}; export it as {record['family']}")
+        raise CfzooError(
+            f"the training record is for family {record['family']!r}, not {family!r}; export it as {record['family']}"
+        )
     missing = [key for key in ("task", "training_data_sha256") if not record.get(key)]
     if missing:
         raise CfzooError(f"the training record lacks {', '.join(missing)}; export a checkpoint written by cfzoo train")
@@ -118,7 +120,9 @@ def export_to_zoo(
         if on_model is not None:
             on_model(model_id, number, len(model_ids))
         record, detector = load_detector(checkpoint_dir, model_id)
-        detector_path, gradient_path = export_detector(record["family"], detector, record, zoo_dir / MODELS_FOLDER, model_id)
+        detector_path, gradient_path = export_detector(
+            record["family"], detector, record, zoo_dir / MODELS_FOLDER, model_id
+        )
         embedded = into_package and get_family(record["family"]).embedded
         entries = [entry for entry in entries if entry.id != model_id]
         entries.append(registry_entry(record, detector_path, gradient_path, embedded, hub))

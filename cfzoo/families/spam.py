@@ -78,7 +78,9 @@ class SpamFamily(Family):
 
     def metadata(self, detector, kind):
         if kind == "gradient":
-            return {"differentiated": "soft SPAM (softmax quantisation, Cozzolino2017 hard=False) through the linear SVM"}
+            return {
+                "differentiated": "soft SPAM (softmax quantisation, Cozzolino2017 hard=False) through the linear SVM"
+            }
         from cfzoo.export.spam_svm import spam_svm_metadata
         from cfzoo.zoo.runtime import SPAM_SVM
 
@@ -87,7 +89,8 @@ class SpamFamily(Family):
     def decision_text(self, scores):
         return (
             "the SVM decision is `logits[:,1] - logits[:,0]`; a patch is called manipulated when "
-            + " or ".join(f"`{score}`" for score in scores) + " (equivalently, softmax(logits)[:,1] > sigmoid(threshold))."
+            + " or ".join(f"`{score}`" for score in scores)
+            + " (equivalently, softmax(logits)[:,1] > sigmoid(threshold))."
         )
 
 

@@ -12,7 +12,13 @@ class XceptionFamily(NetworkFamily):
         "F. Chollet, Xception: Deep learning with depthwise separable convolutions, CVPR 2017",
     )
     embedded = False  # 83 MB per graph
-    schedule = {"steps": 600, "batch_size": 16, "learning_rate": 1e-3, "dihedral_augmentation": True, "pristine_noise": 2.0}
+    schedule = {
+        "steps": 600,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "dihedral_augmentation": True,
+        "pristine_noise": 2.0,
+    }
 
     def network_class(self):
         from cfzoo.training.models import Xception

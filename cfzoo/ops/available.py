@@ -33,7 +33,9 @@ def attackable_tasks(target: str, tasks: Iterable[str] | None = None, gradient: 
         return [task for task in TABLE1_ORDER if task in wanted]
     found = [task for task in TABLE1_ORDER if _attackable(registry, f"{target}-{task}", gradient)]
     if not found:
-        raise CfzooError(f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one")
+        raise CfzooError(
+            f"no {target} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one"
+        )
     return found
 
 
@@ -48,11 +50,15 @@ def detector_entries(task: str) -> list[ModelEntry]:
     return [entry for entry in load_registry().select(FAMILY_IDS, [task]) if is_available(entry)]
 
 
-def target_models(target: str, tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True) -> dict[str, Detector]:
+def target_models(
+    target: str, tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True
+) -> dict[str, Detector]:
     """The detector attacked for each task: a family's model of each attackable task, or one model (id or path)
     for its own task; with ``gradient``, a one-line error for a model without a gradient companion."""
     if target in FAMILY_IDS:
-        return {task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks, gradient)}
+        return {
+            task: load_detector(f"{target}-{task}", providers) for task in attackable_tasks(target, tasks, gradient)
+        }
     if not names_a_file(target) and target not in load_registry():
         raise CfzooError(
             f"unknown target family {target!r}; choose one of: {', '.join(FAMILY_IDS)}, or give a model id (`cfzoo list`) or an .onnx file"
@@ -88,7 +94,9 @@ def attack_targets(
     shared = [task for task in by_member[0] if all(task in found for found in by_member[1:])]
     if not shared:
         have = "; ".join(f"{member}: {', '.join(found)}" for member, found in zip(members, by_member))
-        raise CfzooError(f"{' and '.join(members)} share no task here ({have}); an ensemble attacks detectors of one task")
+        raise CfzooError(
+            f"{' and '.join(members)} share no task here ({have}); an ensemble attacks detectors of one task"
+        )
     return {
         task: AttackTarget(
             tuple(found[task] for found in by_member),

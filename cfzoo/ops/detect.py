@@ -128,7 +128,10 @@ class DetectorSelection:
 
 
 def select_detectors(
-    families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, providers: str = "auto", models: Sequence[str] = ()
+    families: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    providers: str = "auto",
+    models: Sequence[str] = (),
 ) -> DetectorSelection:
     """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine, then ``models``
     (registry ids or ``.onnx`` paths, see :func:`~cfzoo.zoo.runtime.open_model`; with models and no families, only them).
@@ -141,7 +144,9 @@ def select_detectors(
     entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
     only_task = tasks[0] if tasks and len(tasks) == 1 else None
     chosen = [open_model(model, only_task, providers) for model in models]
-    wanted_families = [] if models and not families else [family for family in FAMILY_IDS if not families or family in families]
+    wanted_families = (
+        [] if models and not families else [family for family in FAMILY_IDS if not families or family in families]
+    )
     wanted_tasks = [task for task in TASK_IDS if not tasks or task in tasks]
     detectors, skipped = [], []
     for family in wanted_families:
@@ -168,7 +173,9 @@ def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]
     """The command that makes ``family``'s models of ``tasks`` available: a pull where the registry names a Hub
     source for each, else training and export."""
     options = " ".join(f"-t {task}" for task in tasks)
-    if all(entries.get(f"{family}-{task}") is not None and entries[f"{family}-{task}"].hub is not None for task in tasks):
+    if all(
+        entries.get(f"{family}-{task}") is not None and entries[f"{family}-{task}"].hub is not None for task in tasks
+    ):
         return f"get them with: cfzoo pull -f {family} {options}"
     return f"train and export them: cfzoo train DATA -f {family} {options}, then cfzoo export"
 
@@ -212,9 +219,14 @@ class DetectorVerdict:
 
     def result(self) -> VerdictResult:
         return VerdictResult(
-            model=self.model_id, family=self.family, task=self.task, threshold=self.threshold,
-            mean_probability=self.mean_probability, flagged_share=self.flagged_share,
-            verdict=self.verdict, heatmap=None if self.heatmap is None else str(self.heatmap),
+            model=self.model_id,
+            family=self.family,
+            task=self.task,
+            threshold=self.threshold,
+            mean_probability=self.mean_probability,
+            flagged_share=self.flagged_share,
+            verdict=self.verdict,
+            heatmap=None if self.heatmap is None else str(self.heatmap),
         )
 
 
@@ -223,8 +235,13 @@ def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
     threshold = entry.probability_threshold
     flagged_share = float(np.mean(flagged(probabilities, threshold)))
     return DetectorVerdict(
-        model_id=entry.id, family=entry.family, task=entry.task, threshold=float(threshold),
-        mean_probability=float(np.mean(probabilities)), flagged_share=flagged_share, manipulated=flagged_share > MAJORITY,
+        model_id=entry.id,
+        family=entry.family,
+        task=entry.task,
+        threshold=float(threshold),
+        mean_probability=float(np.mean(probabilities)),
+        flagged_share=flagged_share,
+        manipulated=flagged_share > MAJORITY,
         column=entry.column,
     )
 
@@ -250,8 +267,14 @@ class ImageReport:
 
     def result(self) -> ImageResult:
         return ImageResult(
-            path=str(self.path), ok=self.ok, error=self.error, width=self.width, height=self.height,
-            patches=self.patches, notes=list(self.notes), results=[verdict.result() for verdict in self.verdicts],
+            path=str(self.path),
+            ok=self.ok,
+            error=self.error,
+            width=self.width,
+            height=self.height,
+            patches=self.patches,
+            notes=list(self.notes),
+            results=[verdict.result() for verdict in self.verdicts],
         )
 
 
@@ -275,8 +298,12 @@ def detect_image(
         try:
             list_images(path)
         except OSError as error:
-            return ImageReport(path, error=f"{path}: folder cannot be listed ({error.strerror}); make it readable for this user")
-        return ImageReport(path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path")
+            return ImageReport(
+                path, error=f"{path}: folder cannot be listed ({error.strerror}); make it readable for this user"
+            )
+        return ImageReport(
+            path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path"
+        )
     try:
         image = load_image(path)
         scored = score_image(image.pixels, detectors, stride, batch_size, source=path)
@@ -301,14 +328,19 @@ class ScoredImage:
 
 
 def score_image(
-    pixels: np.ndarray, detectors: Sequence[Detector], stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE,
+    pixels: np.ndarray,
+    detectors: Sequence[Detector],
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     source: str | os.PathLike[str] = "the image",
 ) -> ScoredImage:
     """Every detector's patch probabilities and verdict on an H x W x 3 uint8 image (ImageTooSmallError below 128)."""
     check_fits(pixels.shape[0], pixels.shape[1], source=source)
     positions = patch_grid(pixels.shape[0], pixels.shape[1], stride)
     probabilities = score_positions(pixels, detectors, positions, batch_size)
-    return ScoredImage(positions, probabilities, [summarise(detector.entry, row) for detector, row in zip(detectors, probabilities)])
+    return ScoredImage(
+        positions, probabilities, [summarise(detector.entry, row) for detector, row in zip(detectors, probabilities)]
+    )
 
 
 def detect_files(
@@ -352,13 +384,27 @@ def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> He
     return sink
 
 
-def detection_document(reports: Sequence[ImageReport], selection: DetectorSelection, settings: DetectSettings) -> DetectionDocument:
+def detection_document(
+    reports: Sequence[ImageReport], selection: DetectorSelection, settings: DetectSettings
+) -> DetectionDocument:
     """The ``cfzoo detect --json`` document (docs/detect.md; schema docs/schemas/detection.schema.json)."""
     providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
     return DetectionDocument(
-        settings=DetectionSettings(patch_size=PATCH_SIZE, stride=settings.stride, batch_size=settings.batch_size, providers=providers, rule=RULE),
+        settings=DetectionSettings(
+            patch_size=PATCH_SIZE,
+            stride=settings.stride,
+            batch_size=settings.batch_size,
+            providers=providers,
+            rule=RULE,
+        ),
         detectors=[
-            DetectorInfo(model=d.entry.id, family=d.entry.family, task=d.entry.task, threshold=float(d.threshold), source=d.resolved.source)
+            DetectorInfo(
+                model=d.entry.id,
+                family=d.entry.family,
+                task=d.entry.task,
+                threshold=float(d.threshold),
+                source=d.resolved.source,
+            )
             for d in selection.detectors
         ],
         skipped=list(selection.skipped),
@@ -381,7 +427,11 @@ def probability_colours(probabilities: np.ndarray, threshold: float) -> np.ndarr
 
 
 def render_heatmap(
-    pixels: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, verdict: DetectorVerdict, captioned: bool = True
+    pixels: np.ndarray,
+    positions: np.ndarray,
+    probabilities: np.ndarray,
+    verdict: DetectorVerdict,
+    captioned: bool = True,
 ) -> np.ndarray:
     """The image in dimmed gray under a colour per patch (:func:`probability_colours`; where patches
     overlap, their mean probability), reduced to :data:`HEATMAP_MAX_SIDE`, with a one-line caption (:func:`with_caption`)."""

@@ -54,25 +54,46 @@ class DetectionHtmlReport:
         self.thumbnail = ""
         self.analysed = self.failed = 0
         environment = jinja2.Environment(
-            loader=jinja2.PackageLoader("cfzoo.ops", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
-            trim_blocks=True, lstrip_blocks=True,
+            loader=jinja2.PackageLoader("cfzoo.ops", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
         self.template = environment.get_template("detect_report.html.j2").module
 
     def __enter__(self) -> DetectionHtmlReport:
         self.stream = open(self.staging, "w", encoding="utf-8")
-        providers = list(dict.fromkeys(provider for detector in self.selection.detectors for provider in detector.providers))
-        self.stream.write(str(self.template.head(
-            title="cfzoo detect report",
-            created=time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            versions={"cfzoo": __version__, "onnxruntime": onnxruntime_module().__version__},
-            settings={"patch_size": PATCH_SIZE, "stride": self.settings.stride, "batch_size": self.settings.batch_size, "providers": providers, "rule": RULE},
-            detectors=[
-                {"model": d.entry.id, "family": d.entry.family, "task": d.entry.task, "threshold": float(d.threshold), "source": d.resolved.source}
-                for d in self.selection.detectors
-            ],
-            skipped=self.selection.skipped,
-        )))
+        providers = list(
+            dict.fromkeys(provider for detector in self.selection.detectors for provider in detector.providers)
+        )
+        self.stream.write(
+            str(
+                self.template.head(
+                    title="cfzoo detect report",
+                    created=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                    versions={"cfzoo": __version__, "onnxruntime": onnxruntime_module().__version__},
+                    settings={
+                        "patch_size": PATCH_SIZE,
+                        "stride": self.settings.stride,
+                        "batch_size": self.settings.batch_size,
+                        "providers": providers,
+                        "rule": RULE,
+                    },
+                    detectors=[
+                        {
+                            "model": d.entry.id,
+                            "family": d.entry.family,
+                            "task": d.entry.task,
+                            "threshold": float(d.threshold),
+                            "source": d.resolved.source,
+                        }
+                        for d in self.selection.detectors
+                    ],
+                    skipped=self.selection.skipped,
+                )
+            )
+        )
         return self
 
     def add_image(self, path: Path, pixels: np.ndarray) -> None:

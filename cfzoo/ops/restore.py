@@ -30,6 +30,7 @@ from cfzoo.ops.available import detector_entries
 from cfzoo.ops.detect import VERDICTS, verdict_of
 from cfzoo.ops.scoring import decisions_at
 from cfzoo.patches import PATCH_SIZE, patch_grid
+from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
     IMAGE_INPUT,
@@ -37,7 +38,6 @@ from cfzoo.zoo.restorers import (
     check_restorer,
     load_restorer_registry,
 )
-from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.runtime import OnnxSession, cached_session, execution_providers, load_detector
 
 DEFAULT_BATCH_SIZE = 32
@@ -66,7 +66,9 @@ def load_restorer(task: str, discriminator: str, providers: str = "auto") -> Res
     entry = load_restorer_registry().find(task, discriminator)
     resolved = resolve(entry, entry.kind)
     chosen = execution_providers(providers)
-    return cached_session(("restorer", str(resolved.path), entry.file.sha256, chosen), lambda: Restorer(entry, resolved, chosen))
+    return cached_session(
+        ("restorer", str(resolved.path), entry.file.sha256, chosen), lambda: Restorer(entry, resolved, chosen)
+    )
 
 
 def to_uint8(restored: np.ndarray) -> np.ndarray:
@@ -78,8 +80,8 @@ def restore_patches(restorer: Restorer, patches: np.ndarray, batch_size: int = D
     """uint8 [N,H,W,3] patches -> restored uint8 [N,H,W,3], ``batch_size`` at a time."""
     out = np.empty(np.shape(patches), dtype=np.uint8)
     for start in range(0, len(patches), batch_size):
-        images = np.asarray(patches[start:start + batch_size]).transpose(0, 3, 1, 2)
-        out[start:start + len(images)] = to_uint8(restorer.restore(images)).transpose(0, 2, 3, 1)
+        images = np.asarray(patches[start : start + batch_size]).transpose(0, 3, 1, 2)
+        out[start : start + len(images)] = to_uint8(restorer.restore(images)).transpose(0, 2, 3, 1)
     return out
 
 
@@ -102,7 +104,9 @@ def restore_image(
         raise CfzooError(f"tile must be at least 1 pixel, got {tile}")
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
-        raise CfzooError(f"the image must be H x W x 3 uint8 RGB, got a {pixels.dtype} array of shape {list(pixels.shape)}")
+        raise CfzooError(
+            f"the image must be H x W x 3 uint8 RGB, got a {pixels.dtype} array of shape {list(pixels.shape)}"
+        )
     restorer = load_restorer(task, discriminator, providers)
     margin = restorer.receptive_radius
     height, width = pixels.shape[:2]
@@ -113,7 +117,7 @@ def restore_image(
         before, after = max(0, left - margin), min(width, right + margin)
         window = pixels[above:below, before:after].transpose(2, 0, 1)[None]
         restored = to_uint8(restorer.restore(window))[0].transpose(1, 2, 0)
-        out[top:bottom, left:right] = restored[top - above:bottom - above, left - before:right - before]
+        out[top:bottom, left:right] = restored[top - above : bottom - above, left - before : right - before]
         if on_progress is not None:
             on_progress(done + 1, len(cores))
     return out
@@ -174,7 +178,11 @@ def restore_image_file(
     if len(set(destinations.values())) < len(destinations):
         raise CfzooError("each discriminator's restoration needs its own output file")
     loaded = load_image(image_path)
-    positions = patch_grid(loaded.height, loaded.width) if min(loaded.height, loaded.width) >= PATCH_SIZE else np.empty((0, 2), dtype=int)
+    positions = (
+        patch_grid(loaded.height, loaded.width)
+        if min(loaded.height, loaded.width) >= PATCH_SIZE
+        else np.empty((0, 2), dtype=int)
+    )
     tasks = TASK_IDS if settings.other_tasks else (task,)
     entries = [entry for task_id in tasks for entry in detector_entries(task_id)] if len(positions) else []
     detectors = [load_detector(entry.id, providers) for entry in entries]
@@ -193,21 +201,29 @@ def restore_image_file(
                 continue
             verdicts = [verdict_of(share / 100.0) for share in shares]
             if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
-                others.append({
-                    "model": entry.id, "task": entry.task, "before": round(shares[0], 4), "after": round(shares[1], 4),
-                    "verdict_before": verdicts[0], "verdict_after": verdicts[1],
-                })
-        summaries.append({
-            "image": str(image_path),
-            "out": str(out_path),
-            "width": loaded.width,
-            "height": loaded.height,
-            "notes": list(loaded.notes),
-            "restorer": registry.find(task, discriminator).id,
-            "tile": tile,
-            "psnr_db_vs_input": finite_or_none(psnr(loaded.pixels, restored)),
-            "detect_grid_patches": len(positions),
-            "detect_grid_called_manipulated": own,
-            "flagged_by_other_tasks": others,
-        })
+                others.append(
+                    {
+                        "model": entry.id,
+                        "task": entry.task,
+                        "before": round(shares[0], 4),
+                        "after": round(shares[1], 4),
+                        "verdict_before": verdicts[0],
+                        "verdict_after": verdicts[1],
+                    }
+                )
+        summaries.append(
+            {
+                "image": str(image_path),
+                "out": str(out_path),
+                "width": loaded.width,
+                "height": loaded.height,
+                "notes": list(loaded.notes),
+                "restorer": registry.find(task, discriminator).id,
+                "tile": tile,
+                "psnr_db_vs_input": finite_or_none(psnr(loaded.pixels, restored)),
+                "detect_grid_patches": len(positions),
+                "detect_grid_called_manipulated": own,
+                "flagged_by_other_tasks": others,
+            }
+        )
     return summaries

@@ -28,15 +28,30 @@ from cfzoo.zoo.runtime import Detector
 
 #: Columns of a scan row, in order; :data:`COLUMN_TYPES` gives their Parquet types.
 COLUMN_TYPES = {
-    "path": "string", "sha256": "string", "width": "int32", "height": "int32", "task": "string", "model": "string",
-    "family": "string", "model_sha256": "string", "flagged_share": "float64", "mean_probability": "float64",
-    "verdict": "string", "error": "string", "cfzoo_version": "string",
+    "path": "string",
+    "sha256": "string",
+    "width": "int32",
+    "height": "int32",
+    "task": "string",
+    "model": "string",
+    "family": "string",
+    "model_sha256": "string",
+    "flagged_share": "float64",
+    "mean_probability": "float64",
+    "verdict": "string",
+    "error": "string",
+    "cfzoo_version": "string",
 }
 MANIFEST_SUFFIXES = (".txt", ".parquet")
 _READ_CHUNK = 1 << 20
 
 
-def scan_rows(path: str | os.PathLike[str], detectors: Sequence[Detector], stride: int = DEFAULT_STRIDE, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict]:
+def scan_rows(
+    path: str | os.PathLike[str],
+    detectors: Sequence[Detector],
+    stride: int = DEFAULT_STRIDE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[dict]:
     """The rows of one input: one per detector, with scores, or with the input's one-line error."""
     path = Path(path)
     try:
@@ -51,14 +66,23 @@ def scan_rows(path: str | os.PathLike[str], detectors: Sequence[Detector], strid
     rows = []
     for detector in detectors:
         entry, verdict = detector.entry, verdicts.get(detector.entry.id)
-        rows.append({
-            "path": str(path), "sha256": digest,
-            "width": None if report is None else report.width, "height": None if report is None else report.height,
-            "task": entry.task, "model": entry.id, "family": entry.family, "model_sha256": model_sha256(detector),
-            "flagged_share": None if verdict is None else verdict.flagged_share,
-            "mean_probability": None if verdict is None else verdict.mean_probability,
-            "verdict": None if verdict is None else verdict.verdict, "error": failure, "cfzoo_version": __version__,
-        })
+        rows.append(
+            {
+                "path": str(path),
+                "sha256": digest,
+                "width": None if report is None else report.width,
+                "height": None if report is None else report.height,
+                "task": entry.task,
+                "model": entry.id,
+                "family": entry.family,
+                "model_sha256": model_sha256(detector),
+                "flagged_share": None if verdict is None else verdict.flagged_share,
+                "mean_probability": None if verdict is None else verdict.mean_probability,
+                "verdict": None if verdict is None else verdict.verdict,
+                "error": failure,
+                "cfzoo_version": __version__,
+            }
+        )
     return rows
 
 
@@ -95,8 +119,12 @@ def scan_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         elif glob.has_magic(item) and not path.exists():
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
-                raise CfzooError(f"{item}: the pattern matches no file; check it (quote it so that the shell does not expand it)")
-            found.extend(image for match in map(Path, matches) for image in (_walk(match) if match.is_dir() else [match]))
+                raise CfzooError(
+                    f"{item}: the pattern matches no file; check it (quote it so that the shell does not expand it)"
+                )
+            found.extend(
+                image for match in map(Path, matches) for image in (_walk(match) if match.is_dir() else [match])
+            )
         else:
             found.append(path)
     return list(dict.fromkeys(found))
@@ -116,10 +144,18 @@ def _manifest(path: Path) -> list[Path]:
 
             table = parquet.read_table(path)
             if "path" not in table.column_names:
-                raise CfzooError(f"{path}: a Parquet manifest needs a 'path' column (it has {', '.join(table.column_names)})")
+                raise CfzooError(
+                    f"{path}: a Parquet manifest needs a 'path' column (it has {', '.join(table.column_names)})"
+                )
             lines = [str(value) for value in table.column("path").to_pylist() if value]
         else:
             lines = [line.strip() for line in path.read_text().splitlines()]
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CfzooError(f"{path}: the manifest cannot be read ({error}); give a text file of paths or a Parquet with a path column") from None
-    return [path.parent / line if not Path(line).is_absolute() else Path(line) for line in lines if line and not line.startswith("#")]
+        raise CfzooError(
+            f"{path}: the manifest cannot be read ({error}); give a text file of paths or a Parquet with a path column"
+        ) from None
+    return [
+        path.parent / line if not Path(line).is_absolute() else Path(line)
+        for line in lines
+        if line and not line.startswith("#")
+    ]

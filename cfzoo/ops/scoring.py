@@ -30,12 +30,21 @@ def flagged(probabilities: np.ndarray, threshold: float | np.ndarray) -> np.ndar
     return np.asarray(probabilities) > threshold
 
 
-def called_manipulated(detector: Detector, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def called_manipulated(
+    detector: Detector, patches: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """(probability of "manipulated", the detector's decision) for [N,H,W,3] uint8 patches."""
     check_batch_size(batch_size)
-    probability = np.concatenate([
-        detector.probability(to_model_input(patches[start:start + batch_size])) for start in range(0, len(patches), batch_size)
-    ]) if len(patches) else np.zeros(0)
+    probability = (
+        np.concatenate(
+            [
+                detector.probability(to_model_input(patches[start : start + batch_size]))
+                for start in range(0, len(patches), batch_size)
+            ]
+        )
+        if len(patches)
+        else np.zeros(0)
+    )
     return probability, flagged(probability, detector.threshold)
 
 
@@ -46,9 +55,12 @@ def manipulated_margin(detector: Detector, patches: np.ndarray, batch_size: int 
     check_batch_size(batch_size)
     if not len(patches):
         return np.zeros(0)
-    logits = np.concatenate([
-        detector.logits(to_model_input(patches[start:start + batch_size])) for start in range(0, len(patches), batch_size)
-    ]).astype(np.float64)
+    logits = np.concatenate(
+        [
+            detector.logits(to_model_input(patches[start : start + batch_size]))
+            for start in range(0, len(patches), batch_size)
+        ]
+    ).astype(np.float64)
     threshold = float(np.clip(detector.threshold, 1e-12, 1 - 1e-12))
     return logits[:, 1] - logits[:, 0] - np.log(threshold / (1 - threshold))
 
@@ -60,21 +72,27 @@ def score_positions(
     check_batch_size(batch_size)
     probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
     for start in range(0, len(positions), batch_size):
-        batch = to_model_input(cut_patches(pixels, positions[start:start + batch_size]))
+        batch = to_model_input(cut_patches(pixels, positions[start : start + batch_size]))
         for row, detector in enumerate(detectors):
-            probabilities[row, start:start + len(batch)] = detector.probability(batch)
+            probabilities[row, start : start + len(batch)] = detector.probability(batch)
     return probabilities
 
 
 def called_before_and_after(
-    original: np.ndarray, changed: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+    original: np.ndarray,
+    changed: np.ndarray,
+    detectors: Sequence[Detector],
+    positions: np.ndarray,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each detector's decisions [len(detectors), K] on the patches at ``positions`` of an image before and after
     a change (an attack, a restoration)."""
     return tuple(decisions_at(image, detectors, positions, batch_size) for image in (original, changed))
 
 
-def decisions_at(pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+def decisions_at(
+    pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
     """Each detector's decisions [len(detectors), K] on the patches of an image at ``positions``."""
     thresholds = np.array([detector.threshold for detector in detectors], dtype=np.float64)[:, None]
     return flagged(score_positions(pixels, detectors, positions, batch_size), thresholds)

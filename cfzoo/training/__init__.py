@@ -11,7 +11,9 @@ import importlib.util
 from cfzoo.errors import CfzooError
 
 
-def require_training_extra(purpose: str = "training", modules: tuple[str, ...] = ("torch", "sklearn", "safetensors")) -> None:
+def require_training_extra(
+    purpose: str = "training", modules: tuple[str, ...] = ("torch", "sklearn", "safetensors")
+) -> None:
     """A one-line error naming the ``train``-extra modules that ``purpose`` needs and that are missing."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:

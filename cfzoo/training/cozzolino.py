@@ -104,10 +104,10 @@ class Cozzolino2017(nn.Module):
         gray = (image * self.luma).sum(dim=1, keepdim=True)
         height, width = gray.shape[2:]
         inner_h, inner_w = height - 4, width - 4
-        horizontal = nn.functional.conv2d(gray[:, :, 2:height - 2, :], self.horizontal_kernel)
-        horizontal = horizontal[:, :, :, self._horizontal_start:self._horizontal_start + inner_w]
-        vertical = nn.functional.conv2d(gray[:, :, :, 2:width - 2], self.vertical_kernel)
-        vertical = vertical[:, :, self._vertical_start:self._vertical_start + inner_h, :]
+        horizontal = nn.functional.conv2d(gray[:, :, 2 : height - 2, :], self.horizontal_kernel)
+        horizontal = horizontal[:, :, :, self._horizontal_start : self._horizontal_start + inner_w]
+        vertical = nn.functional.conv2d(gray[:, :, :, 2 : width - 2], self.vertical_kernel)
+        vertical = vertical[:, :, self._vertical_start : self._vertical_start + inner_h, :]
         horizontal_bins = self._quantise(horizontal)
         vertical_bins = self._quantise(vertical)
         along_rows, along_columns = 3, 2

@@ -64,7 +64,9 @@ def dihedral_variants(images: torch.Tensor, rng: np.random.Generator) -> torch.T
     return torch.stack(variants)
 
 
-def with_pristine_noise(images: torch.Tensor, labels: np.ndarray, largest_sigma: float, rng: np.random.Generator) -> torch.Tensor:
+def with_pristine_noise(
+    images: torch.Tensor, labels: np.ndarray, largest_sigma: float, rng: np.random.Generator
+) -> torch.Tensor:
     """``images`` (0..255) with rounded Gaussian noise of a random deviation in [0, largest_sigma] added to each
     pristine one (label 0), still integers in 0..255. Noise is drawn for the pristine rows only, in float32."""
     pristine = torch.from_numpy(np.flatnonzero(labels == 0)).to(images.device)
@@ -101,7 +103,9 @@ class Snapshots:
         #: Seconds the steps restored from the snapshot took (0 when starting afresh).
         self.earlier_seconds = 0.0
 
-    def save(self, step: int, model, optimiser, scheduler, generator, losses: list[float], identity: dict, seconds: float) -> None:
+    def save(
+        self, step: int, model, optimiser, scheduler, generator, losses: list[float], identity: dict, seconds: float
+    ) -> None:
         from safetensors.torch import save_file
 
         tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
@@ -111,8 +115,12 @@ class Snapshots:
                 tensors[f"optimiser.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
         tensors["torch_rng"] = torch.get_rng_state()
         state = {
-            "step": step, "identity": identity, "losses": losses, "seconds": seconds,
-            "param_groups": optimiser_state["param_groups"], "scheduler": scheduler.state_dict(),
+            "step": step,
+            "identity": identity,
+            "losses": losses,
+            "seconds": seconds,
+            "param_groups": optimiser_state["param_groups"],
+            "scheduler": scheduler.state_dict(),
             "numpy_rng": generator.bit_generator.state,
         }
         write_atomically(self.path, lambda path: save_file(tensors, str(path), metadata={"state": json.dumps(state)}))
@@ -128,7 +136,9 @@ class Snapshots:
                 state = json.loads(stored.metadata()["state"])
                 tensors = {name: stored.get_tensor(name) for name in stored.keys()}
         except Exception as error:  # safetensors raises its own types for damaged files
-            raise CfzooError(f"the snapshot {self.path} cannot be read ({error}); delete it to train from step 0") from None
+            raise CfzooError(
+                f"the snapshot {self.path} cannot be read ({error}); delete it to train from step 0"
+            ) from None
         if state["identity"] != identity:
             changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
             raise CfzooError(
@@ -136,7 +146,9 @@ class Snapshots:
                 "train with its settings again, or delete it to start afresh"
             )
         device = model_device(model)
-        model.load_state_dict({name[len("model."):]: value for name, value in tensors.items() if name.startswith("model.")})
+        model.load_state_dict(
+            {name[len("model.") :]: value for name, value in tensors.items() if name.startswith("model.")}
+        )
         optimiser_state: dict = {"state": {}, "param_groups": state["param_groups"]}
         for name, value in tensors.items():
             if name.startswith("optimiser."):
@@ -170,7 +182,9 @@ def train_network(
     order = training_order(labels, schedule.steps * schedule.batch_size, seed)
     augmentation_rng = np.random.default_rng([seed, 1])
     optimiser = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=schedule.learning_rate, weight_decay=schedule.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=schedule.learning_rate,
+        weight_decay=schedule.weight_decay,
     )
 
     def learning_rate_factor(step: int) -> float:
@@ -195,7 +209,7 @@ def train_network(
         first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity)
     started = time.perf_counter()
     for step in range(first_step, schedule.steps):
-        batch = np.sort(order[step * schedule.batch_size:(step + 1) * schedule.batch_size])
+        batch = np.sort(order[step * schedule.batch_size : (step + 1) * schedule.batch_size])
         images = to_tensor(patches[batch], device)
         if schedule.dihedral_augmentation:
             images = dihedral_variants(images, augmentation_rng)
@@ -231,8 +245,8 @@ def manipulated_probability(
     device = model_device(model)
     scores = np.empty(len(patches), dtype=np.float64)
     for start in range(0, len(patches), batch_size):
-        logits = model(to_tensor(patches[start:start + batch_size], device))
-        scores[start:start + len(logits)] = torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy()
+        logits = model(to_tensor(patches[start : start + batch_size], device))
+        scores[start : start + len(logits)] = torch.softmax(logits.double(), dim=1)[:, 1].cpu().numpy()
         if on_batch is not None:
             on_batch(min(start + batch_size, len(patches)), len(patches))
     return scores

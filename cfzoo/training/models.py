@@ -135,9 +135,10 @@ class Bayar2016(nn.Module):
 
 
 #: The "KV" 5x5 high-pass kernel of the spatial rich model (Fridrich and Kodovsky, 2012), a prediction error.
-KV_KERNEL = torch.tensor(
-    [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]
-) / 12.0
+KV_KERNEL = (
+    torch.tensor([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]])
+    / 12.0
+)
 
 
 class Xception(nn.Module):

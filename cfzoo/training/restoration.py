@@ -163,12 +163,14 @@ class KimDiscriminator(_Discriminator):
     def __init__(self, width: int = 32):
         super().__init__()
         self.width = width
-        self.stages = nn.ModuleList([
-            nn.Conv2d(3, width, 5, padding=2),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
-            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
-        ])
+        self.stages = nn.ModuleList(
+            [
+                nn.Conv2d(3, width, 5, padding=2),
+                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+                nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+                nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
+            ]
+        )
         self.head = nn.Linear(4 * width, 1)
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
@@ -191,7 +193,10 @@ class VGGDiscriminator(_Discriminator):
         widths = [width, 2 * width, 4 * width, 8 * width]
         layers, previous = [], 3
         for stage_width in widths:
-            layers += [nn.Conv2d(previous, stage_width, 3, padding=1), nn.Conv2d(stage_width, stage_width, 3, stride=2, padding=1)]
+            layers += [
+                nn.Conv2d(previous, stage_width, 3, padding=1),
+                nn.Conv2d(stage_width, stage_width, 3, stride=2, padding=1),
+            ]
             previous = stage_width
         self.stages = nn.ModuleList(layers)
         self.head = nn.Sequential(nn.Linear(widths[-1], widths[-1]), nn.LeakyReLU(0.2), nn.Linear(widths[-1], 1))
@@ -221,11 +226,18 @@ def new_discriminator(kind: str, width: int = 32) -> _Discriminator:
 class PairCrops:
     """Seeded batches of aligned (filtered, pristine) crops from a patch set's pairs."""
 
-    def __init__(self, patch_set: PatchSet, pristine_rows: np.ndarray, manipulated_rows: np.ndarray, crop: int, seed: int):
+    def __init__(
+        self, patch_set: PatchSet, pristine_rows: np.ndarray, manipulated_rows: np.ndarray, crop: int, seed: int
+    ):
         size = patch_set.patches.shape[1]
         if not 8 <= crop <= size:
             raise CfzooError(f"crop must be from 8 to {size} pixels, got {crop}")
-        self.patches, self.pristine, self.manipulated, self.crop = patch_set.patches, pristine_rows, manipulated_rows, crop
+        self.patches, self.pristine, self.manipulated, self.crop = (
+            patch_set.patches,
+            pristine_rows,
+            manipulated_rows,
+            crop,
+        )
         self.size = size
         self.rng = np.random.default_rng(seed)
         self.order, self.cursor = self.rng.permutation(len(manipulated_rows)), 0
@@ -236,14 +248,14 @@ class PairCrops:
         while len(chosen) < batch_size:
             if self.cursor == len(self.order):
                 self.order, self.cursor = self.rng.permutation(len(self.manipulated)), 0
-            take = self.order[self.cursor:self.cursor + batch_size - len(chosen)]
+            take = self.order[self.cursor : self.cursor + batch_size - len(chosen)]
             self.cursor += len(take)
             chosen.extend(take)
         corners = self.rng.integers(0, self.size - self.crop + 1, size=(batch_size, 2))
         filtered = np.empty((batch_size, self.crop, self.crop, 3), dtype=np.uint8)
         pristine = np.empty_like(filtered)
         for index, (pair, (row, col)) in enumerate(zip(chosen, corners)):
-            window = np.s_[row:row + self.crop, col:col + self.crop]
+            window = np.s_[row : row + self.crop, col : col + self.crop]
             filtered[index] = self.patches[self.manipulated[pair]][window]
             pristine[index] = self.patches[self.pristine[pair]][window]
         return filtered, pristine
@@ -298,7 +310,8 @@ def generator_loss_terms(generator, discriminator, filtered, pristine):
     with torch.no_grad():
         real_features = discriminator.features(pristine)
     perceptual = sum(
-        torch.mean((fake - real) ** 2) / torch.mean(real**2).clamp_min(1e-6) for fake, real in zip(fake_features, real_features)
+        torch.mean((fake - real) ** 2) / torch.mean(real**2).clamp_min(1e-6)
+        for fake, real in zip(fake_features, real_features)
     ) / len(real_features)
     adversarial = F.binary_cross_entropy_with_logits(
         discriminator.classify(fake_features[-1]), torch.ones(len(filtered), device=filtered.device)
@@ -314,7 +327,9 @@ def straight_through_round(image: torch.Tensor) -> torch.Tensor:
 def discriminator_loss(discriminator, restored, pristine):
     real = discriminator(pristine)
     fake = discriminator(straight_through_round(restored.detach()))
-    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    return F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(
+        fake, torch.zeros_like(fake)
+    )
 
 
 def train_networks(plan: RestorerPlan, crops: PairCrops, on_step: Callable[[int, int], None] | None = None):
@@ -370,8 +385,8 @@ def restore_patches(generator: KimGenerator, patches: np.ndarray, batch_size: in
     device = next(generator.parameters()).device
     out = np.empty(np.shape(patches), dtype=np.uint8)
     for start in range(0, len(patches), batch_size):
-        restored = generator(to_tensor(patches[start:start + batch_size], device))
-        out[start:start + len(restored)] = torch.round(restored).permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+        restored = generator(to_tensor(patches[start : start + batch_size], device))
+        out[start : start + len(restored)] = torch.round(restored).permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
     return out
 
 
@@ -393,7 +408,9 @@ def train_restorer(
 
     ``settings`` are further :class:`RestorerPlan` fields (crop, learning_rate, generator_width, weights...).
     """
-    plan = RestorerPlan(task=task, discriminator=discriminator, steps=steps, batch_size=batch_size, seed=seed, **settings)
+    plan = RestorerPlan(
+        task=task, discriminator=discriminator, steps=steps, batch_size=batch_size, seed=seed, **settings
+    )
     return train_plan(plan, data, out_dir, cache_dir, on_status)
 
 
@@ -418,8 +435,16 @@ def train_plan(
     patch_sets = {
         name: build_patch_set(
             data,
-            PatchSetSpec(plan.task, name, plan.seed, patches_per_image=plan.patches_per_image, max_images_per_device=plan.max_images_per_device),
-            split, cache_dir, on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
+            PatchSetSpec(
+                plan.task,
+                name,
+                plan.seed,
+                patches_per_image=plan.patches_per_image,
+                max_images_per_device=plan.max_images_per_device,
+            ),
+            split,
+            cache_dir,
+            on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
         )
         for name in (("train", "test") if plan.evaluation_pairs else ("train",))
     }
@@ -436,14 +461,27 @@ def train_plan(
         partners, manipulated = aligned_pairs(test_set)
         count = min(plan.evaluation_pairs, len(manipulated))
         chosen = np.sort(np.random.default_rng([plan.seed, 1]).choice(len(manipulated), size=count, replace=False))
-        filtered, pristine = np.asarray(test_set.patches[manipulated[chosen]]), np.asarray(test_set.patches[partners[chosen]])
+        filtered, pristine = (
+            np.asarray(test_set.patches[manipulated[chosen]]),
+            np.asarray(test_set.patches[partners[chosen]]),
+        )
         status("evaluate", 0, 1)
         restored = restore_patches(generator, filtered)
         status("evaluate", 1, 1)
-        metrics = {"test": {"pairs": len(chosen), "input": pair_quality(pristine, filtered), "restored": pair_quality(pristine, restored)}}
+        metrics = {
+            "test": {
+                "pairs": len(chosen),
+                "input": pair_quality(pristine, filtered),
+                "restored": pair_quality(pristine, restored),
+            }
+        }
 
     hyper = {
-        **{key: value for key, value in asdict(plan).items() if key not in ("task", "discriminator", "seed", "test_devices", "weights")},
+        **{
+            key: value
+            for key, value in asdict(plan).items()
+            if key not in ("task", "discriminator", "seed", "test_devices", "weights")
+        },
         "loss_weights": asdict(plan.weights),
         "optimiser": "Adam (beta1 0.5, beta2 0.999), linear warm-up over warmup_steps, then constant; generator and discriminator alike",
         **generator.describe(),

@@ -38,7 +38,9 @@ class TrainingPlan:
     learning_rate: float | None = None
     dihedral_augmentation: bool | None = None  # None: the family's default
     pristine_noise: float | None = None  # None: the family's default
-    zoomed_train_photos: bool | None = None  # resize tasks: keep camera-upsampled train photos; None: the family's default
+    zoomed_train_photos: bool | None = (
+        None  # resize tasks: keep camera-upsampled train photos; None: the family's default
+    )
     max_train_patches: int | None = None  # a seeded, class-balanced subset of the train patch set
     max_test_patches: int | None = None
     test_devices: tuple[str, ...] | None = None
@@ -74,7 +76,7 @@ def spam_features_of(patch_set: PatchSet, rows: np.ndarray, status: StatusCallba
     features = np.empty((total, SPAM_DIMENSION), dtype=np.float64)
     chunk = 1024
     for start in range(0, total, chunk):
-        features[start:start + chunk] = spam_features(patch_set.patches[start:start + chunk])
+        features[start : start + chunk] = spam_features(patch_set.patches[start : start + chunk])
         status("spam features", min(start + chunk, total), total)
     write_atomically(cache, lambda path: _save_array(features, path))
     return features[rows]

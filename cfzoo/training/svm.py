@@ -32,7 +32,9 @@ class LinearSVM:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
-            "mean": self.mean, "scale": self.scale, "coef": self.coef,
+            "mean": self.mean,
+            "scale": self.scale,
+            "coef": self.coef,
             "intercept": np.array([self.intercept]),
         }
 

@@ -80,11 +80,21 @@ class PulledModel:
 
     def to_json(self) -> dict:
         return {
-            "id": self.entry.id, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
-            "checksums_from": self.checksums_from, "recorded": self.recorded,
+            "id": self.entry.id,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "checksums_from": self.checksums_from,
+            "recorded": self.recorded,
             "files": [
-                {"kind": file.kind, "path_in_repo": file.path_in_repo, "path": str(file.path), "sha256": file.sha256, "size": file.size,
-                 "repaired": file.repaired}
+                {
+                    "kind": file.kind,
+                    "path_in_repo": file.path_in_repo,
+                    "path": str(file.path),
+                    "sha256": file.sha256,
+                    "size": file.size,
+                    "repaired": file.repaired,
+                }
                 for file in self.files
             ],
         }
@@ -128,9 +138,13 @@ class _Hub:
         except OfflineModeIsEnabled:
             raise _offline_error() from None
         except HFValidationError:
-            raise CfzooError(f"{repo_id!r} is not a valid Hub repo id; give it as owner/name (letters, digits, '-', '_', '.')") from None
+            raise CfzooError(
+                f"{repo_id!r} is not a valid Hub repo id; give it as owner/name (letters, digits, '-', '_', '.')"
+            ) from None
         except GatedRepoError:
-            raise CfzooError(f"{repo_id} on {self.endpoint} is gated; accept its terms on the Hub, then set HF_TOKEN") from None
+            raise CfzooError(
+                f"{repo_id} on {self.endpoint} is gated; accept its terms on the Hub, then set HF_TOKEN"
+            ) from None
         except RevisionNotFoundError:
             raise _revision_error(repo_id, revision) from None
         except RepositoryNotFoundError:
@@ -143,7 +157,9 @@ class _Hub:
         except LocalEntryNotFoundError:
             raise self._unreachable(what, "no answer") from None
         except EntryNotFoundError:
-            raise CfzooError(f"{repo_id} at revision {revision} has no {what}; choose a revision that holds it ({option('revision')})") from None
+            raise CfzooError(
+                f"{repo_id} at revision {revision} has no {what}; choose a revision that holds it ({option('revision')})"
+            ) from None
         except HfHubHTTPError as error:
             raise CfzooError(
                 f"the Hub at {self.endpoint} answered an error for {what} of {repo_id} ({first_line(error)}); try again later"
@@ -169,7 +185,9 @@ class _Hub:
         """The commit ``revision`` points at and the files of the repo at that commit."""
         key = (repo_id, revision)
         if key not in self._commits:
-            info = self.call("the repo's file list", repo_id, revision, lambda: self.api.model_info(repo_id, revision=revision))
+            info = self.call(
+                "the repo's file list", repo_id, revision, lambda: self.api.model_info(repo_id, revision=revision)
+            )
             self._commits[key] = info.sha, frozenset(sibling.rfilename for sibling in info.siblings or ())
         return self._commits[key]
 
@@ -177,10 +195,23 @@ class _Hub:
         """The file in the Hugging Face cache; ``again`` fetches it even when the cache holds a copy."""
         from huggingface_hub import hf_hub_download
 
-        return Path(self.call(path_in_repo, repo_id, revision, lambda: hf_hub_download(
-            repo_id, path_in_repo, revision=revision, cache_dir=self.cache_dir, endpoint=self.endpoint, token=self.token,
-            tqdm_class=_silent_progress_bar(), force_download=again,
-        )))
+        return Path(
+            self.call(
+                path_in_repo,
+                repo_id,
+                revision,
+                lambda: hf_hub_download(
+                    repo_id,
+                    path_in_repo,
+                    revision=revision,
+                    cache_dir=self.cache_dir,
+                    endpoint=self.endpoint,
+                    token=self.token,
+                    tqdm_class=_silent_progress_bar(),
+                    force_download=again,
+                ),
+            )
+        )
 
     def is_cached(self, repo_id: str, commit: str, path_in_repo: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
@@ -190,12 +221,18 @@ class _Hub:
     def registry(self, repo_id: str, revision: str) -> Registry:
         commit, files = self.commit_and_files(repo_id, revision)
         if REGISTRY_NAME not in files:
-            raise CfzooError(f"{repo_id} at revision {revision} has no {REGISTRY_NAME}, so it is not a cfzoo zoo; check {option('repo_id')}")
+            raise CfzooError(
+                f"{repo_id} at revision {revision} has no {REGISTRY_NAME}, so it is not a cfzoo zoo; check {option('repo_id')}"
+            )
         return Registry.read(self.download(repo_id, commit, REGISTRY_NAME))
 
 
 def repo_registry(
-    repo_id: str, revision: str = DEFAULT_REVISION, *, endpoint: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+    repo_id: str,
+    revision: str = DEFAULT_REVISION,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     token: str | None = None,
 ) -> Registry:
     """The registry a Hub repo publishes at ``revision`` (downloaded into the Hugging Face cache)."""
@@ -204,9 +241,16 @@ def repo_registry(
 
 
 def select_models(
-    model_ids: Iterable[str] = (), *, families: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
-    all_models: bool = False, repo_id: str | None = None, revision: str | None = None, endpoint: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None, token: str | None = None,
+    model_ids: Iterable[str] = (),
+    *,
+    families: Iterable[str] | None = None,
+    tasks: Iterable[str] | None = None,
+    all_models: bool = False,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | None = None,
 ) -> list[str]:
     """The ids to pull: ``model_ids`` plus, with ``all_models``/``families``/``tasks``, the matching models of
     ``repo_id``'s registry (when a repo is named) or of cfzoo's registry (those with a Hub source)."""
@@ -214,17 +258,23 @@ def select_models(
     families, tasks = list(families or []) or None, list(tasks or []) or None
     if all_models or families or tasks:
         if repo_id:
-            source = repo_registry(repo_id, revision or DEFAULT_REVISION, endpoint=endpoint, cache_dir=cache_dir, token=token)
+            source = repo_registry(
+                repo_id, revision or DEFAULT_REVISION, endpoint=endpoint, cache_dir=cache_dir, token=token
+            )
             where = f"{repo_id} at revision {revision or DEFAULT_REVISION}"
         else:
             source = Registry(entry for entry in load_registry() if entry.hub is not None)
             where = "cfzoo's registry (models with a Hub source)"
         selected = [entry.id for entry in source.select(families, tasks)]
         if not selected:
-            raise CfzooError(f"no model in {where} matches {option('all_models', '--all')}/{option('families', '--family')}/{option('tasks', '--task')}; `cfzoo list` shows the models")
+            raise CfzooError(
+                f"no model in {where} matches {option('all_models', '--all')}/{option('families', '--family')}/{option('tasks', '--task')}; `cfzoo list` shows the models"
+            )
         chosen += [model_id for model_id in selected if model_id not in chosen]
     if not chosen:
-        raise CfzooError(f"name the models to pull (e.g. cfzoo pull spam-jpeg70) or select them with {option('all_models', '--all')}, {option('families', '--family')} or {option('tasks', '--task')}")
+        raise CfzooError(
+            f"name the models to pull (e.g. cfzoo pull spam-jpeg70) or select them with {option('all_models', '--all')}, {option('families', '--family')} or {option('tasks', '--task')}"
+        )
     return chosen
 
 
@@ -253,9 +303,19 @@ class PullPlan:
                 done += expected.size
                 if on_progress is not None:
                     on_progress(done, total)
-            recorded = plan.checksums_from == CHECKSUMS_FROM_REPO or plan.entry.hub != HubSource(plan.repo_id, plan.revision)
-            entry = replace(plan.entry, hub=HubSource(plan.repo_id, plan.commit), embedded=False) if recorded else plan.entry
-            pulled.append(PulledModel(entry, plan.repo_id, plan.revision, plan.commit, plan.checksums_from, recorded, tuple(files)))
+            recorded = plan.checksums_from == CHECKSUMS_FROM_REPO or plan.entry.hub != HubSource(
+                plan.repo_id, plan.revision
+            )
+            entry = (
+                replace(plan.entry, hub=HubSource(plan.repo_id, plan.commit), embedded=False)
+                if recorded
+                else plan.entry
+            )
+            pulled.append(
+                PulledModel(
+                    entry, plan.repo_id, plan.revision, plan.commit, plan.checksums_from, recorded, tuple(files)
+                )
+            )
         recorded_entries = [model.entry for model in pulled if model.recorded]
         if recorded_entries:
             user_registry().merged(Registry(recorded_entries)).write(user_zoo_dir() / REGISTRY_NAME)
@@ -284,8 +344,13 @@ class PullPlan:
 
 
 def plan_pull(
-    model_ids: Iterable[str], repo_id: str | None = None, revision: str | None = None, *, endpoint: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None, token: str | None = None,
+    model_ids: Iterable[str],
+    repo_id: str | None = None,
+    revision: str | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | None = None,
 ) -> PullPlan:
     """Find each model's entry and source and check that the source holds its files; downloads nothing yet.
 
@@ -308,13 +373,17 @@ def plan_pull(
                 f"unknown model {model_id!r}; `cfzoo list` shows the models, or pass --repo-id to pull from a repo that publishes it"
             )
         else:
-            raise CfzooError(f"model {model_id} has no Hub source in the registry; pass {option('repo_id')} (and {option('revision')}) to pull it")
+            raise CfzooError(
+                f"model {model_id} has no Hub source in the registry; pass {option('repo_id')} (and {option('revision')}) to pull it"
+            )
         checksums_from = CHECKSUMS_FROM_CFZOO
         if entry is None:
             published = hub.registry(source.repo_id, source.revision)
             if model_id not in published:
                 listed = ", ".join(published.entries) or "nothing"
-                raise CfzooError(f"{source.repo_id} at revision {source.revision} does not publish {model_id!r}; it publishes: {listed}")
+                raise CfzooError(
+                    f"{source.repo_id} at revision {source.revision} does not publish {model_id!r}; it publishes: {listed}"
+                )
             entry, checksums_from = published.get(model_id), CHECKSUMS_FROM_REPO
         commit, files = hub.commit_and_files(source.repo_id, source.revision)
         missing = [file.path_in_zoo for file in entry.files.values() if file.path_in_zoo not in files]
@@ -328,8 +397,13 @@ def plan_pull(
 
 
 def pull(
-    model_ids: Iterable[str], repo_id: str | None = None, revision: str | None = None, *, endpoint: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None, token: str | None = None,
+    model_ids: Iterable[str],
+    repo_id: str | None = None,
+    revision: str | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[PulledModel]:
     """Download each model's detector and gradient companion into the Hugging Face cache and verify them.
@@ -393,7 +467,9 @@ def _offline_error() -> CfzooError:
 
 
 def _revision_error(repo_id: str, revision: str) -> CfzooError:
-    return CfzooError(f"{repo_id} has no revision {revision!r}; pass an existing branch, tag or commit with {option('revision')}")
+    return CfzooError(
+        f"{repo_id} has no revision {revision!r}; pass an existing branch, tag or commit with {option('revision')}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- publish
@@ -454,9 +530,14 @@ class PublishResult:
 
     def to_json(self) -> dict:
         return {
-            "repo_id": self.publication.repo_id, "models": list(self.publication.models), "uploaded": self.uploaded,
-            "reason": self.reason, "folder": None if self.folder is None else str(self.folder), "commit_url": self.commit_url,
-            "size": self.publication.size, "files": [file.to_json() for file in self.publication.files],
+            "repo_id": self.publication.repo_id,
+            "models": list(self.publication.models),
+            "uploaded": self.uploaded,
+            "reason": self.reason,
+            "folder": None if self.folder is None else str(self.folder),
+            "commit_url": self.commit_url,
+            "size": self.publication.size,
+            "files": [file.to_json() for file in self.publication.files],
         }
 
 
@@ -468,12 +549,18 @@ def default_model_cards_dir() -> Path | None:
 
 def check_empty_destination(folder: Path) -> None:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise CfzooError(f"{folder} exists and is not an empty folder; remove it or choose another {option('out_dir', '--out')}")
+        raise CfzooError(
+            f"{folder} exists and is not an empty folder; remove it or choose another {option('out_dir', '--out')}"
+        )
 
 
 def plan_publication(
-    repo_id: str, zoo_dir: str | os.PathLike[str] | None = None, model_ids: Iterable[str] | None = None,
-    model_cards_dir: str | os.PathLike[str] | None = None, *, zoo_card: ZooCard,
+    repo_id: str,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    model_ids: Iterable[str] | None = None,
+    model_cards_dir: str | os.PathLike[str] | None = None,
+    *,
+    zoo_card: ZooCard,
 ) -> Publication:
     """The Hub repo for the zoo's models (default: every model of ``zoo_dir`` whose files are there; the zoo
     defaults to the user zoo). A registry may list models whose files live elsewhere (the package's lists
@@ -489,7 +576,9 @@ def plan_publication(
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
     registry_path = zoo_dir / REGISTRY_NAME
     if not registry_path.is_file():
-        raise CfzooError(f"{zoo_dir} holds no {REGISTRY_NAME}; export models into it first (cfzoo export --zoo {zoo_dir})")
+        raise CfzooError(
+            f"{zoo_dir} holds no {REGISTRY_NAME}; export models into it first (cfzoo export --zoo {zoo_dir})"
+        )
     zoo = Registry.read(registry_path)
     ids = list(dict.fromkeys(model_ids or [])) or [
         entry.id for entry in zoo if all((zoo_dir / file.path_in_zoo).is_file() for file in entry.files.values())
@@ -502,16 +591,22 @@ def plan_publication(
         for model_file in entry.files.values():
             source = zoo_dir / model_file.path_in_zoo
             if not source.is_file():
-                raise CfzooError(f"{source} is missing; export {entry.id} again (cfzoo export {entry.id} --zoo {zoo_dir})")
+                raise CfzooError(
+                    f"{source} is missing; export {entry.id} again (cfzoo export {entry.id} --zoo {zoo_dir})"
+                )
             if file_sha256(source) != model_file.sha256:
                 raise CfzooError(f"{source} does not match the sha256 in {registry_path}; export {entry.id} again")
             model_files.append(PublishedFile(model_file.path_in_zoo, model_file.size, model_file.sha256, source))
     registry_text = json.dumps(Registry(entries).to_json(), indent=2) + "\n"
     cards_dir = Path(model_cards_dir) if model_cards_dir is not None else default_model_cards_dir()
     if model_cards_dir is not None and not cards_dir.is_dir():
-        raise CfzooError(f"model card folder {cards_dir} does not exist; generate the cards first or leave out {option('model_cards_dir', '--model-cards')}")
+        raise CfzooError(
+            f"model card folder {cards_dir} does not exist; generate the cards first or leave out {option('model_cards_dir', '--model-cards')}"
+        )
     families = list(dict.fromkeys(entry.family for entry in entries))
-    family_cards = [card for card in (cards_dir / f"{family}.md" for family in families) if card.is_file()] if cards_dir else []
+    family_cards = (
+        [card for card in (cards_dir / f"{family}.md" for family in families) if card.is_file()] if cards_dir else []
+    )
     readme = cards_dir / README_NAME if cards_dir is not None and (cards_dir / README_NAME).is_file() else None
     if readme is None and len(families) == 1 and family_cards:
         readme = family_cards[0]  # one family: its card is the repo's card
@@ -519,15 +614,24 @@ def plan_publication(
     if readme is not None:
         files.append(_copied_file(README_NAME, readme))
     else:
-        files.append(_content_file(README_NAME, zoo_card(repo_id, entries, [card.name for card in family_cards]).encode()))
+        files.append(
+            _content_file(README_NAME, zoo_card(repo_id, entries, [card.name for card in family_cards]).encode())
+        )
     files += [_copied_file(f"{MODEL_CARDS_FOLDER}/{card.name}", card) for card in family_cards]
     return Publication(repo_id, tuple(ids), tuple(files + model_files))
 
 
 def publish(
-    repo_id: str, zoo_dir: str | os.PathLike[str] | None = None, model_ids: Iterable[str] | None = None, *,
-    token: str | None = None, dry_run: bool = False, out_dir: str | os.PathLike[str] | None = None,
-    model_cards_dir: str | os.PathLike[str] | None = None, endpoint: str | None = None, zoo_card: ZooCard,
+    repo_id: str,
+    zoo_dir: str | os.PathLike[str] | None = None,
+    model_ids: Iterable[str] | None = None,
+    *,
+    token: str | None = None,
+    dry_run: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+    model_cards_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+    zoo_card: ZooCard,
 ) -> PublishResult:
     """Lay out the zoo as a Hub repo (into ``out_dir`` when given) and upload it with ``HfApi.upload_folder``.
 
@@ -552,10 +656,17 @@ def publish(
         upload_from = folder or publication.lay_out(Path(staging) / "repo")
         hub = _Hub(endpoint, None, token)
         hub.call("repo creation", repo_id, DEFAULT_REVISION, lambda: hub.api.create_repo(repo_id, exist_ok=True))
-        commit = hub.call("the upload", repo_id, DEFAULT_REVISION, lambda: hub.api.upload_folder(
-            repo_id=repo_id, folder_path=upload_from, commit_message=f"cfzoo {__version__}: publish {len(publication.models)} models",
-            delete_patterns=[f"{MODELS_FOLDER}/*.onnx"],
-        ))
+        commit = hub.call(
+            "the upload",
+            repo_id,
+            DEFAULT_REVISION,
+            lambda: hub.api.upload_folder(
+                repo_id=repo_id,
+                folder_path=upload_from,
+                commit_message=f"cfzoo {__version__}: publish {len(publication.models)} models",
+                delete_patterns=[f"{MODELS_FOLDER}/*.onnx"],
+            ),
+        )
     return PublishResult(publication, True, f"uploaded as commit {commit.oid}", folder, commit.commit_url)
 
 

@@ -19,9 +19,9 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from typing import ClassVar
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -51,7 +51,9 @@ class ModelFile:
     def __post_init__(self) -> None:
         # a registry names files inside its zoo's models folder only: no folders, no way up, no absolute path
         if not isinstance(self.name, str) or self.name in ("", ".", "..") or "/" in self.name or "\\" in self.name:
-            raise ValueError(f"file name {self.name!r} must be a plain file name inside the zoo's {MODELS_FOLDER} folder")
+            raise ValueError(
+                f"file name {self.name!r} must be a plain file name inside the zoo's {MODELS_FOLDER} folder"
+            )
         if len(self.sha256) != 64 or any(character not in "0123456789abcdef" for character in self.sha256):
             raise ValueError(f"sha256 {self.sha256[:80]!r} must be 64 lowercase hexadecimal digits")
         if self.size < 0:
@@ -217,7 +219,9 @@ class EntryRegistry:
         return cls.in_zoo(embedded_zoo_dir()).merged(cls.in_zoo(user_zoo_dir(), lenient=True))
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        return write_atomically(path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n"))
+        return write_atomically(
+            path, lambda temporary: temporary.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        )
 
 
 class Registry(EntryRegistry):
@@ -269,7 +273,12 @@ def load_registry() -> Registry:
 
 
 def read_registry_file(
-    path: str | os.PathLike[str], entry_type: type, key: str, schema: int, what: str, lenient: bool = False,
+    path: str | os.PathLike[str],
+    entry_type: type,
+    key: str,
+    schema: int,
+    what: str,
+    lenient: bool = False,
 ) -> tuple[list, list[str]]:
     """(entries, problems) of a registry file: each item under ``key`` validated as ``entry_type`` (a dataclass)
     by pydantic in strict JSON mode, so a field of the wrong type is refused, not coerced.
@@ -282,7 +291,9 @@ def read_registry_file(
     try:
         payload = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as error:
-        raise CfzooError(f"{path}: cannot read this {what} ({error.strerror or error}); check its permissions") from None
+        raise CfzooError(
+            f"{path}: cannot read this {what} ({error.strerror or error}); check its permissions"
+        ) from None
     except UnicodeDecodeError:
         raise CfzooError(f"{path} is not UTF-8 text, so not a cfzoo {what}; {again}") from None
     except json.JSONDecodeError as error:
@@ -290,7 +301,9 @@ def read_registry_file(
     except RecursionError:
         raise CfzooError(f"{path} is nested too deeply to be a cfzoo {what}; {again}") from None
     if not isinstance(payload, dict) or payload.get("schema") != schema or not isinstance(payload.get(key, []), list):
-        raise CfzooError(f"{path} is not a cfzoo {what} (schema {schema}) with a list of entries under {key!r}; {again}")
+        raise CfzooError(
+            f"{path} is not a cfzoo {what} (schema {schema}) with a list of entries under {key!r}; {again}"
+        )
     adapter = _adapter(entry_type)
     entries, problems = [], []
     for number, item in enumerate(payload.get(key, []), start=1):
@@ -310,7 +323,7 @@ def _adapter(entry_type: type):
 
 
 def _entry_problem(path: Path, number: int, item: object, error) -> str:
-    """"<file>: entry '<id>': <field>: <what is wrong>" for a validation error's first finding."""
+    """ "<file>: entry '<id>': <field>: <what is wrong>" for a validation error's first finding."""
     label = repr(item["id"]) if isinstance(item, dict) and isinstance(item.get("id"), str) else f"#{number}"
     findings = error.errors()
     first = findings[0]
@@ -323,9 +336,14 @@ def _entry_problem(path: Path, number: int, item: object, error) -> str:
         else:
             break
     field = ".".join(fields) or "the entry"
-    branches = [finding for finding in findings if tuple(finding["loc"][: len(fields)]) == tuple(first["loc"][: len(fields)])]
+    branches = [
+        finding for finding in findings if tuple(finding["loc"][: len(fields)]) == tuple(first["loc"][: len(fields)])
+    ]
     if len(fields) < len(first["loc"]) and len(branches) > 1:
-        message, remaining = f"should be {' or '.join(str(b['loc'][len(fields)]) for b in branches)}, not {type(value).__name__}", len(findings) - len(branches)
+        message, remaining = (
+            f"should be {' or '.join(str(b['loc'][len(fields)]) for b in branches)}, not {type(value).__name__}",
+            len(findings) - len(branches),
+        )
     else:
         message, remaining = first["msg"].removeprefix("Value error, "), len(findings) - 1
     return f"{path}: entry {label}: {field}: {message}" + (f" (and {remaining} more)" if remaining else "")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256
@@ -50,7 +50,9 @@ def confined(candidate: ResolvedFile) -> ResolvedFile:
     try:
         real = candidate.path.resolve(strict=True)
     except (OSError, RuntimeError) as error:  # a symlink loop among them
-        raise CfzooError(f"{candidate.path}: cannot follow this zoo file ({error}); delete it and export or pull the model again") from None
+        raise CfzooError(
+            f"{candidate.path}: cannot follow this zoo file ({error}); delete it and export or pull the model again"
+        ) from None
     if not real.is_relative_to(models):
         raise CfzooError(
             f"{candidate.path} leads outside its zoo, to {real}; a zoo may only use files inside {models}: "

@@ -99,7 +99,13 @@ _SLOTS = {restorer_id(task, kind): (task, kind) for task in RESTORATION_TASKS fo
 class RestorerRegistry(EntryRegistry):
     """Restorers by id, in Table V order (task, then discriminator)."""
 
-    entry_type, key, schema, what, file_name = RestorerEntry, "restorers", RESTORER_SCHEMA_VERSION, "restorer registry", RESTORER_REGISTRY_NAME
+    entry_type, key, schema, what, file_name = (
+        RestorerEntry,
+        "restorers",
+        RESTORER_SCHEMA_VERSION,
+        "restorer registry",
+        RESTORER_REGISTRY_NAME,
+    )
 
     @staticmethod
     def order(entry: RestorerEntry) -> tuple:

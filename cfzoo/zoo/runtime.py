@@ -85,7 +85,9 @@ def _register_shared_cpu_allocator() -> None:
     what is asked, not to the next power of two, so it stays near that largest run.
     """
     onnxruntime = onnxruntime_module()
-    memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT)
+    memory = onnxruntime.OrtMemoryInfo(
+        "Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT
+    )
     onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": 1}))
 
 
@@ -128,7 +130,9 @@ def new_session(path: Path, providers: tuple[str, ...], row_parallel: bool = Tru
     try:
         return onnxruntime.InferenceSession(str(path), sess_options=options, providers=list(providers))
     except Exception as error:  # onnxruntime raises its own exception types
-        raise CfzooError(f"onnxruntime cannot load {path}: {str(error).splitlines()[0]}; export or pull the model again") from None
+        raise CfzooError(
+            f"onnxruntime cannot load {path}: {str(error).splitlines()[0]}; export or pull the model again"
+        ) from None
 
 
 def _cpu_only(providers) -> bool:
@@ -140,7 +144,9 @@ def _row_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="cfzoo-rows")
 
 
-def run_rows(session, outputs: list[str], rows: dict[str, np.ndarray], shared: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
+def run_rows(
+    session, outputs: list[str], rows: dict[str, np.ndarray], shared: dict[str, np.ndarray] | None = None
+) -> list[np.ndarray]:
     """``session.run(outputs, rows | shared)``, where every array of ``rows`` has one row per sample and the outputs
     too. On the CPU the rows are split into :func:`cpu_workers` shares, each run on one thread at the same time
     (onnxruntime lets go of the GIL): one-threaded runs side by side keep the cores busier than one run on all of
@@ -200,12 +206,25 @@ class Detector(OnnxSession):
             return None
         try:
             arrays = json.loads(text)
-            svm = SpamSVM(*(np.asarray(arrays[name], dtype=np.float64) for name in ("mean", "scale", "coef")), float(arrays["intercept"][0]))
+            svm = SpamSVM(
+                *(np.asarray(arrays[name], dtype=np.float64) for name in ("mean", "scale", "coef")),
+                float(arrays["intercept"][0]),
+            )
         except (ValueError, KeyError, TypeError, IndexError):
-            raise CfzooError(f"{self.path}: its {SPAM_SVM} metadata is not an SVM's mean, scale, coef and intercept; export the model again") from None
+            raise CfzooError(
+                f"{self.path}: its {SPAM_SVM} metadata is not an SVM's mean, scale, coef and intercept; export the model again"
+            ) from None
         vectors = (svm.mean, svm.scale, svm.coef)
-        if any(vector.shape != svm.mean.shape or vector.ndim != 1 or not np.isfinite(vector).all() for vector in vectors) or not (svm.scale > 0).all():
-            raise CfzooError(f"{self.path}: its {SPAM_SVM} metadata holds no valid SVM (equal-length finite vectors, scale > 0); export the model again")
+        if (
+            any(
+                vector.shape != svm.mean.shape or vector.ndim != 1 or not np.isfinite(vector).all()
+                for vector in vectors
+            )
+            or not (svm.scale > 0).all()
+        ):
+            raise CfzooError(
+                f"{self.path}: its {SPAM_SVM} metadata holds no valid SVM (equal-length finite vectors, scale > 0); export the model again"
+            )
         return svm
 
 
@@ -238,8 +257,12 @@ class SpamFeatureCompanion:
         goal = np.ascontiguousarray(goal, dtype=np.float32)
         weight = np.ascontiguousarray(weight, dtype=np.float32)
         if goal.shape != (len(images), self.dimension) or weight.shape != (self.dimension,):
-            raise CfzooError(f"goal features must be [{len(images)},{self.dimension}] and weights [{self.dimension}], got {list(goal.shape)} and {list(weight.shape)}")
-        distance, features, gradient = run_rows(self.session, ["distance", "features", "grad"], {"image": images, "goal": goal}, {"weight": weight})
+            raise CfzooError(
+                f"goal features must be [{len(images)},{self.dimension}] and weights [{self.dimension}], got {list(goal.shape)} and {list(weight.shape)}"
+            )
+        distance, features, gradient = run_rows(
+            self.session, ["distance", "features", "grad"], {"image": images, "goal": goal}, {"weight": weight}
+        )
         return distance, features, gradient
 
     def features(self, images: np.ndarray) -> np.ndarray:
@@ -294,12 +317,18 @@ def manipulated_probability(logits: np.ndarray) -> np.ndarray:
 
 def load_detector(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> Detector:
     """The detector of a registry model, its session created once per (model, providers, path)."""
-    return _registry_session(Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path))
+    return _registry_session(
+        Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path)
+    )
 
 
-def load_gradient_model(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> GradientModel:
+def load_gradient_model(
+    model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None
+) -> GradientModel:
     """The gradient companion of a registry model, its session created once per (model, providers, path)."""
-    return _registry_session(GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path))
+    return _registry_session(
+        GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path)
+    )
 
 
 def _registry_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
@@ -319,9 +348,13 @@ def _check_identity(session: OnnxSession, kind: str) -> None:
     metadata = session.session.get_modelmeta().custom_metadata_map
     claimed_id, claimed_kind = metadata.get("model_id"), metadata.get("kind")
     if claimed_id is not None and claimed_id != session.entry.id:
-        raise CfzooError(f"{session.path} is {claimed_id}'s {claimed_kind or 'file'}, not {session.entry.id}'s; give the file of {session.entry.id}")
+        raise CfzooError(
+            f"{session.path} is {claimed_id}'s {claimed_kind or 'file'}, not {session.entry.id}'s; give the file of {session.entry.id}"
+        )
     if claimed_kind is not None and claimed_kind != kind:
-        raise CfzooError(f"{session.path} is a {claimed_kind} graph, not a {kind} graph; give {session.entry.id}'s {kind} file")
+        raise CfzooError(
+            f"{session.path} is a {claimed_kind} graph, not a {kind} graph; give {session.entry.id}'s {kind} file"
+        )
 
 
 def load_model_file(
@@ -334,7 +367,9 @@ def load_model_file(
     that holds its input or output another way is refused with the ``cfzoo register`` command that adapts it."""
     path = Path(path)
     if path.suffix != ".onnx" or path.name.endswith(".grad.onnx"):
-        raise CfzooError(f"{option('model')} {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)")
+        raise CfzooError(
+            f"{option('model')} {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)"
+        )
     chosen = execution_providers(providers)
     return cached_session(("file", str(path), task, chosen), lambda: _file_models(path, task, chosen))
 
@@ -348,11 +383,15 @@ def _file_models(path: Path, task: str | None, providers: tuple[str, ...]) -> tu
         detector.entry = registry.get(claimed)
         _check_identity(detector, "detector")
         if task is not None and task != detector.entry.task:
-            raise CfzooError(f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out {option('task')} or give {detector.entry.task}")
+            raise CfzooError(
+                f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out {option('task')} or give {detector.entry.task}"
+            )
     else:
         _check_contract(detector, path)
         if task is None:
-            raise CfzooError(f"{path} is not one of cfzoo's models; say which manipulation it detects with {option('task')} ({', '.join(TASK_IDS)})")
+            raise CfzooError(
+                f"{path} is not one of cfzoo's models; say which manipulation it detects with {option('task')} ({', '.join(TASK_IDS)})"
+            )
     companion_path = path.with_name(path.name.removesuffix(".onnx") + ".grad.onnx")
     companion = None
     if companion_path.is_file():
@@ -374,7 +413,9 @@ def open_model(reference: str | os.PathLike[str], task: str | None = None, provi
         return load_model_file(text, task, providers)[0]
     detector = load_detector(text, providers)
     if task is not None and task != detector.entry.task:
-        raise CfzooError(f"model {text} detects {detector.entry.task}, not {task}; leave out the task or give {detector.entry.task}")
+        raise CfzooError(
+            f"model {text} detects {detector.entry.task}, not {task}; leave out the task or give {detector.entry.task}"
+        )
     return detector
 
 
@@ -402,7 +443,12 @@ def provider_choice(providers: tuple[str, ...]) -> str:
 
 def _external_entry(path: Path, task: str) -> ModelEntry:
     return ModelEntry(
-        id=path.name.removesuffix(".onnx"), family=EXTERNAL_FAMILY, task=task, files={}, threshold=EXTERNAL_THRESHOLD, score="probability"
+        id=path.name.removesuffix(".onnx"),
+        family=EXTERNAL_FAMILY,
+        task=task,
+        files={},
+        threshold=EXTERNAL_THRESHOLD,
+        score="probability",
     )
 
 
@@ -412,8 +458,10 @@ def _check_contract(detector: Detector, path: Path) -> None:
     input_ok = len(inputs) == 1 and inputs[0].name == "image" and list(inputs[0].shape[1:]) == [3, 128, 128]
     output_ok = any(output.name == "logits" for output in outputs)
     if not (input_ok and output_ok):
-        found = ", ".join(f"{value.name} {list(value.shape)}" for value in inputs) + " -> " + ", ".join(
-            f"{value.name} {list(value.shape)}" for value in outputs
+        found = (
+            ", ".join(f"{value.name} {list(value.shape)}" for value in inputs)
+            + " -> "
+            + ", ".join(f"{value.name} {list(value.shape)}" for value in outputs)
         )
         raise CfzooError(
             f"{path} does not follow the model contract (image [N,3,128,128] -> logits [N,2]; it has {found}); "

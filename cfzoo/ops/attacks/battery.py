@@ -29,7 +29,9 @@ def check_settings(settings: AttackSettings, ensemble: bool = False) -> str:
     CfzooError. (Everything else about ``settings`` was checked when they were built.)"""
     if ensemble and not get_attack(settings.method).ensemble:
         names = ", ".join(attack_names(ensemble=True))
-        raise CfzooError(f"{option('method')} {settings.method} attacks one detector; for several at once use {option('method')} {names}")
+        raise CfzooError(
+            f"{option('method')} {settings.method} attacks one detector; for several at once use {option('method')} {names}"
+        )
     return settings.method
 
 
@@ -51,7 +53,11 @@ def attack_parameters(settings: AttackSettings) -> dict:
     """The parameters ``settings`` resolve to, defaults filled in, for reports: iterations and step (gray levels;
     None where the method adapts it), and the method's own (restarts, the query budget), and the platform step
     it aims through."""
-    survive = {name: getattr(settings, name) for name in ("survive_jpeg", "survive_resize") if getattr(settings, name) is not None}
+    survive = {
+        name: getattr(settings, name)
+        for name in ("survive_jpeg", "survive_resize")
+        if getattr(settings, name) is not None
+    }
     return {**get_attack(settings.method).parameters(settings), **survive}
 
 
@@ -70,7 +76,9 @@ def attack_patches(
     check_settings(settings, target.is_ensemble)
     if get_attack(settings.method).needs_gradient and not target.has_gradient:
         free = ", ".join(attack_names(needs_gradient=False, needs_pristine=False, ensemble=True))
-        raise CfzooError(f"{settings.method} needs the target's gradient companion; {option('method')} {free} needs none")
+        raise CfzooError(
+            f"{settings.method} needs the target's gradient companion; {option('method')} {free} needs none"
+        )
     return run_attack(settings, target, checked_patches(patches), on_progress, first_row, pristine)
 
 
@@ -84,5 +92,10 @@ def run_attack(
 ) -> AttackResult:
     """:func:`attack_patches` for a target already checked against the method (an experiment's plan checks every
     target once, before any data work) and uint8 patches."""
-    target = replace(target, survive_jpeg=settings.survive_jpeg, survive_resize=settings.survive_resize, batch_size=settings.batch_size)
+    target = replace(
+        target,
+        survive_jpeg=settings.survive_jpeg,
+        survive_resize=settings.survive_resize,
+        batch_size=settings.batch_size,
+    )
     return get_attack(settings.method).run(settings, target, patches, AttackCall(on_progress, first_row, pristine))

@@ -73,7 +73,10 @@ class AttackSettings:
                 )
         if self.survive_jpeg is not None and self.survive_resize is not None:
             raise CfzooError("survive one platform step at a time: JPEG or resize, not both")
-        for name, text in (("survive_jpeg", f"jpeg:{self.survive_jpeg}"), ("survive_resize", f"resize:{self.survive_resize}")):
+        for name, text in (
+            ("survive_jpeg", f"jpeg:{self.survive_jpeg}"),
+            ("survive_resize", f"resize:{self.survive_resize}"),
+        ):
             if getattr(self, name) is None:
                 continue
             if not attack.ensemble:
@@ -96,7 +99,9 @@ def check_eps(eps: int) -> int:
 def checked_patches(patches: np.ndarray) -> np.ndarray:
     patches = np.asarray(patches)
     if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:
-        raise CfzooError(f"patches must be [N,H,W,3] uint8 RGB, got a {patches.dtype} array of shape {list(patches.shape)}")
+        raise CfzooError(
+            f"patches must be [N,H,W,3] uint8 RGB, got a {patches.dtype} array of shape {list(patches.shape)}"
+        )
     return patches
 
 
@@ -189,7 +194,9 @@ class AttackTarget:
         if self.survive_resize is not None:
             small = [resize(image, self.survive_resize) for image in patches]
             grid = patch_grid(*small[0].shape[:2])
-            return np.concatenate([cut_patches(image, grid) for image in small]), np.repeat(np.arange(len(patches)), len(grid))
+            return np.concatenate([cut_patches(image, grid) for image in small]), np.repeat(
+                np.arange(len(patches)), len(grid)
+            )
         if self.survive_jpeg is not None:
             patches = np.stack([jpeg_compress(patch, self.survive_jpeg) for patch in patches])
         return patches, np.arange(len(patches))
@@ -205,7 +212,7 @@ class AttackTarget:
         for sample in range(shape[0]):
             canvas = np.zeros((small_height, small_width, 3), dtype=np.float64)
             for (row, col), patch_gradient in zip(grid, view_gradient[owners == sample]):
-                canvas[row:row + PATCH_SIZE, col:col + PATCH_SIZE] += patch_gradient
+                canvas[row : row + PATCH_SIZE, col : col + PATCH_SIZE] += patch_gradient
             gradient[sample] = np.einsum("ji,jkc,kl->ilc", rows, canvas, columns, optimize=True)
         return gradient
 
@@ -247,7 +254,9 @@ def resampling_matrix(source: int, target: int) -> np.ndarray:
     for index in range(source):
         unit = np.zeros((1, source), dtype=np.float32)
         unit[0, index] = 1.0
-        resized = Image.fromarray(unit, mode="F").resize((target, 1), resample=Image.Resampling.BICUBIC, reducing_gap=None)
+        resized = Image.fromarray(unit, mode="F").resize(
+            (target, 1), resample=Image.Resampling.BICUBIC, reducing_gap=None
+        )
         columns.append(np.asarray(resized, dtype=np.float64)[0])
     return np.stack(columns, axis=1)
 
@@ -278,8 +287,14 @@ def parse_survive(text: str | None) -> dict:
 
 
 def attack_in_batches(
-    patches: np.ndarray, batch_size: int, seed: int, first_row: int, on_progress: ProgressCallback | None,
-    attack_batch: Callable[[np.ndarray, np.random.Generator, slice], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    patches: np.ndarray,
+    batch_size: int,
+    seed: int,
+    first_row: int,
+    on_progress: ProgressCallback | None,
+    attack_batch: Callable[
+        [np.ndarray, np.random.Generator, slice], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ],
 ) -> AttackResult:
     """Run ``attack_batch(original, rng, part)`` -> (patches, iterations, zero_gradient, queries) over batches (``part``:
     where the batch lies in ``patches``, for per-patch data that travels beside them); each batch
@@ -290,7 +305,7 @@ def attack_in_batches(
     zero_gradient = np.zeros(len(patches), dtype=bool)
     queries = np.zeros(len(patches), dtype=np.int64)
     for start in range(0, len(patches), batch_size):
-        original = patches[start:start + batch_size]
+        original = patches[start : start + batch_size]
         part = slice(start, start + len(original))
         rng = np.random.default_rng([seed, first_row + start])
         attacked[part], iterations[part], zero_gradient[part], queries[part] = attack_batch(original, rng, part)

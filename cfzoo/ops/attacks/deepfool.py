@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cfzoo.errors import check_count
 from cfzoo.callbacks import ProgressCallback
+from cfzoo.errors import check_count
 from cfzoo.ops.attacks.common import (
     DEFAULT_BATCH_SIZE,
     MANIPULATED,
@@ -59,7 +59,12 @@ def _deepfool(target, patches, eps, iterations, batch_size, on_progress) -> Atta
     """:func:`deepfool` on arguments known to be valid."""
     iterations = iterations or DEEPFOOL_ITERATIONS
     return attack_in_batches(
-        patches, batch_size, 0, 0, on_progress, lambda original, rng, part: _deepfool_batch(target, original, eps, iterations)
+        patches,
+        batch_size,
+        0,
+        0,
+        on_progress,
+        lambda original, rng, part: _deepfool_batch(target, original, eps, iterations),
     )
 
 
@@ -100,13 +105,15 @@ def _deepfool_batch(target: AttackTarget, original: np.ndarray, eps: int, iterat
     return judged.best, steps, zero_gradient, judged.queries
 
 
-register_attack(Attack(
-    name="deepfool",
-    summary="DeepFool: the smallest step the linearised margin needs, in whole gray levels, one detector, until fooled.",
-    run=lambda settings, target, patches, call: _deepfool(
-        target, patches, settings.eps, settings.iterations, settings.batch_size, call.on_progress
-    ),
-    parameters=lambda settings: {"iterations": settings.iterations or DEEPFOOL_ITERATIONS, "step": None},
-    options={"iterations": str(DEEPFOOL_ITERATIONS)},
-    ensemble=False,
-))
+register_attack(
+    Attack(
+        name="deepfool",
+        summary="DeepFool: the smallest step the linearised margin needs, in whole gray levels, one detector, until fooled.",
+        run=lambda settings, target, patches, call: _deepfool(
+            target, patches, settings.eps, settings.iterations, settings.batch_size, call.on_progress
+        ),
+        parameters=lambda settings: {"iterations": settings.iterations or DEEPFOOL_ITERATIONS, "step": None},
+        options={"iterations": str(DEEPFOOL_ITERATIONS)},
+        ensemble=False,
+    )
+)

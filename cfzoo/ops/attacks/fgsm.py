@@ -68,10 +68,10 @@ def _fgsm(target, patches, eps, batch_size, on_progress) -> AttackResult:
     attacked = np.empty_like(patches)
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
-        batch = patches[start:start + batch_size]
+        batch = patches[start : start + batch_size]
         sign = gradient_sign(target, batch)
-        zero_gradient[start:start + len(batch)] = ~sign.reshape(len(batch), -1).any(axis=1)
-        attacked[start:start + len(batch)] = np.clip(batch.astype(np.int16) + eps * sign, 0, 255)
+        zero_gradient[start : start + len(batch)] = ~sign.reshape(len(batch), -1).any(axis=1)
+        attacked[start : start + len(batch)] = np.clip(batch.astype(np.int16) + eps * sign, 0, 255)
         if on_progress is not None:
             on_progress(start + len(batch), len(patches))
     ones = np.ones(len(patches), dtype=np.int64)
@@ -101,7 +101,7 @@ def _iterative_fgsm(target, patches, eps, iterations, batch_size, on_progress) -
     queries = np.zeros(len(patches), dtype=np.int64)
     zero_gradient = np.zeros(len(patches), dtype=bool)
     for start in range(0, len(patches), batch_size):
-        original = patches[start:start + batch_size].astype(np.int16)
+        original = patches[start : start + batch_size].astype(np.int16)
         current = original.copy()
         low, high = np.maximum(original - eps, 0), np.minimum(original + eps, 255)
         active = np.arange(len(original))
@@ -119,24 +119,33 @@ def _iterative_fgsm(target, patches, eps, iterations, batch_size, on_progress) -
             steps[start + active] += 1
             queries[start + active] += len(target.companions)
             active = active[~stuck]
-        attacked[start:start + len(original)] = current
+        attacked[start : start + len(original)] = current
         if on_progress is not None:
             on_progress(start + len(original), len(patches))
     return AttackResult(attacked, steps, zero_gradient, queries)
 
 
-register_attack(Attack(
-    name="fgsm",
-    summary="one step of eps (the paper's attack).",
-    run=lambda settings, target, patches, call: _fgsm(target, patches, settings.eps, settings.batch_size, call.on_progress),
-    parameters=lambda settings: {"iterations": 1, "step": settings.eps},
-))
-register_attack(Attack(
-    name="ifgsm",
-    summary="steps of 1, each patch until the target calls it pristine.",
-    run=lambda settings, target, patches, call: _iterative_fgsm(
-        target, patches, settings.eps, settings.iterations, settings.batch_size, call.on_progress
-    ),
-    parameters=lambda settings: {"iterations": settings.iterations or default_iterations(settings.eps), "step": IFGSM_STEP},
-    options={"iterations": "min(eps + 4, ceil(1.25 eps))"},
-))
+register_attack(
+    Attack(
+        name="fgsm",
+        summary="one step of eps (the paper's attack).",
+        run=lambda settings, target, patches, call: _fgsm(
+            target, patches, settings.eps, settings.batch_size, call.on_progress
+        ),
+        parameters=lambda settings: {"iterations": 1, "step": settings.eps},
+    )
+)
+register_attack(
+    Attack(
+        name="ifgsm",
+        summary="steps of 1, each patch until the target calls it pristine.",
+        run=lambda settings, target, patches, call: _iterative_fgsm(
+            target, patches, settings.eps, settings.iterations, settings.batch_size, call.on_progress
+        ),
+        parameters=lambda settings: {
+            "iterations": settings.iterations or default_iterations(settings.eps),
+            "step": IFGSM_STEP,
+        },
+        options={"iterations": "min(eps + 4, ceil(1.25 eps))"},
+    )
+)

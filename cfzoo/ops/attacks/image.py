@@ -23,8 +23,8 @@ from cfzoo.images import load_image, save_png
 from cfzoo.manipulations import resize
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import check_method_fits, check_settings, needs_gradient, run_attack
-from cfzoo.ops.attacks.registry import get_attack
 from cfzoo.ops.attacks.common import AttackSettings
+from cfzoo.ops.attacks.registry import get_attack
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
@@ -46,7 +46,7 @@ def paste_patches(image: np.ndarray, patches: np.ndarray, positions: np.ndarray)
     out = image.copy()
     size = patches.shape[1]
     for patch, (row, col) in zip(patches[::-1], positions[::-1]):
-        out[row:row + size, col:col + size] = patch
+        out[row : row + size, col : col + size] = patch
     return out
 
 
@@ -54,7 +54,9 @@ def paste_patches(image: np.ndarray, patches: np.ndarray, positions: np.ndarray)
 class ImageAttack:
     pixels: np.ndarray  # the attacked image, H x W x 3 uint8
     positions: np.ndarray  # attacked tile corners [K, 2]
-    detect_positions: np.ndarray  # the detect grid the verdicts are taken on [J, 2] (of the downscaled copy, surviving a resize)
+    detect_positions: (
+        np.ndarray
+    )  # the detect grid the verdicts are taken on [J, 2] (of the downscaled copy, surviving a resize)
     psnr_db: float
     zero_gradient_tiles: int
     tpr: dict  # column (family or external id) -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
@@ -108,8 +110,13 @@ def attack_image(
         for row, (column, detector) in enumerate(detectors.items())
     }
     return ImageAttack(
-        attacked, positions, detect_positions, psnr(pixels, attacked), int(result.zero_gradient.sum()), tpr,
-        "+".join(member.entry.id for member in chosen.detectors)
+        attacked,
+        positions,
+        detect_positions,
+        psnr(pixels, attacked),
+        int(result.zero_gradient.sum()),
+        tpr,
+        "+".join(member.entry.id for member in chosen.detectors),
     )
 
 

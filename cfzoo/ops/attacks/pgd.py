@@ -70,7 +70,9 @@ def pgd(
     eps = check_eps(eps)
     check_count(iterations, "iterations", f"leave it out for {PGD_ITERATIONS}")
     check_count(restarts, "restarts", "use 1 for a single random start")
-    return _pgd(target, checked_patches(patches), eps, iterations, restarts, step, seed, batch_size, on_progress, first_row)
+    return _pgd(
+        target, checked_patches(patches), eps, iterations, restarts, step, seed, batch_size, on_progress, first_row
+    )
 
 
 def _pgd(target, patches, eps, iterations, restarts, step, seed, batch_size, on_progress, first_row) -> AttackResult:
@@ -78,7 +80,11 @@ def _pgd(target, patches, eps, iterations, restarts, step, seed, batch_size, on_
     iterations = iterations or PGD_ITERATIONS
     step = 2.5 * eps / iterations if step is None else float(step)
     return attack_in_batches(
-        patches, batch_size, seed, first_row, on_progress,
+        patches,
+        batch_size,
+        seed,
+        first_row,
+        on_progress,
         lambda original, rng, _: _pgd_batch(target, original, eps, iterations, restarts, step, rng),
     )
 
@@ -144,7 +150,12 @@ def _apgd(target, patches, eps, iterations, seed, batch_size, on_progress, first
     """:func:`apgd` on arguments known to be valid."""
     iterations = iterations or APGD_ITERATIONS
     return attack_in_batches(
-        patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _apgd_batch(target, original, eps, iterations, rng)
+        patches,
+        batch_size,
+        seed,
+        first_row,
+        on_progress,
+        lambda original, rng, _: _apgd_batch(target, original, eps, iterations, rng),
     )
 
 
@@ -211,22 +222,41 @@ def _pgd_parameters(settings) -> dict:
     return {"iterations": iterations, "step": round(2.5 * settings.eps / iterations, 6), "restarts": settings.restarts}
 
 
-register_attack(Attack(
-    name="pgd",
-    summary="random start, signed steps of 2.5 eps / iterations, --restarts.",
-    run=lambda settings, target, patches, call: _pgd(
-        target, patches, settings.eps, settings.iterations, settings.restarts, None, settings.seed, settings.batch_size,
-        call.on_progress, call.first_row,
-    ),
-    parameters=_pgd_parameters,
-    options={"iterations": str(PGD_ITERATIONS), "restarts": "1"},
-))
-register_attack(Attack(
-    name="apgd",
-    summary="AutoAttack's step-size-free PGD.",
-    run=lambda settings, target, patches, call: _apgd(
-        target, patches, settings.eps, settings.iterations, settings.seed, settings.batch_size, call.on_progress, call.first_row
-    ),
-    parameters=lambda settings: {"iterations": settings.iterations or APGD_ITERATIONS, "step": None},
-    options={"iterations": str(APGD_ITERATIONS)},
-))
+register_attack(
+    Attack(
+        name="pgd",
+        summary="random start, signed steps of 2.5 eps / iterations, --restarts.",
+        run=lambda settings, target, patches, call: _pgd(
+            target,
+            patches,
+            settings.eps,
+            settings.iterations,
+            settings.restarts,
+            None,
+            settings.seed,
+            settings.batch_size,
+            call.on_progress,
+            call.first_row,
+        ),
+        parameters=_pgd_parameters,
+        options={"iterations": str(PGD_ITERATIONS), "restarts": "1"},
+    )
+)
+register_attack(
+    Attack(
+        name="apgd",
+        summary="AutoAttack's step-size-free PGD.",
+        run=lambda settings, target, patches, call: _apgd(
+            target,
+            patches,
+            settings.eps,
+            settings.iterations,
+            settings.seed,
+            settings.batch_size,
+            call.on_progress,
+            call.first_row,
+        ),
+        parameters=lambda settings: {"iterations": settings.iterations or APGD_ITERATIONS, "step": None},
+        options={"iterations": str(APGD_ITERATIONS)},
+    )
+)

@@ -109,7 +109,9 @@ def get_attack(name: str) -> Attack:
 
 def attack_names(**needs: bool) -> tuple[str, ...]:
     """Names of the registered attacks whose declared properties equal ``needs`` (``ensemble=True``, ...)."""
-    return tuple(name for name, attack in attacks().items() if all(getattr(attack, key) == value for key, value in needs.items()))
+    return tuple(
+        name for name, attack in attacks().items() if all(getattr(attack, key) == value for key, value in needs.items())
+    )
 
 
 def option_owners(option: str) -> tuple[str, ...]:
@@ -119,7 +121,9 @@ def option_owners(option: str) -> tuple[str, ...]:
 
 def option_help(option: str) -> str:
     """``"pgd (default 10), apgd (default 20)"``: which attacks take ``option``, with their defaults."""
-    return ", ".join(f"{name} (default {attack.options[option]})" for name, attack in attacks().items() if option in attack.options)
+    return ", ".join(
+        f"{name} (default {attack.options[option]})" for name, attack in attacks().items() if option in attack.options
+    )
 
 
 def methods_help() -> str:

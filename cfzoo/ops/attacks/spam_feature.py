@@ -47,7 +47,13 @@ from cfzoo.ops.attacks.common import (
     checked_patches,
 )
 from cfzoo.ops.attacks.registry import Attack, register_attack
-from cfzoo.zoo.runtime import SpamFeatureCompanion, SpamSVM, load_spam_feature_companion, provider_choice, to_model_input
+from cfzoo.zoo.runtime import (
+    SpamFeatureCompanion,
+    SpamSVM,
+    load_spam_feature_companion,
+    provider_choice,
+    to_model_input,
+)
 
 SPAM_FEATURE_ITERATIONS = 20
 #: The decision the f_close goal lies on: the SVM's pristine margin (the boundary is at 0).
@@ -73,17 +79,23 @@ def spam_feature(
     (``"close"``); see the module's notes."""
     eps = check_eps(eps)
     check_count(iterations, "iterations", f"leave it out for {SPAM_FEATURE_ITERATIONS}")
-    return _spam_feature(target, features, checked_patches(patches), eps, towards, pristine, iterations, batch_size, on_progress)
+    return _spam_feature(
+        target, features, checked_patches(patches), eps, towards, pristine, iterations, batch_size, on_progress
+    )
 
 
-def _spam_feature(target, features, patches, eps, towards, pristine, iterations, batch_size, on_progress) -> AttackResult:
+def _spam_feature(
+    target, features, patches, eps, towards, pristine, iterations, batch_size, on_progress
+) -> AttackResult:
     """:func:`spam_feature` once eps, iterations and the patches are known to be valid."""
     iterations = iterations or SPAM_FEATURE_ITERATIONS
     if towards not in TOWARDS:
         raise CfzooError(f"towards must be one of {', '.join(TOWARDS)}, got {towards!r}")
     svm = check_spam_target(f"spam-{towards}", target)
     if towards == "prist" and (pristine is None or np.shape(pristine) != patches.shape):
-        raise CfzooError("spam-prist needs each manipulated patch's pristine partner (same photo, same place); resize tasks have none")
+        raise CfzooError(
+            "spam-prist needs each manipulated patch's pristine partner (same photo, same place); resize tasks have none"
+        )
 
     def goal_of(original: np.ndarray, part: slice) -> np.ndarray:
         if towards == "prist":
@@ -93,8 +105,14 @@ def _spam_feature(target, features, patches, eps, towards, pristine, iterations,
     weight = 1.0 / svm.scale**2
     step = spam_feature_step(iterations)
     return attack_in_batches(
-        patches, batch_size, 0, 0, on_progress,
-        lambda original, rng, part: _descend(target, features, original, goal_of(original, part), weight, eps, iterations, step),
+        patches,
+        batch_size,
+        0,
+        0,
+        on_progress,
+        lambda original, rng, part: _descend(
+            target, features, original, goal_of(original, part), weight, eps, iterations, step
+        ),
     )
 
 
@@ -186,27 +204,40 @@ def _run(towards: str):
     def run(settings, target: AttackTarget, patches: np.ndarray, call) -> AttackResult:
         features = load_spam_feature_companion(provider_choice(target.detectors[0].providers))
         return _spam_feature(
-            target, features, patches, settings.eps, towards, call.pristine, settings.iterations, settings.batch_size, call.on_progress
+            target,
+            features,
+            patches,
+            settings.eps,
+            towards,
+            call.pristine,
+            settings.iterations,
+            settings.batch_size,
+            call.on_progress,
         )
 
     return run
 
 
 for _towards, _summary in (
-    ("prist", "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only)."),
+    (
+        "prist",
+        "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only).",
+    ),
     ("close", "the same descent towards the nearest feature across the SVM's boundary."),
 ):
-    register_attack(Attack(
-        name=f"spam-{_towards}",
-        summary=_summary,
-        run=_run(_towards),
-        parameters=lambda settings: {
-            "iterations": settings.iterations or SPAM_FEATURE_ITERATIONS,
-            "step": round(spam_feature_step(settings.iterations or SPAM_FEATURE_ITERATIONS), 6),
-        },
-        options={"iterations": str(SPAM_FEATURE_ITERATIONS)},
-        needs_gradient=False,  # the embedded SPAM feature companion stands in for the target's
-        ensemble=False,
-        needs_pristine=_towards == "prist",
-        fits=_fits(f"spam-{_towards}"),
-    ))
+    register_attack(
+        Attack(
+            name=f"spam-{_towards}",
+            summary=_summary,
+            run=_run(_towards),
+            parameters=lambda settings: {
+                "iterations": settings.iterations or SPAM_FEATURE_ITERATIONS,
+                "step": round(spam_feature_step(settings.iterations or SPAM_FEATURE_ITERATIONS), 6),
+            },
+            options={"iterations": str(SPAM_FEATURE_ITERATIONS)},
+            needs_gradient=False,  # the embedded SPAM feature companion stands in for the target's
+            ensemble=False,
+            needs_pristine=_towards == "prist",
+            fits=_fits(f"spam-{_towards}"),
+        )
+    )

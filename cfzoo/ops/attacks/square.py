@@ -68,11 +68,18 @@ def _square(target, patches, eps, queries, p_init, seed, batch_size, on_progress
     """:func:`square` on arguments known to be valid."""
     budget = queries or DEFAULT_QUERIES
     return attack_in_batches(
-        patches, batch_size, seed, first_row, on_progress, lambda original, rng, _: _square_batch(target, original, eps, budget, p_init, rng)
+        patches,
+        batch_size,
+        seed,
+        first_row,
+        on_progress,
+        lambda original, rng, _: _square_batch(target, original, eps, budget, p_init, rng),
     )
 
 
-def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator):
+def _square_batch(
+    target: AttackTarget, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator
+):
     count, height, width, channels = original.shape
     low, high = ball(original, eps)
     base = original.astype(np.int16)
@@ -91,7 +98,9 @@ def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: 
         active = np.flatnonzero(margin > 0)
         if not len(active):
             break
-        side = int(np.clip(round(np.sqrt(square_fraction(query, budget, p_init) * height * width)), 1, min(height, width) - 1))
+        side = int(
+            np.clip(round(np.sqrt(square_fraction(query, budget, p_init) * height * width)), 1, min(height, width) - 1)
+        )
         candidates = current[active].copy()
         for row, patch in enumerate(active):
             top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
@@ -107,14 +116,23 @@ def _square_batch(target: AttackTarget, original: np.ndarray, eps: int, budget: 
     return current, proposals, np.zeros(count, dtype=bool), used
 
 
-register_attack(Attack(
-    name="square",
-    summary="black-box Square Attack, detector only (no companion; works on the hard SPAM+SVM).",
-    run=lambda settings, target, patches, call: _square(
-        target, patches, settings.eps, settings.queries, DEFAULT_P_INIT, settings.seed, settings.batch_size, call.on_progress,
-        call.first_row,
-    ),
-    parameters=lambda settings: {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT},
-    options={"queries": str(DEFAULT_QUERIES)},
-    needs_gradient=False,
-))
+register_attack(
+    Attack(
+        name="square",
+        summary="black-box Square Attack, detector only (no companion; works on the hard SPAM+SVM).",
+        run=lambda settings, target, patches, call: _square(
+            target,
+            patches,
+            settings.eps,
+            settings.queries,
+            DEFAULT_P_INIT,
+            settings.seed,
+            settings.batch_size,
+            call.on_progress,
+            call.first_row,
+        ),
+        parameters=lambda settings: {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT},
+        options={"queries": str(DEFAULT_QUERIES)},
+        needs_gradient=False,
+    )
+)
