@@ -137,12 +137,11 @@ def attack(
         raise CfzooError(
             "--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there"
         )
-    plan = plan_attack(target, settings, task or None, providers)  # a missing model is reported before any data work
+    # a missing model or an unusable --save folder is reported before any data work
+    plan = plan_attack(target, settings, task or None, providers, save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        report = attack_dataset(
-            dataset, plan, max_patches=max_patches, cache_dir=cache_dir, save_dir=save, on_status=on_status
-        )
+        report = attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, on_status=on_status)
     if report.target_trained_on_test_devices:
         note(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "

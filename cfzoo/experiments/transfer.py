@@ -144,27 +144,31 @@ def attack_patch_set(
 @dataclass(frozen=True)
 class AttackPlan:
     """An attack on a dataset, resolved and checked once, before any data work: the settings, what is attacked on
-    each task (one target or an ensemble, with companions where the method needs them), the targets as named, and
-    the onnxruntime providers the other detectors run on."""
+    each task (one target or an ensemble, with companions where the method needs them), the onnxruntime providers
+    the other detectors run on, and the folder the attacked patches are saved to (None: not saved)."""
 
     settings: AttackSettings
     targets: dict[str, AttackTarget]
-    target_names: tuple[str, ...]
     providers: str = "auto"
+    save_dir: Path | None = None
 
 
 def plan_attack(
-    target: str | Sequence[str], settings: AttackSettings, tasks: Sequence[str] | None = None, providers: str = "auto"
+    target: str | Sequence[str],
+    settings: AttackSettings,
+    tasks: Sequence[str] | None = None,
+    providers: str = "auto",
+    save_dir: str | os.PathLike[str] | None = None,
 ) -> AttackPlan:
     """``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
     attacked), or several of those: their ensemble, on the tasks they share (``tasks``: only these). A one-line
-    CfzooError for a missing model or a method that cannot attack it."""
+    CfzooError for a missing model, a method that cannot attack it, or a ``save_dir`` that cannot be made."""
     check_settings(settings, ensemble=is_ensemble(target))
     targets = attack_targets(target, tasks, providers, needs_gradient(settings.method))
     for task, found in targets.items():
         check_method_fits(settings.method, found, task)
-    names = (target,) if isinstance(target, str) else tuple(dict.fromkeys(target))
-    return AttackPlan(settings, targets, names, providers)
+    check_save_dir(save_dir)
+    return AttackPlan(settings, targets, providers, None if save_dir is None else Path(save_dir))
 
 
 def attack_dataset(
@@ -173,14 +177,12 @@ def attack_dataset(
     *,
     max_patches: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    save_dir: str | os.PathLike[str] | None = None,
     on_status: StatusCallback | None = None,
 ) -> AttackReport:
     """Tables II-IV for one planned attack (:func:`plan_attack`): a row per task with every available detector's
     TPR before and after, on ``max_patches`` manipulated test patches per task (seeded by the settings' seed, as the
     device split). ``on_status(stage, done, total)`` reports patch-set building and attacking."""
-    settings = plan.settings
-    check_save_dir(save_dir)
+    settings, save_dir = plan.settings, plan.save_dir
     status = on_status or (lambda stage, done, total: None)
     split = split_devices(dataset.device_names, settings.seed)
     rows, index = [], []
