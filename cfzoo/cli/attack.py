@@ -124,7 +124,7 @@ def attack(
 
       cfzoo attack photo_q70.jpg --target bayar2016 --task jpeg70 --eps 1 --out photo_adv.png
 
-    Time (2 CPU cores): Bayar2016 as target, scored by three detectors, 12-21 patches per second; 2000 patches take 1.5-3 minutes, the whole jpeg70 test split of ../shared/data/cameras (10,176 patches) 8-15.
+    How long it takes on 2 CPU cores: docs/attacks.md (Tables II-IV).
     """
     output_format = chosen_format(output_format, FORMATS, as_json, markdown)
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive))

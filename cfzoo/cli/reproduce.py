@@ -77,9 +77,7 @@ def reproduce(
 
       cfzoo reproduce ../shared/data/cameras --out report-cameras --engine ray --address 10.0.0.5:6379
 
-    Time (2 busy CPU cores, cached patch sets): all 8 tasks of ../shared/data/cameras with --max-patches 16
-    take about a minute; FGSM is the slow part (12-21 patches per second and target), so the default 500
-    takes roughly half an hour, and all patches many hours.
+    How long it takes on 2 CPU cores, and what it measured on the camera photos: docs/reproduction.md.
     """
     from cfzoo.experiments.reproduce import reproduce as run_reproduce
     from cfzoo.files import check_output_dir

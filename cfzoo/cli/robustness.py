@@ -77,7 +77,7 @@ def robustness_command(
         "--max-patches",
         min=1,
         help="Manipulated test patches per task, seeded and spread over the test devices. The default runs the four default "
-        "attacks at three eps on eight tasks in about 15 minutes on 2 CPU cores.",
+        "attacks at three eps on eight tasks in minutes on 2 CPU cores (docs/robustness.md has the times).",
     ),
     queries: int | None = typer.Option(
         None, "--queries", min=1, help=f"Detector runs per patch at most: {option_help('queries')}."

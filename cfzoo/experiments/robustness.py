@@ -52,7 +52,7 @@ DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
 DEFAULT_EPS = (1, 2, 4)
 #: JPEG qualities the attacked patches are recompressed at (social networks' range).
 DEFAULT_RECOMPRESS = (95, 90, 80)
-#: Patches per task by default: the four attacks at three eps on eight tasks take about 15 minutes on 2 CPU cores.
+#: Patches per task by default: enough for a report of the four attacks at three eps on eight tasks in minutes.
 DEFAULT_MAX_PATCHES = 32
 WORST_CASE = "worst-case"
 #: The row (eps 0) of the unattacked patches: their TPR, and after recompression alone.
