@@ -34,6 +34,7 @@ from cfzoo.ops.attacks.battery import (
     run_attack,
 )
 from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget
+from cfzoo.ops.attacks.registry import get_attack
 from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble, target_columns
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import PAPER_NUMBERS, PAPER_TABLES, paper_tables
@@ -124,7 +125,7 @@ def attack_patch_set(
         mse=round(squared_error / samples, 6),
         zero_gradient_patches=zero_gradient,
         mean_iterations=round(steps / len(rows), 4),
-        mean_queries=None if settings.method in ("fgsm", "ifgsm") else round(queries / len(rows), 4),
+        mean_queries=round(queries / len(rows), 4) if get_attack(settings.method).reports_queries else None,
         seconds=round(time.perf_counter() - started, 2),
         tpr={
             entry.column: TprChange(

@@ -133,6 +133,7 @@ register_attack(
             target, patches, settings.eps, settings.batch_size, call.on_progress
         ),
         parameters=lambda settings: {"iterations": 1, "step": settings.eps},
+        reports_queries=False,
     )
 )
 register_attack(
@@ -147,5 +148,6 @@ register_attack(
             "step": IFGSM_STEP,
         },
         options={"iterations": "min(eps + 4, ceil(1.25 eps))"},
+        reports_queries=False,
     )
 )

@@ -55,6 +55,8 @@ class Attack:
     needs_pristine: bool = False
     #: ``fits(target, task)``: a one-line CfzooError where it cannot attack that target on that task.
     fits: Callable[[object, str], None] | None = None
+    #: Reports give its model runs per patch (the paper's FGSM tables have none).
+    reports_queries: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(OPTION_NAMES)
