@@ -14,7 +14,7 @@ import numpy as np
 
 from cfzoo.errors import CfzooError
 from cfzoo.images import as_rgb_uint8, load_image
-from cfzoo.ops.attacks.battery import attack_patches, check_settings, needs_gradient
+from cfzoo.ops.attacks.battery import check_settings, needs_gradient, run_attack
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
 from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.detect import DetectorVerdict, score_image, select_detectors
@@ -155,7 +155,8 @@ def attack(
                 f"pristine patches are the goal of method {', '.join(attack_names(needs_pristine=True))} only, not {method}; leave them out"
             )
         pristine, _ = _patch_batch(pristine)
-    result = attack_patches(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
+    # checked above: the method fits the ensemble, the companions exist, the patches are uint8 [N,128,128,3]
+    result = run_attack(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
     return result.patches[0] if single else result.patches
 
 

@@ -28,6 +28,8 @@ from cfzoo.experiments.cells import CellRunner
 from cfzoo.ops.scan import scan_rows
 from cfzoo.zoo.runtime import set_session_threads
 
+#: The refusal when Ray is not installed.
+NO_RAY = '--engine ray needs Ray: pip install "cfzoo[scale]"'
 #: Retries of a cell whose worker died.
 CELL_RETRIES = 3
 #: The driver's settings every cell runs with: its zoo, patch-set cache and Hugging Face cache.
@@ -45,7 +47,7 @@ class RayEngine(Engine):
         except ImportError:  # an import hook that refuses it
             installed = False
         if not installed:
-            raise CfzooError('--engine ray needs Ray: pip install "cfzoo[scale]"')
+            raise CfzooError(NO_RAY)
         super().__init__(address)
 
     def cell_runner(self, on_progress=None) -> CellRunner:
@@ -78,7 +80,7 @@ def ray_session(address: str | None) -> Iterator:
     try:
         import ray
     except ImportError:
-        raise CfzooError('--engine ray needs Ray: pip install "cfzoo[scale]"') from None
+        raise CfzooError(NO_RAY) from None
     # Ray prints what its nodes report (a worker that died and was replaced) to stdout: keep stdout for results
     with contextlib.redirect_stdout(sys.stderr):
         started_here = not ray.is_initialized()

@@ -64,7 +64,6 @@ class AttackSettings:
         attack = get_attack(self.method)
         object.__setattr__(self, "eps", check_eps(self.eps))
         check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
-        check_count(self.restarts, "restarts", "use 1 for a single random start")
         for name, value in (("iterations", self.iterations), ("queries", self.queries), ("restarts", self.restarts)):
             check_count(value, name, "leave it out for the method's default")
             if value not in (None, 1 if name == "restarts" else None) and name not in attack.options:

@@ -188,19 +188,18 @@ def _descend(target, features, original, goal, weight, eps, iterations, step):
     return returned, first_fooled, zero_gradient, queries
 
 
-def _fits(method: str):
+def _register(towards: str, summary: str) -> None:
+    """Register the descent towards ``towards`` (prist or close) as the attack ``spam-<towards>``."""
+    method = f"spam-{towards}"
+
     def fits(target: AttackTarget, task: str) -> None:
         check_spam_target(method, target)
-        if method == "spam-prist" and not get_manipulation(task).keeps_size:
+        if towards == "prist" and not get_manipulation(task).keeps_size:
             raise CfzooError(
                 f"spam-prist needs each patch's pristine partner, which {task} (a change of size) has not; name the tasks "
                 f"that keep the size with {option('tasks', '--task')}, or leave out spam-prist"
             )
 
-    return fits
-
-
-def _run(towards: str):
     def run(settings, target: AttackTarget, patches: np.ndarray, call) -> AttackResult:
         features = load_spam_feature_companion(provider_choice(target.detectors[0].providers))
         return _spam_feature(
@@ -215,29 +214,27 @@ def _run(towards: str):
             call.on_progress,
         )
 
-    return run
+    def parameters(settings) -> dict:
+        iterations = settings.iterations or SPAM_FEATURE_ITERATIONS
+        return {"iterations": iterations, "step": round(spam_feature_step(iterations), 6)}
 
-
-for _towards, _summary in (
-    (
-        "prist",
-        "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only).",
-    ),
-    ("close", "the same descent towards the nearest feature across the SVM's boundary."),
-):
     register_attack(
         Attack(
-            name=f"spam-{_towards}",
-            summary=_summary,
-            run=_run(_towards),
-            parameters=lambda settings: {
-                "iterations": settings.iterations or SPAM_FEATURE_ITERATIONS,
-                "step": round(spam_feature_step(settings.iterations or SPAM_FEATURE_ITERATIONS), 6),
-            },
+            name=method,
+            summary=summary,
+            run=run,
+            parameters=parameters,
             options={"iterations": str(SPAM_FEATURE_ITERATIONS)},
             needs_gradient=False,  # the embedded SPAM feature companion stands in for the target's
             ensemble=False,
-            needs_pristine=_towards == "prist",
-            fits=_fits(f"spam-{_towards}"),
+            needs_pristine=towards == "prist",
+            fits=fits,
         )
     )
+
+
+_register(
+    "prist",
+    "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only).",
+)
+_register("close", "the same descent towards the nearest feature across the SVM's boundary.")
