@@ -6,7 +6,7 @@ All three attack the same 64 JPEG Q=70 patches of scikit-image's photos (one bat
 [N,128,128,3] patches to uint8 adversarial patches, eps = 1:
 
 - cfzoo: :func:`cfzoo.ops.attacks.fgsm` on the model's ``.grad.onnx`` from the zoo (onnxruntime);
-- torch eager: the checkpoint loaded with :func:`cfzoo.training.run.load_detector`, sum of cross-entropy,
+- torch eager: the checkpoint loaded with :func:`cfzoo.families.load_checkpoint`, sum of cross-entropy,
   ``torch.autograd.grad``, sign, clip;
 - torchattacks.FGSM (if installed) on the same network, wrapped to take images in 0..1 (eps = 1/255).
 
@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from pgd import BATCH, UnitRange, manipulated_patches  # benchmarks/pgd.py: the same 64 patches of scikit-image's photos
 
-from cfzoo.families import load_detector
+from cfzoo.families import load_checkpoint
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.fgsm import fgsm
-from cfzoo.zoo.runtime import load_detector as zoo_detector
-from cfzoo.zoo.runtime import load_gradient_model
+from cfzoo.zoo.catalog import open_companion, open_detector
 
 EPS = 1
 REPEATS = 7
@@ -69,9 +68,9 @@ def main() -> None:
     task = arguments.model.split("-", 1)[1]
     patches = manipulated_patches(task)
     companion = AttackTarget.of(
-        zoo_detector(arguments.model, providers="cpu"), load_gradient_model(arguments.model, providers="cpu")
+        open_detector(arguments.model, providers="cpu"), open_companion(arguments.model, providers="cpu")
     )
-    _, network = load_detector(arguments.checkpoints, arguments.model)
+    _, network = load_checkpoint(arguments.checkpoints, arguments.model)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{arguments.model} is not a torch network; choose a CNN model")
     network.eval()

@@ -25,7 +25,7 @@ from pgd import BATCH, manipulated_patches  # benchmarks/pgd.py: the same 64 pat
 
 from cfzoo.export import gradients
 from cfzoo.export.onnx_export import export_gradient, export_module
-from cfzoo.families import load_detector
+from cfzoo.families import load_checkpoint
 
 REPEATS = 7
 aten = torch.ops.aten
@@ -64,7 +64,7 @@ def median_seconds(function) -> float:
 
 
 def measure(model_id: str, checkpoints: str) -> None:
-    _, network = load_detector(checkpoints, model_id)
+    _, network = load_checkpoint(checkpoints, model_id)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{model_id} is not a torch network; choose a CNN model")
     images = manipulated_patches(model_id.split("-", 1)[1]).transpose(0, 3, 1, 2).astype(np.float32)

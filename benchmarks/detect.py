@@ -24,7 +24,7 @@ import torch
 
 from cfzoo.export.spam_svm import SpamSVM
 from cfzoo.export.zoo_writer import registry_entry
-from cfzoo.families import export_checkpoint, load_detector
+from cfzoo.families import export_checkpoint, load_checkpoint
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, patch_grid
@@ -94,7 +94,7 @@ def main() -> None:
             if not (arguments.checkpoints / f"{model_id}.safetensors").exists():
                 print(f"{model_id}: no checkpoint in {arguments.checkpoints}, skipped")
                 continue
-            record, detector = load_detector(arguments.checkpoints, model_id)
+            record, detector = load_checkpoint(arguments.checkpoints, model_id)
             model = torch_model(family, detector)
             detector_path, gradient_path = export_checkpoint(arguments.checkpoints, model_id, folder)
             entry = registry_entry(record, detector_path, gradient_path, embedded=False, hub=None)

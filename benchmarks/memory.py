@@ -10,7 +10,7 @@ the process's peak resident memory, and the ratios to cfzoo's rule.
 - ``arena per session``: onnxruntime's default, each session keeps an arena at its own peak;
 - ``shrink after every run``: per-session arenas handed back after each run (cfzoo's former rule);
 - ``shared allocator``: one CPU arena registered with onnxruntime's environment and used by every session,
-  cfzoo's rule (sessions made by :func:`cfzoo.zoo.runtime.load_detector`, as `cfzoo detect` makes them).
+  cfzoo's rule (sessions made by :func:`cfzoo.zoo.catalog.open_detector`, as `cfzoo detect` makes them).
 Needs only the runtime (no torch).
 """
 
@@ -50,12 +50,12 @@ def photo_images(path: str | None, size: int) -> np.ndarray:
 
 def scorers(rule: str) -> list:
     """One function per embedded detector, images -> logits, with sessions made under ``rule``."""
+    from cfzoo.zoo.catalog import open_detector
     from cfzoo.zoo.registry import embedded_registry
-    from cfzoo.zoo.runtime import load_detector
 
     entries = [entry for entry in embedded_registry() if entry.embedded]
     if rule == "shared allocator":
-        return [load_detector(entry.id, providers="cpu").logits for entry in entries]
+        return [open_detector(entry.id, providers="cpu").logits for entry in entries]
     import onnxruntime
 
     from cfzoo.zoo.resolve import resolve

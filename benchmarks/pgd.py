@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 import cfzoo
-from cfzoo.families import load_detector as load_checkpoint
+from cfzoo.families import load_checkpoint
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.ops.attacks.pgd import pgd
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.runtime import load_detector, load_gradient_model
+from cfzoo.zoo.catalog import open_companion, open_detector
 
 BATCH, EPS, STEPS = 64, 1, 10
 PHOTOS = (
@@ -140,7 +140,9 @@ def main() -> None:
     )
     arguments = parser.parse_args()
     patches = manipulated_patches(arguments.model.split("-", 1)[1])
-    target = AttackTarget.of(load_detector(arguments.model, "cpu"), load_gradient_model(arguments.model, "cpu"))
+    target = AttackTarget.of(
+        open_detector(arguments.model, providers="cpu"), open_companion(arguments.model, providers="cpu")
+    )
     _, network = load_checkpoint(arguments.checkpoints, arguments.model)
     if not isinstance(network, torch.nn.Module):
         raise SystemExit(f"{arguments.model} is not a torch network; choose a CNN model")

@@ -20,7 +20,8 @@ import numpy as np
 import onnxruntime
 from pgd import manipulated_patches  # benchmarks/pgd.py
 
-from cfzoo.zoo.runtime import cpu_workers, load_detector, load_gradient_model
+from cfzoo.zoo.catalog import open_companion, open_detector
+from cfzoo.zoo.runtime import cpu_workers
 
 REPEATS = 7
 
@@ -51,7 +52,7 @@ def measure(model_id: str) -> None:
         manipulated_patches(model_id.split("-", 1)[1]).transpose(0, 3, 1, 2), dtype=np.float32
     )
     labels = np.ones(len(images), dtype=np.int64)
-    detector, companion = load_detector(model_id, "cpu"), load_gradient_model(model_id, "cpu")
+    detector, companion = open_detector(model_id, providers="cpu"), open_companion(model_id, providers="cpu")
     for kind, model, feeds, shares in (
         ("detector", detector, {"image": images}, lambda: [detector.logits(images)]),
         (

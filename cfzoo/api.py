@@ -17,12 +17,14 @@ from cfzoo.images import as_rgb_uint8, load_image
 from cfzoo.ops.attacks.battery import check_settings, needs_gradient, run_attack
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
 from cfzoo.ops.attacks.registry import attack_names, get_attack
-from cfzoo.ops.detect import DetectorVerdict, score_image, select_detectors
+from cfzoo.ops.detect import score_image
 from cfzoo.ops.restore import restore_image
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.patches import DEFAULT_STRIDE, PATCH_SIZE
+from cfzoo.results import DetectorVerdict
+from cfzoo.zoo.catalog import open_companion, open_detector, select_detectors
 from cfzoo.zoo.restorers import DEFAULT_TILE
-from cfzoo.zoo.runtime import Detector, clear_session_cache, companion_of, open_model
+from cfzoo.zoo.runtime import Detector, clear_session_cache
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -77,7 +79,7 @@ class Model:
 def load_detector(model: str | os.PathLike[str], *, task: str | None = None, providers: str = "auto") -> Model:
     """A detector by id (``"bayar2016-jpeg70"``, or one you registered) or from an ``.onnx`` file that follows
     docs/contract.md (``task`` says what a file not made by cfzoo detects)."""
-    return Model(open_model(model, task, providers))
+    return Model(open_detector(model, task=task, providers=providers))
 
 
 def register(
@@ -148,7 +150,7 @@ def attack(
     settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
     check_settings(settings, ensemble=len(models) > 1)
     detectors = tuple(member._detector for member in models)
-    companions = tuple(companion_of(detector) if needs_gradient(method) else None for detector in detectors)
+    companions = tuple(open_companion(detector) if needs_gradient(method) else None for detector in detectors)
     if pristine is not None:
         if not get_attack(method).needs_pristine:
             raise CfzooError(

@@ -42,6 +42,7 @@ from cfzoo.patches import (
     sample_positions,
 )
 from cfzoo.paths import default_cache_dir
+from cfzoo.results import DatasetSurvey, DeviceSurvey, SplitSurvey
 
 SPLITS = ("train", "test")
 TEST_DEVICE_FRACTION = 3 / 9  # the paper's 3 test devices out of 9
@@ -135,7 +136,7 @@ def held_out_split(devices: Sequence[str], test_devices: Iterable[str], seed: in
     return DeviceSplit(train=train, test=test, seed=seed)
 
 
-def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> dict:
+def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterable[str] | None = None) -> DatasetSurvey:
     """Devices, image counts and sizes, and the split a build would use (headers only, no decoding).
 
     Files whose header cannot be read are listed under ``unreadable`` rather than stopping the survey."""
@@ -156,22 +157,22 @@ def describe_dataset(dataset: CameraDataset, seed: int = 0, test_devices: Iterab
             if min(header.height, header.width) < PATCH_SIZE:
                 too_small.append(path.name)
         devices.append(
-            {
-                "device": name,
-                "images": len(paths),
-                "sizes": sizes,
-                "too_small": too_small,
-                "unreadable": unreadable,
-                "digital_zoom": zoomed,
-            }
+            DeviceSurvey(
+                device=name,
+                images=len(paths),
+                sizes=sizes,
+                too_small=too_small,
+                unreadable=unreadable,
+                digital_zoom=zoomed,
+            )
         )
     split = split_devices(dataset.device_names, seed, test_devices)
-    return {
-        "root": str(dataset.root),
-        "devices": devices,
-        "images": dataset.image_count(),
-        "split": {"seed": seed, "train": list(split.train), "test": list(split.test)},
-    }
+    return DatasetSurvey(
+        root=str(dataset.root),
+        devices=devices,
+        images=dataset.image_count(),
+        split=SplitSurvey(seed=seed, train=list(split.train), test=list(split.test)),
+    )
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from strict_skips import (  # noqa: F401  (the skip gate's hooks, registered by being here)
@@ -83,3 +86,17 @@ def models(request):
     assert not missing, (
         f"not embedded: {', '.join(missing)}; export them with cfzoo export ... --zoo cfzoo/zoo/embedded"
     )
+
+
+@pytest.fixture
+def conforms():
+    """``conforms(document, name)``: the JSON document validates against docs/schemas/<name>.schema.json."""
+    import jsonschema
+
+    schemas = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+    def check(document, name: str) -> None:
+        schema = json.loads((schemas / f"{name}.schema.json").read_text())
+        jsonschema.Draft202012Validator(schema).validate(document)
+
+    return check

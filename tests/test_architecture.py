@@ -1,5 +1,7 @@
-"""The layers of ../shared/DESIGN.md hold: import-linter's contracts in pyproject.toml are all kept."""
+"""The layers of ../shared/DESIGN.md hold: import-linter's contracts in pyproject.toml are all kept, and the structure
+drawing (docs/structure.md) is current and has no arrow pointing up a layer."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ def run_lint(config: Path) -> subprocess.CompletedProcess:
 def test_every_layer_contract_is_kept():
     result = run_lint(ROOT / "pyproject.toml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 kept, 0 broken" in result.stdout
+    assert "6 kept, 0 broken" in result.stdout and "the package root" in result.stdout
 
 
 def test_a_contract_that_the_code_breaks_is_reported(tmp_path):
@@ -31,3 +33,23 @@ def test_a_contract_that_the_code_breaks_is_reported(tmp_path):
     result = run_lint(config)
     assert result.returncode == 1
     assert "ops without the zoo BROKEN" in result.stdout and "cfzoo.ops.scoring -> cfzoo.zoo.runtime" in result.stdout
+
+
+def _structure_tool():
+    spec = importlib.util.spec_from_file_location("structure", ROOT / "tools" / "structure.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_the_structure_drawing_is_current_and_no_arrow_points_up():
+    tool = _structure_tool()
+    found = tool.edges()
+    assert ("cli", "ops") in found and ("ops", "zoo") in found and ("cfzoo", "api") in found
+    assert tool.against_the_layers(found) == []
+    assert (ROOT / "docs" / "structure.md").read_text() == tool.drawing(found), "run python tools/structure.py"
+    # an arrow up a layer, or from a part no layer holds, is caught
+    assert tool.against_the_layers([("zoo", "ops"), ("newpart", "zoo"), ("ops", "zoo")]) == [
+        ("zoo", "ops"),
+        ("newpart", "zoo"),
+    ]

@@ -19,8 +19,9 @@ from cfzoo.ops.attacks.registry import attack_names
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_METHODS
 from cfzoo.ops.attacks.square import square, square_fraction
 from cfzoo.patches import cut_patches, patch_grid
+from cfzoo.zoo.catalog import open_companion, open_detector
 from cfzoo.zoo.registry import embedded_zoo_dir
-from cfzoo.zoo.runtime import load_detector, load_gradient_model, load_model_file, to_model_input
+from cfzoo.zoo.runtime import to_model_input
 
 
 def _tiles(image, count):
@@ -109,7 +110,7 @@ def test_a_patch_already_called_pristine_is_returned_unchanged(median7_patches):
 
 
 def test_random_attacks_are_seeded_and_a_set_attacked_in_pieces_draws_as_one_call(median7_patches):
-    target = AttackTarget.of(load_detector("bayar2016-median7"), load_gradient_model("bayar2016-median7"))
+    target = AttackTarget.of(open_detector("bayar2016-median7"), open_companion("bayar2016-median7"))
     patches = median7_patches[:12]
     whole = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
     again = pgd(target, patches, 2, iterations=3, seed=5, batch_size=4)
@@ -126,8 +127,9 @@ def test_random_attacks_are_seeded_and_a_set_attacked_in_pieces_draws_as_one_cal
 def test_square_needs_no_companion_and_respects_its_budget(median7_patches, tmp_path):
     """The hard SPAM+SVM, loaded from a file with no companion beside it: gradient attacks are refused, Square runs."""
     shutil.copy(embedded_zoo_dir() / "models" / "spam-median7.onnx", tmp_path / "spam-median7.onnx")
-    detector, companion = load_model_file(tmp_path / "spam-median7.onnx")
-    assert companion is None
+    detector = open_detector(tmp_path / "spam-median7.onnx")
+    with pytest.raises(CfzooError, match="no gradient companion beside it"):
+        open_companion(detector)
     settings = AttackSettings(eps=4, method="square", queries=30)
     result = attack_patches(settings, AttackTarget.of(detector), median7_patches)
     assert result.queries.max() == 30 and (result.iterations == np.maximum(result.queries - 2, 0)).all()
@@ -235,7 +237,7 @@ def test_an_image_attack_made_to_survive_a_downscale_survives_it():
     while PGD aimed at every patch of the downscaled copy (gradient pulled back through the resampling) leaves
     none detected there. Measured: 5 of 14 patches called blurred after plain PGD, 0 after the surviving one."""
     model_id = "cozzolino2017-blur1.1"
-    detector = load_detector(model_id)
+    detector = open_detector(model_id)
     flagged = {"plain": 0, "surviving": 0}
     patches = 0
     for photo in (data.astronaut(), data.chelsea(), data.coffee()):
@@ -253,7 +255,7 @@ def test_an_image_attack_made_to_survive_a_downscale_survives_it():
             )
             if name == "surviving":
                 assert (
-                    attack.tpr["cozzolino2017"]["after"] == 100.0 * calls.mean()
+                    attack.tpr["cozzolino2017"].after == 100.0 * calls.mean()
                 )  # the summary judges the downscaled copy
             flagged[name] += int(calls.sum())
         patches += len(calls)

@@ -26,13 +26,14 @@ from cfzoo.ops.attacks.image import attack_positions, paste_patches
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.patches import cut_patches, patch_grid, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
+from cfzoo.zoo.catalog import open_companion, open_detector
+from cfzoo.zoo.runtime import to_model_input
 
 MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
 
 
 def _target(model_id):
-    return AttackTarget.of(load_detector(model_id), load_gradient_model(model_id))
+    return AttackTarget.of(open_detector(model_id), open_companion(model_id))
 
 
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png")
@@ -49,7 +50,7 @@ def jpeg_patches():
 
 
 def companion_sign(model_id, patches):
-    _, gradient = load_gradient_model(model_id).logits_and_gradient(to_model_input(patches), np.ones(len(patches)))
+    _, gradient = open_companion(model_id).logits_and_gradient(to_model_input(patches), np.ones(len(patches)))
     return np.sign(gradient).transpose(0, 2, 3, 1).astype(np.int16)
 
 
@@ -87,7 +88,7 @@ def test_fgsm_clips_at_0_and_255_without_wrapping(models, jpeg_patches):
 
 
 def test_ifgsm_stays_in_the_eps_ball_and_stops_when_the_target_says_pristine(models, jpeg_patches):
-    companion, detector = load_gradient_model("bayar2016-jpeg70"), load_detector("bayar2016-jpeg70")
+    companion, detector = open_companion("bayar2016-jpeg70"), open_detector("bayar2016-jpeg70")
     pristine_photo = read_rgb(skimage_data_dir() / "astronaut.png")
     pristine = cut_patches(pristine_photo, sample_positions(*pristine_photo.shape[:2], seed=[1], count=24))
     pristine = pristine[~called_manipulated(detector, pristine)[1]][:4]
@@ -116,7 +117,7 @@ def test_fgsm_eps1_defeats_its_target(models, jpeg_patches, target):
     after the attack). A patch whose gradient is exactly zero cannot move and would be reported as such."""
     model_id = f"{target}-jpeg70"
     patches = jpeg_patches[::2] if target == "spam" else jpeg_patches  # the soft-SPAM companion is the slowest
-    detector = load_detector(model_id)
+    detector = open_detector(model_id)
     result = fgsm(_target(model_id), patches, eps=1)
     detected = called_manipulated(detector, patches)[1]
     assert not result.zero_gradient[detected].any()
@@ -175,7 +176,7 @@ def write_jpeg70_png(path, height, width):
     return photo[:height, :width]
 
 
-def test_attack_image_writes_a_png_of_the_same_size(models, runner, tmp_path):
+def test_attack_image_writes_a_png_of_the_same_size(models, runner, tmp_path, conforms):
     original = write_jpeg70_png(tmp_path / "in.png", 200, 300)
     out = tmp_path / "sub" / "adv.png"
     result = runner.invoke(
@@ -199,6 +200,7 @@ def test_attack_image_writes_a_png_of_the_same_size(models, runner, tmp_path):
     attacked = read_rgb(out)
     assert Image.open(out).format == "PNG" and attacked.shape == original.shape
     assert np.abs(attacked.astype(np.int16) - original).max() == 1
+    conforms(summary, "attack-image")
     assert summary["tiles"] == len(attack_positions(200, 300)) and (summary["width"], summary["height"]) == (300, 200)
     assert summary["detect_grid_patches"] == len(patch_grid(200, 300)) and summary["psnr_db"] >= 48.13
     assert set(summary["detect_grid_called_manipulated"]) >= {"bayar2016", "spam", "cozzolino2017"}

@@ -28,10 +28,11 @@ def test_version_and_help(runner):
     assert "--task" in result.stdout and "jpeg70" in result.stdout
 
 
-def test_data_inspect_json_lists_every_device_and_the_split(runner, sample_root):
+def test_data_inspect_json_lists_every_device_and_the_split(runner, sample_root, conforms):
     result = runner.invoke(app, ["data", "inspect", str(sample_root), "--json", "--seed", "3"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    conforms(summary, "data-inspect")
     assert [d["device"] for d in summary["devices"]] == sorted(SAMPLE_DEVICES)
     assert summary["split"]["seed"] == 3 and len(summary["split"]["test"]) == 1
 

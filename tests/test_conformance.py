@@ -27,9 +27,10 @@ from cfzoo.metrics import pair_quality
 from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
+from cfzoo.zoo.catalog import open_companion, open_detector
 from cfzoo.zoo.registry import embedded_registry
 from cfzoo.zoo.restorers import load_restorer_registry
-from cfzoo.zoo.runtime import load_detector, load_gradient_model, to_model_input
+from cfzoo.zoo.runtime import to_model_input
 
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg", "camera.png", "brick.png")
 PATCHES_PER_PHOTO = 8
@@ -91,7 +92,7 @@ def io_signature(session) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("entry", DETECTORS, ids=lambda entry: entry.id)
 def test_detector_contract_and_metadata(entry):
-    detector, companion = load_detector(entry.id), load_gradient_model(entry.id)
+    detector, companion = open_detector(entry.id), open_companion(entry.id)
     image = ("tensor(float)", ["batch", 3, 128, 128])
     assert io_signature(detector.session) == ({"image": image}, {"logits": ("tensor(float)", ["batch", 2])})
     assert io_signature(companion.session) == (
@@ -116,7 +117,7 @@ def test_detector_contract_and_metadata(entry):
 @pytest.mark.parametrize("entry", DETECTORS, ids=lambda entry: entry.id)
 def test_detector_separates_real_patches_of_its_task(entry):
     pristine, manipulated = real_patches(entry.task)
-    detector = load_detector(entry.id)
+    detector = open_detector(entry.id)
     logits = [detector.logits(to_model_input(patches)) for patches in (pristine, manipulated)]
     for values in logits:
         assert values.dtype == np.float32 and values.shape == (len(pristine), 2) and np.isfinite(values).all()
@@ -132,7 +133,7 @@ def test_detector_separates_real_patches_of_its_task(entry):
 def test_companion_logits_and_gradient(entry):
     pristine, manipulated = real_patches(entry.task)
     patches = np.concatenate([pristine[::14], manipulated[::14]])  # 4 + 4, from different photos
-    detector, companion = load_detector(entry.id), load_gradient_model(entry.id)
+    detector, companion = open_detector(entry.id), open_companion(entry.id)
     images = to_model_input(patches)
     hard = detector.logits(images)
     # the label the detector disagrees with, so the loss is far from saturated and the gradient is not tiny

@@ -55,10 +55,10 @@ def test_dataset_from_directory_finds_devices_and_images(sample_dataset, sample_
     assert sample_dataset.device_names == tuple(sorted(SAMPLE_DEVICES))
     assert sample_dataset.image_count() == sum(len(names) for names in SAMPLE_DEVICES.values())
     summary = describe_dataset(sample_dataset, seed=0)
-    assert [d["device"] for d in summary["devices"]] == sorted(SAMPLE_DEVICES)
-    portraits = next(d for d in summary["devices"] if d["device"] == "skimage_portraits")
-    assert portraits["sizes"] == {"512x512": 1, "451x300": 1, "600x400": 1}
-    assert set(summary["split"]["test"]) | set(summary["split"]["train"]) == set(SAMPLE_DEVICES)
+    assert [d.device for d in summary.devices] == sorted(SAMPLE_DEVICES)
+    portraits = next(d for d in summary.devices if d.device == "skimage_portraits")
+    assert portraits.sizes == {"512x512": 1, "451x300": 1, "600x400": 1}
+    assert set(summary.split.test) | set(summary.split.train) == set(SAMPLE_DEVICES)
 
 
 def test_dataset_errors_name_the_folder(tmp_path):
@@ -214,5 +214,5 @@ def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, 
     assert kept.images[zoomed_index].digital_zoom == 2.0
     assert sorted(set(kept.labels[kept.sources == zoomed_index])) == [0, 1]  # both classes
     assert len(kept) > len(resized)
-    device = next(d for d in describe_dataset(dataset)["devices"] if d["device"] == split.test[0])
-    assert device["digital_zoom"] == [zoomed.name]
+    device = next(d for d in describe_dataset(dataset).devices if d.device == split.test[0])
+    assert device.digital_zoom == [zoomed.name]

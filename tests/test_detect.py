@@ -28,11 +28,11 @@ from cfzoo.ops.detect import (
     detect_files,
     expand_inputs,
     probability_colours,
-    select_detectors,
     summarise,
 )
 from cfzoo.ops.scoring import score_positions
 from cfzoo.patches import ImageTooSmallError, patch_grid
+from cfzoo.zoo.catalog import select_detectors
 from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE, ModelEntry
 
 MODELS = ("spam-jpeg70", "cozzolino2017-jpeg70")
@@ -141,9 +141,9 @@ def test_jpeg70_astronaut_is_flagged_and_the_original_is_not(models, astronaut_p
     assert [d.entry.id for d in selection.detectors] == list(MODELS) and selection.skipped == []
     original, compressed = detect_files(list(astronaut_pair), selection.detectors)
     assert original.patches == compressed.patches == 16
-    for verdict in compressed.verdicts:
+    for verdict in compressed.results:
         assert verdict.manipulated and verdict.flagged_share > 0.8, verdict
-    for verdict in original.verdicts:
+    for verdict in original.results:
         assert not verdict.manipulated and verdict.flagged_share < 0.2, verdict
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import cfzoo
 from cfzoo.errors import CfzooError
-from cfzoo.families import FAMILIES, NetworkFamily, export_checkpoint, get_family, load_detector, train_detector
+from cfzoo.families import FAMILIES, NetworkFamily, export_checkpoint, get_family, load_checkpoint, train_detector
 from cfzoo.families.base import CardText
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE
@@ -104,7 +104,7 @@ def test_a_new_family_is_one_class_that_trains_exports_and_runs_in_the_runtime(
         and set(record["metrics"]["test"]) >= {"fpr", "tpr"}
     )
 
-    _, network = load_detector(tmp_path / "checkpoints", "tiny-median3")
+    _, network = load_checkpoint(tmp_path / "checkpoints", "tiny-median3")
     assert isinstance(network, TinyNet) and not network.training
     detector_path, companion_path = export_checkpoint(tmp_path / "checkpoints", "tiny-median3", tmp_path / "onnx")
     assert companion_path.name == "tiny-median3.grad.onnx"

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cfzoo.data import split_devices  # noqa: E402
-from cfzoo.families import load_detector  # noqa: E402
+from cfzoo.families import load_checkpoint  # noqa: E402
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gpu_train.py"
 
@@ -105,17 +105,17 @@ def test_train_on_the_train_photos_then_unpack_gives_checkpoints_that_evaluate(s
     report = json.loads((out / "packing_report.json").read_text())
     assert report["xception-median3"]["patches"] == 32
 
-    record, network = load_detector(out / "xception", "xception-median3")
+    record, network = load_checkpoint(out / "xception", "xception-median3")
     assert (
         "int8" in record["weights_transport"] and record["metrics"] == {} and record["split"]["test"] == [test_device]
     )
-    _, trained = load_detector(work / "xception", "xception-median3")
+    _, trained = load_checkpoint(work / "xception", "xception-median3")
     for name, tensor in trained.state_dict().items():
         assert torch.allclose(
             network.state_dict()[name].float(), tensor.float(), atol=float(tensor.float().abs().max()) / 127
         )
-    _, bayar = load_detector(out / "bayar2016-long", "bayar2016-median3")  # float32 travels unchanged
-    _, bayar_trained = load_detector(work / "bayar2016-long", "bayar2016-median3")
+    _, bayar = load_checkpoint(out / "bayar2016-long", "bayar2016-median3")  # float32 travels unchanged
+    _, bayar_trained = load_checkpoint(work / "bayar2016-long", "bayar2016-median3")
     assert all(torch.equal(bayar.state_dict()[name], tensor) for name, tensor in bayar_trained.state_dict().items())
 
     scored = CliRunner().invoke(

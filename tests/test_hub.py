@@ -180,12 +180,12 @@ def test_pull_verifies_files_into_the_cache_where_resolve_finds_them(hub_endpoin
     # The recorded source (pinned to the commit) lets resolve, and so every command, find the files in the cache.
     script = (
         "import json, numpy as np\n"
-        "from cfzoo.zoo import load_detector, load_registry, resolve\n"
+        "from cfzoo.zoo import load_registry, open_detector, resolve\n"
         "registry = load_registry()\n"
         f"ids = {list(MODEL_IDS)!r}\n"
         "sources = {i: [resolve(registry.get(i), kind).source for kind in ('detector', 'gradient')] for i in ids}\n"
         "hubs = {i: [registry.get(i).hub.repo_id, registry.get(i).hub.revision] for i in ids}\n"
-        "probabilities = {i: float(load_detector(i, providers='cpu').probability(np.full((1, 3, 128, 128), 128, np.float32))[0]) for i in ids}\n"
+        "probabilities = {i: float(open_detector(i, providers='cpu').probability(np.full((1, 3, 128, 128), 128, np.float32))[0]) for i in ids}\n"
         "print(json.dumps({'sources': sources, 'hubs': hubs, 'probabilities': probabilities}))\n"
     )
     env = {name: value for name, value in os.environ.items() if not name.startswith("HF_")}

@@ -27,6 +27,7 @@ from cfzoo.data import (
     manipulated_rows,
     split_devices,
 )
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.reproduce import measure_detection
 from cfzoo.experiments.transfer import paper_tpr
 from cfzoo.images import read_rgb, save_png
@@ -37,8 +38,9 @@ from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.paper import paper_tables
 from cfzoo.patches import cut_patches, patch_grid
 from cfzoo.sample_data import skimage_data_dir
+from cfzoo.zoo.catalog import open_detector
 from cfzoo.zoo.registry import embedded_registry
-from cfzoo.zoo.runtime import load_detector, to_model_input
+from cfzoo.zoo.runtime import to_model_input
 
 FAMILIES = ("spam", "bayar2016", "cozzolino2017")
 EASY_TASKS = ("blur1.1", "jpeg70", "median7", "resize1.5")
@@ -64,7 +66,7 @@ def run_json(runner, arguments):
 
 def percent_flagged(model_id: str, patches: np.ndarray) -> float:
     """Share (percent) of uint8 [N,128,128,3] patches whose probability of "manipulated" exceeds the model's threshold."""
-    detector = load_detector(model_id)
+    detector = open_detector(model_id)
     return 100.0 * float(np.mean(detector.probability(to_model_input(patches)) > detector.threshold))
 
 
@@ -125,7 +127,7 @@ def test_attack_table_is_the_scoring_of_the_saved_adversarial_patches(models, ru
             assert rates["model"] == f"{family}-{row['task']}"
             assert rates["before"] == pytest.approx(percent_flagged(rates["model"], original))
             assert rates["after"] == pytest.approx(percent_flagged(rates["model"], attacked))
-        target = load_detector(f"bayar2016-{row['task']}")
+        target = open_detector(f"bayar2016-{row['task']}")
         probabilities = target.probability(to_model_input(attacked))
         assert [float(record["target_probability_after"]) for record in records] == pytest.approx(
             probabilities, abs=2e-6
@@ -315,7 +317,7 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
                     reported[model_id][:2] == pytest.approx((before, after))
                     and list(reported[model_id][2:]) == verdicts
                 )
-        own_only = run_json(
+        [own_only] = run_json(
             runner,
             [
                 "restore",
@@ -340,7 +342,9 @@ def test_restore_an_image_with_each_embedded_restorer(models, runner, tmp_path):
 
 def test_table1_cells_are_rates_counted_from_the_scores(models, sample_dataset, cache):
     tasks = ["jpeg70", "median3"]
-    table = measure_detection(sample_dataset, tasks, seed=0, max_patches=40, cache_dir=cache).to_json()
+    table = measure_detection(
+        ExperimentContext(sample_dataset, seed=0, max_patches=40, cache_dir=cache), tasks
+    ).to_json()
     split = split_devices(sample_dataset.device_names, 0)
     assert table["test_devices"] == list(split.test)
     assert [(row["task"], row["family"]) for row in table["rows"]] == [

@@ -106,9 +106,11 @@ def test_formats_are_one_choice_and_only_where_offered(runner, photo, tmp_path):
     assert not (tmp_path / "b.png").exists()
 
 
-def test_list_csv_and_json_list_the_same_models(runner):
+def test_list_csv_and_json_list_the_same_models(runner, conforms):
     rows = _csv(runner.invoke(app, ["list", "-F", "csv"]).stdout)
     listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    conforms(listed, "list")
+    assert {row["kind"] for row in listed} == {"detector", "restorer"}
     assert [row["id"] for row in rows] == [row["id"] for row in listed]
     for row, entry in zip(rows, listed):
         assert row["sources"].split() == entry["sources"] and row["kind"] == entry["kind"]

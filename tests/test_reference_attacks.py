@@ -26,7 +26,7 @@ torchattacks = pytest.importorskip(
 )  # README's test command installs it --no-deps (see pyproject's dev extra)
 
 import cfzoo  # noqa: E402
-from cfzoo.families import load_detector as load_checkpoint  # noqa: E402
+from cfzoo.families import load_checkpoint  # noqa: E402
 from cfzoo.manipulations import apply_manipulation  # noqa: E402
 
 MODEL = "cozzolino2017-median7"

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.errors import CfzooError
+from cfzoo.zoo.catalog import open_detector
 from cfzoo.zoo.registry import (
     REGISTRY_NAME,
     Registry,
@@ -23,7 +24,6 @@ from cfzoo.zoo.restorers import (
     RestorerRegistry,
     load_restorer_registry,
 )
-from cfzoo.zoo.runtime import load_detector
 
 GOOD_ID = "spam-jpeg70"
 
@@ -113,7 +113,7 @@ def test_asking_for_a_model_whose_user_entry_is_invalid_says_why():
     )
     write_user_registry(json.dumps({"schema": 1, "models": [changed(("files", "detector", "size"), "12", model_id)]}))
     with pytest.raises(CfzooError) as caught:
-        load_detector(model_id)
+        open_detector(model_id)
     message = str(caught.value)
     assert f"entry '{model_id}': files.detector.size: Input should be a valid integer" in message
     assert message.endswith("; fix or delete that entry") and "\n" not in message

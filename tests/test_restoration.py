@@ -260,7 +260,7 @@ def test_a_missing_restorer_says_how_to_get_it(user_zoo):
         load_restorer("jpeg70", "kim")
 
 
-def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, tmp_path):
+def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, tmp_path, conforms):
     source = tmp_path / "filtered.png"
     Image.fromarray(apply_manipulation("median3", photo[:200, :256])).save(source)
     out = tmp_path / "restored.png"
@@ -281,7 +281,8 @@ def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, t
         ],
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    conforms(json.loads(result.stdout), "restore-image")
+    [summary] = json.loads(result.stdout)  # always a list, one restoration per discriminator
     assert summary["restorer"] == "restorer-median3-kim" and summary["width"] == 256 and summary["height"] == 200
     assert set(summary["detect_grid_called_manipulated"]) == {"spam", "bayar2016", "cozzolino2017"}
     restored = read_rgb(out)

@@ -20,8 +20,9 @@ import pytest
 from cfzoo.engines.parts import read_rows
 from cfzoo.engines.scan import ScanSettings, run_scan
 from cfzoo.images import save_png
-from cfzoo.ops.detect import detect_image, select_detectors
+from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scan import scan_inputs
+from cfzoo.zoo.catalog import select_detectors
 
 SELECTION = ["-f", "spam", "-t", "jpeg70", "-t", "median3"]
 RAY = Path(sys.executable).parent / "ray"
@@ -55,8 +56,11 @@ def local_rows(photos, tmp_path_factory):
     return json.loads(done.stdout), read_rows(out)
 
 
-def test_a_scan_has_a_row_per_image_and_detector_and_bad_images_are_rows(local_rows, photos):
+def test_a_scan_has_a_row_per_image_and_detector_and_bad_images_are_rows(local_rows, photos, conforms):
     summary, rows = local_rows
+    conforms(summary, "scan")
+    for row in rows:
+        conforms(row, "scan-row")
     images = scan_inputs([photos])
     assert summary["images"] == len(images) == 16 and summary["failed_images"] == 2
     assert len(rows) == 2 * len(images) and len({(row["path"], row["model"]) for row in rows}) == len(rows)
@@ -67,7 +71,7 @@ def test_a_scan_has_a_row_per_image_and_detector_and_bad_images_are_rows(local_r
     detectors = select_detectors(["spam"], ["jpeg70", "median3"], "cpu").detectors
     for row in rows[:6]:
         if row["error"] is None:
-            verdicts = {verdict.model_id: verdict for verdict in detect_image(row["path"], detectors).verdicts}
+            verdicts = {verdict.model: verdict for verdict in detect_image(row["path"], detectors).results}
             assert row["flagged_share"] == verdicts[row["model"]].flagged_share
             assert row["verdict"] == verdicts[row["model"]].verdict
     assert all(len(row["sha256"]) == 64 and len(row["model_sha256"]) == 64 for row in rows)

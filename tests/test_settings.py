@@ -5,6 +5,7 @@ import pytest
 
 from cfzoo.engines.scan import ScanSettings
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.robustness import RobustnessSettings
 from cfzoo.ops.detect import DetectSettings
 from cfzoo.ops.restore import RestoreSettings
@@ -43,11 +44,13 @@ def test_restore_settings_default_to_vgg_and_name_one_output_per_restorer(tmp_pa
         RestoreSettings("median3", tile=0)
 
 
-def test_robustness_settings_sort_eps_drop_repeats_and_refuse_what_cannot_run():
+def test_robustness_settings_sort_eps_drop_repeats_and_refuse_what_cannot_run(sample_dataset):
+    context = ExperimentContext(sample_dataset, seed=3, batch_size=7)
     settings = RobustnessSettings("cozzolino2017", eps=(4, 1, 4), attacks=("pgd", "fgsm", "pgd"), recompress=(80, 95))
     assert settings.eps == (1, 4) and settings.attacks == ("pgd", "fgsm") and settings.recompress == (95, 80)
-    assert settings.attack_settings("square", 2).queries is None
-    assert RobustnessSettings("spam", attacks=("square",), queries=50).attack_settings("square", 2).queries == 50
+    assert settings.attack_settings("square", 2, context).queries is None
+    square = RobustnessSettings("spam", attacks=("square",), queries=50).attack_settings("square", 2, context)
+    assert (square.queries, square.seed, square.batch_size) == (50, 3, 7)  # the seed and batch are the context's
     with pytest.raises(CfzooError, match="eps"):
         RobustnessSettings("spam", eps=(0,))
     with pytest.raises(CfzooError, match="eps"):
@@ -56,5 +59,16 @@ def test_robustness_settings_sort_eps_drop_repeats_and_refuse_what_cannot_run():
         RobustnessSettings(("spam", "bayar2016"), attacks=("spam-prist",))
     with pytest.raises(CfzooError):
         RobustnessSettings("spam", recompress=(101,))
+    with pytest.raises(CfzooError, match="queries"):
+        RobustnessSettings("spam", attacks=("square",), queries=0)
+
+
+def test_an_experiment_context_refuses_bad_counts_and_providers_when_built(sample_dataset):
     with pytest.raises(CfzooError, match="max_patches"):
-        RobustnessSettings("spam", max_patches=0)
+        ExperimentContext(sample_dataset, max_patches=0)
+    with pytest.raises(CfzooError, match="batch size"):
+        ExperimentContext(sample_dataset, batch_size=0)
+    with pytest.raises(CfzooError, match="unknown provider"):
+        ExperimentContext(sample_dataset, providers="tpu")
+    context = ExperimentContext(sample_dataset, seed=1)
+    assert context.split.test and set(context.split.test) | set(context.split.train) == set(sample_dataset.device_names)

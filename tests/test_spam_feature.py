@@ -18,12 +18,11 @@ from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_m
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import CLOSE_MARGIN, closest_across
 from cfzoo.training.spam import spam_features
+from cfzoo.zoo.catalog import open_detector
 from cfzoo.zoo.registry import embedded_zoo_dir
 from cfzoo.zoo.runtime import (
     SPAM_SVM,
     SpamSVM,
-    load_detector,
-    load_model_file,
     load_spam_feature_companion,
     to_model_input,
 )
@@ -63,13 +62,13 @@ def test_the_feature_companion_is_the_soft_spam_and_its_autograd_gradient(pairs)
 
 @pytest.mark.parametrize("task", TASK_IDS)
 def test_every_spam_detector_declares_the_svm_its_graph_computes(task, pairs):
-    detector = load_detector(f"spam-{task}", "cpu")
+    detector = open_detector(f"spam-{task}", providers="cpu")
     svm = detector.spam_svm
     patches = np.concatenate(pairs)
     decision = ((spam_features(patches) - svm.mean) / svm.scale) @ svm.coef + svm.intercept
     logits = detector.logits(to_model_input(patches))
     np.testing.assert_allclose(decision, logits[:, 1] - logits[:, 0], atol=2e-3)
-    assert load_detector(f"bayar2016-{task}", "cpu").spam_svm is None
+    assert open_detector(f"bayar2016-{task}", providers="cpu").spam_svm is None
 
 
 def test_f_close_is_the_nearest_nonnegative_feature_on_the_pristine_margin():
@@ -101,7 +100,7 @@ def test_the_descent_fools_spam_svm_and_returns_what_it_reports(method, pairs):
     # steps of 2.5 / iterations gray levels whatever eps (the module says why)
     assert attack_parameters(AttackSettings(4, method)) == {"iterations": 20, "step": 0.125}
     pristine, manipulated = pairs
-    detector = load_detector("spam-median3", "cpu")
+    detector = open_detector("spam-median3", providers="cpu")
     settings = AttackSettings(2, method, iterations=12)
     result = attack_patches(settings, AttackTarget.of(detector), manipulated, pristine=pristine)
     again = attack_patches(settings, AttackTarget.of(detector), manipulated, pristine=pristine)
@@ -136,7 +135,7 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
     with pytest.raises(CfzooError, match=r"^method spam-close attacks one detector"):
         cfzoo.attack([spam, cfzoo.load_detector("cozzolino2017-median3")], manipulated, 1, method="spam-close")
     with pytest.raises(CfzooError, match=r"which resize1.5 \(a change of size\) has not"):
-        check_method_fits("spam-prist", AttackTarget.of(load_detector("spam-resize1.5", "cpu")), "resize1.5")
+        check_method_fits("spam-prist", AttackTarget.of(open_detector("spam-resize1.5", providers="cpu")), "resize1.5")
     # a detector file whose SVM metadata is damaged
     model = onnx.load(str(embedded_zoo_dir() / "models" / "spam-median3.onnx"))
     for entry in model.metadata_props:
@@ -147,7 +146,7 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
         if entry.key == "model_id":
             entry.value = "damaged"
     onnx.save(model, tmp_path / "damaged.onnx")
-    damaged, _ = load_model_file(tmp_path / "damaged.onnx", "median3", "cpu")
+    damaged = open_detector(tmp_path / "damaged.onnx", task="median3", providers="cpu")
     with pytest.raises(CfzooError, match=r"damaged.onnx: its spam_svm metadata holds no valid SVM"):
         damaged.spam_svm
 
@@ -179,7 +178,7 @@ def test_a_spam_export_writes_the_svm_that_the_runtime_reads(tmp_path):
     detector_path, _ = export_detector(
         "spam", svm, {"task": "median3", "training_data_sha256": "0" * 64}, tmp_path, "spam-test"
     )
-    detector, _ = load_model_file(detector_path, "median3", "cpu")
+    detector = open_detector(detector_path, task="median3", providers="cpu")
     read = detector.spam_svm
     for name in ("mean", "scale", "coef"):
         np.testing.assert_array_equal(getattr(read, name), getattr(svm, name))

@@ -203,7 +203,7 @@ def test_cozzolino_checkpoints_that_stored_the_constants_still_load(tmp_path):
     """Checkpoints written before the constants became non-persistent hold them, and the dense membership matrix."""
     from safetensors.torch import save_file
 
-    from cfzoo.families import load_detector
+    from cfzoo.families import load_checkpoint
 
     model = Cozzolino2017()
     torch.nn.init.normal_(model.classifier.weight)
@@ -213,14 +213,14 @@ def test_cozzolino_checkpoints_that_stored_the_constants_still_load(tmp_path):
     stored = {**model.state_dict(), **constants, "membership": torch.zeros(625, 169)}
     (tmp_path / "old.json").write_text(json.dumps({"family": "cozzolino2017"}))
     save_file(stored, str(tmp_path / "old.safetensors"))
-    _, loaded = load_detector(tmp_path, "old")
+    _, loaded = load_checkpoint(tmp_path, "old")
     assert torch.equal(loaded.classifier.weight, model.classifier.weight)
     assert torch.equal(loaded.symmetry_class, model.symmetry_class)
 
     del stored["classifier.weight"]
     save_file(stored, str(tmp_path / "old.safetensors"))
     with pytest.raises(RuntimeError, match="classifier.weight"):
-        load_detector(tmp_path, "old")
+        load_checkpoint(tmp_path, "old")
 
 
 def test_xception_learns_a_few_steps(blur_patches):
@@ -287,7 +287,7 @@ def test_cli_resume_finishes_a_stopped_training_run_as_if_never_stopped(sample_r
     from typer.testing import CliRunner
 
     from cfzoo.cli import app
-    from cfzoo.families.checkpoints import load_detector, snapshot_path
+    from cfzoo.families.checkpoints import load_checkpoint, snapshot_path
 
     dataset = sample_dataset
     plan = TrainingPlan(
@@ -333,7 +333,7 @@ def test_cli_resume_finishes_a_stopped_training_run_as_if_never_stopped(sample_r
     record = json.loads(resumed.stdout)[0]
     assert record["loss"] == whole["loss"] and record["metrics"] == whole["metrics"]
     assert not snapshot_path(tmp_path / "stopped", plan.model_id).exists()
-    weights = [load_detector(tmp_path / folder, plan.model_id)[1].state_dict() for folder in ("whole", "stopped")]
+    weights = [load_checkpoint(tmp_path / folder, plan.model_id)[1].state_dict() for folder in ("whole", "stopped")]
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
     again = CliRunner().invoke(app, command)  # finished: left alone, no second line in the log

@@ -34,10 +34,10 @@ from cfzoo.zoo import (
     Registry,
     embedded_zoo_dir,
     execution_providers,
-    load_detector,
-    load_gradient_model,
     load_registry,
     manipulated_probability,
+    open_companion,
+    open_detector,
     resolve,
     user_zoo_dir,
 )
@@ -251,7 +251,7 @@ def test_a_tampered_user_zoo_file_is_refused_with_what_to_do(source_zoo, hub_cac
         resolve(entry, "detector")
     assert str(raised.value) == expected
     with pytest.raises(CfzooError) as raised:
-        load_detector(MODEL_ID, providers="cpu")
+        open_detector(MODEL_ID, providers="cpu")
     assert str(raised.value) == expected
     assert resolve(entry, "gradient").source == "user"  # the untouched companion still resolves
 
@@ -282,8 +282,8 @@ def test_a_missing_model_says_how_to_get_it(source_zoo, hub_cache, tmp_path):
 
 def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patches):
     pristine, compressed = patches
-    detector = load_detector(available_model, providers="cpu")
-    assert load_detector(available_model, providers="cpu") is detector
+    detector = open_detector(available_model, providers="cpu")
+    assert open_detector(available_model, providers="cpu") is detector
     assert detector.providers == ("CPUExecutionProvider",)
     assert detector.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
     for images in (pristine[:1], pristine):
@@ -300,30 +300,30 @@ def test_sessions_are_cached_and_score_batches_of_1_and_7(available_model, patch
     correct = (~called[:7]).sum() + called[7:].sum()
     assert correct >= 12, f"spam-jpeg70 tells only {correct} of 14 astronaut patches apart: {probabilities.round(3)}"
 
-    gradient_model = load_gradient_model(available_model, providers="cpu")
-    assert load_gradient_model(available_model, providers="cpu") is gradient_model
+    gradient_model = open_companion(available_model, providers="cpu")
+    assert open_companion(available_model, providers="cpu") is gradient_model
     for images in (compressed[:1], compressed):
         logits, gradient = gradient_model.logits_and_gradient(images, np.ones(len(images)))
         assert logits.shape == (len(images), 2) and gradient.shape == images.shape
         assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
 
     # one cache for both kinds, keyed by model, providers and explicit path
-    by_path = load_gradient_model(available_model, providers="cpu", path=gradient_model.path)
+    by_path = open_companion(available_model, providers="cpu", path=gradient_model.path)
     assert (
         by_path is not gradient_model
         and by_path.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
     )
-    assert load_gradient_model(available_model, providers="cpu") is gradient_model
-    assert load_detector(available_model, providers="cpu") is detector
+    assert open_companion(available_model, providers="cpu") is gradient_model
+    assert open_detector(available_model, providers="cpu") is detector
     # a file that says it is another model, or the other kind of file, is refused in one line
     other = next(entry.id for entry in load_registry() if entry.id != available_model and entry.embedded)
     with pytest.raises(CfzooError, match=f"is {available_model}'s gradient, not {other}'s"):
-        load_gradient_model(other, providers="cpu", path=gradient_model.path)
+        open_companion(other, providers="cpu", path=gradient_model.path)
     with pytest.raises(CfzooError, match="is a gradient graph, not a detector graph"):
-        load_detector(available_model, providers="cpu", path=gradient_model.path)
+        open_detector(available_model, providers="cpu", path=gradient_model.path)
 
     clear_session_cache()
-    assert load_detector(available_model, providers="cpu") is not detector
+    assert open_detector(available_model, providers="cpu") is not detector
 
 
 class RecordingSession:
@@ -348,8 +348,8 @@ def test_cpu_runs_split_their_rows_into_one_thread_shares_that_give_the_same_res
 
     images = np.concatenate(patches)[:7]
     detector, companion = (
-        load_detector(available_model, providers="cpu"),
-        load_gradient_model(available_model, providers="cpu"),
+        open_detector(available_model, providers="cpu"),
+        open_companion(available_model, providers="cpu"),
     )
     features = runtime.load_spam_feature_companion("cpu")
     for model in (detector, companion, features):
@@ -389,22 +389,22 @@ def test_one_cache_holds_every_kind_of_session_and_drops_the_least_recently_used
     assert load_restorer("median3", "kim", providers="cpu") is restorer
     features = runtime.load_spam_feature_companion("cpu")
     assert runtime.load_spam_feature_companion("cpu") is features
-    detector = load_detector(available_model, providers="cpu")
+    detector = open_detector(available_model, providers="cpu")
     monkeypatch.setattr(runtime, "SESSION_CACHE_SIZE", 2)
-    gradient_model = load_gradient_model(available_model, providers="cpu")  # the cache keeps the two used last
-    assert load_detector(available_model, providers="cpu") is detector
-    assert load_gradient_model(available_model, providers="cpu") is gradient_model
+    gradient_model = open_companion(available_model, providers="cpu")  # the cache keeps the two used last
+    assert open_detector(available_model, providers="cpu") is detector
+    assert open_companion(available_model, providers="cpu") is gradient_model
     assert load_restorer("median3", "kim", providers="cpu") is not restorer
     clear_session_cache()
-    assert load_gradient_model(available_model, providers="cpu") is not gradient_model
+    assert open_companion(available_model, providers="cpu") is not gradient_model
 
 
 def test_images_off_the_contract_are_refused(available_model, patches):
-    detector = load_detector(available_model, providers="cpu")
+    detector = open_detector(available_model, providers="cpu")
     with pytest.raises(CfzooError, match=r"images must be \[N,3,128,128\] RGB 0..255, got shape \[7, 128, 128, 3\]"):
         detector.logits(patches[0].transpose(0, 2, 3, 1))
     with pytest.raises(CfzooError, match="7 images but 2 labels"):
-        load_gradient_model(available_model, providers="cpu").logits_and_gradient(patches[0], [0, 1])
+        open_companion(available_model, providers="cpu").logits_and_gradient(patches[0], [0, 1])
 
 
 def test_providers():

@@ -11,9 +11,9 @@ from cfzoo.cli import app
 from cfzoo.errors import CfzooError
 from cfzoo.images import read_rgb, save_png
 from cfzoo.sample_data import skimage_data_dir
+from cfzoo.zoo.catalog import open_detector
 from cfzoo.zoo.registry import REGISTRY_NAME, Registry, embedded_registry, embedded_zoo_dir, load_registry, user_zoo_dir
 from cfzoo.zoo.restorers import RESTORER_REGISTRY_NAME, load_restorer_registry
-from cfzoo.zoo.runtime import load_detector
 
 MODEL_ID = "spam-jpeg70"
 
@@ -72,7 +72,7 @@ def test_a_link_out_of_the_zoo_is_refused_even_when_the_checksum_matches(tmp_pat
     os.symlink(outside, models / entry.files["detector"].name)
     write_user_registry([user_entry_payload()])
     with pytest.raises(CfzooError, match="leads outside its zoo") as caught:
-        load_detector(MODEL_ID)
+        open_detector(MODEL_ID)
     assert str(outside) in str(caught.value) and "\n" not in str(caught.value)
     save_png(read_rgb(skimage_data_dir() / "astronaut.png")[:256, :256], tmp_path / "photo.png")
     result = CliRunner().invoke(app, ["detect", str(tmp_path / "photo.png"), "-t", "jpeg70", "-f", "spam"])
@@ -92,7 +92,7 @@ def test_a_symlink_loop_in_the_zoo_is_refused_in_one_line():
     os.symlink(models / entry.files["detector"].name, models / "b.onnx")
     write_user_registry([user_entry_payload()])
     # a loop is not a file: the user zoo has nothing usable and the embedded copy is used
-    assert load_detector(MODEL_ID).resolved.source == "embedded"
+    assert open_detector(MODEL_ID).resolved.source == "embedded"
 
 
 def test_a_link_inside_the_models_folder_is_followed(tmp_path):
@@ -102,4 +102,4 @@ def test_a_link_inside_the_models_folder_is_followed(tmp_path):
     shutil.copyfile(embedded_zoo_dir() / entry.files["detector"].path_in_zoo, models / "real.onnx")
     os.symlink(models / "real.onnx", models / entry.files["detector"].name)
     write_user_registry([user_entry_payload()])
-    assert load_detector(MODEL_ID).resolved.source == "user"
+    assert open_detector(MODEL_ID).resolved.source == "user"

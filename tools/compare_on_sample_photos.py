@@ -44,7 +44,7 @@ def main() -> None:
 
     import torch
 
-    from cfzoo.families import get_family, load_detector
+    from cfzoo.families import get_family, load_checkpoint
 
     family = get_family(args.family)
 
@@ -59,7 +59,7 @@ def main() -> None:
         ]
         cells = []
         for folder in args.folders:
-            _, detector = load_detector(folder, f"{args.family}-{task}")
+            _, detector = load_checkpoint(folder, f"{args.family}-{task}")
             scores = np.concatenate(
                 [family.score_patches(detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets]
             )

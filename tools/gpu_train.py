@@ -251,10 +251,10 @@ def dequantise(packed: dict) -> dict:
 def packing_cost(variant_dir: Path, model_id: str, packed: dict, args) -> dict:
     """Verdicts of the trained and the unpacked network on a seeded, balanced subset of train patches."""
     from cfzoo.data import balanced_subset
-    from cfzoo.families import get_family, load_detector
+    from cfzoo.families import get_family, load_checkpoint
     from cfzoo.training.loop import manipulated_probability, training_device
 
-    record, trained = load_detector(variant_dir, model_id)
+    record, trained = load_checkpoint(variant_dir, model_id)
     unpacked = get_family(record["family"]).new_network(record["hyperparameters"])
     unpacked.load_state_dict(dequantise(packed))
     patch_dir = next(

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime
 
 from cfzoo.export.onnx_export import describe_model, export_spam_feature_companion, save_model
-from cfzoo.families import get_family, load_detector, model_metadata
+from cfzoo.families import get_family, load_checkpoint, model_metadata
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.patches import cut_patches, sample_positions
@@ -77,7 +77,7 @@ def main() -> None:
         wanted = arguments.family is None or entry.family in arguments.family
         in_zoo = "gradient" in entry.files and (models / entry.files["gradient"].name).exists()
         if wanted and in_zoo and (arguments.checkpoints / f"{entry.id}.json").exists():
-            record, detector = load_detector(arguments.checkpoints, entry.id)
+            record, detector = load_checkpoint(arguments.checkpoints, entry.id)
             _, companion = get_family(record["family"]).export_graphs(detector)
             describe_model(companion, model_metadata(record["family"], record, entry.id, "gradient", detector))
             distance = distance_to_old(companion, models / entry.files["gradient"].name, entry.task)

@@ -22,7 +22,7 @@ import onnxruntime
 
 from cfzoo.export.onnx_export import export_spam_feature_companion, save_model
 from cfzoo.export.spam_svm import FEATURES, spam_svm_metadata
-from cfzoo.families import load_detector
+from cfzoo.families import load_checkpoint
 from cfzoo.training.spam import SPAM_DIMENSION
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 from cfzoo.zoo.runtime import SPAM_FEATURE_COMPANION, SPAM_SVM
@@ -67,7 +67,7 @@ def main() -> None:
     entries = []
     for entry in registry:
         if entry.family == "spam":
-            _, svm = load_detector(arguments.checkpoints, entry.id)
+            _, svm = load_checkpoint(arguments.checkpoints, entry.id)
             path = arguments.zoo / "models" / entry.files["detector"].name
             add_spam_svm(path, svm)
             data = path.read_bytes()

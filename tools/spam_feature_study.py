@@ -23,7 +23,7 @@ from cfzoo.ops.attacks.battery import attack_patches, pristine_rows
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS, SPAM_FEATURE_METHODS
 from cfzoo.ops.scoring import called_manipulated
-from cfzoo.zoo.runtime import load_detector
+from cfzoo.zoo.catalog import open_detector
 
 OFF_TARGET = ("cozzolino2017", "bayar2016")
 WITHIN = (2, 5, 10)
@@ -36,8 +36,11 @@ def study(dataset: CameraDataset, eps_values: list[int], max_patches: int, seed:
         patch_set = build_patch_set(dataset, PatchSetSpec(task=task, split="test", seed=seed), split)
         chosen = manipulated_rows(patch_set, max_patches, seed)
         original = np.asarray(patch_set.patches[chosen])
-        target = load_detector(f"spam-{task}", "cpu")
-        judges = {"spam": target, **{family: load_detector(f"{family}-{task}", "cpu") for family in OFF_TARGET}}
+        target = open_detector(f"spam-{task}", providers="cpu")
+        judges = {
+            "spam": target,
+            **{family: open_detector(f"{family}-{task}", providers="cpu") for family in OFF_TARGET},
+        }
         before = {family: _percent(called_manipulated(judge, original)[1]) for family, judge in judges.items()}
         for eps in eps_values:
             for method in SPAM_FEATURE_METHODS:

@@ -9,27 +9,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    FORMATS,
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    note,
-    print_document,
-    print_json,
-    stage_bars,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
+from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.reports import column_title, reported_families
-from cfzoo.results import AttackReport
+from cfzoo.results import AttackReport, ImageAttackSummary
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -141,7 +132,8 @@ def attack(
     plan = plan_attack(target, settings, task or None, providers, save)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        report = attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, on_status=on_status)
+        context = ExperimentContext(dataset, seed, max_patches, providers, batch_size, cache_dir, on_status)
+        report = attack_dataset(context, plan)
     if report.target_trained_on_test_devices:
         note(
             f"note: {', '.join(report.target_trained_on_test_devices)} were training devices of the {' and '.join(target)} models; "
@@ -168,22 +160,23 @@ def _attack_image(image, target, task, settings, out, providers, output_format, 
         _, summary = attack_image_file(
             image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles")
         )
-    if output_format == "json":
-        print_json(summary)
-        return
-    for line in summary["notes"]:
+    print_document(summary, output_format, lambda: _print_image_summary(summary))
+
+
+def _print_image_summary(summary: ImageAttackSummary) -> None:
+    for line in summary.notes:
         note(f"note: {line}")
-    psnr = "inf" if summary["psnr_db"] is None else f"{summary['psnr_db']:.2f}"
+    psnr = "inf" if summary.psnr_db is None else f"{summary.psnr_db:.2f}"
     stdout.print(
-        f"{summary['out']}: {summary['width']}x{summary['height']}, {summary['tiles']} tiles, "
-        f"{settings.method.upper()} eps {settings.eps} against {summary['target']}, PSNR {psnr} dB",
+        f"{summary.out}: {summary.width}x{summary.height}, {summary.tiles} tiles, "
+        f"{summary.method.upper()} eps {summary.eps} against {summary.target}, PSNR {psnr} dB",
         soft_wrap=True,
     )
     stdout.print(
-        f"patches of the `cfzoo detect` grid ({summary['detect_grid_patches']}) called manipulated, before -> after:"
+        f"patches of the `cfzoo detect` grid ({summary.detect_grid_patches}) called manipulated, before -> after:"
     )
-    for column, rates in summary["detect_grid_called_manipulated"].items():
-        stdout.print(f"  {column_title(column):>14}: {rates['before']:.1f}% -> {rates['after']:.1f}%")
+    for column, rates in summary.detect_grid_called_manipulated.items():
+        stdout.print(f"  {column_title(column):>14}: {rates.before:.1f}% -> {rates.after:.1f}%")
 
 
 def _print_table(report: AttackReport) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, print_json, stdout
+from cfzoo.cli.common import handle_errors, stdout
+from cfzoo.cli.render import print_json
 from cfzoo.cli.zoo import FAMILY_OPTION
 from cfzoo.zoo.registry import Registry
 from cfzoo.zoo.restorers import RestorerRegistry, Zoo

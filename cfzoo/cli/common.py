@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePath
 from typing import Any
@@ -87,52 +86,6 @@ class Group(_PlainMetavars, typer.core.TyperGroup):
     """The cfzoo group (and ``cfzoo data``), with the metavars of :class:`Command`."""
 
 
-#: What commands print on stdout; each offers those its results have (:func:`format_option`).
-FORMATS = ("table", "json", "csv", "markdown")
-_FORMAT_USES = {
-    "table": "for people",
-    "json": "one document, schemas in docs/schemas/",
-    "csv": "one line per row",
-    "markdown": "beside the paper's figures",
-}
-
-
-def format_option(*formats: str) -> Any:
-    """``--format/-F``, offering ``formats`` (table first)."""
-    uses = "; ".join(f"{name}: {_FORMAT_USES[name]}" for name in formats)
-    return typer.Option("table", "--format", "-F", metavar="|".join(formats), help=f"What to print on stdout ({uses}).")
-
-
-def json_flag() -> Any:
-    return typer.Option(False, "--json", help="The same as --format json.")
-
-
-def chosen_format(output_format: str, formats: Sequence[str], as_json: bool = False, markdown: bool = False) -> str:
-    """The format asked for, by ``--format`` or by the flags ``--json`` and ``--markdown`` that stay as its aliases."""
-    asked = {output_format} - {"table"} | ({"json"} if as_json else set()) | ({"markdown"} if markdown else set())
-    if len(asked) > 1:
-        raise CfzooError(f"choose one output format, not {' and '.join(sorted(asked))}")
-    chosen = asked.pop() if asked else "table"
-    if chosen not in formats:
-        raise CfzooError(f"--format {chosen} is not offered here; choose one of: {', '.join(formats)}")
-    return chosen
-
-
-def print_document(
-    document: Any, output_format: str, table: Callable[[], None], markdown: Callable[[], str] | None = None
-) -> None:
-    """``document`` (a typed result) in the chosen format: its JSON, its CSV (:class:`cfzoo.results.Tabular`),
-    ``markdown()``, or ``table()`` printed for people."""
-    if output_format == "json":
-        print_json(document.to_json())
-    elif output_format == "csv":
-        typer.echo(document.to_csv(), nl=False)
-    elif output_format == "markdown" and markdown is not None:
-        typer.echo(markdown())
-    else:
-        table()
-
-
 def new_progress(rate_unit: str | None = None) -> Progress:
     """Rich progress bars on stderr (stdout stays clean for --json); off when stderr is not a terminal, so
     logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s."""
@@ -160,10 +113,6 @@ def progress_bar(description: str, rate_unit: str | None = None) -> Iterator[Cal
             progress.update(task, rate="-" if speed is None else f"{speed:.2f}")
 
         yield update
-
-
-def print_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, allow_nan=False))
 
 
 @contextmanager

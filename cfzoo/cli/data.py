@@ -8,23 +8,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    Command,
-    Group,
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    note,
-    print_json,
-    progress_bar,
-    stdout,
-)
+from cfzoo.cli.common import Command, Group, handle_errors, note, progress_bar, stdout
+from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document, print_json
 from cfzoo.data import SPLITS, CameraDataset, PatchSetSpec, build_patch_set, describe_dataset, split_devices
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.patches import PATCH_SIZE, PATCHES_PER_IMAGE
-from cfzoo.results import csv_text
+from cfzoo.results import DatasetSurvey
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
 from cfzoo.sample_data import sample_dataset_dir
 
@@ -47,9 +37,6 @@ TEST_DEVICES = typer.Option(
 JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
 
-INSPECT_COLUMNS = ("device", "images", "sizes", "too_small", "unreadable", "digital_zoom", "split")
-
-
 @data_app.command("inspect", cls=Command)
 @handle_errors
 def inspect(
@@ -63,46 +50,30 @@ def inspect(
 
     --format csv: one line per device (images, distinct sizes, images too small, unreadable, digitally zoomed, split)."""
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    summary = describe_dataset(open_dataset(data), seed, test_device or None)
-    if output_format == "json":
-        print_json(summary)
-        return
-    if output_format == "csv":
-        test = set(summary["split"]["test"])
-        rows = (
-            {
-                "device": device["device"],
-                "images": device["images"],
-                "sizes": len(device["sizes"]),
-                "too_small": len(device["too_small"]),
-                "unreadable": len(device["unreadable"]),
-                "digital_zoom": len(device["digital_zoom"]),
-                "split": "test" if device["device"] in test else "train",
-            }
-            for device in summary["devices"]
-        )
-        typer.echo(csv_text(INSPECT_COLUMNS, rows), nl=False)
-        return
-    test = set(summary["split"]["test"])
-    table = Table(title=f"{summary['root']}: {len(summary['devices'])} devices, {summary['images']} images")
+    survey = describe_dataset(open_dataset(data), seed, test_device or None)
+    print_document(survey, output_format, lambda: _print_survey(survey))
+
+
+def _print_survey(survey: DatasetSurvey) -> None:
+    table = Table(title=f"{survey.root}: {len(survey.devices)} devices, {survey.images} images")
     for column in ("device", "images", "sizes (W x H: count)", "split"):
         table.add_column(column)
-    for device in summary["devices"]:
-        sizes = ", ".join(f"{size}: {count}" for size, count in device["sizes"].items())
-        if device["too_small"]:
-            sizes += f" ({len(device['too_small'])} below {PATCH_SIZE} px, skipped)"
-        if device["unreadable"]:
-            sizes += f" ({len(device['unreadable'])} unreadable)"
-        if device["digital_zoom"]:
-            sizes += f" ({len(device['digital_zoom'])} digitally zoomed: never in resize test sets; in resize train sets see cfzoo train --zoomed-train-photos)"
-        table.add_row(device["device"], str(device["images"]), sizes, "test" if device["device"] in test else "train")
+    for device in survey.devices:
+        sizes = ", ".join(f"{size}: {count}" for size, count in device.sizes.items())
+        if device.too_small:
+            sizes += f" ({len(device.too_small)} below {PATCH_SIZE} px, skipped)"
+        if device.unreadable:
+            sizes += f" ({len(device.unreadable)} unreadable)"
+        if device.digital_zoom:
+            sizes += f" ({len(device.digital_zoom)} digitally zoomed: never in resize test sets; in resize train sets see cfzoo train --zoomed-train-photos)"
+        table.add_row(device.device, str(device.images), sizes, survey.split_of(device.device))
     stdout.print(table)
-    for device in summary["devices"]:
-        for problem in device["unreadable"]:
+    for device in survey.devices:
+        for problem in device.unreadable:
             stdout.print(f"unreadable: {problem}", soft_wrap=True)
+    split = survey.split
     stdout.print(
-        f"split (seed {seed}): train = {', '.join(summary['split']['train'])}; test = {', '.join(summary['split']['test'])}",
-        soft_wrap=True,
+        f"split (seed {split.seed}): train = {', '.join(split.train)}; test = {', '.join(split.test)}", soft_wrap=True
     )
 
 

@@ -9,23 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    note,
-    print_json,
-    progress_bar,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
+from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.detect import RULE, DetectSettings, ImageReport, detect_files, detection_document, expand_inputs
+from cfzoo.ops.detect import RULE, DetectSettings, detect_files, detection_document, expand_inputs
 from cfzoo.ops.html_report import DetectionHtmlReport, check_report_destination
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.results import ImageResult
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -104,7 +97,7 @@ def detect(
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
         check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
     page = DetectionHtmlReport(report, selection, settings) if report is not None else nullcontext(None)
-    reports: list[ImageReport] = []
+    reports: list[ImageResult] = []
     tables = output_format == "table"
     with page as html, progress_bar("detect") if len(paths) > 1 and not tables else nullcontext(None) as update:
         hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
@@ -116,12 +109,7 @@ def detect(
                 update(len(reports), len(paths))
             if tables:  # each image's table as soon as it is ready
                 _print_report(found, selection.families, selection.tasks)
-    if output_format == "json":
-        print_json(detection_document(reports, selection, settings).to_json())
-    elif output_format == "csv":
-        typer.echo(detection_document(reports, selection, settings).to_csv(), nl=False)
-    elif any(found.ok for found in reports):
-        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
+    print_document(detection_document(reports, selection, settings), output_format, lambda: _print_legend(reports))
     if report is not None:
         note(f"report: {report}")
     failed = [found for found in reports if not found.ok]
@@ -139,10 +127,16 @@ def failure_summary(failed: int, total: int) -> str:
     return f"{failed} of {total} inputs failed; the others were analysed"
 
 
-def _print_report(report: ImageReport, families: list[str], tasks: list[str]) -> None:
+def _print_legend(reports: list[ImageResult]) -> None:
+    """After the tables printed image by image: how to read their cells."""
+    if any(found.ok for found in reports):
+        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
+
+
+def _print_report(report: ImageResult, families: list[str], tasks: list[str]) -> None:
     if not report.ok:
         return
-    verdicts = {(verdict.task, verdict.column): verdict for verdict in report.verdicts}
+    verdicts = {(verdict.task, verdict.column): verdict for verdict in report.results}
     stdout.print(
         f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)",
         soft_wrap=True,
@@ -164,7 +158,7 @@ def _print_report(report: ImageReport, families: list[str], tasks: list[str]) ->
     stdout.print(table)
     for remark in report.notes:
         stdout.print(f"note: {escape(remark)}", soft_wrap=True)
-    heatmaps = [verdict.heatmap for verdict in report.verdicts if verdict.heatmap is not None]
+    heatmaps = [verdict.heatmap for verdict in report.results if verdict.heatmap is not None]
     if heatmaps:
         more = f" and {len(heatmaps) - 1} more (<image>-<task>-<family>.png)" if len(heatmaps) > 1 else ""
         stdout.print(f"heatmaps: {escape(str(heatmaps[0]))}{more}", soft_wrap=True)

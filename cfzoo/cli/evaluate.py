@@ -7,18 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    FORMATS,
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    print_document,
-    progress_bar,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, progress_bar, stdout
 from cfzoo.cli.data import DATA_DIR, open_dataset
+from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.families import FAMILIES
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
@@ -147,15 +140,14 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, out
 
     dataset = open_dataset(data, cache_dir)
     with progress_bar("scoring test patches") as update:
-        measured = measure_detection(
+        context = ExperimentContext(
             dataset,
-            list(dict.fromkeys(tasks)),
             seed,
             max_test_patches,
             cache_dir=cache_dir,
             on_status=lambda stage, done, total: update(done, total),
-            models=models,
         )
+        measured = measure_detection(context, list(dict.fromkeys(tasks)), models)
     print_document(measured, output_format, lambda: _print_measured(measured))
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, progress_bar, stdout
+from cfzoo.cli.render import print_json
 from cfzoo.cli.zoo import FAMILY_OPTION, TASK_OPTION
 from cfzoo.zoo.hub import CHECKSUMS_FROM_REPO, plan_pull, select_models
 from cfzoo.zoo.hub import publish as publish_zoo

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, note, print_json, stage_bars
+from cfzoo.cli.common import handle_errors, note, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
+from cfzoo.cli.render import print_json
 from cfzoo.engines.registry import engine_help, get_engine
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, check_eps
 from cfzoo.sample_data import DESCRIPTION as SAMPLE_DESCRIPTION
@@ -90,20 +92,9 @@ def reproduce(
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         run_cells = engine_choice.cell_runner(functools.partial(on_status, "cells on Ray"))
+        context = ExperimentContext(dataset, seed, max_patches, providers, batch_size, cache_dir, on_status, run_cells)
         document = run_reproduce(
-            dataset,
-            out,
-            tasks or None,
-            eps,
-            seed,
-            max_patches,
-            providers,
-            batch_size,
-            cache_dir,
-            force,
-            None if data is not None else SAMPLE_DESCRIPTION,
-            on_status,
-            run_cells,
+            context, out, tasks or None, eps, force, None if data is not None else SAMPLE_DESCRIPTION
         )
     if as_json:
         print_json(document.to_json())

@@ -12,24 +12,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    FORMATS,
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    note,
-    print_document,
-    print_json,
-    stage_bars,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
+from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, print_document, print_json
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.ops.detect import verdict_of
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
-from cfzoo.results import RestorationReport
+from cfzoo.results import ImageRestoration, ImageRestorations, RestorationReport
 from cfzoo.zoo.registry import FAMILY_IDS, user_zoo_dir
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, check_restorer, restorer_id
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -129,9 +120,8 @@ def restore(
     evaluable_restorers(task or None, discriminator or None)  # a missing restorer is reported before any data work
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
-        report = evaluate_restoration(
-            dataset, task or None, discriminator or None, seed, max_patches, providers, batch_size, cache_dir, on_status
-        )
+        context = ExperimentContext(dataset, seed, max_patches, providers, batch_size, cache_dir, on_status)
+        report = evaluate_restoration(context, task or None, discriminator or None)
     if report.missing:
         note(f"note: not available here, left out: {', '.join(report.missing)}")
     print_document(report, output_format, lambda: _print_table(report), lambda: restoration_markdown(report))
@@ -156,48 +146,49 @@ def _restore_image(
     settings = RestoreSettings(task[0], tuple(discriminator), tile, batch_size, providers, other_tasks)
     with stage_bars() as on_status:
         summaries = restore_image_file(image, out, settings, functools.partial(on_status, "tiles"))
-    if output_format == "json":
-        print_json(summaries[0] if len(summaries) == 1 else summaries)
-        return
-    for line in summaries[0]["notes"]:
+    print_document(summaries, output_format, lambda: _print_restorations(summaries, task[0]))
+
+
+def _print_restorations(summaries: ImageRestorations, task: str) -> None:
+    for line in summaries.root[0].notes:
         note(f"note: {line}")
-    for summary in summaries:
-        _print_restoration(summary, task[0])
+    for summary in summaries.root:
+        _print_restoration(summary, task)
 
 
-def _print_restoration(summary: dict, task: str) -> None:
+def _print_restoration(summary: ImageRestoration, task: str) -> None:
     """The restorer's line, then one table: the task's detectors, and in yellow those of other tasks it trips."""
-    psnr = "inf" if summary["psnr_db_vs_input"] is None else f"{summary['psnr_db_vs_input']:.2f}"
+    psnr = "inf" if summary.psnr_db_vs_input is None else f"{summary.psnr_db_vs_input:.2f}"
     stdout.print(
-        f"{summary['out']}: {summary['width']}x{summary['height']}, restored by {summary['restorer']}, PSNR {psnr} dB against the input",
+        f"{summary.out}: {summary.width}x{summary.height}, restored by {summary.restorer}, PSNR {psnr} dB against the input",
         soft_wrap=True,
     )
-    if not summary["detect_grid_called_manipulated"]:
+    if not summary.detect_grid_called_manipulated:
         return
-    tripped = summary["flagged_by_other_tasks"]
-    table = Table(title=f"patches of the detect grid ({summary['detect_grid_patches']}) called manipulated, %")
+    tripped = summary.flagged_by_other_tasks
+    table = Table(title=f"patches of the detect grid ({summary.detect_grid_patches}) called manipulated, %")
     for column in ("detector", "task", "before → after", "verdict after"):
         table.add_column(column, justify="right" if column == "before → after" else "left", no_wrap=True)
-    own = list(summary["detect_grid_called_manipulated"].values())
+    own = list(summary.detect_grid_called_manipulated.values())
     for number, rates in enumerate(own):
         table.add_row(
-            rates["model"],
+            rates.model,
             task,
-            f"{rates['before']:.1f} → {rates['after']:.1f}",
-            verdict_of(rates["after"] / 100.0),
+            f"{rates.before:.1f} → {rates.after:.1f}",
+            verdict_of(rates.after / 100.0),
             end_section=number == len(own) - 1,
         )
     for other in tripped:
         table.add_row(
-            other["model"],
-            other["task"],
-            f"{other['before']:.1f} → {other['after']:.1f}",
-            other["verdict_after"],
+            other.model,
+            other.task,
+            f"{other.before:.1f} → {other.after:.1f}",
+            other.verdict_after,
             style="yellow",
         )
     stdout.print(table)
     if tripped:
-        tasks = ", ".join(dict.fromkeys(other["task"] for other in tripped))
+        tasks = ", ".join(dict.fromkeys(other.task for other in tripped))
         stdout.print(
             f"[yellow]warning[/]: {len(tripped)} detector(s) of other tasks ({tasks}) call the restored image more manipulated than the input: "
             "restoring hides the median filter but leaves traces of its own"

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    FORMATS,
-    chosen_format,
-    format_option,
-    handle_errors,
-    note,
-    print_document,
-    stage_bars,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
+from cfzoo.cli.render import FORMATS, chosen_format, format_option, print_document
 from cfzoo.engines.registry import engine_help, get_engine
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.robustness import (
     DEFAULT_ATTACKS,
     DEFAULT_EPS,
@@ -145,21 +139,17 @@ def robustness_command(
         tuple(eps),
         tuple(attacks or DEFAULT_ATTACKS),
         tuple(task),
-        seed,
-        max_patches,
         queries,
         tuple(recompress),
         survive_jpeg,
-        providers,
-        batch_size,
     )
-    settings.targets()  # a missing model is reported before any data work
     if out is not None:
         check_output_dir(out, force)
-    dataset = open_dataset(data, cache_dir)
+    context = ExperimentContext(open_dataset(data, cache_dir), seed, max_patches, providers, batch_size, cache_dir)
+    settings.targets(context)  # a missing model is reported before any data work
     with stage_bars() as on_status:
         run_cells = engine_choice.cell_runner(functools.partial(on_status, "tasks on Ray"))
-        report = robustness(dataset, settings, cache_dir=cache_dir, on_status=on_status, run_cells=run_cells)
+        report = robustness(replace(context, on_status=on_status, run_cells=run_cells), settings)
     if out is not None:
         write_robustness_folder(report, out)
         note(f"report: {out}/ROBUSTNESS.md (and robustness.json, robustness.csv, eps_curve.png)")

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, note, print_json, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
+from cfzoo.cli.render import print_document
 from cfzoo.engines.registry import engine_help
 from cfzoo.engines.scan import IMAGES_PER_PART, ScanSettings, run_scan
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.scan import scan_inputs
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.results import ScanSummary
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -94,12 +95,13 @@ def scan(
         summary = run_scan(paths, out, settings, engine, address, workers, resume, on_progress)
     for line in summary.skipped:
         note(f"note: {line}")
-    if as_json:
-        print_json({"out": str(out), "engine": engine, **asdict(summary)})
-        return
+    print_document(summary, "json" if as_json else "table", lambda: _print_summary(summary))
+
+
+def _print_summary(summary: ScanSummary) -> None:
     held = summary.images - summary.scanned
     stdout.print(
         f"{summary.images} images ({summary.scanned} scanned now{f', {held} held already' if held else ''}, "
-        f"{summary.failed_images} failed) x {len(summary.models)} detectors: {summary.rows_written} rows written to {out}",
+        f"{summary.failed_images} failed) x {len(summary.models)} detectors: {summary.rows_written} rows written to {summary.out}",
         soft_wrap=True,
     )

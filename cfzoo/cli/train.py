@@ -9,8 +9,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, new_progress, print_json, stdout
+from cfzoo.cli.common import handle_errors, new_progress, stdout
 from cfzoo.cli.data import DATA_DIR, SEED, TEST_DEVICES, open_dataset
+from cfzoo.cli.render import print_json
 from cfzoo.errors import CfzooError
 from cfzoo.families import FAMILIES
 from cfzoo.manipulations import TASK_IDS, get_manipulation

@@ -7,23 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import (
-    chosen_format,
-    format_option,
-    handle_errors,
-    json_flag,
-    note,
-    print_json,
-    progress_bar,
-    stdout,
-)
+from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
+from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document, print_json
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.paths import default_checkpoint_dir
-from cfzoo.results import csv_text
+from cfzoo.results import ModelList
+from cfzoo.zoo.catalog import inventory
 from cfzoo.zoo.registry import FAMILY_IDS, user_zoo_dir
-from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.restorers import Zoo
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
 TASK_OPTION = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable): {', '.join(TASK_IDS)}.")
@@ -44,138 +35,46 @@ def list_models(
     pulled (`cfzoo pull ID`) or trained and exported.
     """
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    zoo = Zoo.load()
-    registry, restorers = zoo.detectors, zoo.restorers
-    for problem in zoo.problems:  # the user zoo's invalid entries, left out
+    models, problems = inventory(family or None, task or None, available)
+    for problem in problems:  # the user zoo's invalid entries, left out
         note(f"note: {problem}; left out (fix or delete that entry)")
-    entries = {entry.id: entry for entry in registry.select(family or None, task or None)}
-    # every family x task slot, registered or not, then registered external models
-    slots = [
-        f"{name}-{task_id}" for name in (family or FAMILY_IDS) for task_id in TASK_IDS if not task or task_id in task
-    ]
-    rows = []
-    for model_id in [*slots, *(model_id for model_id in entries if model_id not in slots)]:
-        entry = entries.get(model_id)
-        if entry is None:
-            if not available:
-                name, task_id = model_id.split("-", 1)
-                rows.append(
-                    {
-                        "kind": "detector",
-                        "id": model_id,
-                        "family": name,
-                        "task": task_id,
-                        "registered": False,
-                        "test_acc": None,
-                        "available": False,
-                        "sources": [],
-                        "hub": None,
-                        "size_bytes": None,
-                    }
-                )
-            continue
-        gradient_sources = available_sources(entry, "gradient")
-        sources = [source for source in available_sources(entry) if source in gradient_sources]
-        if available and not sources:
-            continue
-        rows.append(
-            {
-                "kind": entry.kind,
-                "id": entry.id,
-                "family": entry.family,
-                "task": entry.task,
-                "registered": True,
-                "test_acc": entry.test_accuracy,
-                "available": bool(sources),
-                "sources": sources,
-                "hub": None if entry.hub is None else {"repo_id": entry.hub.repo_id, "revision": entry.hub.revision},
-                "size_bytes": sum(file.size for file in entry.files.values()),
-            }
-        )
-    restorer_rows = []
-    for entry in [] if family else restorers:
-        sources = available_sources(entry, entry.kind)
-        if (task and entry.task not in task) or (available and not sources):
-            continue
-        restorer_rows.append(
-            {
-                "kind": entry.kind,
-                "id": entry.id,
-                "family": None,
-                "task": entry.task,
-                "registered": True,
-                "discriminator": entry.discriminator,
-                "test_acc": None,
-                "available": bool(sources),
-                "sources": sources,
-                "hub": None,
-                "size_bytes": entry.file.size,
-            }
-        )
-    if output_format == "json":
-        print_json(rows + restorer_rows)
-        return
-    if output_format == "csv":
-        typer.echo(csv_text(LIST_COLUMNS, (_flat(row) for row in rows + restorer_rows)), nl=False)
-        return
+    print_document(models, output_format, lambda: _print_models(models))
+
+
+def _print_models(models: ModelList) -> None:
     # fits 80 columns: ids are never cut (the family is their first part; --json has it), the last column wraps
-    registered = [row for row in rows if row["registered"]]
-    table = Table(title=f"cfzoo detectors: {sum(row['available'] for row in rows)} of {len(registered)} available here")
+    rows = models.detectors
+    registered = [row for row in rows if row.registered]
+    table = Table(title=f"cfzoo detectors: {sum(row.available for row in rows)} of {len(registered)} available here")
     table.add_column("model", no_wrap=True)
     table.add_column("task", no_wrap=True)
     table.add_column("test ACC %", justify="right", no_wrap=True)
     table.add_column("MB", justify="right", no_wrap=True)
     table.add_column("available from", overflow="fold")
     for row in rows:
-        accuracy = "-" if row["test_acc"] is None else f"{row['test_acc']:.2f}"
-        size = "-" if row["size_bytes"] is None else f"{row['size_bytes'] / 1e6:.2f}"
-        where = ", ".join(row["sources"]) or ("cfzoo pull" if row["hub"] else "train + export")
-        table.add_row(row["id"], row["task"], accuracy, size, where, style=None if row["registered"] else "dim")
-    if any(not row["sources"] for row in rows):
+        accuracy = "-" if row.test_acc is None else f"{row.test_acc:.2f}"
+        size = "-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}"
+        where = ", ".join(row.sources) or ("cfzoo pull" if row.hub else "train + export")
+        table.add_row(row.id, row.task, accuracy, size, where, style=None if row.registered else "dim")
+    if any(not row.sources for row in rows):
         table.caption = (
             "not here: `cfzoo pull MODEL` fetches it from the Hub; train + export: cfzoo train DATA -f FAMILY -t TASK, "
             "then cfzoo export MODEL (dim: no such model published yet)"
         )
     stdout.print(table)
-    if restorer_rows:
+    restorers = models.restorers
+    if restorers:
         restorer_table = Table(
-            title=f"cfzoo GAN restorers: {sum(row['available'] for row in restorer_rows)} of {len(restorer_rows)} available here"
+            title=f"cfzoo GAN restorers: {sum(row.available for row in restorers)} of {len(restorers)} available here"
         )
         for column in ("restorer", "task", "MB", "available from"):
             restorer_table.add_column(
                 column, justify="right" if column == "MB" else "left", no_wrap=column != "available from"
             )
-        for row in restorer_rows:
-            where = ", ".join(row["sources"]) or "cfzoo train-restorer, then cfzoo export-restorer"
-            restorer_table.add_row(row["id"], row["task"], f"{row['size_bytes'] / 1e6:.2f}", where)
+        for row in restorers:
+            where = ", ".join(row.sources) or "cfzoo train-restorer, then cfzoo export-restorer"
+            restorer_table.add_row(row.id, row.task, f"{row.size_bytes / 1e6:.2f}", where)
         stdout.print(restorer_table)
-
-
-LIST_COLUMNS = (
-    "kind",
-    "id",
-    "family",
-    "task",
-    "discriminator",
-    "registered",
-    "test_acc",
-    "available",
-    "sources",
-    "hub_repo_id",
-    "hub_revision",
-    "size_bytes",
-)
-
-
-def _flat(row: dict) -> dict:
-    """A row of `cfzoo list --format json` as a CSV line: sources joined by spaces, the Hub source in two columns."""
-    hub = row["hub"] or {}
-    return {
-        **{key: value for key, value in row.items() if key != "hub"},
-        "sources": " ".join(row["sources"]),
-        "hub_repo_id": hub.get("repo_id"),
-        "hub_revision": hub.get("revision"),
-    }
 
 
 @handle_errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cfzoo.callbacks import ProgressCallback
@@ -18,6 +18,7 @@ from cfzoo.engines.parts import ScanOutput
 from cfzoo.engines.registry import Engine, get_engine
 from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.ops.detect import DetectSettings
+from cfzoo.results import ScanSummary
 
 #: Images per Parquet part (local engine) and per Ray batch.
 IMAGES_PER_PART = 64
@@ -33,16 +34,6 @@ class ScanSettings(DetectSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_count(self.images_per_part, option("images_per_part"), "it is what a crash can lose")
-
-
-@dataclass
-class ScanSummary:
-    images: int  # inputs
-    scanned: int  # inputs scanned by this run (the others were held by the output already)
-    rows_written: int
-    failed_images: int
-    models: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # families without models here, as cfzoo detect reports them
 
 
 def run_scan(
@@ -68,4 +59,13 @@ def run_scan(
     progress = on_progress or (lambda done, total: None)
     progress(0, len(pending))
     failed = engine.map_images(pending, output, settings, selection, workers, progress)
-    return ScanSummary(len(paths), len(pending), output.written, failed, models, selection.skipped)
+    return ScanSummary(
+        out=str(out),
+        engine=engine.name,
+        images=len(paths),
+        scanned=len(pending),
+        rows_written=output.written,
+        failed_images=failed,
+        models=models,
+        skipped=selection.skipped,
+    )

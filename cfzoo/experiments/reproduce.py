@@ -25,22 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo._version import __version__
-from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
-    CameraDataset,
     PatchSetSpec,
     balanced_subset,
     build_patch_set,
-    split_devices,
 )
-from cfzoo.errors import CfzooError, option
-from cfzoo.experiments.cells import RUN_HERE, CellRunner, timed
+from cfzoo.errors import CfzooError
+from cfzoo.experiments.cells import timed
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
 from cfzoo.metrics import detection_rates, finite_or_none
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, check_eps
-from cfzoo.ops.available import attackable_tasks, detector_entries
+from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, PAPER_NUMBERS, PAPER_TABLES, table1
 from cfzoo.reports import TABLE1_ORDER, reported_families, table1_markdown
@@ -58,9 +55,10 @@ from cfzoo.results import (
     RestorationRow,
     StageSeconds,
 )
+from cfzoo.zoo.catalog import attackable_tasks, detectors_here, open_detector
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.restorers import DISCRIMINATORS, RESTORATION_TASKS, how_to_get
-from cfzoo.zoo.runtime import Detector, execution_providers, load_detector, onnxruntime_module, open_model
+from cfzoo.zoo.runtime import Detector, execution_providers, onnxruntime_module
 
 REPORT_NAME, JSON_NAME = "REPORT.md", "reproduce.json"
 #: Differences from the paper larger than this many percentage points are listed under each table.
@@ -81,48 +79,41 @@ def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:
     return targets
 
 
-def measure_detection(
-    dataset: CameraDataset,
-    tasks: Sequence[str],
-    seed: int = 0,
-    max_patches: int | None = None,
-    providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    cache_dir: str | os.PathLike[str] | None = None,
-    on_status: StatusCallback | None = None,
-    models: Sequence[str] = (),
-) -> DetectionTable:
+def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: Sequence[str] = ()) -> DetectionTable:
     """Table I with the zoo's detectors: for each task, every detector here on the test split's patches
-    (all, or ``max_patches`` of each class drawn with the seed as `cfzoo evaluate --max-test-patches` does).
-    With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
-    status = on_status or (lambda stage, done, total: None)
-    split = split_devices(dataset.device_names, seed)
+    (all, or the context's ``max_patches`` of each class drawn with its seed as `cfzoo evaluate --max-test-patches`
+    does). With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
+    split = context.split
     by_task: dict[str, dict[str, Detector]] = {}
     if models:
         for model in models:
-            detector = open_model(model, None if len(tasks) != 1 else tasks[0], providers)
+            detector = open_detector(model, task=None if len(tasks) != 1 else tasks[0], providers=context.providers)
             by_task.setdefault(detector.entry.task, {})[detector.entry.id] = detector
     else:
         for task in tasks:
-            by_task[task] = {entry.id: load_detector(entry.id, providers) for entry in detector_entries(task)}
+            by_task[task] = {
+                entry.id: open_detector(entry.id, providers=context.providers) for entry in detectors_here(task)
+            }
     rows = []
     for task, detectors in by_task.items():
         if not detectors:
             continue
         patch_set = build_patch_set(
-            dataset,
-            PatchSetSpec(task=task, split="test", seed=seed),
+            context.dataset,
+            PatchSetSpec(task=task, split="test", seed=context.seed),
             split,
-            cache_dir,
-            on_progress=functools.partial(status, f"Table I {task} patches"),
+            context.cache_dir,
+            on_progress=functools.partial(context.status, f"Table I {task} patches"),
         )
-        chosen = balanced_subset(patch_set.labels, None if max_patches is None else 2 * max_patches, seed + 1)
+        chosen = balanced_subset(
+            patch_set.labels, None if context.max_patches is None else 2 * context.max_patches, context.seed + 1
+        )
         calls = {model_id: [] for model_id in detectors}
-        for start in range(0, len(chosen), batch_size):
-            patches = np.asarray(patch_set.patches[chosen[start : start + batch_size]])
+        for start in range(0, len(chosen), context.batch_size):
+            patches = np.asarray(patch_set.patches[chosen[start : start + context.batch_size]])
             for model_id, detector in detectors.items():
-                calls[model_id].append(called_manipulated(detector, patches, batch_size)[1])
-            status(f"Table I {task} detect", start + len(patches), len(chosen))
+                calls[model_id].append(called_manipulated(detector, patches, context.batch_size)[1])
+            context.status(f"Table I {task} detect", start + len(patches), len(chosen))
         labels = patch_set.labels[chosen]
         for entry in (detector.entry for detector in detectors.values()):
             rates = detection_rates(
@@ -157,72 +148,50 @@ def machine_description(providers: str) -> MachineDescription:
 
 
 def reproduce(
-    dataset: CameraDataset,
+    context: ExperimentContext,
     out: str | os.PathLike[str],
     tasks: Sequence[str] | None = None,
     eps: int = 1,
-    seed: int = 0,
-    max_patches: int | None = None,
-    providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    cache_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     data_description: str | None = None,
-    on_status: StatusCallback | None = None,
-    run_cells: CellRunner | None = None,
 ) -> ReproduceDocument:
-    """Measure Tables I-V on ``dataset`` and write the report folder ``out``; returns the document (``reproduce.json``).
+    """Measure Tables I-V on the context's data and write the report folder ``out``; returns the document
+    (``reproduce.json``).
 
-    ``tasks`` (default: all eight) restricts every table; ``max_patches`` caps, per task, the manipulated
-    patches attacked and restored, and each class of Table I's patches. ``data_description`` says where the
-    data came from (e.g. the embedded sample photos) in the report. The tables are measured in independent
-    cells (Table I per task, FGSM per target and task, Table V) that ``run_cells`` runs: here, one after the
-    other (:data:`~cfzoo.experiments.cells.RUN_HERE`, the default), or elsewhere (the ``ray`` engine: a Ray task each);
-    the tables are the same wherever the cells run."""
-    run_cells = run_cells or RUN_HERE
+    ``tasks`` (default: all eight) restricts every table; the context's ``max_patches`` caps, per task, the
+    manipulated patches attacked and restored, and each class of Table I's patches. ``data_description`` says where
+    the data came from (e.g. the embedded sample photos) in the report. The tables are measured in independent
+    cells (Table I per task, FGSM per target and task, Table V) that the context's ``run_cells`` runs: here, one
+    after the other (:data:`~cfzoo.experiments.cells.RUN_HERE`, the default), or elsewhere (the ``ray`` engine: a
+    Ray task each); the tables are the same wherever the cells run."""
     out = check_output_dir(out, force)
     check_eps(eps)
-    if max_patches is not None and max_patches < 1:
-        raise CfzooError(f"{option('max_patches')} must be at least 1, got {max_patches}")
     tasks = (
         [task for task in TABLE1_ORDER if task in {get_manipulation(task).task_id for task in tasks}]
         if tasks
         else list(TABLE1_ORDER)
     )
-    machine = machine_description(providers)  # an unknown provider fails here, before any work
-    split = split_devices(dataset.device_names, seed)
+    machine = machine_description(context.providers)  # an unknown provider fails here, before any work
+    split = context.split
     started = time.perf_counter()
 
     # independent cells: Table I per task, FGSM per target and task, Table V; progress only where they run here
-    status = on_status if run_cells.in_process else None
-    detection_cells = [
-        functools.partial(
-            timed, measure_detection, dataset, [task], seed, max_patches, providers, batch_size, cache_dir, status
-        )
-        for task in tasks
-    ]
+    cell_context = context.for_cells()
+    detection_cells = [functools.partial(timed, measure_detection, cell_context, [task]) for task in tasks]
     attack_cells = [
         functools.partial(
             timed,
             _attack_cell,
-            dataset,
+            cell_context.staged(f"FGSM {target}"),
             target,
             task,
-            AttackSettings(eps, "fgsm", batch_size=batch_size, seed=seed),
-            max_patches,
-            providers,
-            cache_dir,
-            None
-            if status is None
-            else (lambda stage, done, total, name=target: status(f"FGSM {name} {stage}", done, total)),
+            AttackSettings(eps, "fgsm", batch_size=context.batch_size, seed=context.seed),
         )
         for target, target_tasks in attack_targets(tasks).items()
         for task in target_tasks
     ]
-    restoration_cell = functools.partial(
-        timed, restore_if_available, dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, status
-    )
-    results = run_cells([*detection_cells, *attack_cells, restoration_cell])
+    restoration_cell = functools.partial(timed, restore_if_available, cell_context, tasks)
+    results = context.run_cells([*detection_cells, *attack_cells, restoration_cell])
     detection_results, attack_results, (restoration, restoration_seconds) = (
         results[: len(detection_cells)],
         results[len(detection_cells) : -1],
@@ -246,16 +215,16 @@ def reproduce(
             tasks=tasks,
             eps=eps,
             method="fgsm",
-            seed=seed,
-            max_patches=max_patches,
-            providers=providers,
-            batch_size=batch_size,
+            seed=context.seed,
+            max_patches=context.max_patches,
+            providers=context.providers,
+            batch_size=context.batch_size,
         ),
         data=DataDescription(
-            path=str(dataset.root),
+            path=str(context.dataset.root),
             description=data_description,
-            images=dataset.image_count(),
-            devices=list(dataset.device_names),
+            images=context.dataset.image_count(),
+            devices=list(context.dataset.device_names),
             train_devices=list(split.train),
             test_devices=list(split.test),
         ),
@@ -269,10 +238,9 @@ def reproduce(
     return write_report_folder(document, out)
 
 
-def _attack_cell(dataset, target, task, settings, max_patches, providers, cache_dir, on_status) -> AttackReport:
+def _attack_cell(context: ExperimentContext, target: str, task: str, settings: AttackSettings) -> AttackReport:
     """One target on one task, planned where the cell runs (a plan holds onnxruntime sessions, which do not travel)."""
-    plan = plan_attack(target, settings, [task], providers)
-    return attack_dataset(dataset, plan, max_patches=max_patches, cache_dir=cache_dir, on_status=on_status)
+    return attack_dataset(context, plan_attack(target, settings, [task], context.providers))
 
 
 def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport]:
@@ -293,19 +261,17 @@ def _merged_attack_reports(reports: Sequence[AttackReport]) -> list[AttackReport
     ]
 
 
-def restore_if_available(
-    dataset, tasks, seed, max_patches, providers, batch_size, cache_dir, on_status
-) -> RestorationReport:
+def restore_if_available(context: ExperimentContext, tasks: Sequence[str]) -> RestorationReport:
     """Table V for the restorers here among ``tasks``; with none, the same keys, no rows and a note saying how to get them."""
     from cfzoo.experiments.restoration import evaluable_restorers, evaluate_restoration
 
     chosen = [task for task in RESTORATION_TASKS if task in tasks]
     wanted = [f"restorer-{task}-{kind}" for task in chosen for kind in DISCRIMINATORS]
     empty = RestorationReport(
-        seed=seed,
-        dataset=str(dataset.root),
-        test_devices=list(split_devices(dataset.device_names, seed).test),
-        max_patches=max_patches,
+        seed=context.seed,
+        dataset=str(context.dataset.root),
+        test_devices=list(context.split.test),
+        max_patches=context.max_patches,
         missing=wanted,
         rows=[],
     )
@@ -322,8 +288,7 @@ def restore_if_available(
                 "note": f"Not run: no GAN restorer is available here; {how_to_get(task, kind)} (likewise for the others)"
             }
         )
-    status = None if on_status is None else (lambda stage, done, total: on_status(f"Table V {stage}", done, total))
-    return evaluate_restoration(dataset, chosen, None, seed, max_patches, providers, batch_size, cache_dir, status)
+    return evaluate_restoration(context.staged("Table V"), chosen)
 
 
 # --- comparison with the paper -----------------------------------------------------------------

@@ -8,29 +8,26 @@ patches against their pristine partners (same photo, same position). Restoring i
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from cfzoo.callbacks import StatusCallback
 from cfzoo.data import (
-    CameraDataset,
     PatchSetSpec,
     aligned_pairs,
     build_patch_set,
     manipulated_rows,
-    split_devices,
 )
 from cfzoo.errors import CfzooError
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse, quality_sums
-from cfzoo.ops.available import detector_entries
-from cfzoo.ops.restore import DEFAULT_BATCH_SIZE, load_restorer, restore_patches
+from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
 from cfzoo.results import Quality, RestorationQuality, RestorationReport, RestorationRow, TprChange
+from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.restorers import (
     DISCRIMINATOR_TITLES,
@@ -42,7 +39,6 @@ from cfzoo.zoo.restorers import (
     load_restorer_registry,
     restorer_id,
 )
-from cfzoo.zoo.runtime import load_detector
 
 PAPER_TABLE = "table5_gan_restoration_median"
 
@@ -84,60 +80,49 @@ def evaluable_restorers(
 
 
 def evaluate_restoration(
-    dataset: CameraDataset,
-    tasks: Sequence[str] | None = None,
-    discriminators: Sequence[str] | None = None,
-    seed: int = 0,
-    max_patches: int | None = None,
-    providers: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    cache_dir: str | os.PathLike[str] | None = None,
-    on_status: StatusCallback | None = None,
+    context: ExperimentContext, tasks: Sequence[str] | None = None, discriminators: Sequence[str] | None = None
 ) -> RestorationReport:
-    """Table V on the test devices of ``dataset`` (device split drawn with ``seed``).
+    """Table V on the test devices of the context's data (device split drawn with its seed).
 
     For each task, its manipulated test patches (all, or ``max_patches`` spread evenly over the test devices)
     and their pristine partners; for each restorer of the task: restored patches, every detector's TPR on
     them and on the filtered patches, PSNR and SSIM against the pristine partners. Works in batches."""
-    if batch_size < 1:
-        raise CfzooError(f"batch size must be at least 1, got {batch_size}")
     restorers, missing = evaluable_restorers(tasks, discriminators)
-    status = on_status or (lambda stage, done, total: None)
-    split = split_devices(dataset.device_names, seed)
+    split = context.split
     rows = []
     for task in dict.fromkeys(entry.task for entry in restorers):
         patch_set = build_patch_set(
-            dataset,
-            PatchSetSpec(task=task, split="test", seed=seed),
+            context.dataset,
+            PatchSetSpec(task=task, split="test", seed=context.seed),
             split,
-            cache_dir,
-            on_progress=functools.partial(status, f"{task} patches"),
+            context.cache_dir,
+            on_progress=functools.partial(context.status, f"{task} patches"),
         )
         partners, manipulated = aligned_pairs(patch_set)
-        chosen = np.searchsorted(manipulated, manipulated_rows(patch_set, max_patches, seed))
-        entries = detector_entries(task)
-        detectors = {entry.family: load_detector(entry.id, providers) for entry in entries}
+        chosen = np.searchsorted(manipulated, manipulated_rows(patch_set, context.max_patches, context.seed))
+        entries = detectors_here(task)
+        detectors = {entry.family: open_detector(entry.id, providers=context.providers) for entry in entries}
         kinds = [entry for entry in restorers if entry.task == task]
-        sessions = {entry.discriminator: load_restorer(task, entry.discriminator, providers) for entry in kinds}
+        sessions = {entry.discriminator: load_restorer(task, entry.discriminator, context.providers) for entry in kinds}
         before = {family: [] for family in detectors}
         after = {kind: {family: [] for family in detectors} for kind in sessions}
         sums = {name: np.zeros(2) for name in ("input", *sessions)}  # squared error, SSIM sum
         seconds = dict.fromkeys(sessions, 0.0)
-        for start in range(0, len(chosen), batch_size):
-            batch = chosen[start : start + batch_size]
+        for start in range(0, len(chosen), context.batch_size):
+            batch = chosen[start : start + context.batch_size]
             filtered = np.asarray(patch_set.patches[manipulated[batch]])
             pristine = np.asarray(patch_set.patches[partners[batch]])
             sums["input"] += quality_sums(pristine, filtered)[:2]
             for family, detector in detectors.items():
-                before[family].append(called_manipulated(detector, filtered, batch_size)[1])
+                before[family].append(called_manipulated(detector, filtered, context.batch_size)[1])
             for kind, restorer in sessions.items():
                 started = time.perf_counter()
-                restored = restore_patches(restorer, filtered, batch_size)
+                restored = restore_patches(restorer, filtered, context.batch_size)
                 seconds[kind] += time.perf_counter() - started
                 sums[kind] += quality_sums(pristine, restored)[:2]
                 for family, detector in detectors.items():
-                    after[kind][family].append(called_manipulated(detector, restored, batch_size)[1])
-            status(f"{task} restore", start + len(batch), len(chosen))
+                    after[kind][family].append(called_manipulated(detector, restored, context.batch_size)[1])
+            context.status(f"{task} restore", start + len(batch), len(chosen))
         samples = len(chosen) * int(np.prod(patch_set.patches.shape[1:]))
         for entry in kinds:
             rows.append(
@@ -163,10 +148,10 @@ def evaluate_restoration(
                 )
             )
     return RestorationReport(
-        seed=seed,
-        dataset=str(dataset.root),
+        seed=context.seed,
+        dataset=str(context.dataset.root),
         test_devices=list(split.test),
-        max_patches=max_patches,
+        max_patches=context.max_patches,
         missing=missing,
         rows=rows,
     )

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.callbacks import StatusCallback
-from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
+from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows
 from cfzoo.errors import CfzooError, check_count, option
-from cfzoo.experiments.cells import CellRunner
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr
@@ -42,9 +41,9 @@ from cfzoo.ops.attacks.battery import (
     pristine_rows,
     run_attack,
 )
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget, check_eps
+from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, check_eps
 from cfzoo.ops.attacks.registry import attack_names, get_attack
-from cfzoo.ops.available import attack_targets, is_ensemble, target_columns
+from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import AttackParameters, RobustnessReport, RobustnessRow
 
@@ -80,22 +79,19 @@ def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: 
 class RobustnessSettings:
     """What ``cfzoo robustness`` runs: the ``target`` (a family, a model id or an ``.onnx`` path; several: their
     ensemble, a patch detected while any member detects it), each attack of ``attacks`` at each of ``eps``, on
-    ``tasks`` (empty: all the target has), ``max_patches`` manipulated test patches per task, the attacked patches
-    also judged after JPEG at each ``recompress`` quality. ``queries`` is Square's budget per patch; ``seed`` draws
-    the device split, the patches and the attacks' random starts. Built only when valid (eps, attacks that fit the
-    target and ``survive_jpeg``, qualities): otherwise a one-line CfzooError here, before any work."""
+    ``tasks`` (empty: all the target has), the attacked patches also judged after JPEG at each ``recompress``
+    quality. ``queries`` is Square's budget per patch. The seed (device split, patches, the attacks' random starts),
+    patches per task, providers and batch size are the :class:`~cfzoo.experiments.context.ExperimentContext`'s.
+    Built only when valid (eps, attacks that fit the target and ``survive_jpeg``, qualities): otherwise a one-line
+    CfzooError here, before any work."""
 
     target: str | tuple[str, ...]
     eps: tuple[int, ...] = DEFAULT_EPS
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     tasks: tuple[str, ...] = ()
-    seed: int = 0
-    max_patches: int | None = DEFAULT_MAX_PATCHES
     queries: int | None = None
     recompress: tuple[int, ...] = DEFAULT_RECOMPRESS
     survive_jpeg: int | None = None
-    providers: str = "auto"
-    batch_size: int = DEFAULT_BATCH_SIZE
 
     def __post_init__(self) -> None:
         normalised = {
@@ -109,63 +105,58 @@ class RobustnessSettings:
             object.__setattr__(self, name, value)
         if not self.eps:
             raise CfzooError(f"give at least one {option('eps')}")
-        check_count(self.max_patches, option("max_patches"), "or leave it out for every manipulated test patch")
-        check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
+        check_count(self.queries, option("queries"), "leave it out for the attack's default")
 
-    def attack_settings(self, attack: str, eps: int) -> AttackSettings:
+    def attack_settings(self, attack: str, eps: int, context: ExperimentContext) -> AttackSettings:
         budget = (
             self.queries if "queries" in get_attack(attack).options else None
         )  # only the attacks that take a budget
         return AttackSettings(
-            eps, attack, batch_size=self.batch_size, queries=budget, seed=self.seed, survive_jpeg=self.survive_jpeg
+            eps,
+            attack,
+            batch_size=context.batch_size,
+            queries=budget,
+            seed=context.seed,
+            survive_jpeg=self.survive_jpeg,
         )
 
-    def targets(self) -> dict[str, AttackTarget]:
+    def targets(self, context: ExperimentContext) -> dict[str, AttackTarget]:
         """What is attacked for each task (with companions when an attack needs gradients); a one-line CfzooError
         for a target that is missing or that an attack cannot reach."""
         targets = attack_targets(
-            self.target, self.tasks or None, self.providers, any(needs_gradient(attack) for attack in self.attacks)
+            self.target, self.tasks or None, context.providers, any(needs_gradient(attack) for attack in self.attacks)
         )
         for task, chosen in targets.items():
             for attack in self.attacks:
                 check_method_fits(attack, chosen, task)
         # the reported rates are judged as the attacks judge: --batch-size patches per model run
-        return {task: replace(chosen, batch_size=self.batch_size) for task, chosen in targets.items()}
+        return {task: replace(chosen, batch_size=context.batch_size) for task, chosen in targets.items()}
 
 
-def robustness(
-    dataset: CameraDataset,
-    settings: RobustnessSettings,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    on_status: StatusCallback | None = None,
-    run_cells: CellRunner | None = None,
-) -> RobustnessReport:
+def robustness(context: ExperimentContext, settings: RobustnessSettings) -> RobustnessReport:
     """The robustness report of ``settings.target``: one row per task x eps x attack, a worst-case row per
-    task x eps, and a row of the unattacked patches per task. With a ``run_cells`` that runs elsewhere (the ``ray``
+    task x eps, and a row of the unattacked patches per task. With a context whose cells run elsewhere (the ``ray``
     engine's) each task is a cell of its own, run there and merged in task order: the same report."""
-    targets = settings.targets()
-    if run_cells is not None and not run_cells.in_process:
-        parts = run_cells(
-            [
-                functools.partial(robustness, dataset, replace(settings, tasks=(task,)), cache_dir=cache_dir)
-                for task in targets
-            ]
+    targets = settings.targets(context)
+    if not context.run_cells.in_process:
+        cell_context = context.for_cells()
+        parts = context.run_cells(
+            [functools.partial(robustness, cell_context, replace(settings, tasks=(task,))) for task in targets]
         )
         return parts[0].model_copy(update={"rows": [row for part in parts for row in part.rows]})
-    status = on_status or (lambda stage, done, total: None)
-    seed, recompress = settings.seed, settings.recompress
-    split = split_devices(dataset.device_names, seed)
+    dataset, status = context.dataset, context.status
+    seed, recompress = context.seed, settings.recompress
+    split = context.split
     rows = []
     for task, chosen in targets.items():
         patch_set = build_patch_set(
             dataset,
             PatchSetSpec(task=task, split="test", seed=seed),
             split,
-            cache_dir,
+            context.cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
-        rows_chosen = manipulated_rows(patch_set, settings.max_patches, seed)
+        rows_chosen = manipulated_rows(patch_set, context.max_patches, seed)
         if not len(rows_chosen):
             raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
         original = np.asarray(patch_set.patches[rows_chosen])
@@ -198,7 +189,7 @@ def robustness(
             for attack in settings.attacks:
                 started = time.perf_counter()
                 result = run_attack(
-                    settings.attack_settings(attack, eps),
+                    settings.attack_settings(attack, eps, context),
                     chosen,
                     original,
                     functools.partial(status, f"{task} eps {eps} {attack}"),
@@ -241,13 +232,13 @@ def robustness(
         target=target_columns(targets),
         attacks=list(settings.attacks),
         parameters={
-            attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1)))
+            attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1, context)))
             for attack in settings.attacks
         },
         eps=list(settings.eps),
         recompress=list(recompress),
         seed=seed,
-        max_patches=settings.max_patches,
+        max_patches=context.max_patches,
         dataset=str(dataset.root),
         test_devices=list(split.test),
         rows=rows,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.callbacks import StatusCallback
-from cfzoo.data import CameraDataset, PatchSet, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
+from cfzoo.data import PatchSet, PatchSetSpec, build_patch_set, manipulated_rows
 from cfzoo.errors import CfzooError, option
+from cfzoo.experiments.context import ExperimentContext
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
@@ -35,13 +35,13 @@ from cfzoo.ops.attacks.battery import (
 )
 from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget
 from cfzoo.ops.attacks.registry import get_attack
-from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble, target_columns
 from cfzoo.ops.scoring import called_manipulated
+from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.paper import PAPER_NUMBERS, PAPER_TABLES, paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
 from cfzoo.results import AttackReport, AttackRow, TprChange
+from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.registry import ModelEntry
-from cfzoo.zoo.runtime import load_detector
 
 INDEX_NAME = "index.csv"
 INDEX_COLUMNS = (
@@ -83,7 +83,7 @@ def attack_patch_set(
         raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
     target_id = "+".join(detector.entry.id for detector in target.detectors)
     target_column = target.detectors[0].entry.column  # the member whose probabilities --save records
-    detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
+    detectors = {entry.column: open_detector(entry.id, providers=providers) for entry in detectors_here(task)}
     for member in target.detectors:
         detectors.setdefault(member.entry.column, member)
     entries = [detector.entry for detector in detectors.values()]
@@ -172,27 +172,26 @@ def plan_attack(
     return AttackPlan(settings, targets, providers, None if save_dir is None else Path(save_dir))
 
 
-def attack_dataset(
-    dataset: CameraDataset,
-    plan: AttackPlan,
-    *,
-    max_patches: int | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    on_status: StatusCallback | None = None,
-) -> AttackReport:
+def attack_dataset(context: ExperimentContext, plan: AttackPlan) -> AttackReport:
     """Tables II-IV for one planned attack (:func:`plan_attack`): a row per task with every available detector's
-    TPR before and after, on ``max_patches`` manipulated test patches per task (seeded by the settings' seed, as the
-    device split). ``on_status(stage, done, total)`` reports patch-set building and attacking."""
+    TPR before and after, on the context's ``max_patches`` manipulated test patches per task (drawn with its seed, as
+    the device split, which must be the attack's). The context's ``on_status`` hears of patch-set building and
+    attacking."""
     settings, save_dir = plan.settings, plan.save_dir
-    status = on_status or (lambda stage, done, total: None)
-    split = split_devices(dataset.device_names, settings.seed)
+    if settings.seed != context.seed:
+        raise CfzooError(
+            f"the attack's seed ({settings.seed}) is not the experiment's ({context.seed}); one seed draws the split, "
+            "the patches and the random starts"
+        )
+    dataset, max_patches, status = context.dataset, context.max_patches, context.status
+    split = context.split
     rows, index = [], []
     for task, target in plan.targets.items():
         patch_set = build_patch_set(
             dataset,
             PatchSetSpec(task=task, split="test", seed=settings.seed),
             split,
-            cache_dir,
+            context.cache_dir,
             on_progress=functools.partial(status, f"{task} patches"),
         )
         chosen = manipulated_rows(patch_set, max_patches, settings.seed)

@@ -115,7 +115,7 @@ def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:
     return PatchSetSpec(task=plan.task, split=split_name, seed=plan.seed, keep_zoomed_photos=keep_zoomed)
 
 
-def load_detector(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tuple[dict, object]:
+def load_checkpoint(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tuple[dict, object]:
     """(training record, detector) of a checkpoint written by :func:`train_detector`; the detector on the CPU."""
     checkpoint_dir = Path(checkpoint_dir)
     record_path = checkpoint_dir / f"{model_id}.json"
@@ -174,7 +174,7 @@ def evaluate_checkpoints(
     rows = []
     for family_name, task in models:
         family = get_family(family_name)
-        record, detector = load_detector(checkpoint_dir, f"{family_name}-{task}")
+        record, detector = load_checkpoint(checkpoint_dir, f"{family_name}-{task}")
         split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
         test_set = build_patch_set(
             dataset,

@@ -22,14 +22,14 @@ from cfzoo.export.onnx_export import (
     save_model,
 )
 from cfzoo.export.zoo_writer import DEFAULT_HUB_REPO, registry_entry
-from cfzoo.families.checkpoints import load_detector
+from cfzoo.families.checkpoints import load_checkpoint
 from cfzoo.families.registry import get_family
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.zoo.registry import MODELS_FOLDER, REGISTRY_NAME, HubSource, Registry, embedded_zoo_dir
 
 
 def model_metadata(family: str, record: dict, model_id: str, kind: str, detector) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file, from the training record (:func:`load_detector`).
+    """The ``metadata_props`` of an exported file, from the training record (:func:`load_checkpoint`).
 
     ``kind`` is ``detector`` or ``gradient``; the family adds its own (:meth:`~cfzoo.families.Family.metadata`:
     a spam detector's SVM arrays). The record needs ``task`` and ``training_data_sha256``; ``family``, when
@@ -71,7 +71,7 @@ def export_detector(
 ) -> tuple[Path, Path]:
     """Write ``<model_id>.onnx`` and ``<model_id>.grad.onnx`` into ``out_dir``; returns their paths.
 
-    ``detector`` is what :func:`load_detector` returns: a LinearSVM for ``spam``, the torch module for the
+    ``detector`` is what :func:`load_checkpoint` returns: a LinearSVM for ``spam``, the torch module for the
     networks (exported in eval mode; the module itself is not changed). ``record`` is the training record, or a
     plain dict with at least ``task`` and ``training_data_sha256``. ``model_id`` defaults to ``record["id"]``,
     else ``<family>-<task>``.
@@ -95,7 +95,7 @@ def export_checkpoint(
 ) -> tuple[Path, Path]:
     """Export a checkpoint written by ``cfzoo train`` (``<model_id>.json`` + ``.safetensors``)."""
     require_export_extra()
-    record, detector = load_detector(checkpoint_dir, model_id)
+    record, detector = load_checkpoint(checkpoint_dir, model_id)
     return export_detector(record["family"], detector, record, out_dir, model_id)
 
 
@@ -119,7 +119,7 @@ def export_to_zoo(
     for number, model_id in enumerate(model_ids):
         if on_model is not None:
             on_model(model_id, number, len(model_ids))
-        record, detector = load_detector(checkpoint_dir, model_id)
+        record, detector = load_checkpoint(checkpoint_dir, model_id)
         detector_path, gradient_path = export_detector(
             record["family"], detector, record, zoo_dir / MODELS_FOLDER, model_id
         )

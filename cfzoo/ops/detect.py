@@ -19,15 +19,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cfzoo.errors import CfzooError, ImageReadError
+from cfzoo.errors import ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
-from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, flagged, score_positions
 from cfzoo.patches import (
     DEFAULT_STRIDE,
@@ -37,10 +36,10 @@ from cfzoo.patches import (
     check_stride,
     patch_grid,
 )
-from cfzoo.results import DetectionDocument, DetectionSettings, DetectorInfo, ImageResult, VerdictResult
-from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, load_registry
-from cfzoo.zoo.resolve import available_sources
-from cfzoo.zoo.runtime import Detector, load_detector, open_model
+from cfzoo.results import DetectionDocument, DetectionSettings, DetectorInfo, DetectorVerdict, ImageResult
+from cfzoo.zoo.catalog import DetectorSelection, select_detectors
+from cfzoo.zoo.registry import ModelEntry
+from cfzoo.zoo.runtime import Detector
 
 #: An image is called manipulated when more than this share of its patches is.
 MAJORITY = 0.5
@@ -110,76 +109,6 @@ class DetectSettings:
         return self.select(providers).detectors
 
 
-@dataclass(frozen=True)
-class DetectorSelection:
-    """Loaded detectors in family-then-task order, and one line per family with models not available."""
-
-    detectors: list[Detector]
-    skipped: list[str]
-
-    @property
-    def families(self) -> list[str]:
-        """The report's columns: families, and external models by id."""
-        return list(dict.fromkeys(detector.entry.column for detector in self.detectors))
-
-    @property
-    def tasks(self) -> list[str]:
-        return [task for task in TASK_IDS if any(detector.entry.task == task for detector in self.detectors)]
-
-
-def select_detectors(
-    families: Sequence[str] | None = None,
-    tasks: Sequence[str] | None = None,
-    providers: str = "auto",
-    models: Sequence[str] = (),
-) -> DetectorSelection:
-    """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine, then ``models``
-    (registry ids or ``.onnx`` paths, see :func:`~cfzoo.zoo.runtime.open_model`; with models and no families, only them).
-
-    A family with some of those models missing, or any asked for by name, is named in ``skipped`` with the
-    tasks it lacks and the command that gets them; by default (no ``families``) a family with no model here
-    at all is left out silently, since "all families" means those that are here. A CfzooError if nothing at
-    all is available.
-    """
-    entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
-    only_task = tasks[0] if tasks and len(tasks) == 1 else None
-    chosen = [open_model(model, only_task, providers) for model in models]
-    wanted_families = (
-        [] if models and not families else [family for family in FAMILY_IDS if not families or family in families]
-    )
-    wanted_tasks = [task for task in TASK_IDS if not tasks or task in tasks]
-    detectors, skipped = [], []
-    for family in wanted_families:
-        missing = []
-        for task in wanted_tasks:
-            entry = entries.get(f"{family}-{task}")
-            if entry is None or not available_sources(entry):
-                missing.append(task)
-            else:
-                detectors.append(load_detector(entry.id, providers))
-        if missing and (families or len(missing) < len(wanted_tasks)):
-            which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
-            skipped.append(f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})")
-    detectors += [detector for detector in chosen if detector not in detectors]
-    if not detectors:
-        raise CfzooError(
-            "no detector is available for the selected families and tasks; `cfzoo list` shows how to get them "
-            "(cfzoo pull ID, or cfzoo train then cfzoo export)"
-        )
-    return DetectorSelection(detectors, skipped)
-
-
-def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]) -> str:
-    """The command that makes ``family``'s models of ``tasks`` available: a pull where the registry names a Hub
-    source for each, else training and export."""
-    options = " ".join(f"-t {task}" for task in tasks)
-    if all(
-        entries.get(f"{family}-{task}") is not None and entries[f"{family}-{task}"].hub is not None for task in tasks
-    ):
-        return f"get them with: cfzoo pull -f {family} {options}"
-    return f"train and export them: cfzoo train DATA -f {family} {options}, then cfzoo export"
-
-
 # --- verdicts ---------------------------------------------------------------------------------
 
 
@@ -195,52 +124,19 @@ def verdict_of(flagged_share: float) -> str:
     return "manipulated" if flagged_share > MAJORITY else "pristine"
 
 
-@dataclass(frozen=True)
-class DetectorVerdict:
-    """One detector's reading of one image."""
-
-    model_id: str
-    family: str
-    task: str
-    threshold: float  # on the patch probability
-    mean_probability: float
-    flagged_share: float  # share of patches with probability above the threshold
-    manipulated: bool  # flagged_share > MAJORITY: what the verdict leans to, uncertain or not
-    heatmap: Path | None = None
-    column: str = ""  # the model's column in a report (ModelEntry.column)
-
-    @property
-    def verdict(self) -> str:
-        return verdict_of(self.flagged_share)
-
-    @property
-    def uncertain(self) -> bool:
-        return self.verdict == "uncertain"
-
-    def result(self) -> VerdictResult:
-        return VerdictResult(
-            model=self.model_id,
-            family=self.family,
-            task=self.task,
-            threshold=self.threshold,
-            mean_probability=self.mean_probability,
-            flagged_share=self.flagged_share,
-            verdict=self.verdict,
-            heatmap=None if self.heatmap is None else str(self.heatmap),
-        )
-
-
 def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
     """Aggregate one model's patch probabilities into the image's verdict (see the module's rule)."""
     threshold = entry.probability_threshold
     flagged_share = float(np.mean(flagged(probabilities, threshold)))
     return DetectorVerdict(
-        model_id=entry.id,
+        model=entry.id,
         family=entry.family,
         task=entry.task,
         threshold=float(threshold),
         mean_probability=float(np.mean(probabilities)),
         flagged_share=flagged_share,
+        verdict=verdict_of(flagged_share),
+        heatmap=None,
         manipulated=flagged_share > MAJORITY,
         column=entry.column,
     )
@@ -249,37 +145,13 @@ def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
 # --- images ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageReport:
-    """What detection found in one input, or why it could not run (``error``, one line)."""
-
-    path: Path
-    width: int | None = None
-    height: int | None = None
-    patches: int = 0
-    notes: tuple[str, ...] = ()
-    verdicts: list[DetectorVerdict] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def result(self) -> ImageResult:
-        return ImageResult(
-            path=str(self.path),
-            ok=self.ok,
-            error=self.error,
-            width=self.width,
-            height=self.height,
-            patches=self.patches,
-            notes=list(self.notes),
-            results=[verdict.result() for verdict in self.verdicts],
-        )
+def failed_image(path: Path, error: str) -> ImageResult:
+    """The result of an input that could not be analysed: its one-line ``error`` and nothing else."""
+    return ImageResult(path=str(path), ok=False, error=error, width=None, height=None, patches=0, notes=[], results=[])
 
 
 #: Takes each detector's heatmap of an image (:func:`render_heatmap`, without its caption); returns the PNG it wrote, if any.
-HeatmapSink = Callable[["DetectorVerdict", np.ndarray], Path | None]
+HeatmapSink = Callable[[DetectorVerdict, np.ndarray], Path | None]
 
 
 def detect_image(
@@ -289,7 +161,7 @@ def detect_image(
     batch_size: int = DEFAULT_BATCH_SIZE,
     heatmaps: HeatmapSink | None = None,
     on_pixels: Callable[[np.ndarray], None] | None = None,
-) -> ImageReport:
+) -> ImageResult:
     """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
     without images) come back as the report's ``error``; ``heatmaps``, when given, gets each detector's
     heatmap, and the verdict records the PNG it says it wrote; ``on_pixels`` gets the decoded image."""
@@ -298,11 +170,11 @@ def detect_image(
         try:
             list_images(path)
         except OSError as error:
-            return ImageReport(
-                path, error=f"{path}: folder cannot be listed ({error.strerror}); make it readable for this user"
+            return failed_image(
+                path, f"{path}: folder cannot be listed ({error.strerror}); make it readable for this user"
             )
-        return ImageReport(
-            path, error=f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path"
+        return failed_image(
+            path, f"{path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); check the path"
         )
     try:
         image = load_image(path)
@@ -310,14 +182,23 @@ def detect_image(
         if on_pixels is not None:
             on_pixels(image.pixels)
     except (ImageReadError, ImageTooSmallError) as error:
-        return ImageReport(path, error=str(error))
+        return failed_image(path, str(error))
     verdicts = []
     for verdict, row in zip(scored.verdicts, scored.probabilities):
         if heatmaps is not None:
             written = heatmaps(verdict, render_heatmap(image.pixels, scored.positions, row, verdict, captioned=False))
-            verdict = verdict if written is None else replace(verdict, heatmap=written)
+            verdict = verdict if written is None else verdict.model_copy(update={"heatmap": str(written)})
         verdicts.append(verdict)
-    return ImageReport(path, image.width, image.height, len(scored.positions), image.notes, verdicts)
+    return ImageResult(
+        path=str(path),
+        ok=True,
+        error=None,
+        width=image.width,
+        height=image.height,
+        patches=len(scored.positions),
+        notes=list(image.notes),
+        results=verdicts,
+    )
 
 
 @dataclass(frozen=True)
@@ -351,7 +232,7 @@ def detect_files(
     heatmap_dir: str | os.PathLike[str] | None = None,
     on_heatmap: Callable[[Path, DetectorVerdict, np.ndarray], None] | None = None,
     on_image: Callable[[Path, np.ndarray], None] | None = None,
-) -> Iterator[ImageReport]:
+) -> Iterator[ImageResult]:
     """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
 
     Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
@@ -385,7 +266,7 @@ def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> He
 
 
 def detection_document(
-    reports: Sequence[ImageReport], selection: DetectorSelection, settings: DetectSettings
+    reports: Sequence[ImageResult], selection: DetectorSelection, settings: DetectSettings
 ) -> DetectionDocument:
     """The ``cfzoo detect --json`` document (docs/detect.md; schema docs/schemas/detection.schema.json)."""
     providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
@@ -408,7 +289,7 @@ def detection_document(
             for d in selection.detectors
         ],
         skipped=list(selection.skipped),
-        images=[report.result() for report in reports],
+        images=list(reports),
         failed=sum(not report.ok for report in reports),
     )
 

@@ -22,8 +22,10 @@ from PIL import Image
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
-from cfzoo.ops.detect import RULE, DetectorSelection, DetectorVerdict, DetectSettings, ImageReport, heatmap_caption
+from cfzoo.ops.detect import RULE, DetectSettings, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
+from cfzoo.results import DetectorVerdict, ImageResult
+from cfzoo.zoo.catalog import DetectorSelection
 from cfzoo.zoo.runtime import onnxruntime_module
 
 #: Longest side of the thumbnails and heatmaps in the page, pixels, and their JPEG quality: a view, not evidence
@@ -104,14 +106,14 @@ class DetectionHtmlReport:
         """One detector's heatmap of the image being analysed (the ``on_heatmap`` of :func:`cfzoo.ops.detect.detect_files`)."""
         self.heatmaps.append((heatmap_caption(verdict), _jpeg_base64(heatmap)))
 
-    def add(self, report: ImageReport) -> None:
+    def add(self, report: ImageResult) -> None:
         """An analysed image: its section, with the thumbnail and heatmaps given since the last one."""
         (heatmaps, self.heatmaps), (thumbnail, self.thumbnail) = (self.heatmaps, []), (self.thumbnail, "")
         if report.ok:
             self.analysed += 1
         else:
             self.failed += 1
-        verdicts = {(verdict.task, verdict.column): verdict for verdict in report.verdicts}
+        verdicts = {(verdict.task, verdict.column): verdict for verdict in report.results}
         columns, tasks = self.selection.families, self.selection.tasks
         rows = [(task, [verdicts.get((task, column)) for column in columns]) for task in tasks]
         number = self.analysed + self.failed

@@ -26,10 +26,11 @@ from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.available import detector_entries
 from cfzoo.ops.detect import VERDICTS, verdict_of
 from cfzoo.ops.scoring import decisions_at
 from cfzoo.patches import PATCH_SIZE, patch_grid
+from cfzoo.results import GridShares, ImageRestoration, ImageRestorations, OtherTaskFlag
+from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
@@ -38,7 +39,7 @@ from cfzoo.zoo.restorers import (
     check_restorer,
     load_restorer_registry,
 )
-from cfzoo.zoo.runtime import OnnxSession, cached_session, execution_providers, load_detector
+from cfzoo.zoo.runtime import OnnxSession, cached_session, execution_providers
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -160,9 +161,9 @@ def restore_image_file(
     out: str | os.PathLike[str],
     settings: RestoreSettings,
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[dict]:
+) -> ImageRestorations:
     """Read an image once and restore it with the restorer of each discriminator kind of ``settings``, each
-    written as a lossless PNG (atomically) where :meth:`RestoreSettings.outputs` says. Returns one JSON-ready
+    written as a lossless PNG (atomically) where :meth:`RestoreSettings.outputs` says. Returns one
     summary per restorer with the share of `cfzoo detect` grid patches each detector of the task calls
     manipulated, before and after, and ``flagged_by_other_tasks``: the detectors of the other tasks whose verdict
     on the image grew worse (pristine to uncertain or manipulated, uncertain to manipulated), since restoring
@@ -184,8 +185,8 @@ def restore_image_file(
         else np.empty((0, 2), dtype=int)
     )
     tasks = TASK_IDS if settings.other_tasks else (task,)
-    entries = [entry for task_id in tasks for entry in detector_entries(task_id)] if len(positions) else []
-    detectors = [load_detector(entry.id, providers) for entry in entries]
+    entries = [entry for task_id in tasks for entry in detectors_here(task_id)] if len(positions) else []
+    detectors = [open_detector(entry.id, providers=providers) for entry in entries]
     before = decisions_at(loaded.pixels, detectors, positions, batch_size)
     registry = load_restorer_registry()
     summaries = []
@@ -197,33 +198,33 @@ def restore_image_file(
         for row, entry in enumerate(entries):
             shares = 100.0 * before[row].mean(), 100.0 * after[row].mean()
             if entry.task == task:
-                own[entry.family] = {"model": entry.id, "before": round(shares[0], 4), "after": round(shares[1], 4)}
+                own[entry.family] = GridShares(model=entry.id, before=round(shares[0], 4), after=round(shares[1], 4))
                 continue
             verdicts = [verdict_of(share / 100.0) for share in shares]
             if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
                 others.append(
-                    {
-                        "model": entry.id,
-                        "task": entry.task,
-                        "before": round(shares[0], 4),
-                        "after": round(shares[1], 4),
-                        "verdict_before": verdicts[0],
-                        "verdict_after": verdicts[1],
-                    }
+                    OtherTaskFlag(
+                        model=entry.id,
+                        task=entry.task,
+                        before=round(shares[0], 4),
+                        after=round(shares[1], 4),
+                        verdict_before=verdicts[0],
+                        verdict_after=verdicts[1],
+                    )
                 )
         summaries.append(
-            {
-                "image": str(image_path),
-                "out": str(out_path),
-                "width": loaded.width,
-                "height": loaded.height,
-                "notes": list(loaded.notes),
-                "restorer": registry.find(task, discriminator).id,
-                "tile": tile,
-                "psnr_db_vs_input": finite_or_none(psnr(loaded.pixels, restored)),
-                "detect_grid_patches": len(positions),
-                "detect_grid_called_manipulated": own,
-                "flagged_by_other_tasks": others,
-            }
+            ImageRestoration(
+                image=str(image_path),
+                out=str(out_path),
+                width=loaded.width,
+                height=loaded.height,
+                notes=list(loaded.notes),
+                restorer=registry.find(task, discriminator).id,
+                tile=tile,
+                psnr_db_vs_input=finite_or_none(psnr(loaded.pixels, restored)),
+                detect_grid_patches=len(positions),
+                detect_grid_called_manipulated=own,
+                flagged_by_other_tasks=others,
+            )
         )
-    return summaries
+    return ImageRestorations(summaries)

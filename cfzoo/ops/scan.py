@@ -24,23 +24,15 @@ from cfzoo.images import IMAGE_SUFFIXES
 from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.results import ScanRow
 from cfzoo.zoo.runtime import Detector
 
-#: Columns of a scan row, in order; :data:`COLUMN_TYPES` gives their Parquet types.
+#: The Parquet type of each column of a scan row (:class:`~cfzoo.results.ScanRow`), in the row's order.
 COLUMN_TYPES = {
-    "path": "string",
-    "sha256": "string",
-    "width": "int32",
-    "height": "int32",
-    "task": "string",
-    "model": "string",
-    "family": "string",
-    "model_sha256": "string",
-    "flagged_share": "float64",
-    "mean_probability": "float64",
-    "verdict": "string",
-    "error": "string",
-    "cfzoo_version": "string",
+    name: {"width": "int32", "height": "int32", "flagged_share": "float64", "mean_probability": "float64"}.get(
+        name, "string"
+    )
+    for name in ScanRow.model_fields
 }
 MANIFEST_SUFFIXES = (".txt", ".parquet")
 _READ_CHUNK = 1 << 20
@@ -52,7 +44,8 @@ def scan_rows(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[dict]:
-    """The rows of one input: one per detector, with scores, or with the input's one-line error."""
+    """The rows of one input (each a :class:`~cfzoo.results.ScanRow`, as the dict its Parquet part takes): one per
+    detector, with scores, or with the input's one-line error."""
     path = Path(path)
     try:
         digest = file_sha256(path)
@@ -62,27 +55,26 @@ def scan_rows(
     else:
         report = detect_image(path, detectors, stride, batch_size)
         failure = report.error
-    verdicts = {verdict.model_id: verdict for verdict in report.verdicts} if report is not None else {}
+    verdicts = {verdict.model: verdict for verdict in report.results} if report is not None else {}
     rows = []
     for detector in detectors:
         entry, verdict = detector.entry, verdicts.get(detector.entry.id)
-        rows.append(
-            {
-                "path": str(path),
-                "sha256": digest,
-                "width": None if report is None else report.width,
-                "height": None if report is None else report.height,
-                "task": entry.task,
-                "model": entry.id,
-                "family": entry.family,
-                "model_sha256": model_sha256(detector),
-                "flagged_share": None if verdict is None else verdict.flagged_share,
-                "mean_probability": None if verdict is None else verdict.mean_probability,
-                "verdict": None if verdict is None else verdict.verdict,
-                "error": failure,
-                "cfzoo_version": __version__,
-            }
+        row = ScanRow(
+            path=str(path),
+            sha256=digest,
+            width=None if report is None else report.width,
+            height=None if report is None else report.height,
+            task=entry.task,
+            model=entry.id,
+            family=entry.family,
+            model_sha256=model_sha256(detector),
+            flagged_share=None if verdict is None else verdict.flagged_share,
+            mean_probability=None if verdict is None else verdict.mean_probability,
+            verdict=None if verdict is None else verdict.verdict,
+            error=failure,
+            cfzoo_version=__version__,
         )
+        rows.append(row.model_dump())
     return rows
 
 

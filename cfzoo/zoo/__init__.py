@@ -4,9 +4,11 @@
   task, files with sha256; kind ``detector``, or ``user`` for one registered with ``cfzoo register``) and GAN
   restorers (:class:`~cfzoo.zoo.restorers.RestorerRegistry`, kind ``restorer``); :func:`load_registry`: the detectors
 - :func:`resolve` the file of any entry: explicit path, user zoo (``$CFZOO_HOME/zoo``), Hub cache, embedded zoo
-- :func:`load_detector` / :func:`load_gradient_model`: cached onnxruntime sessions, CUDA when available
+- :func:`open_detector` / :func:`open_companion` (:mod:`.catalog`): any model reference (id, user id, ``.onnx``
+  path) -> cached onnxruntime sessions, CUDA when available; :func:`inventory`: what ``cfzoo list`` shows
 """
 
+from cfzoo.zoo.catalog import inventory, open_companion, open_detector
 from cfzoo.zoo.registry import (
     FAMILY_IDS,
     HubSource,
@@ -24,8 +26,6 @@ from cfzoo.zoo.runtime import (
     Detector,
     GradientModel,
     execution_providers,
-    load_detector,
-    load_gradient_model,
     manipulated_probability,
 )
 
@@ -41,8 +41,9 @@ __all__ = [
     "available_sources",
     "embedded_zoo_dir",
     "execution_providers",
-    "load_detector",
-    "load_gradient_model",
+    "inventory",
+    "open_companion",
+    "open_detector",
     "load_registry",
     "manipulated_probability",
     "resolve",

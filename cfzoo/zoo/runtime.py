@@ -18,10 +18,9 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from cfzoo.errors import CfzooError, option
-from cfzoo.manipulations import TASK_IDS
-from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry, embedded_zoo_dir, load_registry
-from cfzoo.zoo.resolve import ResolvedFile, resolve
+from cfzoo.errors import CfzooError
+from cfzoo.zoo.registry import ModelEntry, embedded_zoo_dir
+from cfzoo.zoo.resolve import ResolvedFile
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda")
 #: The probability above which an external model's patch counts as manipulated, unless its registration says otherwise.
@@ -315,158 +314,9 @@ def manipulated_probability(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * difference))
 
 
-def load_detector(model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None) -> Detector:
-    """The detector of a registry model, its session created once per (model, providers, path)."""
-    return _registry_session(
-        Detector, "detector", model_id, execution_providers(providers), None if path is None else str(path)
-    )
-
-
-def load_gradient_model(
-    model_id: str, providers: str = "auto", path: str | os.PathLike[str] | None = None
-) -> GradientModel:
-    """The gradient companion of a registry model, its session created once per (model, providers, path)."""
-    return _registry_session(
-        GradientModel, "gradient", model_id, execution_providers(providers), None if path is None else str(path)
-    )
-
-
-def _registry_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: str | None):
-    def create():
-        entry = load_registry().get(model_id)
-        session = kind_class(entry, resolve(entry, kind, path), providers)
-        if path is not None:
-            _check_identity(session, kind)
-        return session
-
-    return cached_session((kind, model_id, providers, path), create)
-
-
-def _check_identity(session: OnnxSession, kind: str) -> None:
-    """A file given by path must not say, in its cfzoo ``metadata_props``, that it is another model or the other
-    kind of file: a companion loaded under another model's id would attack with the wrong gradient."""
-    metadata = session.session.get_modelmeta().custom_metadata_map
-    claimed_id, claimed_kind = metadata.get("model_id"), metadata.get("kind")
-    if claimed_id is not None and claimed_id != session.entry.id:
-        raise CfzooError(
-            f"{session.path} is {claimed_id}'s {claimed_kind or 'file'}, not {session.entry.id}'s; give the file of {session.entry.id}"
-        )
-    if claimed_kind is not None and claimed_kind != kind:
-        raise CfzooError(
-            f"{session.path} is a {claimed_kind} graph, not a {kind} graph; give {session.entry.id}'s {kind} file"
-        )
-
-
-def load_model_file(
-    path: str | os.PathLike[str], task: str | None = None, providers: str = "auto"
-) -> tuple[Detector, GradientModel | None]:
-    """The detector in an ``.onnx`` file, and its gradient companion (``<name>.grad.onnx`` beside it) if there is one.
-
-    A file cfzoo exported names its registry model in its metadata and is that model. Any other file must follow
-    the model contract (docs/contract.md) and is an external model named after the file, for ``task``; a graph
-    that holds its input or output another way is refused with the ``cfzoo register`` command that adapts it."""
-    path = Path(path)
-    if path.suffix != ".onnx" or path.name.endswith(".grad.onnx"):
-        raise CfzooError(
-            f"{option('model')} {path}: give a detector's .onnx file (its companion, if any, is found beside it as <name>.grad.onnx)"
-        )
-    chosen = execution_providers(providers)
-    return cached_session(("file", str(path), task, chosen), lambda: _file_models(path, task, chosen))
-
-
-def _file_models(path: Path, task: str | None, providers: tuple[str, ...]) -> tuple[Detector, GradientModel | None]:
-    entry = _external_entry(path, task or TASK_IDS[0])  # replaced below if the file is one of cfzoo's models
-    detector = Detector(entry, resolve(entry, "detector", path), providers)
-    claimed = detector.session.get_modelmeta().custom_metadata_map.get("model_id")
-    registry = load_registry()
-    if claimed is not None and claimed in registry:
-        detector.entry = registry.get(claimed)
-        _check_identity(detector, "detector")
-        if task is not None and task != detector.entry.task:
-            raise CfzooError(
-                f"{path} is {claimed}, a detector for {detector.entry.task}, not {task}; leave out {option('task')} or give {detector.entry.task}"
-            )
-    else:
-        _check_contract(detector, path)
-        if task is None:
-            raise CfzooError(
-                f"{path} is not one of cfzoo's models; say which manipulation it detects with {option('task')} ({', '.join(TASK_IDS)})"
-            )
-    companion_path = path.with_name(path.name.removesuffix(".onnx") + ".grad.onnx")
-    companion = None
-    if companion_path.is_file():
-        companion = GradientModel(detector.entry, ResolvedFile(companion_path, "path"), providers)
-        _check_identity(companion, "gradient")
-    return detector, companion
-
-
-def names_a_file(reference: str | os.PathLike[str]) -> bool:
-    """Whether a model reference is a file path (an ``.onnx`` name or anything with a folder), not a registry id."""
-    text = os.fspath(reference)
-    return text.endswith(".onnx") or os.sep in text or "/" in text
-
-
-def open_model(reference: str | os.PathLike[str], task: str | None = None, providers: str = "auto") -> Detector:
-    """A detector by registry id (``bayar2016-jpeg70``, a registered ``mynet``) or by ``.onnx`` path (:func:`load_model_file`)."""
-    text = os.fspath(reference)
-    if names_a_file(text):
-        return load_model_file(text, task, providers)[0]
-    detector = load_detector(text, providers)
-    if task is not None and task != detector.entry.task:
-        raise CfzooError(
-            f"model {text} detects {detector.entry.task}, not {task}; leave out the task or give {detector.entry.task}"
-        )
-    return detector
-
-
-def companion_of(detector: Detector) -> GradientModel:
-    """The gradient companion of a loaded detector, or a one-line error that says how to get one."""
-    if detector.resolved.source == "path":
-        companion = load_model_file(detector.path, detector.entry.task, provider_choice(detector.providers))[1]
-        if companion is None:
-            raise CfzooError(
-                f"{detector.path} has no gradient companion beside it ({detector.path.stem}.grad.onnx); gradient attacks need one: "
-                f"cfzoo register {detector.path} --id ID --task {detector.entry.task} makes it"
-            )
-        return companion
-    if "gradient" not in detector.entry.files:
-        raise CfzooError(
-            f"model {detector.entry.id} was registered without a gradient companion; register it again without --no-companion"
-        )
-    return load_gradient_model(detector.entry.id, provider_choice(detector.providers))
-
-
 def provider_choice(providers: tuple[str, ...]) -> str:
     """The ``providers`` choice (cpu, cuda) that gives a session these providers."""
     return "cuda" if _PROVIDER_NAMES["cuda"] in providers else "cpu"
-
-
-def _external_entry(path: Path, task: str) -> ModelEntry:
-    return ModelEntry(
-        id=path.name.removesuffix(".onnx"),
-        family=EXTERNAL_FAMILY,
-        task=task,
-        files={},
-        threshold=EXTERNAL_THRESHOLD,
-        score="probability",
-    )
-
-
-def _check_contract(detector: Detector, path: Path) -> None:
-    """The model contract's input and output, or a one-line refusal that says how to adapt the graph."""
-    inputs, outputs = detector.session.get_inputs(), detector.session.get_outputs()
-    input_ok = len(inputs) == 1 and inputs[0].name == "image" and list(inputs[0].shape[1:]) == [3, 128, 128]
-    output_ok = any(output.name == "logits" for output in outputs)
-    if not (input_ok and output_ok):
-        found = (
-            ", ".join(f"{value.name} {list(value.shape)}" for value in inputs)
-            + " -> "
-            + ", ".join(f"{value.name} {list(value.shape)}" for value in outputs)
-        )
-        raise CfzooError(
-            f"{path} does not follow the model contract (image [N,3,128,128] -> logits [N,2]; it has {found}); "
-            "adapt it with: cfzoo register PATH --id ID --task T --layout ... --input-range ... --outputs ..."
-        )
 
 
 def clear_session_cache() -> None:

@@ -25,10 +25,11 @@ from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import check_method_fits, check_settings, needs_gradient, run_attack
 from cfzoo.ops.attacks.common import AttackSettings
 from cfzoo.ops.attacks.registry import get_attack
-from cfzoo.ops.available import attack_targets, detector_entries, is_ensemble
 from cfzoo.ops.scoring import called_before_and_after
+from cfzoo.ops.targets import attack_targets, is_ensemble
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
-from cfzoo.zoo.runtime import load_detector
+from cfzoo.results import GridShares, ImageAttackSummary
+from cfzoo.zoo.catalog import detectors_here, open_detector
 
 
 def attack_positions(height: int, width: int) -> np.ndarray:
@@ -59,7 +60,7 @@ class ImageAttack:
     )  # the detect grid the verdicts are taken on [J, 2] (of the downscaled copy, surviving a resize)
     psnr_db: float
     zero_gradient_tiles: int
-    tpr: dict  # column (family or external id) -> {"model", "before", "after"}: percent of detect-grid patches called manipulated
+    tpr: dict[str, GridShares]  # by column (family or external id): percent of detect-grid patches called manipulated
     target: str  # the attacked model's id (an ensemble's ids joined by +)
 
 
@@ -101,12 +102,12 @@ def attack_image(
     attacked = paste_patches(pixels, result.patches, positions) if factor is None else result.patches[0]
     judged = (pixels, attacked) if factor is None else (resize(pixels, factor), resize(attacked, factor))
     detect_positions = patch_grid(*judged[0].shape[:2])
-    detectors = {entry.column: load_detector(entry.id, providers) for entry in detector_entries(task)}
+    detectors = {entry.column: open_detector(entry.id, providers=providers) for entry in detectors_here(task)}
     for member in chosen.detectors:
         detectors.setdefault(member.entry.column, member)
     before, after = called_before_and_after(*judged, list(detectors.values()), detect_positions, settings.batch_size)
     tpr = {
-        column: {"model": detector.entry.id, "before": 100.0 * before[row].mean(), "after": 100.0 * after[row].mean()}
+        column: GridShares(model=detector.entry.id, before=100.0 * before[row].mean(), after=100.0 * after[row].mean())
         for row, (column, detector) in enumerate(detectors.items())
     }
     return ImageAttack(
@@ -128,28 +129,28 @@ def attack_image_file(
     settings: AttackSettings,
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
-) -> tuple[ImageAttack, dict]:
-    """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and a
-    JSON-ready summary. Refuses to write over the input and to write anything but ``.png``."""
+) -> tuple[ImageAttack, ImageAttackSummary]:
+    """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and its
+    summary (``cfzoo attack IMAGE``'s document). Refuses to write over the input and to write anything but ``.png``."""
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     check_fits(loaded.height, loaded.width, source=image_path)
     attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress)
     save_png(attack.pixels, out_path)
-    summary = {
-        "image": str(image_path),
-        "out": str(out_path),
-        "width": loaded.width,
-        "height": loaded.height,
-        "notes": list(loaded.notes),
-        "target": attack.target,
-        "method": settings.method,
-        "eps": int(settings.eps),
-        "tiles": len(attack.positions),
-        "detect_grid_patches": len(attack.detect_positions),
-        "psnr_db": finite_or_none(attack.psnr_db),
-        "zero_gradient_tiles": attack.zero_gradient_tiles,
-        "detect_grid_called_manipulated": attack.tpr,
-        "judged_after_resize": settings.survive_resize,
-    }
+    summary = ImageAttackSummary(
+        image=str(image_path),
+        out=str(out_path),
+        width=loaded.width,
+        height=loaded.height,
+        notes=list(loaded.notes),
+        target=attack.target,
+        method=settings.method,
+        eps=int(settings.eps),
+        tiles=len(attack.positions),
+        detect_grid_patches=len(attack.detect_positions),
+        psnr_db=finite_or_none(attack.psnr_db),
+        zero_gradient_tiles=attack.zero_gradient_tiles,
+        detect_grid_called_manipulated=attack.tpr,
+        judged_after_resize=settings.survive_resize,
+    )
     return attack, summary
