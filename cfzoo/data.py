@@ -423,7 +423,19 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
 def manipulated_rows(patch_set: PatchSet, limit: int | None, seed: int) -> np.ndarray:
     """Rows of the manipulated patches: all of them, or ``limit`` drawn with ``seed`` as evenly as possible
     from each device (a device with fewer gives all it has, the others make up the rest), ascending."""
-    rows = np.flatnonzero(patch_set.labels == 1)
+    return class_rows(patch_set, 1, limit, seed)
+
+
+def pristine_sample(patch_set: PatchSet, limit: int | None, seed: int) -> np.ndarray:
+    """Rows of the pristine patches, drawn as :func:`manipulated_rows` draws the manipulated ones: the patches an
+    attacked detector's scores are ranked against."""
+    return class_rows(patch_set, 0, limit, seed)
+
+
+def class_rows(patch_set: PatchSet, label: int, limit: int | None, seed: int) -> np.ndarray:
+    """Rows of one class (1 manipulated, 0 pristine): all of them, or ``limit`` drawn with ``seed`` evenly over the
+    devices, ascending."""
+    rows = np.flatnonzero(patch_set.labels == label)
     if limit is not None and limit < 1:
         raise DataError(f"the number of patches must be at least 1, got {limit}")
     if limit is None or limit >= len(rows):

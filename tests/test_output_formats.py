@@ -128,6 +128,10 @@ def test_attack_and_evaluate_csv_hold_the_json_numbers(models, runner, sample_ro
         (family, rates["before"], rates["after"]) for row in report["rows"] for family, rates in row["tpr"].items()
     ]
     assert [(row["family"], float(row["tpr_before"]), float(row["tpr_after"])) for row in rows] == expected
+    for row in rows:  # every TPR with its 95% Wilson interval
+        assert float(row["tpr_after_low"]) <= float(row["tpr_after"]) <= float(row["tpr_after_high"])
+    for cell in (rates for row in report["rows"] for rates in row["tpr"].values()):
+        assert cell["before_interval"][0] <= cell["before"] <= cell["before_interval"][1]
     evaluate = [
         "evaluate",
         str(sample_root),
@@ -147,6 +151,9 @@ def test_attack_and_evaluate_csv_hold_the_json_numbers(models, runner, sample_ro
         _csv(runner.invoke(app, [*evaluate, "-F", "csv"]).stdout),
     )
     assert [(row["model"], float(row["acc"])) for row in rows] == [(row["model"], row["acc"]) for row in table["rows"]]
+    assert [(float(row["auc"]), float(row["eer_low"]), float(row["tpr_at_fpr_1"])) for row in rows] == [
+        (row["binary"]["auc"], row["binary"]["eer_interval"][0], row["binary"]["tpr_at_fpr_1"]) for row in table["rows"]
+    ]
 
 
 @pytest.mark.parametrize("columns", [80, 160])

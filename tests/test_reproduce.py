@@ -55,7 +55,7 @@ def test_runs_on_the_bundled_photos_without_torch(models, run):
     assert "using scikit-image's bundled photos" in completed.stderr
     assert (
         "reproduced Tables I-V in" in completed.stderr
-        and f"{out}/REPORT.md, 5 CSV, reproduce.json, 5 PNG" in completed.stderr
+        and f"{out}/REPORT.md, 5 CSV, reproduce.json, 6 PNG" in completed.stderr
     )
     assert completed.stdout == ""
     assert sorted(path.name for path in out.iterdir()) == sorted(
@@ -152,6 +152,7 @@ def test_json_schema(models, run):
         "png": [
             "fgsm_eps1_spam.png",
             "table1_acc.png",
+            "table1_reliability.png",
             "table2_fgsm_bayar2016.png",
             "table3_fgsm_cozzolino2017.png",
             "table5_restoration.png",
@@ -261,8 +262,22 @@ def test_differences_list_only_gaps_over_the_threshold():
         mean_iterations=1,
         seconds=1.0,
         tpr={
-            "spam": TprChange(model="spam-jpeg70", before=90.0, after=7.0, paper=0.06),
-            "bayar2016": TprChange(model="bayar2016-jpeg70", before=90.0, after=0.0, paper=0.0),
+            "spam": TprChange(
+                model="spam-jpeg70",
+                before=90.0,
+                before_interval=[59.6, 98.2],
+                after=7.0,
+                after_interval=[0.0, 27.8],
+                paper=0.06,
+            ),
+            "bayar2016": TprChange(
+                model="bayar2016-jpeg70",
+                before=90.0,
+                before_interval=[59.6, 98.2],
+                after=0.0,
+                after_interval=[0.0, 27.8],
+                paper=0.0,
+            ),
         },
     )
     attack = AttackReport(

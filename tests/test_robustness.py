@@ -22,6 +22,7 @@ from cfzoo.cli import app
 from cfzoo.experiments.robustness import WORST_CASE
 from cfzoo.images import read_rgb, save_png
 from cfzoo.manipulations import apply_manipulation
+from cfzoo.results import HEALTH_FLAGS
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
 runner = CliRunner()
@@ -107,11 +108,23 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
             assert rows[WORST_CASE]["tpr_after"] <= min(
                 rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square")
             )
-            assert all(row["tpr_after"] <= row["tpr_before"] or row["attack"] == "fgsm" for row in rows.values())
+            assert all(row["tpr_after"] <= row["tpr_before"] for row in rows.values())  # envelopes start unattacked
+            assert all(
+                row["tpr_after_interval"][0] <= row["tpr_after"] <= row["tpr_after_interval"][1]
+                for row in rows.values()
+            )
             assert rows["square"]["mean_queries"] <= 12 and rows["fgsm"]["mean_queries"] == 1
             assert rows["pgd"]["psnr_db"] >= 20 * math.log10(255 / eps) - 0.01  # no pixel moved more than eps
     assert report["parameters"]["square"]["queries"] == 12 and report["parameters"]["pgd"]["iterations"] == 10
     assert report["recompress"] == [95, 80]
+    for task in (
+        "jpeg70",
+        "median7",
+    ):  # every attack's row and the worst case are envelopes: never worse at a larger eps
+        for attack in ("fgsm", "pgd", "square", WORST_CASE):
+            by_eps = {row["eps"]: row for row in report["rows"] if row["task"] == task and row["attack"] == attack}
+            assert by_eps[2]["tpr_after"] <= by_eps[1]["tpr_after"]
+    assert all(flag["flag"] in HEALTH_FLAGS for flag in report["health"])
     unattacked = [row for row in report["rows"] if row["attack"] == "none"]
     assert [row["eps"] for row in unattacked] == [0, 0] and all(
         row["tpr_after"] == row["tpr_before"] for row in unattacked

@@ -121,3 +121,9 @@ def test_evaluate_model_json_is_a_detection_table(models, sample_root, tmp_path)
     table = json.loads(result.stdout)
     validate(table, "detection-table")
     assert [row["model"] for row in table["rows"]] == ["spam-jpeg70"] and table["rows"][0]["pristine"] == 8
+    binary = table["rows"][0]["binary"]
+    assert 0 <= binary["auc_interval"][0] <= binary["auc"] <= binary["auc_interval"][1] <= 1
+    assert binary["tpr_interval"][0] <= table["rows"][0]["tpr"] <= binary["tpr_interval"][1]
+    del binary["eer"]
+    with pytest.raises(jsonschema.ValidationError, match="is not valid under any of the given schemas"):
+        validate(table, "detection-table")

@@ -17,7 +17,7 @@ from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
-from cfzoo.results import CheckpointRow, CheckpointTable, DetectionTable
+from cfzoo.results import LOW_FPR_RULE, CheckpointRow, CheckpointTable, DetectionTable
 from cfzoo.training import require_training_extra
 
 
@@ -161,6 +161,29 @@ def _print_measured(measured: DetectionTable) -> None:
         ]
         table.add_row(row.model, row.task, str(row.pristine + row.manipulated), *cells)
     stdout.print(table)
+    ranked = [row for row in measured.rows if row.binary is not None]
+    if not ranked:
+        return
+    table = Table(title="Ranking and calibration (percent; AUC and Brier 0..1); --format json or csv: 95% intervals")
+    for column in ("model", "AUC", "EER", "TPR@FPR1", "TPR@FPR5", "ECE", "Brier"):
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
+    for row in ranked:
+        metrics = row.binary
+        cells = [
+            _number(metrics.auc, 3),
+            _number(metrics.eer),
+            _number(metrics.tpr_at_fpr_1),
+            _number(metrics.tpr_at_fpr_5),
+            _number(metrics.ece),
+            _number(metrics.brier, 3),
+        ]
+        table.add_row(row.model, *cells)
+    table.caption = f"TPR at FPR 1% and 5%: {LOW_FPR_RULE}; ECE over {ranked[0].binary.ece_bins} equal-width bins"
+    stdout.print(table)
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _print_table(rows: list[CheckpointRow], families: list[str]) -> None:

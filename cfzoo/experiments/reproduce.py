@@ -36,7 +36,7 @@ from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
-from cfzoo.metrics import detection_rates, finite_or_none
+from cfzoo.metrics import ECE_BINS, binary_metrics, detection_rates, finite_or_none
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, PAPER_NUMBERS, PAPER_TABLES, table1
@@ -108,17 +108,20 @@ def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: 
         chosen = balanced_subset(
             patch_set.labels, None if context.max_patches is None else 2 * context.max_patches, context.seed + 1
         )
-        calls = {model_id: [] for model_id in detectors}
+        scored = {model_id: ([], []) for model_id in detectors}  # probabilities, decisions
         for start in range(0, len(chosen), context.batch_size):
             patches = np.asarray(patch_set.patches[chosen[start : start + context.batch_size]])
             for model_id, detector in detectors.items():
-                calls[model_id].append(called_manipulated(detector, patches, context.batch_size)[1])
+                for found, part in zip(scored[model_id], called_manipulated(detector, patches, context.batch_size)):
+                    found.append(part)
             context.status(f"Table I {task} detect", start + len(patches), len(chosen))
         labels = patch_set.labels[chosen]
         for entry in (detector.entry for detector in detectors.values()):
-            rates = detection_rates(
-                labels, np.concatenate(calls[entry.id]) if calls[entry.id] else np.zeros(0, dtype=bool)
+            probabilities, decisions = (
+                np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+                for parts, dtype in zip(scored[entry.id], (np.float64, bool))
             )
+            rates = detection_rates(labels, decisions)
             rows.append(
                 DetectionRow(
                     task=task,
@@ -131,6 +134,7 @@ def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: 
                     trained_on_test_devices=sorted(
                         set(split.test) & set(entry.training.get("split", {}).get("train", []))
                     ),
+                    binary=binary_metrics(labels, probabilities, decisions, context.seed),
                 )
             )
     return DetectionTable(test_devices=list(split.test), rows=rows)
@@ -378,6 +382,14 @@ def report_markdown(document: ReproduceDocument, plots: dict[str, str]) -> str:
     else:
         lines.append("No detector of these tasks is available here (`cfzoo list`).")
     lines += _differences_section(document.differences["table1"], plots.get("table1"))
+    if plots.get("reliability"):
+        lines += [
+            f"Calibration: share manipulated against the mean probability of manipulated, per bin of {ECE_BINS} "
+            "(the diagonal is a calibrated detector; docs/metrics.md)",
+            "",
+            f"![{plots['reliability']}]({plots['reliability']})",
+            "",
+        ]
     lines += ["## Tables II-IV: FGSM and its transfer", ""]
     absent = [target for target in PAPER_TABLES if target not in {report.target for report in document.attacks}]
     if absent:
@@ -497,6 +509,7 @@ def write_plots(document: ReproduceDocument, folder: Path) -> dict[str, str]:
         axes.set_ylabel("ACC (%)")
         axes.set_title("Table I: accuracy on the test devices, ours vs the paper")
         plots["table1"] = save(figure, "table1_acc.png")
+        plots["reliability"] = save(_reliability_figure(rows, tasks), "table1_reliability.png")
     for report in document.attacks:
         tasks = [row.task for row in report.rows]
         series = before_after_series(report.rows)
@@ -517,6 +530,35 @@ def write_plots(document: ReproduceDocument, folder: Path) -> dict[str, str]:
         axes.set_title("Table V: TPR before and after GAN restoration")
         plots["table5"] = save(figure, "table5_restoration.png")
     return plots
+
+
+def _reliability_figure(rows: Sequence[DetectionRow], tasks: list[str]):
+    """Table I's reliability diagrams: one panel per task, one line per family (points: non-empty bins)."""
+    from matplotlib.figure import Figure
+
+    columns = min(4, len(tasks))
+    lines = math.ceil(len(tasks) / columns)
+    figure = Figure(figsize=(3 * columns, 3 * lines))
+    families = [family for family in FAMILY_IDS if any(row.family == family for row in rows)]
+    for number, task in enumerate(tasks):
+        axes = figure.add_subplot(lines, columns, number + 1)
+        axes.plot([0, 1], [0, 1], color="0.7", linewidth=1)
+        for family in families:
+            found = next((row for row in rows if row.task == task and row.family == family), None)
+            if found is None or found.binary is None:
+                continue
+            points = [(b.mean_probability, b.manipulated_share) for b in found.binary.reliability if b.samples]
+            axes.plot(
+                *zip(*points), marker="o", markersize=3, label=FAMILY_TITLES[family], color=f"C{families.index(family)}"
+            )
+        axes.set_title(task, fontsize=9)
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.tick_params(labelsize=7)
+    figure.axes[0].legend(fontsize=7)
+    figure.supxlabel("mean probability of manipulated")
+    figure.supylabel("share manipulated")
+    return figure
 
 
 def write_report_folder(document: ReproduceDocument, out: Path) -> ReproduceDocument:

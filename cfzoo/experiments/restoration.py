@@ -21,12 +21,12 @@ from cfzoo.data import (
 )
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.context import ExperimentContext
-from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse, quality_sums
+from cfzoo.metrics import finite_or_none, psnr_from_mse, quality_sums, tpr_change
 from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, reported_families
-from cfzoo.results import Quality, RestorationQuality, RestorationReport, RestorationRow, TprChange
+from cfzoo.results import Quality, RestorationQuality, RestorationReport, RestorationRow
 from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.resolve import is_available
 from cfzoo.zoo.restorers import (
@@ -137,11 +137,11 @@ def evaluate_restoration(
                     ),
                     restore_seconds=round(seconds[entry.discriminator], 2),
                     tpr={
-                        detector_entry.family: TprChange(
-                            model=detector_entry.id,
-                            before=_tpr(before[detector_entry.family]),
-                            after=_tpr(after[entry.discriminator][detector_entry.family]),
-                            paper=paper_tpr(task, entry.discriminator, detector_entry.family),
+                        detector_entry.family: tpr_change(
+                            detector_entry.id,
+                            before[detector_entry.family],
+                            after[entry.discriminator][detector_entry.family],
+                            paper_tpr(task, entry.discriminator, detector_entry.family),
                         )
                         for detector_entry in entries
                     },
@@ -160,11 +160,6 @@ def evaluate_restoration(
 def _quality(sums: np.ndarray, samples: int, images: int) -> Quality:
     """PSNR and SSIM from (sum of squared errors, sum of SSIM) over ``images`` holding ``samples`` values."""
     return Quality(psnr_db=finite_or_none(psnr_from_mse(sums[0] / samples)), ssim=round(float(sums[1]) / images, 6))
-
-
-def _tpr(decisions: list[np.ndarray]) -> float:
-    called = np.concatenate(decisions)
-    return detection_rates(np.ones(len(called), dtype=bool), called).tpr
 
 
 def restoration_markdown(report: RestorationReport) -> str:

@@ -24,7 +24,7 @@ from cfzoo.errors import CfzooError, option
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.files import check_writable, write_atomically
 from cfzoo.images import save_png
-from cfzoo.metrics import detection_rates, finite_or_none, psnr_from_mse
+from cfzoo.metrics import finite_or_none, psnr_from_mse, tpr_change
 from cfzoo.ops.attacks.battery import (
     attack_parameters,
     check_method_fits,
@@ -39,7 +39,7 @@ from cfzoo.ops.scoring import called_manipulated
 from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.paper import PAPER_NUMBERS, PAPER_TABLES, paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
-from cfzoo.results import AttackReport, AttackRow, TprChange
+from cfzoo.results import AttackReport, AttackRow
 from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.registry import ModelEntry
 
@@ -128,11 +128,11 @@ def attack_patch_set(
         mean_queries=round(queries / len(rows), 4) if get_attack(settings.method).reports_queries else None,
         seconds=round(time.perf_counter() - started, 2),
         tpr={
-            entry.column: TprChange(
-                model=entry.id,
-                before=_tpr(before[entry.column]),
-                after=_tpr(after[entry.column]),
-                paper=None
+            entry.column: tpr_change(
+                entry.id,
+                before[entry.column],
+                after[entry.column],
+                None
                 if target.is_ensemble
                 else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
             )
@@ -268,11 +268,6 @@ def attack_markdown(report: AttackReport) -> str:
         ),
     ]
     return "\n".join(lines)
-
-
-def _tpr(decisions: list[np.ndarray]) -> float:
-    called = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
-    return detection_rates(np.ones(len(called), dtype=bool), called).tpr
 
 
 def _save_patches(

@@ -22,9 +22,13 @@ are current and that real outputs validate against them). The documents with row
 from pydantic import BaseModel
 
 from cfzoo.results.attacks import (
+    HEALTH_FLAGS,
+    LOW_FPR_RULE,
     AttackParameters,
     AttackReport,
     AttackRow,
+    HealthFlag,
+    RankingMetrics,
     RobustnessReport,
     RobustnessRow,
     TprChange,
@@ -72,6 +76,7 @@ from cfzoo.results.reproduce import (
     StageSeconds,
 )
 from cfzoo.results.tables import (
+    BinaryMetrics,
     CheckpointRow,
     CheckpointTable,
     DetectionRow,
@@ -79,6 +84,7 @@ from cfzoo.results.tables import (
     PaperRates,
     Quality,
     Rates,
+    ReliabilityBin,
     RestorationQuality,
     RestorationReport,
     RestorationRow,
@@ -110,6 +116,12 @@ def json_schema(name: str) -> dict:
 
 
 __all__ = [
+    "ReliabilityBin",
+    "HEALTH_FLAGS",
+    "HealthFlag",
+    "RankingMetrics",
+    "LOW_FPR_RULE",
+    "BinaryMetrics",
     "GridShares",
     "ImageAttackSummary",
     "ImageRestoration",

@@ -16,7 +16,9 @@ class TprChange(Result):
 
     model: str
     before: float
+    before_interval: list[float | None] = Field(description="95% Wilson interval [low, high]")
     after: float
+    after_interval: list[float | None] = Field(description="95% Wilson interval [low, high]")
     paper: float | None = Field(description="the paper's TPR after, where it reports this setting")
 
 
@@ -30,6 +32,8 @@ def tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) ->
             **(tail or {}),
             "tpr_before": rates.before,
             "tpr_after": rates.after,
+            "tpr_after_low": rates.after_interval[0],
+            "tpr_after_high": rates.after_interval[1],
             "paper_tpr_after": rates.paper,
         }
         for family, rates in tpr.items()
@@ -88,7 +92,19 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
     )
 
     def csv_columns(self) -> tuple[str, ...]:
-        return ("task", "target", "family", "model", "patches", "psnr_db", "tpr_before", "tpr_after", "paper_tpr_after")
+        return (
+            "task",
+            "target",
+            "family",
+            "model",
+            "patches",
+            "psnr_db",
+            "tpr_before",
+            "tpr_after",
+            "tpr_after_low",
+            "tpr_after_high",
+            "paper_tpr_after",
+        )
 
     def csv_rows(self) -> list[dict]:
         """One row per task and detector column."""
@@ -103,15 +119,60 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
 
 # --- robustness: the battery at several eps ----------------------------------------------------------
 
+#: How the low-FPR operating points of :class:`RankingMetrics` are set.
+LOW_FPR_RULE = (
+    "threshold taken on the pristine patches: the smallest score above which at most that share of them score"
+)
+
+
+class RankingMetrics(Result):
+    """How well a detector's score separates manipulated from pristine patches, whatever its threshold: threshold-free
+    metrics and operating points at a low false positive rate, with 95% intervals (a stratified bootstrap drawn with
+    the report's seed)."""
+
+    auc: float | None = Field(description="area under the ROC curve (0..1), ties counting half")
+    auc_interval: list[float | None] = Field(description="95% bootstrap interval [low, high]")
+    average_precision: float | None = Field(description="precision averaged over recall steps (0..1)")
+    eer: float | None = Field(description="equal error rate, percent: where FPR equals FNR")
+    eer_interval: list[float | None] = Field(description="95% bootstrap interval [low, high], percent")
+    tpr_at_fpr_1: float | None = Field(description=f"TPR percent at FPR 1%; {LOW_FPR_RULE}")
+    tpr_at_fpr_5: float | None = Field(description=f"TPR percent at FPR 5%; {LOW_FPR_RULE}")
+
+
+#: What a health flag can say about a robustness evaluation (docs/robustness.md, "Health flags").
+HEALTH_FLAGS = (
+    "not-monotone",
+    "gradient-free-beats-gradient",
+    "zero-gradients",
+    "not-deterministic",
+    "companion-disagrees",
+)
+
+
+class HealthFlag(Result):
+    """A sign that an evaluation is unreliable, with where it was seen and one line saying what it means."""
+
+    flag: Literal[HEALTH_FLAGS]
+    task: str
+    eps: int | None = Field(description="where the flag concerns one eps")
+    attack: str | None = Field(description="where the flag concerns one attack")
+    detail: str
+
 
 class RobustnessRow(Result):
     task: str
     model: str = Field(description="the attacked model's id; an ensemble's ids joined by +")
     patches: int
     tpr_before: float
+    tpr_before_interval: list[float | None] = Field(description="95% Wilson interval")
     eps: int = Field(description="0 for the row of the unattacked patches (attack none)")
     attack: str = Field(description="an attack of the battery, worst-case, or none")
     tpr_after: float
+    tpr_after_interval: list[float | None] = Field(description="95% Wilson interval")
+    pristine: int = Field(description="pristine test patches the ranking metrics compare against")
+    ranking: RankingMetrics = Field(
+        description="the target's score on these (attacked) manipulated patches against the pristine ones"
+    )
     psnr_db: float | None
     mean_queries: float | None = Field(description="detector runs per patch; null for the worst-case and none rows")
     seconds: float
@@ -129,7 +190,9 @@ _ROBUSTNESS_COLUMNS = (
     "psnr_db",
     "mean_queries",
     "seconds",
+    "pristine",
 )
+_RANKING_COLUMNS = ("auc", "average_precision", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5")
 
 
 class RobustnessReport(Tabular, Result):
@@ -146,15 +209,26 @@ class RobustnessReport(Tabular, Result):
     dataset: str
     test_devices: list[str]
     rows: list[RobustnessRow]
+    health: list[HealthFlag] = Field(description="signs that this evaluation is unreliable; empty when none")
 
     def csv_columns(self) -> tuple[str, ...]:
-        return (*_ROBUSTNESS_COLUMNS, *(f"tpr_jpeg{quality}" for quality in self.recompress))
+        return (
+            *_ROBUSTNESS_COLUMNS,
+            "tpr_after_low",
+            "tpr_after_high",
+            *_RANKING_COLUMNS,
+            *(f"tpr_jpeg{quality}" for quality in self.recompress),
+        )
 
     def csv_rows(self) -> list[dict]:
-        """One row per task, eps and attack; the recompressed TPRs as columns tpr_jpeg<Q>."""
+        """One row per task, eps and attack: the TPR's interval, the ranking metrics and the recompressed TPRs as
+        columns tpr_jpeg<Q> (the health flags are in the JSON)."""
         return [
             {
                 **{column: getattr(row, column) for column in _ROBUSTNESS_COLUMNS},
+                "tpr_after_low": row.tpr_after_interval[0],
+                "tpr_after_high": row.tpr_after_interval[1],
+                **{column: getattr(row.ranking, column) for column in _RANKING_COLUMNS},
                 **{f"tpr_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress},
             }
             for row in self.rows

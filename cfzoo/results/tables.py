@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cfzoo.results.attacks import TprChange, tpr_rows
+from cfzoo.results.attacks import RankingMetrics, TprChange, tpr_rows
 from cfzoo.results.base import RESULTS_SCHEMA_VERSION, Result, Tabular, absent_when_none
 
 # --- Table I: detection ----------------------------------------------------------------------------
@@ -26,6 +26,30 @@ class PaperRates(Result):
     acc: float
 
 
+class ReliabilityBin(Result):
+    """One equal-width bin of the probability of "manipulated": a point of the reliability diagram."""
+
+    low: float
+    high: float
+    samples: int
+    mean_probability: float | None = Field(description="null for an empty bin")
+    manipulated_share: float | None = Field(description="share of the bin's samples that are manipulated (0..1)")
+
+
+class BinaryMetrics(RankingMetrics):
+    """One detector on labelled patches: the ranking metrics, calibration, and 95% Wilson intervals of the rates at
+    the model's threshold."""
+
+    balanced_accuracy: float | None = Field(description="mean of TPR and TNR at the model's threshold, percent")
+    fpr_interval: list[float | None] = Field(description="95% Wilson interval of the FPR at the model's threshold")
+    tpr_interval: list[float | None] = Field(description="95% Wilson interval of the TPR at the model's threshold")
+    acc_interval: list[float | None] = Field(description="95% Wilson interval of the accuracy")
+    ece: float | None = Field(description="expected calibration error, percent, over ece_bins equal-width bins")
+    ece_bins: int
+    brier: float | None = Field(description="mean squared error of the probability of manipulated (0..1)")
+    reliability: list[ReliabilityBin] = Field(description="the reliability diagram: one point per ECE bin")
+
+
 class DetectionRow(Result):
     task: str
     family: str
@@ -37,6 +61,40 @@ class DetectionRow(Result):
     acc: float | None
     paper: PaperRates | None
     trained_on_test_devices: list[str]
+    binary: BinaryMetrics | None = absent_when_none("ranking, low-FPR and calibration metrics with intervals")
+
+
+_BINARY_COLUMNS = (
+    "auc",
+    "auc_low",
+    "auc_high",
+    "average_precision",
+    "eer",
+    "eer_low",
+    "eer_high",
+    "tpr_at_fpr_1",
+    "tpr_at_fpr_5",
+    "balanced_accuracy",
+    "fpr_low",
+    "fpr_high",
+    "tpr_low",
+    "tpr_high",
+    "acc_low",
+    "acc_high",
+    "ece",
+    "ece_bins",
+    "brier",
+)
+
+
+def _binary_cells(metrics: BinaryMetrics | None) -> dict:
+    """A :class:`BinaryMetrics` as flat CSV cells, each interval as two (``_low``, ``_high``)."""
+    if metrics is None:
+        return {}
+    cells = metrics.model_dump(exclude={"reliability"})
+    for name in ("auc", "eer", "fpr", "tpr", "acc"):
+        cells[f"{name}_low"], cells[f"{name}_high"] = cells.pop(f"{name}_interval")
+    return cells
 
 
 class DetectionTable(Tabular, Result):
@@ -57,6 +115,7 @@ class DetectionTable(Tabular, Result):
             "paper_fpr",
             "paper_tpr",
             "paper_acc",
+            *_BINARY_COLUMNS,
         )
 
     def csv_rows(self) -> list[dict]:
@@ -67,6 +126,7 @@ class DetectionTable(Tabular, Result):
                     f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate)
                     for rate in ("fpr", "tpr", "acc")
                 },
+                **_binary_cells(row.binary),
             }
             for row in self.rows
         ]
@@ -179,6 +239,8 @@ class RestorationReport(Tabular, Result):
             "ssim_restored",
             "tpr_before",
             "tpr_after",
+            "tpr_after_low",
+            "tpr_after_high",
             "paper_tpr_after",
         )
 

@@ -1,0 +1,137 @@
+"""Health flags of a robustness evaluation: signs that its numbers are not to be trusted (docs/robustness.md).
+
+- ``not-monotone``: an attack's own run at a larger eps left more patches detected than its run at a smaller one.
+  An attacker allowed eps may use any perturbation of a smaller eps, so this is the attack failing (Square's
+  random search at a large eps is the known case); the report's rows are envelopes (each patch's best result at
+  this eps or any smaller one), so they stay monotone, and the flag says the raw run was not.
+- ``gradient-free-beats-gradient``: at some eps a gradient-free attack (Square) leaves fewer patches detected
+  than every gradient attack, beyond their 95% intervals: the gradients mislead (gradient masking, or a broken
+  companion), so the gradient attacks' figures overstate robustness.
+- ``zero-gradients``: a gradient attack met a zero gradient (or a non-finite score) on more than a few patches;
+  those patches were not really attacked.
+- ``not-deterministic``: the target scored the same patches twice and gave different numbers; every figure of the
+  report is then one draw of a random variable.
+- ``companion-disagrees``: the gradient companion's scores do not follow the detector's (correlation below 0.9 on
+  the patches attacked), so its gradient is not the detector's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cfzoo.ops.attacks.battery import needs_gradient
+from cfzoo.ops.attacks.common import AttackResult, AttackTarget
+from cfzoo.ops.attacks.registry import attack_names
+from cfzoo.results import HealthFlag, RobustnessRow
+from cfzoo.zoo.runtime import to_model_input
+
+#: Zero gradients on more than this share of the patches (and more than two of them) raise ``zero-gradients``.
+ZERO_GRADIENT_SHARE = 0.02
+#: Below this correlation between the companion's and the detector's scores, ``companion-disagrees``.
+COMPANION_CORRELATION = 0.9
+#: Patches the companion is compared with the detector on.
+COMPANION_PATCHES = 16
+
+
+def check_target(
+    task: str, target: AttackTarget, patches: np.ndarray, margins: np.ndarray, attacks: Sequence[str]
+) -> list[HealthFlag]:
+    """``not-deterministic`` (the target scores ``patches`` again) and, when an attack uses gradients,
+    ``companion-disagrees`` for each member with a companion."""
+    flags = []
+    again = target.margin(patches)
+    if not np.array_equal(again, margins, equal_nan=True):
+        changed = int(np.sum(again != margins))
+        flags.append(
+            _flag(
+                "not-deterministic",
+                task,
+                f"scoring the same {len(patches)} patches twice changed {changed} scores; every figure is one draw",
+            )
+        )
+    if not any(needs_gradient(attack) for attack in attacks):
+        return flags
+    images = to_model_input(patches[:COMPANION_PATCHES])
+    for detector, companion in zip(target.detectors, target.companions):
+        if companion is None or len(images) < 3:
+            continue
+        hard = detector.logits(images).astype(np.float64)
+        soft, _ = companion.logits_and_gradient(images, np.ones(len(images), dtype=np.int64))
+        hard_margin, soft_margin = hard[:, 1] - hard[:, 0], soft[:, 1].astype(np.float64) - soft[:, 0]
+        if np.std(hard_margin) == 0 or np.std(soft_margin) == 0:
+            continue
+        correlation = float(np.corrcoef(hard_margin, soft_margin)[0, 1])
+        if not correlation >= COMPANION_CORRELATION:
+            flags.append(
+                _flag(
+                    "companion-disagrees",
+                    task,
+                    f"{detector.entry.id}'s gradient companion scores correlate {correlation:.2f} with the detector's "
+                    f"(below {COMPANION_CORRELATION}); its gradient is not the detector's: re-export or re-register it",
+                )
+            )
+    return flags
+
+
+def run_flags(
+    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_tpr: float | None
+) -> list[HealthFlag]:
+    """The flags one run raises: ``zero-gradients`` and, against the same attack's run at the next smaller eps
+    (``smaller_eps_tpr``, percent), ``not-monotone``."""
+    flags = []
+    stuck = int(np.sum(result.zero_gradient) + np.sum(~np.isfinite(margins)))
+    if needs_gradient(attack) and stuck > max(2, ZERO_GRADIENT_SHARE * len(margins)):
+        flags.append(
+            _flag(
+                "zero-gradients",
+                task,
+                f"{stuck} of {len(margins)} patches had a zero gradient or a non-finite score; they were not attacked",
+                eps,
+                attack,
+            )
+        )
+    tpr = 100.0 * float(np.mean(margins > 0))
+    if smaller_eps_tpr is not None and tpr > smaller_eps_tpr:
+        flags.append(
+            _flag(
+                "not-monotone",
+                task,
+                f"its run left {tpr:.1f}% detected, more than its {smaller_eps_tpr:.1f}% at a smaller eps: the attack "
+                "failed; the row reports each patch's best result at this eps or a smaller one",
+                eps,
+                attack,
+            )
+        )
+    return flags
+
+
+def battery_flags(task: str, rows: Sequence[RobustnessRow]) -> list[HealthFlag]:
+    """``gradient-free-beats-gradient`` at each eps of one task's attack rows."""
+    flags = []
+    for eps in dict.fromkeys(row.eps for row in rows):
+        at_eps = [row for row in rows if row.eps == eps and row.attack in attack_names()]
+        gradient = [row for row in at_eps if needs_gradient(row.attack)]
+        free = [row for row in at_eps if not needs_gradient(row.attack)]
+        if not gradient or not free:
+            continue
+        best_free = min(free, key=lambda row: row.tpr_after)
+        best_gradient = min(gradient, key=lambda row: row.tpr_after)
+        if best_free.tpr_after_interval[1] < best_gradient.tpr_after_interval[0]:
+            flags.append(
+                _flag(
+                    "gradient-free-beats-gradient",
+                    task,
+                    f"{best_free.attack} leaves {best_free.tpr_after:.1f}% detected, every gradient attack at least "
+                    f"{best_gradient.tpr_after:.1f}% ({best_gradient.attack}), beyond their 95% intervals: the "
+                    "gradients mislead (masking or a broken companion); the gradient attacks overstate robustness",
+                    eps,
+                    best_free.attack,
+                )
+            )
+    return flags
+
+
+def _flag(flag: str, task: str, detail: str, eps: int | None = None, attack: str | None = None) -> HealthFlag:
+    return HealthFlag(flag=flag, task=task, eps=eps, attack=attack, detail=detail)

@@ -1,0 +1,172 @@
+"""Health flags of a robustness evaluation: each raised where its cause is real, and silent where it is not."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from typer.testing import CliRunner
+
+from cfzoo.cli import app
+from cfzoo.experiments.health import battery_flags, check_target, run_flags
+from cfzoo.ops.attacks.common import AttackResult, AttackTarget
+from cfzoo.results import HEALTH_FLAGS, RankingMetrics, RobustnessRow
+from cfzoo.zoo.catalog import open_companion, open_detector
+from cfzoo.zoo.resolve import ResolvedFile
+from cfzoo.zoo.runtime import GradientModel
+
+runner = CliRunner()
+MODELS = ["spam-jpeg70", "bayar2016-jpeg70"]
+
+
+def test_an_attack_that_does_worse_at_a_larger_eps_is_flagged_and_its_rows_stay_envelopes(models, sample_root):
+    """FGSM's single step at eps 4 overshoots where eps 1 fooled SPAM+SVM: flagged, and the row keeps eps 1's best."""
+    battery = ["robustness", "-T", "spam", "-t", "jpeg70", "-a", "fgsm", "--eps", "1", "--eps", "4"]
+    battery += ["--max-patches", "12", "--recompress", "90", "--data", str(sample_root)]
+    result = runner.invoke(app, [*battery, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    flags = [flag for flag in report["health"] if flag["flag"] == "not-monotone"]
+    assert flags and flags[0]["attack"] == "fgsm" and flags[0]["eps"] == 4 and flags[0]["task"] == "jpeg70"
+    by_eps = {row["eps"]: row for row in report["rows"] if row["attack"] == "fgsm"}
+    assert by_eps[4]["tpr_after"] <= by_eps[1]["tpr_after"] < by_eps[1]["tpr_before"]
+    for row in report["rows"]:
+        low, high = row["tpr_after_interval"]
+        assert low <= row["tpr_after"] <= high and row["pristine"] == row["patches"] == 12
+        assert 0 <= row["ranking"]["auc"] <= 1
+    clean = next(row for row in report["rows"] if row["attack"] == "none")
+    assert clean["ranking"]["auc"] >= by_eps[1]["ranking"]["auc"]  # attacking hurts the ranking too
+    table = runner.invoke(app, battery)
+    assert table.exit_code == 0 and table.stdout.startswith("FLAGGED: this evaluation may be unreliable (not-monotone")
+    assert "not-monotone: jpeg70, eps 4, fgsm:" in table.stdout
+
+
+def _row(attack: str, eps: int, detected: int, patches: int = 40) -> RobustnessRow:
+    from cfzoo.metrics import wilson_interval
+
+    share = 100.0 * detected / patches
+    return RobustnessRow(
+        task="jpeg70",
+        model="m",
+        patches=patches,
+        tpr_before=100.0,
+        tpr_before_interval=[91.2, 100.0],
+        eps=eps,
+        attack=attack,
+        tpr_after=share,
+        tpr_after_interval=list(wilson_interval(detected, patches)),
+        pristine=patches,
+        ranking=RankingMetrics(
+            auc=0.5,
+            auc_interval=[0.4, 0.6],
+            average_precision=0.5,
+            eer=50.0,
+            eer_interval=[40.0, 60.0],
+            tpr_at_fpr_1=1.0,
+            tpr_at_fpr_5=5.0,
+        ),
+        psnr_db=None,
+        mean_queries=None,
+        seconds=0.0,
+        recompressed={},
+    )
+
+
+def test_a_gradient_free_attack_beating_every_gradient_attack_is_flagged_only_beyond_the_intervals():
+    masked = [_row("pgd", 1, 20), _row("fgsm", 1, 30), _row("square", 1, 0), _row("worst-case", 1, 0)]
+    [flag] = battery_flags("jpeg70", masked)
+    assert flag.flag == "gradient-free-beats-gradient" and flag.attack == "square" and "pgd" in flag.detail
+    close = [_row("pgd", 1, 3), _row("square", 1, 1)]  # 2.5% against 7.5% of 40: within the intervals
+    assert battery_flags("jpeg70", close) == []
+
+
+def test_zero_gradients_on_more_than_a_few_patches_are_flagged():
+    def result(stuck: int) -> AttackResult:
+        zero = np.zeros(40, dtype=bool)
+        zero[:stuck] = True
+        return AttackResult(np.zeros((40, 1, 1, 3), np.uint8), np.ones(40), zero, np.ones(40))
+
+    margins = np.full(40, -1.0)
+    assert run_flags("median7", 1, "pgd", margins, result(2), None) == []
+    [flag] = run_flags("median7", 1, "pgd", margins, result(5), None)
+    assert flag.flag == "zero-gradients" and flag.detail.startswith("5 of 40")
+    assert run_flags("median7", 1, "square", margins, result(5), None) == []  # no gradient, no flag
+
+
+def _graph(path, nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+IMAGE = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 128, 128])
+LOGITS = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+
+
+def _mean_score_nodes(sign: float, noise: bool = False):
+    """logits = [0, sign * (mean brightness / 255 - 0.5) * 20], plus uniform noise when asked."""
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sub", ["mean", "half"], ["centred"]),
+        helper.make_node("Mul", ["centred", "scale"], ["raw"]),
+    ]
+    initializers = [
+        helper.make_tensor("half", TensorProto.FLOAT, [], [127.5]),
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [sign * 20.0 / 255.0]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+    ]
+    if noise:
+        nodes += [
+            helper.make_node("RandomUniformLike", ["raw"], ["jitter"]),
+            helper.make_node("Add", ["raw", "jitter"], ["score"]),
+        ]
+    else:
+        nodes += [helper.make_node("Identity", ["raw"], ["score"])]
+    nodes += [
+        helper.make_node("Mul", ["score", "zero"], ["nothing"]),
+        helper.make_node("Unsqueeze", ["nothing", "axis"], ["first"]),
+        helper.make_node("Unsqueeze", ["score", "axis"], ["second"]),
+        helper.make_node("Concat", ["first", "second"], ["logits"], axis=1),
+    ]
+    initializers.append(helper.make_tensor("axis", TensorProto.INT64, [1], [1]))
+    return nodes, initializers
+
+
+@pytest.fixture
+def brightness_patches():
+    return np.stack([np.full((128, 128, 3), level, np.uint8) for level in np.linspace(20, 235, 8).astype(int)])
+
+
+def test_a_detector_that_is_not_deterministic_is_flagged(tmp_path, brightness_patches):
+    nodes, initializers = _mean_score_nodes(1.0, noise=True)
+    _graph(tmp_path / "noisy.onnx", nodes, [IMAGE], [LOGITS], initializers)
+    target = AttackTarget.of(open_detector(tmp_path / "noisy.onnx", task="jpeg70", providers="cpu"))
+    flags = check_target("jpeg70", target, brightness_patches, target.margin(brightness_patches), ["square"])
+    assert [flag.flag for flag in flags] == ["not-deterministic"]
+    steady_nodes, steady_initializers = _mean_score_nodes(1.0)
+    _graph(tmp_path / "steady.onnx", steady_nodes, [IMAGE], [LOGITS], steady_initializers)
+    steady = AttackTarget.of(open_detector(tmp_path / "steady.onnx", task="jpeg70", providers="cpu"))
+    assert check_target("jpeg70", steady, brightness_patches, steady.margin(brightness_patches), ["square"]) == []
+
+
+def test_a_companion_whose_scores_do_not_follow_the_detector_is_flagged(tmp_path, brightness_patches):
+    nodes, initializers = _mean_score_nodes(1.0)
+    _graph(tmp_path / "bright.onnx", nodes, [IMAGE], [LOGITS], initializers)
+    detector = open_detector(tmp_path / "bright.onnx", task="jpeg70", providers="cpu")
+    # a "companion" that scores the opposite way (its gradient output is the image itself: any tensor will do)
+    flipped, flipped_initializers = _mean_score_nodes(-1.0)
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])
+    grad = helper.make_tensor_value_info("grad", TensorProto.FLOAT, ["batch", 3, 128, 128])
+    flipped.append(helper.make_node("Identity", ["image"], ["grad"]))
+    flipped.append(helper.make_node("Cast", ["label"], ["unused"], to=TensorProto.FLOAT))
+    _graph(tmp_path / "wrong.grad.onnx", flipped, [IMAGE, label], [LOGITS, grad], flipped_initializers)
+    wrong = GradientModel(detector.entry, ResolvedFile(tmp_path / "wrong.grad.onnx", "path"), ("CPUExecutionProvider",))
+    target = AttackTarget((detector,), (wrong,))
+    [flag] = check_target("jpeg70", target, brightness_patches, target.margin(brightness_patches), ["pgd"])
+    assert flag.flag == "companion-disagrees" and "-1.00" in flag.detail
+    assert flag.flag in HEALTH_FLAGS
+    # a shipped detector and its own companion agree
+    shipped = AttackTarget.of(
+        open_detector("bayar2016-jpeg70", providers="cpu"), open_companion("bayar2016-jpeg70", providers="cpu")
+    )
+    assert check_target("jpeg70", shipped, brightness_patches, shipped.margin(brightness_patches), ["pgd"]) == []
