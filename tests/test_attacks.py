@@ -317,8 +317,9 @@ def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, 
     assert row["psnr_db"] >= 48.13 and 0 < row["mse"] <= 1
     assert set(row["tpr"]) >= {"bayar2016", "spam", "cozzolino2017"}
     for family, rates in row["tpr"].items():
-        assert set(rates) == {"model", "before", "after", "paper"} and rates["model"] == f"{family}-jpeg70"
-        assert 0 <= rates["after"] <= 100 and 0 <= rates["before"] <= 100
+        assert set(rates) == {"model", "before", "before_interval", "after", "after_interval", "paper"}
+        assert rates["model"] == f"{family}-jpeg70" and 0 <= rates["after"] <= 100 and 0 <= rates["before"] <= 100
+        assert rates["after_interval"][0] <= rates["after"] <= rates["after_interval"][1]
     assert row["tpr"]["cozzolino2017"]["paper"] == 0.08 and row["tpr"]["bayar2016"]["paper"] == 0.0
 
     with open(saved / "index.csv") as stream:

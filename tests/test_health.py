@@ -92,6 +92,10 @@ def test_zero_gradients_on_more_than_a_few_patches_are_flagged():
     [flag] = run_flags("median7", 1, "pgd", margins, result(5), None)
     assert flag.flag == "zero-gradients" and flag.detail.startswith("5 of 40")
     assert run_flags("median7", 1, "square", margins, result(5), None) == []  # no gradient, no flag
+    detected = np.r_[np.ones(11), -np.ones(29)]  # 27.5% at this eps and at the smaller one: monotone
+    assert run_flags("median7", 2, "square", detected, result(0), 27.5) == []
+    [flag] = run_flags("median7", 2, "square", detected, result(0), 25.0)
+    assert flag.flag == "not-monotone" and flag.eps == 2
 
 
 def _graph(path, nodes, inputs, outputs, initializers=()):

@@ -92,7 +92,7 @@ def run_flags(
                 attack,
             )
         )
-    tpr = 100.0 * float(np.mean(margins > 0))
+    tpr = round(100.0 * float(np.mean(margins > 0)), 4)  # as the rows round it, so equal shares compare equal
     if smaller_eps_tpr is not None and tpr > smaller_eps_tpr:
         flags.append(
             _flag(
