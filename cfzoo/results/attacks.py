@@ -22,6 +22,10 @@ class TprChange(Result):
     paper: float | None = Field(description="the paper's TPR after, where it reports this setting")
 
 
+#: The CSV columns :func:`tpr_rows` fills for each detector, in order.
+TPR_COLUMNS = ("tpr_before", "tpr_after", "tpr_after_low", "tpr_after_high", "paper_tpr_after")
+
+
 def tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) -> list[dict]:
     """One flat row per detector column of a ``tpr`` mapping, ``head``'s fields first."""
     return [
@@ -99,11 +103,7 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
             "model",
             "patches",
             "psnr_db",
-            "tpr_before",
-            "tpr_after",
-            "tpr_after_low",
-            "tpr_after_high",
-            "paper_tpr_after",
+            *TPR_COLUMNS,
         )
 
     def csv_rows(self) -> list[dict]:

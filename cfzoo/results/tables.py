@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cfzoo.results.attacks import RankingMetrics, TprChange, tpr_rows
+from cfzoo.results.attacks import TPR_COLUMNS, RankingMetrics, TprChange, tpr_rows
 from cfzoo.results.base import RESULTS_SCHEMA_VERSION, Result, Tabular, absent_when_none
 
 # --- Table I: detection ----------------------------------------------------------------------------
@@ -237,11 +237,7 @@ class RestorationReport(Tabular, Result):
             "psnr_db_restored",
             "ssim_filtered",
             "ssim_restored",
-            "tpr_before",
-            "tpr_after",
-            "tpr_after_low",
-            "tpr_after_high",
-            "paper_tpr_after",
+            *TPR_COLUMNS,
         )
 
     def csv_rows(self) -> list[dict]:
