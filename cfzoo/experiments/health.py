@@ -109,9 +109,9 @@ def run_flags(
 
 def battery_flags(task: str, rows: Sequence[RobustnessRow]) -> list[HealthFlag]:
     """``gradient-free-beats-gradient`` at each eps of one task's attack rows."""
-    flags = []
+    flags, battery = [], set(attack_names())
     for eps in dict.fromkeys(row.eps for row in rows):
-        at_eps = [row for row in rows if row.eps == eps and row.attack in attack_names()]
+        at_eps = [row for row in rows if row.eps == eps and row.attack in battery]
         gradient = [row for row in at_eps if needs_gradient(row.attack)]
         free = [row for row in at_eps if not needs_gradient(row.attack)]
         if not gradient or not free:
