@@ -131,34 +131,37 @@ def attack(
     seed: int = 0,
     survive_jpeg: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    pristine: np.ndarray | None = None,
+    goal: str = "hide",
+    partners: np.ndarray | None = None,
 ) -> np.ndarray:
     """Adversarial patches against ``model``: uint8, the shape given ([N,128,128,3] or one 128 x 128 x 3 patch),
     each pixel within ``eps`` gray levels (an integer) of the original. ``method``: a registered attack
     (:func:`cfzoo.ops.attacks.registry.attacks`; ``cfzoo attack --help`` says what each does): ``fgsm`` (one step of
     eps), ``ifgsm`` (steps of 1), ``pgd`` (random start, ``iterations`` steps, ``restarts``), ``apgd`` (step-size
     free), ``square`` (black-box, at most ``queries`` detector runs per patch; needs no gradient companion), against a
-    SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of ``pristine``, each
-    patch's unmanipulated partner) or ``spam-close``, and any attack registered since. ``seed`` drives the random starts and
-    proposals. docs/attacks.md says how each one meets the integers. A list of models is an ensemble: patches that
-    every one of them calls pristine (the attacks that declare ``ensemble``). ``survive_jpeg=Q`` aims at the patches
-    as stored after JPEG at quality Q (the same attacks)."""
+    SPAM+SVM detector also the paper's feature-space descent, ``spam-prist`` (towards the SPAM of ``partners``, each
+    patch's partner of the other class: its unmanipulated original when hiding) or ``spam-close``, and any attack
+    registered since. ``seed`` drives the random starts and proposals. docs/attacks.md says how each one meets the
+    integers. ``goal``: ``hide`` (manipulated patches made to look pristine) or ``frame`` (pristine patches made to
+    look manipulated). A list of models is an ensemble, which calls a patch manipulated when any member does: hiding
+    needs patches that every one of them calls pristine (the attacks that declare ``ensemble``). ``survive_jpeg=Q``
+    aims at the patches as stored after JPEG at quality Q (the same attacks)."""
     models = [model] if isinstance(model, Model) else list(model)
     if not models or not all(isinstance(member, Model) for member in models):
         raise CfzooError("attack takes a Model from cfzoo.load_detector, or a list of them for an ensemble")
     batch, single = _patch_batch(patches)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg)
+    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, survive_jpeg, goal=goal)
     check_settings(settings, ensemble=len(models) > 1)
     detectors = tuple(member._detector for member in models)
     companions = tuple(open_companion(detector) if needs_gradient(method) else None for detector in detectors)
-    if pristine is not None:
-        if not get_attack(method).needs_pristine:
+    if partners is not None:
+        if not get_attack(method).needs_partners:
             raise CfzooError(
-                f"pristine patches are the goal of method {', '.join(attack_names(needs_pristine=True))} only, not {method}; leave them out"
+                f"partner patches are the goal of method {', '.join(attack_names(needs_partners=True))} only, not {method}; leave them out"
             )
-        pristine, _ = _patch_batch(pristine)
+        partners, _ = _patch_batch(partners)
     # checked above: the method fits the ensemble, the companions exist, the patches are uint8 [N,128,128,3]
-    result = run_attack(settings, AttackTarget(detectors, companions), batch, pristine=pristine)
+    result = run_attack(settings, AttackTarget(detectors, companions), batch, partners=partners)
     return result.patches[0] if single else result.patches
 
 

@@ -468,20 +468,25 @@ def aligned_pairs(patch_set: PatchSet) -> tuple[np.ndarray, np.ndarray]:
     """(pristine rows, manipulated rows), pair by pair: same source image, same position, so the two patches
     show the same pixels before and after the manipulation. Ascending by manipulated row."""
     manipulated = np.flatnonzero(patch_set.labels == 1)
-    return pristine_partners(patch_set, manipulated), manipulated
+    return partner_rows(patch_set, manipulated), manipulated
 
 
-def pristine_partners(patch_set: PatchSet, rows: np.ndarray) -> np.ndarray:
-    """The pristine row of each manipulated row in ``rows`` (same source image, same position), or a DataError
-    where one has none (tasks that change the size: resize)."""
+def partner_rows(patch_set: PatchSet, rows: np.ndarray) -> np.ndarray:
+    """The partner of each row in ``rows``: the row of the other class from the same source image at the same
+    position (a manipulated patch's pristine original, a pristine patch's manipulated copy), or a DataError where
+    one has none (tasks that change the size: resize)."""
+    rows = np.asarray(rows, dtype=np.int64)
     where = {
-        (int(patch_set.sources[row]), *map(int, patch_set.positions[row])): row
-        for row in np.flatnonzero(patch_set.labels == 0)
+        (int(patch_set.labels[row]), int(patch_set.sources[row]), *map(int, patch_set.positions[row])): row
+        for row in range(len(patch_set.labels))
     }
-    partners = [where.get((int(patch_set.sources[row]), *map(int, patch_set.positions[row]))) for row in rows]
+    partners = [
+        where.get((1 - int(patch_set.labels[row]), int(patch_set.sources[row]), *map(int, patch_set.positions[row])))
+        for row in rows
+    ]
     if any(partner is None for partner in partners):
         raise DataError(
-            f"the {patch_set.task} patch set has manipulated patches without a pristine partner (same photo, same place); "
+            f"the {patch_set.task} patch set has patches without a partner of the other class (same photo, same place); "
             "only tasks that keep the image size have them"
         )
     return np.asarray(partners, dtype=np.int64)

@@ -51,14 +51,15 @@ def extreme_patches(median7_patches):
 
 @pytest.mark.parametrize("method", attack_names())
 @pytest.mark.parametrize("eps", [1, 3])
-def test_every_attack_returns_integer_patches_inside_the_ball(method, eps, extreme_patches):
+@pytest.mark.parametrize("goal", ["hide", "frame"])
+def test_every_attack_returns_integer_patches_inside_the_ball(method, eps, goal, extreme_patches):
     options = {"queries": 20} if method == "square" else {}
-    if method in SPAM_FEATURE_METHODS:  # they attack SPAM+SVM; spam-prist aims at a pristine partner's feature
+    if method in SPAM_FEATURE_METHODS:  # they attack SPAM+SVM; spam-prist aims at a partner's feature
         model = cfzoo.load_detector("spam-median7")
-        options = {"iterations": 4, **({"pristine": extreme_patches[::-1].copy()} if method == "spam-prist" else {})}
+        options = {"iterations": 4, **({"partners": extreme_patches[::-1].copy()} if method == "spam-prist" else {})}
     else:
         model = cfzoo.load_detector("cozzolino2017-median7")
-    attacked = cfzoo.attack(model, extreme_patches, eps, method=method, **options)
+    attacked = cfzoo.attack(model, extreme_patches, eps, method=method, goal=goal, **options)
     assert attacked.dtype == np.uint8 and attacked.shape == extreme_patches.shape
     distance = np.abs(attacked.astype(int) - extreme_patches)
     assert distance.max() <= eps

@@ -292,7 +292,7 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert set(document) == {"schema", "settings", "detectors", "skipped", "images", "failed"}
-    assert document["schema"] == 2 and document["failed"] == 0 and document["skipped"] == []
+    assert document["schema"] == 3 and document["failed"] == 0 and document["skipped"] == []
     assert document["settings"]["stride"] == 64 and document["settings"]["patch_size"] == 128
     assert [d["model"] for d in document["detectors"]] == list(MODELS)
     image = document["images"][0]

@@ -30,10 +30,10 @@ def test_an_attack_that_does_worse_at_a_larger_eps_is_flagged_and_its_rows_stay_
     flags = [flag for flag in report["health"] if flag["flag"] == "not-monotone"]
     assert flags and flags[0]["attack"] == "fgsm" and flags[0]["eps"] == 4 and flags[0]["task"] == "jpeg70"
     by_eps = {row["eps"]: row for row in report["rows"] if row["attack"] == "fgsm"}
-    assert by_eps[4]["tpr_after"] <= by_eps[1]["tpr_after"] < by_eps[1]["tpr_before"]
+    assert by_eps[4]["flagged_after"] <= by_eps[1]["flagged_after"] < by_eps[1]["flagged_before"]
     for row in report["rows"]:
-        low, high = row["tpr_after_interval"]
-        assert low <= row["tpr_after"] <= high and row["pristine"] == row["patches"] == 12
+        low, high = row["flagged_after_interval"]
+        assert low <= row["flagged_after"] <= high and row["compared"] == row["patches"] == 12
         assert 0 <= row["ranking"]["auc"] <= 1
     clean = next(row for row in report["rows"] if row["attack"] == "none")
     assert clean["ranking"]["auc"] >= by_eps[1]["ranking"]["auc"]  # attacking hurts the ranking too
@@ -50,13 +50,13 @@ def _row(attack: str, eps: int, detected: int, patches: int = 40) -> RobustnessR
         task="jpeg70",
         model="m",
         patches=patches,
-        tpr_before=100.0,
-        tpr_before_interval=[91.2, 100.0],
+        flagged_before=100.0,
+        flagged_before_interval=[91.2, 100.0],
         eps=eps,
         attack=attack,
-        tpr_after=share,
-        tpr_after_interval=list(wilson_interval(detected, patches)),
-        pristine=patches,
+        flagged_after=share,
+        flagged_after_interval=list(wilson_interval(detected, patches)),
+        compared=patches,
         ranking=RankingMetrics(
             auc=0.5,
             auc_interval=[0.4, 0.6],

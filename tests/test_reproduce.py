@@ -83,7 +83,7 @@ def test_json_schema(models, run):
         "differences",
         "files",
     }
-    assert document["schema_version"] == 2
+    assert document["schema_version"] == 3
     assert document["settings"] == {
         "tasks": ["jpeg70", "median3"],
         "eps": 1,

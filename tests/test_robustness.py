@@ -98,22 +98,26 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
         (Path(__file__).resolve().parent.parent / "docs" / "schemas" / "robustness.schema.json").read_text()
     )
     jsonschema.Draft202012Validator(schema).validate(report)
-    assert report["schema_version"] == 2 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
+    assert report["schema_version"] == 3 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
     assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
     assert len(report["rows"]) == 2 * (1 + 2 * 4)  # tasks x (unattacked + eps x (attacks + worst case))
     for task in ("jpeg70", "median7"):
         for eps in (1, 2):
             rows = {row["attack"]: row for row in report["rows"] if row["task"] == task and row["eps"] == eps}
             assert set(rows) == {"fgsm", "pgd", "square", WORST_CASE}
-            assert rows[WORST_CASE]["tpr_after"] <= min(
-                rows[attack]["tpr_after"] for attack in ("fgsm", "pgd", "square")
+            assert rows[WORST_CASE]["flagged_after"] <= min(
+                rows[attack]["flagged_after"] for attack in ("fgsm", "pgd", "square")
             )
-            assert all(row["tpr_after"] <= row["tpr_before"] for row in rows.values())  # envelopes start unattacked
             assert all(
-                row["tpr_after_interval"][0] <= row["tpr_after"] <= row["tpr_after_interval"][1]
+                row["flagged_after"] <= row["flagged_before"] for row in rows.values()
+            )  # envelopes start unattacked
+            assert all(
+                row["flagged_after_interval"][0] <= row["flagged_after"] <= row["flagged_after_interval"][1]
                 for row in rows.values()
             )
             assert rows["square"]["mean_queries"] <= 12 and rows["fgsm"]["mean_queries"] == 1
+            # the attacked patches are judged, not the originals: PGD brings the TPR down
+            assert rows["pgd"]["flagged_after"] < rows["pgd"]["flagged_before"]
             assert rows["pgd"]["psnr_db"] >= 20 * math.log10(255 / eps) - 0.01  # no pixel moved more than eps
     assert report["parameters"]["square"]["queries"] == 12 and report["parameters"]["pgd"]["iterations"] == 10
     assert report["recompress"] == [95, 80]
@@ -123,11 +127,11 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
     ):  # every attack's row and the worst case are envelopes: never worse at a larger eps
         for attack in ("fgsm", "pgd", "square", WORST_CASE):
             by_eps = {row["eps"]: row for row in report["rows"] if row["task"] == task and row["attack"] == attack}
-            assert by_eps[2]["tpr_after"] <= by_eps[1]["tpr_after"]
+            assert by_eps[2]["flagged_after"] <= by_eps[1]["flagged_after"]
     assert all(flag["flag"] in HEALTH_FLAGS for flag in report["health"])
     unattacked = [row for row in report["rows"] if row["attack"] == "none"]
     assert [row["eps"] for row in unattacked] == [0, 0] and all(
-        row["tpr_after"] == row["tpr_before"] for row in unattacked
+        row["flagged_after"] == row["flagged_before"] for row in unattacked
     )
     assert all(set(row["recompressed"]) == {"95", "80"} for row in unattacked)
     for task in ("jpeg70", "median7"):
@@ -151,7 +155,7 @@ def test_the_report_folder_holds_markdown_json_csv_and_the_eps_curve(report_fold
     assert [(row["task"], int(row["eps"]), row["attack"]) for row in rows] == [
         (row["task"], row["eps"], row["attack"]) for row in report["rows"]
     ]
-    assert [float(row["tpr_jpeg80"]) for row in rows] == [row["recompressed"]["80"] for row in report["rows"]]
+    assert [float(row["flagged_jpeg80"]) for row in rows] == [row["recompressed"]["80"] for row in report["rows"]]
     with Image.open(out / "eps_curve.png") as plot:
         assert plot.format == "PNG" and plot.width > 400
     markdown = (out / "ROBUSTNESS.md").read_text()
@@ -304,13 +308,13 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
         row for row in report["rows"] if row["task"] == "median7" and row["eps"] == 1 and row["attack"] == WORST_CASE
     )
     assert (
-        recorded["worst_case_tpr"] == worst["tpr_after"]
+        recorded["worst_case_tpr"] == worst["flagged_after"]
         and recorded["square_queries"] == 12
         and recorded["patches"] == 8
     )
     card = family_card("cozzolino2017", Registry.read(registry_path)).text
     line = next(line for line in card.splitlines() if line.startswith("| `cozzolino2017-median7` |"))
-    assert line.endswith(f"| {worst['tpr_after']:.2f} |")
+    assert line.split(" | ")[7] == f"{worst['flagged_after']:.2f}"
     assert "on 8 manipulated test patches per task, Square with 12 queries" in card
     mixed = tmp_path / "mixed.json"
     shutil.copy(embedded_zoo_dir() / "registry.json", mixed)  # the shipped figures: 32 patches, 300 queries

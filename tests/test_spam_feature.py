@@ -14,7 +14,7 @@ import cfzoo
 from cfzoo.errors import CfzooError
 from cfzoo.export.spam_svm import SpamFeatureDistance
 from cfzoo.manipulations import TASK_IDS, apply_manipulation
-from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_method_fits, pristine_rows
+from cfzoo.ops.attacks.battery import attack_parameters, attack_patches, check_method_fits, partners_for
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import CLOSE_MARGIN, closest_across
 from cfzoo.training.spam import spam_features
@@ -102,8 +102,8 @@ def test_the_descent_fools_spam_svm_and_returns_what_it_reports(method, pairs):
     pristine, manipulated = pairs
     detector = open_detector("spam-median3", providers="cpu")
     settings = AttackSettings(2, method, iterations=12)
-    result = attack_patches(settings, AttackTarget.of(detector), manipulated, pristine=pristine)
-    again = attack_patches(settings, AttackTarget.of(detector), manipulated, pristine=pristine)
+    result = attack_patches(settings, AttackTarget.of(detector), manipulated, partners=pristine)
+    again = attack_patches(settings, AttackTarget.of(detector), manipulated, partners=pristine)
     np.testing.assert_array_equal(result.patches, again.patches)
     assert np.abs(result.patches.astype(int) - manipulated).max() <= 2
     margin = AttackTarget.of(detector).margin(result.patches)
@@ -117,7 +117,7 @@ def test_the_descent_fools_spam_svm_and_returns_what_it_reports(method, pairs):
 def test_f_prist_moves_the_features_towards_the_pristine_ones(pairs):
     pristine, manipulated = pairs
     detector = cfzoo.load_detector("spam-median3")
-    attacked = cfzoo.attack(detector, manipulated, 2, method="spam-prist", iterations=12, pristine=pristine)
+    attacked = cfzoo.attack(detector, manipulated, 2, method="spam-prist", iterations=12, partners=pristine)
     scale = detector._detector.spam_svm.scale
     distance = lambda patches: np.sum(((spam_features(patches) - spam_features(pristine)) / scale) ** 2, axis=1)
     assert np.median(distance(attacked)) < 0.7 * np.median(distance(manipulated))
@@ -128,10 +128,10 @@ def test_what_the_spam_feature_attacks_cannot_do_is_refused_in_one_line(pairs, t
     spam, bayar = cfzoo.load_detector("spam-median3"), cfzoo.load_detector("bayar2016-median3")
     with pytest.raises(CfzooError, match=r"spam-close attacks a SPAM\+SVM detector .*not bayar2016-median3"):
         cfzoo.attack(bayar, manipulated, 1, method="spam-close")
-    with pytest.raises(CfzooError, match=r"spam-prist needs each manipulated patch's pristine partner"):
+    with pytest.raises(CfzooError, match=r"spam-prist needs each patch's partner across the boundary"):
         cfzoo.attack(spam, manipulated, 1, method="spam-prist")
-    with pytest.raises(CfzooError, match=r"pristine patches are the goal of method spam-prist only, not pgd"):
-        cfzoo.attack(spam, manipulated, 1, method="pgd", pristine=pristine)
+    with pytest.raises(CfzooError, match=r"partner patches are the goal of method spam-prist only, not pgd"):
+        cfzoo.attack(spam, manipulated, 1, method="pgd", partners=pristine)
     with pytest.raises(CfzooError, match=r"^method spam-close attacks one detector"):
         cfzoo.attack([spam, cfzoo.load_detector("cozzolino2017-median3")], manipulated, 1, method="spam-close")
     with pytest.raises(CfzooError, match=r"which resize1.5 \(a change of size\) has not"):
@@ -160,13 +160,13 @@ def test_pristine_partners_come_from_the_patch_set(sample_dataset):
         split_devices(sample_dataset.device_names, 0),
     )
     rows = manipulated_rows(patch_set, 6, 0)
-    partners = np.asarray(patch_set.patches[pristine_rows("spam-prist", patch_set, rows)])
+    partners = np.asarray(patch_set.patches[partners_for("spam-prist", patch_set, rows)])
     for row, partner in zip(rows, partners):
         # the partner, blurred, is the manipulated patch away from the borders the whole-photo blur saw
         np.testing.assert_array_equal(
             apply_manipulation("blur1.1", partner)[8:-8, 8:-8], np.asarray(patch_set.patches[row])[8:-8, 8:-8]
         )
-    assert pristine_rows("pgd", patch_set, rows) is None
+    assert partners_for("pgd", patch_set, rows) is None
 
 
 def test_a_spam_export_writes_the_svm_that_the_runtime_reads(tmp_path):

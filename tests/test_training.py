@@ -415,7 +415,7 @@ def test_cli_train_then_evaluate_reproduces_the_recorded_metrics(sample_root, tm
     )
     assert scored.exit_code == 0, scored.output
     table = json.loads(scored.stdout)
-    assert table["schema_version"] == 2
+    assert table["schema_version"] == 3
     for row in table["rows"]:
         recorded = records[f"{row['family']}-{row['task']}"]["metrics"]["test"]
         assert (row["fpr"], row["tpr"], row["acc"]) == (recorded["fpr"], recorded["tpr"], recorded["acc"])

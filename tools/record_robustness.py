@@ -2,8 +2,9 @@
 
     python tools/record_robustness.py /tmp/robustness-bayar2016/robustness.json ... [--registry cfzoo/zoo/embedded/registry.json]
 
-For every single-model row set at eps 1, the model's entry gets ``metrics["robustness_eps1"]``: the patches, the
-TPR before, after each attack and in the worst case, Square's query budget. Then regenerate the cards:
+For every single-model row set at eps 1, the model's entry gets ``metrics["robustness_eps1"]`` from a hiding
+report (the patches, the TPR before, after each attack and in the worst case, Square's query budget), or
+``metrics["framing_eps1"]`` from a framing one (the same with the FPR). Then regenerate the cards:
 ``cfzoo cards --zoo cfzoo/zoo/embedded``.
 """
 
@@ -13,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from cfzoo.cards.model_cards import ROBUSTNESS_METRICS
+from cfzoo.cards.model_cards import FRAMING_METRICS, ROBUSTNESS_METRICS
 from cfzoo.results import RobustnessReport
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
@@ -21,16 +22,20 @@ EPS = 1
 
 
 def robustness_metrics(report: RobustnessReport) -> dict[str, dict[str, float]]:
-    """{model id: its eps-1 figures} for the single-model rows of a robustness report."""
+    """{model id: its eps-1 figures} for the single-model rows of a robustness report (TPR when it hides, FPR when
+    it frames)."""
     if EPS not in report.eps:
         raise SystemExit(f"the report has no eps {EPS} rows")
+    rate = "tpr" if report.goal == "hide" else "fpr"
     figures: dict[str, dict[str, float]] = {}
     for row in report.rows:
         if row.eps != EPS or "+" in row.model:
             continue
-        found = figures.setdefault(row.model, {"eps": EPS, "patches": row.patches, "tpr_before": row.tpr_before})
-        key = "worst_case_tpr" if row.attack == "worst-case" else f"{row.attack}_tpr"
-        found[key] = row.tpr_after
+        found = figures.setdefault(
+            row.model, {"eps": EPS, "patches": row.patches, f"{rate}_before": row.flagged_before}
+        )
+        key = f"worst_case_{rate}" if row.attack == "worst-case" else f"{row.attack}_{rate}"
+        found[key] = row.flagged_after
     queries = report.parameters["square"].queries if "square" in report.parameters else None
     if queries is not None:
         for found in figures.values():
@@ -44,20 +49,22 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, default=embedded_zoo_dir() / "registry.json")
     arguments = parser.parse_args()
     registry = Registry.read(arguments.registry)
-    figures = {}
+    figures: dict[str, dict[str, dict]] = {}  # by model id, by metrics key
     for path in arguments.reports:
-        figures.update(robustness_metrics(RobustnessReport.model_validate_json(path.read_text())))
+        report = RobustnessReport.model_validate_json(path.read_text())
+        key = ROBUSTNESS_METRICS if report.goal == "hide" else FRAMING_METRICS
+        for model, found in robustness_metrics(report).items():
+            figures.setdefault(model, {})[key] = found
     unknown = sorted(set(figures) - set(registry.entries))
     if unknown:
         raise SystemExit(f"not in {arguments.registry}: {', '.join(unknown)}")
     entries = [
-        replace(entry, metrics={**entry.metrics, ROBUSTNESS_METRICS: figures[entry.id]})
-        if entry.id in figures
-        else entry
+        replace(entry, metrics={**entry.metrics, **figures[entry.id]}) if entry.id in figures else entry
         for entry in registry
     ]
     Registry(entries).write(arguments.registry)
-    print(f"{len(figures)} models: {ROBUSTNESS_METRICS} written into {arguments.registry}")
+    keys = sorted({key for found in figures.values() for key in found})
+    print(f"{len(figures)} models: {', '.join(keys)} written into {arguments.registry}")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ def tpr_table(reports: list[dict], attack: str, interval: bool = False) -> list[
         cells = []
         for report in reports:
             found = rows_of(report, attack)
-            cells.append(f"{found[task, eps[0]]['tpr_before']:.1f}")
+            cells.append(f"{found[task, eps[0]]['flagged_before']:.1f}")
             for value in eps:
                 row = found[task, value]
-                text = f"{row['tpr_after']:.1f}"
+                text = f"{row['flagged_after']:.1f}"
                 if interval:
-                    text += f" [{row['tpr_after_interval'][0]:.0f}, {row['tpr_after_interval'][1]:.0f}]"
+                    text += f" [{row['flagged_after_interval'][0]:.0f}, {row['flagged_after_interval'][1]:.0f}]"
                 cells.append(text)
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return lines

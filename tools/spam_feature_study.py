@@ -19,7 +19,7 @@ import numpy as np
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, manipulated_rows, split_devices
 from cfzoo.manipulations import TASK_IDS, get_manipulation
-from cfzoo.ops.attacks.battery import attack_patches, pristine_rows
+from cfzoo.ops.attacks.battery import attack_patches, partners_for
 from cfzoo.ops.attacks.common import AttackSettings, AttackTarget
 from cfzoo.ops.attacks.spam_feature import SPAM_FEATURE_ITERATIONS, SPAM_FEATURE_METHODS
 from cfzoo.ops.scoring import called_manipulated
@@ -48,9 +48,9 @@ def study(dataset: CameraDataset, eps_values: list[int], max_patches: int, seed:
                     AttackSettings(eps, method, seed=seed),
                     AttackTarget.of(target),
                     original,
-                    pristine=None
+                    partners=None
                     if method != "spam-prist"
-                    else np.asarray(patch_set.patches[pristine_rows(method, patch_set, chosen)]),
+                    else np.asarray(patch_set.patches[partners_for(method, patch_set, chosen)]),
                 )
                 fooled = result.iterations < SPAM_FEATURE_ITERATIONS  # steps to the first fooling iterate
                 rows.append(

@@ -201,8 +201,9 @@ def _card_data(family: str, entries: list[ModelEntry]) -> ModelCardData:
 
 # --- the template's fields ---------------------------------------------------------------------------------
 
-#: The registry metrics key of the robustness figures (``tools/record_robustness.py`` writes them).
-ROBUSTNESS_METRICS = "robustness_eps1"
+#: The registry metrics keys of the robustness figures, hiding (TPR) and framing (FPR) at eps 1
+#: (``tools/record_robustness.py`` writes them).
+ROBUSTNESS_METRICS, FRAMING_METRICS = "robustness_eps1", "framing_eps1"
 
 
 def _fields(family: str, entries: list[ModelEntry], missing: tuple[str, ...], registry: Registry) -> dict:
@@ -223,7 +224,8 @@ def _fields(family: str, entries: list[ModelEntry], missing: tuple[str, ...], re
         "missing": missing,
         "tasks": {entry.task for entry in entries},
         "models": [_model_row(entry) for entry in entries],
-        "robustness": _robustness_setting(entries),
+        "robustness": _robustness_setting(entries, ROBUSTNESS_METRICS),
+        "framing": _robustness_setting(entries, FRAMING_METRICS),
         "architectures": _architectures(family_object.card.architecture, entries),
         "detector_file": detector_file,
         "gradient_file": gradient_file,
@@ -247,6 +249,7 @@ def _fields(family: str, entries: list[ModelEntry], missing: tuple[str, ...], re
 
 def _model_row(entry: ModelEntry) -> dict:
     test, robustness = entry.metrics.get("test", {}), entry.metrics.get(ROBUSTNESS_METRICS, {})
+    framing = entry.metrics.get(FRAMING_METRICS, {})
     manipulation = MANIPULATIONS[entry.task]
     return {
         "id": entry.id,
@@ -257,6 +260,7 @@ def _model_row(entry: ModelEntry) -> dict:
         "fpr": _percent(test.get("fpr")),
         "tpr": _percent(test.get("tpr")),
         "worst_case": _percent(robustness.get("worst_case_tpr")),
+        "framed": _percent(framing.get("worst_case_fpr")),
         "train_patches": _count(entry.training.get("train_patches")),
         "test_patches": _count(entry.training.get("test_patches")),
         "test_pristine": _count(test.get("pristine")),
@@ -264,9 +268,10 @@ def _model_row(entry: ModelEntry) -> dict:
     }
 
 
-def _robustness_setting(entries: list[ModelEntry]) -> dict | None:
-    """The patches and Square budget of the recorded robustness figures (None each where they differ); None without any."""
-    measured = [entry.metrics[ROBUSTNESS_METRICS] for entry in entries if ROBUSTNESS_METRICS in entry.metrics]
+def _robustness_setting(entries: list[ModelEntry], key: str) -> dict | None:
+    """The patches and Square budget of the robustness figures recorded under ``key`` (None each where they
+    differ); None without any."""
+    measured = [entry.metrics[key] for entry in entries if key in entry.metrics]
     if not measured:
         return None
     settings = {(int(figures["patches"]), int(figures.get("square_queries", 0))) for figures in measured}

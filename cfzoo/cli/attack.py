@@ -16,7 +16,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, parse_survive
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, GOALS, AttackSettings, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
 from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.reports import column_title, reported_families
@@ -55,6 +55,12 @@ def attack(
         None,
         "--data",
         help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos.",
+    ),
+    goal: str = typer.Option(
+        "hide",
+        "--goal",
+        help=f"{' or '.join(GOALS)}. hide: make a manipulated image look pristine. frame (one IMAGE): make an untouched photo "
+        "look manipulated by --task; for framing over a dataset, with the FPR of every attack: cfzoo robustness --goal frame.",
     ),
     method: str = typer.Option(
         "fgsm",
@@ -115,15 +121,24 @@ def attack(
 
       cfzoo attack photo_q70.jpg --target bayar2016 --task jpeg70 --eps 1 --out photo_adv.png
 
+      cfzoo attack untouched.png --goal frame --target cozzolino2017 --task median3 --method pgd --eps 2 --out framed.png
+
     How long it takes on 2 CPU cores: docs/attacks.md (Tables II-IV).
     """
     output_format = chosen_format(output_format, FORMATS, as_json, markdown)
-    settings = AttackSettings(eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive))
+    settings = AttackSettings(
+        eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive), goal=goal
+    )
     if image is not None:
         _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches)
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
+    if goal != "hide":
+        raise CfzooError(
+            "--goal frame attacks one IMAGE here; over a dataset, cfzoo robustness --goal frame gives the FPR after each "
+            "attack and in the worst case"
+        )
     if settings.survive_resize is not None:
         raise CfzooError(
             "--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there"
@@ -169,7 +184,7 @@ def _print_image_summary(summary: ImageAttackSummary) -> None:
     psnr = "inf" if summary.psnr_db is None else f"{summary.psnr_db:.2f}"
     stdout.print(
         f"{summary.out}: {summary.width}x{summary.height}, {summary.tiles} tiles, "
-        f"{summary.method.upper()} eps {summary.eps} against {summary.target}, PSNR {psnr} dB",
+        f"{summary.method.upper()} eps {summary.eps} against {summary.target} (goal {summary.goal}), PSNR {psnr} dB",
         soft_wrap=True,
     )
     stdout.print(

@@ -24,6 +24,7 @@ from cfzoo.experiments.robustness import (
     NO_ATTACK,
     WORST_CASE,
     RobustnessSettings,
+    goal_words,
     health_details,
     health_line,
     robustness,
@@ -32,7 +33,7 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import check_output_dir
 from cfzoo.manipulations import TASK_IDS
-from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, parse_survive
+from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, GOALS, parse_survive
 from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
 from cfzoo.paper import FAMILY_IDS
 from cfzoo.reports import column_title
@@ -64,6 +65,12 @@ def robustness_command(
     task: list[str] = typer.Option(
         [], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."
     ),
+    goal: str = typer.Option(
+        "hide",
+        "--goal",
+        help=f"{' or '.join(GOALS)}. hide: push manipulated patches towards pristine and report the TPR. frame: push pristine "
+        "patches towards manipulated (an untouched photo made to look manipulated) and report the FPR.",
+    ),
     data: Path | None = typer.Option(
         None,
         "--data",
@@ -73,7 +80,8 @@ def robustness_command(
         DEFAULT_MAX_PATCHES,
         "--max-patches",
         min=1,
-        help="Manipulated test patches per task (and as many pristine ones to rank against), seeded and spread over the test "
+        help="Test patches attacked per task (manipulated; pristine with --goal frame; and as many of the other class to rank "
+        "against), seeded and spread over the test "
         "devices. The default is the fewest for which a TPR of 0 has a 95% upper bound under 10 points, and runs the four "
         "default attacks at three eps on eight tasks in minutes on 2 CPU cores (docs/robustness.md has the times).",
     ),
@@ -117,7 +125,8 @@ def robustness_command(
     ),
 ) -> None:
     """How robust is a detector? Its TPR on manipulated test patches after each attack of the battery at each eps,
-    and in the worst case (a patch counts as detected only if every attack fails on it).
+    and in the worst case (a patch counts as detected only if every attack fails on it). With --goal frame, its FPR on
+    pristine test patches that every attack tries to make look manipulated.
 
     Every attack stays in integers: the attacked patches are uint8 and each pixel within eps of the original
     (docs/attacks.md). Rows also give the PSNR, the model runs per patch, the time, and the TPR once the attacked
@@ -130,6 +139,8 @@ def robustness_command(
       cfzoo robustness --target spam -t median7 --attack square --eps 4 --queries 1000 --format markdown
 
       cfzoo robustness --target spam -t median3 -t jpeg70 --attack spam-prist --attack spam-close --eps 1
+
+      cfzoo robustness --target cozzolino2017 --goal frame --data ../shared/data/cameras --out framing-cozzolino2017
     """
     output_format = chosen_format(output_format, FORMATS)
     engine_choice = get_engine(engine, address)
@@ -146,6 +157,7 @@ def robustness_command(
         queries,
         tuple(recompress),
         survive_jpeg,
+        goal,
     )
     if out is not None:
         check_output_dir(out, force)
@@ -164,15 +176,22 @@ def _print_table(report: RobustnessReport) -> None:
     flagged = health_line(report)
     if flagged:
         stdout.print(f"[bold yellow]{flagged}[/]", soft_wrap=True)
-    table = Table(title=f"{column_title(report.target)}: TPR % after each attack ({', '.join(report.test_devices)})")
+    rate, attacked, _ = goal_words(report.goal)
+    table = Table(
+        title=f"{column_title(report.target)}: {rate} % on {attacked} patches after each attack ({report.goal}; "
+        f"{', '.join(report.test_devices)})"
+    )
     for column in ("task", "attack", *(f"eps {eps}" for eps in report.eps)):
         table.add_column(column, justify="left" if column in ("task", "attack") else "right")
     for task in dict.fromkeys(row.task for row in report.rows):
         rows = [row for row in report.rows if row.task == task and row.attack != NO_ATTACK]
-        table.add_row(task, "none", *(f"{rows[0].tpr_before:.1f}" for _ in report.eps), style="dim")
+        table.add_row(task, "none", *(f"{rows[0].flagged_before:.1f}" for _ in report.eps), style="dim")
         for attack in [*report.attacks, WORST_CASE]:
             cells = [
-                f"{row.tpr_after:.1f}" for eps in report.eps for row in rows if row.attack == attack and row.eps == eps
+                f"{row.flagged_after:.1f}"
+                for eps in report.eps
+                for row in rows
+                if row.attack == attack and row.eps == eps
             ]
             table.add_row(
                 "", attack, *cells, style="bold" if attack == WORST_CASE else None, end_section=attack == WORST_CASE

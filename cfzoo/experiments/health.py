@@ -1,12 +1,13 @@
 """Health flags of a robustness evaluation: signs that its numbers are not to be trusted (docs/robustness.md).
 
-- ``not-monotone``: an attack's own run at a larger eps left more patches detected than its run at a smaller one.
+- ``not-monotone``: an attack's own run at a larger eps left the detector right on more patches than its run at a
+  smaller one (more still detected when hiding, more still called pristine when framing).
   An attacker allowed eps may use any perturbation of a smaller eps, so this is the attack failing (Square's
   random search at a large eps is the known case); the report's rows are envelopes (each patch's best result at
   this eps or any smaller one), so they stay monotone, and the flag says the raw run was not.
-- ``gradient-free-beats-gradient``: at some eps a gradient-free attack (Square) leaves fewer patches detected
-  than every gradient attack, beyond their 95% intervals: the gradients mislead (gradient masking, or a broken
-  companion), so the gradient attacks' figures overstate robustness.
+- ``gradient-free-beats-gradient``: at some eps a gradient-free attack (Square) leaves the detector right on fewer
+  patches than every gradient attack, beyond their 95% intervals: the gradients mislead (gradient masking, or a
+  broken companion), so the gradient attacks' figures overstate robustness.
 - ``zero-gradients``: a gradient attack met a zero gradient (or a non-finite score) on more than a few patches;
   those patches were not really attacked.
 - ``not-deterministic``: the target scored the same patches twice and gave different numbers; every figure of the
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -76,10 +78,11 @@ def check_target(
 
 
 def run_flags(
-    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_tpr: float | None
+    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_held: float | None
 ) -> list[HealthFlag]:
-    """The flags one run raises: ``zero-gradients`` and, against the same attack's run at the next smaller eps
-    (``smaller_eps_tpr``, percent), ``not-monotone``."""
+    """The flags one run raises, from the attacker's ``margins`` (above 0: the detector holds the patch):
+    ``zero-gradients`` and, against the same attack's run at the next smaller eps (``smaller_eps_held``, percent of
+    patches held), ``not-monotone``."""
     flags = []
     stuck = int(np.sum(result.zero_gradient) + np.sum(~np.isfinite(margins)))
     if needs_gradient(attack) and stuck > max(2, ZERO_GRADIENT_SHARE * len(margins)):
@@ -92,14 +95,14 @@ def run_flags(
                 attack,
             )
         )
-    tpr = round(100.0 * float(np.mean(margins > 0)), 4)  # as the rows round it, so equal shares compare equal
-    if smaller_eps_tpr is not None and tpr > smaller_eps_tpr:
+    held = round(100.0 * float(np.mean(margins > 0)), 4)  # as the rows round it, so equal shares compare equal
+    if smaller_eps_held is not None and held > smaller_eps_held:
         flags.append(
             _flag(
                 "not-monotone",
                 task,
-                f"its run left {tpr:.1f}% detected, more than its {smaller_eps_tpr:.1f}% at a smaller eps: the attack "
-                "failed; the row reports each patch's best result at this eps or a smaller one",
+                f"its run left the detector right on {held:.1f}% of the patches, more than its {smaller_eps_held:.1f}% "
+                "at a smaller eps: the attack failed; the row reports each patch's best result at this eps or a smaller one",
                 eps,
                 attack,
             )
@@ -107,8 +110,8 @@ def run_flags(
     return flags
 
 
-def battery_flags(task: str, rows: Sequence[RobustnessRow]) -> list[HealthFlag]:
-    """``gradient-free-beats-gradient`` at each eps of one task's attack rows."""
+def battery_flags(task: str, rows: Sequence[RobustnessRow], goal: str = "hide") -> list[HealthFlag]:
+    """``gradient-free-beats-gradient`` at each eps of one task's attack rows (of a report with ``goal``)."""
     flags, battery = [], set(attack_names())
     for eps in dict.fromkeys(row.eps for row in rows):
         at_eps = [row for row in rows if row.eps == eps and row.attack in battery]
@@ -116,21 +119,32 @@ def battery_flags(task: str, rows: Sequence[RobustnessRow]) -> list[HealthFlag]:
         free = [row for row in at_eps if not needs_gradient(row.attack)]
         if not gradient or not free:
             continue
-        best_free = min(free, key=lambda row: row.tpr_after)
-        best_gradient = min(gradient, key=lambda row: row.tpr_after)
-        if best_free.tpr_after_interval[1] < best_gradient.tpr_after_interval[0]:
+        best_free = min(free, key=lambda row: held(row, goal)[0])
+        best_gradient = min(gradient, key=lambda row: held(row, goal)[0])
+        free_held, (_, free_high) = held(best_free, goal)
+        gradient_held, (gradient_low, _) = held(best_gradient, goal)
+        if free_high < gradient_low:
             flags.append(
                 _flag(
                     "gradient-free-beats-gradient",
                     task,
-                    f"{best_free.attack} leaves {best_free.tpr_after:.1f}% detected, every gradient attack at least "
-                    f"{best_gradient.tpr_after:.1f}% ({best_gradient.attack}), beyond their 95% intervals: the "
+                    f"{best_free.attack} leaves the detector right on {free_held:.1f}% of the patches, every gradient "
+                    f"attack on at least {gradient_held:.1f}% ({best_gradient.attack}), beyond their 95% intervals: the "
                     "gradients mislead (masking or a broken companion); the gradient attacks overstate robustness",
                     eps,
                     best_free.attack,
                 )
             )
     return flags
+
+
+def held(row: RobustnessRow, goal: str) -> tuple[float, tuple[float, float]]:
+    """(percent of the row's patches the detector still gets right after the attack, its 95% interval): the
+    flagged share when hiding, the rest when framing."""
+    low, high = (math.nan if bound is None else bound for bound in row.flagged_after_interval)
+    if goal == "hide":
+        return row.flagged_after, (low, high)
+    return 100.0 - row.flagged_after, (100.0 - high, 100.0 - low)
 
 
 def _flag(flag: str, task: str, detail: str, eps: int | None = None, attack: str | None = None) -> HealthFlag:

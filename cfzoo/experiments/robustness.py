@@ -1,19 +1,22 @@
-"""How robust is a detector? Every attack of the battery at several eps on the same manipulated test patches.
+"""How robust is a detector? Every attack of the battery at several eps on the same test patches.
 
-Per task, the target's detector is attacked by each attack at each eps; a row gives its TPR on the attacked
-patches, their PSNR, the model runs per patch and the time. The worst case over the battery counts a patch as
-detected only if the detector still calls it manipulated after every attack (RobustBench's rule: the
-strongest attack for each patch). TPR is over every chosen manipulated patch, so patches the detector misses
-unattacked count as missed everywhere.
+Two goals. Hiding (the default): the manipulated test patches are pushed towards "pristine", and a row gives the
+TPR on the attacked patches. Framing: pristine test patches are pushed towards "manipulated" (an innocent photo
+made to look manipulated), and a row gives the FPR. Each row also gives the PSNR, the model runs per patch and
+the time. The worst case over the battery counts a patch as held (still detected when hiding, still called
+pristine when framing) only if the detector holds it after every attack (RobustBench's rule: the strongest
+attack for each patch). Rates are over every chosen patch, so patches the detector gets wrong unattacked count as
+lost everywhere.
 
 Recompression: what social networks do to an upload. Each attacked patch is also stored as JPEG at every
-quality of ``recompress`` (default 95, 90, 80) and judged again; ``recompressed`` gives the TPR then, per
+quality of ``recompress`` (default 95, 90, 80) and judged again; ``recompressed`` gives the TPR (FPR) then, per
 quality, for each attack and for the worst case, and for the unattacked patches (a row with attack "none" and
 eps 0), since recompression alone can hide a manipulation from a detector. A jpeg task's patches were JPEG-compressed once already, so
 recompression is also what the detector was trained to see.
 
-Patches: the manipulated patches of the test devices (device-disjoint split drawn with ``seed``), ``max_patches``
-of them per task drawn with ``seed`` evenly over the devices (:func:`cfzoo.data.manipulated_rows`).
+Patches: the manipulated (hiding) or pristine (framing) patches of the test devices (device-disjoint split drawn
+with ``seed``), ``max_patches`` of them per task drawn with ``seed`` evenly over the devices
+(:func:`cfzoo.data.class_rows`); the ranking metrics compare them with as many patches of the other class.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.data import PatchSetSpec, build_patch_set, manipulated_rows, pristine_sample
+from cfzoo.data import PatchSetSpec, build_patch_set, class_rows
 from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.health import battery_flags, check_target, run_flags
@@ -39,10 +42,10 @@ from cfzoo.ops.attacks.battery import (
     attack_parameters,
     check_method_fits,
     needs_gradient,
-    pristine_rows,
+    partners_for,
     run_attack,
 )
-from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, check_eps
+from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, check_eps, check_goal
 from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
@@ -57,14 +60,16 @@ DEFAULT_RECOMPRESS = (95, 90, 80)
 #: on eight tasks in minutes.
 DEFAULT_MAX_PATCHES = 40
 WORST_CASE = "worst-case"
-#: The row (eps 0) of the unattacked patches: their TPR, and after recompression alone.
+#: The row (eps 0) of the unattacked patches: their TPR (FPR), and after recompression alone.
 NO_ATTACK = "none"
 REPORT_NAME, JSON_NAME, CSV_NAME, PLOT_NAME = "ROBUSTNESS.md", "robustness.json", "robustness.csv", "eps_curve.png"
 
 
-def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: int | None = None) -> list[str]:
-    """The attacks, without repeats, once each is known to fit the target (one detector or an ``ensemble``) and
-    ``survive_jpeg``; else a one-line CfzooError, before any work."""
+def check_battery(
+    attacks: Sequence[str], ensemble: bool = False, survive_jpeg: int | None = None, goal: str = "hide"
+) -> list[str]:
+    """The attacks, without repeats, once each is known to fit the target (one detector or an ``ensemble``),
+    ``survive_jpeg`` and ``goal``; else a one-line CfzooError, before any work."""
     chosen = list(dict.fromkeys(attacks))
     if not chosen:
         raise CfzooError(f"name at least one attack; choose from: {', '.join(attack_names())}")
@@ -74,7 +79,7 @@ def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: 
             f"an ensemble is attacked by {', '.join(attack_names(ensemble=True))} only; leave out {', '.join(unfit)}"
         )
     for attack in chosen:
-        AttackSettings(1, attack, survive_jpeg=survive_jpeg)  # a platform step the attack cannot aim through is refused
+        AttackSettings(1, attack, survive_jpeg=survive_jpeg, goal=goal)  # refuses what the attack cannot aim through
     return chosen
 
 
@@ -82,8 +87,9 @@ def check_battery(attacks: Sequence[str], ensemble: bool = False, survive_jpeg: 
 class RobustnessSettings:
     """What ``cfzoo robustness`` runs: the ``target`` (a family, a model id or an ``.onnx`` path; several: their
     ensemble, a patch detected while any member detects it), each attack of ``attacks`` at each of ``eps``, on
-    ``tasks`` (empty: all the target has), the attacked patches also judged after JPEG at each ``recompress``
-    quality. ``queries`` is Square's budget per patch. The seed (device split, patches, the attacks' random starts),
+    ``tasks`` (empty: all the target has), towards ``goal`` (hide: manipulated patches; frame: pristine ones), the
+    attacked patches also judged after JPEG at each ``recompress`` quality. ``queries`` is Square's budget per
+    patch. The seed (device split, patches, the attacks' random starts),
     patches per task, providers and batch size are the :class:`~cfzoo.experiments.context.ExperimentContext`'s.
     Built only when valid (eps, attacks that fit the target and ``survive_jpeg``, qualities): otherwise a one-line
     CfzooError here, before any work."""
@@ -95,12 +101,14 @@ class RobustnessSettings:
     queries: int | None = None
     recompress: tuple[int, ...] = DEFAULT_RECOMPRESS
     survive_jpeg: int | None = None
+    goal: str = "hide"
 
     def __post_init__(self) -> None:
+        check_goal(self.goal)
         normalised = {
             "target": self.target if isinstance(self.target, str) else tuple(self.target),
             "eps": tuple(sorted({check_eps(eps) for eps in self.eps})),
-            "attacks": tuple(check_battery(self.attacks, is_ensemble(self.target), self.survive_jpeg)),
+            "attacks": tuple(check_battery(self.attacks, is_ensemble(self.target), self.survive_jpeg, self.goal)),
             "tasks": tuple(self.tasks or ()),
             "recompress": tuple(sorted({check_quality(quality) for quality in self.recompress}, reverse=True)),
         }
@@ -121,6 +129,7 @@ class RobustnessSettings:
             queries=budget,
             seed=context.seed,
             survive_jpeg=self.survive_jpeg,
+            goal=self.goal,
         )
 
     def targets(self, context: ExperimentContext) -> dict[str, AttackTarget]:
@@ -132,8 +141,10 @@ class RobustnessSettings:
         for task, chosen in targets.items():
             for attack in self.attacks:
                 check_method_fits(attack, chosen, task)
-        # the reported rates are judged as the attacks judge: --batch-size patches per model run
-        return {task: replace(chosen, batch_size=context.batch_size) for task, chosen in targets.items()}
+        # the reported rates are judged as the attacks judge: --batch-size patches per model run, towards the goal
+        return {
+            task: replace(chosen, batch_size=context.batch_size, goal=self.goal) for task, chosen in targets.items()
+        }
 
 
 def robustness(context: ExperimentContext, settings: RobustnessSettings) -> RobustnessReport:
@@ -154,6 +165,7 @@ def robustness(context: ExperimentContext, settings: RobustnessSettings) -> Robu
         health += task_health
     return RobustnessReport(
         target=target_columns(targets),
+        goal=settings.goal,
         attacks=list(settings.attacks),
         parameters={
             attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1, context)))
@@ -172,8 +184,8 @@ def robustness(context: ExperimentContext, settings: RobustnessSettings) -> Robu
 
 @dataclass
 class _Best:
-    """One attack's best result so far, per patch: the lowest margin over its runs at this eps and every smaller
-    one (an attacker allowed eps may use any perturbation of a smaller eps)."""
+    """One attack's best result so far, per patch: the lowest attacker's margin over its runs at this eps and
+    every smaller one (an attacker allowed eps may use any perturbation of a smaller eps)."""
 
     patches: np.ndarray
     margins: np.ndarray
@@ -186,8 +198,11 @@ class _Best:
 def _task_robustness(
     context: ExperimentContext, settings: RobustnessSettings, task: str, chosen: AttackTarget
 ) -> tuple[list[RobustnessRow], list[HealthFlag]]:
-    """The rows of one task (none, then each eps: each attack and the worst case) and its health flags."""
-    seed, recompress, status = context.seed, settings.recompress, context.status
+    """The rows of one task (none, then each eps: each attack and the worst case) and its health flags.
+
+    Everything runs on the attacker's margins (``chosen.margin``: above 0 where the detector holds the patch,
+    whatever the goal); a row reports the share the detector calls manipulated, TPR or FPR."""
+    seed, recompress, status, goal = context.seed, settings.recompress, context.status, settings.goal
     patch_set = build_patch_set(
         context.dataset,
         PatchSetSpec(task=task, split="test", seed=seed),
@@ -195,38 +210,43 @@ def _task_robustness(
         context.cache_dir,
         on_progress=functools.partial(status, f"{task} patches"),
     )
-    rows_chosen = manipulated_rows(patch_set, context.max_patches, seed)
+    attacked_label = 1 if goal == "hide" else 0
+    rows_chosen = class_rows(patch_set, attacked_label, context.max_patches, seed)
     if not len(rows_chosen):
-        raise CfzooError(f"the {task} test patch set has no manipulated patches to attack; check the data folder")
+        kind = "manipulated" if goal == "hide" else "pristine"
+        raise CfzooError(f"the {task} test patch set has no {kind} patches to attack; check the data folder")
     original = np.asarray(patch_set.patches[rows_chosen])
-    pristine = np.asarray(patch_set.patches[pristine_sample(patch_set, len(rows_chosen), seed)])
+    others = np.asarray(patch_set.patches[class_rows(patch_set, 1 - attacked_label, len(rows_chosen), seed)])
     margins_before = chosen.margin(original)
-    pristine_margins = chosen.margin(pristine)
+    other_margins = chosen.margin(others)
     health = check_target(task, chosen, original, margins_before, settings.attacks)
     model = "+".join(member.entry.id for member in chosen.detectors)
-    detected_before = margins_before > 0
+    flagged_before = _flagged(margins_before, goal)
+    # ranked by the detector's score: the attacker's margin when hiding, minus it when framing
+    score_sign = 1.0 if goal == "hide" else -1.0
+    labels = np.r_[np.full(len(original), attacked_label), np.full(len(others), 1 - attacked_label)]
 
     def row(eps: int, attack: str, margins: np.ndarray, **measured) -> RobustnessRow:
+        flagged = _flagged(margins, goal)
         return RobustnessRow(
             task=task,
             model=model,
             patches=len(original),
-            tpr_before=_percent(detected_before),
-            tpr_before_interval=_wilson(detected_before),
+            flagged_before=_percent(flagged_before),
+            flagged_before_interval=_wilson(flagged_before),
             eps=eps,
             attack=attack,
-            tpr_after=_percent(margins > 0),
-            tpr_after_interval=_wilson(margins > 0),
-            pristine=len(pristine),
-            ranking=ranking_metrics(
-                np.r_[np.ones(len(margins)), np.zeros(len(pristine_margins))],
-                np.r_[margins, pristine_margins],
-                seed,
-            ),
+            flagged_after=_percent(flagged),
+            flagged_after_interval=_wilson(flagged),
+            compared=len(others),
+            ranking=ranking_metrics(labels, score_sign * np.r_[margins, other_margins], seed),
             **measured,
         )
 
-    rows = [  # recompression alone, without an attack: how much of the drop is the JPEG's own doing
+    def recompressed_flagged(patches: np.ndarray, quality: int) -> np.ndarray:
+        return _flagged(chosen.margin(_recompressed(patches, quality)), goal)
+
+    rows = [  # recompression alone, without an attack: how much of the change is the JPEG's own doing
         row(
             0,
             NO_ATTACK,
@@ -234,20 +254,18 @@ def _task_robustness(
             psnr_db=None,
             mean_queries=None,
             seconds=0.0,
-            recompressed={
-                str(quality): _percent(chosen.margin(_recompressed(original, quality)) > 0) for quality in recompress
-            },
+            recompressed={str(quality): _percent(recompressed_flagged(original, quality)) for quality in recompress},
         )
     ]
-    partners = {attack: pristine_rows(attack, patch_set, rows_chosen) for attack in settings.attacks}
+    partners = {attack: partners_for(attack, patch_set, rows_chosen) for attack in settings.attacks}
     partner_patches = {
         attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()
     }
     best = {attack: _Best(original.copy(), margins_before.copy()) for attack in settings.attacks}
-    raw_tpr: dict[str, float] = {}
+    raw_held: dict[str, float] = {}
     for eps in settings.eps:
         seconds = 0.0
-        survivors_recompressed = {quality: detected_before.copy() for quality in recompress}
+        held_recompressed = {quality: margins_before > 0 for quality in recompress}
         for attack in settings.attacks:
             started = time.perf_counter()
             result = run_attack(
@@ -255,18 +273,18 @@ def _task_robustness(
                 chosen,
                 original,
                 functools.partial(status, f"{task} eps {eps} {attack}"),
-                pristine=partner_patches[attack],
+                partners=partner_patches[attack],
             )
             elapsed = time.perf_counter() - started
             margins = chosen.margin(result.patches)
-            health += run_flags(task, eps, attack, margins, result, raw_tpr.get(attack))
-            raw_tpr[attack] = _percent(margins > 0)
+            health += run_flags(task, eps, attack, margins, result, raw_held.get(attack))
+            raw_held[attack] = _percent(margins > 0)
             best[attack].take(result.patches, margins)
             recompressed = {}
             for quality in recompress:
-                still_detected = chosen.margin(_recompressed(best[attack].patches, quality)) > 0
-                survivors_recompressed[quality] &= still_detected
-                recompressed[str(quality)] = _percent(still_detected)
+                flagged = recompressed_flagged(best[attack].patches, quality)
+                held_recompressed[quality] &= flagged if goal == "hide" else ~flagged
+                recompressed[str(quality)] = _percent(flagged)
             seconds += elapsed
             rows.append(
                 row(
@@ -288,11 +306,19 @@ def _task_robustness(
                 psnr_db=None,
                 mean_queries=None,
                 seconds=round(seconds, 2),
-                recompressed={str(quality): _percent(survivors_recompressed[quality]) for quality in recompress},
+                recompressed={
+                    str(quality): _percent(held if goal == "hide" else ~held)
+                    for quality, held in held_recompressed.items()
+                },
             )
         )
-    health += battery_flags(task, [found for found in rows if found.eps > 0])
+    health += battery_flags(task, [found for found in rows if found.eps > 0], goal)
     return rows, health
+
+
+def _flagged(margins: np.ndarray, goal: str) -> np.ndarray:
+    """Which patches the detector calls manipulated, from the attacker's margins (above 0: the detector holds)."""
+    return margins > 0 if goal == "hide" else ~(margins > 0)
 
 
 def health_line(report: RobustnessReport) -> str | None:
@@ -318,16 +344,17 @@ def health_details(report: RobustnessReport) -> list[str]:
 
 
 def robustness_markdown(report: RobustnessReport) -> str:
-    """Per task, the TPR after each attack and in the worst case, one column per eps; a flagged report says so
-    first."""
+    """Per task, the TPR (hiding) or FPR (framing) after each attack and in the worst case, one column per eps; a
+    flagged report says so first."""
     eps_values = report.eps
     flagged = health_line(report)
+    rate, attacked, other = goal_words(report.goal)
     lines = [f"**{flagged}**", ""] if flagged else []
     lines += [
-        f"Robustness of {column_title(report.target)}: TPR (percent) on manipulated test patches of "
+        f"Robustness of {column_title(report.target)} ({report.goal}): {rate} (percent) on {attacked} test patches of "
         f"{', '.join(report.test_devices)} after each attack, seed {report.seed}",
         "",
-        "| task | patches | TPR before | attack | "
+        f"| task | patches | {rate} before | attack | "
         + " | ".join(f"eps {eps}" for eps in eps_values)
         + " | PSNR dB (eps "
         + str(eps_values[0])
@@ -339,22 +366,24 @@ def robustness_markdown(report: RobustnessReport) -> str:
         for number, attack in enumerate([*report.attacks, WORST_CASE]):
             by_eps = {row.eps: row for row in task_rows if row.attack == attack}
             first = by_eps[eps_values[0]]
-            cells = [f"{by_eps[eps].tpr_after:.2f}" for eps in eps_values]
+            cells = [f"{by_eps[eps].flagged_after:.2f}" for eps in eps_values]
             if attack == WORST_CASE:
                 cells = [
-                    f"**{cell}** {_interval_text(by_eps[eps].tpr_after_interval)}"
+                    f"**{cell}** {_interval_text(by_eps[eps].flagged_after_interval)}"
                     for eps, cell in zip(eps_values, cells)
                 ]
             psnr_cell = "" if first.psnr_db is None else f"{first.psnr_db:.2f}"
             runs = "" if first.mean_queries is None else f"{first.mean_queries:.1f}"
-            head = f"| {task} | {first.patches} | {first.tpr_before:.2f} |" if number == 0 else "| | | |"
+            head = f"| {task} | {first.patches} | {first.flagged_before:.2f} |" if number == 0 else "| | | |"
             lines.append(f"{head} {attack} | " + " | ".join(cells) + f" | {psnr_cell} | {runs} |")
     lines += [
         "",
-        f"Worst case: a patch counts as detected only if the detector still calls it manipulated after every attack ({', '.join(report.attacks)}), "
-        "with its 95% Wilson interval. Each attack's figure at an eps is the envelope: every patch's best result at that eps or a smaller one.",
+        f"Worst case: a patch counts as {'detected' if report.goal == 'hide' else 'called pristine'} only if the "
+        f"detector still {'calls it manipulated' if report.goal == 'hide' else 'calls it pristine'} after every attack "
+        f"({', '.join(report.attacks)}), with its 95% Wilson interval. Each attack's figure at an eps is the envelope: "
+        "every patch's best result at that eps or a smaller one.",
         "",
-        "Ranking under attack: the worst case's attacked manipulated patches against as many pristine test patches "
+        f"Ranking under attack: the worst case's attacked {attacked} patches against as many {other} test patches "
         f"(AUC 0..1; TPR percent at FPR 1%, {LOW_FPR_RULE})",
         "",
         "| task | " + " | ".join(f"eps {eps}: AUC / TPR@FPR1" for eps in [0, *eps_values]) + " |",
@@ -370,7 +399,7 @@ def robustness_markdown(report: RobustnessReport) -> str:
         qualities = [str(quality) for quality in report.recompress]
         lines += [
             "",
-            f"After recompression: TPR (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
+            f"After recompression: {rate} (percent) when the attacked patches (eps {eps_values[0]}) are stored as JPEG; "
             "attack none: the patches as they were, recompressed",
             "",
             "| task | attack | attacked | " + " | ".join(f"JPEG Q{quality}" for quality in qualities) + " |",
@@ -378,8 +407,14 @@ def robustness_markdown(report: RobustnessReport) -> str:
         ]
         for row in (row for row in report.rows if row.eps in (0, eps_values[0])):
             cells = [f"{row.recompressed[quality]:.2f}" for quality in qualities]
-            lines.append(f"| {row.task} | {row.attack} | {row.tpr_after:.2f} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row.task} | {row.attack} | {row.flagged_after:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def goal_words(goal: str) -> tuple[str, str, str]:
+    """(the rate a report of ``goal`` gives, the patches attacked, the other class): TPR on manipulated patches
+    when hiding, FPR on pristine ones when framing."""
+    return ("TPR", "manipulated", "pristine") if goal == "hide" else ("FPR", "pristine", "manipulated")
 
 
 def check_quality(quality: int) -> int:
@@ -393,7 +428,7 @@ def write_robustness_folder(report: RobustnessReport, out: str | os.PathLike[str
 
     def fill(staging: Path) -> None:
         write_eps_curve(report, staging / PLOT_NAME)
-        markdown = robustness_markdown(report) + f"\n\n![TPR against eps]({PLOT_NAME})\n"
+        markdown = robustness_markdown(report) + f"\n\n![{goal_words(report.goal)[0]} against eps]({PLOT_NAME})\n"
         for name, text in (
             (REPORT_NAME, markdown),
             (JSON_NAME, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"),
@@ -405,17 +440,19 @@ def write_robustness_folder(report: RobustnessReport, out: str | os.PathLike[str
 
 
 def write_eps_curve(report: RobustnessReport, path: Path) -> Path:
-    """TPR against eps, one panel per task, a line per attack and a thick one for the worst case (matplotlib, Agg)."""
+    """TPR (hiding) or FPR (framing) against eps, one panel per task, a line per attack and a thick one for the
+    worst case (matplotlib, Agg)."""
     from matplotlib.figure import Figure
 
     tasks = list(dict.fromkeys(row.task for row in report.rows))
+    rate = goal_words(report.goal)[0]
     columns = min(4, len(tasks))
     figure = Figure(figsize=(3.2 * columns, 2.8 * ((len(tasks) + columns - 1) // columns)), layout="constrained")
     for number, task in enumerate(tasks):
         axes = figure.add_subplot((len(tasks) + columns - 1) // columns, columns, number + 1)
         for attack in [WORST_CASE, *report.attacks]:
-            points = [(row.eps, row.tpr_after) for row in report.rows if row.task == task and row.attack == attack]
-            points.insert(0, (0, next(row.tpr_before for row in report.rows if row.task == task)))
+            points = [(row.eps, row.flagged_after) for row in report.rows if row.task == task and row.attack == attack]
+            points.insert(0, (0, next(row.flagged_before for row in report.rows if row.task == task)))
             # the worst case wide and pale underneath, so attacks that reach it stay visible on top of it
             style = (
                 {"color": "black", "linewidth": 6, "alpha": 0.25}
@@ -425,11 +462,11 @@ def write_eps_curve(report: RobustnessReport, path: Path) -> Path:
             axes.plot(*zip(*points), label=attack, **style)
         axes.set_title(task)
         axes.set_xlabel("eps (gray levels)")
-        axes.set_ylabel("TPR %")
+        axes.set_ylabel(f"{rate} %")
         axes.set_ylim(-3, 103)
         axes.set_xticks([0, *report.eps])
     figure.axes[0].legend(fontsize="small")
-    figure.suptitle(f"{column_title(report.target)}: TPR after each attack")
+    figure.suptitle(f"{column_title(report.target)}: {rate} after each attack ({report.goal})")
     return write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=110))
 
 

@@ -30,7 +30,7 @@ from cfzoo.ops.attacks.battery import (
     check_method_fits,
     check_settings,
     needs_gradient,
-    pristine_rows,
+    partners_for,
     run_attack,
 )
 from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget
@@ -90,15 +90,15 @@ def attack_patch_set(
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
     squared_error, zero_gradient, steps, queries, index = 0.0, 0, 0, 0, []
-    partners = pristine_rows(settings.method, patch_set, rows)
+    partners = partners_for(settings.method, patch_set, rows)
     started = time.perf_counter()
     for start in range(0, len(rows), settings.batch_size):
         chunk = rows[start : start + settings.batch_size]
         original = np.asarray(patch_set.patches[chunk])
-        pristine = (
+        partner_patches = (
             None if partners is None else np.asarray(patch_set.patches[partners[start : start + settings.batch_size]])
         )
-        result: AttackResult = run_attack(settings, target, original, first_row=start, pristine=pristine)
+        result: AttackResult = run_attack(settings, target, original, first_row=start, partners=partner_patches)
         squared_error += float(np.sum((result.patches.astype(np.int32) - original) ** 2))
         zero_gradient += int(result.zero_gradient.sum())
         steps += int(result.iterations.sum())

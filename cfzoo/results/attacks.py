@@ -160,23 +160,28 @@ class HealthFlag(Result):
 
 
 class RobustnessRow(Result):
+    """One task, eps and attack of a robustness report. ``flagged_*``: percent of the attacked patches the target
+    calls manipulated, the TPR when hiding (manipulated patches), the FPR when framing (pristine patches)."""
+
     task: str
     model: str = Field(description="the attacked model's id; an ensemble's ids joined by +")
     patches: int
-    tpr_before: float
-    tpr_before_interval: list[float | None] = Field(description="95% Wilson interval")
+    flagged_before: float = Field(description="TPR (goal hide) or FPR (goal frame), percent, unattacked")
+    flagged_before_interval: list[float | None] = Field(description="95% Wilson interval")
     eps: int = Field(description="0 for the row of the unattacked patches (attack none)")
     attack: str = Field(description="an attack of the battery, worst-case, or none")
-    tpr_after: float
-    tpr_after_interval: list[float | None] = Field(description="95% Wilson interval")
-    pristine: int = Field(description="pristine test patches the ranking metrics compare against")
+    flagged_after: float = Field(description="TPR (goal hide) or FPR (goal frame), percent, after the attack")
+    flagged_after_interval: list[float | None] = Field(description="95% Wilson interval")
+    compared: int = Field(description="test patches of the other class the ranking metrics compare against")
     ranking: RankingMetrics = Field(
-        description="the target's score on these (attacked) manipulated patches against the pristine ones"
+        description="the target's score on these (attacked) patches against the other class's, unattacked"
     )
     psnr_db: float | None
     mean_queries: float | None = Field(description="detector runs per patch; null for the worst-case and none rows")
     seconds: float
-    recompressed: dict[str, float] = Field(description="TPR after storing the patches as JPEG, by quality")
+    recompressed: dict[str, float] = Field(
+        description="flagged percent (TPR or FPR) after storing the patches as JPEG, by quality"
+    )
 
 
 _ROBUSTNESS_COLUMNS = (
@@ -185,12 +190,12 @@ _ROBUSTNESS_COLUMNS = (
     "eps",
     "attack",
     "patches",
-    "tpr_before",
-    "tpr_after",
+    "flagged_before",
+    "flagged_after",
     "psnr_db",
     "mean_queries",
     "seconds",
-    "pristine",
+    "compared",
 )
 _RANKING_COLUMNS = ("auc", "average_precision", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5")
 
@@ -200,6 +205,10 @@ class RobustnessReport(Tabular, Result):
 
     schema_version: int = RESULTS_SCHEMA_VERSION
     target: str
+    goal: Literal["hide", "frame"] = Field(
+        description="hide: manipulated patches pushed towards pristine (rows give TPR); frame: pristine patches "
+        "pushed towards manipulated (rows give FPR)"
+    )
     attacks: list[str]
     parameters: dict[str, AttackParameters]
     eps: list[int]
@@ -213,23 +222,25 @@ class RobustnessReport(Tabular, Result):
 
     def csv_columns(self) -> tuple[str, ...]:
         return (
+            "goal",
             *_ROBUSTNESS_COLUMNS,
-            "tpr_after_low",
-            "tpr_after_high",
+            "flagged_after_low",
+            "flagged_after_high",
             *_RANKING_COLUMNS,
-            *(f"tpr_jpeg{quality}" for quality in self.recompress),
+            *(f"flagged_jpeg{quality}" for quality in self.recompress),
         )
 
     def csv_rows(self) -> list[dict]:
-        """One row per task, eps and attack: the TPR's interval, the ranking metrics and the recompressed TPRs as
-        columns tpr_jpeg<Q> (the health flags are in the JSON)."""
+        """One row per task, eps and attack: the flagged share's interval, the ranking metrics and the flagged
+        shares after recompression as columns flagged_jpeg<Q> (the health flags are in the JSON)."""
         return [
             {
+                "goal": self.goal,
                 **{column: getattr(row, column) for column in _ROBUSTNESS_COLUMNS},
-                "tpr_after_low": row.tpr_after_interval[0],
-                "tpr_after_high": row.tpr_after_interval[1],
+                "flagged_after_low": row.flagged_after_interval[0],
+                "flagged_after_high": row.flagged_after_interval[1],
                 **{column: getattr(row.ranking, column) for column in _RANKING_COLUMNS},
-                **{f"tpr_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress},
+                **{f"flagged_jpeg{quality}": row.recompressed[str(quality)] for quality in self.recompress},
             }
             for row in self.rows
         ]

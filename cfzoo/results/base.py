@@ -10,7 +10,9 @@ from collections.abc import Iterable, Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 #: The version of every document's layout; raise it when a field changes meaning or goes away.
-RESULTS_SCHEMA_VERSION = 2  # 2: typed documents; a verdict may be "uncertain"
+RESULTS_SCHEMA_VERSION = (
+    3  # 2: typed documents; a verdict may be "uncertain". 3: robustness rows give flagged_* (TPR or FPR, by goal)
+)
 _ABSENT_WHEN_NONE = "absent_when_none"
 
 

@@ -26,6 +26,9 @@ class ImageAttackSummary(Result):
     height: int
     notes: list[str] = Field(description="what reading the image noted")
     target: str = Field(description="the model ids attacked, joined by +")
+    goal: Literal["hide", "frame"] = Field(
+        description="hide: a manipulated image made to look pristine; frame: an untouched one made to look manipulated"
+    )
     method: str
     eps: int
     tiles: int = Field(description="attacked 128 x 128 tiles")

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.data import PatchSet, pristine_partners
+from cfzoo.data import PatchSet, partner_rows
 from cfzoo.errors import CfzooError, option
 from cfzoo.ops.attacks.common import AttackResult, AttackSettings, AttackTarget, checked_patches
 from cfzoo.ops.attacks.registry import AttackCall, attack_names, get_attack
@@ -43,10 +43,11 @@ def check_method_fits(method: str, target: AttackTarget, task: str) -> None:
         fits(target, task)
 
 
-def pristine_rows(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
-    """The rows of the pristine partners of manipulated ``rows`` where ``method`` needs them (spam-prist), else None.
-    Rows, not patches: a caller that attacks in batches reads each batch's partners with it."""
-    return pristine_partners(patch_set, rows) if get_attack(method).needs_pristine else None
+def partners_for(method: str, patch_set: PatchSet, rows: np.ndarray) -> np.ndarray | None:
+    """The rows of the partners across the boundary of ``rows`` (:func:`cfzoo.data.partner_rows`) where ``method``
+    needs them (spam-prist), else None. Rows, not patches: a caller that attacks in batches reads each batch's
+    partners with it."""
+    return partner_rows(patch_set, rows) if get_attack(method).needs_partners else None
 
 
 def attack_parameters(settings: AttackSettings) -> dict:
@@ -67,19 +68,20 @@ def attack_patches(
     patches,
     on_progress: ProgressCallback | None = None,
     first_row: int = 0,
-    pristine=None,
+    partners=None,
 ) -> AttackResult:
-    """Attack [N,H,W,3] uint8 patches as ``settings`` say, once the method is known to fit ``target``: one detector
+    """Attack [N,H,W,3] uint8 patches as ``settings`` say (towards its goal: manipulated patches made to look
+    pristine, or pristine ones made to look manipulated), once the method is known to fit ``target``: one detector
     or an ensemble (attacks that declare ``ensemble``), with companions where the method needs them. ``first_row``:
-    where these patches start in a larger set attacked in pieces (it seeds the random draws). ``pristine``: each
-    patch's pristine partner (attacks that declare ``needs_pristine``)."""
+    where these patches start in a larger set attacked in pieces (it seeds the random draws). ``partners``: each
+    patch's partner across the boundary (attacks that declare ``needs_partners``)."""
     check_settings(settings, target.is_ensemble)
     if get_attack(settings.method).needs_gradient and not target.has_gradient:
-        free = ", ".join(attack_names(needs_gradient=False, needs_pristine=False, ensemble=True))
+        free = ", ".join(attack_names(needs_gradient=False, needs_partners=False, ensemble=True))
         raise CfzooError(
             f"{settings.method} needs the target's gradient companion; {option('method')} {free} needs none"
         )
-    return run_attack(settings, target, checked_patches(patches), on_progress, first_row, pristine)
+    return run_attack(settings, target, checked_patches(patches), on_progress, first_row, partners)
 
 
 def run_attack(
@@ -88,7 +90,7 @@ def run_attack(
     patches: np.ndarray,
     on_progress: ProgressCallback | None = None,
     first_row: int = 0,
-    pristine=None,
+    partners=None,
 ) -> AttackResult:
     """:func:`attack_patches` for a target already checked against the method (an experiment's plan checks every
     target once, before any data work) and uint8 patches."""
@@ -97,5 +99,6 @@ def run_attack(
         survive_jpeg=settings.survive_jpeg,
         survive_resize=settings.survive_resize,
         batch_size=settings.batch_size,
+        goal=settings.goal,
     )
-    return get_attack(settings.method).run(settings, target, patches, AttackCall(on_progress, first_row, pristine))
+    return get_attack(settings.method).run(settings, target, patches, AttackCall(on_progress, first_row, partners))

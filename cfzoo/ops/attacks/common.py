@@ -1,8 +1,11 @@
-"""What every attack shares: integer eps, the uint8 patch layout, settings and results, and success after rounding.
+"""What every attack shares: integer eps, the uint8 patch layout, the goal, settings and results, and success after
+rounding.
 
 Every attack returns uint8 patches inside the L-infinity ball of radius eps (an integer number of gray levels)
 around the originals and inside 0..255. Success is what the target's detector says about those stored
-integers: a patch is fooled when the detector's probability of "manipulated" is at or below its threshold.
+integers. Two goals (:data:`GOALS`): ``hide`` a manipulation (manipulated patches; fooled when the detector's
+probability of "manipulated" is at or below its threshold) or ``frame`` an untouched photo (pristine patches;
+fooled when it is above, so the detector accuses them).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, manipulated_margin
 from cfzoo.patches import PATCH_SIZE, cut_patches, patch_grid
 from cfzoo.zoo.runtime import Detector, GradientModel
 
-MANIPULATED = 1
+PRISTINE, MANIPULATED = 0, 1
+#: What an attack is after: ``hide`` pushes manipulated patches to "pristine", ``frame`` pristine ones to
+#: "manipulated" (counter-forensics' other half: an innocent photo made to look manipulated).
+GOALS = ("hide", "frame")
 #: The most an 8-bit pixel can move.
 MAX_EPS = 255
 
@@ -43,10 +49,10 @@ class AttackSettings:
     """How :func:`cfzoo.ops.attacks.battery.attack_patches` attacks: ``method`` (a registered attack,
     :func:`cfzoo.ops.attacks.registry.attacks`), ``eps`` in gray levels, the method's own options (``iterations``,
     ``restarts``, ``queries``: None or 1 for its defaults), ``seed`` (random starts and proposals), the patches per
-    model run, and ``survive_jpeg`` or ``survive_resize`` (see :class:`AttackTarget`).
+    model run, ``survive_jpeg`` or ``survive_resize`` (see :class:`AttackTarget`) and the ``goal`` (:data:`GOALS`).
 
-    Built only when valid: an unknown method, an eps that is not an integer 1..255, an option the method does not
-    take, a count below 1 or a platform step the method cannot aim through is a one-line CfzooError here."""
+    Built only when valid: an unknown method or goal, an eps that is not an integer 1..255, an option the method
+    does not take, a count below 1 or a platform step the method cannot aim through is a one-line CfzooError here."""
 
     eps: int
     method: str = "fgsm"
@@ -57,11 +63,13 @@ class AttackSettings:
     seed: int = 0
     survive_jpeg: int | None = None  # aim at the patches as stored after JPEG at this quality (ensemble attacks)
     survive_resize: float | None = None  # aim at the image as a platform downscales it by this factor (one IMAGE)
+    goal: str = "hide"
 
     def __post_init__(self) -> None:
         from cfzoo.ops.attacks.registry import attack_names, get_attack, option_owners
 
         attack = get_attack(self.method)
+        check_goal(self.goal)
         object.__setattr__(self, "eps", check_eps(self.eps))
         check_count(self.batch_size, option("batch_size"), "it is the patches per model run")
         for name, value in (("iterations", self.iterations), ("queries", self.queries), ("restarts", self.restarts)):
@@ -95,6 +103,26 @@ def check_eps(eps: int) -> int:
     return int(eps)
 
 
+def check_goal(goal: str) -> str:
+    """``goal`` if it is one of :data:`GOALS`, else a one-line CfzooError."""
+    if goal not in GOALS:
+        raise CfzooError(
+            f"unknown goal {goal!r}; choose hide (manipulated patches made to look pristine) or frame (pristine patches "
+            "made to look manipulated)"
+        )
+    return goal
+
+
+def goal_margin(decision_margin: np.ndarray, goal: str) -> np.ndarray:
+    """The attacker's margin, from the detector's (:func:`manipulated_margin`, above 0 where it calls a patch
+    manipulated): at or below 0 exactly where the attack reached ``goal``. Framing succeeds where the detector's
+    margin is above 0, so its margin is the next float above minus the detector's (at or below 0 exactly where
+    the detector's is strictly above 0)."""
+    if goal == "hide":
+        return decision_margin
+    return np.nextafter(-np.asarray(decision_margin, dtype=np.float64), np.inf)
+
+
 def checked_patches(patches: np.ndarray) -> np.ndarray:
     patches = np.asarray(patches)
     if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[3] != 3:
@@ -112,12 +140,15 @@ def ball(original: np.ndarray, eps: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class AttackTarget:
-    """What an attack aims at: one detector, or an ensemble that is fooled only when every member is. Each
-    detector comes with its gradient companion, or None where the attack needs none (square).
+    """What an attack aims at: one detector, or an ensemble, which calls a patch manipulated when any member does.
+    Each detector comes with its gradient companion, or None where the attack needs none (square).
 
-    An ensemble's margin is its members' largest (:func:`manipulated_margin`), and its loss the sum of their
-    cross-entropies; its gradient sums theirs, each scaled to unit mean absolute value per patch, so that a
-    member whose loss is steep does not drown the others' directions.
+    ``goal`` (:data:`GOALS`): ``hide`` is fooled when every member calls the patch pristine, ``frame`` when the
+    ensemble calls it manipulated. An ensemble's decision margin is its members' largest
+    (:func:`manipulated_margin`), the attacker's margin follows from it (:func:`goal_margin`), and its loss is the
+    sum of the members' cross-entropies for the label the patch truly has (manipulated when hiding, pristine when
+    framing), which the attacks ascend; its gradient sums theirs, each scaled to unit mean absolute value per
+    patch, so that a member whose loss is steep does not drown the others' directions.
 
     ``survive_jpeg``: aim at the patches as a platform stores them after JPEG at this quality. The margin judges
     the recompressed patches, and the gradient is taken at the recompressed (rounded) iterate and applied to the
@@ -136,6 +167,7 @@ class AttackTarget:
     survive_resize: float | None = None
     #: Patches per model run when the target judges or differentiates (the settings' ``batch_size``).
     batch_size: int = DEFAULT_BATCH_SIZE
+    goal: str = "hide"
 
     @classmethod
     def of(cls, detector: Detector, companion: GradientModel | None = None) -> AttackTarget:
@@ -149,8 +181,18 @@ class AttackTarget:
     def has_gradient(self) -> bool:
         return all(companion is not None for companion in self.companions)
 
+    @property
+    def true_label(self) -> int:
+        """The label of the patches attacked (the one whose cross-entropy the attacks ascend)."""
+        return MANIPULATED if self.goal == "hide" else PRISTINE
+
     def margin(self, patches: np.ndarray) -> np.ndarray:
-        """Per uint8 sample: <= 0 exactly when every member calls every patch it becomes pristine (run
+        """The attacker's margin per uint8 sample: <= 0 exactly when the attack reached its goal (hiding: every
+        member calls every patch the sample becomes pristine; framing: some member calls one manipulated)."""
+        return goal_margin(self.decision_margin(patches), self.goal)
+
+    def decision_margin(self, patches: np.ndarray) -> np.ndarray:
+        """Per uint8 sample: above 0 exactly when some member calls some patch it becomes manipulated (run
         ``batch_size`` patches at a time)."""
         if not len(patches):
             return np.zeros(0)
@@ -161,14 +203,14 @@ class AttackTarget:
         return margins
 
     def loss_and_gradient(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(loss [N], its gradient [N,H,W,3]) at float [N,H,W,3] images: the cross-entropy for the label
-        manipulated (summed over members and over the patches a sample becomes, the members' gradients scaled as
-        the class says)."""
+        """(loss [N], its gradient [N,H,W,3]) at float [N,H,W,3] images: the cross-entropy for the patches' true
+        label (summed over members and over the patches a sample becomes, the members' gradients scaled as the
+        class says), which the attacks ascend."""
         if self.survive_jpeg is None and self.survive_resize is None:
             views, owners = images, np.arange(len(images))
         else:
             views, owners = self._views(np.clip(np.rint(images), 0, 255).astype(np.uint8))
-        labels = np.full(len(views), MANIPULATED, dtype=np.int64)
+        labels = np.full(len(views), self.true_label, dtype=np.int64)
         contract = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32)
         view_loss, view_gradient = np.zeros(len(views)), None
         for companion in self.companions:
@@ -179,7 +221,7 @@ class AttackTarget:
                 if self.is_ensemble:
                     scale = np.abs(gradient).reshape(len(gradient), -1).mean(axis=1)
                     gradient = gradient / np.where(scale > 0, scale, 1.0)[:, None, None, None]
-                view_loss[part] += cross_entropy(logits, MANIPULATED)
+                view_loss[part] += cross_entropy(logits, self.true_label)
                 gradients.append(gradient)
             gradient = np.concatenate(gradients).transpose(0, 2, 3, 1)
             view_gradient = np.ascontiguousarray(gradient) if view_gradient is None else view_gradient + gradient

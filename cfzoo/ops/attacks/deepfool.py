@@ -15,7 +15,8 @@ margin seen.
 
 The gradient of the margin comes from the companion's cross-entropy gradient for the label "manipulated": for two
 classes, ``CE = softplus(-(z1 - z0))``, so ``grad (z1 - z0) = -grad CE / sigmoid(z0 - z1)``. One detector at a time:
-DeepFool's step is made for one boundary.
+DeepFool's step is made for one boundary. Framing (goal ``frame``) crosses it the other way: the margin and its
+gradient change sign.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def _deepfool_batch(target: AttackTarget, original: np.ndarray, eps: int, iterat
     detector, companion = target.detectors[0], target.companions[0]
     low, high = ball(original, eps)
     threshold = float(np.clip(detector.threshold, 1e-12, 1 - 1e-12))
+    goal_sign = 1.0 if target.goal == "hide" else -1.0  # framing lowers minus the margin
     judged = RoundedIterates(target, original)
     current = original.astype(np.int16)
     steps = np.zeros(len(original), dtype=np.int64)
@@ -87,12 +89,12 @@ def _deepfool_batch(target: AttackTarget, original: np.ndarray, eps: int, iterat
         # grad (z1 - z0) = -grad CE / sigmoid(z0 - z1), per patch, in the patches' layout
         with np.errstate(over="ignore", invalid="ignore"):  # a saturated patch: an infinite factor, found stuck below
             scale = (1.0 + np.exp(difference))[:, None, None, None]
-            margin_gradient = -gradient.transpose(0, 2, 3, 1).astype(np.float64) * scale
+            margin_gradient = -goal_sign * gradient.transpose(0, 2, 3, 1).astype(np.float64) * scale
             norm = np.abs(margin_gradient).reshape(len(active), -1).sum(axis=1)
         stuck = ~(norm > 0) | ~np.isfinite(norm)
         if iteration == 0:
             zero_gradient[active] = stuck
-        margin = difference - np.log(threshold / (1 - threshold))
+        margin = goal_sign * (difference - np.log(threshold / (1 - threshold)))
         size = np.ceil(np.maximum(margin, 0) * (1 + OVERSHOOT) / np.where(stuck, 1.0, norm))
         size = np.clip(np.nan_to_num(size, nan=1.0), 1, eps).astype(np.int16)[:, None, None, None]
         direction = np.sign(np.nan_to_num(margin_gradient)).astype(np.int16)

@@ -4,7 +4,9 @@ The paper's attack (Section III-B): for a manipulated patch x,
 
     x' = clip(x + eps * sign(d CE(logits(x), manipulated) / d x), 0, 255),   eps an integer >= 1,
 
-stored as uint8. Raising the loss of the label "manipulated" (1) pushes the patch towards "pristine".
+stored as uint8. Raising the loss of the label "manipulated" (1) pushes the patch towards "pristine". Framing
+(goal ``frame``, :class:`~cfzoo.ops.attacks.common.AttackTarget`) raises the loss of "pristine" on a pristine
+patch instead, and "called pristine" below reads "called manipulated".
 Integer eps keeps every pixel an integer, so the attack survives the rounding of storage: nothing is
 rounded away. Where the gradient is exactly zero (sign 0) the pixel is left unchanged; a patch the target
 calls manipulated with a float32 probability of exactly 1 has a zero gradient everywhere and is not moved

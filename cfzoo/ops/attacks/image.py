@@ -72,17 +72,18 @@ def attack_image(
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ImageAttack:
-    """Attack every tile of an H x W x 3 uint8 image (labelled manipulated) as ``settings`` say. ``target``: a
-    family (its ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble).
+    """Attack every tile of an H x W x 3 uint8 image as ``settings`` say: a manipulated image made to look pristine
+    (goal hide), or an untouched one made to look manipulated by ``task`` (goal frame). ``target``: a family (its
+    ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble).
 
     With ``settings.survive_resize`` = F the whole image is one sample aimed at every patch of the detect grid of
     its copy downscaled by F (:class:`~cfzoo.ops.attacks.common.AttackTarget`), and the verdicts are taken on that
     copy, as a platform would serve it; the image returned is the one to upload, at full size."""
     check_settings(settings, ensemble=is_ensemble(target))
-    if get_attack(settings.method).needs_pristine:
+    if get_attack(settings.method).needs_partners:
         raise CfzooError(
-            f"{settings.method} needs the pristine photo behind every tile, so it attacks patch sets (attack or robustness "
-            "with --data), not one IMAGE; the other methods need no pristine photo"
+            f"{settings.method} needs the other version of the photo behind every tile (before or after the manipulation), "
+            "so it attacks patch sets (attack or robustness with --data), not one IMAGE; the other methods need none"
         )
     factor = settings.survive_resize
     if factor is not None and min(round(length * factor) for length in pixels.shape[:2]) < PATCH_SIZE:
@@ -144,6 +145,7 @@ def attack_image_file(
         height=loaded.height,
         notes=list(loaded.notes),
         target=attack.target,
+        goal=settings.goal,
         method=settings.method,
         eps=int(settings.eps),
         tiles=len(attack.positions),

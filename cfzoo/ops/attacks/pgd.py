@@ -1,13 +1,14 @@
 """Projected gradient attacks in the integer domain: PGD (Madry et al. 2018) and APGD-CE (Croce and Hein 2020).
 
-Both maximise CE(logits(x), manipulated) through the target's ONNX gradient companion, which takes float
+Both maximise CE(logits(x), y) through the target's ONNX gradient companion, y the patch's true label
+(manipulated when hiding a manipulation, pristine when framing a photo), which takes float
 images, so they optimise in floats inside the eps-ball and measure success after rounding:
 
 - the iterate ``x`` is a float32 image in [max(x0 - eps, 0), min(x0 + eps, 255)]; those bounds are integers,
   so ``rint(x)`` (half to even) stays in the integer ball;
 - before every gradient step, and after the last, ``rint(x)`` is stored as uint8 and the target's detector
   judges it; a patch is done the first time the stored integers fool the detector (early stop, as AutoAttack);
-- a patch never fooled returns the rounded iterate with the lowest probability seen.
+- a patch never fooled returns the rounded iterate with the lowest margin seen (nearest the goal).
 
 PGD: a random integer start, uniform in the ball; ``iterations`` signed steps of ``step`` (default Madry's
 2.5 eps / iterations) with projection; ``restarts`` fresh starts for the patches not yet fooled.

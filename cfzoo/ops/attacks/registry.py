@@ -1,7 +1,7 @@
 """The attacks cfzoo knows, one :class:`Attack` each, registered by the module that implements it.
 
 An attack module ends with ``register_attack(Attack(...))``: its name, what it needs (a gradient companion, a
-pristine partner per patch, a particular kind of detector), whether it attacks ensembles and survives platform
+partner per patch across the boundary, a particular kind of detector), whether it attacks ensembles and survives platform
 steps (``--survive``), the options it takes (an :class:`~cfzoo.ops.attacks.common.AttackSettings` field each:
 ``iterations``, ``restarts``, ``queries``) with their defaults, the parameters it reports, and the function that
 runs it. Every module of this package is imported on the first lookup, so a new attack is one new module here;
@@ -31,8 +31,9 @@ class AttackCall:
     on_progress: ProgressCallback | None = None
     #: Where these patches start in a larger set attacked in pieces: it seeds the random draws.
     first_row: int = 0
-    #: Each patch's pristine partner, for attacks with ``needs_pristine``.
-    pristine: np.ndarray | None = None
+    #: Each patch's partner across the boundary (same photo, same place; pristine when hiding, manipulated when
+    #: framing), for attacks with ``needs_partners``.
+    partners: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class Attack:
     needs_gradient: bool = True
     #: It attacks several detectors at once (fooled only when every member is) and aims through ``--survive``.
     ensemble: bool = True
-    #: It aims at a pristine partner of each patch (the caller passes ``AttackCall.pristine``).
-    needs_pristine: bool = False
+    #: It aims at each patch's partner across the boundary (the caller passes ``AttackCall.partners``).
+    needs_partners: bool = False
     #: ``fits(target, task)``: a one-line CfzooError where it cannot attack that target on that task.
     fits: Callable[[object, str], None] | None = None
     #: Reports give its model runs per patch (the paper's FGSM tables have none).

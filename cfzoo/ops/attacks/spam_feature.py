@@ -16,6 +16,10 @@ any SPAM pipeline, weighs each feature by its spread. Two goals (the paper's Fig
   and ``f >= 0`` (SPAM features are frequencies), i.e. ``max(z0 - lambda coef, -mean / scale)`` with lambda found by
   bisection. The attacker knows the classifier exactly.
 
+Framing (goal ``frame``) runs both the other way: a pristine patch descends towards its manipulated partner's
+feature (spam-prist: the partner across the boundary), or towards the nearest feature on the manipulated margin
+(spam-close: the same problem for the SVM with its sign flipped, ``coef . z + intercept >= 1``).
+
 Rounding and success: the iterate is a float image inside the ball (integer bounds), moved by signed steps of
 2.5 / iterations gray levels from the original (no random start: the descent has a goal, not a boundary, to find).
 The step does not grow with eps, as PGD's does: a residual weighs four pixels by 1, 3, 3, 1, so a step of s gray
@@ -70,37 +74,40 @@ def spam_feature(
     patches: np.ndarray,
     eps: int,
     towards: str,
-    pristine: np.ndarray | None = None,
+    partners: np.ndarray | None = None,
     iterations: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
 ) -> AttackResult:
-    """Descend towards f_prist (``towards="prist"``, ``pristine``: each patch's pristine partner) or f_close
-    (``"close"``); see the module's notes."""
+    """Descend towards the partner's feature (``towards="prist"``, ``partners``: each patch's partner across the
+    boundary, pristine when hiding) or f_close (``"close"``); see the module's notes."""
     eps = check_eps(eps)
     check_count(iterations, "iterations", f"leave it out for {SPAM_FEATURE_ITERATIONS}")
     return _spam_feature(
-        target, features, checked_patches(patches), eps, towards, pristine, iterations, batch_size, on_progress
+        target, features, checked_patches(patches), eps, towards, partners, iterations, batch_size, on_progress
     )
 
 
 def _spam_feature(
-    target, features, patches, eps, towards, pristine, iterations, batch_size, on_progress
+    target, features, patches, eps, towards, partners, iterations, batch_size, on_progress
 ) -> AttackResult:
     """:func:`spam_feature` once eps, iterations and the patches are known to be valid."""
     iterations = iterations or SPAM_FEATURE_ITERATIONS
     if towards not in TOWARDS:
         raise CfzooError(f"towards must be one of {', '.join(TOWARDS)}, got {towards!r}")
     svm = check_spam_target(f"spam-{towards}", target)
-    if towards == "prist" and (pristine is None or np.shape(pristine) != patches.shape):
+    if towards == "prist" and (partners is None or np.shape(partners) != patches.shape):
         raise CfzooError(
-            "spam-prist needs each manipulated patch's pristine partner (same photo, same place); resize tasks have none"
+            "spam-prist needs each patch's partner across the boundary (same photo, same place: the pristine one of a "
+            "manipulated patch, the manipulated one of a pristine patch when framing); resize tasks have none"
         )
+    # framing crosses to the manipulated margin: the pristine margin of the SVM with its sign flipped
+    boundary = svm if target.goal == "hide" else svm._replace(coef=-svm.coef, intercept=-svm.intercept)
 
     def goal_of(original: np.ndarray, part: slice) -> np.ndarray:
         if towards == "prist":
-            return features.features(to_model_input(checked_patches(pristine[part])))
-        return closest_across(features.features(to_model_input(original)), svm)
+            return features.features(to_model_input(checked_patches(partners[part])))
+        return closest_across(features.features(to_model_input(original)), boundary)
 
     weight = 1.0 / svm.scale**2
     step = spam_feature_step(iterations)
@@ -208,7 +215,7 @@ def _register(towards: str, summary: str) -> None:
             patches,
             settings.eps,
             towards,
-            call.pristine,
+            call.partners,
             settings.iterations,
             settings.batch_size,
             call.on_progress,
@@ -227,7 +234,7 @@ def _register(towards: str, summary: str) -> None:
             options={"iterations": str(SPAM_FEATURE_ITERATIONS)},
             needs_gradient=False,  # the embedded SPAM feature companion stands in for the target's
             ensemble=False,
-            needs_pristine=towards == "prist",
+            needs_partners=towards == "prist",
             fits=fits,
         )
     )
@@ -235,6 +242,7 @@ def _register(towards: str, summary: str) -> None:
 
 _register(
     "prist",
-    "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (datasets only).",
+    "the paper's descent in SPAM feature space against --target spam, towards the pristine patch's feature (framing: the "
+    "manipulated one's; datasets only).",
 )
 _register("close", "the same descent towards the nearest feature across the SVM's boundary.")

@@ -1,13 +1,13 @@
 """Square Attack (Andriushchenko et al. 2020), L-infinity, score-based: it needs the detector graph only.
 
 No gradient and no companion, so it attacks detectors that have none and non-differentiable ones (the hard
-SPAM+SVM). It minimises the detector's margin, logit(manipulated) - logit(pristine) - logit(threshold), which
-is <= 0 exactly when the stored patch is called pristine.
+SPAM+SVM). It minimises the attacker's margin: hiding, the detector's logit(manipulated) - logit(pristine) -
+logit(threshold), which is <= 0 exactly when the stored patch is called pristine; framing, minus that.
 
 In integers from the start: every pixel of every candidate is original +- eps, clipped to 0..255, so nothing
 is ever rounded; the detector judges the very uint8 patches that are returned.
 
-- Start: the original is judged (a patch already called pristine is returned as it is), then vertical
+- Start: the original is judged (a patch already at the goal is returned as it is), then vertical
   stripes: each column of each channel shifted by +eps or -eps at random.
 - Each proposal: a square of side s at a random place, each channel of it set to +eps or -eps at random
   (relative to the original); kept if it lowers the margin. s = round(sqrt(p * 128 * 128)), where p starts at
@@ -84,7 +84,7 @@ def _square_batch(
     low, high = ball(original, eps)
     base = original.astype(np.int16)
     current = original.copy()
-    margin = target.margin(current)  # a patch the detector already calls pristine stays as it is
+    margin = target.margin(current)  # a patch already at the goal stays as it is
     runs = len(target.detectors)  # model runs per judgement
     used = np.full(count, runs, dtype=np.int64)
     proposals = np.zeros(count, dtype=np.int64)
