@@ -100,3 +100,21 @@ def conforms():
         jsonschema.Draft202012Validator(schema).validate(document)
 
     return check
+
+
+@pytest.fixture(scope="session")
+def headless():
+    """``headless(*arguments)``: run the system's Chromium headless with ``arguments`` (apt-get install chromium)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium is not installed: apt-get update && apt-get install -y chromium")
+
+    def run(*arguments, timeout=120) -> subprocess.CompletedProcess:
+        # --no-sandbox: tests and CI run as root, where Chromium's sandbox refuses to start
+        command = [found, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *arguments]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    return run

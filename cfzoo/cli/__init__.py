@@ -8,6 +8,7 @@ import typer
 
 from cfzoo._version import __version__
 from cfzoo.cli.attack import attack
+from cfzoo.cli.bench import bench_command
 from cfzoo.cli.cards import cards
 from cfzoo.cli.common import Command, Group, handle_errors, set_quiet
 from cfzoo.cli.data import data_app
@@ -42,6 +43,7 @@ for name, command in (
     ("list", list_models),
     ("pull", pull),
     ("robustness", robustness_command),
+    ("bench", bench_command),
     ("scan", scan),
     ("reproduce", reproduce),
     ("restore", restore),

@@ -17,6 +17,7 @@ are current and that real outputs validate against them). The documents with row
 - :class:`ModelList`: ``cfzoo list``; :class:`DatasetSurvey`: ``cfzoo data inspect``
 - :class:`ImageAttackSummary`: ``cfzoo attack IMAGE``; :class:`ImageRestorations`: ``cfzoo restore IMAGE``
 - :class:`ScanRow`: a row of a scan's Parquet parts; :class:`ScanSummary`: ``cfzoo scan --json``
+- :class:`BenchBoard`: ``cfzoo bench``, an entry (:class:`BenchEntry`) per model under a :class:`BenchProtocol`
 """
 
 from pydantic import BaseModel
@@ -41,6 +42,7 @@ from cfzoo.results.base import (
     absent_when_none,
     csv_text,
 )
+from cfzoo.results.bench import BenchBoard, BenchEntry, BenchProtocol
 from cfzoo.results.detection import (
     DetectionDocument,
     DetectionSettings,
@@ -106,6 +108,8 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "restore-image": ImageRestorations,
     "scan": ScanSummary,
     "scan-row": ScanRow,
+    "bench": BenchBoard,
+    "bench-entry": BenchEntry,
 }
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -116,6 +120,9 @@ def json_schema(name: str) -> dict:
 
 
 __all__ = [
+    "BenchBoard",
+    "BenchEntry",
+    "BenchProtocol",
     "ReliabilityBin",
     "HEALTH_FLAGS",
     "HealthFlag",

@@ -4,7 +4,8 @@ A model reference is a registry id (``bayar2016-jpeg70``), the id of a model reg
 (``mynet``), or an ``.onnx`` path (a file cfzoo exported names its registry model in its metadata and is that
 model; any other file follows the model contract and is an external model named after the file).
 
-- :func:`open_detector` / :func:`open_companion`: a reference -> its cached onnxruntime session(s)
+- :func:`open_detector` / :func:`open_companion`: a reference -> its cached onnxruntime session(s);
+  :func:`find_entry`: an id -> its registry entry, no session
 - :func:`detectors_here`, :func:`attackable_tasks`, :func:`family_detectors`, :func:`select_detectors`: which of
   the zoo's detectors are on this machine, for a task, a family or ``cfzoo detect``'s families x tasks
 - :func:`inventory`: ``cfzoo list``, every family x task slot and every restorer with where its files are
@@ -80,6 +81,11 @@ def open_companion(
             f"model {detector.entry.id} was registered without a gradient companion; register it again without --no-companion"
         )
     return _registry_session(GradientModel, "gradient", detector.entry.id, chosen, path)
+
+
+def find_entry(model_id: str) -> ModelEntry | None:
+    """The registry entry (the zoo's or a registered one) of ``model_id``; None for a model known only as a file."""
+    return Zoo.load().detectors.entries.get(model_id)
 
 
 def _registry_session(kind_class, kind: str, model_id: str, providers: tuple[str, ...], path: ModelReference | None):
