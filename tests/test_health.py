@@ -1,6 +1,7 @@
 """Health flags of a robustness evaluation: each raised where its cause is real, and silent where it is not."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -10,7 +11,9 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.experiments.health import battery_flags, check_target, run_flags
+from cfzoo.ops.attacks import registry
 from cfzoo.ops.attacks.common import AttackResult, AttackTarget
+from cfzoo.ops.attacks.registry import get_attack
 from cfzoo.results import HEALTH_FLAGS, RankingMetrics, RobustnessRow
 from cfzoo.zoo.catalog import open_companion, open_detector
 from cfzoo.zoo.resolve import ResolvedFile
@@ -20,26 +23,41 @@ runner = CliRunner()
 MODELS = ["spam-jpeg70", "bayar2016-jpeg70"]
 
 
-def test_an_attack_that_does_worse_at_a_larger_eps_is_flagged_and_its_rows_stay_envelopes(models, sample_root):
-    """FGSM's single step at eps 4 overshoots where eps 1 fooled SPAM+SVM: flagged, and the row keeps eps 1's best."""
-    battery = ["robustness", "-T", "spam", "-t", "jpeg70", "-a", "fgsm", "--eps", "1", "--eps", "4"]
+def _lazy(settings, target, patches, call):
+    """A planted broken attack: PGD at eps 1, and at a larger eps nothing at all."""
+    if settings.eps == 1:
+        return get_attack("pgd").run(settings, target, patches, call)
+    ones = np.ones(len(patches), dtype=np.int64)
+    return AttackResult(patches.copy(), ones, np.zeros(len(patches), dtype=bool), ones)
+
+
+def test_an_attack_that_does_worse_at_a_larger_eps_is_flagged_and_its_rows_stay_envelopes(
+    models, sample_root, monkeypatch
+):
+    """A planted attack that gives up above eps 1 is flagged, and its row keeps eps 1's best; FGSM, whose one step
+    of 4 overshoots where a step of 1 fooled SPAM+SVM, is not an attack that searches and is not flagged."""
+    pgd = get_attack("pgd")
+    monkeypatch.setitem(registry._ATTACKS, "lazy", replace(pgd, name="lazy", run=_lazy, options={}))
+    battery = ["robustness", "-T", "spam", "-t", "jpeg70", "-a", "lazy", "-a", "fgsm", "--eps", "1", "--eps", "4"]
     battery += ["--max-patches", "12", "--recompress", "90", "--data", str(sample_root)]
     result = runner.invoke(app, [*battery, "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     flags = [flag for flag in report["health"] if flag["flag"] == "not-monotone"]
-    assert flags and flags[0]["attack"] == "fgsm" and flags[0]["eps"] == 4 and flags[0]["task"] == "jpeg70"
-    by_eps = {row["eps"]: row for row in report["rows"] if row["attack"] == "fgsm"}
-    assert by_eps[4]["flagged_after"] <= by_eps[1]["flagged_after"] < by_eps[1]["flagged_before"]
+    assert [(flag["attack"], flag["eps"], flag["task"]) for flag in flags] == [("lazy", 4, "jpeg70")]
+    for attack in ("lazy", "fgsm"):
+        by_eps = {row["eps"]: row for row in report["rows"] if row["attack"] == attack}
+        assert by_eps[4]["flagged_after"] <= by_eps[1]["flagged_after"] < by_eps[1]["flagged_before"]
     for row in report["rows"]:
         low, high = row["flagged_after_interval"]
         assert low <= row["flagged_after"] <= high and row["compared"] == row["patches"] == 12
         assert 0 <= row["ranking"]["auc"] <= 1
     clean = next(row for row in report["rows"] if row["attack"] == "none")
-    assert clean["ranking"]["auc"] >= by_eps[1]["ranking"]["auc"]  # attacking hurts the ranking too
+    lazy_eps1 = next(row for row in report["rows"] if row["attack"] == "lazy" and row["eps"] == 1)
+    assert clean["ranking"]["auc"] >= lazy_eps1["ranking"]["auc"]  # attacking hurts the ranking too
     table = runner.invoke(app, battery)
     assert table.exit_code == 0 and table.stdout.startswith("FLAGGED: this evaluation may be unreliable (not-monotone")
-    assert "not-monotone: jpeg70, eps 4, fgsm:" in table.stdout
+    assert "not-monotone: jpeg70, eps 4, lazy:" in table.stdout
 
 
 def _row(attack: str, eps: int, detected: int, patches: int = 40) -> RobustnessRow:
@@ -92,10 +110,12 @@ def test_zero_gradients_on_more_than_a_few_patches_are_flagged():
     [flag] = run_flags("median7", 1, "pgd", margins, result(5), None)
     assert flag.flag == "zero-gradients" and flag.detail.startswith("5 of 40")
     assert run_flags("median7", 1, "square", margins, result(5), None) == []  # no gradient, no flag
-    detected = np.r_[np.ones(11), -np.ones(29)]  # 27.5% at this eps and at the smaller one: monotone
-    assert run_flags("median7", 2, "square", detected, result(0), 27.5) == []
-    [flag] = run_flags("median7", 2, "square", detected, result(0), 25.0)
-    assert flag.flag == "not-monotone" and flag.eps == 2
+    detected = np.r_[np.ones(11), -np.ones(29)]  # 11 held at this eps
+    assert run_flags("median7", 2, "square", detected, result(0), 11) == []
+    assert run_flags("median7", 2, "square", detected, result(0), 9) == []  # two more: a random start's wobble
+    [flag] = run_flags("median7", 2, "square", detected, result(0), 8)
+    assert flag.flag == "not-monotone" and flag.eps == 2 and "3 more than at a smaller eps" in flag.detail
+    assert run_flags("median7", 2, "fgsm", detected, result(0), 0) == []  # a fixed step, not a search
 
 
 def _graph(path, nodes, inputs, outputs, initializers=()):

@@ -1,7 +1,10 @@
 """Health flags of a robustness evaluation: signs that its numbers are not to be trusted (docs/robustness.md).
 
 - ``not-monotone``: an attack's own run at a larger eps left the detector right on more patches than its run at a
-  smaller one (more still detected when hiding, more still called pristine when framing).
+  smaller one (more still detected when hiding, more still called pristine when framing), by more than a few
+  (:data:`MONOTONE_SLACK`: random starts move a patch or two either way). Not raised for attacks that take a fixed
+  step rather than search the ball (FGSM's one step of exactly eps may overshoot; the paper's attack is kept as it
+  is).
   An attacker allowed eps may use any perturbation of a smaller eps, so this is the attack failing (Square's
   random search at a large eps is the known case); the report's rows are envelopes (each patch's best result at
   this eps or any smaller one), so they stay monotone, and the flag says the raw run was not.
@@ -25,7 +28,7 @@ import numpy as np
 
 from cfzoo.ops.attacks.battery import needs_gradient
 from cfzoo.ops.attacks.common import AttackResult, AttackTarget
-from cfzoo.ops.attacks.registry import attack_names
+from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.results import HealthFlag, RobustnessRow
 from cfzoo.zoo.runtime import to_model_input
 
@@ -35,6 +38,9 @@ ZERO_GRADIENT_SHARE = 0.02
 COMPANION_CORRELATION = 0.9
 #: Patches the companion is compared with the detector on.
 COMPANION_PATCHES = 16
+#: ``not-monotone`` is raised when a run at a larger eps holds more than this share of the patches (and more than
+#: two) beyond the run at the smaller eps.
+MONOTONE_SLACK = 0.05
 
 
 def check_target(
@@ -78,11 +84,11 @@ def check_target(
 
 
 def run_flags(
-    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_held: float | None
+    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_held: int | None
 ) -> list[HealthFlag]:
     """The flags one run raises, from the attacker's ``margins`` (above 0: the detector holds the patch):
-    ``zero-gradients`` and, against the same attack's run at the next smaller eps (``smaller_eps_held``, percent of
-    patches held), ``not-monotone``."""
+    ``zero-gradients`` and, against the same attack's run at the next smaller eps (``smaller_eps_held`` patches
+    held), ``not-monotone``."""
     flags = []
     stuck = int(np.sum(result.zero_gradient) + np.sum(~np.isfinite(margins)))
     if needs_gradient(attack) and stuck > max(2, ZERO_GRADIENT_SHARE * len(margins)):
@@ -95,14 +101,16 @@ def run_flags(
                 attack,
             )
         )
-    held = round(100.0 * float(np.mean(margins > 0)), 4)  # as the rows round it, so equal shares compare equal
-    if smaller_eps_held is not None and held > smaller_eps_held:
+    held = int(np.sum(margins > 0))
+    slack = max(2, MONOTONE_SLACK * len(margins))
+    if smaller_eps_held is not None and get_attack(attack).searches and held - smaller_eps_held > slack:
         flags.append(
             _flag(
                 "not-monotone",
                 task,
-                f"its run left the detector right on {held:.1f}% of the patches, more than its {smaller_eps_held:.1f}% "
-                "at a smaller eps: the attack failed; the row reports each patch's best result at this eps or a smaller one",
+                f"its run left the detector right on {held} of {len(margins)} patches, {held - smaller_eps_held} more "
+                "than at a smaller eps: the attack failed; the row reports each patch's best result at this eps or a "
+                "smaller one",
                 eps,
                 attack,
             )

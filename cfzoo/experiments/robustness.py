@@ -262,7 +262,7 @@ def _task_robustness(
         attack: None if found is None else np.asarray(patch_set.patches[found]) for attack, found in partners.items()
     }
     best = {attack: _Best(original.copy(), margins_before.copy()) for attack in settings.attacks}
-    raw_held: dict[str, float] = {}
+    raw_held: dict[str, int] = {}  # patches each attack's own run at the last eps left held
     for eps in settings.eps:
         seconds = 0.0
         held_recompressed = {quality: margins_before > 0 for quality in recompress}
@@ -278,7 +278,7 @@ def _task_robustness(
             elapsed = time.perf_counter() - started
             margins = chosen.margin(result.patches)
             health += run_flags(task, eps, attack, margins, result, raw_held.get(attack))
-            raw_held[attack] = _percent(margins > 0)
+            raw_held[attack] = int(np.sum(margins > 0))
             best[attack].take(result.patches, margins)
             recompressed = {}
             for quality in recompress:

@@ -136,6 +136,7 @@ register_attack(
         ),
         parameters=lambda settings: {"iterations": 1, "step": settings.eps},
         reports_queries=False,
+        searches=False,
     )
 )
 register_attack(

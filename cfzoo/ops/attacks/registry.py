@@ -58,6 +58,9 @@ class Attack:
     fits: Callable[[object, str], None] | None = None
     #: Reports give its model runs per patch (the paper's FGSM tables have none).
     reports_queries: bool = True
+    #: It searches the eps-ball (iterates or samples), so a larger ball should not leave more patches unfooled;
+    #: False for a fixed step of exactly eps (FGSM), which may overshoot (the health flag not-monotone skips it).
+    searches: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(OPTION_NAMES)

@@ -8,7 +8,9 @@ In integers from the start: every pixel of every candidate is original +- eps, c
 is ever rounded; the detector judges the very uint8 patches that are returned.
 
 - Start: the original is judged (a patch already at the goal is returned as it is), then vertical
-  stripes: each column of each channel shifted by +eps or -eps at random.
+  stripes: each column of each channel shifted by +eps or -eps at random, kept where they lower the margin (the
+  paper keeps them always; at a large eps they can push a patch away from the goal, and the search then starts
+  behind the original).
 - Each proposal: a square of side s at a random place, each channel of it set to +eps or -eps at random
   (relative to the original); kept if it lowers the margin. s = round(sqrt(p * 128 * 128)), where p starts at
   ``p_init`` and halves after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000 queries, the
@@ -91,9 +93,14 @@ def _square_batch(
     stripes = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(count, 1, width, channels))
     active = np.flatnonzero(margin > 0)
     if len(active):
-        current[active] = np.clip(base[active] + stripes[active], low[active], high[active])
-        margin[active] = target.margin(current[active])
+        # the stripes are kept where they help: a patch they push away from the goal starts from the original, so
+        # a larger eps, whose stripes are stronger, never starts further from the goal than the patch itself
+        striped = np.clip(base[active] + stripes[active], low[active], high[active])
+        striped_margin = target.margin(striped)
         used[active] += runs
+        better = striped_margin < margin[active]
+        current[active[better]] = striped[better]
+        margin[active[better]] = striped_margin[better]
     for query in range(2, budget):
         active = np.flatnonzero(margin > 0)
         if not len(active):
