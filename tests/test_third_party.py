@@ -151,9 +151,8 @@ def test_a_registered_detector_is_detected_with_and_attacked_from_the_cli(third_
     assert np.abs(read_rgb(out).astype(int) - compressed[:256, :256]).max() == 2
 
     # the zoo's file by path is the registered model, companion and all
-    by_path = runner.invoke(
-        app, ["detect", str(image), "--model", str(user_zoo_dir() / "models" / "residual.onnx"), "--json"]
-    )
+    detector_file = user_zoo_dir() / "models" / load_registry().get("residual").files["detector"].name
+    by_path = runner.invoke(app, ["detect", str(image), "--model", str(detector_file), "--json"])
     assert json.loads(by_path.stdout)["images"][0]["results"][0]["model"] == "residual"
 
 
@@ -202,10 +201,14 @@ def test_taken_ids_and_non_contract_files_by_path_are_refused(third_party, tmp_p
 def test_a_companion_that_is_not_the_detectors_gradient_is_caught(third_party):
     first = cfzoo.register(third_party["nhwc"], "first", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit")
     cfzoo.register(third_party["two"], "second", "jpeg70")
-    models = user_zoo_dir() / "models"
-    assert check_companion(models / "first.onnx", models / "first.grad.onnx") <= FD_TOLERANCE
+    registry = load_registry()
+
+    def file_of(model_id, kind):
+        return user_zoo_dir() / "models" / registry.get(model_id).files[kind].name
+
+    assert check_companion(file_of("first", "detector"), file_of("first", "gradient")) <= FD_TOLERANCE
     with pytest.raises(CfzooError, match="disagrees with finite differences"):
-        check_companion(models / "first.onnx", models / "second.grad.onnx")
+        check_companion(file_of("first", "detector"), file_of("second", "gradient"))
     assert first.family == "external"
 
 
@@ -213,7 +216,8 @@ def test_a_model_registered_without_companion_cannot_be_attacked_and_says_why(th
     model = cfzoo.register(
         third_party["nhwc"], "bare", "jpeg70", layout="NHWC", input_range=1, outputs="one-logit", companion=False
     )
-    assert not (user_zoo_dir() / "models" / "bare.grad.onnx").exists()
+    assert list(load_registry().get("bare").files) == ["detector"]
+    assert [path.name.endswith(".grad.onnx") for path in (user_zoo_dir() / "models").iterdir()] == [False]
     with pytest.raises(CfzooError, match="registered without a gradient companion"):
         cfzoo.attack(model, _tiles(compressed), eps=1)
 

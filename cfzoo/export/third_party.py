@@ -41,14 +41,12 @@ from cfzoo.paper import FAMILY_IDS
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.zoo.registry import (
     EXTERNAL_FAMILY,
-    MODELS_FOLDER,
-    REGISTRY_NAME,
     ModelEntry,
     Registry,
-    describe_file,
     embedded_registry,
     user_zoo_dir,
 )
+from cfzoo.zoo.writer import ZooWriter
 
 MANIPULATED = CLASS_NAMES.index("manipulated")
 LAYOUTS = ("NCHW", "NHWC")
@@ -295,25 +293,28 @@ def register_model(
                 save_model(adapted, Path(staging) / "detector.onnx"),
                 save_model(graphs["gradient"], Path(staging) / "grad.onnx"),
             )
-    # written only once everything is made and checked: a refused graph leaves the zoo as it was
-    files = {
-        kind: describe_file(
-            save_model(graph, zoo_dir / MODELS_FOLDER / f"{model_id}{'.grad' if kind == 'gradient' else ''}.onnx")
+    # written only once everything is made and checked, and all or nothing (cfzoo.zoo.writer): a refused graph or
+    # a crash leaves the zoo as it was
+    with ZooWriter(zoo_dir) as writer:
+        files = {
+            kind: writer.add(
+                model_id,
+                ".grad.onnx" if kind == "gradient" else ".onnx",
+                lambda staged, graph=graph: save_model(graph, staged),
+            )
+            for kind, graph in graphs.items()
+        }
+        entry = ModelEntry(
+            id=model_id,
+            family=EXTERNAL_FAMILY,
+            task=task,
+            files=files,
+            threshold=float(threshold),
+            score="probability",
+            training={"registered_from": path.name, "source_sha256": file_sha256(path), "adapter": asdict(adapter)},
         )
-        for kind, graph in graphs.items()
-    }
-    entry = ModelEntry(
-        id=model_id,
-        family=EXTERNAL_FAMILY,
-        task=task,
-        files=files,
-        threshold=float(threshold),
-        score="probability",
-        training={"registered_from": path.name, "source_sha256": file_sha256(path), "adapter": asdict(adapter)},
-    )
-    registry_path = zoo_dir / REGISTRY_NAME
-    registry = Registry.read(registry_path, lenient=True) if registry_path.exists() else Registry([])
-    Registry([other for other in registry if other.id != model_id] + [entry]).write(registry_path)
+        registry = Registry.in_zoo(zoo_dir, lenient=True)
+        writer.commit(Registry([other for other in registry if other.id != model_id] + [entry]))
     return Registration(entry, error)
 
 

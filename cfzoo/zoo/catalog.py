@@ -330,8 +330,9 @@ def inventory(
                 family, task = model_id.split("-", 1)
                 rows.append(ModelRow(kind="detector", id=model_id, family=family, task=task, registered=False))
             continue
-        gradient_sources = available_sources(entry, "gradient")
-        sources = [source for source in available_sources(entry) if source in gradient_sources]
+        sources = available_sources(entry)
+        if "gradient" in entry.files:  # a model registered --no-companion has a detector only
+            sources = [source for source in sources if source in available_sources(entry, "gradient")]
         if available_only and not sources:
             continue
         rows.append(

@@ -114,7 +114,11 @@ class ModelEntry:
         return f"train and export it: cfzoo train DATA -f {self.family} -t {self.task}, then cfzoo export"
 
     def how_to_repair(self) -> str:
-        """What to do about a file that does not match the entry's sha256."""
+        """What to do about a file that does not match the entry's sha256: register a registered model again,
+        pull or export one of cfzoo's."""
+        if self.family == EXTERNAL_FAMILY:
+            source = self.training.get("registered_from", "DETECTOR.onnx")
+            return f"register it again: cfzoo register {source} --id {self.id} --task {self.task} (with the options you used)"
         return f"delete it, then run `cfzoo pull {self.id}` or export the model again"
 
     @property
