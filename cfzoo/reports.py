@@ -1,12 +1,34 @@
-"""Tables in markdown, ours beside the paper's."""
+"""Tables in markdown, ours beside the paper's, and the template environment of cfzoo's HTML pages."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cfzoo.manipulations import MANIPULATIONS
 from cfzoo.paper import FAMILY_IDS, FAMILY_TITLES, table1
+from cfzoo.paths import printable
 from cfzoo.results import AttackRow, CheckpointRow, DetectionRow, RestorationRow, Table1Cell, TprChange
+
+
+def html_templates(package: str):
+    """The Jinja environment of the HTML pages in ``package``'s ``templates`` folder: values autoescaped, a missing
+    one an error, and every text shown by :func:`~cfzoo.paths.printable`, so a file name that is not UTF-8 or holds
+    control characters is shown escaped instead of failing the page."""
+    import jinja2
+
+    def shown(value: Any) -> Any:
+        return printable(value) if isinstance(value, str) else value
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=shown,
+    )
+
 
 #: Table I's row order: the easy tasks, then the challenging ones.
 TABLE1_ORDER = ("blur1.1", "jpeg70", "median7", "resize1.5", "blur0.5", "jpeg90", "median3", "resize1.01")

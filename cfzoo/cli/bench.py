@@ -6,7 +6,6 @@ import functools
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
@@ -173,7 +172,7 @@ def _print_table(leaderboard: BenchBoard) -> None:
         flags = ", ".join(dict.fromkeys(flag.flag for flag in entry.health))
         table.add_row(
             str(rank),
-            escape(entry.model),
+            entry.model,
             f"{entry.robust_balanced_accuracy:.1f}",
             f"{entry.clean_tpr:.1f} / {entry.clean_fpr:.1f}",
             f"{entry.robust_tpr[first]:.1f}",

@@ -15,9 +15,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cfzoo.errors import CfzooError
+from cfzoo.paths import printable
 
-stdout = Console()
-stderr = Console(stderr=True)
+
+class PlainConsole(Console):
+    """A console that prints text as text: no markup (``[red]x.png`` is a file name), no emoji codes, and every
+    string it renders, table cells and titles included, shown by :func:`~cfzoo.paths.printable` (control
+    characters and undecodable bytes escaped), so data cannot restyle or forge what a table shows. Styles come
+    from ``style=`` and :class:`rich.text.Text`."""
+
+    def __init__(self, **options: Any):
+        super().__init__(markup=False, emoji=False, **options)
+
+    def render_str(self, text: str, **options: Any):
+        return super().render_str(printable(text), **options)
+
+
+stdout = PlainConsole()
+stderr = PlainConsole(stderr=True)
 #: ``cfzoo --quiet``: no notes and no progress bars on stderr; results (stdout) and errors still print.
 _quiet = False
 
@@ -28,9 +43,10 @@ def set_quiet(quiet: bool) -> None:
 
 
 def note(text: str) -> None:
-    """A line for the user on stderr (a note, where files went); ``--quiet`` leaves it out."""
+    """A line for the user on stderr (a note, where files went), shown by :func:`~cfzoo.paths.printable`;
+    ``--quiet`` leaves it out."""
     if not _quiet:
-        typer.echo(text, err=True)
+        typer.echo(printable(text), err=True)
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,10 +57,11 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except CfzooError as error:
-            typer.echo(f"error: {error.for_command_line()}", err=True)
+            typer.echo(f"error: {printable(error.for_command_line())}", err=True)
             raise typer.Exit(1) from None
         except OSError as error:
-            typer.echo(f"error: {error.strerror or error}{f': {error.filename}' if error.filename else ''}", err=True)
+            where = f": {error.filename}" if error.filename else ""
+            typer.echo(printable(f"error: {error.strerror or error}{where}"), err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

@@ -6,8 +6,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
 from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document
@@ -18,6 +18,7 @@ from cfzoo.ops.detect import RULE, DetectSettings, detect_files, detection_docum
 from cfzoo.ops.html_report import DetectionHtmlReport, check_report_destination
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.paths import printable
 from cfzoo.results import ImageResult
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
@@ -138,7 +139,9 @@ def _print_report(report: ImageResult, families: list[str], tasks: list[str]) ->
         return
     verdicts = {(verdict.task, verdict.column): verdict for verdict in report.results}
     stdout.print(
-        f"[bold]{escape(str(report.path))}[/] ({report.width}x{report.height}, {report.patches} patches)",
+        Text.assemble(
+            (printable(str(report.path)), "bold"), f" ({report.width}x{report.height}, {report.patches} patches)"
+        ),
         soft_wrap=True,
     )
     table = Table()
@@ -153,12 +156,12 @@ def _print_report(report: ImageResult, families: list[str], tasks: list[str]) ->
                 cells.append("-")
             else:
                 style = "yellow" if verdict.uncertain else "bold red" if verdict.manipulated else "green"
-                cells.append(f"[{style}]{verdict.verdict}[/] {verdict.flagged_share:.0%}")
+                cells.append(Text.assemble((verdict.verdict, style), f" {verdict.flagged_share:.0%}"))
         table.add_row(task, *cells)
     stdout.print(table)
     for remark in report.notes:
-        stdout.print(f"note: {escape(remark)}", soft_wrap=True)
+        stdout.print(f"note: {remark}", soft_wrap=True)
     heatmaps = [verdict.heatmap for verdict in report.results if verdict.heatmap is not None]
     if heatmaps:
         more = f" and {len(heatmaps) - 1} more (<image>-<task>-<family>.png)" if len(heatmaps) > 1 else ""
-        stdout.print(f"heatmaps: {escape(str(heatmaps[0]))}{more}", soft_wrap=True)
+        stdout.print(f"heatmaps: {heatmaps[0]}{more}", soft_wrap=True)

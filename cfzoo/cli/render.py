@@ -35,7 +35,13 @@ class Renderer:
 
 
 def print_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+    emit(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def emit(text: str) -> None:
+    """``text`` on stdout as UTF-8 bytes, a file name's undecodable bytes (surrogate escapes) as the bytes they were,
+    so a path read back from the output is the path (JSON escapes them itself)."""
+    typer.echo(text.encode("utf-8", "surrogateescape"), nl=False)
 
 
 RENDERERS = {
@@ -45,8 +51,8 @@ RENDERERS = {
         Renderer(
             "json", "one document, schemas in docs/schemas/", lambda document, views: print_json(document.to_json())
         ),
-        Renderer("csv", "one line per row", lambda document, views: typer.echo(document.to_csv(), nl=False)),
-        Renderer("markdown", "beside the paper's figures", lambda document, views: typer.echo(views.markdown())),
+        Renderer("csv", "one line per row", lambda document, views: emit(document.to_csv())),
+        Renderer("markdown", "beside the paper's figures", lambda document, views: emit(views.markdown() + "\n")),
     )
 }
 #: Every format, in the order --format lists them.

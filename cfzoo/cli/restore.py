@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import SEED, TEST_DEVICES, open_dataset
@@ -190,8 +191,11 @@ def _print_restoration(summary: ImageRestoration, task: str) -> None:
     if tripped:
         tasks = ", ".join(dict.fromkeys(other.task for other in tripped))
         stdout.print(
-            f"[yellow]warning[/]: {len(tripped)} detector(s) of other tasks ({tasks}) call the restored image more manipulated than the input: "
-            "restoring hides the median filter but leaves traces of its own"
+            Text.assemble(
+                ("warning", "yellow"),
+                f": {len(tripped)} detector(s) of other tasks ({tasks}) call the restored image more manipulated than "
+                "the input: restoring hides the median filter but leaves traces of its own",
+            )
         )
 
 

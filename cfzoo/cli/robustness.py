@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
@@ -175,7 +174,7 @@ def robustness_command(
 def _print_table(report: RobustnessReport) -> None:
     flagged = health_line(report)
     if flagged:
-        stdout.print(f"[bold yellow]{flagged}[/]", soft_wrap=True)
+        stdout.print(flagged, style="bold yellow", soft_wrap=True)
     rate, attacked, _ = goal_words(report.goal)
     table = Table(
         title=f"{column_title(report.target)}: {rate} % on {attacked} patches after each attack ({report.goal}; "
@@ -198,4 +197,4 @@ def _print_table(report: RobustnessReport) -> None:
             )
     stdout.print(table)
     for line in health_details(report):
-        stdout.print(escape(line), style="yellow", soft_wrap=True)
+        stdout.print(line, style="yellow", soft_wrap=True)

@@ -38,7 +38,7 @@ from cfzoo.experiments.robustness import (
 from cfzoo.files import write_atomically
 from cfzoo.ops.attacks.common import GOALS
 from cfzoo.ops.attacks.square import DEFAULT_QUERIES
-from cfzoo.reports import column_title
+from cfzoo.reports import column_title, html_templates
 from cfzoo.results import BenchBoard, BenchEntry, BenchProtocol, RobustnessReport
 from cfzoo.zoo.catalog import find_entry
 from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry
@@ -279,22 +279,17 @@ def leaderboard_markdown(leaderboard: BenchBoard) -> str:
 
 def leaderboard_html(leaderboard: BenchBoard) -> str:
     """The leaderboard as one self-contained HTML page whose columns sort on a click (inline script, no fetch)."""
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("cfzoo.experiments", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
     protocol = leaderboard.protocol
-    return environment.get_template("leaderboard.html.j2").render(
-        protocol=protocol,
-        protocol_line=_protocol_line(protocol),
-        eps=[str(value) for value in protocol.eps],
-        entries=leaderboard.entries,
-        title=column_title,
+    return (
+        html_templates("cfzoo.experiments")
+        .get_template("leaderboard.html.j2")
+        .render(
+            protocol=protocol,
+            protocol_line=_protocol_line(protocol),
+            eps=[str(value) for value in protocol.eps],
+            entries=leaderboard.entries,
+            title=column_title,
+        )
     )
 
 

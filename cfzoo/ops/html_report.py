@@ -15,7 +15,6 @@ import os
 import time
 from pathlib import Path
 
-import jinja2
 import numpy as np
 from PIL import Image
 
@@ -24,6 +23,7 @@ from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
 from cfzoo.ops.detect import RULE, DetectSettings, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
+from cfzoo.reports import html_templates
 from cfzoo.results import DetectorVerdict, ImageResult
 from cfzoo.zoo.catalog import DetectorSelection
 from cfzoo.zoo.runtime import onnxruntime_module
@@ -55,14 +55,7 @@ class DetectionHtmlReport:
         self.heatmaps: list[tuple[str, str]] = []
         self.thumbnail = ""
         self.analysed = self.failed = 0
-        environment = jinja2.Environment(
-            loader=jinja2.PackageLoader("cfzoo.ops", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.template = environment.get_template("detect_report.html.j2").module
+        self.template = html_templates("cfzoo.ops").get_template("detect_report.html.j2").module
 
     def __enter__(self) -> DetectionHtmlReport:
         self.stream = open(self.staging, "w", encoding="utf-8")

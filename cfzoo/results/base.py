@@ -67,10 +67,29 @@ class Tabular:
         return csv_text(self.csv_columns(), self.csv_rows())
 
 
+#: A text cell that starts with one of these is a formula to a spreadsheet (OWASP's CSV injection list).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:
-    """``rows`` as CSV with a header line of ``columns``; None as an empty cell."""
+    """``rows`` as CSV with a header line of ``columns``; None as an empty cell. A text cell that a spreadsheet would
+    run as a formula gets a leading ``'`` (OWASP's advice; strip it to read the value back), and a row with a
+    carriage return in a cell is written fully quoted, since the csv module quotes only the line terminator's
+    characters and a bare ``\r`` would split the row for most readers."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    plain = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    quoted = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writeheader()
+    for row in rows:
+        cells = {key: _csv_cell(value) for key, value in row.items()}
+        carriage_return = any(isinstance(value, str) and "\r" in value for value in cells.values())
+        (quoted if carriage_return else plain).writerow(cells)
     return text.getvalue()
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
