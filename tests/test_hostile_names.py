@@ -92,3 +92,21 @@ def test_a_name_that_is_not_utf8_gets_its_html_report_section_like_any_other(mod
     assert result.exit_code == 0, result.output
     page = report.read_text(encoding="utf-8")
     assert "a\\xff\\xfe.png" in page and "plain.png" in page and page.count("<h2>") == 2
+
+
+def test_a_scan_keeps_every_name_exactly_and_resumes_over_them(models, pixels, tmp_path):
+    from cfzoo.engines.parts import read_rows
+
+    folder = os.path.join(os.fsencode(tmp_path), b"in[")
+    os.mkdir(folder)
+    names = [b"a\xff\xfe.png", b"[red]b.png", b"=c\rd.png", b"plain.png"]
+    for name in names:
+        save_png(pixels, os.fsdecode(os.path.join(folder, name)))
+    out = tmp_path / "res[" / "[/]x.parquet"
+    first = runner.invoke(app, ["scan", os.fsdecode(folder), "--model", "spam-jpeg70", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["scan", os.fsdecode(folder), "--model", "spam-jpeg70", "--out", str(out), "--resume"])
+    assert again.exit_code == 0 and "0 rows written" in again.output
+    rows = read_rows(out)
+    assert sorted(row["path_bytes"] for row in rows) == sorted(os.path.join(folder, name) for name in names)
+    assert all(row["path"] == printable(os.fsdecode(row["path_bytes"])) and row["verdict"] for row in rows)

@@ -22,6 +22,7 @@ from cfzoo.engines.scan import ScanSettings, run_scan
 from cfzoo.images import save_png
 from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scan import scan_inputs
+from cfzoo.results import ScanRow
 from cfzoo.zoo.catalog import select_detectors
 
 SELECTION = ["-f", "spam", "-t", "jpeg70", "-t", "median3"]
@@ -60,7 +61,8 @@ def test_a_scan_has_a_row_per_image_and_detector_and_bad_images_are_rows(local_r
     summary, rows = local_rows
     conforms(summary, "scan")
     for row in rows:
-        conforms(row, "scan-row")
+        conforms(ScanRow.model_validate(row).to_json(), "scan-row")  # its JSON form: path_bytes in base64
+        assert row["path_bytes"] == os.fsencode(row["path"])
     images = scan_inputs([photos])
     assert summary["images"] == len(images) == 16 and summary["failed_images"] == 2
     assert len(rows) == 2 * len(images) and len({(row["path"], row["model"]) for row in rows}) == len(rows)
@@ -132,6 +134,7 @@ def test_the_ray_engine_in_the_library_starts_ray_here_without_an_address(photos
         {
             **row,
             "path": str(photos.parent / row["path"]),
+            "path_bytes": os.fsencode(photos.parent / row["path"]),
             "error": row["error"] and row["error"].replace(row["path"], str(photos.parent / row["path"])),
         }
         for row in rows

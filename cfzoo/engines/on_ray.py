@@ -120,8 +120,10 @@ class _ScanWorker:
     def __call__(self, batch: dict) -> dict:
         rows = [
             row
-            for path in batch["path"]
-            for row in scan_rows(path, self.detectors, self.settings.stride, self.settings.batch_size)
+            for name in batch["path_bytes"]
+            for row in scan_rows(
+                os.fsdecode(bytes(name)), self.detectors, self.settings.stride, self.settings.batch_size
+            )
         ]
         return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
 
@@ -131,7 +133,7 @@ def _scan_on_ray(ray, pending, output, settings, workers, progress) -> int:
     context.enable_progress_bars = False
     gpus = ray.cluster_resources().get("GPU", 0)
     pool = workers or max(1, int(gpus or ray.cluster_resources().get("CPU", 1)))
-    paths = [{"path": str(path)} for path in pending]
+    paths = [{"path_bytes": os.fsencode(path)} for path in pending]  # exact: a name need not be UTF-8
     blocks = max(1, -(-len(paths) // settings.images_per_part))
     dataset = ray.data.from_items(paths, override_num_blocks=blocks).map_batches(
         _ScanWorker,
@@ -151,7 +153,7 @@ def _scan_on_ray(ray, pending, output, settings, workers, progress) -> int:
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         rows = batch.to_pylist()
         output.write(rows)
-        images = {row["path"]: row["error"] is not None for row in rows}
+        images = {row["path_bytes"]: row["error"] is not None for row in rows}
         failed += sum(images.values())
         done.update(images)
         progress(len(done), len(pending))

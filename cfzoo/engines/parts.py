@@ -2,8 +2,8 @@
 
 A crash loses at most the parts being written. Readers (pyarrow, Ray Data, pandas, DuckDB) read the folder as one
 table; the temporary files of parts in flight start with a dot, which they skip. ``--resume`` reads the rows held
-and the scan writes only the others: a row is held when its (path, sha256 of the file, model id) is, so a file
-changed since is scanned again.
+and the scan writes only the others: a row is held when its (path's bytes, sha256 of the file, model id) is, so a
+file changed since is scanned again.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ def schema():
     return pyarrow.schema([(name, getattr(pyarrow, kind)()) for name, kind in COLUMN_TYPES.items()])
 
 
+KEY_COLUMNS = ("path_bytes", "sha256", "model")
+
+
 def row_key(row: dict) -> tuple:
-    return row["path"], row["sha256"], row["model"]
+    return tuple(row[name] for name in KEY_COLUMNS)
 
 
 class ScanOutput:
@@ -58,12 +61,13 @@ class ScanOutput:
         seen = {path for path, _, _ in self.held}
         waiting = []
         for path in paths:
-            if str(path) in seen:
+            name = os.fsencode(path)
+            if name in seen:
                 try:
                     digest = file_sha256(path)
                 except OSError:
                     digest = None
-                if all((str(path), digest, model) in self.held for model in models):
+                if all((name, digest, model) in self.held for model in models):
                     continue
             waiting.append(path)
         return waiting
@@ -90,12 +94,11 @@ def read_rows(folder: str | os.PathLike[str]) -> list[dict]:
 
 
 def held_keys(parts: Sequence[Path]) -> set[tuple]:
-    """The (path, sha256, model) of every row in ``parts``, read from those three columns only."""
-    key_columns = ("path", "sha256", "model")
+    """The (path's bytes, sha256, model) of every row in ``parts``, read from those three columns only."""
     return {
         key
-        for table in _tables(parts, key_columns)
-        for key in zip(*(table.column(name).to_pylist() for name in key_columns))
+        for table in _tables(parts, KEY_COLUMNS)
+        for key in zip(*(table.column(name).to_pylist() for name in KEY_COLUMNS))
     }
 
 

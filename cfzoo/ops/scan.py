@@ -1,6 +1,7 @@
 """What a scan records: one row per image x detector (each detector is one task), from :func:`cfzoo.ops.detect.detect_image`.
 
-A row holds the image's path, the sha256 of its bytes, its size, the detector (model id, family, task, and the
+A row holds the image's path (as text for people, and as the exact bytes the file system has, the row's key), the
+sha256 of its bytes, its size, the detector (model id, family, task, and the
 sha256 of its ONNX file as its version), the flagged share of patches, the mean probability, the verdict, and
 cfzoo's version. An input that cannot be analysed (unreadable, corrupt, too small) still gets its rows, with the
 one-line ``error`` and no scores, so a scan never stops on one bad file and every input is accounted for.
@@ -24,14 +25,19 @@ from cfzoo.images import IMAGE_SUFFIXES
 from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
+from cfzoo.paths import printable
 from cfzoo.results import ScanRow
 from cfzoo.zoo.runtime import Detector
 
 #: The Parquet type of each column of a scan row (:class:`~cfzoo.results.ScanRow`), in the row's order.
 COLUMN_TYPES = {
-    name: {"width": "int32", "height": "int32", "flagged_share": "float64", "mean_probability": "float64"}.get(
-        name, "string"
-    )
+    name: {
+        "path_bytes": "binary",
+        "width": "int32",
+        "height": "int32",
+        "flagged_share": "float64",
+        "mean_probability": "float64",
+    }.get(name, "string")
     for name in ScanRow.model_fields
 }
 MANIFEST_SUFFIXES = (".txt", ".parquet")
@@ -60,7 +66,8 @@ def scan_rows(
     for detector in detectors:
         entry, verdict = detector.entry, verdicts.get(detector.entry.id)
         row = ScanRow(
-            path=str(path),
+            path=printable(str(path)),  # Parquet text is UTF-8; the exact name is path_bytes
+            path_bytes=os.fsencode(path),
             sha256=digest,
             width=None if report is None else report.width,
             height=None if report is None else report.height,
@@ -71,7 +78,7 @@ def scan_rows(
             flagged_share=None if verdict is None else verdict.flagged_share,
             mean_probability=None if verdict is None else verdict.mean_probability,
             verdict=None if verdict is None else verdict.verdict,
-            error=failure,
+            error=None if failure is None else printable(failure),
             cfzoo_version=__version__,
         )
         rows.append(row.model_dump())

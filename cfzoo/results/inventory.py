@@ -130,7 +130,14 @@ class ScanRow(Result):
     """One image x detector of a scan (its Parquet columns, in order); an input that could not be analysed has the
     one-line ``error`` and no scores."""
 
-    path: str
+    # bytes in JSON as base64: a file name may hold any bytes but NUL and /
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    path: str = Field(
+        description="the path as text: its UTF-8 reading, with bytes that are not UTF-8 and control characters "
+        "escaped (\\xNN, \\n); path_bytes holds it exactly"
+    )
+    path_bytes: bytes = Field(description="the path's bytes as the file system has them: the row's key")
     sha256: str | None = Field(description="of the image file's bytes")
     width: int | None
     height: int | None
