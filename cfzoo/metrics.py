@@ -318,9 +318,17 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, decided: np.nd
     )
 
 
-def tpr_change(model: str, before: list[np.ndarray], after: list[np.ndarray], paper: float | None) -> TprChange:
+def tpr_change(
+    model: str,
+    before: list[np.ndarray],
+    after: list[np.ndarray],
+    paper: float | None,
+    scores: tuple[np.ndarray, list[np.ndarray], list[np.ndarray]] | None = None,
+    seed: int = 0,
+) -> TprChange:
     """One detector's TPR (percent, with 95% Wilson intervals) from its decisions on manipulated patches before and
-    after, each a list of per-batch boolean arrays."""
+    after, each a list of per-batch boolean arrays; with ``scores`` (its probabilities on pristine patches, and on
+    the manipulated ones before and after, per batch) also the ranking of each against the pristine ones."""
 
     def rate(decisions: list[np.ndarray]) -> tuple[float, list[float | None]]:
         called = np.concatenate(decisions) if decisions else np.zeros(0, dtype=bool)
@@ -328,6 +336,13 @@ def tpr_change(model: str, before: list[np.ndarray], after: list[np.ndarray], pa
         return share, _interval(wilson_interval(int(called.sum()), len(called)))
 
     (before_share, before_bounds), (after_share, after_bounds) = rate(before), rate(after)
+    rankings = {}
+    if scores is not None:
+        pristine = np.asarray(scores[0], dtype=np.float64)
+        for name, manipulated in zip(("ranking_before", "ranking_after"), scores[1:]):
+            manipulated = np.concatenate(manipulated)
+            labels = np.r_[np.ones(len(manipulated)), np.zeros(len(pristine))]
+            rankings[name] = ranking_metrics(labels, np.r_[manipulated, pristine], seed)
     return TprChange(
         model=model,
         before=before_share,
@@ -335,4 +350,5 @@ def tpr_change(model: str, before: list[np.ndarray], after: list[np.ndarray], pa
         after=after_share,
         after_interval=after_bounds,
         paper=paper,
+        **rankings,
     )

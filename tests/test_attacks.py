@@ -317,10 +317,17 @@ def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, 
     assert row["psnr_db"] >= 48.13 and 0 < row["mse"] <= 1
     assert set(row["tpr"]) >= {"bayar2016", "spam", "cozzolino2017"}
     for family, rates in row["tpr"].items():
-        assert set(rates) == {"model", "before", "before_interval", "after", "after_interval", "paper"}
+        assert set(rates) == {
+            *("model", "before", "before_interval", "after", "after_interval", "paper"),
+            *("ranking_before", "ranking_after"),
+        }
         assert rates["model"] == f"{family}-jpeg70" and 0 <= rates["after"] <= 100 and 0 <= rates["before"] <= 100
         assert rates["after_interval"][0] <= rates["after"] <= rates["after_interval"][1]
+        # ranked against as many pristine patches: the attack on the target lowers its AUC
+        assert 0 <= rates["ranking_after"]["auc"] <= 1 and 0 <= rates["ranking_before"]["auc"] <= 1
     assert row["tpr"]["cozzolino2017"]["paper"] == 0.08 and row["tpr"]["bayar2016"]["paper"] == 0.0
+    target = row["tpr"]["bayar2016"]
+    assert target["ranking_after"]["auc"] < target["ranking_before"]["auc"]
 
     with open(saved / "index.csv") as stream:
         index = list(csv.DictReader(stream))

@@ -4,7 +4,8 @@
     python tools/robustness_tables.py R/spam/robustness.json R/bayar2016/robustness.json R/cozzolino2017/robustness.json
 
 Prints markdown: the worst case (with 95% intervals), FGSM alone, Square alone, the ranking under attack (AUC of the
-worst case against pristine patches), after recompression, and the health flags by kind.
+worst case against the other class), after recompression, and the health flags by kind. The reports share a goal:
+hiding (TPR on manipulated patches) or framing (``--goal frame``: FPR on pristine patches).
 """
 
 from __future__ import annotations
@@ -87,26 +88,31 @@ def health_lines(reports: list[dict]) -> list[str]:
 
 def main(paths: list[str]) -> None:
     reports = [json.loads(Path(path).read_text()) for path in paths]
+    goals = {report["goal"] for report in reports}
+    if len(goals) != 1:
+        raise SystemExit("give reports of one goal: all hiding or all framing")
+    hiding = goals.pop() == "hide"
+    rate, held, other = ("TPR", "detected", "pristine") if hiding else ("FPR", "called pristine", "manipulated")
     sections = [
         (
-            "**Worst case over the battery** (TPR %, a patch detected only if every attack fails on it; 95% Wilson "
+            f"**Worst case over the battery** ({rate} %, a patch {held} only if every attack fails on it; 95% Wilson "
             "interval in brackets):",
             tpr_table(reports, "worst-case", interval=True),
         ),
-        ("**FGSM alone** (the paper's attack; envelopes over eps), TPR %:", tpr_table(reports, "fgsm")),
+        (f"**FGSM alone** (the paper's attack; envelopes over eps), {rate} %:", tpr_table(reports, "fgsm")),
         (
-            "**Square alone** (black-box, 300 queries, detector graph only; envelopes over eps), TPR %:",
+            f"**Square alone** (black-box, 300 queries, detector graph only; envelopes over eps), {rate} %:",
             tpr_table(reports, "square"),
         ),
         (
             "**Ranking under attack**: AUC of the target's score on the worst case's attacked patches against as many "
-            "pristine test patches (clean: the unattacked ones; 0.5 is a coin, below it the attacked patches score "
-            "lower than pristine ones):",
+            f"{other} test patches (clean: the unattacked ones; 0.5 is a coin, below it the two classes' scores are "
+            "swapped):",
             ranking_table(reports),
         ),
         (
-            f"**After recompression** (TPR % at eps {reports[0]['eps'][0]}; 'none': the unattacked patches recompressed; "
-            "'worst': the worst case over the battery, then recompressed):",
+            f"**After recompression** ({rate} % at eps {reports[0]['eps'][0]}; 'none': the unattacked patches "
+            "recompressed; 'worst': the worst case over the battery, then recompressed):",
             recompressed_table(reports),
         ),
         ("**Health flags** raised, by kind (each run's details in its report):", health_lines(reports)),

@@ -1,5 +1,6 @@
 """Tables II-IV: attack the manipulated test patches with one target's gradient companion, then measure the
-TPR of every detector available here on them (the attack's transfer to the other families).
+TPR of every detector available here on them (the attack's transfer to the other families), and how each
+detector's score ranks them, before and after, against as many pristine test patches (AUC, EER, TPR at low FPR).
 
 Patches come from the device-disjoint test split (:func:`cfzoo.data.split_devices` with the seed) of each
 task's patch set; ``max_patches`` takes a seeded subset spread evenly over the test devices. Work streams
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfzoo.data import PatchSet, PatchSetSpec, build_patch_set, manipulated_rows
+from cfzoo.data import PatchSet, PatchSetSpec, build_patch_set, manipulated_rows, pristine_sample
 from cfzoo.errors import CfzooError, option
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.files import check_writable, write_atomically
@@ -89,6 +90,8 @@ def attack_patch_set(
     entries = [detector.entry for detector in detectors.values()]
     before = {family: [] for family in detectors}
     after = {family: [] for family in detectors}
+    scores_before = {family: [] for family in detectors}
+    scores_after = {family: [] for family in detectors}
     squared_error, zero_gradient, steps, queries, index = 0.0, 0, 0, 0, []
     partners = partners_for(settings.method, patch_set, rows)
     started = time.perf_counter()
@@ -109,11 +112,18 @@ def attack_patch_set(
             probability_after, decision_after = called_manipulated(detector, result.patches, settings.batch_size)
             before[family].append(decision_before)
             after[family].append(decision_after)
+            scores_before[family].append(probability_before)
+            scores_after[family].append(probability_after)
             probabilities[family] = (probability_before, probability_after)
         if save_dir is not None:
             index += _save_patches(Path(save_dir), patch_set, chunk, result.patches, probabilities[target_column])
         if on_progress is not None:
             on_progress(start + len(chunk), len(rows))
+    # the ranking's other class: as many pristine test patches, drawn as the manipulated ones were
+    pristine = np.asarray(patch_set.patches[pristine_sample(patch_set, len(rows), settings.seed)])
+    pristine_scores = {
+        family: called_manipulated(detector, pristine, settings.batch_size)[0] for family, detector in detectors.items()
+    }
     samples = len(rows) * int(np.prod(patch_set.patches.shape[1:]))
     row = AttackRow(
         task=task,
@@ -135,6 +145,8 @@ def attack_patch_set(
                 None
                 if target.is_ensemble
                 else paper_tpr(target_column, task, entry.column, settings.method, settings.eps),
+                (pristine_scores[entry.column], scores_before[entry.column], scores_after[entry.column]),
+                settings.seed,
             )
             for entry in entries
         },

@@ -10,6 +10,25 @@ from cfzoo.results.base import RESULTS_SCHEMA_VERSION, Result, Tabular, absent_w
 
 # --- Tables II-IV: attacks -----------------------------------------------------------------------
 
+#: How the low-FPR operating points of :class:`RankingMetrics` are set.
+LOW_FPR_RULE = (
+    "threshold taken on the pristine patches: the smallest score above which at most that share of them score"
+)
+
+
+class RankingMetrics(Result):
+    """How well a detector's score separates manipulated from pristine patches, whatever its threshold: threshold-free
+    metrics and operating points at a low false positive rate, with 95% intervals (a stratified bootstrap drawn with
+    the report's seed)."""
+
+    auc: float | None = Field(description="area under the ROC curve (0..1), ties counting half")
+    auc_interval: list[float | None] = Field(description="95% bootstrap interval [low, high]")
+    average_precision: float | None = Field(description="precision averaged over recall steps (0..1)")
+    eer: float | None = Field(description="equal error rate, percent: where FPR equals FNR")
+    eer_interval: list[float | None] = Field(description="95% bootstrap interval [low, high], percent")
+    tpr_at_fpr_1: float | None = Field(description=f"TPR percent at FPR 1%; {LOW_FPR_RULE}")
+    tpr_at_fpr_5: float | None = Field(description=f"TPR percent at FPR 5%; {LOW_FPR_RULE}")
+
 
 class TprChange(Result):
     """One detector's TPR (percent) on the manipulated patches before and after (an attack, a restoration)."""
@@ -20,10 +39,24 @@ class TprChange(Result):
     after: float
     after_interval: list[float | None] = Field(description="95% Wilson interval [low, high]")
     paper: float | None = Field(description="the paper's TPR after, where it reports this setting")
+    ranking_before: RankingMetrics | None = absent_when_none(
+        "the detector's score on the manipulated patches before, ranked against as many pristine test patches"
+    )
+    ranking_after: RankingMetrics | None = absent_when_none(
+        "the same after (attacked or restored manipulated patches against the same pristine ones)"
+    )
 
 
 #: The CSV columns :func:`tpr_rows` fills for each detector, in order.
-TPR_COLUMNS = ("tpr_before", "tpr_after", "tpr_after_low", "tpr_after_high", "paper_tpr_after")
+TPR_COLUMNS = (
+    "tpr_before",
+    "tpr_after",
+    "tpr_after_low",
+    "tpr_after_high",
+    "paper_tpr_after",
+    "auc_before",
+    "auc_after",
+)
 
 
 def tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) -> list[dict]:
@@ -39,6 +72,8 @@ def tpr_rows(head: dict, tpr: dict[str, TprChange], tail: dict | None = None) ->
             "tpr_after_low": rates.after_interval[0],
             "tpr_after_high": rates.after_interval[1],
             "paper_tpr_after": rates.paper,
+            "auc_before": None if rates.ranking_before is None else rates.ranking_before.auc,
+            "auc_after": None if rates.ranking_after is None else rates.ranking_after.auc,
         }
         for family, rates in tpr.items()
     ]
@@ -118,26 +153,6 @@ class AttackReport(Tabular, AttackParameters, _AttackHead):
 
 
 # --- robustness: the battery at several eps ----------------------------------------------------------
-
-#: How the low-FPR operating points of :class:`RankingMetrics` are set.
-LOW_FPR_RULE = (
-    "threshold taken on the pristine patches: the smallest score above which at most that share of them score"
-)
-
-
-class RankingMetrics(Result):
-    """How well a detector's score separates manipulated from pristine patches, whatever its threshold: threshold-free
-    metrics and operating points at a low false positive rate, with 95% intervals (a stratified bootstrap drawn with
-    the report's seed)."""
-
-    auc: float | None = Field(description="area under the ROC curve (0..1), ties counting half")
-    auc_interval: list[float | None] = Field(description="95% bootstrap interval [low, high]")
-    average_precision: float | None = Field(description="precision averaged over recall steps (0..1)")
-    eer: float | None = Field(description="equal error rate, percent: where FPR equals FNR")
-    eer_interval: list[float | None] = Field(description="95% bootstrap interval [low, high], percent")
-    tpr_at_fpr_1: float | None = Field(description=f"TPR percent at FPR 1%; {LOW_FPR_RULE}")
-    tpr_at_fpr_5: float | None = Field(description=f"TPR percent at FPR 5%; {LOW_FPR_RULE}")
-
 
 #: What a health flag can say about a robustness evaluation (docs/robustness.md, "Health flags").
 HEALTH_FLAGS = (
