@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow
 import pyarrow.parquet as parquet
 import pytest
+from typer.testing import CliRunner
 
+from cfzoo.cli import app
 from cfzoo.engines.parts import read_rows
 from cfzoo.engines.scan import ScanSettings, run_scan
 from cfzoo.images import save_png
@@ -311,3 +313,23 @@ def test_scan_options_that_cannot_work_are_refused_in_one_line(photos, tmp_path)
     missing = _cfzoo("scan", str(tmp_path / "nothing-*.png"), "--out", str(tmp_path / "y"))
     assert missing.returncode != 0 and "the pattern matches no file" in missing.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["scan", "IMAGE", "--out", "OUT"],
+        ["robustness", "-T", "spam", "-t", "jpeg70", "--out", "OUT"],
+        ["reproduce", "--out", "OUT"],
+        ["bench", "spam-jpeg70", "--out", "OUT"],
+    ],
+)
+def test_a_ray_address_nobody_listens_on_fails_in_one_line_within_seconds(photos, tmp_path, command):
+    image = next(path for path in scan_inputs([photos]) if path.suffix == ".png")
+    out = tmp_path / "out"
+    arguments = [str(image) if word == "IMAGE" else str(out) if word == "OUT" else word for word in command]
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, [*arguments, "--engine", "ray", "--address", f"127.0.0.1:{_free_port()}"])
+    assert result.exit_code == 1 and time.perf_counter() - started < 30
+    assert result.output.startswith("error: nothing answers at 127.0.0.1:") and "Traceback" not in result.output
+    assert not out.exists()  # refused before anything was written

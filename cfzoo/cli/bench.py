@@ -90,13 +90,13 @@ def bench_command(
       cfzoo bench --reports hide/robustness.json --reports frame/robustness.json --data ../shared/data/cameras --out bench
     """
     output_format = chosen_format(output_format, FORMATS)
+    engine_choice = get_engine(engine, address)  # a cluster nobody runs is refused before any data work
     dataset = open_dataset(data, cache_dir)
     if reports:
         if models:
             raise CfzooError("give models to run, or --reports to build from, not both")
         entries = _entries_from_files(reports, dataset.device_names)
     else:
-        engine_choice = get_engine(engine, address)
         targets = models or _models_here()
         with stage_bars() as on_status:
             context = ExperimentContext(

@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -48,6 +49,8 @@ class RayEngine(Engine):
             installed = False
         if not installed:
             raise CfzooError(NO_RAY)
+        if address is not None:
+            check_listening(address)
         super().__init__(address)
 
     def cell_runner(self, on_progress=None) -> CellRunner:
@@ -72,6 +75,27 @@ class RayEngine(Engine):
             return 0
         with ray_session(self.address) as ray:
             return _scan_on_ray(ray, pending, output, settings, workers, progress)
+
+
+#: Seconds to wait for a cluster's head to answer before saying nobody does (Ray itself retries for minutes).
+CONNECT_SECONDS = 5
+
+
+def check_listening(address: str) -> None:
+    """A one-line CfzooError, within seconds, where nothing answers at ``address`` (``host:port`` or
+    ``ray://host:port``); ``auto`` and addresses of another form are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CfzooError(
+            f"nothing answers at {address} ({reason}); start the cluster there (ray start --head --port {port}) or "
+            f"check {option('address')}; without it, Ray starts here"
+        ) from None
 
 
 @contextlib.contextmanager
