@@ -10,7 +10,9 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
+from cfzoo.errors import CfzooError
 from cfzoo.experiments.health import battery_flags, check_target, run_flags
+from cfzoo.images import save_png
 from cfzoo.ops.attacks import registry
 from cfzoo.ops.attacks.common import AttackResult, AttackTarget
 from cfzoo.ops.attacks.registry import get_attack
@@ -194,3 +196,28 @@ def test_a_companion_whose_scores_do_not_follow_the_detector_is_flagged(tmp_path
         open_detector("bayar2016-jpeg70", providers="cpu"), open_companion("bayar2016-jpeg70", providers="cpu")
     )
     assert check_target("jpeg70", shipped, brightness_patches, shipped.margin(brightness_patches), ["pgd"]) == []
+
+
+def test_a_detector_whose_score_is_not_a_number_is_refused_at_registration_and_never_judges(
+    tmp_path, brightness_patches
+):
+    """A graph whose output is NaN (a log of a negative number) used to register and call everything pristine."""
+    nodes, initializers = _mean_score_nodes(1.0)
+    nodes[-1:] = [
+        helper.make_node("Sub", ["nothing", "one"], ["negative"]),  # -1 everywhere
+        helper.make_node("Log", ["negative"], ["nan"]),
+        helper.make_node("Unsqueeze", ["nan", "axis"], ["broken"]),
+        helper.make_node("Concat", ["first", "broken"], ["logits"], axis=1),
+    ]
+    initializers.append(helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]))
+    _graph(tmp_path / "nan.onnx", nodes, [IMAGE], [LOGITS], initializers)
+    registered = runner.invoke(app, ["register", str(tmp_path / "nan.onnx"), "--id", "nan", "--task", "jpeg70"])
+    assert registered.exit_code == 1 and "its output is NaN or infinite" in registered.output
+    assert "Traceback" not in registered.output
+    detector = open_detector(tmp_path / "nan.onnx", task="jpeg70", providers="cpu")  # as a file, unregistered
+    with pytest.raises(CfzooError, match=r"nan gave a score that is not a number .* on 8 of 8 patches"):
+        detector.probability(brightness_patches.transpose(0, 3, 1, 2).astype(np.float32))
+    image = tmp_path / "gray.png"
+    save_png(brightness_patches[3], image)
+    detected = runner.invoke(app, ["detect", str(image), "--model", str(tmp_path / "nan.onnx"), "-t", "jpeg70"])
+    assert detected.exit_code == 1 and "not a number" in detected.output and "pristine" not in detected.output

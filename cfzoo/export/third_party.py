@@ -330,7 +330,10 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
         dtype = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}.get(element)
         if dtype is None:
             raise CfzooError(f"{source}: its input is {element}; a detector takes floating-point images")
-        (output,) = session.run(None, {session.get_inputs()[0].name: np.zeros(shape, dtype=dtype)})
+        # a black and a noisy patch, each in the input's range
+        noise = np.random.default_rng(0).uniform(0, adapter.input_range, shape[1:])
+        batch = np.stack([np.zeros(shape[1:]), noise]).astype(dtype)
+        (output,) = session.run(None, {session.get_inputs()[0].name: batch})
     except CfzooError:
         raise
     except Exception as error:  # onnxruntime's own exception types
@@ -347,6 +350,11 @@ def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | No
         raise CfzooError(
             f"{source}: its output has shape {list(output.shape)} for a batch of 2, but --outputs {adapter.outputs} expects "
             f"{' or '.join(str(list(shape)) for shape in expected)}; if it gives {other.replace('-', ' ')}, say --outputs {other}"
+        )
+    if not np.isfinite(output).all():
+        raise CfzooError(
+            f"{source}: its output is NaN or infinite on a black and on a noisy patch; a detector must give finite "
+            "scores (check its graph for a division by zero or a log of 0)"
         )
 
 

@@ -186,7 +186,17 @@ class Detector(OnnxSession):
     """A detector: ``logits(images)`` -> [N,2]; ``probability(images)`` -> softmax class-1 probability."""
 
     def logits(self, images: np.ndarray) -> np.ndarray:
-        return run_rows(self.session, ["logits"], {"image": _contract_images(images)})[0]
+        """The model's logits [N, 2]; a one-line CfzooError where any is NaN or infinite: no verdict, rate or attack
+        may rest on a score that is not a number."""
+        logits = run_rows(self.session, ["logits"], {"image": _contract_images(images)})[0]
+        broken = ~np.isfinite(logits).all(axis=1)
+        if broken.any():
+            raise CfzooError(
+                f"{self.entry.id} gave a score that is not a number (NaN or infinite) on {int(broken.sum())} of "
+                f"{len(logits)} patches; nothing can be judged with it: check the model's graph (a division by zero, "
+                "a log of 0) and register or export it again"
+            )
+        return logits
 
     def probability(self, images: np.ndarray) -> np.ndarray:
         return manipulated_probability(self.logits(images))
