@@ -8,6 +8,10 @@ checkpoints the tests that need a model skip.
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -324,3 +328,19 @@ def test_settings_and_missing_models_are_one_line_errors(models, runner, astrona
         assert result.stderr.startswith("error: ") and words in result.stderr and result.stderr.count("\n") == 1, (
             result.stderr
         )
+
+
+def test_table_mode_shows_a_bar_over_each_images_patches_on_a_terminal_and_none_when_quiet(tmp_path, photo):
+    """Rich draws bars only on a terminal; TTY_COMPATIBLE=1 tells it stderr is one. The bar is transient: stdout
+    holds the table only."""
+    save_png(photo[:384, :384], tmp_path / "photo.png")
+    command = [sys.executable, "-m", "cfzoo", "detect", str(tmp_path / "photo.png"), "-f", "spam", "-t", "jpeg70"]
+    environment = {**os.environ, "TTY_COMPATIBLE": "1", "COLUMNS": "100"}
+    shown = subprocess.run([*command, "--batch-size", "2"], capture_output=True, text=True, env=environment)
+    assert shown.returncode == 0, shown.stderr
+    assert "photo.png: patches" in shown.stderr and re.search(r"\x1b\[32m[1-9]/9\b", shown.stderr)
+    assert ": patches" not in shown.stdout and "9 patches)" in shown.stdout  # the bar is stderr's, the table stdout's
+    quiet = subprocess.run(
+        [sys.executable, "-m", "cfzoo", "-q", *command[3:]], capture_output=True, text=True, env=environment
+    )
+    assert quiet.returncode == 0 and "photo.png: patches" not in quiet.stderr

@@ -103,9 +103,10 @@ class Group(_PlainMetavars, typer.core.TyperGroup):
     """The cfzoo group (and ``cfzoo data``), with the metavars of :class:`Command`."""
 
 
-def new_progress(rate_unit: str | None = None) -> Progress:
+def new_progress(rate_unit: str | None = None, transient: bool = False) -> Progress:
     """Rich progress bars on stderr (stdout stays clean for --json); off when stderr is not a terminal, so
-    logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s."""
+    logs and captured output hold only results and one-line errors. ``rate_unit`` adds the rate, e.g. images/s;
+    ``transient`` bars vanish when stopped."""
     rate = [TextColumn(f"{{task.fields[rate]}} {rate_unit}/s")] if rate_unit else []
     columns = (
         TextColumn("{task.description}"),
@@ -115,7 +116,7 @@ def new_progress(rate_unit: str | None = None) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    return Progress(*columns, console=stderr, transient=False, disable=_quiet or not stderr.is_terminal)
+    return Progress(*columns, console=stderr, transient=transient, disable=_quiet or not stderr.is_terminal)
 
 
 @contextmanager
@@ -130,6 +131,33 @@ def progress_bar(description: str, rate_unit: str | None = None) -> Iterator[Cal
             progress.update(task, rate="-" if speed is None else f"{speed:.2f}")
 
         yield update
+
+
+@contextmanager
+def patch_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """Yields ``bar_for(name)``: the progress callback of one image's patches, a bar on stderr that appears with
+    the first batch and vanishes when the last is scored, so that the image's table prints on a clean screen."""
+    progress = new_progress(transient=True)
+
+    def bar_for(name: str) -> Callable[[int, int], None]:
+        task = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:
+                progress.start()
+                task = progress.add_task(f"{printable(name)}: patches", total=total, completed=done)
+            progress.update(task, completed=done, total=total)
+            if done >= total:
+                progress.remove_task(task)
+                progress.stop()
+
+        return update
+
+    try:
+        yield bar_for
+    finally:
+        progress.stop()
 
 
 @contextmanager

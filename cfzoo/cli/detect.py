@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, patch_bars, progress_bar, stdout
 from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
@@ -100,8 +100,14 @@ def detect(
     page = DetectionHtmlReport(report, selection, settings) if report is not None else nullcontext(None)
     reports: list[ImageResult] = []
     tables = output_format == "table"
-    with page as html, progress_bar("detect") if len(paths) > 1 and not tables else nullcontext(None) as update:
+    with (
+        page as html,
+        progress_bar("detect") if len(paths) > 1 and not tables else nullcontext(None) as update,
+        patch_bars() if tables else nullcontext(None) as bar_for,
+    ):
         hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
+        if bar_for is not None:  # tables print image by image: a bar over each image's patches before its table
+            hooks["on_patches"] = lambda path: bar_for(path.name)
         for found in detect_files(paths, selection.detectors, settings.stride, settings.batch_size, heatmap, **hooks):
             reports.append(found)
             if html is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import ImageReadError
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, flagged, score_positions
@@ -161,10 +162,12 @@ def detect_image(
     batch_size: int = DEFAULT_BATCH_SIZE,
     heatmaps: HeatmapSink | None = None,
     on_pixels: Callable[[np.ndarray], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> ImageResult:
     """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
     without images) come back as the report's ``error``; ``heatmaps``, when given, gets each detector's
-    heatmap, and the verdict records the PNG it says it wrote; ``on_pixels`` gets the decoded image."""
+    heatmap, and the verdict records the PNG it says it wrote; ``on_pixels`` gets the decoded image;
+    ``on_progress(done, total)`` hears of the patches scored."""
     path = Path(path)
     if path.is_dir():
         try:
@@ -178,7 +181,7 @@ def detect_image(
         )
     try:
         image = load_image(path)
-        scored = score_image(image.pixels, detectors, stride, batch_size, source=path)
+        scored = score_image(image.pixels, detectors, stride, batch_size, source=path, on_progress=on_progress)
         if on_pixels is not None:
             on_pixels(image.pixels)
     except (ImageReadError, ImageTooSmallError) as error:
@@ -214,11 +217,13 @@ def score_image(
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     source: str | os.PathLike[str] = "the image",
+    on_progress: ProgressCallback | None = None,
 ) -> ScoredImage:
-    """Every detector's patch probabilities and verdict on an H x W x 3 uint8 image (ImageTooSmallError below 128)."""
+    """Every detector's patch probabilities and verdict on an H x W x 3 uint8 image (ImageTooSmallError below 128);
+    ``on_progress(done, total)`` after each batch of patches."""
     check_fits(pixels.shape[0], pixels.shape[1], source=source)
     positions = patch_grid(pixels.shape[0], pixels.shape[1], stride)
-    probabilities = score_positions(pixels, detectors, positions, batch_size)
+    probabilities = score_positions(pixels, detectors, positions, batch_size, on_progress)
     return ScoredImage(
         positions, probabilities, [summarise(detector.entry, row) for detector, row in zip(detectors, probabilities)]
     )
@@ -232,12 +237,14 @@ def detect_files(
     heatmap_dir: str | os.PathLike[str] | None = None,
     on_heatmap: Callable[[Path, DetectorVerdict, np.ndarray], None] | None = None,
     on_image: Callable[[Path, np.ndarray], None] | None = None,
+    on_patches: Callable[[Path], ProgressCallback | None] | None = None,
 ) -> Iterator[ImageResult]:
     """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
 
     Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
     ``-3``... in input order, so two inputs never share a heatmap. ``on_heatmap(path, verdict, heatmap)``
-    also gets each one, and ``on_image(path, pixels)`` each analysed image (the HTML report's).
+    also gets each one, and ``on_image(path, pixels)`` each analysed image (the HTML report's);
+    ``on_patches(path)`` gives the progress callback of that image's patches (a bar per image).
     """
     check_stride(stride)
     check_batch_size(batch_size)
@@ -250,7 +257,8 @@ def detect_files(
             folder = (Path(heatmap_dir), stem)
         sink = None if folder is None and on_heatmap is None else _heatmap_sink(path, folder, on_heatmap)
         pixels_of = None if on_image is None else functools.partial(on_image, path)
-        yield detect_image(path, detectors, stride, batch_size, sink, pixels_of)
+        progress = None if on_patches is None else on_patches(path)
+        yield detect_image(path, detectors, stride, batch_size, sink, pixels_of, progress)
 
 
 def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> HeatmapSink:

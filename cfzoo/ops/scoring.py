@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import CfzooError
 from cfzoo.patches import cut_patches
 from cfzoo.zoo.runtime import Detector, to_model_input
@@ -66,15 +67,22 @@ def manipulated_margin(detector: Detector, patches: np.ndarray, batch_size: int 
 
 
 def score_positions(
-    pixels: np.ndarray, detectors: Sequence[Detector], positions: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+    pixels: np.ndarray,
+    detectors: Sequence[Detector],
+    positions: np.ndarray,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: ProgressCallback | None = None,
 ) -> np.ndarray:
-    """Manipulation probability [len(detectors), K] of the patches at ``positions``, ``batch_size`` at a time."""
+    """Manipulation probability [len(detectors), K] of the patches at ``positions``, ``batch_size`` at a time;
+    ``on_progress(done, K)`` after each batch."""
     check_batch_size(batch_size)
     probabilities = np.empty((len(detectors), len(positions)), dtype=np.float64)
     for start in range(0, len(positions), batch_size):
         batch = to_model_input(cut_patches(pixels, positions[start : start + batch_size]))
         for row, detector in enumerate(detectors):
             probabilities[row, start : start + len(batch)] = detector.probability(batch)
+        if on_progress is not None:
+            on_progress(start + len(batch), len(positions))
     return probabilities
 
 
