@@ -126,14 +126,17 @@ def test_reports_that_are_not_the_protocols_are_refused_in_one_line(models, samp
         assert result.exit_code == 0, result.output
         paths.append(tmp_path / f"{goal}.json")
         paths[-1].write_text(result.stdout)
-    refused = runner.invoke(app, ["bench", "--reports", str(paths[0]), "--reports", str(paths[1])])
+    data = ["--data", str(sample_root)]
+    elsewhere = runner.invoke(app, ["bench", "--reports", str(paths[0]), "--reports", str(paths[1])])
+    assert elsewhere.exit_code == 1 and "measured another data folder than --data" in elsewhere.output
+    refused = runner.invoke(app, ["bench", *data, "--reports", str(paths[0]), "--reports", str(paths[1])])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert "the hide report was not run with benchmark protocol 1: patches per task 4 (protocol: 40)" in refused.output
-    unpaired = runner.invoke(app, ["bench", "--reports", str(paths[0])])
+    unpaired = runner.invoke(app, ["bench", *data, "--reports", str(paths[0])])
     assert "--reports takes pairs" in unpaired.output and unpaired.exit_code == 1
     damaged = tmp_path / "damaged.json"
     damaged.write_text(paths[0].read_text()[:100])
-    broken = runner.invoke(app, ["bench", "--reports", str(damaged), "--reports", str(paths[1])])
+    broken = runner.invoke(app, ["bench", *data, "--reports", str(damaged), "--reports", str(paths[1])])
     assert broken.exit_code == 1 and f"{damaged} is not a cfzoo robustness report" in broken.output
 
 

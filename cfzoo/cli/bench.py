@@ -95,7 +95,7 @@ def bench_command(
     if reports:
         if models:
             raise CfzooError("give models to run, or --reports to build from, not both")
-        entries = _entries_from_files(reports, dataset.device_names)
+        entries = _entries_from_files(reports, dataset)
     else:
         targets = models or _models_here()
         with stage_bars() as on_status:
@@ -130,8 +130,13 @@ def _models_here() -> list[str]:
     return models
 
 
-def _entries_from_files(paths: list[Path], devices):
+def _entries_from_files(paths: list[Path], dataset):
     loaded = [_read_report(path) for path in paths]
+    elsewhere = [str(path) for path, report in zip(paths, loaded) if Path(report.dataset) != Path(dataset.root)]
+    if elsewhere:
+        raise CfzooError(
+            f"{', '.join(elsewhere)} measured another data folder than --data {dataset.root}; give the one they used"
+        )
     hiding = [report for report in loaded if report.goal == "hide"]
     framing = {
         tuple(dict.fromkeys(row.model for row in report.rows)): report for report in loaded if report.goal == "frame"
@@ -145,7 +150,7 @@ def _entries_from_files(paths: list[Path], devices):
             raise CfzooError(
                 f"no --goal frame report covers {', '.join(models)}; run cfzoo robustness --goal frame on them"
             )
-        entries += entries_from_reports(hide, framing[models], devices)
+        entries += entries_from_reports(hide, framing[models], dataset.device_names)
     return entries
 
 

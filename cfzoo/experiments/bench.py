@@ -121,6 +121,9 @@ def check_report(report: RobustnessReport, goal: str) -> None:
         "attacks": report.attacks,
         "Square queries": None if square is None else square.queries,
         "recompress": report.recompress,
+        "surviving JPEG": next(
+            (found.survive_jpeg for found in report.parameters.values() if found.survive_jpeg), None
+        ),
     }
     wanted = {
         "goal": goal,
@@ -130,6 +133,7 @@ def check_report(report: RobustnessReport, goal: str) -> None:
         "attacks": BENCH_PROTOCOL.attacks,
         "Square queries": BENCH_PROTOCOL.square_queries,
         "recompress": BENCH_PROTOCOL.recompress,
+        "surviving JPEG": None,
     }
     differ = [f"{name} {found[name]} (protocol: {wanted[name]})" for name in wanted if found[name] != wanted[name]]
     if differ:
