@@ -168,21 +168,20 @@ def _read_report(path: Path) -> RobustnessReport:
 def _print_table(leaderboard: BenchBoard) -> None:
     first = str(leaderboard.protocol.eps[0])
     table = Table(
-        title=f"cfzoo bench, protocol {leaderboard.protocol.version}: worst case over "
-        f"{', '.join(leaderboard.protocol.attacks)} at eps {first}"
+        title=f"cfzoo bench, protocol {leaderboard.protocol.version}, eps {first}",
+        caption="bal.: robust balanced accuracy %; TPR: worst-case TPR % when hiding; FPR: worst-case FPR % when "
+        "framing; clean figures and every eps in --format json",
     )
-    for column in ("rank", "model", "robust bal. ACC %", "clean TPR/FPR %", "TPR hidden %", "FPR framed %", "flags"):
-        table.add_column(column, justify="left" if column in ("model", "flags") else "right")
+    for column in ("#", "model", "bal.", "TPR", "FPR", "flags"):
+        table.add_column(column, justify="left" if column in ("model", "flags") else "right", no_wrap=True)
     for rank, entry in enumerate(leaderboard.entries, start=1):
-        flags = ", ".join(dict.fromkeys(flag.flag for flag in entry.health))
         table.add_row(
             str(rank),
             entry.model,
             f"{entry.robust_balanced_accuracy:.1f}",
-            f"{entry.clean_tpr:.1f} / {entry.clean_fpr:.1f}",
             f"{entry.robust_tpr[first]:.1f}",
             f"{entry.robust_fpr[first]:.1f}",
-            f"unreliable: {flags}" if entry.unreliable else "-",
+            "unreliable" if entry.unreliable else "-",
             style="yellow" if entry.unreliable else None,
         )
     stdout.print(table)
