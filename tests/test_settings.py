@@ -42,6 +42,8 @@ def test_restore_settings_default_to_vgg_and_name_one_output_per_restorer(tmp_pa
         RestoreSettings("median3", ("gan",))
     with pytest.raises(CfzooError, match="tile"):
         RestoreSettings("median3", tile=0)
+    with pytest.raises(CfzooError, match=r"tile must be at least 32 pixels, got 1: .* would take days"):
+        RestoreSettings("median3", tile=1)  # it used to hang: one generator run per pixel
 
 
 def test_robustness_settings_sort_eps_drop_repeats_and_refuse_what_cannot_run(sample_dataset):

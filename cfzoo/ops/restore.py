@@ -35,6 +35,7 @@ from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.restorers import (
     DEFAULT_TILE,
     IMAGE_INPUT,
+    MIN_TILE,
     RESTORED_OUTPUT,
     check_restorer,
     load_restorer_registry,
@@ -101,8 +102,7 @@ def restore_image(
 ) -> np.ndarray:
     """Restore a whole H x W x 3 uint8 image (median-filtered by ``task``) with the restorer trained against the
     ``discriminator`` kind; returns H x W x 3 uint8. Memory is bounded by ``tile`` (see the module's notes)."""
-    if tile < 1:
-        raise CfzooError(f"tile must be at least 1 pixel, got {tile}")
+    check_tile(tile)
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3 or min(pixels.shape[:2]) < 1:
         raise CfzooError(
@@ -122,6 +122,15 @@ def restore_image(
         if on_progress is not None:
             on_progress(done + 1, len(cores))
     return out
+
+
+def check_tile(tile: int) -> None:
+    """A one-line CfzooError for a tile side below :data:`MIN_TILE` pixels."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < MIN_TILE:
+        raise CfzooError(
+            f"{option('tile')} must be at least {MIN_TILE} pixels, got {tile!r}: each tile runs the generator once, "
+            f"so tiny tiles would take days on a photo; the default is {DEFAULT_TILE}"
+        )
 
 
 # --- whole images -----------------------------------------------------------------------------
@@ -145,7 +154,7 @@ class RestoreSettings:
         object.__setattr__(self, "discriminators", tuple(dict.fromkeys(self.discriminators)) or ("vgg",))
         for discriminator in self.discriminators:
             check_restorer(self.task, discriminator)
-        check_count(self.tile, option("tile"), "it is the side of a tile in pixels")
+        check_tile(self.tile)
         check_count(self.batch_size, option("batch_size"), "it is the patches per detector run")
 
     def outputs(self, out: str | os.PathLike[str]) -> dict[str, Path]:

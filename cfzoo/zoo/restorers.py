@@ -35,6 +35,9 @@ RESTORATION_TASKS = ("median7", "median3")
 DISCRIMINATORS = ("kim", "vgg")
 #: Side of the tiles an image is restored in (memory stays bounded; results equal a whole-image run).
 DEFAULT_TILE = 512
+#: The smallest tile: each one runs the generator on the tile and its margin, so a tile of a few pixels would run
+#: it once per few pixels (a 12-megapixel photo at --tile 1: 12 million runs, days).
+MIN_TILE = 32
 DISCRIMINATOR_TITLES = {"kim": "Kim2018 discriminator", "vgg": "VGG discriminator"}
 IMAGE_INPUT, RESTORED_OUTPUT = "image", "restored"
 
