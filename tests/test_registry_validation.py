@@ -148,6 +148,10 @@ def test_a_bad_user_restorer_entry_is_named_and_left_out():
     assert registry.entries[payload["id"]].embedded  # the embedded restorer stands
     with pytest.raises(CfzooError, match="receptive_radius"):
         RestorerRegistry.read(path)
+    # a negative radius (it used to pass and then fail with a traceback when tiles were cut)
+    path.write_text(json.dumps({"schema": 1, "restorers": [{**payload, "receptive_radius": -5}]}))
+    (problem,) = load_restorer_registry().problems
+    assert problem.endswith("receptive_radius: Input should be greater than or equal to 0")
 
 
 JSON = st.recursive(

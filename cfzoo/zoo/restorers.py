@@ -23,7 +23,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from cfzoo.errors import CfzooError
 from cfzoo.zoo.registry import EntryRegistry, ModelEntry, ModelFile, Registry
@@ -61,6 +63,10 @@ def how_to_get(task: str, discriminator: str) -> str:
     )
 
 
+#: The most context a registry may claim for a restorer: more would make every tile's window enormous.
+MAX_RECEPTIVE_RADIUS = 256
+
+
 @dataclass(frozen=True)
 class RestorerEntry:
     """One restorer: its ONNX file with sha256, its receptive radius, test PSNR/SSIM and training record."""
@@ -69,7 +75,8 @@ class RestorerEntry:
     task: str
     discriminator: str
     file: ModelFile
-    receptive_radius: int
+    #: Pixels of context each output pixel depends on, the tiles' overlap (a restorer of the paper's size has 10).
+    receptive_radius: Annotated[int, Field(ge=0, le=MAX_RECEPTIVE_RADIUS)]
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     embedded: bool = False
