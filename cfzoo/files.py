@@ -74,13 +74,14 @@ def check_png_destination(out: str | os.PathLike[str], source: str | os.PathLike
     out, source = Path(out), Path(source)
     if out.suffix.lower() != ".png":
         raise CfzooError(f"{option('out')} {out} must end in .png: {why_png}")
-    try:
-        resolved = out.resolve()
-        same = resolved == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
-    except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before Python 3.13)
-        raise CfzooError(
-            f"{option('out')} {out} cannot be followed ({error}); remove the link or choose another file name"
-        ) from None
+    for path, what in ((source, "the input"), (out, option("out"))):
+        try:
+            path.resolve()
+        except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before Python 3.13)
+            raise CfzooError(
+                f"{what} {path} cannot be followed ({error}); remove the link or choose another file name"
+            ) from None
+    same = out.resolve() == source.resolve() or (out.exists() and source.exists() and out.samefile(source))
     if same:
         raise CfzooError(f"{option('out')} {out} is the input image; choose another file name")
     if out.is_dir():

@@ -461,3 +461,16 @@ def test_an_out_path_that_is_a_symlink_loop_is_refused_before_any_work(models, r
         and result.stderr.count("\n") == 1
     )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "b.png", "in.png"]
+
+
+@pytest.mark.parametrize(
+    "command", [["attack", "--target", "bayar2016", "--task", "jpeg70"], ["restore", "-t", "median3"]]
+)
+def test_an_input_that_is_a_symlink_loop_is_blamed_not_the_out_path(runner, tmp_path, command):
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")
+    result = runner.invoke(app, [command[0], str(tmp_path / "a.png"), *command[1:], "--out", str(tmp_path / "out.png")])
+    assert result.exit_code == 1 and result.stderr.startswith(
+        f"error: the input {tmp_path / 'a.png'} cannot be followed"
+    )
+    assert "--out" not in result.stderr and not (tmp_path / "out.png").exists()
