@@ -181,9 +181,13 @@ def _decode(path: Path, image: Image.Image, notes: list[str]) -> LoadedImage:
         notes.append(f"16-bit {image.mode} reduced to 8 bits (high byte)")
     image.load()
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    if orientation not in (1, None):
+    if orientation in range(2, 9):  # the eight EXIF orientations; 1 is upright
         image = ImageOps.exif_transpose(image)
         notes.append(f"EXIF orientation {orientation} applied")
+    elif orientation not in (1, None):
+        notes.append(
+            f"EXIF orientation {orientation!r} is not one of the eight defined (1-8): ignored, the pixels as stored"
+        )
     pixels, conversion = _to_rgb(image, path)
     if conversion:
         notes.append(conversion)

@@ -66,6 +66,19 @@ def test_exif_orientation_is_applied(tmp_path, rng, orientation, expected):
     assert any("orientation" in note for note in loaded.notes)
 
 
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_an_orientation_outside_exifs_eight_is_not_reported_as_applied(tmp_path, rng, orientation):
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "o.png", exif=exif)
+    loaded = load_image(tmp_path / "o.png")
+    np.testing.assert_array_equal(loaded.pixels, pixels)
+    assert [note for note in loaded.notes if "orientation" in note] == [
+        f"EXIF orientation {orientation} is not one of the eight defined (1-8): ignored, the pixels as stored"
+    ]
+
+
 def test_gray_and_bilevel_are_replicated(tmp_path, rng):
     gray = rng.integers(0, 256, (16, 24), dtype=np.uint8)
     Image.fromarray(gray, mode="L").save(tmp_path / "g.png")

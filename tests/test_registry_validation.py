@@ -71,6 +71,10 @@ BAD_ENTRIES = {
         changed(("training", "split"), 3),
         "entry 'bayar2016-median3': the entry: training.split must hold lists",
     ),
+    "a size of 10**30 bytes": (
+        changed(("files", "detector", "size"), 10**30),
+        "files.detector: size 1000000000000000000000000000000 must be 0 to 1099511627776 bytes",
+    ),
     "a bad sha256": (
         changed(("files", "detector", "sha256"), "xyz"),
         "entry 'bayar2016-median3': files.detector: sha256 'xyz' must be 64 lowercase",

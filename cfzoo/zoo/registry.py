@@ -42,6 +42,10 @@ PROBABILITY_SCORE = "softmax probability of class 1"
 EXTERNAL_FAMILY = "external"
 
 
+#: The largest model file a registry may list: a claim beyond it is a damaged or hostile entry.
+MAX_MODEL_BYTES = 1 << 40
+
+
 @dataclass(frozen=True)
 class ModelFile:
     name: str
@@ -56,8 +60,8 @@ class ModelFile:
             )
         if len(self.sha256) != 64 or any(character not in "0123456789abcdef" for character in self.sha256):
             raise ValueError(f"sha256 {self.sha256[:80]!r} must be 64 lowercase hexadecimal digits")
-        if self.size < 0:
-            raise ValueError(f"size {self.size} must not be negative")
+        if not 0 <= self.size <= MAX_MODEL_BYTES:
+            raise ValueError(f"size {self.size} must be 0 to {MAX_MODEL_BYTES} bytes (1 TiB)")
 
     @property
     def path_in_zoo(self) -> str:
