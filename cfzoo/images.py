@@ -255,6 +255,11 @@ def _to_rgb(image: Image.Image, path: Path) -> tuple[np.ndarray, str | None]:
     if mode in _SIXTEEN_BIT_MODES:
         gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2), f"16-bit grayscale ({mode}) reduced to 8 bits (high byte)"
+    if mode == "I":  # Pillow's 32-bit container, which also holds 16-bit grayscale (PGM, some TIFF and PNG)
+        values = np.asarray(image)
+        if values.size and values.min() >= 0 and values.max() <= 0xFFFF:
+            gray = (values.astype(np.uint16) >> 8).astype(np.uint8)
+            return np.repeat(gray[:, :, None], 3, axis=2), "16-bit grayscale reduced to 8 bits (high byte)"
     raise ImageReadError(
         f"{path}: pixel mode {mode!r} (32-bit or float samples) is not supported; "
         "convert it to 8- or 16-bit RGB or grayscale"

@@ -273,6 +273,18 @@ def test_32_bit_samples_are_refused_with_advice(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "f.tif")
     with pytest.raises(ImageReadError, match="not supported; convert"):
         load_image(tmp_path / "f.tif")
+    Image.fromarray(np.full((8, 8), 70000, np.int32), mode="I").save(tmp_path / "i.tif")  # beyond 16 bits
+    with pytest.raises(ImageReadError, match="32-bit or float samples"):
+        load_image(tmp_path / "i.tif")
+
+
+def test_a_16_bit_pgm_is_read_as_16_bit_grayscale(tmp_path, rng):
+    """Pillow opens it in its 32-bit container (mode I); it used to be refused as 32-bit."""
+    samples = rng.integers(0, 65536, (20, 30), dtype=np.uint16)
+    Image.fromarray(samples).save(tmp_path / "deep.pgm")
+    loaded = load_image(tmp_path / "deep.pgm")
+    np.testing.assert_array_equal(loaded.pixels[:, :, 0], (samples >> 8).astype(np.uint8))
+    assert "16-bit grayscale reduced to 8 bits (high byte)" in loaded.notes
 
 
 def test_links_that_lead_nowhere_and_pipes_are_refused_in_one_line(tmp_path):
