@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
+from cfzoo.cli.common import address_option, handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.cli.render import FORMATS, chosen_format, format_option, print_document
 from cfzoo.engines.registry import engine_help, get_engine
@@ -66,11 +66,7 @@ def bench_command(
     engine: str = typer.Option(
         "local", "--engine", help=f"Where each model's tasks run: {engine_help()}. The entries are the same."
     ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
-    ),
+    address: str | None = address_option(),
 ) -> None:
     """Bench models under cfzoo's fixed, versioned protocol: one entry per model, and a leaderboard.
 

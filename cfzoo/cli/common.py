@@ -42,6 +42,15 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def address_option() -> Any:
+    """``--address``: the Ray cluster the ``ray`` engine joins (robustness, reproduce, bench)."""
+    return typer.Option(
+        None,
+        "--address",
+        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
+    )
+
+
 def note(text: str) -> None:
     """A line for the user on stderr (a note, where files went), shown by :func:`~cfzoo.paths.printable`;
     ``--quiet`` leaves it out."""

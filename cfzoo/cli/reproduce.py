@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, note, stage_bars
+from cfzoo.cli.common import address_option, handle_errors, note, stage_bars
 from cfzoo.cli.data import DATA_DIR, open_dataset
 from cfzoo.cli.render import print_json
 from cfzoo.engines.registry import engine_help, get_engine
@@ -55,11 +55,7 @@ def reproduce(
     engine: str = typer.Option(
         "local", "--engine", help=f"Where the tables' cells run: {engine_help()}. The tables are the same."
     ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
-    ),
+    address: str | None = address_option(),
 ) -> None:
     """The paper's Tables I-V measured with the zoo's ONNX models (no torch), ours beside the paper's figures.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
+from cfzoo.cli.common import address_option, handle_errors, note, stage_bars, stdout
 from cfzoo.cli.data import open_dataset
 from cfzoo.cli.render import FORMATS, chosen_format, format_option, print_document
 from cfzoo.engines.registry import engine_help, get_engine
@@ -117,11 +117,7 @@ def robustness_command(
     engine: str = typer.Option(
         "local", "--engine", help=f"Where the tasks run: {engine_help()}. The report is the same."
     ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        help="With --engine ray: join this Ray cluster (e.g. 10.0.0.5:6379); default: start Ray here.",
-    ),
+    address: str | None = address_option(),
 ) -> None:
     """How robust is a detector? Its TPR on manipulated test patches after each attack of the battery at each eps,
     and in the worst case (a patch counts as detected only if every attack fails on it). With --goal frame, its FPR on

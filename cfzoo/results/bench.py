@@ -66,6 +66,20 @@ class BenchEntry(Result):
     seconds: float | None = Field(description="time of both goals' batteries; null when built from reports")
 
 
+#: An entry's CSV columns before and after its figures by eps.
+_LEADING_COLUMNS = (
+    "model",
+    "family",
+    "task",
+    "source",
+    "robust_balanced_accuracy",
+    "clean_tpr",
+    "clean_fpr",
+    "clean_auc",
+)
+_TRAILING_COLUMNS = ("forward_passes", "unreliable", "extra_data", "protocol")
+
+
 class BenchBoard(Tabular, Result):
     """``cfzoo bench --format json`` and ``leaderboard.json``: the entries of one protocol, best first."""
 
@@ -76,43 +90,17 @@ class BenchBoard(Tabular, Result):
         eps = [str(value) for value in self.protocol.eps]
         return (
             "rank",
-            "model",
-            "family",
-            "task",
-            "source",
-            "robust_balanced_accuracy",
-            "clean_tpr",
-            "clean_fpr",
-            "clean_auc",
+            *_LEADING_COLUMNS,
             *(f"robust_tpr_eps{value}" for value in eps),
             *(f"robust_fpr_eps{value}" for value in eps),
-            "forward_passes",
-            "unreliable",
-            "extra_data",
-            "protocol",
+            *_TRAILING_COLUMNS,
         )
 
     def csv_rows(self) -> list[dict]:
         return [
             {
                 "rank": rank,
-                **{
-                    column: getattr(entry, column)
-                    for column in (
-                        "model",
-                        "family",
-                        "task",
-                        "source",
-                        "robust_balanced_accuracy",
-                        "clean_tpr",
-                        "clean_fpr",
-                        "clean_auc",
-                        "forward_passes",
-                        "unreliable",
-                        "extra_data",
-                        "protocol",
-                    )
-                },
+                **{column: getattr(entry, column) for column in (*_LEADING_COLUMNS, *_TRAILING_COLUMNS)},
                 **{f"robust_tpr_eps{eps}": value for eps, value in entry.robust_tpr.items()},
                 **{f"robust_fpr_eps{eps}": value for eps, value in entry.robust_fpr.items()},
             }
