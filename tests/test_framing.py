@@ -4,6 +4,7 @@ the robustness report, the one-image attack, the API and the model cards give th
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ from cfzoo.errors import CfzooError
 from cfzoo.experiments.robustness import WORST_CASE
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
-from cfzoo.ops.attacks.common import AttackSettings, goal_margin
+from cfzoo.ops.attacks.battery import run_attack
+from cfzoo.ops.attacks.common import AttackSettings, AttackTarget, goal_margin
+from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.scoring import manipulated_margin
+from cfzoo.zoo.catalog import open_companion, open_detector
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
 MODELS = ("cozzolino2017-median3", "spam-median3", "cozzolino2017-median7")
@@ -169,3 +173,20 @@ def test_framing_over_a_dataset_points_to_robustness(sample_root):
     )
     assert result.exit_code == 1
     assert "cfzoo robustness --goal frame" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("method", attack_names(warm_starts=True))
+def test_a_warm_started_attack_at_a_larger_eps_is_never_worse_than_its_start(models, pairs, method):
+    """Framing blurred-looking patches from a random start at eps 4 fails where eps 1 succeeded (docs/robustness.md);
+    started from eps 1's result, every attack that declares warm starts keeps it or does better, inside eps 4."""
+    pristine, _ = pairs
+    target = AttackTarget.of(open_detector("cozzolino2017-median3"), open_companion("cozzolino2017-median3"))
+    budget = {"queries": 20} if "queries" in get_attack(method).options else {}
+    settings = AttackSettings(1, method, goal="frame", batch_size=4, **budget)
+    first = run_attack(settings, target, pristine)
+    framing = replace(target, goal="frame")
+    at_start = framing.margin(first.patches)
+    larger = run_attack(replace(settings, eps=4), target, pristine, start=first.patches)
+    after = framing.margin(larger.patches)
+    assert np.all(after <= at_start), (at_start, after)
+    assert np.abs(larger.patches.astype(np.int16) - pristine).max() <= 4

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.errors import CfzooError
-from cfzoo.experiments.health import battery_flags, check_target, run_flags
+from cfzoo.experiments.health import battery_flags, check_target, run_flags, stuck_patches, zero_gradient_flags
 from cfzoo.images import save_png
 from cfzoo.ops.attacks import registry
 from cfzoo.ops.attacks.common import AttackResult, AttackTarget
@@ -101,23 +101,33 @@ def test_a_gradient_free_attack_beating_every_gradient_attack_is_flagged_only_be
     assert battery_flags("jpeg70", close) == []
 
 
-def test_zero_gradients_on_more_than_a_few_patches_are_flagged():
-    def result(stuck: int) -> AttackResult:
-        zero = np.zeros(40, dtype=bool)
-        zero[:stuck] = True
-        return AttackResult(np.zeros((40, 1, 1, 3), np.uint8), np.ones(40), zero, np.ones(40))
+def test_zero_gradients_are_flagged_only_where_every_gradient_attack_was_stuck():
+    def stuck(*rows: int) -> np.ndarray:
+        mask = np.zeros(40, dtype=bool)
+        mask[list(rows)] = True
+        return mask
 
-    margins = np.full(40, -1.0)
-    assert run_flags("median7", 1, "pgd", margins, result(2), None) == []
-    [flag] = run_flags("median7", 1, "pgd", margins, result(5), None)
-    assert flag.flag == "zero-gradients" and flag.detail.startswith("5 of 40")
-    assert run_flags("median7", 1, "square", margins, result(5), None) == []  # no gradient, no flag
+    assert zero_gradient_flags("median7", 1, {"pgd": stuck(0, 1)}) == []  # two of 40: a few
+    [flag] = zero_gradient_flags("median7", 1, {"fgsm": stuck(*range(5)), "square": stuck()})
+    assert (flag.flag, flag.eps, flag.attack) == ("zero-gradients", 1, "fgsm") and flag.detail.startswith("5 of 40")
+    # FGSM stuck where PGD's random start found a gradient: the battery attacked those patches
+    assert zero_gradient_flags("median7", 1, {"fgsm": stuck(*range(13)), "pgd": stuck(3)}) == []
+    [flag] = zero_gradient_flags("median7", 2, {"fgsm": stuck(*range(13)), "pgd": stuck(*range(2, 9))})
+    assert flag.detail.startswith("7 of 40") and "(fgsm, pgd)" in flag.detail and flag.attack is None
+    assert zero_gradient_flags("median7", 1, {"square": stuck(*range(40))}) == []  # no gradient, no flag
+    margins = np.array([1.0, np.nan, -1.0])
+    result = AttackResult(np.zeros((3, 1, 1, 3), np.uint8), np.ones(3), np.array([False, False, True]), np.ones(3))
+    assert stuck_patches(margins, result).tolist() == [False, True, True]
+
+
+def test_an_attack_that_searches_and_leaves_more_patches_held_at_a_larger_eps_is_flagged():
     detected = np.r_[np.ones(11), -np.ones(29)]  # 11 held at this eps
-    assert run_flags("median7", 2, "square", detected, result(0), 11) == []
-    assert run_flags("median7", 2, "square", detected, result(0), 9) == []  # two more: a random start's wobble
-    [flag] = run_flags("median7", 2, "square", detected, result(0), 8)
+    assert run_flags("median7", 2, "square", detected, 11) == []
+    assert run_flags("median7", 2, "square", detected, 9) == []  # two more: a random start's wobble
+    [flag] = run_flags("median7", 2, "square", detected, 8)
     assert flag.flag == "not-monotone" and flag.eps == 2 and "3 more than at a smaller eps" in flag.detail
-    assert run_flags("median7", 2, "fgsm", detected, result(0), 0) == []  # a fixed step, not a search
+    assert run_flags("median7", 2, "fgsm", detected, 0) == []  # a fixed step, not a search
+    assert run_flags("median7", 1, "square", detected, None) == []  # nothing smaller to compare with
 
 
 def _graph(path, nodes, inputs, outputs, initializers=()):

@@ -11,8 +11,10 @@
 - ``gradient-free-beats-gradient``: at some eps a gradient-free attack (Square) leaves the detector right on fewer
   patches than every gradient attack, beyond their 95% intervals: the gradients mislead (gradient masking, or a
   broken companion), so the gradient attacks' figures overstate robustness.
-- ``zero-gradients``: a gradient attack met a zero gradient (or a non-finite score) on more than a few patches;
-  those patches were not really attacked.
+- ``zero-gradients``: on more than a few patches, every gradient attack of the battery at some eps met a zero
+  gradient (or a non-finite score) where it started: no gradient attack really attacked them. (One attack's zero
+  gradient alone is not a weakness of the evaluation when another's random start found a gradient there: FGSM
+  starts at the patch itself, where the soft SPAM of a flat patch has an exactly zero gradient by symmetry.)
 - ``not-deterministic``: the target scored the same patches twice and gave different numbers; every figure of the
   report is then one draw of a random variable.
 - ``companion-disagrees``: the gradient companion's scores do not follow the detector's (correlation below 0.9 on
@@ -83,39 +85,52 @@ def check_target(
     return flags
 
 
-def run_flags(
-    task: str, eps: int, attack: str, margins: np.ndarray, result: AttackResult, smaller_eps_held: int | None
-) -> list[HealthFlag]:
-    """The flags one run raises, from the attacker's ``margins`` (above 0: the detector holds the patch):
-    ``zero-gradients`` and, against the same attack's run at the next smaller eps (``smaller_eps_held`` patches
-    held), ``not-monotone``."""
-    flags = []
-    stuck = int(np.sum(result.zero_gradient) + np.sum(~np.isfinite(margins)))
-    if needs_gradient(attack) and stuck > max(2, ZERO_GRADIENT_SHARE * len(margins)):
-        flags.append(
-            _flag(
-                "zero-gradients",
-                task,
-                f"{stuck} of {len(margins)} patches had a zero gradient or a non-finite score; they were not attacked",
-                eps,
-                attack,
-            )
-        )
+def run_flags(task: str, eps: int, attack: str, margins: np.ndarray, smaller_eps_held: int | None) -> list[HealthFlag]:
+    """``not-monotone`` for one run, from the attacker's ``margins`` (above 0: the detector holds the patch), against
+    the same attack's run at the next smaller eps (``smaller_eps_held`` patches held)."""
     held = int(np.sum(margins > 0))
     slack = max(2, MONOTONE_SLACK * len(margins))
-    if smaller_eps_held is not None and get_attack(attack).searches and held - smaller_eps_held > slack:
-        flags.append(
-            _flag(
-                "not-monotone",
-                task,
-                f"its run left the detector right on {held} of {len(margins)} patches, {held - smaller_eps_held} more "
-                "than at a smaller eps: the attack failed; the row reports each patch's best result at this eps or a "
-                "smaller one",
-                eps,
-                attack,
-            )
+    if smaller_eps_held is None or not get_attack(attack).searches or held - smaller_eps_held <= slack:
+        return []
+    return [
+        _flag(
+            "not-monotone",
+            task,
+            f"its run left the detector right on {held} of {len(margins)} patches, {held - smaller_eps_held} more "
+            "than at a smaller eps: the attack failed; the row reports each patch's best result at this eps or a "
+            "smaller one",
+            eps,
+            attack,
         )
-    return flags
+    ]
+
+
+def stuck_patches(margins: np.ndarray, result: AttackResult) -> np.ndarray:
+    """Which patches a run did not really attack: a zero gradient where it started, or a non-finite score."""
+    return result.zero_gradient | ~np.isfinite(margins)
+
+
+def zero_gradient_flags(task: str, eps: int, stuck: dict[str, np.ndarray]) -> list[HealthFlag]:
+    """``zero-gradients`` at one eps, from :func:`stuck_patches` of each attack run there: raised when the patches
+    stuck in every gradient attack are more than a few."""
+    gradient = {attack: patches for attack, patches in stuck.items() if needs_gradient(attack)}
+    if not gradient:
+        return []
+    everywhere = np.logical_and.reduce(list(gradient.values()))
+    count, total = int(everywhere.sum()), len(everywhere)
+    if count <= max(2, ZERO_GRADIENT_SHARE * total):
+        return []
+    names = ", ".join(gradient)
+    return [
+        _flag(
+            "zero-gradients",
+            task,
+            f"{count} of {total} patches had a zero gradient or a non-finite score in every gradient attack ({names}); "
+            "no gradient attack really attacked them",
+            eps,
+            next(iter(gradient)) if len(gradient) == 1 else None,
+        )
+    ]
 
 
 def battery_flags(task: str, rows: Sequence[RobustnessRow], goal: str = "hide") -> list[HealthFlag]:

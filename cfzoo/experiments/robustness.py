@@ -8,6 +8,10 @@ pristine when framing) only if the detector holds it after every attack (RobustB
 attack for each patch). Rates are over every chosen patch, so patches the detector gets wrong unattacked count as
 lost everywhere.
 
+Eps after eps: an attacker allowed eps may use any perturbation of a smaller eps, so each row is an envelope (each
+patch's best result at this eps or a smaller one), and the attacks that can (``warm_starts``: PGD, APGD, Square)
+begin their search at a larger eps from their own best result at the smaller ones, inside the larger ball.
+
 Recompression: what social networks do to an upload. Each attacked patch is also stored as JPEG at every
 quality of ``recompress`` (default 95, 90, 80) and judged again; ``recompressed`` gives the TPR (FPR) then, per
 quality, for each attack and for the worst case, and for the unattacked patches (a row with attack "none" and
@@ -34,7 +38,7 @@ import numpy as np
 from cfzoo.data import PatchSetSpec, build_patch_set, class_rows
 from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.experiments.context import ExperimentContext
-from cfzoo.experiments.health import battery_flags, check_target, run_flags
+from cfzoo.experiments.health import battery_flags, check_target, run_flags, stuck_patches, zero_gradient_flags
 from cfzoo.files import write_atomically, write_folder_atomically
 from cfzoo.manipulations import jpeg_compress
 from cfzoo.metrics import finite_or_none, psnr, ranking_metrics, wilson_interval
@@ -266,18 +270,23 @@ def _task_robustness(
     for eps in settings.eps:
         seconds = 0.0
         held_recompressed = {quality: margins_before > 0 for quality in recompress}
+        stuck = {}
         for attack in settings.attacks:
             started = time.perf_counter()
+            # from the second eps on, an attack that can searches from its best result so far (inside this ball)
+            warm = attack in raw_held and get_attack(attack).warm_starts
             result = run_attack(
                 settings.attack_settings(attack, eps, context),
                 chosen,
                 original,
                 functools.partial(status, f"{task} eps {eps} {attack}"),
                 partners=partner_patches[attack],
+                start=best[attack].patches.copy() if warm else None,
             )
             elapsed = time.perf_counter() - started
             margins = chosen.margin(result.patches)
-            health += run_flags(task, eps, attack, margins, result, raw_held.get(attack))
+            health += run_flags(task, eps, attack, margins, raw_held.get(attack))
+            stuck[attack] = stuck_patches(margins, result)
             raw_held[attack] = int(np.sum(margins > 0))
             best[attack].take(result.patches, margins)
             recompressed = {}
@@ -297,6 +306,7 @@ def _task_robustness(
                     recompressed=recompressed,
                 )
             )
+        health += zero_gradient_flags(task, eps, stuck)
         worst = np.min([found.margins for found in best.values()], axis=0)
         rows.append(
             row(

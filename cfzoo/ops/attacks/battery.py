@@ -91,9 +91,11 @@ def run_attack(
     on_progress: ProgressCallback | None = None,
     first_row: int = 0,
     partners=None,
+    start: np.ndarray | None = None,
 ) -> AttackResult:
     """:func:`attack_patches` for a target already checked against the method (an experiment's plan checks every
-    target once, before any data work) and uint8 patches."""
+    target once, before any data work) and uint8 patches. ``start``: where each patch's search begins, for attacks
+    that declare ``warm_starts`` (ignored by the others)."""
     target = replace(
         target,
         survive_jpeg=settings.survive_jpeg,
@@ -101,4 +103,6 @@ def run_attack(
         batch_size=settings.batch_size,
         goal=settings.goal,
     )
-    return get_attack(settings.method).run(settings, target, patches, AttackCall(on_progress, first_row, partners))
+    return get_attack(settings.method).run(
+        settings, target, patches, AttackCall(on_progress, first_row, partners, start)
+    )

@@ -34,6 +34,9 @@ class AttackCall:
     #: Each patch's partner across the boundary (same photo, same place; pristine when hiding, manipulated when
     #: framing), for attacks with ``needs_partners``.
     partners: np.ndarray | None = None
+    #: Where each patch's search starts (uint8, inside its eps-ball), for attacks with ``warm_starts``: a smaller
+    #: eps's best result, so that a larger ball is never searched from further away than a smaller one.
+    start: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class Attack:
     #: It searches the eps-ball (iterates or samples), so a larger ball should not leave more patches unfooled;
     #: False for a fixed step of exactly eps (FGSM), which may overshoot (the health flag not-monotone skips it).
     searches: bool = True
+    #: It can begin its search at ``AttackCall.start`` instead of its own start (random, stripes), keeping that
+    #: start unless it finds better: its result at a larger eps is then never worse than the start's.
+    warm_starts: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(OPTION_NAMES)

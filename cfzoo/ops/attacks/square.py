@@ -16,6 +16,9 @@ is ever rounded; the detector judges the very uint8 patches that are returned.
   ``p_init`` and halves after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000 queries, the
   paper's schedule scaled to the budget.
 - A patch stops when it is fooled or has used ``queries`` detector runs (the original and the stripes count).
+- Warm start (:attr:`AttackCall.start`, a smaller eps's best result): the search begins at the start where it is
+  nearer the goal than the original, and the stripes are kept only where they beat it, so the result is never
+  worse than the start.
 
 Randomness comes from ``seed`` and each batch's first row (counted from ``first_row``, so a set attacked in
 pieces draws what one call would): same seed and batch size, same result.
@@ -66,8 +69,10 @@ def square(
     return _square(target, checked_patches(patches), eps, queries, p_init, seed, batch_size, on_progress, first_row)
 
 
-def _square(target, patches, eps, queries, p_init, seed, batch_size, on_progress, first_row) -> AttackResult:
-    """:func:`square` on arguments known to be valid."""
+def _square(
+    target, patches, eps, queries, p_init, seed, batch_size, on_progress, first_row, start=None
+) -> AttackResult:
+    """:func:`square` on arguments known to be valid; ``start``: each patch's warm start, or None."""
     budget = queries or DEFAULT_QUERIES
     return attack_in_batches(
         patches,
@@ -75,12 +80,20 @@ def _square(target, patches, eps, queries, p_init, seed, batch_size, on_progress
         seed,
         first_row,
         on_progress,
-        lambda original, rng, _: _square_batch(target, original, eps, budget, p_init, rng),
+        lambda original, rng, part: _square_batch(
+            target, original, eps, budget, p_init, rng, None if start is None else start[part]
+        ),
     )
 
 
 def _square_batch(
-    target: AttackTarget, original: np.ndarray, eps: int, budget: int, p_init: float, rng: np.random.Generator
+    target: AttackTarget,
+    original: np.ndarray,
+    eps: int,
+    budget: int,
+    p_init: float,
+    rng: np.random.Generator,
+    warm: np.ndarray | None = None,
 ):
     count, height, width, channels = original.shape
     low, high = ball(original, eps)
@@ -89,6 +102,15 @@ def _square_batch(
     margin = target.margin(current)  # a patch already at the goal stays as it is
     runs = len(target.detectors)  # model runs per judgement
     used = np.full(count, runs, dtype=np.int64)
+    judged = 2  # the original and the stripes (and a warm start) count against the budget
+    if warm is not None:
+        judged += 1
+        active = np.flatnonzero(margin > 0)
+        warm = np.clip(warm[active], low[active], high[active])
+        warm_margin = target.margin(warm)
+        used[active] += runs
+        nearer = warm_margin < margin[active]
+        current[active[nearer]], margin[active[nearer]] = warm[nearer], warm_margin[nearer]
     proposals = np.zeros(count, dtype=np.int64)
     stripes = rng.choice(np.array([-eps, eps], dtype=np.int16), size=(count, 1, width, channels))
     active = np.flatnonzero(margin > 0)
@@ -101,7 +123,7 @@ def _square_batch(
         better = striped_margin < margin[active]
         current[active[better]] = striped[better]
         margin[active[better]] = striped_margin[better]
-    for query in range(2, budget):
+    for query in range(judged, budget):
         active = np.flatnonzero(margin > 0)
         if not len(active):
             break
@@ -137,9 +159,11 @@ register_attack(
             settings.batch_size,
             call.on_progress,
             call.first_row,
+            call.start,
         ),
         parameters=lambda settings: {"queries": settings.queries or DEFAULT_QUERIES, "p_init": DEFAULT_P_INIT},
         options={"queries": str(DEFAULT_QUERIES)},
         needs_gradient=False,
+        warm_starts=True,
     )
 )
