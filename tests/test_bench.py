@@ -70,7 +70,7 @@ def test_every_model_gets_one_entry_under_the_protocol(models, benched, conforms
     for model, entry in entries.items():
         conforms(entry, "bench-entry")
         assert entry == json.loads((out / "entries" / f"{model}.json").read_text())
-        assert entry["protocol"] == 1 and entry["patches"] == 40 and entry["task"] == "jpeg70"
+        assert entry["protocol"] == BENCH_PROTOCOL.version and entry["patches"] == 40 and entry["task"] == "jpeg70"
         tpr, fpr = entry["robust_tpr"], entry["robust_fpr"]
         # worst cases are envelopes: hiding never gets easier to resist, framing never harder, as eps grows
         assert entry["clean_tpr"] >= tpr["1"] >= tpr["2"] >= tpr["4"]
@@ -131,7 +131,10 @@ def test_reports_that_are_not_the_protocols_are_refused_in_one_line(models, samp
     assert elsewhere.exit_code == 1 and "measured another data folder than --data" in elsewhere.output
     refused = runner.invoke(app, ["bench", *data, "--reports", str(paths[0]), "--reports", str(paths[1])])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
-    assert "the hide report was not run with benchmark protocol 1: patches per task 4 (protocol: 40)" in refused.output
+    expected = f"the hide report was not run with benchmark protocol {BENCH_PROTOCOL.version}: patches per task 4"
+    assert f"{expected} (protocol: 40)" in refused.output
+    # a report whose attacks did not warm-start (protocol 1's) is not protocol 2's
+    assert f"warm starts [] (protocol: {BENCH_PROTOCOL.warm_starts})" in refused.output
     unpaired = runner.invoke(app, ["bench", *data, "--reports", str(paths[0])])
     assert "--reports takes pairs" in unpaired.output and unpaired.exit_code == 1
     damaged = tmp_path / "damaged.json"
@@ -150,6 +153,7 @@ def test_entries_of_another_protocol_are_left_out_of_the_board_and_named(models,
     current = [BenchEntry.model_validate(entry) for entry in printed["entries"]]
     leaderboard, skipped = write_bench_folder(folder, current)
     assert [entry.model for entry in leaderboard.entries] == [entry.model for entry in board(current).entries]
-    assert any("old-model.json: protocol 0, not 1; bench the model again" in line for line in skipped)
+    expected = f"old-model.json: protocol 0, not {BENCH_PROTOCOL.version}; bench the model again"
+    assert any(expected in line for line in skipped)
     assert any("notes.json: not a bench entry" in line for line in skipped)
     assert len(read_entries(folder)[0]) == len(current) and np.isfinite(leaderboard.entries[0].forward_passes)

@@ -37,6 +37,7 @@ from cfzoo.experiments.robustness import (
 )
 from cfzoo.files import write_atomically
 from cfzoo.ops.attacks.common import GOALS
+from cfzoo.ops.attacks.registry import get_attack
 from cfzoo.ops.attacks.square import DEFAULT_QUERIES
 from cfzoo.reports import column_title, html_templates
 from cfzoo.results import BenchBoard, BenchEntry, BenchProtocol, RobustnessReport
@@ -44,11 +45,13 @@ from cfzoo.zoo.catalog import find_entry
 from cfzoo.zoo.registry import EXTERNAL_FAMILY, ModelEntry
 
 BENCH_PROTOCOL = BenchProtocol(
-    version=1,
+    # 2: PGD, APGD and Square warm-start each eps from the smaller eps's best
+    version=2,
     seed=0,
     patches=DEFAULT_MAX_PATCHES,
     eps=list(DEFAULT_EPS),
     attacks=list(DEFAULT_ATTACKS),
+    warm_starts=[attack for attack in DEFAULT_ATTACKS if get_attack(attack).warm_starts],
     square_queries=DEFAULT_QUERIES,
     recompress=list(DEFAULT_RECOMPRESS),
     goals=list(GOALS),
@@ -119,6 +122,7 @@ def check_report(report: RobustnessReport, goal: str) -> None:
         "patches per task": report.max_patches,
         "eps": report.eps,
         "attacks": report.attacks,
+        "warm starts": [attack for attack, parameters in report.parameters.items() if parameters.warm_start],
         "Square queries": None if square is None else square.queries,
         "recompress": report.recompress,
         "surviving JPEG": next(
@@ -131,6 +135,7 @@ def check_report(report: RobustnessReport, goal: str) -> None:
         "patches per task": BENCH_PROTOCOL.patches,
         "eps": BENCH_PROTOCOL.eps,
         "attacks": BENCH_PROTOCOL.attacks,
+        "warm starts": BENCH_PROTOCOL.warm_starts,
         "Square queries": BENCH_PROTOCOL.square_queries,
         "recompress": BENCH_PROTOCOL.recompress,
         "surviving JPEG": None,

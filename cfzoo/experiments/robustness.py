@@ -172,7 +172,10 @@ def robustness(context: ExperimentContext, settings: RobustnessSettings) -> Robu
         goal=settings.goal,
         attacks=list(settings.attacks),
         parameters={
-            attack: AttackParameters(**attack_parameters(settings.attack_settings(attack, 1, context)))
+            attack: AttackParameters(
+                **attack_parameters(settings.attack_settings(attack, 1, context)),
+                warm_start=get_attack(attack).warm_starts or None,
+            )
             for attack in settings.attacks
         },
         eps=list(settings.eps),

@@ -108,6 +108,9 @@ class AttackParameters(Result):
     p_init: float | None = absent_when_none("square's initial share of pixels changed")
     survive_jpeg: int | None = absent_when_none("the JPEG quality the attack aims to survive")
     survive_resize: float | None = absent_when_none("the downscale factor the attack aims to survive (image attacks)")
+    warm_start: bool | None = absent_when_none(
+        "robustness reports: from the second eps on, the attack started from its best result of the smaller eps"
+    )
 
 
 class _AttackHead(Result):

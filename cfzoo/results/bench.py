@@ -18,6 +18,9 @@ class BenchProtocol(Result):
     patches: int = Field(description="attacked test patches per task and goal (and as many of the other class)")
     eps: list[int]
     attacks: list[str]
+    warm_starts: list[str] = Field(
+        description="the attacks that start each eps after the first from their best result of the smaller eps"
+    )
     square_queries: int
     recompress: list[int]
     goals: list[Literal["hide", "frame"]]
