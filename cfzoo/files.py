@@ -56,6 +56,13 @@ def check_writable(path: str | os.PathLike[str], argument: str) -> Path:
         raise CfzooError(f"{argument} {path} cannot be made: {ancestor} is a file, not a folder; choose another place")
     if not os.access(ancestor, os.W_OK | os.X_OK) or (path.is_dir() and not os.access(path, os.W_OK | os.X_OK)):
         raise CfzooError(f"{argument} {path} is not writable here; choose a folder you can write")
+    try:  # permissions do not tell for root, nor on a read-only file system: a file made and removed does
+        with tempfile.TemporaryFile(dir=path if path.is_dir() else ancestor):
+            pass
+    except OSError as error:
+        raise CfzooError(
+            f"{argument} {path} is not writable here ({error.strerror or error}); choose a folder you can write"
+        ) from None
     return path
 
 

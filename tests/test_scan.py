@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow
 import pyarrow.parquet as parquet
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
@@ -24,10 +25,12 @@ from cfzoo.engines.scan import ScanSettings, run_scan
 from cfzoo.images import save_png
 from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scan import scan_inputs
+from cfzoo.patches import DEFAULT_STRIDE
 from cfzoo.results import ScanRow
 from cfzoo.zoo.catalog import select_detectors
 
 SELECTION = ["-f", "spam", "-t", "jpeg70", "-t", "median3"]
+runner = CliRunner()
 RAY = Path(sys.executable).parent / "ray"
 
 
@@ -333,3 +336,108 @@ def test_a_ray_address_nobody_listens_on_fails_in_one_line_within_seconds(photos
     assert result.exit_code == 1 and time.perf_counter() - started < 30
     assert result.output.startswith("error: nothing answers at 127.0.0.1:") and "Traceback" not in result.output
     assert not out.exists()  # refused before anything was written
+
+
+def _scan(*arguments):
+    return runner.invoke(app, ["scan", *arguments, "-f", "spam", "-t", "jpeg70"])
+
+
+@pytest.fixture
+def two_photos(photos, tmp_path):
+    """Two gray sample photos (reading notes that they are replicated to RGB) in a folder of their own."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("camera.png", "moon.png"):
+        shutil.copy(photos / "skimage_gray" / name, folder / name)
+    return folder
+
+
+def test_a_scan_folder_holds_only_its_own_parts_and_one_row_per_file_and_model(two_photos, tmp_path):
+    out = tmp_path / "out.parquet"
+    first = _scan(str(two_photos), "--out", str(out), "--json")
+    assert first.exit_code == 0, first.output
+    rows = read_rows(out)
+    detected = detect_image(two_photos / "camera.png", select_detectors(["spam"], ["jpeg70"], "cpu").detectors)
+    assert [row["notes"] for row in rows if row["path"].endswith("camera.png")] == [detected.notes]
+    assert detected.notes and "replicated to RGB" in detected.notes[0]
+
+    # a new model gets its rows on --resume; the old model's are not written again (the key holds the model)
+    wider = runner.invoke(
+        app, ["scan", str(two_photos), "--out", str(out), "-f", "spam", "-t", "jpeg70", "-t", "median3", "--resume"]
+    )
+    assert wider.exit_code == 0, wider.output
+    rows = read_rows(out)
+    assert sorted((Path(row["path"]).name, row["task"]) for row in rows) == [
+        ("camera.png", "jpeg70"),
+        ("camera.png", "median3"),
+        ("moon.png", "jpeg70"),
+        ("moon.png", "median3"),
+    ]
+
+    # a file changed since: its old rows go (every model's: they describe other bytes) and this run's models write
+    # new ones, so no path holds two contradicting rows; a killed writer's hidden leftovers are removed
+    moon = two_photos / "moon.png"
+    old_sha = next(row["sha256"] for row in rows if row["path"].endswith("moon.png"))
+    save_png(np.asarray(Image.open(moon).convert("RGB"))[:, ::-1], moon)
+    (out / ".part-000009-deadbeef.parquet.abc.partial").write_bytes(b"half a part")
+    again = _scan(str(two_photos), "--out", str(out), "--resume", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["scanned"] == 1
+    rows = read_rows(out)
+    moon_rows = [row for row in rows if row["path"].endswith("moon.png")]
+    assert len({(row["path"], row["model"]) for row in rows}) == len(rows) == 3
+    assert [(row["task"], row["sha256"] != old_sha) for row in moon_rows] == [("jpeg70", True)]
+    assert not list(out.glob(".*.partial"))
+
+    # parts of another stride, or not a scan's at all, are refused by name, before any work
+    other_stride = _scan(str(two_photos), "--out", str(out), "--resume", "--stride", "32")
+    expected = f"was written with stride {DEFAULT_STRIDE} (this scan: 32)"
+    assert other_stride.exit_code == 1 and expected in other_stride.output
+    foreign = out / "part-000099-foreign.parquet"
+    parquet.write_table(pyarrow.table({"path": ["x.png"], "score": [0.5]}), foreign)
+    refused = _scan(str(two_photos), "--out", str(out), "--resume")
+    assert refused.exit_code == 1 and f"{foreign} is not a part of a cfzoo scan" in refused.output
+    assert "Traceback" not in refused.output and len(read_rows_except(out, foreign)) == 3
+
+
+def read_rows_except(out: Path, part: Path) -> list[dict]:
+    part.unlink()
+    return read_rows(out)
+
+
+def test_a_second_scan_into_a_folder_being_written_is_refused(photos, tmp_path):
+    out = tmp_path / "busy.parquet"
+    command = [sys.executable, "-m", "cfzoo", "scan", str(photos), "--out", str(out), *SELECTION]
+    first = subprocess.Popen([*command, "--images-per-part", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    second = _cfzoo(*command[3:], "--resume")
+    assert first.wait(timeout=600) == 0
+    assert second.returncode == 1 and f"another cfzoo scan is writing into {out}" in second.stderr
+    rows = read_rows(out)
+    assert len(rows) == 2 * len(scan_inputs([photos])) == len({(row["path"], row["model"]) for row in rows})
+
+
+def test_a_pipe_among_the_inputs_is_a_row_with_an_error_and_a_read_only_out_is_refused_first(two_photos, tmp_path):
+    fifo = tmp_path / "stream.png"
+    os.mkfifo(fifo)
+    done = _cfzoo(
+        "scan",
+        str(fifo),
+        str(two_photos / "camera.png"),
+        "--out",
+        str(tmp_path / "o"),
+        "-f",
+        "spam",
+        "-t",
+        "jpeg70",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    [piped] = [row for row in read_rows(tmp_path / "o") if row["path"] == str(fifo)]
+    assert "not a regular file" in piped["error"] and piped["sha256"] is None
+    started = time.monotonic()
+    readonly = _scan(str(two_photos), "--out", "/proc/cfzoo-scan-out")
+    assert readonly.exit_code == 1 and "--out /proc/cfzoo-scan-out" in readonly.output
+    assert time.monotonic() - started < 5  # before the detectors load

@@ -58,7 +58,8 @@ def scan(
     resume: bool = typer.Option(
         False,
         "--resume",
-        help="Finish a stopped scan: write only the rows --out does not hold yet (by path, file sha256 and model).",
+        help="Finish a stopped scan, or bring it up to date: write only the rows --out does not hold yet (by path, "
+        "file sha256 and model); a file changed since gets new rows in place of its old ones.",
     ),
     stride: int = typer.Option(
         DEFAULT_STRIDE, "--stride", help="Pixels between patch corners, a multiple of 8 (as cfzoo detect)."
@@ -77,9 +78,9 @@ def scan(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged share, mean probability, verdict, error), written to --out as Parquet parts while the scan goes.
+    """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged share, mean probability, verdict, notes, error), written to --out as Parquet parts while the scan goes.
 
-    A bad image is a row with its one-line error, never an abort. Stop a scan at any point and run it again with --resume: it ends with exactly the rows of an uninterrupted scan. docs/scale.md has the details, throughput and a KubeRay recipe.
+    A bad image is a row with its one-line error, never an abort. Stop a scan at any point and run it again with --resume: it ends with exactly the rows of an uninterrupted scan. One scan writes into a folder at a time, and only into a folder of its own parts (same stride). docs/scale.md has the details, throughput and a KubeRay recipe.
 
     Examples:
 

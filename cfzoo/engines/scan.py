@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.engines.parts import ScanOutput
+from cfzoo.engines.parts import ScanOutput, check_out
 from cfzoo.engines.registry import Engine, get_engine
 from cfzoo.errors import CfzooError, check_count, option
 from cfzoo.ops.detect import DetectSettings
@@ -52,13 +52,14 @@ def run_scan(
     check_count(workers, option("workers"), "leave it out for one actor per CPU (or GPU)")
     if not paths:
         raise CfzooError("no input to scan; give image files, folders, glob patterns or a manifest")
+    check_out(out)  # a folder that cannot be written is refused before the models load
     selection = settings.select()
     models = [detector.entry.id for detector in selection.detectors]
-    output = ScanOutput(out, resume)
-    pending = output.pending(paths, models)
-    progress = on_progress or (lambda done, total: None)
-    progress(0, len(pending))
-    failed = engine.map_images(pending, output, settings, selection, workers, progress)
+    with ScanOutput(out, settings.stride, resume) as output:
+        pending = output.pending(paths, models)
+        progress = on_progress or (lambda done, total: None)
+        progress(0, len(pending))
+        failed = engine.map_images(pending, output, settings, selection, workers, progress)
     return ScanSummary(
         out=str(out),
         engine=engine.name,

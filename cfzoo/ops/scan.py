@@ -2,9 +2,10 @@
 
 A row holds the image's path (as text for people, and as the exact bytes the file system has, the row's key), the
 sha256 of its bytes, its size, the detector (model id, family, task, and the
-sha256 of its ONNX file as its version), the flagged share of patches, the mean probability, the verdict, and
-cfzoo's version. An input that cannot be analysed (unreadable, corrupt, too small) still gets its rows, with the
-one-line ``error`` and no scores, so a scan never stops on one bad file and every input is accounted for.
+sha256 of its ONNX file as its version), the flagged share of patches, the mean probability, the verdict, what
+reading the image noted (``notes``, as detect prints them), and cfzoo's version. An input that cannot be analysed
+(unreadable, corrupt, too small, not a regular file) still gets its rows, with the one-line ``error`` detect would
+print and no scores, so a scan never stops (or blocks, on a pipe) on one bad file and every input is accounted for.
 
 Inputs (:func:`scan_inputs`): files, folders (recursive), glob patterns, and manifests (a ``.txt`` with one path per
 line, or a ``.parquet`` with a ``path`` column; relative paths are taken from the manifest's folder).
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError
+from cfzoo.files import file_sha256
 from cfzoo.images import IMAGE_SUFFIXES
 from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
@@ -37,11 +38,11 @@ COLUMN_TYPES = {
         "height": "int32",
         "flagged_share": "float64",
         "mean_probability": "float64",
+        "notes": "list<string>",
     }.get(name, "string")
     for name in ScanRow.model_fields
 }
 MANIFEST_SUFFIXES = (".txt", ".parquet")
-_READ_CHUNK = 1 << 20
 
 
 def scan_rows(
@@ -53,12 +54,13 @@ def scan_rows(
     """The rows of one input (each a :class:`~cfzoo.results.ScanRow`, as the dict its Parquet part takes): one per
     detector, with scores, or with the input's one-line error."""
     path = Path(path)
+    digest, report, failure = None, None, None
     try:
-        digest = file_sha256(path)
+        if path.is_file():  # detect_image refuses the rest (a pipe would block the hash, a device never end it)
+            digest = file_sha256(path)
     except OSError as error:
-        digest, report = None, None
         failure = f"{path}: cannot be read ({error.strerror or error}); check the path and its permissions"
-    else:
+    if failure is None:
         report = detect_image(path, detectors, stride, batch_size)
         failure = report.error
     verdicts = {verdict.model: verdict for verdict in report.results} if report is not None else {}
@@ -78,6 +80,7 @@ def scan_rows(
             flagged_share=None if verdict is None else verdict.flagged_share,
             mean_probability=None if verdict is None else verdict.mean_probability,
             verdict=None if verdict is None else verdict.verdict,
+            notes=[] if report is None else [printable(note) for note in report.notes],
             error=None if failure is None else printable(failure),
             cfzoo_version=__version__,
         )
@@ -85,12 +88,13 @@ def scan_rows(
     return rows
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def content_sha256(path: Path) -> str | None:
+    """The sha256 of a regular file's bytes, as its scan rows hold it; None for anything else or an unreadable file
+    (their rows hold none)."""
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None
 
 
 def model_sha256(detector: Detector) -> str:

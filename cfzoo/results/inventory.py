@@ -148,6 +148,7 @@ class ScanRow(Result):
     flagged_share: float | None
     mean_probability: float | None
     verdict: Literal["manipulated", "pristine", "uncertain"] | None
+    notes: list[str] = Field(description="what reading the image noted, as cfzoo detect prints it")
     error: str | None
     cfzoo_version: str
 
