@@ -12,6 +12,10 @@ Every reader in cfzoo goes through :func:`load_image`, so all consumers see the 
 * truncated, corrupt, empty and non-image files raise :class:`~cfzoo.errors.ImageReadError` with a
   one-line message naming the file and the problem. JPEG needs a second decoder for that (see
   :func:`_check_jpeg_stream`): libjpeg fills a stream cut short with gray and only warns, which Pillow hides.
+  TIFF needs its layout checked (:func:`_check_tiff`): strips that cover part of the rows, or JPEG strips cut
+  short, also decode into filler;
+* only the formats in :data:`READ_FORMATS` are read, each one checked for data cut short (tests/test_images.py);
+  whatever else Pillow can open (ICO, PCX, TGA, PSD, ...) is refused rather than trusted.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ from cfzoo.files import write_atomically
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 #: Suffixes treated as images when scanning directories.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".avif", ".ppm", ".pgm"})
+#: Pillow's formats that cfzoo reads: those whose decoders refuse, or whose data cfzoo checks for, a file cut short.
+READ_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP", "GIF", "AVIF", "PPM"})
+_READ_FORMATS_TEXT = "JPEG, PNG, TIFF, BMP, WebP, GIF, AVIF or PPM/PGM"
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
@@ -74,8 +81,8 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; cfzoo refuses at the limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                checked = _check_jpeg_stream(path, image.mode) if image.format in ("JPEG", "MPO") else []
-                return _decode(path, image, checked)
+                _check_stream(path, image)
+                return _decode(path, image, [])
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -83,9 +90,7 @@ def load_image(path: str | os.PathLike[str]) -> LoadedImage:
             f"{path}: too many pixels for a safe decode ({first_line(error)}); downscale or crop it before analysis"
         ) from None
     except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{path}: not an image file Pillow can decode; expected JPEG, PNG, TIFF, BMP, WebP or GIF"
-        ) from None
+        raise ImageReadError(f"{path}: not an image file Pillow can decode; expected {_READ_FORMATS_TEXT}") from None
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied; make the file readable for this user") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as error:
@@ -205,32 +210,135 @@ def _decode(path: Path, image: Image.Image, notes: list[str]) -> LoadedImage:
 _JPEG_CHECK_COLORSPACE = {"L": "GRAY", "CMYK": "CMYK"}
 
 
-def _check_jpeg_stream(path: Path, mode: str) -> list[str]:
-    """Refuse a JPEG whose entropy-coded data is cut short or corrupt; returns notes for what it could not check.
+def _check_stream(path: Path, image: Image.Image) -> None:
+    """Refuse ``image`` (just opened from ``path``) unless its format is one cfzoo reads and its data is whole."""
+    if image.format not in READ_FORMATS:
+        raise ImageReadError(
+            f"{path}: {image.format} is not a format cfzoo checks for damage; convert it to PNG "
+            f"(cfzoo reads {_READ_FORMATS_TEXT})"
+        )
+    if image.format in ("JPEG", "MPO"):
+        layout = "/".join(f"{horizontal}x{vertical}" for _, horizontal, vertical, _ in getattr(image, "layer", []))
+        _check_jpeg_stream(path, path.read_bytes(), _JPEG_CHECK_COLORSPACE.get(image.mode, "RGB"), layout)
+    elif image.format == "TIFF":
+        _check_tiff(path, image)
+
+
+def _check_jpeg_stream(path: Path, stream: bytes, colorspace: str, layout: str, where: str = "JPEG") -> None:
+    """Refuse a JPEG ``stream`` whose entropy-coded data is cut short or corrupt (``where``: what it is, for the
+    message).
 
     libjpeg(-turbo) recovers from such streams by filling the rest with gray and only *warns* ("premature end of
     data segment", "corrupt JPEG data"); Pillow hides those warnings, so a broken file would be judged as an
     image. simplejpeg (libjpeg-turbo, strict mode) turns them into errors. Decoding at the smallest DCT scale
     still reads every entropy-coded segment; on 119 camera photos it made reading 1.28x as long as Pillow
     alone (benchmarks/jpeg_reader.py). The pixels still come from Pillow, so every consumer sees what it saw
-    before.
+    before. A chroma layout TurboJPEG's API does not take (sampling factors such as 3x1/1x1/1x1, which no
+    camera writes) cannot be checked, so it is refused too.
     """
     import simplejpeg
 
     try:
-        simplejpeg.decode_jpeg(
-            path.read_bytes(),
-            colorspace=_JPEG_CHECK_COLORSPACE.get(mode, "RGB"),
-            min_height=1,
-            min_width=1,
-            strict=True,
-        )
+        simplejpeg.decode_jpeg(stream, colorspace=colorspace, min_height=1, min_width=1, strict=True)
     except ValueError as error:
         message = first_line(error)
-        if message.startswith("tjDecompressHeader"):  # a layout TurboJPEG's API does not take (e.g. odd subsampling)
-            return [f"JPEG layout not checked for truncation ({message})"]
-        raise ImageReadError(f"{path}: corrupt or truncated JPEG ({message}); re-copy or re-export it") from None
-    return []
+        if message.startswith("tjDecompressHeader"):
+            raise ImageReadError(
+                f"{path}: {where} with the chroma layout {layout or 'of this file'}, which cfzoo's strict decoder "
+                "cannot check for data cut short (that would decode to filler); convert it to PNG with a strict "
+                "decoder (djpeg -strict) if you trust it"
+            ) from None
+        raise ImageReadError(f"{path}: corrupt or truncated {where} ({message}); re-copy or re-export it") from None
+
+
+#: TIFF tags read by :func:`_check_tiff`.
+_TIFF = {
+    "bits": 258,
+    "compression": 259,
+    "photometric": 262,
+    "strip_offsets": 273,
+    "samples": 277,
+    "rows_per_strip": 278,
+    "strip_counts": 279,
+    "planar": 284,
+    "tile_width": 322,
+    "tile_length": 323,
+    "tile_offsets": 324,
+    "tile_counts": 325,
+    "jpeg_tables": 347,
+}
+_TIFF_JPEG, _TIFF_OLD_JPEG, _TIFF_YCBCR = 7, 6, 6
+
+
+def _check_tiff(path: Path, image: Image.Image) -> None:
+    """Refuse a TIFF (its first image) whose strips or tiles do not cover the image, end beyond the file, hold fewer
+    bytes than their rows need (uncompressed), or hold JPEG data cut short: libtiff fills what is missing with
+    black, or with gray through libjpeg, and Pillow decodes the filler as pixels. LZW, Deflate and PackBits data
+    cut short are refused by libtiff itself."""
+    tags = image.tag_v2
+
+    def values(name: str) -> tuple:
+        found = tags.get(_TIFF[name], ())
+        return found if isinstance(found, tuple) else (found,)
+
+    width, height = image.size
+    samples = tags.get(_TIFF["samples"], 1)
+    planes = samples if tags.get(_TIFF["planar"], 1) == 2 else 1
+    bits = values("bits") or (1,)
+    row_bits = sum(bits) if planes == 1 else bits[0]  # a strip holds every sample of its rows, or one plane's
+    if _TIFF["tile_width"] in tags:
+        piece_width, piece_rows = tags[_TIFF["tile_width"]], tags[_TIFF["tile_length"]]
+        pieces = -(-width // piece_width) * -(-height // piece_rows)
+        offsets, counts, what = values("tile_offsets"), values("tile_counts"), "tile"
+        rows_of = [piece_rows] * pieces
+    else:
+        piece_width, piece_rows = width, min(tags.get(_TIFF["rows_per_strip"], height) or height, height)
+        pieces = -(-height // piece_rows)
+        offsets, counts, what = values("strip_offsets"), values("strip_counts"), "strip"
+        rows_of = [min(piece_rows, height - index * piece_rows) for index in range(pieces)]
+    held = min(len(offsets), len(counts))
+    if held < pieces * planes:
+        covered = (
+            f"{held // planes * piece_rows} of {height} rows"
+            if what == "strip"
+            else f"{held} of {pieces * planes} tiles"
+        )
+        raise ImageReadError(
+            f"{path}: its TIFF {what}s cover {covered}; the rest would be filler; re-copy or re-export it"
+        )
+    size = path.stat().st_size
+    if any(count <= 0 or offset + count > size for offset, count in zip(offsets, counts)):
+        raise ImageReadError(
+            f"{path}: TIFF data cut short (a {what} is empty or ends beyond the file); re-copy or re-export it"
+        )
+    compression = tags.get(_TIFF["compression"], 1)
+    if compression == _TIFF_OLD_JPEG:
+        raise ImageReadError(
+            f"{path}: old-style JPEG compression in TIFF (deprecated since 1995) is not read; convert it to PNG"
+        )
+    if compression == 1 and tags.get(_TIFF["photometric"]) != _TIFF_YCBCR:
+        row_bytes = -(-piece_width * row_bits // 8)
+        short = [
+            index
+            for index, count in enumerate(counts[: pieces * planes])
+            if count < rows_of[index % pieces] * row_bytes
+        ]
+        if short:
+            raise ImageReadError(
+                f"{path}: TIFF data cut short ({what} {short[0]} holds fewer bytes than its rows need); "
+                "re-copy or re-export it"
+            )
+    if compression == _TIFF_JPEG:
+        tables = tags.get(_TIFF["jpeg_tables"], b"")
+        colorspace = "GRAY" if samples // planes == 1 else "CMYK" if tags.get(_TIFF["photometric"]) == 5 else "RGB"
+        with open(path, "rb") as stream:
+            for index, (offset, count) in enumerate(zip(offsets, counts)):
+                stream.seek(offset)
+                data = stream.read(count)
+                whole = (
+                    tables[:-2] + data[2:] if tables else data
+                )  # the tables' SOI..DQT/DHT, then the strip's SOF..EOI
+                _check_jpeg_stream(path, whole, colorspace, "", where=f"JPEG data in TIFF {what} {index}")
 
 
 def _to_rgb(image: Image.Image, path: Path) -> tuple[np.ndarray, str | None]:

@@ -1,7 +1,9 @@
 import io
 import os
 import struct
+import subprocess
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,6 +242,8 @@ def flip_middle_byte(data):
         ("cut-with-iend.png", lambda rng: cut_and_closed(photo_bytes("PNG"), PNG_IEND), "truncated"),
         ("cut-short.webp", lambda rng: cut_and_closed(photo_bytes("WEBP"), b""), "corrupt or truncated"),
         ("cut-with-trailer.gif", lambda rng: cut_and_closed(photo_bytes("GIF"), b";"), "truncated"),
+        ("cut-short.bmp", lambda rng: cut_and_closed(photo_bytes("BMP"), b""), "truncated"),
+        ("cut-short.ppm", lambda rng: cut_and_closed(photo_bytes("PPM"), b""), "truncated"),
     ],
 )
 def test_bad_files_raise_one_line_image_errors(tmp_path, rng, name, make, words):
@@ -301,3 +305,153 @@ def test_links_that_lead_nowhere_and_pipes_are_refused_in_one_line(tmp_path):
             load_image(tmp_path / name)
         assert_one_line_error(caught, tmp_path / name)
         assert words in str(caught.value)
+
+
+# --- damaged layouts: data that would decode into filler ------------------------------------------
+
+
+def tiff_bytes(compression=None):
+    """The astronaut as a little-endian TIFF of strips of 48 rows."""
+    return photo_bytes("TIFF", **({"compression": compression} if compression else {}), tiffinfo={278: 48})
+
+
+def with_tiff_entry(data, tag, count=None, index=None, value=None):
+    """``data`` (a TIFF) with the first IFD's ``tag`` given ``count`` values, or its value ``index`` set to
+    ``value``."""
+    at = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[at : at + 2])[0]):
+        place = at + 2 + 12 * entry
+        found, kind, values, pointer = struct.unpack("<HHII", data[place : place + 12])
+        if found != tag:
+            continue
+        if count is not None:
+            return data[: place + 4] + struct.pack("<I", count) + data[place + 8 :]
+        size, code = {3: (2, "<H"), 4: (4, "<I")}[kind]
+        where = pointer + size * index if values * size > 4 else place + 8 + size * index
+        return data[:where] + struct.pack(code, value) + data[where + size :]
+    raise AssertionError(f"no tag {tag}")
+
+
+def tiff_tags(data):
+    return Image.open(io.BytesIO(data)).tag_v2
+
+
+def strip_halved(data):
+    """The middle strip's byte count halved: its data ends early (for JPEG strips, inside the entropy data)."""
+    counts = tiff_tags(data)[279]
+    return with_tiff_entry(data, 279, index=len(counts) // 2, value=counts[len(counts) // 2] // 2)
+
+
+def first_strip_only(data):
+    """The strip tables cut to their first entry: the strips cover a few rows of the image."""
+    return with_tiff_entry(with_tiff_entry(data, 273, count=1), 279, count=1)
+
+
+def beyond_the_end(data):
+    return with_tiff_entry(data, 273, index=1, value=len(data) - 10)
+
+
+@pytest.mark.parametrize(
+    "compression, damage, words, filler",
+    [
+        ("jpeg", strip_halved, "corrupt or truncated JPEG data in TIFF strip 5", True),
+        (None, strip_halved, "strip 5 holds fewer bytes than its rows need", True),
+        (None, first_strip_only, "its TIFF strips cover 48 of 512 rows", True),
+        ("tiff_lzw", first_strip_only, "its TIFF strips cover 48 of 512 rows", False),
+        ("jpeg", beyond_the_end, "ends beyond the file", False),
+        ("tiff_adobe_deflate", strip_halved, "corrupt or truncated", False),
+        ("packbits", strip_halved, "corrupt or truncated", False),
+    ],
+)
+def test_a_tiff_whose_data_would_decode_into_filler_is_refused(tmp_path, compression, damage, words, filler):
+    whole = tiff_bytes(compression)
+    assert len(tiff_tags(whole)[273]) > 2, "several strips"
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(damage(whole))
+    if filler:  # Pillow alone decodes it, the missing part as black or gray filler
+        Image.open(path).convert("RGB")
+    with pytest.raises(ImageReadError) as excinfo:
+        load_image(path)
+    assert_one_line_error(excinfo, path)
+    assert words in str(excinfo.value)
+
+
+def tiffcp(tmp_path, *options) -> Path:
+    """The astronaut rewritten by libtiff's tiffcp with ``options`` (Debian package libtiff-tools, which README's
+    test command installs): tiles and separate planes, which Pillow does not write."""
+    plain, out = tmp_path / "plain.tif", tmp_path / "tiffcp.tif"
+    plain.write_bytes(tiff_bytes())
+    subprocess.run(["tiffcp", *options, str(plain), str(out)], capture_output=True, check=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("-c", "none"),
+        ("-c", "jpeg"),
+        ("-c", "lzw"),
+        ("-t", "-w", "64", "-l", "64", "-c", "jpeg"),
+        ("-t", "-w", "64", "-l", "64", "-c", "zip"),
+        ("-t", "-w", "64", "-l", "64", "-c", "none"),
+        ("-p", "separate", "-c", "none"),
+        ("-p", "separate", "-c", "lzw"),
+    ],
+)
+def test_whole_tiffs_of_every_layout_read_as_pillow_reads_them(tmp_path, options):
+    path = tiffcp(tmp_path, *options)
+    loaded = load_image(path)
+    assert np.array_equal(loaded.pixels, np.asarray(Image.open(path).convert("RGB")))
+    assert loaded.notes == ()
+
+
+def test_a_tiled_tiff_with_a_jpeg_tile_cut_short_is_refused(tmp_path):
+    path = tiffcp(tmp_path, "-t", "-w", "64", "-l", "64", "-c", "jpeg")
+    counts = tiff_tags(path.read_bytes())[325]
+    path.write_bytes(with_tiff_entry(path.read_bytes(), 325, index=20, value=counts[20] // 2))
+    Image.open(path).convert("RGB")  # Pillow alone decodes it, the missing part as gray filler
+    with pytest.raises(ImageReadError) as excinfo:
+        load_image(path)
+    assert_one_line_error(excinfo, path)
+    assert "corrupt or truncated JPEG data in TIFF tile 20" in str(excinfo.value)
+
+
+def cjpeg(sampling: str, tmp_path) -> bytes:
+    """The astronaut encoded by libjpeg-turbo's cjpeg with the chroma ``sampling`` factors (Debian package
+    libjpeg-turbo-progs, which README's test command installs)."""
+    source = tmp_path / "astronaut.ppm"
+    Image.open(skimage_data_dir() / "astronaut.png").convert("RGB").save(source)
+    return subprocess.run(
+        ["cjpeg", "-sample", sampling, "-quality", "90", str(source)], capture_output=True, check=True
+    ).stdout
+
+
+def test_a_jpeg_of_a_layout_the_strict_check_cannot_take_is_refused_whole_or_cut(tmp_path):
+    odd = cjpeg("3x1,1x1,1x1", tmp_path)
+    for name, data in (("odd.jpg", odd), ("odd-cut.jpg", cut_and_closed(odd, b"\xff\xd9"))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        Image.open(path).convert("RGB")  # Pillow decodes both, the cut one into gray filler
+        with pytest.raises(ImageReadError) as excinfo:
+            load_image(path)
+        assert_one_line_error(excinfo, path)
+        assert "chroma layout 3x1/1x1/1x1" in str(excinfo.value) and "djpeg -strict" in str(excinfo.value)
+    standard = tmp_path / "standard.jpg"
+    standard.write_bytes(cjpeg("2x2,1x1,1x1", tmp_path))
+    assert load_image(standard).pixels.shape == (512, 512, 3)
+
+
+def test_formats_cfzoo_does_not_check_are_refused_and_avif_is_read(tmp_path):
+    image = Image.open(skimage_data_dir() / "astronaut.png").convert("RGB")
+    icon = tmp_path / "icon.ico"
+    image.save(icon)
+    with pytest.raises(ImageReadError) as excinfo:
+        load_image(icon)
+    assert_one_line_error(excinfo, icon)
+    assert "ICO is not a format cfzoo checks for damage" in str(excinfo.value) and "AVIF" in str(excinfo.value)
+    avif = tmp_path / "photo.avif"
+    image.save(avif, quality=90)
+    assert load_image(avif).source_format == "AVIF" and ".avif" in IMAGE_SUFFIXES
+    avif.write_bytes(cut_and_closed(avif.read_bytes(), b""))
+    with pytest.raises(ImageReadError):
+        load_image(avif)
