@@ -231,3 +231,29 @@ def test_a_detector_whose_score_is_not_a_number_is_refused_at_registration_and_n
     save_png(brightness_patches[3], image)
     detected = runner.invoke(app, ["detect", str(image), "--model", str(tmp_path / "nan.onnx"), "-t", "jpeg70"])
     assert detected.exit_code == 1 and "not a number" in detected.output and "pristine" not in detected.output
+
+
+def test_a_companion_beside_a_detector_that_does_not_say_whose_it_is_must_give_its_logits(tmp_path):
+    """Without cfzoo's metadata, x.grad.onnx beside x.onnx is checked numerically: another model's companion (here
+    one that scores the opposite way) is refused in one line; the detector's own is taken."""
+    nodes, initializers = _mean_score_nodes(1.0)
+    _graph(tmp_path / "bright.onnx", nodes, [IMAGE], [LOGITS], initializers)
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])
+    grad = helper.make_tensor_value_info("grad", TensorProto.FLOAT, ["batch", 3, 128, 128])
+    for sign, name in ((-1.0, "other"), (1.0, "own")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "bright.onnx").write_bytes((tmp_path / "bright.onnx").read_bytes())
+        companion, companion_initializers = _mean_score_nodes(sign)
+        companion.append(helper.make_node("Identity", ["image"], ["grad"]))
+        companion.append(helper.make_node("Cast", ["label"], ["unused"], to=TensorProto.FLOAT))
+        _graph(folder / "bright.grad.onnx", companion, [IMAGE, label], [LOGITS, grad], companion_initializers)
+    with pytest.raises(CfzooError, match=r"does not say whose companion it is, and its logits are not bright.onnx's"):
+        open_companion(open_detector(tmp_path / "other" / "bright.onnx", task="jpeg70", providers="cpu"))
+    refused = runner.invoke(
+        app, ["attack", "--target", str(tmp_path / "other" / "bright.onnx"), "--task", "jpeg70", "--method", "pgd"]
+    )
+    assert refused.exit_code == 1 and "its logits are not bright.onnx's" in refused.output
+    assert open_companion(
+        open_detector(tmp_path / "own" / "bright.onnx", task="jpeg70", providers="cpu")
+    ).path.name == ("bright.grad.onnx")

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cfzoo.errors import CfzooError, option
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.reports import TABLE1_ORDER
@@ -32,6 +34,7 @@ from cfzoo.zoo.runtime import (
     OnnxSession,
     cached_session,
     execution_providers,
+    to_model_input,
 )
 
 ModelReference = str | os.PathLike[str]
@@ -80,7 +83,10 @@ def open_companion(
         raise CfzooError(
             f"model {detector.entry.id} was registered without a gradient companion; register it again without --no-companion"
         )
-    return _registry_session(GradientModel, "gradient", detector.entry.id, chosen, path)
+    companion = _registry_session(GradientModel, "gradient", detector.entry.id, chosen, path)
+    if path is not None:
+        _check_pair(detector, companion)
+    return companion
 
 
 def find_entry(model_id: str) -> ModelEntry | None:
@@ -135,7 +141,27 @@ def _load_file_models(
     if companion_path.is_file():
         companion = GradientModel(detector.entry, ResolvedFile(companion_path, "path"), providers)
         _check_identity(companion, "gradient")
+        _check_pair(detector, companion)
     return detector, companion
+
+
+def _check_pair(detector: Detector, companion: GradientModel) -> None:
+    """A companion found by path that does not say whose it is (no cfzoo ``model_id`` in its metadata) must give
+    the detector's logits on two fixed patches, one dark and one bright, or it is refused: another model's
+    companion would attack with another model's gradient."""
+    if "model_id" in companion.session.get_modelmeta().custom_metadata_map:
+        return  # _check_identity has checked what it says
+    noise = np.random.default_rng(0).integers(-20, 21, size=(2, 128, 128, 3))
+    patches = np.clip(np.array([60, 190]).reshape(2, 1, 1, 1) + noise, 0, 255).astype(np.uint8)
+    images = to_model_input(patches)
+    expected = detector.logits(images).astype(np.float64)
+    found, _ = companion.logits_and_gradient(images, np.ones(len(images), dtype=np.int64))
+    if not np.allclose(found, expected, rtol=1e-3, atol=1e-3 * (1 + np.abs(expected).max())):
+        raise CfzooError(
+            f"{companion.path} does not say whose companion it is, and its logits are not {detector.path.name}'s "
+            f"({np.round(found.ravel(), 3).tolist()} against {np.round(expected.ravel(), 3).tolist()} on two test "
+            "patches); give the detector's own companion, or register the detector to make one"
+        )
 
 
 def _check_identity(session: OnnxSession, kind: str) -> None:
