@@ -18,6 +18,14 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+class WriteError(CfzooError):
+    """A file could not be written (a full disk, no permission); ``reason`` says why, as the OS put it."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot write {path} ({reason}); choose a place you can write, with room")
+        self.reason = reason
+
+
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)`` next to ``path`` and rename the result into place.
 
@@ -37,9 +45,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
-        raise CfzooError(
-            f"cannot write {path} ({error.strerror or error}); choose a place you can write, with room"
-        ) from None
+        raise WriteError(path, error.strerror or str(error)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -112,12 +118,16 @@ def check_output_dir(out: str | os.PathLike[str], force: bool = False) -> Path:
 def write_folder_atomically(out: str | os.PathLike[str], fill: Callable[[Path], None]) -> Path:
     """Call ``fill(staging_folder)`` in a hidden folder beside ``out``, then put that folder in ``out``'s place: an
     existing ``out`` is moved aside first and removed only once the new one is in place. On any error, or an
-    interruption, the staging folder is removed and ``out`` is as it was."""
+    interruption, the staging folder is removed and ``out`` is as it was; a write that fails (a full disk) is
+    reported as a failure to write ``out``, the folder the user named, not the hidden one."""
     out = Path(os.path.abspath(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as error:
+        raise WriteError(out, error.strerror or str(error)) from None
     try:
         fill(staging)
         old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
@@ -125,6 +135,12 @@ def write_folder_atomically(out: str | os.PathLike[str], fill: Callable[[Path], 
             os.replace(out, old)
         os.replace(staging, out)
         shutil.rmtree(old, ignore_errors=True)
+    except WriteError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError(out, error.reason) from None
+    except OSError as error:  # a writer in fill that does not go through write_atomically, or the renames
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError(out, error.strerror or str(error)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

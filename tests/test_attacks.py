@@ -338,6 +338,18 @@ def test_attack_dataset_json_schema_and_saved_patches(models, runner, tmp_path, 
         attacked = read_rgb(saved / record["file"])
         assert np.abs(attacked.astype(np.int16) - patches[int(record["patch_row"])]).max() <= 1
 
+    # a used --save folder: refused, or with --force replaced whole (no old PNG beside the new ones)
+    again = ["attack", "--target", "bayar2016", "--task", "jpeg70", "--max-patches", "4", "--save", str(saved)]
+    refused = runner.invoke(app, again)
+    assert refused.exit_code == 1 and f"--save {saved} is not empty" in refused.output and "--force" in refused.output
+    (saved / "jpeg70" / "stray.png").write_bytes((saved / index[0]["file"]).read_bytes())
+    replaced = runner.invoke(app, [*again, "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    with open(saved / "index.csv") as stream:
+        files = sorted(record["file"] for record in csv.DictReader(stream))
+    assert files == sorted(str(path.relative_to(saved)) for path in saved.glob("*/*.png")) and len(files) == 4
+    assert not list(saved.parent.glob(".*partial*"))
+
     markdown = runner.invoke(
         app, ["attack", "--target", "bayar2016", "--task", "jpeg70", "--max-patches", "4", "--markdown"]
     )

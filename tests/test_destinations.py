@@ -1,6 +1,12 @@
 """Every destination is checked before the work starts, and a write that fails names the user's path, not
 cfzoo's hidden temporary file."""
 
+import os
+import resource
+import signal
+import subprocess
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -87,3 +93,50 @@ def test_a_failed_write_names_the_destination_not_the_temporary(tmp_path):
         str(caught.value) == f"cannot write {target} (No space left on device); choose a place you can write, with room"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def _with_a_full_disk(limit: int):
+    """For a child process: every file it writes may hold at most ``limit`` bytes (RLIMIT_FSIZE), and a write
+    beyond fails with EFBIG, "File too large", instead of a signal: a disk that fills up while cfzoo writes."""
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "command, limit",
+    [
+        (["reproduce", "--task", "jpeg70", "--max-patches", "1", "--out", "{place}/report"], 20_000),
+        (["detect", "{image}", "-t", "jpeg70", "-f", "spam", "--report", "{place}/page.html"], 8_000),
+    ],
+)
+def test_a_disk_that_fills_up_names_the_users_destination_and_leaves_nothing(
+    photo_and_file, tmp_path, monkeypatch, command, limit
+):
+    image, _ = photo_and_file
+    place = tmp_path / "place"
+    place.mkdir()
+    environment = {**os.environ, "CFZOO_CACHE": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+    monkeypatch.setenv("CFZOO_CACHE", environment["CFZOO_CACHE"])
+    warm = CliRunner().invoke(
+        app, ["reproduce", "--task", "jpeg70", "--max-patches", "1", "--out", str(tmp_path / "w")]
+    )
+    assert warm.exit_code == 0, warm.output  # the patch cache is written before the disk fills
+    arguments = [part.format(image=image, place=place) for part in command]
+    done = subprocess.run(
+        [sys.executable, "-m", "cfzoo", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        preexec_fn=_with_a_full_disk(limit),
+        timeout=600,
+    )
+    destination = arguments[arguments.index("--out" if "--out" in arguments else "--report") + 1]
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"error: cannot write {destination} (File too large); choose a place you can write, with room"
+    )
+    assert list(place.iterdir()) == []

@@ -82,8 +82,12 @@ def attack(
         "(0.25 to below 1, bicubic); the verdicts are those on the downscaled image.",
     ),
     save: Path | None = typer.Option(
-        None, "--save", help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv."
+        None,
+        "--save",
+        help="Write the attacked patches as PNGs to DIR/<task>/<patch row>.png, with DIR/index.csv (a new or empty "
+        "folder; it appears whole when the attack ends).",
     ),
+    force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --save folder."),
     out: Path | None = typer.Option(
         None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."
     ),
@@ -144,7 +148,7 @@ def attack(
             "--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there"
         )
     # a missing model or an unusable --save folder is reported before any data work
-    plan = plan_attack(target, settings, task or None, providers, save)
+    plan = plan_attack(target, settings, task or None, providers, save, replace_saved=force)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         context = ExperimentContext(dataset, seed, max_patches, providers, batch_size, cache_dir, on_status)

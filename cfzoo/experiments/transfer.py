@@ -23,7 +23,7 @@ import numpy as np
 from cfzoo.data import PatchSet, PatchSetSpec, build_patch_set, manipulated_rows, pristine_sample
 from cfzoo.errors import CfzooError, option
 from cfzoo.experiments.context import ExperimentContext
-from cfzoo.files import check_writable, write_atomically
+from cfzoo.files import check_writable, write_atomically, write_folder_atomically
 from cfzoo.images import save_png
 from cfzoo.metrics import finite_or_none, psnr_from_mse, tpr_change
 from cfzoo.ops.attacks.battery import (
@@ -172,15 +172,17 @@ def plan_attack(
     tasks: Sequence[str] | None = None,
     providers: str = "auto",
     save_dir: str | os.PathLike[str] | None = None,
+    replace_saved: bool = False,
 ) -> AttackPlan:
     """``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
     attacked), or several of those: their ensemble, on the tasks they share (``tasks``: only these). A one-line
-    CfzooError for a missing model, a method that cannot attack it, or a ``save_dir`` that cannot be made."""
+    CfzooError for a missing model, a method that cannot attack it, or a ``save_dir`` that cannot be made, or that
+    holds files (unless ``replace_saved``: its contents are then replaced, once the new ones are complete)."""
     check_settings(settings, ensemble=is_ensemble(target))
     targets = attack_targets(target, tasks, providers, needs_gradient(settings.method))
     for task, found in targets.items():
         check_method_fits(settings.method, found, task)
-    check_save_dir(save_dir)
+    check_save_dir(save_dir, replace_saved)
     return AttackPlan(settings, targets, providers, None if save_dir is None else Path(save_dir))
 
 
@@ -197,23 +199,37 @@ def attack_dataset(context: ExperimentContext, plan: AttackPlan) -> AttackReport
         )
     dataset, max_patches, status = context.dataset, context.max_patches, context.status
     split = context.split
-    rows, index = [], []
-    for task, target in plan.targets.items():
-        patch_set = build_patch_set(
-            dataset,
-            PatchSetSpec(task=task, split="test", seed=settings.seed),
-            split,
-            context.cache_dir,
-            on_progress=functools.partial(status, f"{task} patches"),
-        )
-        chosen = manipulated_rows(patch_set, max_patches, settings.seed)
-        row, saved = attack_patch_set(
-            patch_set, chosen, target, settings, plan.providers, save_dir, functools.partial(status, f"{task} attack")
-        )
-        rows.append(row)
-        index += saved
-    if save_dir is not None:
-        write_index(Path(save_dir) / INDEX_NAME, index)
+    rows = []
+
+    def attack_every_task(saving_to: Path | None) -> None:
+        index = []
+        for task, target in plan.targets.items():
+            patch_set = build_patch_set(
+                dataset,
+                PatchSetSpec(task=task, split="test", seed=settings.seed),
+                split,
+                context.cache_dir,
+                on_progress=functools.partial(status, f"{task} patches"),
+            )
+            chosen = manipulated_rows(patch_set, max_patches, settings.seed)
+            row, saved = attack_patch_set(
+                patch_set,
+                chosen,
+                target,
+                settings,
+                plan.providers,
+                saving_to,
+                functools.partial(status, f"{task} attack"),
+            )
+            rows.append(row)
+            index += saved
+        if saving_to is not None:
+            write_index(saving_to / INDEX_NAME, index)
+
+    if save_dir is None:
+        attack_every_task(None)
+    else:  # assembled beside --save and put in its place whole: never old PNGs beside new ones
+        write_folder_atomically(save_dir, attack_every_task)
     columns = target_columns(plan.targets)
     members = [member.entry for found in plan.targets.values() for member in found.detectors]
     return AttackReport(
@@ -230,13 +246,20 @@ def attack_dataset(context: ExperimentContext, plan: AttackPlan) -> AttackReport
     )
 
 
-def check_save_dir(save_dir: str | os.PathLike[str] | None) -> None:
-    """A one-line error, before any work, for a --save folder that is a file or cannot be made or written."""
+def check_save_dir(save_dir: str | os.PathLike[str] | None, replace_saved: bool = False) -> None:
+    """A one-line error, before any work, for a --save folder that is a file, cannot be made or written, or holds
+    files (without ``replace_saved``)."""
     if save_dir is None:
         return
+    save = option("save_dir", "--save")
     if Path(save_dir).exists() and not Path(save_dir).is_dir():
-        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for {option('save_dir', '--save')}")
-    check_writable(save_dir, option("save_dir", "--save"))
+        raise CfzooError(f"{save_dir} exists and is not a folder; choose a folder for {save}")
+    if Path(save_dir).is_dir() and any(Path(save_dir).iterdir()) and not replace_saved:
+        raise CfzooError(
+            f"{save} {save_dir} is not empty; choose a new folder, or add {option('replace_saved', '--force')} "
+            "to replace its contents"
+        )
+    check_writable(save_dir, save)
 
 
 def trained_on(entries: Iterable[ModelEntry], devices: Iterable[str]) -> list[str]:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
-from cfzoo.files import check_writable
+from cfzoo.files import WriteError, check_writable
 from cfzoo.ops.detect import RULE, DetectSettings, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.reports import html_templates
@@ -57,12 +57,22 @@ class DetectionHtmlReport:
         self.analysed = self.failed = 0
         self.template = html_templates("cfzoo.ops").get_template("detect_report.html.j2").module
 
+    def _write(self, text: str) -> None:
+        """Write to the staging page; a failure (a full disk) names the page the user asked for."""
+        try:
+            self.stream.write(text)
+        except OSError as error:
+            raise WriteError(self.path, error.strerror or str(error)) from None
+
     def __enter__(self) -> DetectionHtmlReport:
-        self.stream = open(self.staging, "w", encoding="utf-8")
+        try:
+            self.stream = open(self.staging, "w", encoding="utf-8")
+        except OSError as error:
+            raise WriteError(self.path, error.strerror or str(error)) from None
         providers = list(
             dict.fromkeys(provider for detector in self.selection.detectors for provider in detector.providers)
         )
-        self.stream.write(
+        self._write(
             str(
                 self.template.head(
                     title="cfzoo detect report",
@@ -110,15 +120,19 @@ class DetectionHtmlReport:
         columns, tasks = self.selection.families, self.selection.tasks
         rows = [(task, [verdicts.get((task, column)) for column in columns]) for task in tasks]
         number = self.analysed + self.failed
-        self.stream.write(str(self.template.image(number, report, columns, rows, thumbnail, heatmaps)))
+        self._write(str(self.template.image(number, report, columns, rows, thumbnail, heatmaps)))
 
     def __exit__(self, kind, error, traceback) -> None:
         try:
             if kind is None:
-                self.stream.write(str(self.template.tail(self.analysed, self.failed)))
-            self.stream.close()
-            if kind is None:
-                os.replace(self.staging, self.path)
+                self._write(str(self.template.tail(self.analysed, self.failed)))
+            try:
+                self.stream.close()
+                if kind is None:
+                    os.replace(self.staging, self.path)
+            except OSError as failure:  # the last buffered bytes are written on close
+                if kind is None:
+                    raise WriteError(self.path, failure.strerror or str(failure)) from None
         finally:
             self.staging.unlink(missing_ok=True)
 
