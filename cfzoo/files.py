@@ -52,6 +52,28 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     return path
 
 
+def write_all_atomically(writes: dict[Path, Callable[[Path], None]]) -> list[Path]:
+    """Several files, all or none: each ``write(temporary_path)`` beside its destination first, then every one renamed
+    into place. A write that fails removes every temporary, leaves each destination as it was, and names its own."""
+    temporaries: dict[Path, Path] = {}
+    try:
+        for path, write in writes.items():
+            temporaries[path] = path.with_name(f".{path.name}.{os.getpid()}.all.partial")
+            try:
+                write_atomically(temporaries[path], write)
+            except WriteError as error:
+                raise WriteError(path, error.reason) from None
+        for path, temporary in temporaries.items():
+            try:
+                os.replace(temporary, path)
+            except OSError as error:
+                raise WriteError(path, error.strerror or str(error)) from None
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+    return list(writes)
+
+
 def check_writable(path: str | os.PathLike[str], argument: str) -> Path:
     """``path`` (a file or folder to be written) as a Path, or a one-line CfzooError naming ``argument`` (an
     :func:`~cfzoo.errors.option`), before any work: the nearest folder that exists above it must be a folder this

@@ -20,6 +20,7 @@ Every reader in cfzoo goes through :func:`load_image`, so all consumers see the 
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -156,7 +157,12 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
 def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write an RGB uint8 array as a lossless PNG, atomically: the file appears whole or not at all."""
     pixels = as_rgb_uint8(pixels, "image to save")
-    return write_atomically(path, lambda temporary: Image.fromarray(pixels, mode="RGB").save(temporary, format="PNG"))
+    return write_atomically(path, functools.partial(write_png, pixels))
+
+
+def write_png(pixels: np.ndarray, path: Path) -> None:
+    """An RGB uint8 array as a lossless PNG at ``path`` (not atomic: for the writers of :mod:`cfzoo.files`)."""
+    Image.fromarray(as_rgb_uint8(pixels, "image to save"), mode="RGB").save(path, format="PNG")
 
 
 def as_rgb_uint8(pixels: np.ndarray, what: str = "image") -> np.ndarray:

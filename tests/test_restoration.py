@@ -293,6 +293,14 @@ def test_cli_restore_writes_a_png_and_never_its_input(user_zoo, runner, photo, t
     )
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "is the input image" in result.stderr and source.read_bytes() == before
+    # two discriminators, the second's restorer missing: no PNG at all, not the first one's alone
+    both = runner.invoke(
+        app,
+        ["restore", str(source), "--task", "median3", "--discriminator", "kim", "--discriminator", "vgg"]
+        + ["--out", str(tmp_path / "pair.png")],
+    )
+    assert both.exit_code == 1 and "restorer-median3-vgg is not in any zoo here" in both.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["filtered.png", "restored.png"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ run), so a tiled result equals the whole-image result: an output pixel never see
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from cfzoo.errors import CfzooError, check_count, option
-from cfzoo.files import check_png_destination
-from cfzoo.images import load_image, save_png
+from cfzoo.files import check_png_destination, write_all_atomically
+from cfzoo.images import load_image, write_png
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.detect import VERDICTS, verdict_of
@@ -198,10 +199,10 @@ def restore_image_file(
     detectors = [open_detector(entry.id, providers=providers) for entry in entries]
     before = decisions_at(loaded.pixels, detectors, positions, batch_size)
     registry = load_restorer_registry()
-    summaries = []
+    summaries, restorations = [], {}
     for discriminator, out_path in destinations.items():
         restored = restore_image(loaded.pixels, task, discriminator, providers, tile, on_progress)
-        save_png(restored, out_path)
+        restorations[out_path] = restored
         after = decisions_at(restored, detectors, positions, batch_size)
         own, others = {}, []
         for row, entry in enumerate(entries):
@@ -236,4 +237,6 @@ def restore_image_file(
                 flagged_by_other_tasks=others,
             )
         )
+    # every restoration or none: a restorer that fails leaves no other's PNG behind
+    write_all_atomically({path: functools.partial(write_png, pixels) for path, pixels in restorations.items()})
     return ImageRestorations(summaries)
