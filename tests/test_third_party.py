@@ -5,10 +5,16 @@ onnx2torch converts it, global average pooling), exported by torch's own exporte
 """
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 import cfzoo
@@ -251,3 +257,74 @@ def test_a_registered_detector_is_evaluated_like_the_zoos_own(third_party, sampl
     assert rows["bayar2016-jpeg70"]["paper"] is not None and rows["bayar2016-jpeg70"]["acc"] > rows["residual"]["acc"]
     mixed = runner.invoke(app, ["evaluate", str(sample_root), "--model", "residual", "--recorded"])
     assert mixed.exit_code == 1 and "apply to checkpoints" in mixed.output
+
+
+def _endless_loop_graph(path):
+    """A detector whose logits come out of a Loop of 10^15 iterations: it never finishes a batch."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 128, 128])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+    carried_in = helper.make_tensor_value_info("carried_in", TensorProto.FLOAT, None)
+    carried_out = helper.make_tensor_value_info("carried_out", TensorProto.FLOAT, None)
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["condition_in"], ["condition_out"]),
+            helper.make_node("Identity", ["carried_in"], ["carried_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+            helper.make_tensor_value_info("condition_in", TensorProto.BOOL, []),
+            carried_in,
+        ],
+        [helper.make_tensor_value_info("condition_out", TensorProto.BOOL, []), carried_out],
+    )
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Slice", ["mean", "start", "end", "axis"], ["two"]),
+        helper.make_node("Loop", ["trips", "true", "two"], ["logits"], body=body),
+    ]
+    constants = [
+        helper.make_tensor("start", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("end", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("trips", TensorProto.INT64, [], [10**15]),
+        helper.make_tensor("true", TensorProto.BOOL, [], [True]),
+    ]
+    graph = helper.make_graph(nodes, "endless", [image], [logits], constants)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_a_graph_that_never_finishes_is_refused_in_time_and_sigterm_ends_a_registration(tmp_path):
+    """Registration runs the graph in a child process with a time limit: a Loop of 10^15 iterations is refused
+    after --timeout, and SIGTERM ends a registration at once; either way the zoo is as it was."""
+    endless = tmp_path / "endless.onnx"
+    _endless_loop_graph(endless)
+    zoo = user_zoo_dir()
+    command = [sys.executable, "-m", "cfzoo", "register", str(endless), "--id", "endless", "--task", "jpeg70"]
+    started = time.monotonic()
+    refused = subprocess.run(
+        [*command, "--no-companion", "--timeout", "15"], capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().endswith(
+        "took more than 15 s (a loop that does not end, or a graph too large to check here); give it more with "
+        "--timeout, or register it with --no-companion if the companion is the slow part"
+    )
+    assert time.monotonic() - started < 60
+    before = _spawned_children()
+    process = subprocess.Popen([*command, "--no-companion"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(10)  # in the graph's endless loop by now
+    assert _spawned_children() - before, "the graph runs in a child process"
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert time.monotonic() - stopped < 10
+    assert not (zoo / "registry.json").exists() or "endless" not in (zoo / "registry.json").read_text()
+    assert _spawned_children() <= before, "the child running the graph was killed with its parent"
+
+
+def _spawned_children() -> set[str]:
+    """The pids of processes started by multiprocessing's spawn, on this machine."""
+    found = subprocess.run(["pgrep", "-f", "spawn_main"], capture_output=True, text=True)
+    return set(found.stdout.split())

@@ -15,6 +15,7 @@ from cfzoo.paths import default_checkpoint_dir
 from cfzoo.results import ModelList
 from cfzoo.zoo.catalog import inventory
 from cfzoo.zoo.registry import FAMILY_IDS, user_zoo_dir
+from cfzoo.zoo.writer import REGISTER_TIMEOUT
 
 FAMILY_OPTION = typer.Option([], "--family", "-f", help=f"Only these families (repeatable): {', '.join(FAMILY_IDS)}.")
 TASK_OPTION = typer.Option([], "--task", "-t", help=f"Only these tasks (repeatable): {', '.join(TASK_IDS)}.")
@@ -148,6 +149,11 @@ def register(
         "--companion/--no-companion",
         help="Make the gradient companion that gradient attacks need (onnx2torch + autograd; the train extra).",
     ),
+    timeout: float = typer.Option(
+        REGISTER_TIMEOUT,
+        "--timeout",
+        help="Seconds the graph's checks and its companion may take (they run in a child process, killed after).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the registry entry as JSON."),
 ) -> None:
     """Add a detector cfzoo did not make to your zoo ($CFZOO_HOME/zoo), so detect, attack and the Python API use it by id.
@@ -155,14 +161,15 @@ def register(
     cfzoo wraps the graph so it follows the model contract (docs/contract.md): RGB float 0..255 [N,3,128,128] in, two
     logits (pristine, manipulated) out. Declare how yours differs with --layout, --input-range, --outputs and
     --manipulated-class; cfzoo runs it on a batch of two to check. The gradient companion is checked against finite
-    differences of the detector. Nothing is written unless every check passes.
+    differences of the detector. Nothing is written unless every check passes; a graph whose checks take more than
+    --timeout seconds (a loop that never ends) is refused.
 
     Example: cfzoo register mynet.onnx --id mynet --task jpeg70 --layout NHWC --input-range 1 --outputs one-logit
     """
     from cfzoo.export.third_party import Adapter, register_model
 
     adapter = Adapter(layout=layout, input_range=input_range, outputs=outputs, manipulated_class=manipulated_class)
-    registration = register_model(path, model_id, task, adapter, threshold, companion)
+    registration = register_model(path, model_id, task, adapter, threshold, companion, timeout=timeout)
     if as_json:
         print_json({**registration.entry.to_json(), "companion_finite_difference_error": registration.companion_error})
         return

@@ -9,12 +9,19 @@ NHWC, a scale for inputs in 0..1, and for the output a reordering of two logits 
 Its gradient companion: the wrapped graph converted to torch by onnx2torch, differentiated by autograd and
 exported like cfzoo's own companions (:func:`cfzoo.export.onnx_export.export_gradient`), then checked against
 central finite differences of the detector graph itself. Making it needs the ``train`` extra; using it does not.
+
+A graph is untrusted input: it may loop for ever (a Loop of 10^15 iterations) or take hours to convert. So
+everything that loads, runs or converts it happens in a child process with a time limit (``timeout``, default
+:data:`REGISTER_TIMEOUT` seconds); past it, or on SIGTERM or Ctrl-C, the child is killed, the refusal is one line
+and the zoo is as it was.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +53,7 @@ from cfzoo.zoo.registry import (
     embedded_registry,
     user_zoo_dir,
 )
-from cfzoo.zoo.writer import ZooWriter
+from cfzoo.zoo.writer import REGISTER_TIMEOUT, ZooWriter
 
 MANIPULATED = CLASS_NAMES.index("manipulated")
 LAYOUTS = ("NCHW", "NHWC")
@@ -254,12 +261,12 @@ def register_model(
     threshold: float = 0.5,
     companion: bool = True,
     zoo_dir: str | os.PathLike[str] | None = None,
+    timeout: float = REGISTER_TIMEOUT,
 ) -> Registration:
     """Put a third-party ONNX detector into the user zoo (``$CFZOO_HOME/zoo``) as ``model_id``: the adapted
-    graph, its gradient companion (unless ``companion`` is False) and a registry entry with both sha256."""
+    graph, its gradient companion (unless ``companion`` is False) and a registry entry with both sha256. The graph
+    is loaded, run and converted in a child process given ``timeout`` seconds."""
     require_export_extra()
-    import onnx
-
     path = Path(path)
     if not _MODEL_ID.fullmatch(model_id):
         raise CfzooError(
@@ -273,49 +280,107 @@ def register_model(
         raise CfzooError(f"unknown task {task!r}; choose one of: {', '.join(TASK_IDS)}")
     if not 0.0 < threshold < 1.0:
         raise CfzooError(f"threshold {threshold} is a probability of 'manipulated': give a number between 0 and 1")
+    if not timeout > 0:
+        raise CfzooError(f"{option('timeout')} {timeout}: give a number of seconds above 0")
     if not path.is_file():
         raise CfzooError(f"{path}: no such file; give the path of an .onnx detector")
+    zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
+    source_sha256 = file_sha256(path)
+    with tempfile.TemporaryDirectory(prefix="cfzoo-register-") as staging:
+        made = _in_child(_make_graphs, (str(path), model_id, adapter, companion, source_sha256, staging), timeout, path)
+        # written only once everything is made and checked, and all or nothing (cfzoo.zoo.writer): a refused graph
+        # or a crash leaves the zoo as it was
+        with ZooWriter(zoo_dir) as writer:
+            files = {
+                kind: writer.add(
+                    model_id,
+                    ".grad.onnx" if kind == "gradient" else ".onnx",
+                    lambda staged, made_file=Path(staging) / name: shutil.copyfile(made_file, staged),
+                )
+                for kind, name in made["files"].items()
+            }
+            entry = ModelEntry(
+                id=model_id,
+                family=EXTERNAL_FAMILY,
+                task=task,
+                files=files,
+                threshold=float(threshold),
+                score="probability",
+                training={"registered_from": path.name, "source_sha256": source_sha256, "adapter": asdict(adapter)},
+            )
+            registry = Registry.in_zoo(zoo_dir, lenient=True)
+            writer.commit(Registry([other for other in registry if other.id != model_id] + [entry]))
+    return Registration(entry, made["companion_error"])
+
+
+def _make_graphs(path: str, model_id: str, adapter: Adapter, companion: bool, source_sha256: str, staging: str) -> dict:
+    """Load, adapt and check the graph, make and check its companion, and save them in ``staging``: everything that
+    runs the untrusted graph (in the child process of :func:`register_model`). Returns the files made, by kind, and
+    the companion's finite-difference error (None without one)."""
+    import onnx
+
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(path)
     except Exception as error:  # protobuf's DecodeError and onnx's own errors
         raise CfzooError(
             f"{path} is not an ONNX model ({first_line(error)}); export your detector with torch.onnx.export or tf2onnx"
         ) from None
-    adapted = adapt_graph(model, adapter, str(path))
-    _describe(adapted, model_id, "detector", adapter, file_sha256(path))
-    zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
-    graphs, error = {"detector": adapted}, None
+    adapted = adapt_graph(model, adapter, path)
+    _describe(adapted, model_id, "detector", adapter, source_sha256)
+    files, error = {"detector": save_model(adapted, Path(staging) / "detector.onnx").name}, None
     if companion:
-        graphs["gradient"] = make_companion(adapted, str(path))
-        _describe(graphs["gradient"], model_id, "gradient", adapter, file_sha256(path))
-        with tempfile.TemporaryDirectory(prefix="cfzoo-register-") as staging:
-            error = check_companion(
-                save_model(adapted, Path(staging) / "detector.onnx"),
-                save_model(graphs["gradient"], Path(staging) / "grad.onnx"),
+        gradient = make_companion(adapted, path)
+        _describe(gradient, model_id, "gradient", adapter, source_sha256)
+        files["gradient"] = save_model(gradient, Path(staging) / "grad.onnx").name
+        error = check_companion(Path(staging) / "detector.onnx", Path(staging) / "grad.onnx")
+    return {"files": files, "companion_error": error}
+
+
+def _in_child(work, arguments: tuple, timeout: float, source: Path):
+    """``work(*arguments)`` in a fresh child process, within ``timeout`` seconds: its result, or its CfzooError
+    raised here. The child is killed when time is up, when it crashes, and when this process is interrupted
+    (Ctrl-C, or SIGTERM, which cfzoo's CLI turns into an exit that runs this cleanup)."""
+    context = multiprocessing.get_context("spawn")  # not fork: the parent's onnxruntime and torch threads
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_run_child, args=(sending, work, arguments), daemon=True)
+    child.start()
+    sending.close()
+    try:
+        if not receiving.poll(timeout):
+            raise CfzooError(
+                f"{source}: checking the graph and making its companion took more than {timeout:g} s (a loop that "
+                f"does not end, or a graph too large to check here); give it more with {option('timeout')}, or "
+                f"register it with {option('companion', '--no-companion', 'companion=False')} if the companion is the slow part"
             )
-    # written only once everything is made and checked, and all or nothing (cfzoo.zoo.writer): a refused graph or
-    # a crash leaves the zoo as it was
-    with ZooWriter(zoo_dir) as writer:
-        files = {
-            kind: writer.add(
-                model_id,
-                ".grad.onnx" if kind == "gradient" else ".onnx",
-                lambda staged, graph=graph: save_model(graph, staged),
-            )
-            for kind, graph in graphs.items()
-        }
-        entry = ModelEntry(
-            id=model_id,
-            family=EXTERNAL_FAMILY,
-            task=task,
-            files=files,
-            threshold=float(threshold),
-            score="probability",
-            training={"registered_from": path.name, "source_sha256": file_sha256(path), "adapter": asdict(adapter)},
-        )
-        registry = Registry.in_zoo(zoo_dir, lenient=True)
-        writer.commit(Registry([other for other in registry if other.id != model_id] + [entry]))
-    return Registration(entry, error)
+        try:
+            kind, value = receiving.recv()
+        except EOFError:
+            child.join()
+            raise CfzooError(
+                f"{source}: checking the graph crashed the process that ran it (exit code {child.exitcode}); check that "
+                "it runs in onnxruntime"
+            ) from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiving.close()
+    if kind == "refused":
+        raise CfzooError(value)
+    return value
+
+
+def _run_child(sending, work, arguments: tuple) -> None:
+    """The child's side of :func:`_in_child`: the result, or the raw text of a CfzooError (its argument markers
+    kept, so the parent names options as its caller does)."""
+    try:
+        sending.send(("made", work(*arguments)))
+    except CfzooError as error:
+        sending.send(("refused", error.args[0]))
+    except Exception as error:  # a converter's or onnxruntime's own error, on a graph nobody here has checked
+        sending.send(("refused", f"checking the graph failed ({type(error).__name__}: {first_line(error)})"))
+    finally:
+        sending.close()
 
 
 def _check_raw_outputs(model, adapter: Adapter, source: str, dims: list[int | None]) -> None:

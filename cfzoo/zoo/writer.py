@@ -29,6 +29,8 @@ from cfzoo.errors import CfzooError
 from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import MODELS_FOLDER, REGISTRY_NAME, ModelFile, Registry
 
+#: Seconds a registration may spend loading, running and converting the graph it registers (in a child process).
+REGISTER_TIMEOUT = 600.0
 LOCK_NAME = ".lock"
 STAGING_PREFIX = ".staging-"
 #: Names this writer gives files: ``<id>.<12 hex>.onnx`` and ``<id>.<12 hex>.grad.onnx``.
