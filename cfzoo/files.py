@@ -1,9 +1,17 @@
-"""Writing files so that they appear whole or not at all."""
+"""Writing files so that they appear whole or not at all.
+
+Every temporary is hidden beside its destination and named for it and for the process that writes it:
+``.<name>.cfzoo-<pid>.<...>``. A process killed with SIGKILL cannot remove its own, so the next write to the same
+destination removes those of processes that no longer run (:func:`remove_stale_temporaries`): nothing hidden
+outlives a crash by more than one run.
+"""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,6 +34,41 @@ class WriteError(CfzooError):
         self.reason = reason
 
 
+_TEMPORARY_TAG = "cfzoo-"
+
+
+def temporary_name(path: Path, kind: str) -> Path:
+    """A hidden name beside ``path`` for this process's temporary of ``kind``."""
+    return path.with_name(f".{path.name}.{_TEMPORARY_TAG}{os.getpid()}.{kind}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the hidden temporaries of ``path`` left by processes that no longer run; a folder that a killed run
+    had moved aside (``.replaced``) goes back in ``path``'s place if nothing took it."""
+    path = Path(path)
+    named = re.compile(rf"\.{re.escape(path.name)}\.{_TEMPORARY_TAG}(\d+)\.")
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+        found = named.match(leftover.name)
+        if found is None or _running(int(found.group(1))):
+            continue
+        if leftover.name.endswith(".replaced") and not os.path.lexists(path):
+            os.replace(leftover, path)
+        elif leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)`` next to ``path`` and rename the result into place.
 
@@ -35,7 +78,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        remove_stale_temporaries(path)
+        handle, temporary = tempfile.mkstemp(prefix=temporary_name(path, "").name, suffix=".partial", dir=path.parent)
     except OSError as error:
         raise CfzooError(f"cannot write {path} ({error.strerror or error}); choose a place you can write") from None
     os.close(handle)
@@ -58,7 +102,7 @@ def write_all_atomically(writes: dict[Path, Callable[[Path], None]]) -> list[Pat
     temporaries: dict[Path, Path] = {}
     try:
         for path, write in writes.items():
-            temporaries[path] = path.with_name(f".{path.name}.{os.getpid()}.all.partial")
+            temporaries[path] = temporary_name(path, "all.partial")
             try:
                 write_atomically(temporaries[path], write)
             except WriteError as error:
@@ -143,16 +187,17 @@ def write_folder_atomically(out: str | os.PathLike[str], fill: Callable[[Path], 
     interruption, the staging folder is removed and ``out`` is as it was; a write that fails (a full disk) is
     reported as a failure to write ``out``, the folder the user named, not the hidden one."""
     out = Path(os.path.abspath(out))
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    staging = temporary_name(out, "partial")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     except OSError as error:
         raise WriteError(out, error.strerror or str(error)) from None
     try:
         fill(staging)
-        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        old = temporary_name(out, "replaced")
         if out.exists():
             os.replace(out, old)
         os.replace(staging, out)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
-from cfzoo.files import WriteError, check_writable
+from cfzoo.files import WriteError, check_writable, remove_stale_temporaries, temporary_name
 from cfzoo.ops.detect import RULE, DetectSettings, heatmap_caption
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.reports import html_templates
@@ -51,7 +51,8 @@ class DetectionHtmlReport:
     def __init__(self, path: str | os.PathLike[str], selection: DetectorSelection, settings: DetectSettings):
         self.path = check_report_destination(path)
         self.selection, self.settings = selection, settings
-        self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self.staging = temporary_name(self.path, "partial")
+        remove_stale_temporaries(self.path)
         self.heatmaps: list[tuple[str, str]] = []
         self.thumbnail = ""
         self.analysed = self.failed = 0
