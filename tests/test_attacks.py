@@ -23,10 +23,11 @@ from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.attacks.common import AttackTarget, check_eps
 from cfzoo.ops.attacks.fgsm import default_iterations, fgsm, iterative_fgsm
 from cfzoo.ops.attacks.image import attack_positions, paste_patches
+from cfzoo.ops.detect import detect_image
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.patches import cut_patches, patch_grid, sample_positions
 from cfzoo.sample_data import skimage_data_dir
-from cfzoo.zoo.catalog import open_companion, open_detector
+from cfzoo.zoo.catalog import open_companion, open_detector, select_detectors
 from cfzoo.zoo.runtime import to_model_input
 
 MODELS = ("bayar2016-jpeg70", "spam-jpeg70", "cozzolino2017-jpeg70")
@@ -205,6 +206,15 @@ def test_attack_image_writes_a_png_of_the_same_size(models, runner, tmp_path, co
     assert summary["detect_grid_patches"] == len(patch_grid(200, 300)) and summary["psnr_db"] >= 48.13
     assert set(summary["detect_grid_called_manipulated"]) >= {"bayar2016", "spam", "cozzolino2017"}
     assert list(tmp_path.glob("sub/*")) == [out]  # nothing half-written beside it
+    # every other task's detectors read the result: those still flagging it are listed with their verdicts
+    others = detect_image(out, select_detectors(None, None, "cpu").detectors).results
+    still = {verdict.model for verdict in others if verdict.task != "jpeg70" and verdict.verdict != "pristine"}
+    assert {flag["model"] for flag in summary["still_flagged_by_other_tasks"]} == still
+    assert all(flag["task"] != "jpeg70" for flag in summary["still_flagged_by_other_tasks"])
+    table = runner.invoke(
+        app, ["attack", str(tmp_path / "in.png"), "--target", "bayar2016", "--task", "jpeg70"] + ["--out", str(out)]
+    )
+    assert table.exit_code == 0 and ("still flagged by other tasks' detectors" in table.stdout) == bool(still)
 
 
 def test_attack_image_refuses_bad_requests_in_one_line(models, runner, tmp_path):
@@ -403,3 +413,34 @@ def test_readmes_first_command_shows_every_header_and_figure_whole_at_80_columns
         assert title in header, header
     row = next(line for line in lines if line.startswith("│ jpeg70"))
     assert "…" not in completed.stdout and len(re.findall(r"\d+\.\d → \d+\.\d", row)) == 3, row
+
+
+def test_four_or_more_detector_columns_are_stacked_to_fit_80_columns_with_every_figure_whole(
+    models, runner, monkeypatch
+):
+    """With a fourth family (Xception, when its models are here) the side-by-side table would pass 80 columns: it
+    becomes one row per task and detector. The report is a real run's, with Bayar2016's figures copied under a
+    fourth column, since the Xception models are not shipped."""
+    import importlib
+
+    from rich.console import Console
+
+    from cfzoo.results import AttackReport
+
+    attack_cli = importlib.import_module("cfzoo.cli.attack")  # the package exports its command under the same name
+
+    done = runner.invoke(app, ["attack", "--target", "bayar2016", "--task", "jpeg70", "--max-patches", "4", "--json"])
+    assert done.exit_code == 0, done.output
+    report = AttackReport.model_validate_json(done.stdout)
+    [row] = report.rows
+    row.tpr["xception"] = row.tpr["bayar2016"].model_copy(update={"model": "xception-jpeg70"})
+    for columns in (80, 160):
+        console = Console(width=columns, record=True, color_system=None)
+        monkeypatch.setattr(attack_cli, "stdout", console)
+        attack_cli._print_table(report)
+        lines = console.export_text().splitlines()
+        assert max(len(line) for line in lines) <= columns and "…" not in "\n".join(lines)
+        figures = [line for line in lines if re.search(r"\d+\.\d → \d+\.\d", line)]
+        assert len(figures) == 4 and {"Xception", "Cozzolino2017"} <= {
+            cell.strip() for line in figures for cell in line.split("│")
+        }

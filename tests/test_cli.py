@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from cfzoo import __version__
@@ -183,3 +184,49 @@ def test_quiet_leaves_out_notes_but_not_results_or_errors(runner, tmp_path, phot
     assert quiet.exit_code == 0 and quiet.stderr == "" and "jpeg70" in quiet.stdout and (tmp_path / "r.html").is_file()
     failing = runner.invoke(app, ["-q", "detect", str(tmp_path / "missing.png"), "-t", "jpeg70"])
     assert failing.exit_code == 1 and "error: " in failing.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["attack", "--eps", "0.5"], "error: Invalid value for '--eps': "),
+        (["detect", "--nosuch"], "error: No such option: --nosuch"),
+        (["attack", "--task", "jpeg70"], "error: Missing option '--target'"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_exit_code_2_not_a_box(arguments, message):
+    done = subprocess.run([sys.executable, "-m", "cfzoo", *arguments], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(message) and line.endswith(f"; see cfzoo {arguments[0]} --help"), line
+
+
+def _commands(group, prefix=""):
+    for command in group.registered_commands:
+        yield prefix + (command.name or command.callback.__name__.replace("_", "-")), command
+    for sub in group.registered_groups:
+        yield from _commands(sub.typer_instance, f"{prefix}{sub.name} ")
+
+
+def test_every_help_paragraph_wraps_at_the_terminals_width():
+    """A docstring's line breaks inside a paragraph would stay in the help, ragged at any width but the source's;
+    each paragraph reaches the terminal as one line to wrap (examples, indented, keep theirs)."""
+    click_app = typer.main.get_command(app)
+    checked = 0
+    for name, _ in _commands(app):
+        command = click_app
+        for word in name.split():
+            command = command.commands[word]
+        for paragraph in (command.help or "").split("\n\n"):
+            lines = paragraph.split("\n")
+            assert all(line.startswith(" ") for line in lines[1:]), (name, paragraph[:80])
+        checked += 1
+    assert checked >= 19  # every command and sub-command
+    wide = subprocess.run(
+        [sys.executable, "-m", "cfzoo", "reproduce", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+    ).stdout
+    assert "Tables II-IV: FGSM with --eps against each family" in " ".join(wide.split())
+    assert max(len(line) for line in wide.splitlines()) <= 80

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 
+import click
 import typer
 
 from cfzoo._version import __version__
@@ -89,7 +91,20 @@ def _exit_on_sigterm(signal_number: int, frame) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    app()
+    try:
+        code = app(prog_name="cfzoo", standalone_mode=False)
+    except (click.ClickException, typer.exceptions.TyperException) as error:  # Typer >= 0.24 bundles its own click
+        if not hasattr(error, "format_message"):
+            raise
+        # a bad value, a missing or unknown option: one line, as cfzoo's own errors, not Typer's box
+        context = getattr(error, "ctx", None)
+        command = context.command_path if context is not None else "cfzoo"
+        message = " ".join(error.format_message().split()).rstrip(".")
+        print(f"error: {message}; see {command} --help", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except (click.Abort, typer.Abort):  # Ctrl-C, or end of input at a prompt
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main", "handle_errors"]

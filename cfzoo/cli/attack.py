@@ -18,7 +18,7 @@ from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_att
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, GOALS, AttackSettings, parse_survive
 from cfzoo.ops.attacks.image import attack_image_file
-from cfzoo.ops.attacks.registry import attack_names, methods_help, option_help
+from cfzoo.ops.attacks.registry import attack_names, get_attack, methods_help, option_help
 from cfzoo.reports import column_title, reported_families
 from cfzoo.results import AttackReport, ImageAttackSummary
 from cfzoo.zoo.registry import FAMILY_IDS
@@ -88,6 +88,12 @@ def attack(
         "folder; it appears whole when the attack ends).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace the contents of a non-empty --save folder."),
+    other_tasks: bool = typer.Option(
+        True,
+        "--other-tasks/--no-other-tasks",
+        help="With IMAGE: every other task's detectors also read the result, and those that still flag it are listed "
+        "(--no-other-tasks: only the task's own, faster).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="With IMAGE: where to write the attacked image (.png, never the input)."
     ),
@@ -113,11 +119,11 @@ def attack(
         False, "--markdown", help="The same as --format markdown: the paper's Tables II-IV figures beside ours."
     ),
 ) -> None:
-    """FGSM with integer eps against one detector family; the TPR of every detector on the attacked manipulated test patches, before and after (the paper's Tables II-IV), and the PSNR.
+    """Attack a detector (a family, a model or an ensemble) with one method of the battery at integer eps: the TPR of every detector on the attacked manipulated test patches, before and after (the paper's Tables II-IV with FGSM, the default), and the PSNR; or one IMAGE.
 
-    The noise is eps times the sign of the gradient of the target's loss for the label "manipulated", from its ONNX gradient companion (no torch): it pushes each patch towards "pristine". Pixels stay integers, clipped to 0..255; where the gradient is exactly zero a pixel is left as it is.
+    --method picks the attack: FGSM (the paper's; eps times the sign of the gradient from the target's ONNX gradient companion, no torch), iterative FGSM, PGD, APGD, DeepFool, Square (no gradient needed) or the SPAM feature attacks. Pixels stay integers, clipped to 0..255. Hiding (--goal hide) pushes manipulated patches towards "pristine"; with IMAGE, --goal frame pushes an untouched photo towards "manipulated" (over a dataset, cfzoo robustness --goal frame).
 
-    Patches: the manipulated patches of the test devices (device-disjoint split drawn with --seed). With IMAGE: every 128x128 tile of that one image, written to --out as a lossless PNG.
+    Patches: the manipulated patches of the test devices (device-disjoint split drawn with --seed). With IMAGE: every 128x128 tile of that one image, written to --out as a lossless PNG; every detector then reads it, and those of other tasks that still flag it are listed.
 
     Examples:
 
@@ -134,7 +140,9 @@ def attack(
         eps, method, iterations, batch_size, restarts, queries, seed, **parse_survive(survive), goal=goal
     )
     if image is not None:
-        _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches)
+        _attack_image(
+            image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks
+        )
         return
     if out is not None:
         raise CfzooError("--out applies to one IMAGE; for a dataset use --save DIR")
@@ -163,7 +171,7 @@ def attack(
         note(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv")
 
 
-def _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches):
+def _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks):
     for name, value in (("--data", data), ("--save", save), ("--max-patches", max_patches)):
         if value is not None:
             raise CfzooError(f"{name} applies to dataset attacks; with an IMAGE give --task and --out only")
@@ -177,7 +185,7 @@ def _attack_image(image, target, task, settings, out, providers, output_format, 
         raise CfzooError("attacking one IMAGE needs --out FILE.png")
     with stage_bars() as on_status:
         _, summary = attack_image_file(
-            image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles")
+            image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles"), other_tasks
         )
     print_document(summary, output_format, lambda: _print_image_summary(summary))
 
@@ -196,32 +204,55 @@ def _print_image_summary(summary: ImageAttackSummary) -> None:
     )
     for column, rates in summary.detect_grid_called_manipulated.items():
         stdout.print(f"  {column_title(column):>14}: {rates.before:.1f}% -> {rates.after:.1f}%")
+    if summary.still_flagged_by_other_tasks:
+        stdout.print("still flagged by other tasks' detectors, before -> after:")
+        for flag in summary.still_flagged_by_other_tasks:
+            stdout.print(
+                f"  {flag.model:>24}: {flag.before:.1f}% -> {flag.after:.1f}% ({flag.verdict_after})", soft_wrap=True
+            )
+
+
+#: Detector columns side by side that fit 80 columns with every header and figure whole; more are stacked.
+SIDE_BY_SIDE = 3
 
 
 def _print_table(report: AttackReport) -> None:
     families = reported_families(report.rows)
-    # one column per detector, "before → after" in each cell: three families fit 80 columns with every header whole
     table = Table(
         title=f"TPR (percent) on manipulated test patches, before → after {report.method.upper()} eps {report.eps} "
         f"against {column_title(report.target)}; test devices: {', '.join(report.test_devices)}"
     )
-    for column in ("task", "patches", "PSNR dB"):
-        table.add_column(column, justify="left" if column == "task" else "right", no_wrap=True)
-    for family in families:
+    stacked = len(families) > SIDE_BY_SIDE  # then one row per task and detector, never a figure cut
+    for column in ("task", "patches", "PSNR dB", *(("detector", "before → after") if stacked else ())):
+        table.add_column(column, justify="left" if column in ("task", "detector") else "right", no_wrap=True)
+    for family in () if stacked else families:
         table.add_column(column_title(family), justify="right", no_wrap=True)
     for row in report.rows:
-        cells = []
-        for family in families:
-            rates = row.tpr.get(family)
-            cells.append(f"{rates.before:.1f} → {rates.after:.1f}" if rates else "-")
+        cells = {
+            family: f"{rates.before:.1f} → {rates.after:.1f}" if (rates := row.tpr.get(family)) else "-"
+            for family in families
+        }
         psnr = "inf" if row.psnr_db is None else f"{row.psnr_db:.2f}"
-        table.add_row(row.task, str(row.patches), psnr, *cells)
+        if not stacked:
+            table.add_row(row.task, str(row.patches), psnr, *cells.values())
+            continue
+        for number, (family, cell) in enumerate(cells.items()):
+            first = number == 0
+            table.add_row(
+                row.task if first else "",
+                str(row.patches) if first else "",
+                psnr if first else "",
+                column_title(family),
+                cell,
+            )
     stdout.print(table)
+    gradient = get_attack(report.method).needs_gradient
     for row in report.rows:
-        extra = f", {row.mean_iterations:.2f} steps per patch on average" if report.method != "fgsm" else ""
-        extra += f", {row.mean_queries:.1f} model runs per patch" if row.mean_queries is not None else ""
-        stdout.print(
-            f"{row.task}: {row.seconds:.1f} s, {row.zero_gradient_patches} of {row.patches} patches with a zero "
-            f"gradient (left unchanged){extra}",
-            soft_wrap=True,
-        )
+        parts = [f"{row.task}: {row.seconds:.1f} s"]
+        if gradient:
+            parts.append(f"{row.zero_gradient_patches} of {row.patches} patches with a zero gradient (left unchanged)")
+        if report.method != "fgsm":
+            parts.append(f"{row.mean_iterations:.2f} {'steps' if gradient else 'proposals'} per patch on average")
+        if row.mean_queries is not None:
+            parts.append(f"{row.mean_queries:.1f} model runs per patch")
+        stdout.print(", ".join(parts), soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,11 +105,37 @@ class _PlainMetavars:
         return parameters
 
 
-class Command(_PlainMetavars, typer.core.TyperCommand):
-    """A cfzoo command: its help names values as PATH, N or TASK, and flags without a type."""
+def reflowed(text: str | None) -> str | None:
+    """Help text whose paragraphs wrap where the terminal does: the lines of a paragraph joined into one, while
+    indented lines (examples) stay lines of their own. Rich keeps a docstring's line breaks, which at any width
+    but the source's leaves ragged half-lines."""
+    if not text:
+        return text
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines = paragraph.split("\n")
+        joined = lines[:1]
+        for line in lines[1:]:
+            if line.startswith(" ") or joined[-1].startswith(" "):
+                joined.append(line)
+            else:
+                joined[-1] += " " + line
+        paragraphs.append("\n".join(joined))
+    return "\n\n".join(paragraphs)
 
 
-class Group(_PlainMetavars, typer.core.TyperGroup):
+class _ReflowedHelp:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help = reflowed(self.help)
+
+
+class Command(_ReflowedHelp, _PlainMetavars, typer.core.TyperCommand):
+    """A cfzoo command: its help names values as PATH, N or TASK, flags without a type, and wraps its paragraphs
+    at the terminal's width."""
+
+
+class Group(_ReflowedHelp, _PlainMetavars, typer.core.TyperGroup):
     """The cfzoo group (and ``cfzoo data``), with the metavars of :class:`Command`."""
 
 

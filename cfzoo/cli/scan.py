@@ -88,7 +88,7 @@ def scan(
 
       cfzoo scan manifest.txt --out results.parquet --engine ray --address 10.0.0.5:6379 --resume
 
-    Read the result with pandas.read_parquet("results.parquet") or DuckDB: select * from 'results.parquet/*.parquet'.
+    Read the result with pyarrow, which cfzoo installs: pyarrow.parquet.read_table("results.parquet").to_pylist(); or with pandas.read_parquet("results.parquet") or DuckDB (select * from 'results.parquet/*.parquet') where they are installed.
     """
     paths = scan_inputs(inputs)
     settings = ScanSettings(tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part)

@@ -11,6 +11,7 @@ from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
 from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document, print_json
 from cfzoo.errors import CfzooError
 from cfzoo.manipulations import TASK_IDS
+from cfzoo.ops.attacks.registry import attack_names
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.results import ModelList
 from cfzoo.zoo.catalog import inventory
@@ -176,7 +177,8 @@ def register(
     files = ", ".join(file.name for file in registration.entry.files.values())
     stdout.print(f"registered {model_id} ({task}) in {user_zoo_dir()}: {files}", soft_wrap=True)
     if registration.companion_error is None:
-        stdout.print("no gradient companion: gradient attacks (fgsm, ifgsm) cannot target it", soft_wrap=True)
+        gradient = ", ".join(attack_names(needs_gradient=True))
+        stdout.print(f"no gradient companion: gradient attacks ({gradient}) cannot target it", soft_wrap=True)
     else:
         stdout.print(
             f"gradient companion agrees with finite differences of the detector to {registration.companion_error:.1%}",

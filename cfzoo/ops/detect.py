@@ -37,7 +37,14 @@ from cfzoo.patches import (
     check_stride,
     patch_grid,
 )
-from cfzoo.results import DetectionDocument, DetectionSettings, DetectorInfo, DetectorVerdict, ImageResult
+from cfzoo.results import (
+    DetectionDocument,
+    DetectionSettings,
+    DetectorInfo,
+    DetectorVerdict,
+    ImageResult,
+    OtherTaskFlag,
+)
 from cfzoo.zoo.catalog import DetectorSelection, select_detectors
 from cfzoo.zoo.registry import ModelEntry
 from cfzoo.zoo.runtime import Detector
@@ -123,6 +130,21 @@ def verdict_of(flagged_share: float) -> str:
     if low <= flagged_share <= high:
         return "uncertain"
     return "manipulated" if flagged_share > MAJORITY else "pristine"
+
+
+def verdict_change(entry: ModelEntry, before: np.ndarray, after: np.ndarray) -> OtherTaskFlag:
+    """One detector's flagged share (percent) and verdict on an image before and after a change (an attack, a
+    restoration), from its patch decisions ``before`` and ``after``."""
+    shares = 100.0 * before.mean(), 100.0 * after.mean()
+    verdicts = [verdict_of(share / 100.0) for share in shares]
+    return OtherTaskFlag(
+        model=entry.id,
+        task=entry.task,
+        before=round(shares[0], 4),
+        after=round(shares[1], 4),
+        verdict_before=verdicts[0],
+        verdict_after=verdicts[1],
+    )
 
 
 def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:

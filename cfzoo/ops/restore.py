@@ -27,10 +27,10 @@ from cfzoo.files import check_png_destination, write_all_atomically
 from cfzoo.images import load_image, write_png
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.metrics import finite_or_none, psnr
-from cfzoo.ops.detect import VERDICTS, verdict_of
+from cfzoo.ops.detect import VERDICTS, verdict_change
 from cfzoo.ops.scoring import decisions_at
 from cfzoo.patches import PATCH_SIZE, patch_grid
-from cfzoo.results import GridShares, ImageRestoration, ImageRestorations, OtherTaskFlag
+from cfzoo.results import GridShares, ImageRestoration, ImageRestorations
 from cfzoo.zoo.catalog import detectors_here, open_detector
 from cfzoo.zoo.resolve import resolve
 from cfzoo.zoo.restorers import (
@@ -206,22 +206,11 @@ def restore_image_file(
         after = decisions_at(restored, detectors, positions, batch_size)
         own, others = {}, []
         for row, entry in enumerate(entries):
-            shares = 100.0 * before[row].mean(), 100.0 * after[row].mean()
+            change = verdict_change(entry, before[row], after[row])
             if entry.task == task:
-                own[entry.family] = GridShares(model=entry.id, before=round(shares[0], 4), after=round(shares[1], 4))
-                continue
-            verdicts = [verdict_of(share / 100.0) for share in shares]
-            if VERDICTS.index(verdicts[1]) > VERDICTS.index(verdicts[0]):
-                others.append(
-                    OtherTaskFlag(
-                        model=entry.id,
-                        task=entry.task,
-                        before=round(shares[0], 4),
-                        after=round(shares[1], 4),
-                        verdict_before=verdicts[0],
-                        verdict_after=verdicts[1],
-                    )
-                )
+                own[entry.family] = GridShares(model=entry.id, before=change.before, after=change.after)
+            elif VERDICTS.index(change.verdict_after) > VERDICTS.index(change.verdict_before):
+                others.append(change)
         summaries.append(
             ImageRestoration(
                 image=str(image_path),

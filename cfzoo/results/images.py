@@ -17,6 +17,17 @@ class GridShares(Result):
     after: float
 
 
+class OtherTaskFlag(Result):
+    """A detector of another task whose verdict on the image grew worse after restoring."""
+
+    model: str
+    task: str
+    before: float
+    after: float
+    verdict_before: Literal["manipulated", "pristine", "uncertain"]
+    verdict_after: Literal["manipulated", "pristine", "uncertain"]
+
+
 class ImageAttackSummary(Result):
     """``cfzoo attack IMAGE --json``."""
 
@@ -36,18 +47,11 @@ class ImageAttackSummary(Result):
     psnr_db: float | None = Field(description="of the attacked image against the input; null when identical")
     zero_gradient_tiles: int
     detect_grid_called_manipulated: dict[str, GridShares] = Field(description="by report column")
+    still_flagged_by_other_tasks: list[OtherTaskFlag] = Field(
+        description="the other tasks' detectors that call the attacked image uncertain or manipulated; empty with "
+        "--no-other-tasks"
+    )
     judged_after_resize: float | None = Field(description="the downscale factor the judges saw, if any")
-
-
-class OtherTaskFlag(Result):
-    """A detector of another task whose verdict on the image grew worse after restoring."""
-
-    model: str
-    task: str
-    before: float
-    after: float
-    verdict_before: Literal["manipulated", "pristine", "uncertain"]
-    verdict_after: Literal["manipulated", "pristine", "uncertain"]
 
 
 class ImageRestoration(Result):

@@ -20,15 +20,16 @@ import numpy as np
 from cfzoo.errors import CfzooError
 from cfzoo.files import check_png_destination
 from cfzoo.images import load_image, save_png
-from cfzoo.manipulations import resize
+from cfzoo.manipulations import TASK_IDS, resize
 from cfzoo.metrics import finite_or_none, psnr
 from cfzoo.ops.attacks.battery import check_method_fits, check_settings, needs_gradient, run_attack
 from cfzoo.ops.attacks.common import AttackSettings
 from cfzoo.ops.attacks.registry import get_attack
+from cfzoo.ops.detect import verdict_change
 from cfzoo.ops.scoring import called_before_and_after
 from cfzoo.ops.targets import attack_targets, is_ensemble
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
-from cfzoo.results import GridShares, ImageAttackSummary
+from cfzoo.results import GridShares, ImageAttackSummary, OtherTaskFlag
 from cfzoo.zoo.catalog import detectors_here, open_detector
 
 
@@ -62,6 +63,8 @@ class ImageAttack:
     zero_gradient_tiles: int
     tpr: dict[str, GridShares]  # by column (family or external id): percent of detect-grid patches called manipulated
     target: str  # the attacked model's id (an ensemble's ids joined by +)
+    #: the other tasks' detectors that call the attacked image uncertain or manipulated (with ``other_tasks``)
+    still_flagging: list[OtherTaskFlag]
 
 
 def attack_image(
@@ -71,10 +74,13 @@ def attack_image(
     settings: AttackSettings,
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
+    other_tasks: bool = True,
 ) -> ImageAttack:
     """Attack every tile of an H x W x 3 uint8 image as ``settings`` say: a manipulated image made to look pristine
     (goal hide), or an untouched one made to look manipulated by ``task`` (goal frame). ``target``: a family (its
-    ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble).
+    ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble). With ``other_tasks`` every
+    other task's detectors read the result too, and those that still flag it are listed: hiding one trace from
+    its own detectors does not make an image look untouched to the others.
 
     With ``settings.survive_resize`` = F the whole image is one sample aimed at every patch of the detect grid of
     its copy downscaled by F (:class:`~cfzoo.ops.attacks.common.AttackTarget`), and the verdicts are taken on that
@@ -106,11 +112,22 @@ def attack_image(
     detectors = {entry.column: open_detector(entry.id, providers=providers) for entry in detectors_here(task)}
     for member in chosen.detectors:
         detectors.setdefault(member.entry.column, member)
-    before, after = called_before_and_after(*judged, list(detectors.values()), detect_positions, settings.batch_size)
+    others = [
+        open_detector(entry.id, providers=providers)
+        for other in (TASK_IDS if other_tasks else ())
+        if other != task
+        for entry in detectors_here(other)
+    ]
+    before, after = called_before_and_after(
+        *judged, [*detectors.values(), *others], detect_positions, settings.batch_size
+    )
     tpr = {
         column: GridShares(model=detector.entry.id, before=100.0 * before[row].mean(), after=100.0 * after[row].mean())
         for row, (column, detector) in enumerate(detectors.items())
     }
+    changes = [
+        verdict_change(detector.entry, before[row], after[row]) for row, detector in enumerate(others, len(detectors))
+    ]
     return ImageAttack(
         attacked,
         positions,
@@ -119,6 +136,7 @@ def attack_image(
         int(result.zero_gradient.sum()),
         tpr,
         "+".join(member.entry.id for member in chosen.detectors),
+        [change for change in changes if change.verdict_after != "pristine"],
     )
 
 
@@ -130,13 +148,14 @@ def attack_image_file(
     settings: AttackSettings,
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
+    other_tasks: bool = True,
 ) -> tuple[ImageAttack, ImageAttackSummary]:
     """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and its
     summary (``cfzoo attack IMAGE``'s document). Refuses to write over the input and to write anything but ``.png``."""
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     check_fits(loaded.height, loaded.width, source=image_path)
-    attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress)
+    attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress, other_tasks)
     save_png(attack.pixels, out_path)
     summary = ImageAttackSummary(
         image=str(image_path),
@@ -153,6 +172,7 @@ def attack_image_file(
         psnr_db=finite_or_none(attack.psnr_db),
         zero_gradient_tiles=attack.zero_gradient_tiles,
         detect_grid_called_manipulated=attack.tpr,
+        still_flagged_by_other_tasks=attack.still_flagging,
         judged_after_resize=settings.survive_resize,
     )
     return attack, summary
