@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cfzoo.cli import app
 from cfzoo.errors import CfzooError
+from cfzoo.files import file_sha256
 from cfzoo.images import save_png
 from cfzoo.manipulations import apply_manipulation
 from cfzoo.ops.detect import (
@@ -37,7 +38,7 @@ from cfzoo.ops.detect import (
 from cfzoo.ops.scoring import score_positions
 from cfzoo.patches import ImageTooSmallError, patch_grid
 from cfzoo.zoo.catalog import select_detectors
-from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE, ModelEntry
+from cfzoo.zoo.registry import PROBABILITY_SCORE, SVM_DECISION_SCORE, ModelEntry, load_registry
 
 MODELS = ("spam-jpeg70", "cozzolino2017-jpeg70")
 
@@ -275,6 +276,9 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     compressed_table, original_table = table.split("cells:")[0].split("original.png")
     assert "manipulated" in compressed_table and "pristine" not in compressed_table
     assert "pristine" in original_table and "manipulated" not in original_table
+    for image in astronaut_pair:  # the footer of a case file: each image's sha256, then each model's
+        assert f"sha256 {file_sha256(image)}" in table
+    assert f"model spam-jpeg70 sha256 {load_registry().get('spam-jpeg70').files['detector'].sha256}" in table
 
     heatmaps = sorted(path.name for path in maps.iterdir())
     assert {"jpeg70-jpeg70-spam.png", "original-jpeg70-cozzolino2017.png"} <= set(heatmaps)
@@ -300,7 +304,11 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     assert document["settings"]["stride"] == 64 and document["settings"]["patch_size"] == 128
     assert [d["model"] for d in document["detectors"]] == list(MODELS)
     image = document["images"][0]
-    assert set(image) == {"path", "ok", "error", "width", "height", "patches", "notes", "results"}
+    assert set(image) == {"path", "sha256", "ok", "error", "width", "height", "patches", "notes", "results"}
+    assert image["sha256"] == file_sha256(image["path"])
+    assert [d["sha256"] for d in document["detectors"]] == [
+        load_registry().get(model).files["detector"].sha256 for model in MODELS
+    ]
     assert image["patches"] == 49 and (image["width"], image["height"]) == (512, 512)
     assert set(image["results"][0]) == {
         "model",

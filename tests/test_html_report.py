@@ -1,7 +1,9 @@
 """`cfzoo detect --report`: a self-contained HTML page, opened in a real headless Chromium (from the system
 packages: apt-get install chromium) to check what it renders."""
 
+import base64
 import html
+import io
 import re
 
 import numpy as np
@@ -10,8 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cfzoo.cli import app
+from cfzoo.files import file_sha256
 from cfzoo.images import save_png
 from cfzoo.manipulations import apply_manipulation
+from cfzoo.zoo.registry import load_registry
 
 MODELS = ["spam-jpeg70", "bayar2016-jpeg70", "cozzolino2017-jpeg70"]
 ODD_NAME = "<img src=x onerror=alert(1)> & co.png"  # markup in a file name must show as text, not become markup
@@ -62,6 +66,38 @@ def test_headless_chromium_renders_the_verdicts_the_rule_and_the_ids(models, rep
     assert html.escape(str(folder / ODD_NAME), quote=False) in by_name and "<img src=x" not in dom
     assert "could not be analysed" in by_name[html.escape(str(folder / "truncated.png"), quote=False)]
     assert "3 images analysed" in dom and "1 could not be" in dom
+
+
+def test_the_page_is_evidence_for_a_case_file(models, report, headless):
+    """The sha256 of every image and model, one stated colour scale with its legend, heatmaps in a grid that lines
+    up with the verdicts, the families not run with how to get them, images flagged in the summary, and the time
+    the page was written."""
+    folder, out = report
+    dom = headless("--dump-dom", out.as_uri()).stdout
+    for name in ("astronaut.png", "astronaut-jpeg70.png", "truncated.png"):
+        assert f'sha256 <code class="hash">{file_sha256(folder / name)}</code>' in dom, name
+    for model in MODELS:
+        entry = load_registry().get(model)
+        assert re.search(rf"<code>{model}</code>.*?<code class=\"hash\">{entry.files['detector'].sha256}</code>", dom)
+    legend = re.search(r'<p id="legend">(.*?)</p>', dom, re.S).group(1)
+    assert "one scale for every heatmap" in legend and "data:image/png;base64," in legend and "threshold" in legend
+    bar = re.search(r'src="data:image/png;base64,([^"]+)"', legend).group(1)
+    colours = np.asarray(Image.open(io.BytesIO(base64.b64decode(bar))).convert("RGB")).astype(int)[0]
+    assert colours[0, 2] > colours[0, 0] and colours[-1, 0] > colours[-1, 2], "blue at 0, red at 1"
+    compressed = re.search(
+        r'id="image-\d+">\s*<h2>\d+\. [^<]*astronaut-jpeg70.png</h2>(.*?)</section>', dom, re.S
+    ).group(1)
+    grid = re.search(r'<table class="heatmaps">(.*?)</table>', compressed, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", grid, re.S)
+    assert re.findall(r"<th>(.*?)</th>", rows[0]) == ["task", "spam", "bayar2016", "cozzolino2017"]
+    assert rows[1].startswith("<td>jpeg70</td>") and rows[1].count("<figure>") == 3
+    assert all(caption.startswith("jpeg70 / ") for caption in re.findall(r"<figcaption>(.*?)</figcaption>", rows[1]))
+    assert "not run: xception: no model here" in dom and "cfzoo pull -f xception -t jpeg70" in dom
+    summary = re.search(r'<h2 id="summary">Summary</h2>(.*?)</body>', dom, re.S).group(1)
+    assert "1 flagged</strong>" in summary and "astronaut-jpeg70.png</a></td><td>jpeg70</td>" in summary
+    started = re.search(r"Started (\S+ \S+)", dom).group(1)
+    written = re.search(r'<p class="small" id="written">Written (\S+ \S+) ', dom).group(1)
+    assert started <= written
 
 
 def test_the_screenshot_shows_the_photos_and_coloured_verdicts(models, report, headless, tmp_path):

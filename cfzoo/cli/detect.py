@@ -19,7 +19,7 @@ from cfzoo.ops.html_report import DetectionHtmlReport, check_report_destination
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
 from cfzoo.paths import printable
-from cfzoo.results import ImageResult
+from cfzoo.results import DetectionDocument, ImageResult
 from cfzoo.zoo.registry import FAMILY_IDS
 from cfzoo.zoo.runtime import PROVIDER_CHOICES
 
@@ -116,7 +116,8 @@ def detect(
                 update(len(reports), len(paths))
             if tables:  # each image's table as soon as it is ready
                 _print_report(found, selection.families, selection.tasks)
-    print_document(detection_document(reports, selection, settings), output_format, lambda: _print_legend(reports))
+    document = detection_document(reports, selection, settings)
+    print_document(document, output_format, lambda: _print_legend(document))
     if report is not None:
         note(f"report: {report}")
     failed = [found for found in reports if not found.ok]
@@ -134,10 +135,14 @@ def failure_summary(failed: int, total: int) -> str:
     return f"{failed} of {total} inputs failed; the others were analysed"
 
 
-def _print_legend(reports: list[ImageResult]) -> None:
-    """After the tables printed image by image: how to read their cells."""
-    if any(found.ok for found in reports):
-        stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
+def _print_legend(document: DetectionDocument) -> None:
+    """After the tables printed image by image: how to read their cells, and each model's sha256 (with each image's
+    under its table, what a case file needs to name exactly what judged what)."""
+    if not any(found.ok for found in document.images):
+        return
+    stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
+    for detector in document.detectors:
+        stdout.print(f"model {detector.model} sha256 {detector.sha256}", style="dim", soft_wrap=True)
 
 
 def _print_report(report: ImageResult, families: list[str], tasks: list[str]) -> None:
@@ -165,6 +170,7 @@ def _print_report(report: ImageResult, families: list[str], tasks: list[str]) ->
                 cells.append(Text.assemble((verdict.verdict, style), f" {verdict.flagged_share:.0%}"))
         table.add_row(task, *cells)
     stdout.print(table)
+    stdout.print(f"sha256 {report.sha256}", style="dim", soft_wrap=True)
     for remark in report.notes:
         stdout.print(f"note: {remark}", soft_wrap=True)
     heatmaps = [verdict.heatmap for verdict in report.results if verdict.heatmap is not None]

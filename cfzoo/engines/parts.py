@@ -29,7 +29,8 @@ from pathlib import Path
 
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable, write_atomically
-from cfzoo.ops.scan import COLUMN_TYPES, content_sha256
+from cfzoo.ops.detect import content_sha256
+from cfzoo.ops.scan import COLUMN_TYPES
 from cfzoo.results import RESULTS_SCHEMA_VERSION
 
 PART_GLOB = "part-*.parquet"

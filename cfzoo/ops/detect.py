@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import ImageReadError
+from cfzoo.files import file_sha256
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, flagged, score_positions
 from cfzoo.patches import (
@@ -169,8 +170,38 @@ def summarise(entry: ModelEntry, probabilities: np.ndarray) -> DetectorVerdict:
 
 
 def failed_image(path: Path, error: str) -> ImageResult:
-    """The result of an input that could not be analysed: its one-line ``error`` and nothing else."""
-    return ImageResult(path=str(path), ok=False, error=error, width=None, height=None, patches=0, notes=[], results=[])
+    """The result of an input that could not be analysed: its one-line ``error``, and its sha256 if it is a file."""
+    return ImageResult(
+        path=str(path),
+        sha256=content_sha256(path),
+        ok=False,
+        error=error,
+        width=None,
+        height=None,
+        patches=0,
+        notes=[],
+        results=[],
+    )
+
+
+def content_sha256(path: Path) -> str | None:
+    """The sha256 of a regular file's bytes (the evidence a report names); None for anything else (a pipe would
+    block, a device never end) or a file that cannot be read."""
+    try:
+        return file_sha256(path) if Path(path).is_file() else None
+    except OSError:
+        return None
+
+
+def model_sha256(detector: Detector) -> str:
+    """The detector file's sha256 (its version): the registry's where it lists the file, else hashed once."""
+    listed = detector.entry.files.get("detector")
+    return listed.sha256 if listed is not None else _hashed(str(detector.path))
+
+
+@functools.cache
+def _hashed(path: str) -> str:
+    return file_sha256(Path(path))
 
 
 #: Takes each detector's heatmap of an image (:func:`render_heatmap`, without its caption); returns the PNG it wrote, if any.
@@ -216,6 +247,7 @@ def detect_image(
         verdicts.append(verdict)
     return ImageResult(
         path=str(path),
+        sha256=content_sha256(path),
         ok=True,
         error=None,
         width=image.width,
@@ -315,6 +347,7 @@ def detection_document(
                 task=d.entry.task,
                 threshold=float(d.threshold),
                 source=d.resolved.source,
+                sha256=model_sha256(d),
             )
             for d in selection.detectors
         ],
@@ -335,6 +368,22 @@ def probability_colours(probabilities: np.ndarray, threshold: float) -> np.ndarr
     below = cold + (cool - cold) * np.clip(probabilities / threshold, 0, 1)
     above = warm + (hot - warm) * np.clip((probabilities - threshold) / (1 - threshold), 0, 1)
     return np.where(probabilities > threshold, above, below)
+
+
+def heatmap_legend(width: int = 256, height: int = 14) -> np.ndarray:
+    """The heatmaps' one colour scale as an RGB uint8 bar: from probability 0 (left) to the detector's threshold (the
+    middle) in the blue ramp, and from the threshold to 1 (right) in the red one, as :func:`probability_colours`
+    paints it for any threshold."""
+    colours = probability_colours(np.linspace(0.0, 1.0, width), 0.5)
+    return np.repeat(np.clip(np.rint(colours), 0, 255).astype(np.uint8)[None], height, axis=0)
+
+
+#: What the legend says about the scale.
+HEATMAP_SCALE = (
+    "each patch is painted by its probability of 'manipulated' over the image in dimmed gray: blue below the "
+    "detector's threshold (dark at 0, light just below), yellow to red above it (yellow just above, red at 1); "
+    "where patches overlap, their mean"
+)
 
 
 def render_heatmap(

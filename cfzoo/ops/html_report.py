@@ -21,7 +21,14 @@ from PIL import Image
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import WriteError, check_writable, remove_stale_temporaries, temporary_name
-from cfzoo.ops.detect import RULE, DetectSettings, heatmap_caption
+from cfzoo.ops.detect import (
+    HEATMAP_SCALE,
+    RULE,
+    DetectSettings,
+    heatmap_caption,
+    heatmap_legend,
+    model_sha256,
+)
 from cfzoo.patches import PATCH_SIZE
 from cfzoo.reports import html_templates
 from cfzoo.results import DetectorVerdict, ImageResult
@@ -53,9 +60,11 @@ class DetectionHtmlReport:
         self.selection, self.settings = selection, settings
         self.staging = temporary_name(self.path, "partial")
         remove_stale_temporaries(self.path)
-        self.heatmaps: list[tuple[str, str]] = []
+        self.heatmaps: dict[tuple[str, str], tuple[str, str]] = {}  # (task, column) -> (caption, JPEG base64)
         self.thumbnail = ""
         self.analysed = self.failed = 0
+        self.flagged: list[tuple[int, str, list[str]]] = []  # (number, path, tasks called manipulated)
+        self.uncertain: list[tuple[int, str, list[str]]] = []  # images with no manipulated verdict, some uncertain
         self.template = html_templates("cfzoo.ops").get_template("detect_report.html.j2").module
 
     def _write(self, text: str) -> None:
@@ -77,7 +86,7 @@ class DetectionHtmlReport:
             str(
                 self.template.head(
                     title="cfzoo detect report",
-                    created=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                    started=_now(),
                     versions={"cfzoo": __version__, "onnxruntime": onnxruntime_module().__version__},
                     settings={
                         "patch_size": PATCH_SIZE,
@@ -93,10 +102,13 @@ class DetectionHtmlReport:
                             "task": d.entry.task,
                             "threshold": float(d.threshold),
                             "source": d.resolved.source,
+                            "sha256": model_sha256(d),
                         }
                         for d in self.selection.detectors
                     ],
-                    skipped=self.selection.skipped,
+                    skipped=[*self.selection.skipped, *self.selection.left_out],
+                    legend=_png_base64(heatmap_legend()),
+                    scale=HEATMAP_SCALE,
                 )
             )
         )
@@ -108,25 +120,36 @@ class DetectionHtmlReport:
 
     def add_heatmap(self, path: Path, verdict: DetectorVerdict, heatmap: np.ndarray) -> None:
         """One detector's heatmap of the image being analysed (the ``on_heatmap`` of :func:`cfzoo.ops.detect.detect_files`)."""
-        self.heatmaps.append((heatmap_caption(verdict), _jpeg_base64(heatmap)))
+        self.heatmaps[(verdict.task, verdict.column)] = (heatmap_caption(verdict), _jpeg_base64(heatmap))
 
     def add(self, report: ImageResult) -> None:
-        """An analysed image: its section, with the thumbnail and heatmaps given since the last one."""
-        (heatmaps, self.heatmaps), (thumbnail, self.thumbnail) = (self.heatmaps, []), (self.thumbnail, "")
+        """An analysed image: its section, with the thumbnail and heatmaps given since the last one, laid out as its
+        verdicts are: a row per task, a column per family."""
+        (heatmaps, self.heatmaps), (thumbnail, self.thumbnail) = (self.heatmaps, {}), (self.thumbnail, "")
         if report.ok:
             self.analysed += 1
         else:
             self.failed += 1
+        number = self.analysed + self.failed
         verdicts = {(verdict.task, verdict.column): verdict for verdict in report.results}
         columns, tasks = self.selection.families, self.selection.tasks
         rows = [(task, [verdicts.get((task, column)) for column in columns]) for task in tasks]
-        number = self.analysed + self.failed
-        self._write(str(self.template.image(number, report, columns, rows, thumbnail, heatmaps)))
+        grid = [(task, [heatmaps.get((task, column)) for column in columns]) for task in tasks]
+        called = {
+            kind: sorted({v.task for v in report.results if v.verdict == kind}) for kind in ("manipulated", "uncertain")
+        }
+        if called["manipulated"]:
+            self.flagged.append((number, report.path, called["manipulated"]))
+        elif called["uncertain"]:
+            self.uncertain.append((number, report.path, called["uncertain"]))
+        self._write(str(self.template.image(number, report, columns, rows, thumbnail, grid)))
 
     def __exit__(self, kind, error, traceback) -> None:
         try:
             if kind is None:
-                self._write(str(self.template.tail(self.analysed, self.failed)))
+                self._write(
+                    str(self.template.tail(self.analysed, self.failed, self.flagged, self.uncertain, written=_now()))
+                )
             try:
                 self.stream.close()
                 if kind is None:
@@ -136,6 +159,16 @@ class DetectionHtmlReport:
                     raise WriteError(self.path, failure.strerror or str(failure)) from None
         finally:
             self.staging.unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def _png_base64(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _jpeg_base64(pixels: np.ndarray) -> str:

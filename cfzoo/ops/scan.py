@@ -13,7 +13,6 @@ line, or a ``.parquet`` with a ``path`` column; relative paths are taken from th
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
 from collections.abc import Iterable, Sequence
@@ -21,9 +20,8 @@ from pathlib import Path
 
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError
-from cfzoo.files import file_sha256
 from cfzoo.images import IMAGE_SUFFIXES
-from cfzoo.ops.detect import detect_image
+from cfzoo.ops.detect import detect_image, model_sha256
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE
 from cfzoo.patches import DEFAULT_STRIDE
 from cfzoo.paths import printable
@@ -54,16 +52,9 @@ def scan_rows(
     """The rows of one input (each a :class:`~cfzoo.results.ScanRow`, as the dict its Parquet part takes): one per
     detector, with scores, or with the input's one-line error."""
     path = Path(path)
-    digest, report, failure = None, None, None
-    try:
-        if path.is_file():  # detect_image refuses the rest (a pipe would block the hash, a device never end it)
-            digest = file_sha256(path)
-    except OSError as error:
-        failure = f"{path}: cannot be read ({error.strerror or error}); check the path and its permissions"
-    if failure is None:
-        report = detect_image(path, detectors, stride, batch_size)
-        failure = report.error
-    verdicts = {verdict.model: verdict for verdict in report.results} if report is not None else {}
+    report = detect_image(path, detectors, stride, batch_size)  # it hashes regular files only: a pipe never blocks
+    digest, failure = report.sha256, report.error
+    verdicts = {verdict.model: verdict for verdict in report.results}
     rows = []
     for detector in detectors:
         entry, verdict = detector.entry, verdicts.get(detector.entry.id)
@@ -71,8 +62,8 @@ def scan_rows(
             path=printable(str(path)),  # Parquet text is UTF-8; the exact name is path_bytes
             path_bytes=os.fsencode(path),
             sha256=digest,
-            width=None if report is None else report.width,
-            height=None if report is None else report.height,
+            width=report.width,
+            height=report.height,
             task=entry.task,
             model=entry.id,
             family=entry.family,
@@ -80,32 +71,12 @@ def scan_rows(
             flagged_share=None if verdict is None else verdict.flagged_share,
             mean_probability=None if verdict is None else verdict.mean_probability,
             verdict=None if verdict is None else verdict.verdict,
-            notes=[] if report is None else [printable(note) for note in report.notes],
+            notes=[printable(note) for note in report.notes],
             error=None if failure is None else printable(failure),
             cfzoo_version=__version__,
         )
         rows.append(row.model_dump())
     return rows
-
-
-def content_sha256(path: Path) -> str | None:
-    """The sha256 of a regular file's bytes, as its scan rows hold it; None for anything else or an unreadable file
-    (their rows hold none)."""
-    try:
-        return file_sha256(path) if path.is_file() else None
-    except OSError:
-        return None
-
-
-def model_sha256(detector: Detector) -> str:
-    """The detector file's sha256 (its version): the registry's where it lists the file, else hashed once."""
-    listed = detector.entry.files.get("detector")
-    return listed.sha256 if listed is not None else _hashed(str(detector.path))
-
-
-@functools.cache
-def _hashed(path: str) -> str:
-    return file_sha256(Path(path))
 
 
 def scan_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:

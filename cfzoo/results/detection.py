@@ -25,6 +25,7 @@ class DetectorInfo(Result):
     task: str
     threshold: float = Field(description="on the patch probability")
     source: str = Field(description="where the model file came from: embedded, user, hub cache or a path")
+    sha256: str = Field(description="of the detector's ONNX file: exactly which model judged")
 
 
 class DetectorVerdict(Result):
@@ -54,6 +55,7 @@ class ImageResult(Result):
     """What detection found in one input, or why it could not run (``error``, one line)."""
 
     path: str
+    sha256: str | None = Field(description="of the file's bytes; null where it cannot be read as a file")
     ok: bool
     error: str | None = Field(description="one line saying why the image was not read, when ok is false")
     width: int | None
@@ -71,10 +73,12 @@ class ImageResult(Result):
 
 _DETECTION_COLUMNS = (
     "path",
+    "sha256",
     "width",
     "height",
     "patches",
     *(name for name, field in DetectorVerdict.model_fields.items() if not field.exclude),
+    "model_sha256",
     "error",
 )
 
@@ -92,10 +96,14 @@ class DetectionDocument(Tabular, Result):
 
     def csv_rows(self) -> list[dict]:
         """One row per image and detector; an image that could not be read is one row with its error."""
-        rows = []
+        rows, model_sha256 = [], {detector.model: detector.sha256 for detector in self.detectors}
         for image in self.images:
-            head = {"path": image.path, "width": image.width, "height": image.height, "patches": image.patches}
+            head = {"path": image.path, "sha256": image.sha256, "width": image.width, "height": image.height}
+            head["patches"] = image.patches
             if not image.ok:
                 rows.append({**head, "error": image.error})
-            rows += [{**head, **result.model_dump()} for result in image.results]
+            rows += [
+                {**head, **result.model_dump(), "model_sha256": model_sha256.get(result.model)}
+                for result in image.results
+            ]
         return rows

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +275,8 @@ class DetectorSelection:
 
     detectors: list[Detector]
     skipped: list[str]
+    #: families with no model here at all, left out of a default selection, each with how to get its models
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def families(self) -> list[str]:
@@ -307,7 +309,7 @@ def select_detectors(
         [] if models and not families else [family for family in FAMILY_IDS if not families or family in families]
     )
     wanted_tasks = [task for task in TASK_IDS if not tasks or task in tasks]
-    detectors, skipped = [], []
+    detectors, skipped, left_out = [], [], []
     for family in wanted_families:
         missing = []
         for task in wanted_tasks:
@@ -316,16 +318,18 @@ def select_detectors(
                 missing.append(task)
             else:
                 detectors.append(open_detector(entry.id, providers=providers))
-        if missing and (families or len(missing) < len(wanted_tasks)):
-            which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
-            skipped.append(f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})")
+        if not missing:
+            continue
+        which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
+        line = f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})"
+        (skipped if families or len(missing) < len(wanted_tasks) else left_out).append(line)
     detectors += [detector for detector in chosen if detector not in detectors]
     if not detectors:
         raise CfzooError(
             "no detector is available for the selected families and tasks; `cfzoo list` shows how to get them "
             "(cfzoo pull ID, or cfzoo train then cfzoo export)"
         )
-    return DetectorSelection(detectors, skipped)
+    return DetectorSelection(detectors, skipped, left_out)
 
 
 def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]) -> str:
