@@ -8,6 +8,7 @@ outlives a crash by more than one run.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from cfzoo.errors import CfzooError, option
 
@@ -67,6 +69,18 @@ def remove_stale_temporaries(path: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def locked(path: Path, wait: bool = True) -> IO | None:
+    """An exclusive lock (flock) on ``path``, made if missing, held until the returned file is closed; without
+    ``wait``, None at once when another process holds it. OSError when the file cannot be made."""
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:

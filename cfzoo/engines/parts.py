@@ -19,7 +19,6 @@ folder as one table.
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -28,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cfzoo.errors import CfzooError, option
-from cfzoo.files import check_writable, write_atomically
+from cfzoo.files import check_writable, locked, write_atomically
 from cfzoo.ops.detect import content_sha256
 from cfzoo.ops.scan import COLUMN_TYPES
 from cfzoo.results import RESULTS_SCHEMA_VERSION
@@ -86,19 +85,16 @@ class ScanOutput:
             self._check_part(part)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.folder / LOCK_NAME, "a")
+            self._lock = locked(self.folder / LOCK_NAME, wait=False)
         except OSError as error:
             raise CfzooError(
                 f"{option('out')} {self.folder} cannot be written ({error.strerror or error}); choose a folder you can write"
             ) from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
+        if self._lock is None:
             raise CfzooError(
                 f"another cfzoo scan is writing into {self.folder}; let it finish (then add {option('resume')}), "
                 f"or choose another {option('out')}"
-            ) from None
+            )
         for leftover in self.folder.glob(".part-*.partial"):
             leftover.unlink(missing_ok=True)
         self.held = held_keys(parts)
@@ -108,7 +104,6 @@ class ScanOutput:
 
     def close(self) -> None:
         """Let another scan write here."""
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
 
     def __enter__(self) -> ScanOutput:

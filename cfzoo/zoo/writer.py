@@ -16,7 +16,6 @@ Writers of one zoo take turns (an exclusive lock on ``<zoo>/.lock``), so two reg
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cfzoo.errors import CfzooError
-from cfzoo.files import file_sha256
+from cfzoo.files import file_sha256, locked
 from cfzoo.zoo.registry import MODELS_FOLDER, REGISTRY_NAME, ModelFile, Registry
 
 #: Seconds a registration may spend loading, running and converting the graph it registers (in a child process).
@@ -54,12 +53,11 @@ class ZooWriter:
     def __enter__(self) -> ZooWriter:
         try:
             self.models.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.zoo_dir / LOCK_NAME, "a")
+            self._lock = locked(self.zoo_dir / LOCK_NAME)
         except OSError as error:
             raise CfzooError(
                 f"cannot write the zoo {self.zoo_dir} ({error.strerror or error}); set CFZOO_HOME to a folder you can write"
             ) from None
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._clean()  # what a writer killed before its cleanup left behind
         self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.zoo_dir))
         return self
@@ -87,8 +85,7 @@ class ZooWriter:
     def __exit__(self, *exc_info) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
         self._clean()
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        self._lock.close()  # closing the file releases its lock
 
     def _clean(self) -> None:
         """Remove staging folders and the content-named files that no entry of the zoo's registry names."""
