@@ -328,3 +328,49 @@ def _spawned_children() -> set[str]:
     """The pids of processes started by multiprocessing's spawn, on this machine."""
     found = subprocess.run(["pgrep", "-f", "spawn_main"], capture_output=True, text=True)
     return set(found.stdout.split())
+
+
+class Corpus(torch.nn.Module):
+    """A small detector (NHWC in 0..1, one logit) whose middle block is one of the layers real detectors use."""
+
+    def __init__(self, block: str):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.kind = block
+        self.block = {
+            "groupnorm": torch.nn.GroupNorm(4, 8),
+            "layernorm": torch.nn.LayerNorm(8),  # over channels, channels last, as ConvNeXt
+            "instancenorm": torch.nn.InstanceNorm2d(8, affine=True),
+            "depthwise": torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.Conv2d(8, 8, 1)),
+            "dilated": torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2),
+            "silu-gelu": torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Conv2d(8, 8, 1), torch.nn.GELU()),
+        }[block]
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, pixels):
+        x = torch.relu(self.stem(pixels.permute(0, 3, 1, 2)))
+        if self.kind == "layernorm":
+            x = self.block(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        else:
+            x = self.block(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("block", ["groupnorm", "layernorm", "instancenorm", "depthwise", "dilated", "silu-gelu"])
+def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fall_to_pgd(tmp_path, compressed, block):
+    """Exported by torch at opset 17 with a dynamic batch, registered through the CLI: each gets a gradient
+    companion that passes the finite-difference check, and PGD at eps 2 moves every patch towards pristine.
+    (GroupNorm used to fail: "Could not guard on data-dependent expression Eq(u0, 1)".)"""
+    with pytest.warns(DeprecationWarning):
+        path = _export(Corpus(block), tmp_path / f"{block}.onnx", (2, 128, 128, 3))
+    adapter = ["--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit"]
+    # untrained, it scores about 0.5 everywhere: a low threshold makes every patch "manipulated", to be hidden
+    result = _register(path, block, *adapter, "--threshold", "0.05", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["companion_finite_difference_error"] <= FD_TOLERANCE
+    model = cfzoo.load_detector(block)
+    patches = _tiles(compressed)[:4]
+    before = model.predict_proba(patches)
+    after = model.predict_proba(cfzoo.attack(model, patches, 2, method="pgd"))
+    assert np.all(before > model.threshold) and np.all(after < before), (before, after)
