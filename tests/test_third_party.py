@@ -345,6 +345,12 @@ class Corpus(torch.nn.Module):
             "depthwise": torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.Conv2d(8, 8, 1)),
             "dilated": torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2),
             "silu-gelu": torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Conv2d(8, 8, 1), torch.nn.GELU()),
+            "batchnorm": torch.nn.BatchNorm2d(8),
+            "maxpool-ceil": torch.nn.MaxPool2d(3, stride=2, ceil_mode=True),
+            "avgpool": torch.nn.AvgPool2d(2),
+            "upsample-nearest": torch.nn.Upsample(scale_factor=2, mode="nearest"),
+            "upsample-bilinear": torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            "attention": torch.nn.MultiheadAttention(8, 2, batch_first=True),
         }[block]
         self.head = torch.nn.Linear(8, 1)
 
@@ -352,12 +358,30 @@ class Corpus(torch.nn.Module):
         x = torch.relu(self.stem(pixels.permute(0, 3, 1, 2)))
         if self.kind == "layernorm":
             x = self.block(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        elif self.kind == "attention":  # self-attention over the 8 x 8 grid of pooled positions, as a ViT block
+            tokens = torch.nn.functional.avg_pool2d(x, 8).flatten(2).transpose(1, 2)
+            x = self.block(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).unsqueeze(-1)
         else:
             x = self.block(x)
         return self.head(x.mean(dim=(2, 3)))
 
 
-@pytest.mark.parametrize("block", ["groupnorm", "layernorm", "instancenorm", "depthwise", "dilated", "silu-gelu"])
+@pytest.mark.parametrize(
+    "block",
+    [
+        "groupnorm",
+        "layernorm",
+        "instancenorm",
+        "batchnorm",
+        "depthwise",
+        "dilated",
+        "silu-gelu",
+        "maxpool-ceil",
+        "avgpool",
+        "upsample-nearest",
+        "upsample-bilinear",
+    ],
+)
 def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fall_to_pgd(tmp_path, compressed, block):
     """Exported by torch at opset 17 with a dynamic batch, registered through the CLI: each gets a gradient
     companion that passes the finite-difference check, and PGD at eps 2 moves every patch towards pristine.
@@ -374,3 +398,21 @@ def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fal
     before = model.predict_proba(patches)
     after = model.predict_proba(cfzoo.attack(model, patches, 2, method="pgd"))
     assert np.all(before > model.threshold) and np.all(after < before), (before, after)
+
+
+def test_a_companion_that_cannot_be_made_is_refused_naming_the_operator_that_blocks_it(tmp_path):
+    """torch's export of multi-head attention slices with indices computed at run time, which onnx2torch's Slice
+    reads as tensor values: no companion, and the refusal says where and what to do instead."""
+    with pytest.warns(DeprecationWarning):
+        path = _export(Corpus("attention"), tmp_path / "attention.onnx", (2, 128, 128, 3))
+    result = _register(path, "attention", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "through the Slice operator as onnx2torch converts it" in result.stderr
+    assert result.stderr.strip().endswith(
+        "register it with --no-companion and attack it with the gradient-free square, whose result is only an upper "
+        "bound on its robustness"
+    )
+    bare = _register(
+        path, "attention", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--no-companion"
+    )
+    assert bare.exit_code == 0, bare.output

@@ -9,7 +9,9 @@ torch's core ATen decompositions; the two that the ONNX exporter cannot translat
 
 - ``convolution_backward`` (input gradient only): a transposed convolution with the same weights,
   stride, padding, dilation and groups, and the output padding that restores the input's size;
-- ``max_pool2d_with_indices_backward``: the output gradient routed back to each window's first maximum.
+- ``max_pool2d_with_indices_backward``: the output gradient routed back to each window's first maximum;
+- ``avg_pool2d_backward`` (no padding): the output gradient spread evenly over each window, a transposed
+  convolution with a uniform kernel per channel.
 
 Three are written for speed, where the obvious form (or torch's own decomposition) translates into slow
 onnxruntime kernels (measured with its profiler on the companions at batch 64, one thread):
@@ -111,6 +113,23 @@ def _scatter_at_indices(grad_output, input, indices):
     return grad_input.reshape(input.shape)
 
 
+def _avg_pool2d_backward(
+    grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
+    """The output gradient spread evenly over each window: a transposed convolution with a uniform kernel, per
+    channel (no padding: a padded window's divisor depends on where it lies)."""
+    if any(padding):
+        return NotImplemented
+    stride = list(stride or kernel_size)
+    channels = input.shape[1]
+    taps = kernel_size[0] * kernel_size[1]
+    kernel = torch.full((channels, 1, *kernel_size), 1.0 / (divisor_override or taps), dtype=grad_output.dtype)
+    restore = _output_padding(input.shape[2:], grad_output.shape[2:], kernel_size, stride, [0, 0], [1, 1])
+    if min(restore) < 0:  # ceil_mode's last, partial window
+        return NotImplemented
+    return aten.convolution.default(grad_output, kernel, None, stride, [0, 0], [1, 1], True, restore, channels)
+
+
 def _threshold_backward(grad_output, input, threshold):
     return grad_output * (input > threshold).to(grad_output.dtype)
 
@@ -130,6 +149,7 @@ def _slice_backward(grad_output, input_sizes, dim, start, end, step):
 GRADIENT_DECOMPOSITIONS = {
     aten.convolution_backward.default: _convolution_backward,
     aten.max_pool2d_with_indices_backward.default: _max_pool2d_with_indices_backward,
+    aten.avg_pool2d_backward.default: _avg_pool2d_backward,
     aten.threshold_backward.default: _threshold_backward,
     aten.slice_backward.default: _slice_backward,
 }

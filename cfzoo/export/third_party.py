@@ -202,6 +202,7 @@ def make_companion(adapted, source: str):
         raise CfzooError(
             f"{source}: onnx2torch cannot convert it for a gradient companion ({first_line(error)}); {fallback}"
         ) from None
+    network.eval()  # onnx2torch's modules start in training mode: BatchNorm would use each batch's statistics
     static_reshapes(network)
     disagreement = _converted_disagreement(network, adapted)
     if disagreement is not None:
@@ -212,9 +213,22 @@ def make_companion(adapted, source: str):
     try:
         return export_gradient(network), network
     except Exception as error:  # tracing or export of an operator torch cannot differentiate or export
+        where = _converted_operator(error)
         raise CfzooError(
-            f"{source}: its gradient could not be traced or exported ({first_line(error)}); {fallback}"
+            f"{source}: its gradient could not be traced or exported"
+            f"{f' through the {where} operator as onnx2torch converts it' if where else ''} ({first_line(error)}); {fallback}"
         ) from None
+
+
+def _converted_operator(error: BaseException) -> str | None:
+    """The ONNX operator whose onnx2torch module raised ``error`` (the innermost in its traceback), if one did."""
+    found, trace = None, error.__traceback__
+    while trace is not None:
+        parts = Path(trace.tb_frame.f_code.co_filename).parts
+        if "onnx2torch" in parts and "node_converters" in parts:
+            found = Path(parts[-1]).stem
+        trace = trace.tb_next
+    return None if found is None else found.replace("_", " ").title().replace(" ", "")
 
 
 def _converted_disagreement(network, graph) -> float | None:
