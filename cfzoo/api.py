@@ -83,7 +83,7 @@ def load_detector(model: str | os.PathLike[str], *, task: str | None = None, pro
 
 
 def register(
-    path: str | os.PathLike[str],
+    path,
     id: str,
     task: str,
     *,
@@ -94,12 +94,16 @@ def register(
     threshold: float = 0.5,
     companion: bool = True,
 ) -> Model:
-    """Add an ONNX detector cfzoo did not make to the user zoo, as ``cfzoo register`` does, and load it. The
-    adapter arguments say how its input and output depart from docs/contract.md. Needs the ``train`` extra."""
-    from cfzoo.export.third_party import Adapter, register_model
+    """Add a detector cfzoo did not make to the user zoo, as ``cfzoo register`` does, and load it: ``path`` is an
+    ONNX file, or a ``torch.nn.Module`` (exported by torch first, no export code of yours needed). The adapter
+    arguments say how its input and output depart from docs/contract.md. Needs the ``train`` extra."""
+    from cfzoo.export.third_party import Adapter, register_model, register_module
 
     adapter = Adapter(layout=layout, input_range=input_range, outputs=outputs, manipulated_class=manipulated_class)
-    register_model(path, id, task, adapter, threshold, companion)
+    if isinstance(path, (str, os.PathLike)):
+        register_model(path, id, task, adapter, threshold, companion)
+    else:
+        register_module(path, id, task, adapter, threshold=threshold, companion=companion)
     clear_session_cache()  # an id registered again names new files
     return load_detector(id)
 

@@ -416,3 +416,53 @@ def test_a_companion_that_cannot_be_made_is_refused_naming_the_operator_that_blo
         path, "attention", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--no-companion"
     )
     assert bare.exit_code == 0, bare.output
+
+
+TORCH_FILE = """
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=2)
+        self.norm = torch.nn.GroupNorm(2, 4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, image):  # NCHW, 0..255, two logits: the contract's own layout
+        return self.head(torch.relu(self.norm(self.conv(image / 255.0))).mean(dim=(2, 3)))
+
+
+def load():
+    return Tiny()
+"""
+
+
+def test_a_torch_module_registers_without_export_code(tmp_path, compressed):
+    """From the command line, FILE.py:FACTORY; from Python, the module itself: cfzoo exports it, makes and checks
+    its companion, and the registered model gives the module's own logits."""
+    source = tmp_path / "mynet.py"
+    source.write_text(TORCH_FILE)
+    result = runner.invoke(
+        app, ["register", "--torch", f"{source}:load", "--id", "mynet", "--task", "jpeg70", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)
+    assert set(entry["files"]) == {"detector", "gradient"} and entry["training"]["registered_from"] == "Tiny.onnx"
+    namespace = {}
+    exec(TORCH_FILE, namespace)
+    module = namespace["load"]().eval()
+    patches = _tiles(compressed)[:3]
+    with torch.no_grad():
+        expected = module(torch.from_numpy(patches).permute(0, 3, 1, 2).float())
+    probabilities = torch.softmax(expected, dim=1)[:, 1].numpy()
+    model = cfzoo.load_detector("mynet")
+    np.testing.assert_allclose(model.predict_proba(patches), probabilities, atol=1e-5)
+    again = cfzoo.register(module, id="mynet-api", task="jpeg70")
+    np.testing.assert_allclose(again.predict_proba(patches), probabilities, atol=1e-5)
+    for spec, message in ((f"{source}", "give FILE.py:FACTORY"), (f"{source}:nothing", "defines no nothing")):
+        refused = runner.invoke(app, ["register", "--torch", spec, "--id", "x", "--task", "jpeg70"])
+        assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output
+    both = runner.invoke(app, ["register", str(source), "--torch", f"{source}:load", "--id", "x", "--task", "jpeg70"])
+    assert both.exit_code == 1 and "one of them" in both.output

@@ -125,7 +125,15 @@ def export(
 
 @handle_errors
 def register(
-    path: Path = typer.Argument(..., help="The detector's .onnx file.", show_default=False, readable=False),
+    path: Path | None = typer.Argument(
+        None, help="The detector's .onnx file (or give --torch).", show_default=False, readable=False
+    ),
+    torch_factory: str | None = typer.Option(
+        None,
+        "--torch",
+        help="FILE.py:FACTORY: a torch.nn.Module detector, made by calling FACTORY() from FILE.py (weights loaded); "
+        "cfzoo exports it to ONNX itself.",
+    ),
     model_id: str = typer.Option(
         ..., "--id", help="Its id in the zoo: lowercase letters, digits, '.', '_', '-' (not <family>-<task>)."
     ),
@@ -165,12 +173,20 @@ def register(
     differences of the detector. Nothing is written unless every check passes; a graph whose checks take more than
     --timeout seconds (a loop that never ends) is refused.
 
-    Example: cfzoo register mynet.onnx --id mynet --task jpeg70 --layout NHWC --input-range 1 --outputs one-logit
+    Examples: cfzoo register mynet.onnx --id mynet --task jpeg70 --layout NHWC --input-range 1 --outputs one-logit; cfzoo register --torch mynet.py:load --id mynet --task jpeg70 (load() returns the torch module, weights loaded).
     """
-    from cfzoo.export.third_party import Adapter, register_model
+    from cfzoo.export.third_party import Adapter, load_factory, register_model, register_module
 
     adapter = Adapter(layout=layout, input_range=input_range, outputs=outputs, manipulated_class=manipulated_class)
-    registration = register_model(path, model_id, task, adapter, threshold, companion, timeout=timeout)
+    if (path is None) == (torch_factory is None):
+        raise CfzooError("give the detector's .onnx file or --torch FILE.py:FACTORY, one of them")
+    if path is not None:
+        registration = register_model(path, model_id, task, adapter, threshold, companion, timeout=timeout)
+    else:
+        module = load_factory(torch_factory)
+        registration = register_module(
+            module, model_id, task, adapter, threshold=threshold, companion=companion, timeout=timeout
+        )
     if as_json:
         print_json({**registration.entry.to_json(), "companion_finite_difference_error": registration.companion_error})
         return

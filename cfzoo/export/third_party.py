@@ -400,6 +400,63 @@ def register_model(
     return Registration(entry, made["companion_error"])
 
 
+def register_module(module, model_id: str, task: str, adapter: Adapter = Adapter(), **options) -> Registration:
+    """Register a ``torch.nn.Module`` detector as :func:`register_model` registers an ONNX file: exported first by
+    torch at opset 17 with a dynamic batch, its input laid out as ``adapter`` says (patches of 128 x 128)."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise CfzooError(f"expected a torch.nn.Module detector, got {type(module).__name__}")
+    shape = (2, 3, PATCH_SIZE, PATCH_SIZE) if adapter.layout == "NCHW" else (2, PATCH_SIZE, PATCH_SIZE, 3)
+    example = torch.rand(*shape) * adapter.input_range
+    with tempfile.TemporaryDirectory(prefix="cfzoo-torch-") as folder:
+        path = Path(folder) / f"{type(module).__name__}.onnx"
+        try:
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(path),
+                input_names=["pixels"],
+                output_names=["score"],
+                dynamic_axes={"pixels": {0: "batch"}, "score": {0: "batch"}},
+                opset_version=ONNX2TORCH_OPSET,
+                dynamo=False,
+            )
+        except Exception as error:  # torch's exporter raises many kinds
+            raise CfzooError(
+                f"{type(module).__name__} could not be exported to ONNX ({first_line(error)}); check that it runs on a "
+                f"batch of {list(shape)} ({adapter.layout}, 0..{adapter.input_range})"
+            ) from None
+        return register_model(path, model_id, task, adapter, **options)
+
+
+def load_factory(spec: str):
+    """The module ``FILE.py:FACTORY`` makes: the file is run as a module and ``FACTORY()`` called (the user's code,
+    as a plugin is)."""
+    import importlib.util
+
+    file, _, name = spec.rpartition(":")
+    if not file or not name or not file.endswith(".py"):
+        raise CfzooError(
+            f"{option('torch_factory', '--torch')} {spec}: give FILE.py:FACTORY, a function that returns the module"
+        )
+    if not Path(file).is_file():
+        raise CfzooError(f"{option('torch_factory', '--torch')} {spec}: {file}: no such file")
+    loader = importlib.util.spec_from_file_location(Path(file).stem, file)
+    code = importlib.util.module_from_spec(loader)
+    try:
+        loader.loader.exec_module(code)
+        factory = getattr(code, name)
+    except AttributeError:
+        raise CfzooError(f"{option('torch_factory', '--torch')} {spec}: {file} defines no {name}") from None
+    except Exception as error:  # the user's module failed to run
+        raise CfzooError(f"{file} failed to run ({type(error).__name__}: {first_line(error)})") from None
+    try:
+        return factory()
+    except Exception as error:
+        raise CfzooError(f"{name}() in {file} failed ({type(error).__name__}: {first_line(error)})") from None
+
+
 def _make_graphs(path: str, model_id: str, adapter: Adapter, companion: bool, source_sha256: str, staging: str) -> dict:
     """Load, adapt and check the graph, make and check its companion, and save them in ``staging``: everything that
     runs the untrusted graph (in the child process of :func:`register_model`). Returns the files made, by kind, and
