@@ -351,6 +351,11 @@ class Corpus(torch.nn.Module):
             "upsample-nearest": torch.nn.Upsample(scale_factor=2, mode="nearest"),
             "upsample-bilinear": torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
             "attention": torch.nn.MultiheadAttention(8, 2, batch_first=True),
+            "hardswish": torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Hardswish()),
+            "squeeze-excitation": torch.nn.Sequential(
+                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(8, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(2, 8, 1)
+            ),
+            "flatten-gemm": torch.nn.Sequential(torch.nn.AvgPool2d(16), torch.nn.Flatten(), torch.nn.Linear(128, 8)),
         }[block]
         self.head = torch.nn.Linear(8, 1)
 
@@ -358,6 +363,10 @@ class Corpus(torch.nn.Module):
         x = torch.relu(self.stem(pixels.permute(0, 3, 1, 2)))
         if self.kind == "layernorm":
             x = self.block(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        elif self.kind == "squeeze-excitation":
+            x = x * torch.sigmoid(self.block(x))
+        elif self.kind == "flatten-gemm":  # a fixed spatial size: 64 x 64 after the stem, pooled to 4 x 4
+            x = self.block(x)[:, :, None, None]
         elif self.kind == "attention":  # self-attention over the 8 x 8 grid of pooled positions, as a ViT block
             tokens = torch.nn.functional.avg_pool2d(x, 8).flatten(2).transpose(1, 2)
             x = self.block(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).unsqueeze(-1)
@@ -380,6 +389,9 @@ class Corpus(torch.nn.Module):
         "avgpool",
         "upsample-nearest",
         "upsample-bilinear",
+        "hardswish",
+        "squeeze-excitation",
+        "flatten-gemm",
     ],
 )
 def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fall_to_pgd(tmp_path, compressed, block):
