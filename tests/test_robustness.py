@@ -98,7 +98,14 @@ def test_the_worst_case_is_no_better_for_the_detector_than_any_attack(report_fol
         (Path(__file__).resolve().parent.parent / "docs" / "schemas" / "robustness.schema.json").read_text()
     )
     jsonschema.Draft202012Validator(schema).validate(report)
-    assert report["schema_version"] == 3 and set(report["parameters"]["square"]) == {"step", "queries", "p_init"}
+    assert report["schema_version"] == 3 and set(report["parameters"]["square"]) == {
+        "step",
+        "queries",
+        "p_init",
+        "warm_start",
+    }
+    # each eps after the first starts PGD and Square from the smaller eps's best; FGSM takes its one step from scratch
+    assert report["parameters"]["pgd"]["warm_start"] and "warm_start" not in report["parameters"]["fgsm"]
     assert report["attacks"] == ["fgsm", "pgd", "square"] and report["eps"] == [1, 2]
     assert len(report["rows"]) == 2 * (1 + 2 * 4)  # tasks x (unattacked + eps x (attacks + worst case))
     for task in ("jpeg70", "median7"):
