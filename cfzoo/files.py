@@ -95,7 +95,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
         remove_stale_temporaries(path)
         handle, temporary = tempfile.mkstemp(prefix=temporary_name(path, "").name, suffix=".partial", dir=path.parent)
     except OSError as error:
-        raise CfzooError(f"cannot write {path} ({error.strerror or error}); choose a place you can write") from None
+        raise WriteError(path, error.strerror or str(error)) from None
     os.close(handle)
     try:
         write(Path(temporary))
