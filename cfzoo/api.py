@@ -17,11 +17,12 @@ from cfzoo.images import as_rgb_uint8, load_image
 from cfzoo.ops.attacks.battery import check_settings, needs_gradient, run_attack
 from cfzoo.ops.attacks.common import DEFAULT_BATCH_SIZE, AttackSettings, AttackTarget
 from cfzoo.ops.attacks.registry import attack_names, get_attack
+from cfzoo.ops.conclusion import concluder_for
 from cfzoo.ops.detect import score_image
 from cfzoo.ops.restore import restore_image
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.patches import DEFAULT_STRIDE, PATCH_SIZE
-from cfzoo.results import DetectorVerdict
+from cfzoo.results import Conclusion, DetectorVerdict
 from cfzoo.zoo.catalog import open_companion, open_detector, select_detectors
 from cfzoo.zoo.restorers import DEFAULT_TILE
 from cfzoo.zoo.runtime import Detector, clear_session_cache
@@ -121,6 +122,16 @@ def detect(
     families x tasks (default all that are here), or only ``models`` (ids or .onnx files) when they are given."""
     selection = select_detectors(families, tasks, providers, models)
     return score_image(_pixels(image), selection.detectors, stride, source=_name(image)).verdicts
+
+
+def conclude(image: ImageLike, *, stride: int = DEFAULT_STRIDE, providers: str = "auto") -> Conclusion:
+    """What was most likely done to one image (an array or a file), as ``cfzoo detect`` concludes it: every zoo
+    detector reads the image, then the conclusion model gives each manipulation's probability and that of "none"."""
+    selection = select_detectors(None, None, providers)
+    concluder, why_not = concluder_for(selection.detectors)
+    if concluder is None:
+        raise CfzooError(why_not.removeprefix("conclusion: "))
+    return concluder.conclude(score_image(_pixels(image), selection.detectors, stride, source=_name(image)).verdicts)
 
 
 def attack(

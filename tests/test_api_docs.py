@@ -15,3 +15,11 @@ def test_api_examples_run_as_documented():
         )
     assert result.attempted >= 30
     assert result.failed == 0
+
+
+def test_contract_examples_run_as_documented():
+    """docs/contract.md's conformance-check example (cfzoo.testing.check_detector on a shipped model)."""
+    result = doctest.testfile(
+        str(DOCS / "contract.md"), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False
+    )
+    assert result.attempted >= 3 and result.failed == 0

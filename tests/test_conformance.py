@@ -4,10 +4,11 @@ embedded file fails the suite.
 
 For each detector: the contract (input and output names, shapes, dtypes, ``metadata_props`` that agree with
 the registry), that its scores separate real pristine patches from patches of its own manipulation (photos
-of scikit-image, which no model was trained on), and that its gradient companion gives the logits of the
-detector (soft SPAM's for spam) and a gradient that agrees with central finite differences of the
-cross-entropy computed from the companion's own logits. For each restorer: the contract, metadata, and that
-restoring real median-filtered patches brings them closer to their pristine originals.
+of scikit-image, which no model was trained on), and the public conformance check (cfzoo.testing, `cfzoo
+check`), whose companion checks compare its logits with the detector's (soft SPAM's for spam) and its gradient
+with central finite differences. For each restorer: the contract, metadata, and that restoring real
+median-filtered patches brings them closer to their pristine originals. For the conclusion model: its contract
+and that it reads exactly the detector files that ship.
 
 Separation bars (AUC of the score, manipulated against pristine): 0.9 on the paper's easy tasks, 0.6 on the
 challenging ones, where the detectors are weaker on any camera. On these 56 + 56 patches the shipped models
@@ -17,6 +18,7 @@ measured 0.945-1.000 (easy) and 0.667-0.994 (challenging) when this test was wri
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -24,11 +26,14 @@ import pytest
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import MANIPULATIONS, apply_manipulation
 from cfzoo.metrics import pair_quality
+from cfzoo.ops.conclusion import CLASSES, evidence_models
 from cfzoo.ops.restore import load_restorer, restore_patches
 from cfzoo.patches import cut_patches, sample_positions
 from cfzoo.sample_data import skimage_data_dir
+from cfzoo.testing import check_detector
 from cfzoo.zoo.catalog import open_companion, open_detector
-from cfzoo.zoo.registry import embedded_registry
+from cfzoo.zoo.conclusions import DEFAULT_CONCLUSION, ConclusionRegistry, load_conclusion
+from cfzoo.zoo.registry import embedded_registry, embedded_zoo_dir
 from cfzoo.zoo.restorers import load_restorer_registry
 from cfzoo.zoo.runtime import to_model_input
 
@@ -75,12 +80,6 @@ def auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     greater = (positives[:, None] > negatives[None, :]).sum()
     ties = (positives[:, None] == negatives[None, :]).sum()
     return float(greater + 0.5 * ties) / (len(positives) * len(negatives))
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=1)
-    return np.log(np.exp(logits - top[:, None]).sum(axis=1)) + top - logits[np.arange(len(logits)), labels]
 
 
 def io_signature(session) -> tuple[dict, dict]:
@@ -130,36 +129,35 @@ def test_detector_separates_real_patches_of_its_task(entry):
 
 
 @pytest.mark.parametrize("entry", DETECTORS, ids=lambda entry: entry.id)
-def test_companion_logits_and_gradient(entry):
-    pristine, manipulated = real_patches(entry.task)
-    patches = np.concatenate([pristine[::14], manipulated[::14]])  # 4 + 4, from different photos
-    detector, companion = open_detector(entry.id), open_companion(entry.id)
-    images = to_model_input(patches)
-    hard = detector.logits(images)
-    # the label the detector disagrees with, so the loss is far from saturated and the gradient is not tiny
-    labels = 1 - np.argmax(hard, axis=1)
-    logits, gradient = companion.logits_and_gradient(images, labels)
-    assert gradient.shape == images.shape and gradient.dtype == np.float32 and np.isfinite(gradient).all()
-    if entry.family == "spam":
-        # the companion differentiates soft SPAM (Cozzolino2017's relaxation) through the same SVM
-        assert np.corrcoef(margin(logits), margin(hard))[0, 1] > 0.9
-    else:
-        np.testing.assert_allclose(logits, hard, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(hard).max())))
-    # central differences on the 4 pixels of largest gradient, in the pristine and in the manipulated patch
-    # whose gradient is largest; the step keeps the loss change well above float32's resolution
-    peaks = np.abs(gradient).reshape(len(patches), -1).max(axis=1)
-    half = len(patches) // 2
-    for sample in (int(np.argmax(peaks[:half])), half + int(np.argmax(peaks[half:]))):
-        assert peaks[sample] > 1e-4, peaks
-        for flat in np.argsort(np.abs(gradient[sample]).ravel())[-4:]:
-            expected = float(gradient[sample].ravel()[flat])
-            step = float(np.clip(2e-4 / abs(expected), 0.02, 0.5))
-            moved = np.repeat(images[sample : sample + 1], 2, axis=0)
-            moved[0].reshape(-1)[flat] += step
-            moved[1].reshape(-1)[flat] -= step
-            moved_logits, _ = companion.logits_and_gradient(moved, labels[[sample, sample]])
-            losses = cross_entropy(moved_logits, labels[[sample, sample]])
-            assert (losses[0] - losses[1]) / (2 * step) == pytest.approx(expected, rel=0.05), (sample, flat, step)
+def test_detector_passes_the_public_conformance_check(entry):
+    """cfzoo.testing.check_detector, what `cfzoo check` runs for anyone: contract, finite and batch-independent
+    logits, determinism, and the companion's logits and gradient (against central finite differences)."""
+    report = check_detector(entry.id)
+    assert report.passed, [item for item in report.checks if item.status != "pass"]
+    assert [item.status for item in report.checks] == ["pass"] * 8
+
+
+def test_the_shipped_conclusion_model_reads_the_shipped_detectors():
+    """Its contract, and the very detector files it was fitted on: shipping a retrained detector without fitting
+    the conclusion again (cfzoo train-conclusion DATA --zoo cfzoo/zoo/embedded) fails here."""
+    entry = ConclusionRegistry.in_zoo(embedded_zoo_dir()).get(DEFAULT_CONCLUSION)
+    shipped = {detector.id: detector.files["detector"].sha256 for detector in DETECTORS}
+    assert entry.embedded and entry.models == {model: shipped[model] for model in entry.models}
+    assert list(entry.models) == list(evidence_models()) and entry.classes == list(CLASSES)
+    model = load_conclusion()
+    assert io_signature(model.session) == (
+        {"evidence": ("tensor(float)", [None, 48])},
+        {
+            "probabilities": ("tensor(float)", [None, 9]),
+            "distance": ("tensor(float)", [None, entry.training["neighbours"]]),
+        },
+    )
+    metadata = model.session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["models"]) == entry.models and json.loads(metadata["classes"]) == entry.classes
+    evidence = np.random.default_rng(0).uniform(0, 1, (5, 48)).astype(np.float32)
+    probabilities, distances = model.predict(evidence)
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5) and np.all(distances > 0)
+    assert entry.metrics["test"]["accuracy"] > entry.metrics["test"]["naive_rule"]["accuracy"]
 
 
 @pytest.mark.parametrize("entry", RESTORERS, ids=lambda entry: entry.id)

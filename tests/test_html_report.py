@@ -127,3 +127,21 @@ def test_a_report_that_cannot_be_written_is_refused_before_any_work(models, tmp_
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.png", "taken.html"] and not any(
         (tmp_path / "taken.html").iterdir()
     )
+
+
+def test_the_page_leads_each_image_with_its_conclusion(photo, tmp_path, headless):
+    """With every detector (no --task), each image's section opens with the conclusion model's answer, the page names
+    that model with its sha256, and the summary counts the conclusions."""
+    from cfzoo.zoo.conclusions import DEFAULT_CONCLUSION, ConclusionRegistry
+
+    filtered = save_png(apply_manipulation("median7", photo), tmp_path / "astronaut-median7.png")
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["-q", "detect", str(filtered), "--report", str(out), "--providers", "cpu"])
+    assert result.exit_code == 0, result.output
+    dom = headless("--dump-dom", out.as_uri()).stdout
+    conclusion = re.search(r'<p class="conclusion (\w+)"><strong>Conclusion:</strong> (.*?)</p>', dom)
+    assert conclusion.group(1) == "confident" and conclusion.group(2).startswith("most likely: Median filtering, 7x7 (p = ")
+    entry = ConclusionRegistry.load().get(DEFAULT_CONCLUSION)
+    assert re.search(rf'id="conclusion-model".*?<code class="hash">{entry.file.sha256}</code>', dom, re.S)
+    assert '<p id="conclusions">Conclusions: median7 1.</p>' in dom
+    assert dom.count("<td>Median filtering, 7x7</td>") == 1  # the folded table of every class's probability

@@ -21,7 +21,7 @@ def test_detect_settings_refuse_a_bad_stride_or_batch_size():
 
 
 def test_scan_settings_are_detect_settings_plus_parts():
-    settings = ScanSettings(("spam",), ("jpeg70",), (), 128, 16, "cpu", 4)
+    settings = ScanSettings(("spam",), ("jpeg70",), (), 128, 16, "cpu", images_per_part=4)
     assert isinstance(settings, DetectSettings) and settings.images_per_part == 4
     assert [detector.entry.id for detector in settings.detectors()] == ["spam-jpeg70"]
     with pytest.raises(CfzooError, match="images per part|images_per_part"):

@@ -478,3 +478,45 @@ def test_a_torch_module_registers_without_export_code(tmp_path, compressed):
         assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output
     both = runner.invoke(app, ["register", str(source), "--torch", f"{source}:load", "--id", "x", "--task", "jpeg70"])
     assert both.exit_code == 1 and "one of them" in both.output
+
+
+class BatchDependent(torch.nn.Module):
+    """A detector whose score of a patch depends on the other patches of its batch (it subtracts the batch mean,
+    as a normalisation left in training mode would): attacks and detect batch patches, so it cannot be used."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, pixels):
+        means = pixels.mean(dim=(2, 3)) / 255.0
+        return self.head(means - means.mean(dim=0, keepdim=True))
+
+
+def test_a_detector_that_fails_the_conformance_check_is_refused_naming_the_check(tmp_path):
+    with pytest.warns(DeprecationWarning):
+        path = _export(BatchDependent(), tmp_path / "batchy.onnx", (2, 3, 128, 128))
+    result = _register(path, "batchy", "--no-companion")
+    assert result.exit_code == 1
+    assert (
+        "does not conform to the model contract: batch independence (a patch scores differently alone" in result.output
+    )
+    assert "nothing was registered" in result.output and "batchy" not in load_registry()
+    # the same network in the contract's own names, checked by path
+    contract = tmp_path / "batchy-contract.onnx"
+    with pytest.warns(DeprecationWarning):
+        torch.onnx.export(
+            BatchDependent().eval(),
+            (torch.rand(2, 3, 128, 128) * 255,),
+            str(contract),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+            dynamo=False,
+            opset_version=17,
+        )
+    checked = runner.invoke(app, ["check", str(contract), "--task", "jpeg70", "--no-companion", "--json"])
+    assert checked.exit_code == 1, checked.output
+    statuses = {item["name"]: item["status"] for item in json.loads(checked.stdout)["checks"]}
+    assert statuses["batch independence"] == "fail" and statuses["companion gradient"] == "skipped"

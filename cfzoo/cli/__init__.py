@@ -12,7 +12,9 @@ from cfzoo._version import __version__
 from cfzoo.cli.attack import attack
 from cfzoo.cli.bench import bench_command
 from cfzoo.cli.cards import cards
+from cfzoo.cli.check import check
 from cfzoo.cli.common import Command, Group, handle_errors, set_quiet
+from cfzoo.cli.conclusion import train_conclusion
 from cfzoo.cli.data import data_app
 from cfzoo.cli.detect import detect
 from cfzoo.cli.evaluate import evaluate
@@ -54,9 +56,11 @@ for name, command in (
 app.add_typer(data_app, name="data")
 for name, command in (
     ("train", train),
+    ("train-conclusion", train_conclusion),
     ("evaluate", evaluate),
     ("export", export),
     ("register", register),
+    ("check", check),
     ("publish", publish),
     ("cards", cards),
     ("train-restorer", train_restorer),

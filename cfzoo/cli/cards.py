@@ -9,6 +9,7 @@ import typer
 from cfzoo.cli.common import handle_errors, stdout
 from cfzoo.cli.render import print_json
 from cfzoo.cli.zoo import FAMILY_OPTION
+from cfzoo.zoo.conclusions import ConclusionRegistry
 from cfzoo.zoo.registry import Registry
 from cfzoo.zoo.restorers import RestorerRegistry, Zoo
 
@@ -26,8 +27,8 @@ def cards(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
-    """Write a Hugging Face model card (README.md with YAML front matter) per detector family, and one for the
-    GAN restorers (restorers.md) when the zoo has any.
+    """Write a Hugging Face model card (README.md with YAML front matter) per detector family, one for the
+    GAN restorers (restorers.md) and one per conclusion model (<id>.md) when the zoo has them.
 
     A family card covers: architecture, model contract, photos and licences, split, hyper-parameters, Table I, machine,
     limits, files. Its `model-index` holds each task's test ACC, FPR and TPR; a family missing some tasks gets a card that
@@ -36,18 +37,23 @@ def cards(
     The restorer card covers every restorer: contract and receptive radius, training, usage, limits, files. Its
     `model-index` holds each restorer's test PSNR and SSIM, restored and filtered; missing restorers are named.
 
-    --family selects detector families, so with it only those families' cards are written (restorers are no family).
+    A conclusion card covers its test top-1 accuracy, calibration and confusion matrices (clean and after JPEG
+    Q 90), beside the naive rule, the detectors it reads (with sha256) and when it gives no answer.
+    --family selects detector families, so with it only those families' cards are written (restorers and
+    conclusion models are no family).
 
     The same registries always give the same bytes. For the embedded zoo: cfzoo cards --zoo cfzoo/zoo/embedded
     """
+    from cfzoo.cards.conclusion_card import write_conclusion_card
     from cfzoo.cards.model_cards import registry_families, write_family_cards
     from cfzoo.cards.restorer_card import restorer_card, write_restorer_card
 
-    registry, restorers = _registries(zoo)
+    registry, restorers, conclusions = _registries(zoo)
     card = restorer_card(restorers) if restorers and not family else None  # rendered before anything is written
-    only_restorers = card is not None and not registry_families(registry)
-    written = [] if only_restorers else write_family_cards(out, family or None, registry)
+    no_families = not registry_families(registry) and (card is not None or (len(conclusions) and not family))
+    written = [] if no_families else write_family_cards(out, family or None, registry)
     card_path = write_restorer_card(out, card) if card is not None else None
+    conclusion_cards = [] if family else [(entry, write_conclusion_card(out, entry)) for entry in conclusions]
     if as_json:
         items = [
             {
@@ -68,6 +74,7 @@ def cards(
                     "missing_restorers": list(card.missing),
                 }
             )
+        items += [{"card": entry.id, "path": str(path), "models": [entry.id]} for entry, path in conclusion_cards]
         print_json(items)
         return
     for detector_card, path in written:
@@ -76,9 +83,12 @@ def cards(
     if card is not None:
         missing = f"; missing: {', '.join(card.missing)}" if card.missing else ""
         stdout.print(f"{card_path}: {len(card.models)} restorers{missing}", soft_wrap=True, highlight=False)
+    for entry, path in conclusion_cards:
+        stdout.print(f"{path}: conclusion model {entry.id} v{entry.version}", soft_wrap=True, highlight=False)
 
 
-def _registries(zoo: Path | None) -> tuple[Registry, RestorerRegistry]:
-    """The detector and restorer registries of ``zoo`` (either may be absent, not both), else every model cfzoo knows."""
+def _registries(zoo: Path | None) -> tuple[Registry, RestorerRegistry, ConclusionRegistry]:
+    """The detector, restorer and conclusion registries of ``zoo`` (some may be absent, not all), else every model
+    cfzoo knows."""
     found = Zoo.load() if zoo is None else Zoo.in_folder(zoo)
-    return found.detectors, found.restorers
+    return found.detectors, found.restorers, found.conclusions

@@ -67,6 +67,13 @@ def detect(
     providers: str = typer.Option(
         "auto", "--providers", help=f"onnxruntime execution providers: {', '.join(PROVIDER_CHOICES)}."
     ),
+    conclusion: bool = typer.Option(
+        True,
+        "--conclusion/--no-conclusion",
+        help="First, one calibrated conclusion per image: which manipulation was most likely applied (or none), "
+        "with its probability, from a model over every detector's verdict (docs/detect.md). It needs all of "
+        "spam, bayar2016 and cozzolino2017 for the eight tasks, so it is left out with --family, --task or --model.",
+    ),
     output_format: str = format_option("table", "json", "csv"),
     as_json: bool = json_flag(),
     report: Path | None = typer.Option(
@@ -76,9 +83,9 @@ def detect(
         "heatmaps inline, the rule, the versions and the model ids; open it in any browser, no server needed.",
     ),
 ) -> None:
-    """Tell, for each manipulation task, whether each detector calls an image manipulated.
+    """Tell what was most likely done to each image, then, for each manipulation task, whether each detector calls it manipulated.
 
-    Each image is cut into 128x128 patches and every detector scores every patch. A cell shows the verdict and the share of patches above the detector's threshold: manipulated above 75%, pristine below 25%, uncertain in between (docs/detect.md). Each image's table is printed as soon as it is ready.
+    Each image is cut into 128x128 patches and every detector scores every patch. The conclusion comes first: "most likely: Median filtering, 7x7 (p = 0.93)", or "uncertain between" the leading ones, or "no conclusion" when the detectors' evidence is unlike anything the conclusion model was fitted on (as after an adversarial attack). Then a cell per task and detector shows the verdict and the share of patches above the detector's threshold: manipulated above 75%, pristine below 25%, uncertain in between (docs/detect.md). Each image's table is printed as soon as it is ready.
 
     Examples: cfzoo detect photo.jpg; cfzoo detect photos/ -t jpeg70 -t median7 --heatmap maps/; cfzoo detect photos/ --report report.html
 
@@ -86,18 +93,23 @@ def detect(
     """
 
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    settings = DetectSettings(detector, task, model, stride, batch, providers)
+    settings = DetectSettings(detector, task, model, stride, batch, providers, conclusion)
     if report is not None:
         check_report_destination(report)
     selection = settings.select()
-    for line in selection.skipped:
+    concluder, conclusion_skipped = settings.concluder(selection)
+    for line in [*selection.skipped, *([conclusion_skipped] if conclusion_skipped else [])]:
         note(f"note: {line}")
     paths = expand_inputs(images)
     if heatmap is not None:
         if heatmap.exists() and not heatmap.is_dir():
             raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
         check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
-    page = DetectionHtmlReport(report, selection, settings) if report is not None else nullcontext(None)
+    page = (
+        DetectionHtmlReport(report, selection, settings, concluder, conclusion_skipped)
+        if report is not None
+        else nullcontext(None)
+    )
     reports: list[ImageResult] = []
     tables = output_format == "table"
     with (
@@ -108,7 +120,10 @@ def detect(
         hooks = {} if html is None else {"on_heatmap": html.add_heatmap, "on_image": html.add_image}
         if bar_for is not None:  # tables print image by image: a bar over each image's patches before its table
             hooks["on_patches"] = lambda path: bar_for(path.name)
-        for found in detect_files(paths, selection.detectors, settings.stride, settings.batch_size, heatmap, **hooks):
+        found_all = detect_files(
+            paths, selection.detectors, settings.stride, settings.batch_size, heatmap, concluder=concluder, **hooks
+        )
+        for found in found_all:
             reports.append(found)
             if html is not None:
                 html.add(found)
@@ -116,7 +131,7 @@ def detect(
                 update(len(reports), len(paths))
             if tables:  # each image's table as soon as it is ready
                 _print_report(found, selection.families, selection.tasks)
-    document = detection_document(reports, selection, settings)
+    document = detection_document(reports, selection, settings, concluder, conclusion_skipped)
     print_document(document, output_format, lambda: _print_legend(document))
     if report is not None:
         note(f"report: {report}")
@@ -141,6 +156,11 @@ def _print_legend(document: DetectionDocument) -> None:
     if not any(found.ok for found in document.images):
         return
     stdout.print(f"cells: verdict, share of patches above the detector's threshold; {RULE}", style="dim")
+    if document.conclusion_model is not None:
+        found = document.conclusion_model
+        stdout.print(
+            f"conclusion model {found.model} v{found.version} sha256 {found.sha256}", style="dim", soft_wrap=True
+        )
     for detector in document.detectors:
         stdout.print(f"model {detector.model} sha256 {detector.sha256}", style="dim", soft_wrap=True)
 
@@ -155,6 +175,9 @@ def _print_report(report: ImageResult, families: list[str], tasks: list[str]) ->
         ),
         soft_wrap=True,
     )
+    if report.conclusion is not None:
+        style = {"confident": "bold", "uncertain": "yellow", "unfamiliar": "yellow"}[report.conclusion.status]
+        stdout.print(Text(report.conclusion.text, style), soft_wrap=True)
     table = Table()
     table.add_column("task")
     for family in families:

@@ -91,7 +91,9 @@ def scan(
     Read the result with pyarrow, which cfzoo installs: pyarrow.parquet.read_table("results.parquet").to_pylist(); or with pandas.read_parquet("results.parquet") or DuckDB (select * from 'results.parquet/*.parquet') where they are installed.
     """
     paths = scan_inputs(inputs)
-    settings = ScanSettings(tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part)
+    settings = ScanSettings(
+        tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part=images_per_part
+    )
     with progress_bar("scan", rate_unit="images") as on_progress:
         summary = run_scan(paths, out, settings, engine, address, workers, resume, on_progress)
     for line in summary.skipped:

@@ -30,7 +30,7 @@ def list_models(
     output_format: str = format_option("table", "json", "csv"),
     as_json: bool = json_flag(),
 ) -> None:
-    """List the zoo's detectors (every family x task, published or not) and GAN restorers: test accuracy, size, and where each one's files are.
+    """List the zoo's detectors (every family x task, published or not), GAN restorers and conclusion models: test accuracy, size, and where each one's files are.
 
     Sources, in the order they are used: user (exported or pulled into $CFZOO_HOME/zoo), hub-cache
     (downloaded by `cfzoo pull`), embedded (shipped inside the package). A model with no source can be
@@ -77,6 +77,15 @@ def _print_models(models: ModelList) -> None:
             where = ", ".join(row.sources) or "cfzoo train-restorer, then cfzoo export-restorer"
             restorer_table.add_row(row.id, row.task, f"{row.size_bytes / 1e6:.2f}", where)
         stdout.print(restorer_table)
+    if models.conclusions:
+        conclusion_table = Table(title="cfzoo conclusion models (detect's one conclusion per image)")
+        for column in ("model", "test top-1 %", "MB", "available from"):
+            conclusion_table.add_column(column, justify="left" if column in ("model", "available from") else "right")
+        for row in models.conclusions:
+            accuracy = "-" if row.test_acc is None else f"{row.test_acc:.1f}"
+            where = ", ".join(row.sources) or "cfzoo train-conclusion DATA"
+            conclusion_table.add_row(row.id, accuracy, f"{row.size_bytes / 1e6:.2f}", where)
+        stdout.print(conclusion_table)
 
 
 @handle_errors

@@ -374,7 +374,9 @@ def register_model(
     zoo_dir = Path(zoo_dir) if zoo_dir is not None else user_zoo_dir()
     source_sha256 = file_sha256(path)
     with tempfile.TemporaryDirectory(prefix="cfzoo-register-") as staging:
-        made = _in_child(_make_graphs, (str(path), model_id, adapter, companion, source_sha256, staging), timeout, path)
+        made = _in_child(
+            _make_graphs, (str(path), model_id, task, adapter, companion, source_sha256, staging), timeout, path
+        )
         # written only once everything is made and checked, and all or nothing (cfzoo.zoo.writer): a refused graph
         # or a crash leaves the zoo as it was
         with ZooWriter(zoo_dir) as writer:
@@ -457,7 +459,9 @@ def load_factory(spec: str):
         raise CfzooError(f"{name}() in {file} failed ({type(error).__name__}: {first_line(error)})") from None
 
 
-def _make_graphs(path: str, model_id: str, adapter: Adapter, companion: bool, source_sha256: str, staging: str) -> dict:
+def _make_graphs(
+    path: str, model_id: str, task: str, adapter: Adapter, companion: bool, source_sha256: str, staging: str
+) -> dict:
     """Load, adapt and check the graph, make and check its companion, and save them in ``staging``: everything that
     runs the untrusted graph (in the child process of :func:`register_model`). Returns the files made, by kind, and
     the companion's finite-difference error (None without one)."""
@@ -471,13 +475,29 @@ def _make_graphs(path: str, model_id: str, adapter: Adapter, companion: bool, so
         ) from None
     adapted = adapt_graph(model, adapter, path)
     _describe(adapted, model_id, "detector", adapter, source_sha256)
-    files, error = {"detector": save_model(adapted, Path(staging) / "detector.onnx").name}, None
+    # named as a detector and its companion given by path are, so that the conformance check below finds both
+    detector_path, gradient_path = Path(staging) / f"{model_id}.onnx", Path(staging) / f"{model_id}.grad.onnx"
+    files, error = {"detector": save_model(adapted, detector_path).name}, None
     if companion:
         gradient, network = make_companion(adapted, path)
         _describe(gradient, model_id, "gradient", adapter, source_sha256)
-        files["gradient"] = save_model(gradient, Path(staging) / "grad.onnx").name
-        error = check_companion(Path(staging) / "detector.onnx", Path(staging) / "grad.onnx", reference=network)
+        files["gradient"] = save_model(gradient, gradient_path).name
+        error = check_companion(detector_path, gradient_path, reference=network)
+    _conforms(detector_path, task, companion, path)
     return {"files": files, "companion_error": error}
+
+
+def _conforms(detector_path: Path, task: str, companion: bool, source: str) -> None:
+    """`cfzoo check` on the graphs made, before anything is written: a CfzooError naming every check that fails. The
+    companion's gradient is left to :func:`check_companion`, which differentiates the detector graph itself."""
+    from cfzoo.zoo.conformance import check_detector
+
+    report = check_detector(str(detector_path), task=task, companion=companion, gradient=False)
+    failed = [f"{item.name} ({item.detail})" for item in report.checks if item.status == "fail"]
+    if failed:
+        raise CfzooError(
+            f"{source} does not conform to the model contract: {'; '.join(failed)}; nothing was registered"
+        )
 
 
 #: Seconds a child that has sent its result gets to exit before it is killed.

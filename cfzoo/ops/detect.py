@@ -29,6 +29,7 @@ from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import ImageReadError
 from cfzoo.files import file_sha256
 from cfzoo.images import IMAGE_SUFFIXES, LUMA_WEIGHTS, list_images, load_image, save_png
+from cfzoo.ops.conclusion import Concluder, concluder_for
 from cfzoo.ops.scoring import DEFAULT_BATCH_SIZE, check_batch_size, flagged, score_positions
 from cfzoo.patches import (
     DEFAULT_STRIDE,
@@ -94,8 +95,9 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 @dataclass(frozen=True)
 class DetectSettings:
     """What ``cfzoo detect`` runs: detector ``families``, ``tasks`` and ``models`` (empty: every one available; see
-    :func:`select_detectors`), the patch ``stride``, patches per model run, and onnxruntime ``providers``.
-    Built only when valid: a bad stride or batch size is a one-line CfzooError here, before any work."""
+    :func:`select_detectors`), the patch ``stride``, patches per model run, onnxruntime ``providers``, and whether
+    to draw each image's ``conclusion`` (:mod:`cfzoo.ops.conclusion`). Built only when valid: a bad stride or batch
+    size is a one-line CfzooError here, before any work."""
 
     families: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
@@ -103,6 +105,7 @@ class DetectSettings:
     stride: int = DEFAULT_STRIDE
     batch_size: int = DEFAULT_BATCH_SIZE
     providers: str = "auto"
+    conclusion: bool = True
 
     def __post_init__(self) -> None:
         for name in ("families", "tasks", "models"):
@@ -116,6 +119,10 @@ class DetectSettings:
 
     def detectors(self, providers: str | None = None) -> list[Detector]:
         return self.select(providers).detectors
+
+    def concluder(self, selection: DetectorSelection) -> tuple[Concluder | None, str | None]:
+        """The conclusion model for ``selection``'s detectors, or None and why not (None, None when not asked for)."""
+        return concluder_for(selection.detectors) if self.conclusion else (None, None)
 
 
 # --- verdicts ---------------------------------------------------------------------------------
@@ -216,11 +223,12 @@ def detect_image(
     heatmaps: HeatmapSink | None = None,
     on_pixels: Callable[[np.ndarray], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    concluder: Concluder | None = None,
 ) -> ImageResult:
     """Run every detector over one image file. Problems with the file (unreadable, too small, a folder
     without images) come back as the report's ``error``; ``heatmaps``, when given, gets each detector's
     heatmap, and the verdict records the PNG it says it wrote; ``on_pixels`` gets the decoded image;
-    ``on_progress(done, total)`` hears of the patches scored."""
+    ``on_progress(done, total)`` hears of the patches scored; ``concluder`` draws the image's conclusion."""
     path = Path(path)
     if path.is_dir():
         try:
@@ -254,6 +262,7 @@ def detect_image(
         height=image.height,
         patches=len(scored.positions),
         notes=list(image.notes),
+        conclusion=None if concluder is None else concluder.conclude(scored.verdicts),
         results=verdicts,
     )
 
@@ -292,13 +301,15 @@ def detect_files(
     on_heatmap: Callable[[Path, DetectorVerdict, np.ndarray], None] | None = None,
     on_image: Callable[[Path, np.ndarray], None] | None = None,
     on_patches: Callable[[Path], ProgressCallback | None] | None = None,
+    concluder: Concluder | None = None,
 ) -> Iterator[ImageResult]:
     """:func:`detect_image` over ``paths`` (see :func:`expand_inputs`), one report per path, in order.
 
     Heatmaps go to ``heatmap_dir/<image stem>-<task>-<family>.png``; a stem seen before gets ``-2``,
     ``-3``... in input order, so two inputs never share a heatmap. ``on_heatmap(path, verdict, heatmap)``
     also gets each one, and ``on_image(path, pixels)`` each analysed image (the HTML report's);
-    ``on_patches(path)`` gives the progress callback of that image's patches (a bar per image).
+    ``on_patches(path)`` gives the progress callback of that image's patches (a bar per image); ``concluder``
+    draws each image's conclusion.
     """
     check_stride(stride)
     check_batch_size(batch_size)
@@ -312,7 +323,7 @@ def detect_files(
         sink = None if folder is None and on_heatmap is None else _heatmap_sink(path, folder, on_heatmap)
         pixels_of = None if on_image is None else functools.partial(on_image, path)
         progress = None if on_patches is None else on_patches(path)
-        yield detect_image(path, detectors, stride, batch_size, sink, pixels_of, progress)
+        yield detect_image(path, detectors, stride, batch_size, sink, pixels_of, progress, concluder)
 
 
 def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> HeatmapSink:
@@ -328,7 +339,11 @@ def _heatmap_sink(path: Path, folder: tuple[Path, str] | None, on_heatmap) -> He
 
 
 def detection_document(
-    reports: Sequence[ImageResult], selection: DetectorSelection, settings: DetectSettings
+    reports: Sequence[ImageResult],
+    selection: DetectorSelection,
+    settings: DetectSettings,
+    concluder: Concluder | None = None,
+    conclusion_skipped: str | None = None,
 ) -> DetectionDocument:
     """The ``cfzoo detect --json`` document (docs/detect.md; schema docs/schemas/detection.schema.json)."""
     providers = list(dict.fromkeys(provider for detector in selection.detectors for provider in detector.providers))
@@ -351,7 +366,8 @@ def detection_document(
             )
             for d in selection.detectors
         ],
-        skipped=list(selection.skipped),
+        conclusion_model=None if concluder is None else concluder.info(),
+        skipped=[*selection.skipped, *([conclusion_skipped] if conclusion_skipped else [])],
         images=list(reports),
         failed=sum(not report.ok for report in reports),
     )

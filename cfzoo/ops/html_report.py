@@ -21,6 +21,7 @@ from PIL import Image
 from cfzoo._version import __version__
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import WriteError, check_writable, remove_stale_temporaries, temporary_name
+from cfzoo.ops.conclusion import Concluder
 from cfzoo.ops.detect import (
     HEATMAP_SCALE,
     RULE,
@@ -55,16 +56,27 @@ class DetectionHtmlReport:
     """Use as a context manager: :meth:`add_heatmap` while an image is analysed, :meth:`add` once it is; the page
     replaces ``path`` when the block ends without an error, and nothing is left behind when it does not."""
 
-    def __init__(self, path: str | os.PathLike[str], selection: DetectorSelection, settings: DetectSettings):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        selection: DetectorSelection,
+        settings: DetectSettings,
+        concluder: Concluder | None = None,
+        conclusion_skipped: str | None = None,
+    ):
         self.path = check_report_destination(path)
         self.selection, self.settings = selection, settings
+        self.conclusion_model = None if concluder is None else concluder.info()
+        self.conclusion_skipped = conclusion_skipped
         self.staging = temporary_name(self.path, "partial")
         remove_stale_temporaries(self.path)
         self.heatmaps: dict[tuple[str, str], tuple[str, str]] = {}  # (task, column) -> (caption, JPEG base64)
         self.thumbnail = ""
         self.analysed = self.failed = 0
-        self.flagged: list[tuple[int, str, list[str]]] = []  # (number, path, tasks called manipulated)
-        self.uncertain: list[tuple[int, str, list[str]]] = []  # images with no manipulated verdict, some uncertain
+        # (number, path, tasks called manipulated or uncertain, the conclusion's line)
+        self.flagged: list[tuple[int, str, list[str], str]] = []  # some detector calls it manipulated
+        self.uncertain: list[tuple[int, str, list[str], str]] = []  # no manipulated verdict, some uncertain
+        self.conclusions: dict[str, int] = {}  # how many images got each conclusion (its class, or its status)
         self.template = html_templates("cfzoo.ops").get_template("detect_report.html.j2").module
 
     def _write(self, text: str) -> None:
@@ -106,7 +118,12 @@ class DetectionHtmlReport:
                         }
                         for d in self.selection.detectors
                     ],
-                    skipped=[*self.selection.skipped, *self.selection.left_out],
+                    conclusion_model=self.conclusion_model,
+                    skipped=[
+                        *self.selection.skipped,
+                        *self.selection.left_out,
+                        *([self.conclusion_skipped] if self.conclusion_skipped else []),
+                    ],
                     legend=_png_base64(heatmap_legend()),
                     scale=HEATMAP_SCALE,
                 )
@@ -138,17 +155,31 @@ class DetectionHtmlReport:
         called = {
             kind: sorted({v.task for v in report.results if v.verdict == kind}) for kind in ("manipulated", "uncertain")
         }
+        conclusion = report.conclusion
+        if conclusion is not None:
+            named = conclusion.most_likely if conclusion.status == "confident" else conclusion.status
+            self.conclusions[named] = self.conclusions.get(named, 0) + 1
+        line = "" if conclusion is None else conclusion.text
         if called["manipulated"]:
-            self.flagged.append((number, report.path, called["manipulated"]))
+            self.flagged.append((number, report.path, called["manipulated"], line))
         elif called["uncertain"]:
-            self.uncertain.append((number, report.path, called["uncertain"]))
+            self.uncertain.append((number, report.path, called["uncertain"], line))
         self._write(str(self.template.image(number, report, columns, rows, thumbnail, grid)))
 
     def __exit__(self, kind, error, traceback) -> None:
         try:
             if kind is None:
                 self._write(
-                    str(self.template.tail(self.analysed, self.failed, self.flagged, self.uncertain, written=_now()))
+                    str(
+                        self.template.tail(
+                            self.analysed,
+                            self.failed,
+                            self.flagged,
+                            self.uncertain,
+                            sorted(self.conclusions.items(), key=lambda item: -item[1]),
+                            written=_now(),
+                        )
+                    )
                 )
             try:
                 self.stream.close()

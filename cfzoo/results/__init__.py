@@ -43,7 +43,11 @@ from cfzoo.results.base import (
     csv_text,
 )
 from cfzoo.results.bench import BenchBoard, BenchEntry, BenchProtocol
+from cfzoo.results.check import CheckItem, CheckReport
 from cfzoo.results.detection import (
+    ClassProbability,
+    Conclusion,
+    ConclusionModelInfo,
     DetectionDocument,
     DetectionSettings,
     DetectorInfo,
@@ -110,6 +114,7 @@ DOCUMENTS: dict[str, type[BaseModel]] = {
     "scan-row": ScanRow,
     "bench": BenchBoard,
     "bench-entry": BenchEntry,
+    "check": CheckReport,
 }
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -120,6 +125,8 @@ def json_schema(name: str) -> dict:
 
 
 __all__ = [
+    "CheckItem",
+    "CheckReport",
     "BenchBoard",
     "BenchEntry",
     "BenchProtocol",
@@ -151,6 +158,9 @@ __all__ = [
     "RESULTS_SCHEMA_VERSION",
     "DetectionSettings",
     "DetectorInfo",
+    "ClassProbability",
+    "Conclusion",
+    "ConclusionModelInfo",
     "DetectorVerdict",
     "ImageResult",
     "DetectionDocument",

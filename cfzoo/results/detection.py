@@ -51,6 +51,29 @@ class DetectorVerdict(Result):
         return self.verdict == "uncertain"
 
 
+class ClassProbability(Result):
+    name: str = Field(description="'none' or a task id")
+    title: str = Field(description="what it means, e.g. 'Median filtering, 7x7'")
+    probability: float
+
+
+class Conclusion(Result):
+    """One calibrated answer to "what was done to this image", from a conclusion model over every detector's
+    verdict (cfzoo.zoo.conclusions)."""
+
+    model: str = Field(description="the conclusion model's id")
+    status: Literal["confident", "uncertain", "unfamiliar"] = Field(
+        description="confident: one class is likely; uncertain: no class reaches the model's uncertain_below; "
+        "unfamiliar: the evidence is unlike any the model was fitted on, so it names no class"
+    )
+    text: str = Field(description="the conclusion in one line, as detect prints it")
+    most_likely: str | None = Field(description="'none' or a task id; null when unfamiliar")
+    probability: float | None = Field(description="of the most likely class; null when unfamiliar")
+    probabilities: list[ClassProbability] = Field(description="every class, most likely first")
+    distance: float = Field(description="mean distance of the evidence to its nearest training rows")
+    distance_threshold: float = Field(description="beyond it the evidence is unfamiliar")
+
+
 class ImageResult(Result):
     """What detection found in one input, or why it could not run (``error``, one line)."""
 
@@ -62,6 +85,9 @@ class ImageResult(Result):
     height: int | None
     patches: int
     notes: list[str]
+    conclusion: Conclusion | None = Field(
+        None, description="what was most likely done to the image; null when not drawn"
+    )
     results: list[DetectorVerdict]
 
     @model_validator(mode="after")
@@ -77,17 +103,31 @@ _DETECTION_COLUMNS = (
     "width",
     "height",
     "patches",
+    "conclusion",
+    "conclusion_probability",
     *(name for name, field in DetectorVerdict.model_fields.items() if not field.exclude),
     "model_sha256",
     "error",
 )
 
 
+class ConclusionModelInfo(Result):
+    model: str
+    version: int
+    source: str = Field(description="where the model file came from: embedded or user")
+    sha256: str = Field(description="of the conclusion model's ONNX file")
+
+
 class DetectionDocument(Tabular, Result):
     schema_version: int = Field(RESULTS_SCHEMA_VERSION, alias="schema")
     settings: DetectionSettings
     detectors: list[DetectorInfo]
-    skipped: list[str] = Field(description="families with no model for a task, each with how to get one")
+    conclusion_model: ConclusionModelInfo | None = Field(
+        None, description="the model that drew each image's conclusion; null when none was drawn (see skipped)"
+    )
+    skipped: list[str] = Field(
+        description="what was not run, each with why and what to do: families with no model for a task, the conclusion"
+    )
     images: list[ImageResult]
     failed: int = Field(description="images that could not be read")
 
@@ -100,6 +140,12 @@ class DetectionDocument(Tabular, Result):
         for image in self.images:
             head = {"path": image.path, "sha256": image.sha256, "width": image.width, "height": image.height}
             head["patches"] = image.patches
+            if image.conclusion is not None:  # the class named, or "uncertain: <leading class>", or "unfamiliar"
+                found = image.conclusion
+                head["conclusion"] = found.most_likely if found.status == "confident" else found.status
+                if found.status == "uncertain":
+                    head["conclusion"] += f": {found.most_likely}"
+                head["conclusion_probability"] = found.probability
             if not image.ok:
                 rows.append({**head, "error": image.error})
             rows += [

@@ -15,15 +15,16 @@ class HubReference(Result):
 
 
 class ModelRow(Result):
-    kind: Literal["detector", "user", "restorer"] = Field(
-        description="detector: cfzoo's; user: registered with cfzoo register; restorer: a GAN restorer"
+    kind: Literal["detector", "user", "restorer", "conclusion"] = Field(
+        description="detector: cfzoo's; user: registered with cfzoo register; restorer: a GAN restorer; "
+        "conclusion: the model over every detector's verdict that names the most likely manipulation"
     )
     id: str
-    family: str | None = Field(None, description="the detector family; null for restorers")
-    task: str
+    family: str | None = Field(None, description="the detector family; null for restorers and conclusion models")
+    task: str = Field(description="the task; 'all' for a conclusion model, which reads every task's detectors")
     registered: bool = Field(description="false for a family x task slot the registry has no model for yet")
     discriminator: str | None = absent_when_none("restorers: the discriminator it was trained against")
-    test_acc: float | None = None
+    test_acc: float | None = Field(None, description="percent; a conclusion model's: top-1 over its classes")
     available: bool = Field(False, description="its files (and a detector's gradient companion) are here")
     sources: list[str] = Field([], description="where its files are here from, in the order they are used")
     hub: HubReference | None = None
@@ -56,11 +57,15 @@ class ModelList(Tabular, RootModel[list[ModelRow]]):
 
     @property
     def detectors(self) -> list[ModelRow]:
-        return [row for row in self.root if row.kind != "restorer"]
+        return [row for row in self.root if row.kind in ("detector", "user")]
 
     @property
     def restorers(self) -> list[ModelRow]:
         return [row for row in self.root if row.kind == "restorer"]
+
+    @property
+    def conclusions(self) -> list[ModelRow]:
+        return [row for row in self.root if row.kind == "conclusion"]
 
     def csv_columns(self) -> tuple[str, ...]:
         return LIST_COLUMNS

@@ -347,8 +347,9 @@ def inventory(
     families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, available_only: bool = False
 ) -> tuple[ModelList, list[str]]:
     """``cfzoo list``: every family x task slot (registered or not), then registered external models, then the GAN
-    restorers (none when ``families`` are given), each with the sources its files are here from; and one line per
-    invalid entry of the user zoo, which is left out."""
+    restorers (none when ``families`` are given), then the conclusion models (none when ``families`` or ``tasks``
+    are given), each with the sources its files are here from; and one line per invalid entry of the user zoo,
+    which is left out."""
     zoo = Zoo.load()
     entries = {entry.id: entry for entry in zoo.detectors.select(families or None, tasks or None)}
     slots = [f"{name}-{task}" for name in (families or FAMILY_IDS) for task in TASK_IDS if not tasks or task in tasks]
@@ -390,6 +391,23 @@ def inventory(
                 task=entry.task,
                 registered=True,
                 discriminator=entry.discriminator,
+                available=bool(sources),
+                sources=sources,
+                size_bytes=entry.file.size,
+            )
+        )
+    for entry in [] if families or tasks else zoo.conclusions:
+        sources = available_sources(entry, entry.kind)
+        if available_only and not sources:
+            continue
+        accuracy = entry.metrics.get("test", {}).get("accuracy")
+        rows.append(
+            ModelRow(
+                kind=entry.kind,
+                id=entry.id,
+                task="all",
+                registered=True,
+                test_acc=None if accuracy is None else 100.0 * accuracy,
                 available=bool(sources),
                 sources=sources,
                 size_bytes=entry.file.size,

@@ -16,6 +16,7 @@ from cfzoo.files import file_sha256
 from cfzoo.zoo.registry import MODELS_FOLDER, ModelEntry, ModelFile, embedded_zoo_dir, user_zoo_dir
 
 if TYPE_CHECKING:
+    from cfzoo.zoo.conclusions import ConclusionEntry
     from cfzoo.zoo.restorers import RestorerEntry
 
 SOURCES = ("path", "user", "hub-cache", "embedded")
@@ -61,7 +62,7 @@ def confined(candidate: ResolvedFile) -> ResolvedFile:
     return candidate
 
 
-ZooEntry = Union[ModelEntry, "RestorerEntry"]
+ZooEntry = Union[ModelEntry, "RestorerEntry", "ConclusionEntry"]
 
 
 def _file_of(entry: ZooEntry, kind: str) -> ModelFile:

@@ -28,6 +28,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 
 from cfzoo.errors import CfzooError
+from cfzoo.zoo.conclusions import ConclusionEntry, ConclusionRegistry
 from cfzoo.zoo.registry import EntryRegistry, ModelEntry, ModelFile, Registry
 
 RESTORER_REGISTRY_NAME = "restorers.json"
@@ -138,34 +139,41 @@ def load_restorer_registry() -> RestorerRegistry:
 
 @dataclass(frozen=True)
 class Zoo:
-    """Every entry of a zoo, of every kind: detectors (cfzoo's and user-registered, :class:`Registry`) and
-    restorers (:class:`RestorerRegistry`); :func:`cfzoo.zoo.resolve.resolve` finds the file of any of them."""
+    """Every entry of a zoo, of every kind: detectors (cfzoo's and user-registered, :class:`Registry`), restorers
+    (:class:`RestorerRegistry`) and conclusion models (:class:`ConclusionRegistry`); :func:`cfzoo.zoo.resolve.resolve`
+    finds the file of any of them."""
 
     detectors: Registry
     restorers: RestorerRegistry
+    conclusions: ConclusionRegistry
 
     @classmethod
     def load(cls) -> Zoo:
         """What cfzoo knows here: the package's zoo overlaid by the user's."""
-        return cls(Registry.load(), RestorerRegistry.load())
+        return cls(Registry.load(), RestorerRegistry.load(), ConclusionRegistry.load())
 
     @classmethod
     def in_folder(cls, zoo_dir: Path) -> Zoo:
         """The zoo folder ``zoo_dir`` alone (such as one written by ``cfzoo export --zoo DIR``), read strictly."""
-        if not any((zoo_dir / registry.file_name).is_file() for registry in (Registry, RestorerRegistry)):
+        if not any(
+            (zoo_dir / registry.file_name).is_file() for registry in (Registry, RestorerRegistry, ConclusionRegistry)
+        ):
             raise CfzooError(
                 f"{zoo_dir / Registry.file_name} does not exist; give a zoo folder written by `cfzoo export --zoo DIR` "
                 "(or `cfzoo export-restorer --zoo DIR`)"
             )
-        return cls(Registry.in_zoo(zoo_dir), RestorerRegistry.in_zoo(zoo_dir))
+        return cls(Registry.in_zoo(zoo_dir), RestorerRegistry.in_zoo(zoo_dir), ConclusionRegistry.in_zoo(zoo_dir))
 
     @property
     def problems(self) -> tuple[str, ...]:
-        return self.detectors.problems + self.restorers.problems
+        return self.detectors.problems + self.restorers.problems + self.conclusions.problems
 
     def __iter__(self):
-        return itertools.chain(self.detectors, self.restorers)
+        return itertools.chain(self.detectors, self.restorers, self.conclusions)
 
-    def get(self, model_id: str) -> ModelEntry | RestorerEntry:
+    def get(self, model_id: str) -> ModelEntry | RestorerEntry | ConclusionEntry:
         """The entry of any kind with this id."""
-        return self.restorers.get(model_id) if model_id in self.restorers else self.detectors.get(model_id)
+        for registry in (self.restorers, self.conclusions):
+            if model_id in registry:
+                return registry.get(model_id)
+        return self.detectors.get(model_id)
