@@ -140,7 +140,9 @@ def test_the_page_leads_each_image_with_its_conclusion(photo, tmp_path, headless
     assert result.exit_code == 0, result.output
     dom = headless("--dump-dom", out.as_uri()).stdout
     conclusion = re.search(r'<p class="conclusion (\w+)"><strong>Conclusion:</strong> (.*?)</p>', dom)
-    assert conclusion.group(1) == "confident" and conclusion.group(2).startswith("most likely: Median filtering, 7x7 (p = ")
+    assert conclusion.group(1) == "confident" and conclusion.group(2).startswith(
+        "most likely: Median filtering, 7x7 (p = "
+    )
     entry = ConclusionRegistry.load().get(DEFAULT_CONCLUSION)
     assert re.search(rf'id="conclusion-model".*?<code class="hash">{entry.file.sha256}</code>', dom, re.S)
     assert '<p id="conclusions">Conclusions: median7 1.</p>' in dom
