@@ -1,20 +1,26 @@
 """Detector speed: onnxruntime (as `cfzoo detect` runs it) against the same model in torch eager, CPU, batch 64.
 
-    python benchmarks/detect.py [--checkpoints checkpoints/cameras-seed0] [--task jpeg70] [--repeats 5]
+    python benchmarks/detect.py [--checkpoints checkpoints/cameras-seed0] [--task jpeg70] [--repeats 5] [--contend]
 
 For each family with a checkpoint, the script exports it to a temporary folder (the same ONNX graph the
 zoo ships), checks that onnxruntime and torch agree on 64 patches of scikit-image's astronaut (JPEG
 Q=70), then times both, alternating, and prints patches/second (best of ``--repeats``) and the ratio.
 It also times onnxruntime with other session options: graph optimisation level (basic / all) and
 intra-op threads (1, one per core), with and without spin-waiting. Needs the `train` extra.
+
+``--contend`` runs the same measurements a second time beside a neighbour that keeps every core busy with
+memory-bound work (a process per core copying 256 MB arrays back and forth: what a shared host's other tenants do
+to a memory-bound model), and prints each family's rate against spam's, idle and under contention.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -76,12 +82,60 @@ def best_rate(run, repeats: int) -> float:
     return BATCH / best
 
 
+#: What each neighbour process copies back and forth: far beyond any cache.
+NEIGHBOUR_BYTES = 256 * 2**20
+
+
+def _neighbour(stop) -> None:
+    source = np.ones(NEIGHBOUR_BYTES // 8)
+    target = np.empty_like(source)
+    while not stop.is_set():
+        np.copyto(target, source)
+        np.copyto(source, target)
+
+
+@contextmanager
+def contention():
+    """One memory-bound neighbour process per core, for the duration of the block."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    neighbours = [context.Process(target=_neighbour, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
+    for process in neighbours:
+        process.start()
+    time.sleep(2.0)  # let them allocate and start streaming
+    try:
+        yield
+    finally:
+        stop.set()
+        for process in neighbours:
+            process.join(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/cameras-seed0"))
     parser.add_argument("--task", default="jpeg70")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--contend", action="store_true", help="also measure beside a memory-bound neighbour per core")
     arguments = parser.parse_args()
+    rates = {"idle": measure(arguments)}
+    if arguments.contend:
+        with contention():
+            print(f"\nunder contention: {os.cpu_count()} neighbour processes copying {NEIGHBOUR_BYTES >> 20} MB arrays")
+            rates["contended"] = measure(arguments)
+    print("\nonnxruntime (as cfzoo detect runs it), patches/s and the rate against spam's:")
+    for condition, found in rates.items():
+        spam = found.get("spam")
+        cells = [
+            f"{family} {rate:.1f}" + (f" ({rate / spam:.2f}x spam)" if spam and family != "spam" else "")
+            for family, rate in found.items()
+        ]
+        print(f"  {condition:<9} " + ", ".join(cells))
+
+
+def measure(arguments) -> dict[str, float]:
+    """Each family's onnxruntime rate (patches/s, as detect runs it), after printing the comparison with torch."""
+    found = {}
     images = benchmark_batch()
     tensor = torch.from_numpy(images)
     print(
@@ -105,12 +159,14 @@ def main() -> None:
                 for _ in range(arguments.repeats):  # alternate, so background load hits both alike
                     ort_rate = max(ort_rate, best_rate(partial(ort.logits, images), 1))
                     torch_rate = max(torch_rate, best_rate(partial(model, tensor), 1))
+            found[family] = ort_rate
             print(
                 f"{model_id:<22} onnxruntime {ort_rate:8.1f}  torch eager {torch_rate:8.1f}  ratio {ort_rate / torch_rate:5.2f}x"
             )
             for label, session in session_variants(detector_path).items():
                 rate = best_rate(partial(session.run, ["logits"], {"image": images}), arguments.repeats)
                 print(f"{'':<22} onnxruntime, {label:<36} {rate:8.1f}  ratio {rate / torch_rate:5.2f}x")
+    return found
 
 
 if __name__ == "__main__":

@@ -299,12 +299,14 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert set(document) == {"schema", "settings", "detectors", "skipped", "images", "failed"}
-    assert document["schema"] == 3 and document["failed"] == 0 and document["skipped"] == []
+    assert set(document) == {"schema", "settings", "detectors", "conclusion_model", "skipped", "images", "failed"}
+    assert document["schema"] == 3 and document["failed"] == 0 and document["conclusion_model"] is None
+    assert [line.split(",")[0] for line in document["skipped"]] == ["conclusion: not drawn"]
     assert document["settings"]["stride"] == 64 and document["settings"]["patch_size"] == 128
     assert [d["model"] for d in document["detectors"]] == list(MODELS)
     image = document["images"][0]
-    assert set(image) == {"path", "sha256", "ok", "error", "width", "height", "patches", "notes", "results"}
+    assert set(image) == {"path", "sha256", "ok", "error", "width", "height", "patches", "notes", "conclusion", "results"}
+    assert image["conclusion"] is None
     assert image["sha256"] == file_sha256(image["path"])
     assert [d["sha256"] for d in document["detectors"]] == [
         load_registry().get(model).files["detector"].sha256 for model in MODELS

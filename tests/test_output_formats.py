@@ -110,7 +110,7 @@ def test_list_csv_and_json_list_the_same_models(runner, conforms):
     rows = _csv(runner.invoke(app, ["list", "-F", "csv"]).stdout)
     listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
     conforms(listed, "list")
-    assert {row["kind"] for row in listed} == {"detector", "restorer"}
+    assert {row["kind"] for row in listed} == {"detector", "restorer", "conclusion"}
     assert [row["id"] for row in rows] == [row["id"] for row in listed]
     for row, entry in zip(rows, listed):
         assert row["sources"].split() == entry["sources"] and row["kind"] == entry["kind"]

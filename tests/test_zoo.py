@@ -531,15 +531,19 @@ def test_runtime_modules_import_without_torch(tmp_path):
 
 
 def test_one_zoo_holds_every_kind_and_one_resolver_finds_and_checks_each(tmp_path):
-    """Detectors and restorers are entries of one zoo with a kind; the same resolver finds either file in the
-    embedded zoo and refuses a user-zoo copy that does not match its sha256, with that kind's repair."""
+    """Detectors, restorers and conclusion models are entries of one zoo with a kind; the same resolver finds each
+    file in the embedded zoo and refuses a user-zoo copy that does not match its sha256, with that kind's repair."""
     zoo = Zoo.load()
-    detector, restorer = zoo.get("spam-jpeg70"), zoo.get("restorer-median3-kim")
-    assert (detector.kind, restorer.kind) == ("detector", "restorer")
-    assert {entry.kind for entry in zoo} >= {"detector", "restorer"} and len(list(zoo)) == len(zoo.detectors) + len(
-        zoo.restorers
-    )
-    for entry, kind in ((detector, "detector"), (detector, "gradient"), (restorer, "restorer")):
+    detector, restorer, conclusion = zoo.get("spam-jpeg70"), zoo.get("restorer-median3-kim"), zoo.get("conclusion-zoo")
+    assert (detector.kind, restorer.kind, conclusion.kind) == ("detector", "restorer", "conclusion")
+    assert {entry.kind for entry in zoo} >= {"detector", "restorer", "conclusion"}
+    assert len(list(zoo)) == len(zoo.detectors) + len(zoo.restorers) + len(zoo.conclusions)
+    for entry, kind in (
+        (detector, "detector"),
+        (detector, "gradient"),
+        (restorer, "restorer"),
+        (conclusion, "conclusion"),
+    ):
         found = resolve(entry, kind)
         assert found.source == "embedded" and file_sha256(found.path) == entry.files[kind].sha256
         tampered = user_zoo_dir() / found.path.relative_to(embedded_zoo_dir())

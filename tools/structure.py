@@ -22,7 +22,7 @@ PACKAGE = "cfzoo"
 #: contracts allow).
 LAYERS = (
     ("package root", ("cfzoo",)),
-    ("cli and api", ("cli", "api", "__main__")),
+    ("cli, api and testing", ("cli", "api", "testing", "__main__")),
     ("engines", ("engines",)),
     ("experiments", ("experiments",)),
     ("ops", ("ops",)),

@@ -475,24 +475,29 @@ def _make_graphs(
         ) from None
     adapted = adapt_graph(model, adapter, path)
     _describe(adapted, model_id, "detector", adapter, source_sha256)
-    # named as a detector and its companion given by path are, so that the conformance check below finds both
-    detector_path, gradient_path = Path(staging) / f"{model_id}.onnx", Path(staging) / f"{model_id}.grad.onnx"
+    detector_path, gradient_path = Path(staging) / "detector.onnx", Path(staging) / "gradient.onnx"
     files, error = {"detector": save_model(adapted, detector_path).name}, None
     if companion:
         gradient, network = make_companion(adapted, path)
         _describe(gradient, model_id, "gradient", adapter, source_sha256)
         files["gradient"] = save_model(gradient, gradient_path).name
         error = check_companion(detector_path, gradient_path, reference=network)
-    _conforms(detector_path, task, companion, path)
+    _conforms(detector_path, gradient_path if companion else None, model_id, task, path)
     return {"files": files, "companion_error": error}
 
 
-def _conforms(detector_path: Path, task: str, companion: bool, source: str) -> None:
+def _conforms(detector_path: Path, gradient_path: Path | None, model_id: str, task: str, source: str) -> None:
     """`cfzoo check` on the graphs made, before anything is written: a CfzooError naming every check that fails. The
     companion's gradient is left to :func:`check_companion`, which differentiates the detector graph itself."""
-    from cfzoo.zoo.conformance import check_detector
+    from cfzoo.zoo.conformance import check_pair
+    from cfzoo.zoo.resolve import ResolvedFile
+    from cfzoo.zoo.runtime import Detector, GradientModel
 
-    report = check_detector(str(detector_path), task=task, companion=companion, gradient=False)
+    entry = ModelEntry(id=model_id, family=EXTERNAL_FAMILY, task=task, files={}, threshold=0.5, score="probability")
+    providers = ("CPUExecutionProvider",)
+    detector = Detector(entry, ResolvedFile(detector_path, "path"), providers)
+    companion = None if gradient_path is None else GradientModel(entry, ResolvedFile(gradient_path, "path"), providers)
+    report = check_pair(detector, companion, gradient=False)
     failed = [f"{item.name} ({item.detail})" for item in report.checks if item.status == "fail"]
     if failed:
         raise CfzooError(

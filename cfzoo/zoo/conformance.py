@@ -74,15 +74,34 @@ def check_patches(task: str) -> np.ndarray:
     return np.concatenate([*pristine, *manipulated, *extremes])
 
 
-def check_detector(
-    model, *, task: str | None = None, companion: bool = True, gradient: bool = True, providers: str = "cpu"
-) -> CheckReport:
+def check_detector(model, *, task: str | None = None, companion: bool = True, providers: str = "cpu") -> CheckReport:
     """Check one detector (an id, a registered id, an ``.onnx`` path, or a :class:`cfzoo.Model`) against the
     contract; ``task`` names the task of an ``.onnx`` file cfzoo did not write; ``companion=False`` skips the
-    companion's checks, ``gradient=False`` its finite differences (``cfzoo register`` has its own, against the
-    detector graph, in float64 where float32 is too coarse). Never raises for a failed check: each is an item of
-    the report, with what was found."""
+    companion's checks. Never raises for a failed check: each is an item of the report, with what was found."""
     detector = model._detector if hasattr(model, "_detector") else open_detector(model, task=task, providers=providers)
+    gradient_model, missing = None, None
+    if companion:
+        try:
+            gradient_model = open_companion(detector)
+        except CfzooError as error:
+            missing = str(error)
+    report = check_pair(detector, gradient_model, gradient=True)
+    if missing is not None:
+        checks = [CheckItem(name="companion", status="fail", detail=missing), *report.checks]
+        report = report.model_copy(update={"checks": checks})
+    elif not companion:
+        checks = [
+            item.model_copy(update={"detail": "not asked for"}) if item.name.startswith("companion") else item
+            for item in report.checks
+        ]
+        report = report.model_copy(update={"checks": checks})
+    return report
+
+
+def check_pair(detector: Detector, companion: GradientModel | None, gradient: bool = True) -> CheckReport:
+    """The checks of :func:`check_detector` on sessions already open: ``companion`` None skips the companion's,
+    ``gradient=False`` its finite differences (``cfzoo register`` has its own, against the detector graph, in
+    float64 where float32 is too coarse)."""
     images = to_model_input(check_patches(detector.entry.task))
     items: list[CheckItem] = []
 
@@ -100,22 +119,15 @@ def check_detector(
     run("probabilities", lambda: _probabilities(detector, images))
     run("batch independence", lambda: _batch_independence(detector, images))
     run("determinism", lambda: _determinism(detector, images))
-    gradient_model = None
-    if companion:
-        try:
-            gradient_model = open_companion(detector)
-        except CfzooError as missing:
-            items.append(CheckItem(name="companion", status="fail", detail=str(missing)))
-    if gradient_model is None:
-        reason = "not asked for" if not companion else "no companion"
+    if companion is None:
         for name in ("companion logits", "companion gradient"):
-            items.append(CheckItem(name=name, status="skipped", detail=reason))
+            items.append(CheckItem(name=name, status="skipped", detail="no companion"))
     else:
-        run("companion logits", lambda: _companion_logits(detector, gradient_model, images))
+        run("companion logits", lambda: _companion_logits(detector, companion, images))
         if gradient:
-            run("companion gradient", lambda: _companion_gradient(detector, gradient_model, images))
+            run("companion gradient", lambda: _companion_gradient(detector, companion, images))
         else:
-            items.append(CheckItem(name="companion gradient", status="skipped", detail="not asked for"))
+            items.append(CheckItem(name="companion gradient", status="skipped", detail="checked separately"))
     return CheckReport(model=detector.entry.id, task=detector.entry.task, source=detector.resolved.source, checks=items)
 
 
