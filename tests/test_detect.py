@@ -305,7 +305,18 @@ def test_table_heatmaps_and_json_schema(models, runner, tmp_path, astronaut_pair
     assert document["settings"]["stride"] == 64 and document["settings"]["patch_size"] == 128
     assert [d["model"] for d in document["detectors"]] == list(MODELS)
     image = document["images"][0]
-    assert set(image) == {"path", "sha256", "ok", "error", "width", "height", "patches", "notes", "conclusion", "results"}
+    assert set(image) == {
+        "path",
+        "sha256",
+        "ok",
+        "error",
+        "width",
+        "height",
+        "patches",
+        "notes",
+        "conclusion",
+        "results",
+    }
     assert image["conclusion"] is None
     assert image["sha256"] == file_sha256(image["path"])
     assert [d["sha256"] for d in document["detectors"]] == [

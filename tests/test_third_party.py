@@ -44,7 +44,7 @@ class Residual(torch.nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-def _export(network, path, shape, dynamic=True):
+def _export(network, path, shape, dynamic=True, opset=17):
     dynamic_axes = {"pixels": {0: "n"}, "score": {0: "n"}} if dynamic else None
     torch.onnx.export(
         network.eval(),
@@ -54,7 +54,7 @@ def _export(network, path, shape, dynamic=True):
         output_names=["score"],
         dynamic_axes=dynamic_axes,
         dynamo=False,
-        opset_version=17,
+        opset_version=opset,
     )
     return path
 
@@ -356,7 +356,14 @@ class Corpus(torch.nn.Module):
                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(8, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(2, 8, 1)
             ),
             "flatten-gemm": torch.nn.Sequential(torch.nn.AvgPool2d(16), torch.nn.Flatten(), torch.nn.Linear(128, 8)),
+            # two convolutions with equal weights, which torch's exporter stores once and hands on through Identity
+            # nodes (as in timm's xception41); onnx2torch reads a convolution's weights from initializers only
+            "shared-weights": torch.nn.Sequential(
+                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            ),
         }[block]
+        if block == "shared-weights":
+            self.block[1].load_state_dict(self.block[0].state_dict())
         self.head = torch.nn.Linear(8, 1)
 
     def forward(self, pixels):
@@ -375,31 +382,34 @@ class Corpus(torch.nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-@pytest.mark.parametrize(
-    "block",
-    [
-        "groupnorm",
-        "layernorm",
-        "instancenorm",
-        "batchnorm",
-        "depthwise",
-        "dilated",
-        "silu-gelu",
-        "maxpool-ceil",
-        "avgpool",
-        "upsample-nearest",
-        "upsample-bilinear",
-        "hardswish",
-        "squeeze-excitation",
-        "flatten-gemm",
-    ],
-)
+#: Each corpus detector is exported at its own opset, so that together they cover opsets 13 to 20 as torch's
+#: exporter writes them (onnx2torch reads up to 17: newer graphs are converted down first).
+CORPUS_OPSETS = {
+    "groupnorm": 17,
+    "layernorm": 18,
+    "instancenorm": 13,
+    "batchnorm": 14,
+    "depthwise": 15,
+    "dilated": 16,
+    "silu-gelu": 17,
+    "maxpool-ceil": 19,
+    "avgpool": 20,
+    "upsample-nearest": 13,
+    "upsample-bilinear": 19,
+    "hardswish": 14,
+    "squeeze-excitation": 16,
+    "flatten-gemm": 20,
+    "shared-weights": 18,
+}
+
+
+@pytest.mark.parametrize("block", list(CORPUS_OPSETS))
 def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fall_to_pgd(tmp_path, compressed, block):
-    """Exported by torch at opset 17 with a dynamic batch, registered through the CLI: each gets a gradient
+    """Exported by torch at its opset (13 to 20) with a dynamic batch, registered through the CLI: each gets a gradient
     companion that passes the finite-difference check, and PGD at eps 2 moves every patch towards pristine.
     (GroupNorm used to fail: "Could not guard on data-dependent expression Eq(u0, 1)".)"""
     with pytest.warns(DeprecationWarning):
-        path = _export(Corpus(block), tmp_path / f"{block}.onnx", (2, 128, 128, 3))
+        path = _export(Corpus(block), tmp_path / f"{block}.onnx", (2, 128, 128, 3), opset=CORPUS_OPSETS[block])
     adapter = ["--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit"]
     # untrained, it scores about 0.5 everywhere: a low threshold makes every patch "manipulated", to be hidden
     result = _register(path, block, *adapter, "--threshold", "0.05", "--json")

@@ -191,7 +191,7 @@ def make_companion(adapted, source: str):
         raise CfzooError(
             "a gradient companion for a third-party graph needs onnx2torch; pip install 'cfzoo[train]'"
         ) from None
-    adapted = _opset_for_onnx2torch(adapted, source)
+    adapted = _initializers_for_onnx2torch(_opset_for_onnx2torch(adapted, source))
     fallback = (
         f"register it with {option('companion', '--no-companion', 'companion=False')} and attack it with the "
         "gradient-free square, whose result is only an upper bound on its robustness"
@@ -247,6 +247,35 @@ def _converted_disagreement(network, graph) -> float | None:
         found = network(torch.from_numpy(images)).numpy()
     worst = float(np.abs(found - expected).max() / (1.0 + np.abs(expected).max()))
     return worst if not worst <= 1e-3 else None
+
+
+def _initializers_for_onnx2torch(model):
+    """``model`` with every ``Identity`` of an initializer replaced by an initializer of its own: torch's exporter
+    shares equal weights that way (76 of them in timm's xception41), and onnx2torch reads a convolution's weight
+    and bias from the initializers only."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's graph stays as it was
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    kept = []
+    for node in graph.node:
+        if (
+            node.op_type == "Identity"
+            and node.input[0] in initializers
+            and node.output[0] not in (*initializers, *outputs)
+        ):
+            copy = onnx.TensorProto.FromString(initializers[node.input[0]].SerializeToString())
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+            initializers[copy.name] = copy
+        else:
+            kept.append(node)
+    if len(kept) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+    return model
 
 
 def _opset_for_onnx2torch(model, source: str):
