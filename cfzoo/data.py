@@ -256,7 +256,7 @@ def build_patch_set(
     if spec.patches_per_image < 1 or spec.sampling_step < 1:
         raise DataError("patches per image and sampling step must be at least 1")
     images = select_images(dataset, spec, split)
-    records = [_record(dataset.root, device, path) for device, path in images]
+    records = [image_record(dataset.root, device, path) for device, path in images]
     too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
     zoomed = [
         record
@@ -337,7 +337,8 @@ def build_patch_set(
     return PatchSet(final)
 
 
-def _record(root: Path, device: str, path: Path) -> ImageRecord:
+def image_record(root: Path, device: str, path: Path) -> ImageRecord:
+    """A photo's record: its path under ``root``, device, sha256, upright size and digital zoom (headers only)."""
     header = read_header(path)
     return ImageRecord(
         str(path.relative_to(root)), device, file_sha256(path), header.height, header.width, header.digital_zoom

@@ -27,7 +27,7 @@ import numpy as np
 import PIL
 
 from cfzoo.callbacks import ProgressCallback
-from cfzoo.data import CameraDataset, _record
+from cfzoo.data import CameraDataset, image_record
 from cfzoo.errors import CfzooError, DataError
 from cfzoo.files import write_atomically
 from cfzoo.images import read_rgb
@@ -159,10 +159,11 @@ def evidence_photos(dataset: CameraDataset, devices: Sequence[str], spec: Eviden
             raise DataError(f"unknown device {device!r}; the dataset has: {', '.join(dataset.device_names)}")
         paths = dataset.devices[device]
         if spec.max_images_per_device is not None and len(paths) > spec.max_images_per_device:
-            keep = np.random.default_rng([spec.seed, len(device)]).choice(len(paths), spec.max_images_per_device, False)
+            device_seed = int(hashlib.sha256(device.encode()).hexdigest()[:16], 16)
+            keep = np.random.default_rng([spec.seed, device_seed]).choice(len(paths), spec.max_images_per_device, False)
             paths = tuple(paths[index] for index in sorted(keep))
         for path in paths:
-            record = _record(dataset.root, device, path)
+            record = image_record(dataset.root, device, path)
             if record.digital_zoom <= 1.0 and min(record.height, record.width) >= spec.crop:
                 photos.append((device, path, record.sha256))
     return photos
