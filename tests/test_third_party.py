@@ -356,15 +356,14 @@ class Corpus(torch.nn.Module):
                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(8, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(2, 8, 1)
             ),
             "flatten-gemm": torch.nn.Sequential(torch.nn.AvgPool2d(16), torch.nn.Flatten(), torch.nn.Linear(128, 8)),
+        }.get(block)
+        self.head = torch.nn.Linear(8, 1)
+        if block == "shared-weights":  # made last, so that the other blocks' random weights stay as they were
             # two convolutions with equal weights, which torch's exporter stores once and hands on through Identity
             # nodes (as in timm's xception41); onnx2torch reads a convolution's weights from initializers only
-            "shared-weights": torch.nn.Sequential(
-                torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
-            ),
-        }[block]
-        if block == "shared-weights":
-            self.block[1].load_state_dict(self.block[0].state_dict())
-        self.head = torch.nn.Linear(8, 1)
+            convolution = torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.block = torch.nn.Sequential(convolution, torch.nn.Conv2d(8, 8, 3, padding=1))
+            self.block[1].load_state_dict(convolution.state_dict())
 
     def forward(self, pixels):
         x = torch.relu(self.stem(pixels.permute(0, 3, 1, 2)))
@@ -387,11 +386,11 @@ class Corpus(torch.nn.Module):
 CORPUS_OPSETS = {
     "groupnorm": 17,
     "layernorm": 18,
-    "instancenorm": 13,
+    "instancenorm": 17,
     "batchnorm": 14,
     "depthwise": 15,
     "dilated": 16,
-    "silu-gelu": 17,
+    "silu-gelu": 13,
     "maxpool-ceil": 19,
     "avgpool": 20,
     "upsample-nearest": 13,

@@ -96,15 +96,17 @@ def detect(
     settings = DetectSettings(detector, task, model, stride, batch, providers, conclusion)
     if report is not None:
         check_report_destination(report)
+    if heatmap is not None:  # a destination that cannot be is refused before any note or work
+        if heatmap.exists() and not heatmap.is_dir():
+            raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
+        check_writable(heatmap, option("heatmap"))
     selection = settings.select()
     concluder, conclusion_skipped = settings.concluder(selection)
     for line in [*selection.skipped, *([conclusion_skipped] if conclusion_skipped else [])]:
         note(f"note: {line}")
     paths = expand_inputs(images)
     if heatmap is not None:
-        if heatmap.exists() and not heatmap.is_dir():
-            raise CfzooError(f"--heatmap {heatmap} is a file; give a folder for the heatmap PNGs")
-        check_writable(heatmap, option("heatmap")).mkdir(parents=True, exist_ok=True)
+        heatmap.mkdir(parents=True, exist_ok=True)
     page = (
         DetectionHtmlReport(report, selection, settings, concluder, conclusion_skipped)
         if report is not None

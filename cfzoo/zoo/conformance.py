@@ -207,7 +207,7 @@ def _margin(logits: np.ndarray) -> np.ndarray:
 def _companion_logits(detector: Detector, companion: GradientModel, images: np.ndarray) -> str:
     expected = detector.logits(images)
     found, _ = companion.logits_and_gradient(images, 1 - np.argmax(expected, axis=1))
-    if detector.entry.family == "spam":  # the companion differentiates soft SPAM through the same SVM
+    if detector.entry.score == SVM_DECISION_SCORE:  # an SVM's companion differentiates soft SPAM through it
         correlation = float(np.corrcoef(_margin(found), _margin(expected))[0, 1])
         assert correlation > 0.9, f"soft-SPAM margins correlate {correlation:.3f} with the detector's (expected > 0.9)"
         return f"soft-SPAM margins correlate {correlation:.3f} with the detector's"
