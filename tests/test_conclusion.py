@@ -15,8 +15,8 @@ from cfzoo.experiments.conclusion import (
     EvidenceSpec,
     EvidenceTable,
     evidence_crop,
-    expected_calibration_error,
     naive_prediction,
+    top_label_calibration_error,
 )
 from cfzoo.files import file_sha256
 from cfzoo.images import save_png
@@ -53,8 +53,8 @@ def test_calibration_error_and_the_naive_rule_on_known_numbers():
     labels = np.array([0, 1, 1, 0])
     # confidence 0.9 everywhere, 3 of 4 right: one bin, gap |0.75 - 0.9|
     probabilities = np.array([[0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.1, 0.9]])
-    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.15)
-    assert expected_calibration_error(np.eye(2)[labels], labels) == 0.0
+    assert top_label_calibration_error(probabilities, labels) == pytest.approx(0.15)
+    assert top_label_calibration_error(np.eye(2)[labels], labels) == 0.0
     models = ("a-median7", "b-median7", "a-jpeg70", "b-jpeg70")
     features = np.array(
         [

@@ -60,6 +60,8 @@ def train_conclusion(
     """
     output_format = chosen_format(output_format, ("table", "json"), as_json)
     require_training_extra("fitting a conclusion model", ("sklearn", "skl2onnx", "onnx"))
+    import onnx
+
     from cfzoo.export.conclusion import build_conclusion_model, conclusion_entry, export_conclusion
     from cfzoo.training.conclusion import fit_conclusion
 
@@ -97,8 +99,6 @@ def train_conclusion(
     )
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     with tempfile.TemporaryDirectory() as folder:
-        import onnx
-
         staged = Path(folder) / "conclusion.onnx"
         onnx.save_model(model, str(staged))
         measured = ConclusionModel(

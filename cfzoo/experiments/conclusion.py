@@ -32,6 +32,7 @@ from cfzoo.errors import CfzooError, DataError
 from cfzoo.files import write_atomically
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import get_manipulation, jpeg_compress
+from cfzoo.metrics import expected_calibration_error
 from cfzoo.ops.conclusion import CLASSES, NONE, STATISTICS, evidence_vector
 from cfzoo.ops.detect import model_sha256, score_image
 from cfzoo.patches import DEFAULT_STRIDE, PATCH_SIZE
@@ -226,9 +227,6 @@ def _evidence_key(photos, detectors: Sequence[Detector], spec: EvidenceSpec) -> 
 
 # --- measured as a classifier ------------------------------------------------------------------
 
-#: Confidence bins of the expected calibration error (equal width over 0..1).
-CALIBRATION_BINS = 10
-
 
 def naive_prediction(table: EvidenceTable) -> np.ndarray:
     """The naive rule: the task whose detectors flag the largest mean share of patches, or ``none`` when no task's
@@ -244,18 +242,11 @@ def naive_prediction(table: EvidenceTable) -> np.ndarray:
     return np.where(by_task.max(axis=1) > MAJORITY, chosen, table.classes.index(NONE))
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """Top-label expected calibration error: over equal-width bins of the top probability, the bin-weighted gap
-    between accuracy and mean confidence."""
-    confidence = probabilities.max(axis=1)
+def top_label_calibration_error(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Top-label expected calibration error, 0..1: the binary one of :mod:`cfzoo.metrics` on the top probability
+    against whether the top class is right."""
     correct = probabilities.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    gap = sum(
-        abs(correct[which == index].mean() - confidence[which == index].mean()) * np.count_nonzero(which == index)
-        for index in range(bins)
-        if np.any(which == index)
-    )
-    return float(gap / len(labels))
+    return expected_calibration_error(correct, probabilities.max(axis=1)) / 100.0
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, class_count: int) -> np.ndarray:
@@ -299,7 +290,7 @@ def evaluate_conclusion(model: ConclusionModel, table: EvidenceTable) -> dict:
         "photos": len(np.unique(table.images)),
         "devices": sorted(np.unique(table.devices).tolist()),
         **classifier_scores(table.labels, predicted, table.classes),
-        "expected_calibration_error": expected_calibration_error(probabilities, table.labels),
+        "expected_calibration_error": top_label_calibration_error(probabilities, table.labels),
         "unfamiliar_share": float(unfamiliar.mean()),
         "uncertain_share": float(uncertain.mean()),
         "confident_accuracy": float((predicted == table.labels)[confident].mean()) if confident.any() else None,

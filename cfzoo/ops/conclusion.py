@@ -16,9 +16,9 @@ import numpy as np
 
 from cfzoo.manipulations import TASK_IDS, get_manipulation
 from cfzoo.results import ClassProbability, Conclusion, ConclusionModelInfo, DetectorVerdict
-from cfzoo.zoo.conclusions import DEFAULT_CONCLUSION, ConclusionModel, ConclusionRegistry, load_conclusion
+from cfzoo.zoo.conclusions import DEFAULT_CONCLUSION, ConclusionModel, ConclusionRegistry
 from cfzoo.zoo.resolve import resolve
-from cfzoo.zoo.runtime import Detector
+from cfzoo.zoo.runtime import Detector, execution_providers
 
 #: What a conclusion names: no manipulation of the zoo's, or one of them.
 NONE = "none"
@@ -137,5 +137,5 @@ def concluder_for(
             f"{', ...' if len(changed) > 3 else ''}; fit it again on these: cfzoo train-conclusion DATA"
         )
     resolved = resolve(entry, entry.kind)
-    model = load_conclusion(model_id, providers)
+    model = ConclusionModel(entry, resolved.path, execution_providers(providers))
     return Concluder(model, entry.file.sha256, resolved.source), None

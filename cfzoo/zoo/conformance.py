@@ -32,6 +32,7 @@ import numpy as np
 from cfzoo.errors import CfzooError
 from cfzoo.images import read_rgb
 from cfzoo.manipulations import apply_manipulation
+from cfzoo.metrics import cross_entropy
 from cfzoo.patches import PATCH_SIZE, cut_patches, sample_positions
 from cfzoo.results import CheckItem, CheckReport
 from cfzoo.sample_data import skimage_data_dir
@@ -217,12 +218,6 @@ def _companion_logits(detector: Detector, companion: GradientModel, images: np.n
     return f"largest difference {gap:.2g}"
 
 
-def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=1)
-    return np.log(np.exp(logits - top[:, None]).sum(axis=1)) + top - logits[np.arange(len(logits)), labels]
-
-
 def _companion_gradient(detector: Detector, companion: GradientModel, images: np.ndarray) -> str:
     """Central differences on the 4 largest entries of the gradient of a pristine and a manipulated patch (those of
     largest gradient), for the label the detector disagrees with (so the loss is far from saturated)."""
@@ -247,17 +242,14 @@ def _companion_gradient(detector: Detector, companion: GradientModel, images: np
             for index, step in enumerate(probed):
                 moved[2 * index].reshape(-1)[flat] += step
                 moved[2 * index + 1].reshape(-1)[flat] -= step
-            moved_labels = np.repeat(labels[sample], len(moved))
-            losses = _cross_entropy(companion.logits_and_gradient(moved, moved_labels)[0], moved_labels).reshape(-1, 2)
+            label = int(labels[sample])
+            moved_logits = companion.logits_and_gradient(moved, np.full(len(moved), label))[0]
+            losses = cross_entropy(moved_logits, label).reshape(-1, 2)
             differences = losses[:, 0] - losses[:, 1]
             central = differences[:-1] / (2 * steps)
             # where a pixel sits next to a kink (a max-pooling tie within a step), autograd's gradient is one of the
             # one-sided derivatives, which the central difference averages
-            base = float(
-                _cross_entropy(
-                    companion.logits_and_gradient(real[sample : sample + 1], labels[[sample]])[0], labels[[sample]]
-                )[0]
-            )
+            base = float(cross_entropy(companion.logits_and_gradient(real[sample : sample + 1], [label])[0], label)[0])
             forward, backward = (losses[:-1, 0] - base) / steps, (base - losses[:-1, 1]) / steps
             # the loss's rounding noise (a float32 network's, normalisation layers' far above one unit in the last
             # place): what the difference at a step too small to move the loss measurably shows, at least one unit
