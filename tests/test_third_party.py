@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import onnx
@@ -358,6 +359,9 @@ class Corpus(torch.nn.Module):
             "flatten-gemm": torch.nn.Sequential(torch.nn.AvgPool2d(16), torch.nn.Flatten(), torch.nn.Linear(128, 8)),
         }.get(block)
         self.head = torch.nn.Linear(8, 1)
+        if block == "grid-sample":  # the 64 x 64 map after the stem, turned by 8 degrees
+            rotation = torch.tensor([[[0.99, -0.14, 0.0], [0.14, 0.99, 0.0]]])
+            self.register_buffer("grid", torch.nn.functional.affine_grid(rotation, [1, 8, 64, 64], align_corners=False))
         if block == "shared-weights":  # made last, so that the other blocks' random weights stay as they were
             # two convolutions with equal weights, which torch's exporter stores once and hands on through Identity
             # nodes (as in timm's xception41); onnx2torch reads a convolution's weights from initializers only
@@ -373,6 +377,10 @@ class Corpus(torch.nn.Module):
             x = x * torch.sigmoid(self.block(x))
         elif self.kind == "flatten-gemm":  # a fixed spatial size: 64 x 64 after the stem, pooled to 4 x 4
             x = self.block(x)[:, :, None, None]
+        elif self.kind == "l2-normalize":  # feature vectors scaled to unit length, as metric-learning heads do
+            x = torch.nn.functional.normalize(x, dim=1)
+        elif self.kind == "grid-sample":  # resampled on a fixed, slightly rotated grid, as a spatial transformer
+            x = torch.nn.functional.grid_sample(x, self.grid.expand(x.shape[0], -1, -1, -1), align_corners=False)
         elif self.kind == "attention":  # self-attention over the 8 x 8 grid of pooled positions, as a ViT block
             tokens = torch.nn.functional.avg_pool2d(x, 8).flatten(2).transpose(1, 2)
             x = self.block(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).unsqueeze(-1)
@@ -399,6 +407,8 @@ CORPUS_OPSETS = {
     "squeeze-excitation": 16,
     "flatten-gemm": 20,
     "shared-weights": 18,
+    "attention": 17,
+    "l2-normalize": 15,
 }
 
 
@@ -421,21 +431,77 @@ def test_detectors_with_the_layers_real_ones_use_get_a_checked_companion_and_fal
     assert np.all(before > model.threshold) and np.all(after < before), (before, after)
 
 
+@pytest.mark.parametrize("block", ["groupnorm", "attention"])
+def test_graphs_from_torchs_default_exporter_get_a_checked_companion(tmp_path, compressed, block):
+    """torch's default exporter (``dynamo=True`` since torch 2.9) writes opset 18 and on, with ``ReduceMean``'s
+    ``noop_with_empty_axes``, reshapes with ``allowzero=1`` and targets as initializers; each used to stop
+    registration (onnxruntime refused the graph brought down to opset 17; onnx2torch refused allowzero; the trace
+    failed on GroupNorm's reshape)."""
+    path = tmp_path / f"{block}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's progress and its notes about torch.export
+        torch.onnx.export(
+            Corpus(block).eval(),
+            (torch.rand(2, 128, 128, 3),),
+            str(path),
+            input_names=["pixels"],
+            output_names=["score"],
+            dynamic_shapes={"pixels": {0: torch.export.Dim("n")}},
+            dynamo=True,
+        )
+    result = _register(
+        path, block, "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--threshold", "0.05", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["companion_finite_difference_error"] <= FD_TOLERANCE
+    model = cfzoo.load_detector(block)
+    patches = _tiles(compressed)[:2]
+    before = model.predict_proba(patches)
+    assert np.all(model.predict_proba(cfzoo.attack(model, patches, 2, method="pgd")) < before)
+
+
+@pytest.mark.parametrize(
+    "starts, ends, axes, steps",
+    [([1], [-1], [2], [1]), ([-3, 0], [2**62, 5], [3, 1], [2, 1]), ([-100], [100], [-1], [3]), ([4], [2], [0], [1])],
+)
+def test_slices_with_constant_bounds_cut_as_onnx_slice_does(starts, ends, axes, steps):
+    """The converted network's slices by integers (negative bounds from the end, out-of-range bounds clamped, empty
+    when the end comes first) against onnxruntime's Slice on the same tensor."""
+    from cfzoo.export.converted import _StaticSlice
+    from cfzoo.zoo.runtime import onnxruntime_module
+
+    tensor = np.arange(4 * 5 * 6 * 7, dtype=np.float32).reshape(4, 5, 6, 7)
+    constants = [np.array(values, dtype=np.int64) for values in (starts, ends, axes, steps)]
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])],
+        "slice",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, tensor.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            onnx.numpy_helper.from_array(value, name)
+            for value, name in zip(constants, ("starts", "ends", "axes", "steps"))
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = onnxruntime_module().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": tensor})[0]
+    found = _StaticSlice(starts, ends, axes, steps)(torch.from_numpy(tensor)).numpy()
+    assert found.shape == expected.shape and np.array_equal(found, expected)
+
+
 def test_a_companion_that_cannot_be_made_is_refused_naming_the_operator_that_blocks_it(tmp_path):
-    """torch's export of multi-head attention slices with indices computed at run time, which onnx2torch's Slice
-    reads as tensor values: no companion, and the refusal says where and what to do instead."""
+    """A spatial transformer's ``GridSample`` is an operator onnx2torch has no converter for: no companion, and the
+    refusal names the operator and says what to do instead."""
     with pytest.warns(DeprecationWarning):
-        path = _export(Corpus("attention"), tmp_path / "attention.onnx", (2, 128, 128, 3))
-    result = _register(path, "attention", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit")
+        path = _export(Corpus("grid-sample"), tmp_path / "grid.onnx", (2, 128, 128, 3))
+    result = _register(path, "grid", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit")
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "through the Slice operator as onnx2torch converts it" in result.stderr
+    assert "onnx2torch cannot convert it" in result.stderr and "GridSample" in result.stderr
     assert result.stderr.strip().endswith(
         "register it with --no-companion and attack it with the gradient-free square, whose result is only an upper "
         "bound on its robustness"
     )
-    bare = _register(
-        path, "attention", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--no-companion"
-    )
+    bare = _register(path, "grid", "--layout", "NHWC", "--input-range", "1", "--outputs", "one-logit", "--no-companion")
     assert bare.exit_code == 0, bare.output
 
 
