@@ -202,8 +202,10 @@ def make_companion(adapted, source: str):
     try:
         network = convert(adapted)
     except Exception as error:  # onnx2torch raises NotImplementedError and others for operators it lacks
+        missing = _unconvertible_operators(adapted)
+        reason = f"it has no converter for {', '.join(missing)}" if missing else first_line(error)
         raise CfzooError(
-            f"{source}: onnx2torch cannot convert it for a gradient companion ({first_line(error)}); {fallback}"
+            f"{source}: onnx2torch cannot convert it for a gradient companion ({reason}); {fallback}"
         ) from None
     network.eval()  # onnx2torch's modules start in training mode: BatchNorm would use each batch's statistics
     static_shapes(network, (1, 3, PATCH_SIZE, PATCH_SIZE))
@@ -221,6 +223,21 @@ def make_companion(adapted, source: str):
             f"{source}: its gradient could not be traced or exported"
             f"{f' through the {where} operator as onnx2torch converts it' if where else ''} ({first_line(error)}); {fallback}"
         ) from None
+
+
+def _unconvertible_operators(model) -> list[str]:
+    """Every operator of ``model`` that onnx2torch has no converter for at the graph's opset, as "Name (opset N)"."""
+    from onnx2torch.node_converters.registry import get_converter
+
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
+    missing = set()
+    for node in model.graph.node:
+        domain = node.domain or "ai.onnx"
+        try:
+            get_converter(node.op_type, opsets.get(domain, 1), "" if domain == "ai.onnx" else domain)
+        except NotImplementedError:
+            missing.add(f"{node.op_type} (opset {opsets.get(domain, 1)})")
+    return sorted(missing)
 
 
 def _converted_operator(error: BaseException) -> str | None:
