@@ -29,7 +29,7 @@ from torch import nn
 FOLDING_BATCHES = (2, 3, 5)
 #: Operators whose output shape depends on the data, or whose values are random: graphs with them are not folded.
 _UNFOLDABLE = frozenset(
-    "NonZero Unique Compress Loop If Scan NonMaxSuppression TopK Dropout Bernoulli Multinomial "
+    "NonZero Unique Compress Loop If Scan NonMaxSuppression TopK Bernoulli Multinomial "
     "RandomNormal RandomNormalLike RandomUniform RandomUniformLike".split()
 )
 
