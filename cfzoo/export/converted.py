@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfzoo.export.gradients import clamped_bounds
+
 #: Batch sizes at which :func:`fold_shape_arithmetic` evaluates shape arithmetic: a value equal at all of them is
 #: taken for a constant of the patch size (the contract fixes every other dimension).
 FOLDING_BATCHES = (2, 3, 5)
@@ -67,16 +69,19 @@ def fold_shape_arithmetic(model, input_name: str, sample_shape: tuple[int, ...])
     )
     if not frontier:
         return model
+    outputs = [value.name for value in graph.output]
     probe = onnx.ModelProto.FromString(model.SerializeToString())
-    del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in frontier)
-    session = onnxruntime_module().InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in frontier if name not in outputs)
     rng = np.random.default_rng(0)
+    # a batch none of the folding runs uses, where the folded graph must give the same outputs, or nothing folds
+    check = {input_name: rng.uniform(0, 1, (4, *sample_shape[1:])).astype(np.float32)}
     try:
+        session = onnxruntime_module().InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
         runs = [
             session.run(frontier, {input_name: rng.uniform(0, 1, (batch, *sample_shape[1:])).astype(np.float32)})
             for batch in FOLDING_BATCHES
         ]
+        expected = session.run(outputs, check)
     except Exception:  # onnxruntime's own errors: a graph that runs at one batch size only is refused later, by name
         return model
     reshape_targets = {name: node for node, index, name in consumers if node.op_type == "Reshape" and index == 1}
@@ -120,18 +125,15 @@ def fold_shape_arithmetic(model, input_name: str, sample_shape: tuple[int, ...])
     kept += [numpy_helper.from_array(value, name) for name, value in folded.items() if name not in integers]
     del result.graph.initializer[:]
     result.graph.initializer.extend(kept)
-    # a batch none of the folding runs used: the folded graph must give the same outputs there, or nothing folds
-    check = {input_name: rng.uniform(0, 1, (4, *sample_shape[1:])).astype(np.float32)}
     try:
-        outputs = [
+        found = (
             onnxruntime_module()
-            .InferenceSession(made.SerializeToString(), providers=["CPUExecutionProvider"])
-            .run(None, check)
-            for made in (model, result)
-        ]
+            .InferenceSession(result.SerializeToString(), providers=["CPUExecutionProvider"])
+            .run(outputs, check)
+        )
     except Exception:  # onnxruntime's own errors
         return model
-    if not all(np.allclose(before, after, rtol=1e-4, atol=1e-5) for before, after in zip(*outputs)):
+    if not all(np.allclose(before, after, rtol=1e-4, atol=1e-5) for before, after in zip(expected, found)):
         return model
     return result
 
@@ -212,9 +214,7 @@ class _StaticSlice(nn.Module):
 
     def forward(self, tensor):
         for axis, start, end, step in self.bounds:
-            size = tensor.shape[axis]
-            start = min(max(start + size if start < 0 else start, 0), size)
-            end = min(max(end + size if end < 0 else end, start), size)
+            start, end = clamped_bounds(start, end, tensor.shape[axis])
             tensor = tensor[(slice(None),) * (axis % tensor.dim()) + (slice(start, end, step),)]
         return tensor
 

@@ -134,13 +134,19 @@ def _threshold_backward(grad_output, input, threshold):
     return grad_output * (input > threshold).to(grad_output.dtype)
 
 
+def clamped_bounds(start: int, end: int, size: int) -> tuple[int, int]:
+    """A slice's [start, end) on an axis of ``size``, as torch and ONNX read them: negative bounds count from the end,
+    and both are clamped to the axis (an end before the start gives an empty slice)."""
+    start = min(max(start + size if start < 0 else start, 0), size)
+    return start, min(max(end + size if end < 0 else end, start), size)
+
+
 def _slice_backward(grad_output, input_sizes, dim, start, end, step):
     """The gradient of a crop: zeros padded around it."""
     if step != 1:
         return NotImplemented
     size = input_sizes[dim]
-    start = min(max(start + size if start < 0 else start, 0), size)
-    end = min(max(end + size if end < 0 else end, start), size)
+    start, end = clamped_bounds(start, end, size)
     widths = [0, 0] * (len(input_sizes) - 1 - dim) + [start, size - end]  # Pad's order: last axis first
     return aten.constant_pad_nd.default(grad_output, widths, 0.0)
 
