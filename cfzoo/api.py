@@ -117,10 +117,12 @@ def detect(
     models: Sequence[str] = (),
     stride: int = DEFAULT_STRIDE,
     providers: str = "auto",
+    variant: str = "standard",
 ) -> list[DetectorVerdict]:
     """Every available detector's verdict on one image (an array or a file), as ``cfzoo detect``: the zoo's
-    families x tasks (default all that are here), or only ``models`` (ids or .onnx files) when they are given."""
-    selection = select_detectors(families, tasks, providers, models)
+    families x tasks (default all that are here) of ``variant`` (``standard``, ``wild``: trained through platform
+    laundering, or ``robust``: adversarially trained), or only ``models`` (ids or .onnx files) when they are given."""
+    selection = select_detectors(families, tasks, providers, models, variant)
     return score_image(_pixels(image), selection.detectors, stride, source=_name(image)).verdicts
 
 

@@ -32,7 +32,7 @@ from cfzoo.callbacks import ProgressCallback
 from cfzoo.errors import DataError, ImageReadError, option
 from cfzoo.files import file_sha256
 from cfzoo.images import list_images, read_header, read_rgb
-from cfzoo.manipulations import get_manipulation
+from cfzoo.manipulations import Laundering, draw_laundering, get_manipulation
 from cfzoo.patches import (
     PATCH_SIZE,
     PATCHES_PER_IMAGE,
@@ -190,6 +190,10 @@ class PatchSetSpec:
     # them, as both classes. Meant for train sets: camera-resampled pristine patches teach a resize
     # detector the task's own resampling rather than resampling in general.
     keep_zoomed_photos: bool = False
+    #: A name of :data:`cfzoo.manipulations.LAUNDERINGS`: each photo, after the manipulation and in its pristine
+    #: version alike, goes through one laundering drawn for it (seeded by the spec's seed and the file's content);
+    #: None: none. The draws are in the set's ``meta.json`` under ``laundering``.
+    laundering: str | None = None
 
 
 class PatchSet:
@@ -257,7 +261,11 @@ def build_patch_set(
         raise DataError("patches per image and sampling step must be at least 1")
     images = select_images(dataset, spec, split)
     records = [image_record(dataset.root, device, path) for device, path in images]
-    too_small = [record for record in records if min(record.height, record.width) < spec.patch_size]
+    too_small = [
+        record
+        for record in records
+        if min(photo_laundering(spec, record.sha256).output_size(record.height, record.width)) < spec.patch_size
+    ]
     zoomed = [
         record
         for record in records
@@ -278,6 +286,7 @@ def build_patch_set(
         return PatchSet(final, reused=True)
 
     counts = [_patch_counts(record, spec, manipulation.output_size) for record in usable]
+    launderings = [photo_laundering(spec, record.sha256) for record in usable]
     total = sum(pristine + manipulated for pristine, manipulated in counts)
     staging = root / "patches" / f".building-{final.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -322,6 +331,11 @@ def build_patch_set(
             "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
             "dataset_root": str(dataset.root),
             "images": [asdict(record) for record in usable],
+            **(
+                {"laundering": {"name": spec.laundering, "per_image": [step.as_dict() for step in launderings]}}
+                if spec.laundering
+                else {}
+            ),
             "skipped_too_small": [record.relative_path for record in too_small],
             "skipped_digital_zoom": [record.relative_path for record in zoomed],
             "counts": {"pristine": int((labels == 0).sum()), "manipulated": int((labels == 1).sum())},
@@ -348,8 +362,9 @@ def image_record(root: Path, device: str, path: Path) -> ImageRecord:
 def patch_set_key(spec: PatchSetSpec, split: DeviceSplit, records: Sequence[ImageRecord]) -> str:
     manipulation = get_manipulation(spec.task)
     spec_material = asdict(spec)
-    if not spec.keep_zoomed_photos:  # absent when off, so that keys from before the option stay valid
-        del spec_material["keep_zoomed_photos"]
+    for option_added_later in ("keep_zoomed_photos", "laundering"):
+        if not spec_material[option_added_later]:  # absent when off, so that keys from before the option stay valid
+            del spec_material[option_added_later]
     material = {
         "format": PATCH_SET_FORMAT,
         "pillow": PIL.__version__,
@@ -367,10 +382,20 @@ def image_seed(spec: PatchSetSpec, sha256: str, role: int) -> list[int]:
     return [spec.seed, int(sha256[:16], 16), role]
 
 
+def photo_laundering(spec: PatchSetSpec, sha256: str) -> Laundering:
+    """The laundering the photo with content digest ``sha256`` goes through in ``spec``'s patch set (none without one)."""
+    if not spec.laundering:
+        return Laundering()
+    return draw_laundering(spec.laundering, np.random.default_rng([spec.seed, int(sha256[:16], 16), 2]))
+
+
 def _patch_counts(
     record: ImageRecord, spec: PatchSetSpec, output_size: Callable[[int, int], tuple[int, int]]
 ) -> tuple[int, int]:
+    laundering = photo_laundering(spec, record.sha256)
+
     def count(height: int, width: int) -> int:
+        height, width = laundering.output_size(height, width)
         return min(spec.patches_per_image, len(grid_positions(height, width, spec.patch_size, spec.sampling_step)))
 
     return count(record.height, record.width), count(*output_size(record.height, record.width))
@@ -378,8 +403,9 @@ def _patch_counts(
 
 def _cut_image(job: tuple[Path, str, PatchSetSpec]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     path, sha256, spec = job
-    pristine = read_rgb(path)
-    manipulated = get_manipulation(spec.task)(pristine)
+    laundering = photo_laundering(spec, sha256)
+    original = read_rgb(path)
+    pristine, manipulated = laundering(original), laundering(get_manipulation(spec.task)(original))
     sampling = dict(count=spec.patches_per_image, patch_size=spec.patch_size, step=spec.sampling_step)
     pristine_at = sample_positions(*pristine.shape[:2], seed=image_seed(spec, sha256, 0), **sampling)
     if manipulated.shape == pristine.shape:

@@ -82,17 +82,17 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def jpeg_encode(image: np.ndarray, quality: int) -> bytes:
-    """The JPEG file the jpeg tasks produce (before decoding)."""
+def jpeg_encode(image: np.ndarray, quality: int, subsampling: str = JPEG_SUBSAMPLING) -> bytes:
+    """The JPEG file the jpeg tasks produce (before decoding); ``subsampling`` "4:2:0" or "4:4:4"."""
     buffer = io.BytesIO()
     Image.fromarray(image, mode="RGB").save(
-        buffer, format="JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING, optimize=False, progressive=False
+        buffer, format="JPEG", quality=quality, subsampling=subsampling, optimize=False, progressive=False
     )
     return buffer.getvalue()
 
 
-def jpeg_compress(image: np.ndarray, quality: int) -> np.ndarray:
-    with Image.open(io.BytesIO(jpeg_encode(image, quality))) as decoded:
+def jpeg_compress(image: np.ndarray, quality: int, subsampling: str = JPEG_SUBSAMPLING) -> np.ndarray:
+    with Image.open(io.BytesIO(jpeg_encode(image, quality, subsampling))) as decoded:
         return np.asarray(decoded.convert("RGB"), dtype=np.uint8).copy()
 
 
@@ -216,6 +216,78 @@ def get_manipulation(task_id: str) -> Manipulation:
 def apply_manipulation(task_id: str, image: np.ndarray) -> np.ndarray:
     """Apply the manipulation of ``task_id`` to a whole RGB uint8 image."""
     return get_manipulation(task_id)(image)
+
+
+# --- platform laundering (the wild variants' training data) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Laundering:
+    """What a platform does to an upload: an optional bicubic downscale by ``scale``, then an optional JPEG re-save
+    at ``quality`` with ``subsampling``. Applied to a whole photo after the task's manipulation, and to its pristine
+    version alike."""
+
+    scale: float | None = None
+    quality: int | None = None
+    subsampling: str = JPEG_SUBSAMPLING
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.scale is not None:
+            image = resize(image, self.scale)
+        if self.quality is not None:
+            image = jpeg_compress(image, self.quality, self.subsampling)
+        return image
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.scale is None:
+            return height, width
+        return _scaled(height, self.scale), _scaled(width, self.scale)
+
+    def as_dict(self) -> dict[str, object]:
+        """The drawn parameters, as a patch set's record keeps them (None: that step was not taken)."""
+        return {
+            "downscale": self.scale,
+            "jpeg_quality": self.quality,
+            "chroma_subsampling": None if self.quality is None else self.subsampling,
+        }
+
+
+#: The distribution each photo's laundering is drawn from, per named laundering. "wild": one of four equally
+#: likely steps (none, a JPEG re-save, a downscale, a downscale then a re-save), quality uniform over the
+#: integers 65..100, chroma subsampling 4:2:0 or 4:4:4, scale uniform in [0.5, 1.0] (three decimals). The
+#: photos left as they are keep the detector's accuracy on images that were not laundered.
+LAUNDERINGS: Mapping[str, Mapping[str, object]] = MappingProxyType(
+    {
+        "wild": MappingProxyType(
+            {
+                "steps": ("none", "jpeg", "downscale", "downscale+jpeg"),
+                "jpeg_quality": (65, 100),
+                "chroma_subsampling": ("4:2:0", "4:4:4"),
+                "downscale": (0.5, 1.0),
+                "interpolation": f"{RESIZE_FILTER} (Keys a = -0.5, Pillow), round(scale * size) per axis",
+                "codec": "Pillow (libjpeg), IJG tables, no optimised Huffman tables",
+            }
+        )
+    }
+)
+
+
+def draw_laundering(name: str, rng: np.random.Generator) -> Laundering:
+    """One photo's laundering drawn from the distribution ``name`` of :data:`LAUNDERINGS`."""
+    if name not in LAUNDERINGS:
+        raise CfzooError(f"unknown laundering {name!r}; choose one of: {', '.join(LAUNDERINGS)}")
+    distribution = LAUNDERINGS[name]
+    step = distribution["steps"][rng.integers(len(distribution["steps"]))]
+    low_quality, high_quality = distribution["jpeg_quality"]
+    low_scale, high_scale = distribution["downscale"]
+    quality = int(rng.integers(low_quality, high_quality + 1))
+    subsampling = str(distribution["chroma_subsampling"][rng.integers(2)])
+    scale = round(float(rng.uniform(low_scale, high_scale)), 3)
+    return Laundering(
+        scale=scale if "downscale" in step else None,
+        quality=quality if "jpeg" in step else None,
+        subsampling=subsampling,
+    )
 
 
 def parameter_table() -> list[dict[str, object]]:

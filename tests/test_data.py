@@ -13,9 +13,9 @@ from cfzoo.data import (
     select_images,
     split_devices,
 )
-from cfzoo.errors import DataError, ImageReadError
+from cfzoo.errors import CfzooError, DataError, ImageReadError
 from cfzoo.images import read_rgb, save_png
-from cfzoo.manipulations import apply_manipulation
+from cfzoo.manipulations import Laundering, apply_manipulation, draw_laundering
 from cfzoo.sample_data import SAMPLE_DEVICES
 
 DEVICES = [f"camera_{index}" for index in range(9)]
@@ -216,3 +216,45 @@ def test_digitally_zoomed_photos_are_left_out_of_resize_tasks_only(sample_root, 
     assert len(kept) > len(resized)
     device = next(d for d in describe_dataset(dataset).devices if d.device == split.test[0])
     assert device.digital_zoom == [zoomed.name]
+
+
+# --- laundering (wild variants) ----------------------------------------------------------------
+
+
+def test_laundered_patch_sets_launder_both_versions_of_each_photo_as_recorded(sample_dataset, tmp_path):
+    laundered = build(sample_dataset, tmp_path, task="median3", per_image=4, laundering="wild")
+    plain = build(sample_dataset, tmp_path, task="median3", per_image=4)
+    assert laundered.meta["key"] != plain.meta["key"] and "laundering" not in plain.meta
+    draws = laundered.meta["laundering"]["per_image"]
+    assert laundered.meta["laundering"]["name"] == "wild" and len(draws) == len(laundered.images)
+    assert (
+        build(sample_dataset, tmp_path / "again", task="median3", per_image=4, laundering="wild").meta["laundering"]
+        == laundered.meta["laundering"]
+    )  # seeded by the spec's seed and each photo's content
+    downscaled = [index for index, draw in enumerate(draws) if draw["downscale"] is not None]
+    for index in {0, len(draws) - 1, *downscaled[:1]}:
+        draw = draws[index]
+        laundering = Laundering(draw["downscale"], draw["jpeg_quality"], draw["chroma_subsampling"] or "4:2:0")
+        original = read_rgb(sample_dataset.root / laundered.images[index].relative_path)
+        versions = (laundering(original), laundering(apply_manipulation("median3", original)))
+        assert versions[0].shape[:2] == laundering.output_size(*original.shape[:2])
+        for label, version in enumerate(versions):
+            rows = np.flatnonzero((laundered.sources == index) & (laundered.labels == label))
+            assert len(rows) == 4
+            for row in rows:
+                top, left = laundered.positions[row]
+                np.testing.assert_array_equal(laundered.patches[row], version[top : top + 128, left : left + 128])
+
+
+def test_wild_laundering_draws_every_step_over_its_whole_ranges():
+    rng = np.random.default_rng(0)
+    draws = [draw_laundering("wild", rng) for _ in range(2000)]
+    steps = {(draw.scale is not None, draw.quality is not None) for draw in draws}
+    assert steps == {(False, False), (False, True), (True, False), (True, True)}
+    qualities = [draw.quality for draw in draws if draw.quality is not None]
+    scales = [draw.scale for draw in draws if draw.scale is not None]
+    assert min(qualities) == 65 and max(qualities) == 100
+    assert 0.5 <= min(scales) < 0.52 and 0.98 < max(scales) <= 1.0
+    assert {draw.subsampling for draw in draws if draw.quality is not None} == {"4:2:0", "4:4:4"}
+    with pytest.raises(CfzooError, match="unknown laundering 'tame'; choose one of: wild"):
+        draw_laundering("tame", rng)

@@ -529,3 +529,67 @@ def test_train_only_without_the_test_photos_then_save_metrics_equals_train_and_e
     )
     weights = [(tmp_path / name / "bayar2016-median3.safetensors").read_bytes() for name in ("only", "both")]
     assert weights[0] == weights[1]
+
+
+def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sample_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from cfzoo.cli import app
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    common = ["train", str(sample_root), "-f", "spam", "-t", "blur1.1", "--out", str(out), "--cache-dir", str(cache)]
+    common += ["--max-train-patches", "300", "--max-test-patches", "100", "--json"]
+    runs = {variant: CliRunner().invoke(app, [*common, "--variant", variant]) for variant in ("standard", "wild")}
+    assert all(run.exit_code == 0 for run in runs.values()), [run.output for run in runs.values()]
+    standard, wild = (json.loads((out / f"spam-blur1.1{suffix}.json").read_text()) for suffix in ("", "-wild"))
+    assert (standard["id"], standard["variant"], wild["id"], wild["variant"]) == (
+        "spam-blur1.1",
+        "standard",
+        "spam-blur1.1-wild",
+        "wild",
+    )
+    assert set(standard["metrics"]) == {"test"} and set(wild["metrics"]) == {"test", "test_wild"}
+    assert wild["patch_sets"]["test"] == standard["patch_sets"]["test"]  # the same clean test set
+    assert len({wild["patch_sets"]["train"], standard["patch_sets"]["train"], wild["patch_sets"]["test_wild"]}) == 3
+    assert wild["laundering"]["name"] == "wild" and wild["laundering"]["jpeg_quality"] == [65, 100]
+    assert "laundering" not in standard
+    assert wild["metrics"]["test_wild"]["pristine"] == 50 and 0 <= wild["metrics"]["test_wild"]["acc"] <= 100
+    assert wild["metrics"]["test"] != wild["metrics"]["test_wild"]
+
+    refused = CliRunner().invoke(app, [*common, "--variant", "robust"])
+    assert refused.exit_code != 0 and "cfzoo train makes the variants standard, wild, not 'robust'" in refused.output
+
+    # exported into the user zoo, the variant is listed, and detect, attack and the API select it by --variant
+    exported = CliRunner().invoke(app, ["export", "spam-blur1.1-wild", "--checkpoints", str(out), "--json"])
+    assert exported.exit_code == 0, exported.output
+    listed = json.loads(CliRunner().invoke(app, ["list", "-f", "spam", "-t", "blur1.1", "--json"]).stdout)
+    assert [(row["id"], row["variant"]) for row in listed] == [
+        ("spam-blur1.1", "standard"),
+        ("spam-blur1.1-wild", "wild"),
+    ]
+    assert listed[1]["test_acc"] == wild["metrics"]["test"]["acc"] and listed[1]["sources"] == ["user"]
+    only_wild = json.loads(CliRunner().invoke(app, ["list", "--variant", "wild", "--json"]).stdout)
+    assert [row["id"] for row in only_wild if row["kind"] == "detector"] == ["spam-blur1.1-wild"]
+    photo = next(sample_root.glob("*/*"))
+    detected = CliRunner().invoke(
+        app, ["detect", str(photo), "-f", "spam", "-t", "blur1.1", "--variant", "wild", "--json"]
+    )
+    document = json.loads(detected.stdout)
+    assert [detector["model"] for detector in document["detectors"]] == ["spam-blur1.1-wild"]
+    assert document["settings"]["variant"] == "wild"
+    import cfzoo
+
+    verdicts = cfzoo.detect(photo, families=["spam"], tasks=["blur1.1"], variant="wild")
+    assert [verdict.model for verdict in verdicts] == ["spam-blur1.1-wild"]
+    assert verdicts[0].flagged_share == document["images"][0]["results"][0]["flagged_share"]
+    attacked = CliRunner().invoke(
+        app,
+        ["attack", str(photo), "-T", "spam", "-t", "blur1.1", "--variant", "wild", "--method", "square"]
+        + ["--queries", "5", "--out", str(tmp_path / "attacked.png"), "--json"],
+    )
+    assert attacked.exit_code == 0, attacked.output
+    assert json.loads(attacked.stdout)["target"] == "spam-blur1.1-wild"
+    missing = CliRunner().invoke(app, ["detect", str(photo), "-f", "spam", "--variant", "robust"])
+    assert missing.exit_code == 1 and "no detector is available" in missing.output
+    unknown = CliRunner().invoke(app, ["detect", str(photo), "--variant", "tame"])
+    assert unknown.exit_code == 1 and "unknown variant 'tame'; choose one of: standard, wild, robust" in unknown.output

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import handle_errors, note, stage_bars, stdout
+from cfzoo.cli.common import handle_errors, note, stage_bars, stdout, variant_option
 from cfzoo.cli.data import open_dataset
 from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError
@@ -56,6 +56,7 @@ def attack(
         "--data",
         help="Camera dataset folder (one sub-folder per device). Default: scikit-image's bundled photos.",
     ),
+    variant: str = variant_option(),
     goal: str = typer.Option(
         "hide",
         "--goal",
@@ -141,7 +142,7 @@ def attack(
     )
     if image is not None:
         _attack_image(
-            image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks
+            image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks, variant
         )
         return
     if out is not None:
@@ -156,7 +157,7 @@ def attack(
             "--survive resize:F attacks one IMAGE (tiles of 128/F pixels); patch sets hold 128-pixel patches, use --survive jpeg:Q there"
         )
     # a missing model or an unusable --save folder is reported before any data work
-    plan = plan_attack(target, settings, task or None, providers, save, replace_saved=force)
+    plan = plan_attack(target, settings, task or None, providers, save, replace_saved=force, variant=variant)
     dataset = open_dataset(data, cache_dir)
     with stage_bars() as on_status:
         context = ExperimentContext(dataset, seed, max_patches, providers, batch_size, cache_dir, on_status)
@@ -171,7 +172,9 @@ def attack(
         note(f"attacked patches: {save}/<task>/<patch row>.png, index {save}/index.csv")
 
 
-def _attack_image(image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks):
+def _attack_image(
+    image, target, task, settings, out, providers, output_format, data, save, max_patches, other_tasks, variant
+):
     for name, value in (("--data", data), ("--save", save), ("--max-patches", max_patches)):
         if value is not None:
             raise CfzooError(f"{name} applies to dataset attacks; with an IMAGE give --task and --out only")
@@ -185,7 +188,15 @@ def _attack_image(image, target, task, settings, out, providers, output_format, 
         raise CfzooError("attacking one IMAGE needs --out FILE.png")
     with stage_bars() as on_status:
         _, summary = attack_image_file(
-            image, out, target, task[0], settings, providers, functools.partial(on_status, "tiles"), other_tasks
+            image,
+            out,
+            target,
+            task[0],
+            settings,
+            providers,
+            functools.partial(on_status, "tiles"),
+            other_tasks,
+            variant,
         )
     print_document(summary, output_format, lambda: _print_image_summary(summary))
 

@@ -52,6 +52,17 @@ def address_option() -> Any:
     )
 
 
+def variant_option() -> Any:
+    """``--variant``: which of each family x task's detectors a command runs (detect, scan, attack, robustness)."""
+    return typer.Option(
+        "standard",
+        "--variant",
+        help="Which detectors: standard (trained on the photos as they are), wild (trained on photos laundered as a "
+        "platform would: JPEG re-saves, downscales; ids <family>-<task>-wild) or robust (adversarially trained, "
+        "<family>-<task>-robust). `cfzoo list` shows which are here.",
+    )
+
+
 def note(text: str) -> None:
     """A line for the user on stderr (a note, where files went), shown by :func:`~cfzoo.paths.printable`;
     ``--quiet`` leaves it out."""

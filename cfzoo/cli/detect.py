@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cfzoo.cli.common import handle_errors, note, patch_bars, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, patch_bars, progress_bar, stdout, variant_option
 from cfzoo.cli.render import chosen_format, format_option, json_flag, print_document
 from cfzoo.errors import CfzooError, option
 from cfzoo.files import check_writable
@@ -74,6 +74,7 @@ def detect(
         "with its probability, from a model over every detector's verdict (docs/detect.md). It needs all of "
         "spam, bayar2016 and cozzolino2017 for the eight tasks, so it is left out with --family, --task or --model.",
     ),
+    variant: str = variant_option(),
     output_format: str = format_option("table", "json", "csv"),
     as_json: bool = json_flag(),
     report: Path | None = typer.Option(
@@ -93,7 +94,7 @@ def detect(
     """
 
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    settings = DetectSettings(detector, task, model, stride, batch, providers, conclusion)
+    settings = DetectSettings(detector, task, model, stride, batch, providers, conclusion, variant)
     if report is not None:
         check_report_destination(report)
     if heatmap is not None:  # a destination that cannot be is refused before any note or work

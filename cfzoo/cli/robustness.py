@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cfzoo.cli.common import address_option, handle_errors, note, stage_bars, stdout
+from cfzoo.cli.common import address_option, handle_errors, note, stage_bars, stdout, variant_option
 from cfzoo.cli.data import open_dataset
 from cfzoo.cli.render import FORMATS, chosen_format, format_option, print_document
 from cfzoo.engines.registry import engine_help, get_engine
@@ -64,6 +64,7 @@ def robustness_command(
     task: list[str] = typer.Option(
         [], "--task", "-t", help=f"Tasks (repeatable; default every task the target has here): {', '.join(TASK_IDS)}."
     ),
+    variant: str = variant_option(),
     goal: str = typer.Option(
         "hide",
         "--goal",
@@ -153,6 +154,7 @@ def robustness_command(
         tuple(recompress),
         survive_jpeg,
         goal,
+        variant,
     )
     if out is not None:
         check_output_dir(out, force)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cfzoo.cli.common import handle_errors, note, progress_bar, stdout
+from cfzoo.cli.common import handle_errors, note, progress_bar, stdout, variant_option
 from cfzoo.cli.render import print_document
 from cfzoo.engines.registry import engine_help
 from cfzoo.engines.scan import IMAGES_PER_PART, ScanSettings, run_scan
@@ -76,6 +76,7 @@ def scan(
     providers: str = typer.Option(
         "auto", "--providers", help=f"onnxruntime providers (local engine): {', '.join(PROVIDER_CHOICES)}."
     ),
+    variant: str = variant_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Scan many images: one row per image x detector (path, sha256, size, task, model and its sha256, flagged share, mean probability, verdict, notes, error), written to --out as Parquet parts while the scan goes.
@@ -92,7 +93,14 @@ def scan(
     """
     paths = scan_inputs(inputs)
     settings = ScanSettings(
-        tuple(detector), tuple(task), tuple(model), stride, batch_size, providers, images_per_part=images_per_part
+        tuple(detector),
+        tuple(task),
+        tuple(model),
+        stride,
+        batch_size,
+        providers,
+        variant=variant,
+        images_per_part=images_per_part,
     )
     with progress_bar("scan", rate_unit="images") as on_progress:
         summary = run_scan(paths, out, settings, engine, address, workers, resume, on_progress)

@@ -63,6 +63,14 @@ def train(
         "classes, so that the detector learns the task's resampling rather than any resampling; test sets always leave "
         "them out. Default per family: on for bayar2016, off otherwise.",
     ),
+    variant: str = typer.Option(
+        "standard",
+        "--variant",
+        help="standard: the photos as they are. wild: every photo (pristine and manipulated alike, after the "
+        "manipulation) goes through a random platform laundering drawn for it: none, a JPEG re-save (Q 65-100, 4:2:0 "
+        "or 4:4:4), a bicubic downscale (0.5-1.0) or both; the model is <family>-<task>-wild and is tested on the "
+        "test devices as they are (test) and laundered alike (test_wild).",
+    ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
     ),
@@ -107,7 +115,7 @@ def train(
     require_training_extra()
     from cfzoo.families import train_detector
     from cfzoo.families.checkpoints import snapshot_path
-    from cfzoo.training.run import TrainingPlan
+    from cfzoo.training.run import TRAINED_VARIANTS, TrainingPlan
 
     families = list(dict.fromkeys(family)) or (list(FAMILIES) if all_models else [])
     tasks = list(dict.fromkeys(task)) or (list(TASK_IDS) if all_models else [])
@@ -118,6 +126,8 @@ def train(
             raise CfzooError(f"unknown family {name!r}; choose one of: {', '.join(FAMILIES)}")
     for task_id in tasks:
         get_manipulation(task_id)
+    if variant not in TRAINED_VARIANTS:
+        raise CfzooError(f"cfzoo train makes the variants {', '.join(TRAINED_VARIANTS)}, not {variant!r}")
     dataset = open_dataset(data, cache_dir)
     out = out or default_checkpoint_dir()
     records = []
@@ -137,6 +147,7 @@ def train(
                 max_test_patches=max_test_patches,
                 test_devices=tuple(test_device) if test_device else None,
                 evaluate=evaluate,
+                variant=variant,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

@@ -27,6 +27,12 @@ def list_models(
     family: list[str] = FAMILY_OPTION,
     task: list[str] = TASK_OPTION,
     available: bool = typer.Option(False, "--available", help="Only models whose files are on this machine."),
+    variant: list[str] = typer.Option(
+        [],
+        "--variant",
+        help="Only these detector variants (repeatable): standard, wild (trained through platform laundering), "
+        "robust (adversarially trained); default all.",
+    ),
     output_format: str = format_option("table", "json", "csv"),
     as_json: bool = json_flag(),
 ) -> None:
@@ -37,7 +43,7 @@ def list_models(
     pulled (`cfzoo pull ID`) or trained and exported.
     """
     output_format = chosen_format(output_format, ("table", "json", "csv"), as_json)
-    models, problems = inventory(family or None, task or None, available)
+    models, problems = inventory(family or None, task or None, available, variant or None)
     for problem in problems:  # the user zoo's invalid entries, left out
         note(f"note: {problem}; left out (fix or delete that entry)")
     print_document(models, output_format, lambda: _print_models(models))
@@ -50,6 +56,9 @@ def _print_models(models: ModelList) -> None:
     table = Table(title=f"cfzoo detectors: {sum(row.available for row in rows)} of {len(registered)} available here")
     table.add_column("model", no_wrap=True)
     table.add_column("task", no_wrap=True)
+    variants = any(row.variant not in (None, "standard") for row in rows)
+    if variants:  # the id says it too; the column sorts the eye
+        table.add_column("variant", no_wrap=True)
     table.add_column("test ACC %", justify="right", no_wrap=True)
     table.add_column("MB", justify="right", no_wrap=True)
     table.add_column("available from", overflow="fold")
@@ -57,7 +66,8 @@ def _print_models(models: ModelList) -> None:
         accuracy = "-" if row.test_acc is None else f"{row.test_acc:.2f}"
         size = "-" if row.size_bytes is None else f"{row.size_bytes / 1e6:.2f}"
         where = ", ".join(row.sources) or ("cfzoo pull" if row.hub else "train + export")
-        table.add_row(row.id, row.task, accuracy, size, where, style=None if row.registered else "dim")
+        cells = [row.id, row.task, *([row.variant or "-"] if variants else []), accuracy, size, where]
+        table.add_row(*cells, style=None if row.registered else "dim")
     if any(not row.sources for row in rows):
         table.caption = (
             "not here: `cfzoo pull MODEL` fetches it from the Hub; train + export: cfzoo train DATA -f FAMILY -t TASK, "

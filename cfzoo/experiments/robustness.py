@@ -54,6 +54,8 @@ from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import LOW_FPR_RULE, AttackParameters, HealthFlag, RobustnessReport, RobustnessRow
+from cfzoo.zoo.catalog import check_variant
+from cfzoo.zoo.registry import STANDARD_VARIANT
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
 DEFAULT_EPS = (1, 2, 4)
@@ -106,9 +108,12 @@ class RobustnessSettings:
     recompress: tuple[int, ...] = DEFAULT_RECOMPRESS
     survive_jpeg: int | None = None
     goal: str = "hide"
+    #: Which detectors a family target means (:data:`cfzoo.zoo.registry.VARIANTS`).
+    variant: str = STANDARD_VARIANT
 
     def __post_init__(self) -> None:
         check_goal(self.goal)
+        check_variant(self.variant)
         normalised = {
             "target": self.target if isinstance(self.target, str) else tuple(self.target),
             "eps": tuple(sorted({check_eps(eps) for eps in self.eps})),
@@ -140,7 +145,11 @@ class RobustnessSettings:
         """What is attacked for each task (with companions when an attack needs gradients); a one-line CfzooError
         for a target that is missing or that an attack cannot reach."""
         targets = attack_targets(
-            self.target, self.tasks or None, context.providers, any(needs_gradient(attack) for attack in self.attacks)
+            self.target,
+            self.tasks or None,
+            context.providers,
+            any(needs_gradient(attack) for attack in self.attacks),
+            self.variant,
         )
         for task, chosen in targets.items():
             for attack in self.attacks:

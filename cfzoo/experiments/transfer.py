@@ -42,7 +42,7 @@ from cfzoo.paper import PAPER_NUMBERS, PAPER_TABLES, paper_tables
 from cfzoo.reports import before_after_cells, before_after_header, column_title, reported_families
 from cfzoo.results import AttackReport, AttackRow
 from cfzoo.zoo.catalog import detectors_here, open_detector
-from cfzoo.zoo.registry import ModelEntry
+from cfzoo.zoo.registry import STANDARD_VARIANT, ModelEntry
 
 INDEX_NAME = "index.csv"
 INDEX_COLUMNS = (
@@ -173,13 +173,14 @@ def plan_attack(
     providers: str = "auto",
     save_dir: str | os.PathLike[str] | None = None,
     replace_saved: bool = False,
+    variant: str = STANDARD_VARIANT,
 ) -> AttackPlan:
     """``target`` is a family (its model of each task is attacked) or one model, by id or ``.onnx`` path (its task is
-    attacked), or several of those: their ensemble, on the tasks they share (``tasks``: only these). A one-line
+    attacked; ``variant`` says which of its detectors), or several of those: their ensemble, on the tasks they share (``tasks``: only these). A one-line
     CfzooError for a missing model, a method that cannot attack it, or a ``save_dir`` that cannot be made, or that
     holds files (unless ``replace_saved``: its contents are then replaced, once the new ones are complete)."""
     check_settings(settings, ensemble=is_ensemble(target))
-    targets = attack_targets(target, tasks, providers, needs_gradient(settings.method))
+    targets = attack_targets(target, tasks, providers, needs_gradient(settings.method), variant)
     for task, found in targets.items():
         check_method_fits(settings.method, found, task)
     check_save_dir(save_dir, replace_saved)

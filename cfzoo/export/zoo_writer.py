@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cfzoo.zoo.registry import HubSource, ModelEntry, describe_file
+from cfzoo.zoo.registry import STANDARD_VARIANT, HubSource, ModelEntry, describe_file
 
 #: Where cfzoo's published models live; a registry entry's default Hub source.
 DEFAULT_HUB_REPO = "cfzoo/detectors"
@@ -17,6 +17,7 @@ _TRAINING_KEYS = (
     "hyperparameters",
     "training_data_sha256",
     "zoomed_train_photos",
+    "laundering",
     "training_seconds",
     "machine",
     "loss",
@@ -40,4 +41,5 @@ def registry_entry(
         training={key: record[key] for key in _TRAINING_KEYS if key in record},
         embedded=embedded,
         hub=hub,
+        variant=record.get("variant", STANDARD_VARIANT),
     )

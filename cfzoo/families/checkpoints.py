@@ -21,11 +21,18 @@ from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch
 from cfzoo.errors import CfzooError
 from cfzoo.families.registry import get_family
 from cfzoo.files import write_atomically
-from cfzoo.manipulations import get_manipulation
+from cfzoo.manipulations import LAUNDERINGS, get_manipulation
 from cfzoo.metrics import detection_rates
 from cfzoo.results import CheckpointRow, Rates
 from cfzoo.training import require_training_extra
-from cfzoo.training.run import TrainingPlan, loss_summary, plan_split, training_data_digest, training_machine
+from cfzoo.training.run import (
+    WILD_LAUNDERING,
+    TrainingPlan,
+    loss_summary,
+    plan_split,
+    training_data_digest,
+    training_machine,
+)
 
 
 def train_detector(
@@ -56,7 +63,7 @@ def train_detector(
             cache_dir,
             on_progress=lambda done, total, name=name: status(f"patches {name}", done, total),
         )
-        for name in (("train", "test") if plan.evaluate else ("train",))
+        for name in patch_set_names(plan)
     }
     train_rows = balanced_subset(patch_sets["train"].labels, plan.max_train_patches, plan.seed)
 
@@ -67,22 +74,30 @@ def train_detector(
     training_seconds = time.perf_counter() - started + snapshots.earlier_seconds
 
     metrics, test_patches = {}, 0
-    if plan.evaluate:
-        test_set = patch_sets["test"]
+    for name in patch_set_names(plan)[1:]:
+        test_set = patch_sets[name]
         test_rows = balanced_subset(test_set.labels, plan.max_test_patches, plan.seed + 1)
-        scores = family.score_patches(detector, test_set, test_rows, status)
-        metrics = {"test": detection_rates(test_set.labels[test_rows], scores > family.threshold).as_dict()}
-        test_patches = len(test_rows)
+        scores = family.score_patches(
+            detector, test_set, test_rows, lambda stage, done, total, name=name: status(name, done, total)
+        )
+        metrics[name] = detection_rates(test_set.labels[test_rows], scores > family.threshold).as_dict()
+        test_patches = test_patches or len(test_rows)
     record = {
         "id": plan.model_id,
         "family": plan.family,
         "task": plan.task,
+        "variant": plan.variant,
         "cfzoo_version": __version__,
         "seed": plan.seed,
         "split": {"train": list(split.train), "test": list(split.test), "seed": split.seed},
         "patch_sets": {name: patch_set.meta["key"] for name, patch_set in patch_sets.items()},
         "training_data_sha256": training_data_digest(patch_sets["train"]),
         "zoomed_train_photos": patch_set_spec(plan, "train").keep_zoomed_photos,
+        **(
+            {"laundering": laundering_record(patch_set_spec(plan, "train").laundering)}
+            if plan.variant == "wild"
+            else {}
+        ),
         "train_patches": len(train_rows),
         "test_patches": test_patches,
         "hyperparameters": hyper,
@@ -105,14 +120,38 @@ def snapshot_path(checkpoint_dir: str | os.PathLike[str], model_id: str) -> Path
     return Path(checkpoint_dir) / f"{model_id}.snapshot.safetensors"
 
 
-def patch_set_spec(plan: TrainingPlan, split_name: str) -> PatchSetSpec:
-    """The patch set a plan trains (``"train"``) or is tested (``"test"``) on."""
+def laundering_record(name: str) -> dict:
+    """What a record says of the laundering its train set went through (each photo's draw is in the patch set)."""
+    return {
+        "name": name,
+        **{key: list(value) if isinstance(value, tuple) else value for key, value in LAUNDERINGS[name].items()},
+    }
+
+
+def patch_set_names(plan: TrainingPlan) -> tuple[str, ...]:
+    """The patch sets of a plan, the train set first: ``train``; ``test`` (the test devices' photos as they are)
+    when it evaluates; and for a wild variant ``test_wild`` (the same photos laundered as its train set was).
+    The record's metrics are keyed by these names."""
+    if not plan.evaluate:
+        return ("train",)
+    return ("train", "test", "test_wild") if plan.variant == "wild" else ("train", "test")
+
+
+def patch_set_spec(plan: TrainingPlan, name: str) -> PatchSetSpec:
+    """The patch set ``name`` (:func:`patch_set_names`) of a plan."""
     # Test sets always leave camera-upsampled photos out of resize tasks; only the train set may keep them.
     zoomed = (
         get_family(plan.family).zoomed_train_photos if plan.zoomed_train_photos is None else plan.zoomed_train_photos
     )
-    keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos and split_name == "train"
-    return PatchSetSpec(task=plan.task, split=split_name, seed=plan.seed, keep_zoomed_photos=keep_zoomed)
+    keep_zoomed = zoomed and get_manipulation(plan.task).needs_unresampled_photos and name == "train"
+    laundered = plan.variant == "wild" and name != "test"
+    return PatchSetSpec(
+        task=plan.task,
+        split="train" if name == "train" else "test",
+        seed=plan.seed,
+        keep_zoomed_photos=keep_zoomed,
+        laundering=WILD_LAUNDERING if laundered else None,
+    )
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tuple[dict, object]:

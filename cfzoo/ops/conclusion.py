@@ -128,7 +128,7 @@ def concluder_for(
         return None, (
             f"conclusion: not drawn, it reads all {len(entry.models)} detectors of {', '.join(families)} and this run "
             f"left out {len(missing)} ({missing[0]}{', ...' if len(missing) > 1 else ''}); run detect without "
-            "--family, --task and --model for it"
+            "--family, --task, --model and --variant for it"
         )
     changed = [model for model, sha256 in entry.models.items() if model_sha256(run[model]) != sha256]
     if changed:

@@ -47,8 +47,8 @@ from cfzoo.results import (
     ImageResult,
     OtherTaskFlag,
 )
-from cfzoo.zoo.catalog import DetectorSelection, select_detectors
-from cfzoo.zoo.registry import ModelEntry
+from cfzoo.zoo.catalog import DetectorSelection, check_variant, select_detectors
+from cfzoo.zoo.registry import STANDARD_VARIANT, ModelEntry
 from cfzoo.zoo.runtime import Detector
 
 #: An image is called manipulated when more than this share of its patches is.
@@ -106,16 +106,21 @@ class DetectSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
     providers: str = "auto"
     conclusion: bool = True
+    #: Which of each family x task's detectors (:data:`cfzoo.zoo.registry.VARIANTS`).
+    variant: str = STANDARD_VARIANT
 
     def __post_init__(self) -> None:
         for name in ("families", "tasks", "models"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_variant(self.variant)
         check_stride(self.stride)
         check_batch_size(self.batch_size)
 
     def select(self, providers: str | None = None) -> DetectorSelection:
         """Load the detectors (``providers`` overrides the settings', as a worker with a GPU does)."""
-        return select_detectors(self.families or None, self.tasks or None, providers or self.providers, self.models)
+        return select_detectors(
+            self.families or None, self.tasks or None, providers or self.providers, self.models, self.variant
+        )
 
     def detectors(self, providers: str | None = None) -> list[Detector]:
         return self.select(providers).detectors
@@ -354,6 +359,7 @@ def detection_document(
             batch_size=settings.batch_size,
             providers=providers,
             rule=RULE,
+            variant=settings.variant,
         ),
         detectors=[
             DetectorInfo(

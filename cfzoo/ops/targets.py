@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cfzoo.errors import CfzooError
 from cfzoo.ops.attacks.common import AttackTarget
 from cfzoo.zoo.catalog import family_detectors, open_companion
+from cfzoo.zoo.registry import STANDARD_VARIANT
 
 
 def is_ensemble(targets: str | Sequence[str]) -> bool:
@@ -23,14 +24,19 @@ def target_columns(targets: dict[str, AttackTarget]) -> str:
 
 
 def attack_targets(
-    targets: str | Sequence[str], tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True
+    targets: str | Sequence[str],
+    tasks: Sequence[str] | None,
+    providers: str = "auto",
+    gradient: bool = True,
+    variant: str = STANDARD_VARIANT,
 ) -> dict[str, AttackTarget]:
-    """What is attacked for each task: one target (see :func:`~cfzoo.zoo.catalog.family_detectors`) or, for several, their ensemble on
-    the tasks every one of them has (with ``gradient``, each with its companion)."""
+    """What is attacked for each task: one target (see :func:`~cfzoo.zoo.catalog.family_detectors`; a family means
+    its detectors of ``variant``) or, for several, their ensemble on the tasks every one of them has (with
+    ``gradient``, each with its companion)."""
     members = [targets] if isinstance(targets, str) else list(dict.fromkeys(targets))
     if not members:
         raise CfzooError("name a target: a family, a model id or an .onnx file")
-    by_member = [family_detectors(member, tasks, providers, gradient) for member in members]
+    by_member = [family_detectors(member, tasks, providers, gradient, variant) for member in members]
     shared = [task for task in by_member[0] if all(task in found for found in by_member[1:])]
     if not shared:
         have = "; ".join(f"{member}: {', '.join(found)}" for member, found in zip(members, by_member))

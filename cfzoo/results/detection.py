@@ -17,6 +17,9 @@ class DetectionSettings(Result):
     batch_size: int
     providers: list[str]
     rule: str = Field(description="how patch probabilities become the image's verdict")
+    variant: str = Field(
+        "standard", description="which of each family x task's detectors ran: standard, wild or robust (cfzoo list)"
+    )
 
 
 class DetectorInfo(Result):

@@ -22,6 +22,10 @@ class ModelRow(Result):
     id: str
     family: str | None = Field(None, description="the detector family; null for restorers and conclusion models")
     task: str = Field(description="the task; 'all' for a conclusion model, which reads every task's detectors")
+    variant: str | None = absent_when_none(
+        "a cfzoo detector's: standard, wild (trained on photos laundered as a platform would) or robust "
+        "(adversarially trained)"
+    )
     registered: bool = Field(description="false for a family x task slot the registry has no model for yet")
     discriminator: str | None = absent_when_none("restorers: the discriminator it was trained against")
     test_acc: float | None = Field(None, description="percent; a conclusion model's: top-1 over its classes")
@@ -36,6 +40,7 @@ LIST_COLUMNS = (
     "id",
     "family",
     "task",
+    "variant",
     "discriminator",
     "registered",
     "test_acc",

@@ -22,6 +22,7 @@ from cfzoo.data import (
     split_devices,
 )
 from cfzoo.files import write_atomically
+from cfzoo.zoo.registry import STANDARD_VARIANT, model_id
 
 SVM_REGULARISATION = 1.0
 
@@ -47,10 +48,19 @@ class TrainingPlan:
     #: False: train only, on a machine that may hold only the train devices' photos; ``test_devices`` must then
     #: name the held-out devices, and ``cfzoo evaluate --save-metrics`` adds the test metrics later.
     evaluate: bool = True
+    #: ``standard``, or ``wild``: trained on photos laundered as a platform would (:data:`WILD_LAUNDERING`) and
+    #: tested on the test devices both as they are and laundered alike.
+    variant: str = STANDARD_VARIANT
 
     @property
     def model_id(self) -> str:
-        return f"{self.family}-{self.task}"
+        return model_id(self.family, self.task, self.variant)
+
+
+#: The laundering (:data:`cfzoo.manipulations.LAUNDERINGS`) a wild variant's train set and second test set go through.
+WILD_LAUNDERING = "wild"
+#: The variants ``cfzoo train`` makes.
+TRAINED_VARIANTS = (STANDARD_VARIANT, "wild")
 
 
 def plan_split(plan: TrainingPlan, dataset: CameraDataset) -> DeviceSplit:

@@ -24,7 +24,15 @@ from cfzoo.errors import CfzooError, option
 from cfzoo.manipulations import TASK_IDS
 from cfzoo.reports import TABLE1_ORDER
 from cfzoo.results import HubReference, ModelList, ModelRow
-from cfzoo.zoo.registry import EXTERNAL_FAMILY, FAMILY_IDS, ModelEntry, load_registry
+from cfzoo.zoo.registry import (
+    EXTERNAL_FAMILY,
+    FAMILY_IDS,
+    STANDARD_VARIANT,
+    VARIANTS,
+    ModelEntry,
+    load_registry,
+    model_id,
+)
 from cfzoo.zoo.resolve import ResolvedFile, available_sources, is_available, resolve
 from cfzoo.zoo.restorers import Zoo
 from cfzoo.zoo.runtime import (
@@ -210,32 +218,44 @@ def _check_contract(detector: Detector, path: Path) -> None:
 # --- what is here --------------------------------------------------------------------------------
 
 
-def detectors_here(task: str) -> list[ModelEntry]:
-    """The zoo's detectors of ``task`` whose files are here, in family order (the columns of Tables II-IV)."""
-    return [entry for entry in load_registry().select(FAMILY_IDS, [task]) if is_available(entry)]
+def detectors_here(task: str, variant: str = STANDARD_VARIANT) -> list[ModelEntry]:
+    """The zoo's detectors of ``task`` (and ``variant``) whose files are here, in family order (the columns of
+    Tables II-IV)."""
+    return [entry for entry in load_registry().select(FAMILY_IDS, [task], [variant]) if is_available(entry)]
 
 
-def attackable_tasks(family: str, tasks: Iterable[str] | None = None, gradient: bool = True) -> list[str]:
-    """The tasks (Table I order) for which the family's detector and (with ``gradient``) its gradient companion
-    are here. With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is missing."""
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise CfzooError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    return variant
+
+
+def attackable_tasks(
+    family: str, tasks: Iterable[str] | None = None, gradient: bool = True, variant: str = STANDARD_VARIANT
+) -> list[str]:
+    """The tasks (Table I order) for which the family's detector of ``variant`` and (with ``gradient``) its gradient
+    companion are here. With ``tasks`` given, every one of them must be attackable, else a CfzooError says which is
+    missing."""
     if family not in FAMILY_IDS:
         raise CfzooError(f"unknown target family {family!r}; choose one of: {', '.join(FAMILY_IDS)}")
+    check_variant(variant)
     registry = load_registry()
     wanted = list(dict.fromkeys(tasks)) if tasks else None
     if wanted is not None:
         registry.select([family], wanted)  # one-line error for unknown tasks
         for task in wanted:
-            model_id = f"{family}-{task}"
-            if not _attackable(registry, model_id, gradient):
+            wanted_id = model_id(family, task, variant)
+            if not _attackable(registry, wanted_id, gradient):
                 raise CfzooError(
-                    f"{model_id} (detector and gradient companion) is not available here; `cfzoo list` shows what is, "
-                    f"`cfzoo pull {model_id}` or `cfzoo train` + `cfzoo export` make it available"
+                    f"{wanted_id} (detector and gradient companion) is not available here; `cfzoo list --variant all` "
+                    f"shows what is, `cfzoo pull {wanted_id}` or `cfzoo train` + `cfzoo export` make it available"
                 )
         return [task for task in TABLE1_ORDER if task in wanted]
-    found = [task for task in TABLE1_ORDER if _attackable(registry, f"{family}-{task}", gradient)]
+    found = [task for task in TABLE1_ORDER if _attackable(registry, model_id(family, task, variant), gradient)]
     if not found:
+        which = family if variant == STANDARD_VARIANT else f"{variant} {family}"
         raise CfzooError(
-            f"no {family} model is available here; `cfzoo list` shows the models, `cfzoo pull ID` fetches one"
+            f"no {which} model is available here; `cfzoo list --variant all` shows the models, `cfzoo pull ID` fetches one"
         )
     return found
 
@@ -247,14 +267,19 @@ def _attackable(registry, model_id: str, gradient: bool = True) -> bool:
 
 
 def family_detectors(
-    reference: str, tasks: Sequence[str] | None, providers: str = "auto", gradient: bool = True
+    reference: str,
+    tasks: Sequence[str] | None,
+    providers: str = "auto",
+    gradient: bool = True,
+    variant: str = STANDARD_VARIANT,
 ) -> dict[str, Detector]:
-    """{task: detector} for a reference that may also be a family: the family's model of each attackable task, or
-    one model (id or path) for its own task; with ``gradient``, a one-line error for a model without a companion."""
+    """{task: detector} for a reference that may also be a family: the family's model of ``variant`` for each
+    attackable task, or one model (id or path) for its own task; with ``gradient``, a one-line error for a model
+    without a companion."""
     if reference in FAMILY_IDS:
         return {
-            task: open_detector(f"{reference}-{task}", providers=providers)
-            for task in attackable_tasks(reference, tasks, gradient)
+            task: open_detector(model_id(reference, task, variant), providers=providers)
+            for task in attackable_tasks(reference, tasks, gradient, variant)
         }
     if not is_path(reference) and reference not in load_registry():
         raise CfzooError(
@@ -293,16 +318,19 @@ def select_detectors(
     tasks: Sequence[str] | None = None,
     providers: str = "auto",
     models: Sequence[ModelReference] = (),
+    variant: str = STANDARD_VARIANT,
 ) -> DetectorSelection:
-    """The detectors of ``families`` x ``tasks`` (default: all) whose model files are on this machine, then ``models``
-    (any references, see :func:`open_detector`; with models and no families, only them).
+    """The detectors of ``families`` x ``tasks`` (default: all) of ``variant`` whose model files are on this machine,
+    then ``models`` (any references, see :func:`open_detector`; with models and no families, only them).
 
     A family with some of those models missing, or any asked for by name, is named in ``skipped`` with the
     tasks it lacks and the command that gets them; by default (no ``families``) a family with no model here
     at all is left out silently, since "all families" means those that are here. A CfzooError if nothing at
     all is available.
     """
-    entries = {entry.id: entry for entry in load_registry().select(families or None, tasks or None)}  # checks the ids
+    entries = {
+        entry.id: entry for entry in load_registry().select(families or None, tasks or None, [check_variant(variant)])
+    }  # checks the ids
     only_task = tasks[0] if tasks and len(tasks) == 1 else None
     chosen = [open_detector(model, task=only_task, providers=providers) for model in models]
     wanted_families = (
@@ -313,7 +341,7 @@ def select_detectors(
     for family in wanted_families:
         missing = []
         for task in wanted_tasks:
-            entry = entries.get(f"{family}-{task}")
+            entry = entries.get(model_id(family, task, variant))
             if entry is None or not available_sources(entry):
                 missing.append(task)
             else:
@@ -321,7 +349,8 @@ def select_detectors(
         if not missing:
             continue
         which = "any selected task" if len(missing) == len(wanted_tasks) else ", ".join(missing)
-        line = f"{family}: no model here for {which}; skipped ({how_to_get(family, missing, entries)})"
+        label = family if variant == STANDARD_VARIANT else f"{family} ({variant})"
+        line = f"{label}: no model here for {which}; skipped ({how_to_get(family, missing, entries, variant)})"
         (skipped if families or len(missing) < len(wanted_tasks) else left_out).append(line)
     detectors += [detector for detector in chosen if detector not in detectors]
     if not detectors:
@@ -332,34 +361,50 @@ def select_detectors(
     return DetectorSelection(detectors, skipped, left_out)
 
 
-def how_to_get(family: str, tasks: Sequence[str], entries: dict[str, ModelEntry]) -> str:
-    """The command that makes ``family``'s models of ``tasks`` available: a pull where the registry names a Hub
-    source for each, else training and export."""
+def how_to_get(
+    family: str, tasks: Sequence[str], entries: dict[str, ModelEntry], variant: str = STANDARD_VARIANT
+) -> str:
+    """The command that makes ``family``'s models of ``tasks`` (and ``variant``) available: a pull where the registry
+    names a Hub source for each, else training and export."""
     options = " ".join(f"-t {task}" for task in tasks)
-    if all(
-        entries.get(f"{family}-{task}") is not None and entries[f"{family}-{task}"].hub is not None for task in tasks
-    ):
-        return f"get them with: cfzoo pull -f {family} {options}"
-    return f"train and export them: cfzoo train DATA -f {family} {options}, then cfzoo export"
+    with_variant = "" if variant == STANDARD_VARIANT else f" --variant {variant}"
+    ids = [model_id(family, task, variant) for task in tasks]
+    if all(entries.get(wanted) is not None and entries[wanted].hub is not None for wanted in ids):
+        return f"get them with: cfzoo pull {' '.join(ids) if with_variant else f'-f {family} {options}'}"
+    return f"train and export them: cfzoo train DATA -f {family} {options}{with_variant}, then cfzoo export"
 
 
 def inventory(
-    families: Sequence[str] | None = None, tasks: Sequence[str] | None = None, available_only: bool = False
+    families: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    available_only: bool = False,
+    variants: Sequence[str] | None = None,
 ) -> tuple[ModelList, list[str]]:
-    """``cfzoo list``: every family x task slot (registered or not), then registered external models, then the GAN
-    restorers (none when ``families`` are given), then the conclusion models (none when ``families`` or ``tasks``
-    are given), each with the sources its files are here from; and one line per invalid entry of the user zoo,
+    """``cfzoo list``: every family x task slot of the standard detectors (registered or not) followed by its
+    registered variants (``variants``, default: all), then registered external models, then the GAN restorers
+    (none when ``families`` are given), then the conclusion models (none when ``families`` or ``tasks`` are
+    given), each with the sources its files are here from; and one line per invalid entry of the user zoo,
     which is left out."""
     zoo = Zoo.load()
-    entries = {entry.id: entry for entry in zoo.detectors.select(families or None, tasks or None)}
-    slots = [f"{name}-{task}" for name in (families or FAMILY_IDS) for task in TASK_IDS if not tasks or task in tasks]
+    variants = [check_variant(variant) for variant in variants] if variants else list(VARIANTS)
+    entries = {entry.id: entry for entry in zoo.detectors.select(families or None, tasks or None, variants)}
+    slots = [
+        (name, task, variant)
+        for name in (families or FAMILY_IDS)
+        for task in TASK_IDS
+        if not tasks or task in tasks
+        for variant in variants
+    ]
+    slot_ids = [model_id(*slot) for slot in slots]
     rows = []
-    for model_id in [*slots, *(model_id for model_id in entries if model_id not in slots)]:
-        entry = entries.get(model_id)
+    for slot_id in [*slot_ids, *(entry_id for entry_id in entries if entry_id not in slot_ids)]:
+        entry = entries.get(slot_id)
         if entry is None:
-            if not available_only:
-                family, task = model_id.split("-", 1)
-                rows.append(ModelRow(kind="detector", id=model_id, family=family, task=task, registered=False))
+            family, task, variant = slots[slot_ids.index(slot_id)]
+            if not available_only and variant == STANDARD_VARIANT:  # an unmade variant is no slot
+                rows.append(
+                    ModelRow(kind="detector", id=slot_id, family=family, task=task, variant=variant, registered=False)
+                )
             continue
         sources = available_sources(entry)
         if "gradient" in entry.files:  # a model registered --no-companion has a detector only
@@ -372,6 +417,7 @@ def inventory(
                 id=entry.id,
                 family=entry.family,
                 task=entry.task,
+                variant=None if entry.family == EXTERNAL_FAMILY else entry.variant,
                 registered=True,
                 test_acc=entry.test_accuracy,
                 available=bool(sources),

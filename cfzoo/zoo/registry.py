@@ -40,6 +40,17 @@ SVM_DECISION_SCORE = "svm decision function"
 PROBABILITY_SCORE = "softmax probability of class 1"
 #: The family of detectors cfzoo did not make (``cfzoo register``, ``--model PATH.onnx``).
 EXTERNAL_FAMILY = "external"
+#: What a detector was trained for (DESIGN.md, "Variants"): ``standard`` (the photos as they are), ``wild``
+#: (photos laundered as a platform would: JPEG re-saves and downscales) or ``robust`` (adversarially trained).
+VARIANTS = ("standard", "wild", "robust")
+STANDARD_VARIANT = "standard"
+
+
+def model_id(family: str, task: str, variant: str = STANDARD_VARIANT) -> str:
+    """A cfzoo detector's id: ``<family>-<task>``, and ``-<variant>`` after it for a variant other than standard."""
+    if variant not in VARIANTS:
+        raise CfzooError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    return f"{family}-{task}" if variant == STANDARD_VARIANT else f"{family}-{task}-{variant}"
 
 
 #: The largest model file a registry may list: a claim beyond it is a damaged or hostile entry.
@@ -91,10 +102,13 @@ class ModelEntry:
     training: dict = field(default_factory=dict)  # seed, split, hyper-parameters, data digest, machine
     embedded: bool = False
     hub: HubSource | None = None
+    variant: str = STANDARD_VARIANT
 
     def __post_init__(self) -> None:
         if not set(self.files) <= set(FILE_KINDS):
             raise ValueError(f"files may be of these kinds only: {', '.join(FILE_KINDS)}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r} must be one of: {', '.join(VARIANTS)}")
         split = self.training.get("split", {})
         if not isinstance(split, dict) or not all(
             isinstance(split.get(part, []), list) and all(isinstance(device, str) for device in split.get(part, []))
@@ -127,8 +141,11 @@ class ModelEntry:
 
     @property
     def column(self) -> str:
-        """The model's name in reports that have a column per family: the family, or for an external model its id."""
-        return self.id if self.family == EXTERNAL_FAMILY else self.family
+        """The model's name in reports that have a column per family: the family (``<family>-<variant>`` for a
+        variant other than standard), or for an external model its id."""
+        if self.family == EXTERNAL_FAMILY:
+            return self.id
+        return self.family if self.variant == STANDARD_VARIANT else f"{self.family}-{self.variant}"
 
     @property
     def test_accuracy(self) -> float | None:
@@ -241,19 +258,31 @@ class Registry(EntryRegistry):
     def order(entry: ModelEntry) -> tuple:
         family = FAMILY_IDS.index(entry.family) if entry.family in FAMILY_IDS else len(FAMILY_IDS)
         task = TASK_IDS.index(entry.task) if entry.task in TASK_IDS else len(TASK_IDS)
-        return family, task, entry.id
+        return family, task, VARIANTS.index(entry.variant), entry.id
 
     def unknown(self, model_id: str) -> str:
-        return f"unknown model {model_id!r}; `cfzoo list` shows the models (ids are <family>-<task>, e.g. bayar2016-jpeg70)"
+        return (
+            f"unknown model {model_id!r}; `cfzoo list` shows the models (ids are <family>-<task>, e.g. bayar2016-jpeg70, "
+            "with -wild or -robust after it for a variant)"
+        )
 
-    def find(self, family: str, task: str) -> ModelEntry:
-        return self.get(f"{family}-{task}")
+    def find(self, family: str, task: str, variant: str = STANDARD_VARIANT) -> ModelEntry:
+        return self.get(model_id(family, task, variant))
 
-    def select(self, families: Iterable[str] | None = None, tasks: Iterable[str] | None = None) -> list[ModelEntry]:
-        """The entries of ``families`` (default: every family, registered external models too) and ``tasks``."""
+    def select(
+        self,
+        families: Iterable[str] | None = None,
+        tasks: Iterable[str] | None = None,
+        variants: Iterable[str] | None = (STANDARD_VARIANT,),
+    ) -> list[ModelEntry]:
+        """The entries of ``families`` (default: every family, registered external models too), ``tasks`` and
+        ``variants`` (default: the standard detectors; None: every variant)."""
         families = _checked(families, (*FAMILY_IDS, EXTERNAL_FAMILY), "family")
         tasks = _checked(tasks, TASK_IDS, "task")
-        return [entry for entry in self if entry.family in families and entry.task in tasks]
+        variants = _checked(variants, VARIANTS, "variant")
+        return [
+            entry for entry in self if entry.family in families and entry.task in tasks and entry.variant in variants
+        ]
 
 
 def embedded_zoo_dir() -> Path:

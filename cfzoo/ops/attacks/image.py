@@ -31,6 +31,7 @@ from cfzoo.ops.targets import attack_targets, is_ensemble
 from cfzoo.patches import PATCH_SIZE, check_fits, cut_patches, patch_grid
 from cfzoo.results import GridShares, ImageAttackSummary, OtherTaskFlag
 from cfzoo.zoo.catalog import detectors_here, open_detector
+from cfzoo.zoo.registry import STANDARD_VARIANT
 
 
 def attack_positions(height: int, width: int) -> np.ndarray:
@@ -75,10 +76,11 @@ def attack_image(
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
     other_tasks: bool = True,
+    variant: str = STANDARD_VARIANT,
 ) -> ImageAttack:
     """Attack every tile of an H x W x 3 uint8 image as ``settings`` say: a manipulated image made to look pristine
     (goal hide), or an untouched one made to look manipulated by ``task`` (goal frame). ``target``: a family (its
-    ``task`` model), a model id or an ``.onnx`` path, or several of those (an ensemble). With ``other_tasks`` every
+    ``task`` model of ``variant``), a model id or an ``.onnx`` path, or several of those (an ensemble). With ``other_tasks`` every
     other task's detectors read the result too, and those that still flag it are listed: hiding one trace from
     its own detectors does not make an image look untouched to the others.
 
@@ -98,7 +100,7 @@ def attack_image(
             f"downscaled by {factor}, this {width}x{height} image would be smaller than one {PATCH_SIZE}-pixel patch; "
             f"use a factor of at least {PATCH_SIZE / min(height, width):.2f} or a larger image"
         )
-    chosen = attack_targets(target, [task], providers, needs_gradient(settings.method))[task]
+    chosen = attack_targets(target, [task], providers, needs_gradient(settings.method), variant)[task]
     check_method_fits(settings.method, chosen, task)
     # surviving a resize, the whole image is one sample, judged by every patch of its downscaled copy
     positions = attack_positions(*pixels.shape[:2]) if factor is None else np.zeros((1, 2), dtype=np.int64)
@@ -149,13 +151,14 @@ def attack_image_file(
     providers: str = "auto",
     on_progress: Callable[[int, int], None] | None = None,
     other_tasks: bool = True,
+    variant: str = STANDARD_VARIANT,
 ) -> tuple[ImageAttack, ImageAttackSummary]:
     """Read an image, attack it, write the result as a lossless PNG (atomically); returns the attack and its
     summary (``cfzoo attack IMAGE``'s document). Refuses to write over the input and to write anything but ``.png``."""
     out_path = check_png_destination(out_path, image_path, "the attack survives only lossless storage")
     loaded = load_image(image_path)
     check_fits(loaded.height, loaded.width, source=image_path)
-    attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress, other_tasks)
+    attack = attack_image(loaded.pixels, target, task, settings, providers, on_progress, other_tasks, variant)
     save_png(attack.pixels, out_path)
     summary = ImageAttackSummary(
         image=str(image_path),
