@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
 from cfzoo.errors import CfzooError  # noqa: E402
-from cfzoo.families import get_family, train_detector  # noqa: E402
+from cfzoo.families import get_family, load_checkpoint, train_detector  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
@@ -593,3 +593,66 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
     assert missing.exit_code == 1 and "no detector is available" in missing.output
     unknown = CliRunner().invoke(app, ["detect", str(photo), "--variant", "tame"])
     assert unknown.exit_code == 1 and "unknown variant 'tame'; choose one of: standard, wild, robust" in unknown.output
+
+
+# --- adversarial training (robust variants) ----------------------------------------------------------------------
+
+
+def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches):
+    from cfzoo.training.adversarial import integer_pgd
+
+    torch.manual_seed(0)
+    model = Bayar2016()
+    rows = np.arange(32)
+    train_network(
+        model, blur_patches.patches[rows], blur_patches.labels[rows], NetworkSchedule(steps=6, batch_size=8), 0
+    )
+    images = to_tensor(blur_patches.patches[rows])
+    targets = torch.from_numpy(blur_patches.labels[rows].astype(np.int64))
+    radius = torch.tensor([1.0, 2.0] * 16)
+    attacked = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
+    again = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
+    assert torch.equal(attacked, again)  # seeded
+    assert torch.equal(attacked, attacked.round()) and attacked.min() >= 0 and attacked.max() <= 255
+    distance = (attacked - images).abs().amax(dim=(1, 2, 3))
+    assert torch.all(distance <= radius) and torch.any(distance == 2)
+    with torch.no_grad():
+        clean_loss = torch.nn.functional.cross_entropy(model(images), targets)
+        attacked_loss = torch.nn.functional.cross_entropy(model(attacked), targets)
+    assert attacked_loss > clean_loss
+    assert not model.training  # left as it was (train_network ends in eval mode)
+
+
+def test_collapse_flags_name_a_chance_level_network_and_an_attack_that_stops_finding_examples():
+    from cfzoo.training.adversarial import collapse_flags
+
+    steps = 100
+    sound = collapse_flags([0.4] * steps, [0.9] * steps)
+    collapsed = collapse_flags([0.4] * steps, [0.9] * 50 + [0.52] * 50)
+    stalled = collapse_flags([0.3] * 50 + [0.0] * 50, [0.95] * steps)
+    assert sound == [] and len(collapsed) == len(stalled) == 1
+    assert collapsed[0].startswith("collapsed: clean accuracy on the training batches fell to 52.0%")
+    assert "stopped finding examples (30.0% -> 0.0% succeed)" in stalled[0]
+
+
+def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_records_its_curves(sample_dataset, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    common = dict(family="cozzolino2017", task="median7", max_train_patches=200, max_test_patches=100)
+    standard = train_detector(TrainingPlan(**common, steps=3, batch_size=8), sample_dataset, out, cache)
+    plan = TrainingPlan(**common, steps=6, batch_size=8, variant="robust")
+    robust = train_detector(plan, sample_dataset, out, cache, snapshot_every=2)
+    assert robust["id"] == "cozzolino2017-median7-robust" and robust["variant"] == "robust"
+    assert robust["hyperparameters"]["initialisation"].startswith("fine-tuned from cozzolino2017-median7 (safetensors")
+    assert robust["hyperparameters"]["adversarial_training"]["eps"] == [1, 2]
+    curves = robust["adversarial_training"]
+    assert len(curves["attack_success"]["curve"]) == len(curves["clean_accuracy"]["curve"]) == 6
+    assert all(0 <= value <= 1 for value in curves["attack_success"]["curve"] + curves["clean_accuracy"]["curve"])
+    assert isinstance(curves["flags"], list)
+    assert robust["patch_sets"] == standard["patch_sets"]  # the same photos, attacked in training
+    _, standard_model = load_checkpoint(out, "cozzolino2017-median7")
+    _, robust_model = load_checkpoint(out, "cozzolino2017-median7-robust")
+    assert not torch.equal(standard_model.classifier.weight, robust_model.classifier.weight)
+    with pytest.raises(CfzooError, match="spam is not trained by gradient descent, so it has no robust variant"):
+        train_detector(TrainingPlan(family="spam", task="median7", variant="robust"), sample_dataset, out, cache)
+    with pytest.raises(CfzooError, match="no checkpoint bayar2016-median7 in"):
+        train_detector(TrainingPlan(**{**common, "family": "bayar2016"}, variant="robust"), sample_dataset, out, cache)

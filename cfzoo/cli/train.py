@@ -69,7 +69,15 @@ def train(
         help="standard: the photos as they are. wild: every photo (pristine and manipulated alike, after the "
         "manipulation) goes through a random platform laundering drawn for it: none, a JPEG re-save (Q 65-100, 4:2:0 "
         "or 4:4:4), a bicubic downscale (0.5-1.0) or both; the model is <family>-<task>-wild and is tested on the "
-        "test devices as they are (test) and laundered alike (test_wild).",
+        "test devices as they are (test) and laundered alike (test_wild). robust: the standard model fine-tuned "
+        "adversarially (integer PGD at eps 1-2 on half of every batch, both classes; networks only), "
+        "<family>-<task>-robust; its record holds the training curves and flags a collapse.",
+    ),
+    start_from: Path | None = typer.Option(
+        None,
+        "--start-from",
+        help="--variant robust: the checkpoint folder holding the standard <family>-<task> that adversarial training "
+        "fine-tunes (default: --checkpoints).",
     ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
@@ -148,6 +156,7 @@ def train(
                 test_devices=tuple(test_device) if test_device else None,
                 evaluate=evaluate,
                 variant=variant,
+                start_from=None if start_from is None else str(start_from),
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

@@ -45,12 +45,16 @@ class Family(ABC):
     #: Whether an export into the package's own zoo ships the files inside the package (too large otherwise).
     embedded: bool = True
 
+    #: Whether the family trains by gradient descent, so that it can be trained adversarially (``robust`` variants).
+    adversarial_training: bool = False
+
     @abstractmethod
     def train(
-        self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback, snapshots=None
+        self, plan, train_set: PatchSet, rows: np.ndarray, status: StatusCallback, snapshots=None, history=None
     ) -> tuple[object, dict, list[float]]:
         """(detector, hyper-parameters for the record, loss curve) trained on the chosen patches; a family whose
-        training takes long saves and resumes through ``snapshots`` (:class:`cfzoo.training.loop.Snapshots`)."""
+        training takes long saves and resumes through ``snapshots`` (:class:`cfzoo.training.loop.Snapshots`). An
+        adversarially trained one puts its curves into ``history`` (:func:`cfzoo.training.loop.train_network`)."""
 
     @abstractmethod
     def score_patches(self, detector, patch_set: PatchSet, rows: np.ndarray, status: StatusCallback) -> np.ndarray:
@@ -89,6 +93,9 @@ class NetworkFamily(Family):
 
     #: The schedule a plan's unset fields take (steps, batch_size, learning_rate, dihedral_augmentation, pristine_noise).
     schedule: dict
+    #: What a robust variant's adversarial fine-tuning changes in :attr:`schedule`.
+    robust_schedule: dict = {"steps": 600, "learning_rate": 1e-4}
+    adversarial_training = True
 
     @abstractmethod
     def new_network(self, hyperparameters: dict | None = None):
@@ -105,15 +112,21 @@ class NetworkFamily(Family):
         network = self.new_network()
         return network, network.describe()
 
-    def train(self, plan, train_set, rows, status, snapshots=None):
+    def train(self, plan, train_set, rows, status, snapshots=None, history=None):
         import torch
 
+        from cfzoo.training.adversarial import AdversarialTraining
         from cfzoo.training.loop import NetworkSchedule, train_network, training_device
         from cfzoo.training.run import RowView
 
         torch.manual_seed(plan.seed)
-        model, described = self.initial_network(plan, train_set, rows, status)
-        defaults = self.schedule
+        robust = plan.variant == "robust"
+        if robust:
+            model, described = self.standard_network(plan)
+        else:
+            model, described = self.initial_network(plan, train_set, rows, status)
+        defaults = {**self.schedule, **(self.robust_schedule if robust else {})}
+        adversary = AdversarialTraining() if robust else None
         schedule = NetworkSchedule(
             steps=plan.steps or defaults["steps"],
             batch_size=plan.batch_size or defaults["batch_size"],
@@ -132,9 +145,33 @@ class NetworkFamily(Family):
             plan.seed,
             on_step=lambda step, total, loss: status("train", step, total),
             snapshots=snapshots,
+            adversary=adversary,
+            history=history,
         )
         hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **described}
+        if adversary is not None:
+            hyper["adversarial_training"] = {
+                **asdict(adversary),
+                "eps": list(adversary.eps),  # as the JSON record holds it
+                "attack": "integer PGD, random start, steps of 1 gray level, both classes towards the other label",
+            }
         return model, hyper, losses
+
+    def standard_network(self, plan) -> tuple[object, dict]:
+        """(the standard model a robust variant fine-tunes, what the record says of it), from ``plan.start_from``."""
+        from cfzoo.families.checkpoints import load_checkpoint
+        from cfzoo.files import file_sha256
+
+        if plan.start_from is None:
+            raise CfzooError("a robust variant fine-tunes the standard model; say which checkpoint folder holds it")
+        standard_id = f"{plan.family}-{plan.task}"
+        record, model = load_checkpoint(plan.start_from, standard_id)
+        weights = Path(plan.start_from) / f"{standard_id}.safetensors"
+        return model, {
+            **record.get("hyperparameters", {}),
+            "initialisation": f"fine-tuned from {standard_id} (safetensors sha256 {file_sha256(weights)})",
+            **model.describe(),
+        }
 
     def score_patches(self, detector, patch_set, rows, status):
         from cfzoo.training.loop import manipulated_probability, training_device

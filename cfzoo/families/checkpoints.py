@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,12 @@ def train_detector(
     from cfzoo.training.loop import Snapshots
 
     family = get_family(plan.family)
+    if plan.variant == "robust" and not family.adversarial_training:
+        raise CfzooError(
+            f"{plan.family} is not trained by gradient descent, so it has no robust variant; the networks have"
+        )
+    if plan.variant == "robust" and plan.start_from is None:  # the standard model beside it
+        plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)
     split = plan_split(plan, dataset)
     patch_sets = {
@@ -70,7 +77,8 @@ def train_detector(
     out_dir = Path(out_dir)
     snapshots = Snapshots(snapshot_path(out_dir, plan.model_id), snapshot_every, resume)
     started = time.perf_counter()
-    detector, hyper, losses = family.train(plan, patch_sets["train"], train_rows, status, snapshots)
+    history: dict[str, list[float]] = {}
+    detector, hyper, losses = family.train(plan, patch_sets["train"], train_rows, status, snapshots, history)
     training_seconds = time.perf_counter() - started + snapshots.earlier_seconds
 
     metrics, test_patches = {}, 0
@@ -104,6 +112,7 @@ def train_detector(
         "threshold": family.threshold,
         "score": family.score,
         "loss": loss_summary(losses),
+        **({"adversarial_training": adversarial_record(history)} if history else {}),
         "metrics": metrics,
         "training_seconds": round(training_seconds, 1),
         "machine": training_machine(),
@@ -118,6 +127,17 @@ def train_detector(
 def snapshot_path(checkpoint_dir: str | os.PathLike[str], model_id: str) -> Path:
     """Where a stopped training run of ``model_id`` keeps the state it continues from."""
     return Path(checkpoint_dir) / f"{model_id}.snapshot.safetensors"
+
+
+def adversarial_record(history: dict[str, list[float]]) -> dict:
+    """What a record says of adversarial training: the curves (as the loss's) and what they show went wrong."""
+    from cfzoo.training.adversarial import collapse_flags
+
+    return {
+        "attack_success": loss_summary(history["attack_success"]),
+        "clean_accuracy": loss_summary(history["clean_accuracy"]),
+        "flags": collapse_flags(history["attack_success"], history["clean_accuracy"]),
+    }
 
 
 def laundering_record(name: str) -> dict:

@@ -33,7 +33,7 @@ class SpamFamily(Family):
         "(softmax-quantised) SPAM of Cozzolino2017 through the same linear decision; its `logits` approximate the detector's."
     )
 
-    def train(self, plan, train_set, rows, status, snapshots=None):  # seconds to train: nothing to resume
+    def train(self, plan, train_set, rows, status, snapshots=None, history=None):  # seconds to train: nothing to resume
         from cfzoo.training.run import SVM_REGULARISATION, spam_features_of
         from cfzoo.training.svm import fit_linear_svm
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from cfzoo.errors import CfzooError
 from cfzoo.files import write_atomically
+from cfzoo.training.adversarial import AdversarialTraining, adversarial_batch
 
 StepCallback = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -104,7 +105,16 @@ class Snapshots:
         self.earlier_seconds = 0.0
 
     def save(
-        self, step: int, model, optimiser, scheduler, generator, losses: list[float], identity: dict, seconds: float
+        self,
+        step: int,
+        model,
+        optimiser,
+        scheduler,
+        generator,
+        losses: list[float],
+        identity: dict,
+        seconds: float,
+        history: dict[str, list[float]] | None = None,
     ) -> None:
         from safetensors.torch import save_file
 
@@ -122,11 +132,15 @@ class Snapshots:
             "param_groups": optimiser_state["param_groups"],
             "scheduler": scheduler.state_dict(),
             "numpy_rng": generator.bit_generator.state,
+            "history": history or {},
         }
         write_atomically(self.path, lambda path: save_file(tensors, str(path), metadata={"state": json.dumps(state)}))
 
-    def restore(self, model, optimiser, scheduler, generator, identity: dict) -> tuple[int, list[float]]:
-        """(next step, losses so far) after loading the snapshot into the given objects; (0, []) with none."""
+    def restore(
+        self, model, optimiser, scheduler, generator, identity: dict, history: dict[str, list[float]] | None = None
+    ) -> tuple[int, list[float]]:
+        """(next step, losses so far) after loading the snapshot into the given objects (and its curves into
+        ``history``); (0, []) with none."""
         if not (self.resume and self.path.exists()):
             return 0, []
         from safetensors import safe_open
@@ -160,6 +174,8 @@ class Snapshots:
         generator.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(tensors["torch_rng"])
         self.earlier_seconds = state["seconds"]
+        if history is not None:
+            history.update(state.get("history", {}))
         return state["step"], state["losses"]
 
 
@@ -171,12 +187,17 @@ def train_network(
     seed: int,
     on_step: StepCallback | None = None,
     snapshots: Snapshots | None = None,
+    adversary: AdversarialTraining | None = None,
+    history: dict[str, list[float]] | None = None,
 ) -> list[float]:
     """Train ``model`` (on whatever device it is) with AdamW, linear warm-up then cosine decay, cross-entropy;
     returns the loss per step.
 
     Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update. With
     ``snapshots``, the run saves its state every few steps and, when asked to resume, continues from the last one.
+    With ``adversary``, part of every batch is replaced by PGD examples (:mod:`cfzoo.training.adversarial`), and
+    ``history`` receives per step the share of them that fooled the network (``attack_success``) and the accuracy
+    on the batch's clean rows (``clean_accuracy``).
     """
     torch.manual_seed(seed)
     order = training_order(labels, schedule.steps * schedule.batch_size, seed)
@@ -204,9 +225,12 @@ def train_network(
         model.to(memory_format=torch.channels_last)
     model.train()
     identity = {"schedule": asdict(schedule), "seed": seed, "patches": len(labels)}
+    curves: dict[str, list[float]] = {"attack_success": [], "clean_accuracy": []} if adversary else {}
+    if adversary is not None:
+        identity["adversary"] = asdict(adversary)
     first_step = 0
     if snapshots is not None:
-        first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity)
+        first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity, curves)
     started = time.perf_counter()
     for step in range(first_step, schedule.steps):
         batch = np.sort(order[step * schedule.batch_size : (step + 1) * schedule.batch_size])
@@ -218,8 +242,17 @@ def train_network(
         targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
         if on_gpu:
             images = images.contiguous(memory_format=torch.channels_last)
+        if adversary is not None:
+            images, attacked_rows, fooled = adversarial_batch(model, images, targets, adversary, augmentation_rng)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            loss = loss_function(model(images), targets)
+            logits = model(images)
+            loss = loss_function(logits, targets)
+        if adversary is not None:
+            clean = np.ones(len(batch), dtype=bool)
+            clean[attacked_rows] = False
+            correct = (logits.detach().argmax(dim=1) == targets).cpu().numpy()
+            curves["attack_success"].append(fooled)
+            curves["clean_accuracy"].append(float(correct[clean].mean()))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -229,10 +262,12 @@ def train_network(
         losses.append(loss.item())
         if snapshots is not None and (step + 1) % snapshots.every == 0 and step + 1 < schedule.steps:
             seconds = snapshots.earlier_seconds + time.perf_counter() - started
-            snapshots.save(step + 1, model, optimiser, scheduler, augmentation_rng, losses, identity, seconds)
+            snapshots.save(step + 1, model, optimiser, scheduler, augmentation_rng, losses, identity, seconds, curves)
         if on_step is not None:
             on_step(step + 1, schedule.steps, losses[-1])
     model.eval()
+    if history is not None:
+        history.update(curves)
     return losses
 
 

@@ -48,9 +48,13 @@ class TrainingPlan:
     #: False: train only, on a machine that may hold only the train devices' photos; ``test_devices`` must then
     #: name the held-out devices, and ``cfzoo evaluate --save-metrics`` adds the test metrics later.
     evaluate: bool = True
-    #: ``standard``, or ``wild``: trained on photos laundered as a platform would (:data:`WILD_LAUNDERING`) and
-    #: tested on the test devices both as they are and laundered alike.
+    #: ``standard``; ``wild``: trained on photos laundered as a platform would (:data:`WILD_LAUNDERING`) and
+    #: tested on the test devices both as they are and laundered alike; ``robust``: the standard model fine-tuned
+    #: adversarially (:mod:`cfzoo.training.adversarial`).
     variant: str = STANDARD_VARIANT
+    #: robust variants: the checkpoint folder holding the standard ``<family>-<task>`` that adversarial training
+    #: fine-tunes.
+    start_from: str | None = None
 
     @property
     def model_id(self) -> str:
@@ -60,7 +64,7 @@ class TrainingPlan:
 #: The laundering (:data:`cfzoo.manipulations.LAUNDERINGS`) a wild variant's train set and second test set go through.
 WILD_LAUNDERING = "wild"
 #: The variants ``cfzoo train`` makes.
-TRAINED_VARIANTS = (STANDARD_VARIANT, "wild")
+TRAINED_VARIANTS = (STANDARD_VARIANT, "wild", "robust")
 
 
 def plan_split(plan: TrainingPlan, dataset: CameraDataset) -> DeviceSplit:

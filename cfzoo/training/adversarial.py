@@ -1,0 +1,108 @@
+"""Adversarial training (the robust variants): integer-domain PGD examples made inside training, and the signs
+that such training collapsed.
+
+Each step, a share of the batch is replaced by PGD examples against the network as it is at that step
+(Madry et al. 2018), made as cfzoo's attacks make them (docs/attacks.md): a random integer start in the
+L-infinity ball of radius eps, drawn per patch, then steps of one gray level along the sign of the loss gradient,
+each projected back into the ball and into 0..255, so every example is a uint8 image an attacker could store. Both
+classes are attacked, each towards the other label (hiding and framing). The examples are made with the network
+in eval mode, as it is attacked after training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Below this clean accuracy on the training batches (late in training) adversarial training has collapsed to chance.
+COLLAPSED_ACCURACY = 0.6
+#: Below this share of attacks that succeed in training (late in training, after it was higher early on) the
+#: attack in training stopped finding examples: true robustness or masked gradients, which only a gradient-free
+#: attack (Square, in ``cfzoo robustness``) tells apart.
+STALLED_ATTACK = 0.02
+
+
+@dataclass(frozen=True)
+class AdversarialTraining:
+    """PGD inside training: ``share`` of every batch attacked, eps drawn per patch from ``eps`` (gray levels),
+    ``steps`` steps of one gray level."""
+
+    eps: tuple[int, ...] = (1, 2)
+    steps: int = 3
+    share: float = 0.5
+
+
+def integer_pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    radius: torch.Tensor,
+    steps: int,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """PGD examples of ``images`` (float [N,3,H,W] holding integers 0..255) that raise the cross-entropy of
+    ``targets``, each within its ``radius`` [N] (integer gray levels) of the original and inside 0..255."""
+    radius = radius.to(images).view(-1, 1, 1, 1)
+    low, high = (images - radius).clamp(0, 255), (images + radius).clamp(0, 255)
+    uniform = torch.from_numpy(rng.random(images.shape, dtype=np.float32)).to(images.device)
+    start = torch.floor(uniform * (2 * radius + 1)) - radius  # integers -r..r, uniform
+    adversarial = torch.minimum(torch.maximum(images + start, low), high)
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(steps):
+            adversarial.requires_grad_(True)
+            loss = F.cross_entropy(model(adversarial), targets)
+            (gradient,) = torch.autograd.grad(loss, adversarial)
+            adversarial = torch.minimum(torch.maximum(adversarial.detach() + gradient.sign(), low), high)
+    finally:
+        model.train(was_training)
+    return adversarial.detach()
+
+
+def adversarial_batch(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    settings: AdversarialTraining,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, np.ndarray, float]:
+    """(the batch with ``settings.share`` of its rows replaced by PGD examples, those rows, the share of them the
+    network misclassifies)."""
+    count = max(1, round(settings.share * len(images)))
+    rows = np.sort(rng.permutation(len(images))[:count])
+    radius = torch.from_numpy(rng.choice(np.asarray(settings.eps, dtype=np.float32), size=count))
+    index = torch.from_numpy(rows).to(images.device)
+    attacked = integer_pgd(model, images[index], targets[index], radius, settings.steps, rng)
+    with torch.no_grad():
+        model.eval()
+        fooled = float((model(attacked).argmax(dim=1) != targets[index]).float().mean())
+        model.train()
+    mixed = images.clone()
+    mixed[index] = attacked
+    return mixed, rows, fooled
+
+
+def collapse_flags(attack_success: list[float], clean_accuracy: list[float]) -> list[str]:
+    """What the training curves say went wrong, one line each (none: adversarial training looks sound). Judged on
+    the last tenth of the steps against the first tenth."""
+    if not attack_success:
+        return []
+    tenth = max(1, len(attack_success) // 10)
+    early_success, late_success = np.mean(attack_success[:tenth]), np.mean(attack_success[-tenth:])
+    late_accuracy = np.mean(clean_accuracy[-tenth:])
+    flags = []
+    if late_accuracy < COLLAPSED_ACCURACY:
+        flags.append(
+            f"collapsed: clean accuracy on the training batches fell to {100 * late_accuracy:.1f}% (chance is 50%)"
+        )
+    if late_success < STALLED_ATTACK <= early_success:
+        flags.append(
+            f"the attack in training stopped finding examples ({100 * early_success:.1f}% -> {100 * late_success:.1f}% "
+            "succeed): robust, or masked gradients; check with Square (cfzoo robustness)"
+        )
+    return flags
