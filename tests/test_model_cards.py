@@ -320,3 +320,36 @@ def test_a_template_field_that_is_not_given_fails_instead_of_printing_nothing(re
             models=[],
             card_links=[],
         )
+
+
+def test_a_family_with_variants_shows_what_robustness_costs_task_by_task(registry):
+    """The wild records in checkpoints/cameras-seed0 become a table beside their standard models; the robustness
+    figures tools/record_robustness.py writes (here one model's, set by hand) fill their columns."""
+    wild = [entry for entry in registry.select(["spam"], variants=["wild"])]
+    assert wild, "checkpoints/cameras-seed0 holds the spam wild variants"
+    summary = {
+        "patches": 64,
+        **{"worst_case_tpr_eps1": 12.5, "worst_case_tpr_eps2": 3.125, "worst_case_tpr_eps4": 0.0},
+        **{"recompressed_tpr_q95": 90.625, "recompressed_tpr_q90": 81.25, "recompressed_tpr_q80": 70.3125},
+        **{"attacked_recompressed_tpr_q95": 50.0, "attacked_recompressed_tpr_q90": 40.0},
+        "attacked_recompressed_tpr_q80": 30.0,
+    }
+    first = wild[0]
+    measured = Registry(
+        replace(entry, metrics={**entry.metrics, "robustness_summary": summary}) if entry.id == first.id else entry
+        for entry in registry
+    )
+    card = family_card("spam", measured).text
+    assert "## Variants: standard, wild and robust" in card
+    section = card.split("## Variants: standard, wild and robust")[1].split("## What the detector is")[0]
+    rows = {
+        line.split(" | ")[0].strip("| `"): line.split(" | ") for line in section.splitlines() if line.startswith("| `")
+    }
+    for entry in wild:
+        standard = entry.id.removesuffix("-wild")
+        assert rows[entry.id][1] == "wild" and rows[standard][1] == "standard"
+        assert rows[entry.id][2] == f"{entry.metrics['test']['acc']:.2f}"
+        assert rows[entry.id][4] == f"{entry.metrics['test_wild']['acc']:.2f}" and rows[standard][4] == "-"
+    assert rows[first.id][5:12] == ["12.50", "3.12", "0.00", "90.62", "81.25", "70.31", "30.00"]
+    without = {entry.task for entry in registry.select(["spam"])} - {entry.task for entry in wild}
+    assert all(f"spam-{task}" not in rows for task in without)  # tasks without variants stay out of the table

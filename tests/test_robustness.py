@@ -319,6 +319,15 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
         and recorded["square_queries"] == 12
         and recorded["patches"] == 8
     )
+    summary = Registry.read(registry_path).get("cozzolino2017-median7").metrics["robustness_summary"]
+    unattacked = next(row for row in report["rows"] if row["task"] == "median7" and row["attack"] == "none")
+    for row in report["rows"]:
+        if row["task"] == "median7" and row["attack"] == WORST_CASE:
+            assert summary[f"worst_case_tpr_eps{row['eps']}"] == row["flagged_after"]
+    assert summary["tpr"] == unattacked["flagged_before"]
+    for quality, tpr in unattacked["recompressed"].items():
+        assert summary[f"recompressed_tpr_q{quality}"] == tpr
+        assert summary[f"attacked_recompressed_tpr_q{quality}"] == worst["recompressed"][quality]
     card = family_card("cozzolino2017", Registry.read(registry_path)).text
     line = next(line for line in card.splitlines() if line.startswith("| `cozzolino2017-median7` |"))
     assert line.split(" | ")[7] == f"{worst['flagged_after']:.2f}"

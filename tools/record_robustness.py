@@ -4,8 +4,10 @@
 
 For every single-model row set at eps 1, the model's entry gets ``metrics["robustness_eps1"]`` from a hiding
 report (the patches, the TPR before, after each attack and in the worst case, Square's query budget), or
-``metrics["framing_eps1"]`` from a framing one (the same with the FPR). Then regenerate the cards:
-``cfzoo cards --zoo cfzoo/zoo/embedded``.
+``metrics["framing_eps1"]`` from a framing one (the same with the FPR). A hiding report also gives
+``metrics["robustness_summary"]``: the worst-case TPR at each of its eps, and the TPR after each JPEG
+recompression of the report, without an attack and after the eps-1 worst case (the cards' comparison of variants).
+Then regenerate the cards: ``cfzoo cards --zoo cfzoo/zoo/embedded``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from cfzoo.cards.model_cards import FRAMING_METRICS, ROBUSTNESS_METRICS
+from cfzoo.cards.model_cards import FRAMING_METRICS, ROBUSTNESS_METRICS, ROBUSTNESS_SUMMARY
 from cfzoo.results import RobustnessReport
 from cfzoo.zoo.registry import Registry, embedded_zoo_dir
 
@@ -43,6 +45,25 @@ def robustness_metrics(report: RobustnessReport) -> dict[str, dict[str, float]]:
     return figures
 
 
+def summary_metrics(report: RobustnessReport) -> dict[str, dict[str, float]]:
+    """{model id: ``worst_case_tpr_eps<E>`` for each eps, ``recompressed_tpr_q<Q>`` (no attack) and
+    ``attacked_recompressed_tpr_q<Q>`` (after the eps-1 worst case) for each quality} for the single-model rows of
+    a hiding report."""
+    figures: dict[str, dict[str, float]] = {}
+    for row in report.rows:
+        if "+" in row.model:
+            continue
+        found = figures.setdefault(row.model, {"patches": row.patches})
+        if row.attack == "worst-case":
+            found[f"worst_case_tpr_eps{row.eps}"] = row.flagged_after
+            if row.eps == EPS:
+                found.update({f"attacked_recompressed_tpr_q{q}": tpr for q, tpr in row.recompressed.items()})
+        elif row.eps == 0:
+            found["tpr"] = row.flagged_before
+            found.update({f"recompressed_tpr_q{quality}": tpr for quality, tpr in row.recompressed.items()})
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
@@ -55,6 +76,9 @@ def main() -> None:
         key = ROBUSTNESS_METRICS if report.goal == "hide" else FRAMING_METRICS
         for model, found in robustness_metrics(report).items():
             figures.setdefault(model, {})[key] = found
+        if report.goal == "hide":
+            for model, found in summary_metrics(report).items():
+                figures.setdefault(model, {})[ROBUSTNESS_SUMMARY] = found
     unknown = sorted(set(figures) - set(registry.entries))
     if unknown:
         raise SystemExit(f"not in {arguments.registry}: {', '.join(unknown)}")

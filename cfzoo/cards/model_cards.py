@@ -36,7 +36,7 @@ from cfzoo.patches import PATCH_SIZE
 from cfzoo.reports import table1_markdown
 from cfzoo.results import Table1Cell
 from cfzoo.zoo.hub import MODEL_CARDS_FOLDER
-from cfzoo.zoo.registry import FAMILY_IDS, ModelEntry, Registry, load_registry
+from cfzoo.zoo.registry import FAMILY_IDS, STANDARD_VARIANT, ModelEntry, Registry, load_registry
 
 DEFAULT_CARD_DIR = "model_cards"
 PAPER_URL = "https://arxiv.org/abs/1808.08426"
@@ -204,6 +204,8 @@ def _card_data(family: str, entries: list[ModelEntry]) -> ModelCardData:
 #: The registry metrics keys of the robustness figures, hiding (TPR) and framing (FPR) at eps 1
 #: (``tools/record_robustness.py`` writes them).
 ROBUSTNESS_METRICS, FRAMING_METRICS = "robustness_eps1", "framing_eps1"
+#: The registry metrics key of the worst-case TPR at each eps and the TPR after recompression (the variants' table).
+ROBUSTNESS_SUMMARY = "robustness_summary"
 
 
 def _fields(family: str, entries: list[ModelEntry], missing: tuple[str, ...], registry: Registry) -> dict:
@@ -226,6 +228,7 @@ def _fields(family: str, entries: list[ModelEntry], missing: tuple[str, ...], re
         "models": [_model_row(entry) for entry in entries],
         "robustness": _robustness_setting(entries, ROBUSTNESS_METRICS),
         "framing": _robustness_setting(entries, FRAMING_METRICS),
+        "variants": _variants(family, registry),
         "architectures": _architectures(family_object.card.architecture, entries),
         "detector_file": detector_file,
         "gradient_file": gradient_file,
@@ -266,6 +269,34 @@ def _model_row(entry: ModelEntry) -> dict:
         "test_pristine": _count(test.get("pristine")),
         "test_manipulated": _count(test.get("manipulated")),
     }
+
+
+def _variants(family: str, registry: Registry) -> list[dict]:
+    """One row per model of each task that has a variant besides the standard one (standard first): clean figures,
+    the laundered test set's ACC, the worst-case TPR by eps and the TPR after recompression (``robustness_summary``)."""
+    entries = registry.select([family], variants=None)
+    varied = {entry.task for entry in entries if entry.variant != STANDARD_VARIANT}
+    rows = []
+    for entry in entries:
+        if entry.task not in varied:
+            continue
+        test, summary = entry.metrics.get("test", {}), entry.metrics.get(ROBUSTNESS_SUMMARY, {})
+        seconds = entry.training.get("training_seconds")
+        rows.append(
+            {
+                "id": entry.id,
+                "task": entry.task,
+                "variant": entry.variant,
+                "acc": _percent(test.get("acc")),
+                "fpr": _percent(test.get("fpr")),
+                "laundered_acc": _percent(entry.metrics.get("test_wild", {}).get("acc")),
+                "worst_case": [_percent(summary.get(f"worst_case_tpr_eps{eps}")) for eps in (1, 2, 4)],
+                "recompressed": [_percent(summary.get(f"recompressed_tpr_q{quality}")) for quality in (95, 90, 80)],
+                "attacked_recompressed": _percent(summary.get("attacked_recompressed_tpr_q80")),
+                "minutes": "-" if seconds is None else f"{seconds / 60:.1f}",
+            }
+        )
+    return rows
 
 
 def _robustness_setting(entries: list[ModelEntry], key: str) -> dict | None:

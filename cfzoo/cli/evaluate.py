@@ -13,12 +13,13 @@ from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, p
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.families import FAMILIES
-from cfzoo.manipulations import TASK_IDS, get_manipulation
+from cfzoo.manipulations import LAUNDERINGS, TASK_IDS, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
 from cfzoo.results import LOW_FPR_RULE, CheckpointRow, CheckpointTable, DetectionTable
 from cfzoo.training import require_training_extra
+from cfzoo.zoo.catalog import check_variant
 
 
 @handle_errors
@@ -58,6 +59,15 @@ def evaluate(
         "files (docs/contract.md; one not made by cfzoo needs one --task). onnxruntime only, no torch.",
     ),
     seed: int = typer.Option(0, "--seed", help="With --model: seed of the device split and of --max-test-patches."),
+    variant: str = typer.Option(
+        "standard", "--variant", help="Which checkpoints: standard, wild or robust (<family>-<task>-<variant>)."
+    ),
+    laundering: str | None = typer.Option(
+        None,
+        "--laundering",
+        help="Score the test photos laundered as a platform would (wild: what wild variants train on, each photo's "
+        "JPEG re-save and downscale drawn for it) instead of as they are; --save-metrics stores them as test_wild.",
+    ),
     output_format: str = format_option(*FORMATS),
     as_json: bool = json_flag(),
     markdown: bool = typer.Option(
@@ -80,7 +90,7 @@ def evaluate(
             seed,
             cache_dir,
             output_format,
-            (family, checkpoints, recorded, save_metrics, per_device),
+            (family, checkpoints, recorded, save_metrics, per_device, variant != "standard", laundering),
         )
         return
     families = list(dict.fromkeys(family)) or list(FAMILIES)
@@ -96,7 +106,13 @@ def evaluate(
 
     checkpoints = checkpoints or default_checkpoint_dir()
     # recorded metrics need only the JSON records (Xception's 83 MB weights are not committed)
-    models = available_models(checkpoints, families, tasks, need_weights=not recorded)
+    check_variant(variant)
+    if laundering is not None:
+        if laundering not in LAUNDERINGS:
+            raise CfzooError(f"unknown laundering {laundering!r}; choose one of: {', '.join(LAUNDERINGS)}")
+        if recorded:
+            raise CfzooError("--laundering scores laundered test photos now; it cannot be combined with --recorded")
+    models = available_models(checkpoints, families, tasks, need_weights=not recorded, variant=variant)
     if not models:
         raise CfzooError(f"no trained checkpoints for these families and tasks in {checkpoints}; run cfzoo train first")
     if recorded and per_device:
@@ -104,7 +120,7 @@ def evaluate(
     if recorded and save_metrics:
         raise CfzooError("--save-metrics stores scores measured now; it cannot be combined with --recorded")
     if recorded:
-        rows = recorded_rows(checkpoints, models)
+        rows = recorded_rows(checkpoints, models, variant)
     else:
         dataset = open_dataset(data, cache_dir)
         with progress_bar("scoring test patches") as update:
@@ -113,7 +129,7 @@ def evaluate(
                 update(done, total)
 
             rows = evaluate_checkpoints(
-                dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics
+                dataset, checkpoints, models, cache_dir, max_test_patches, on_status, save_metrics, variant, laundering
             )
     present = [name for name in families if any(row.family == name for row in rows)]
     print_document(
@@ -130,7 +146,8 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, out
     """Table I rows of ONNX detectors given by id or file, scored with onnxruntime on the test devices."""
     if any(option for option in checkpoint_options):
         raise CfzooError(
-            "--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics and --per-device apply to checkpoints"
+            "--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics, --per-device, --variant "
+            "and --laundering apply to checkpoints"
         )
     if output_format == "markdown":
         raise CfzooError(

@@ -34,6 +34,7 @@ from cfzoo.training.run import (
     training_data_digest,
     training_machine,
 )
+from cfzoo.zoo.registry import STANDARD_VARIANT, model_id
 
 
 def train_detector(
@@ -191,24 +192,31 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike[str], model_id: str) -> tu
 
 
 def available_models(
-    checkpoint_dir: str | os.PathLike[str], families: Iterable[str], tasks: Iterable[str], need_weights: bool = True
+    checkpoint_dir: str | os.PathLike[str],
+    families: Iterable[str],
+    tasks: Iterable[str],
+    need_weights: bool = True,
+    variant: str = STANDARD_VARIANT,
 ) -> list[tuple[str, str]]:
-    """(family, task) pairs that have a training record (and weights, with ``need_weights``), in the given orders."""
+    """(family, task) pairs whose model of ``variant`` has a training record (and weights, with ``need_weights``),
+    in the given orders."""
     checkpoint_dir = Path(checkpoint_dir)
     suffixes = (".json", ".safetensors") if need_weights else (".json",)
     return [
         (family, task)
         for task in tasks
         for family in families
-        if all((checkpoint_dir / f"{family}-{task}{suffix}").exists() for suffix in suffixes)
+        if all((checkpoint_dir / f"{model_id(family, task, variant)}{suffix}").exists() for suffix in suffixes)
     ]
 
 
-def recorded_rows(checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]]) -> list[CheckpointRow]:
+def recorded_rows(
+    checkpoint_dir: str | os.PathLike[str], models: list[tuple[str, str]], variant: str = STANDARD_VARIANT
+) -> list[CheckpointRow]:
     """Table I rows as measured at the end of training (no recomputation)."""
     rows = []
     for family, task in models:
-        record = json.loads((Path(checkpoint_dir) / f"{family}-{task}.json").read_text())
+        record = json.loads((Path(checkpoint_dir) / f"{model_id(family, task, variant)}.json").read_text())
         if "test" not in record["metrics"]:
             raise CfzooError(
                 f"{family}-{task} was trained without evaluation; score it once with: cfzoo evaluate DATA --checkpoints "
@@ -226,25 +234,31 @@ def evaluate_checkpoints(
     max_test_patches: int | None = None,
     on_status: StatusCallback | None = None,
     save_metrics: bool = False,
+    variant: str = STANDARD_VARIANT,
+    laundering: str | None = None,
 ) -> list[CheckpointRow]:
-    """Score every checkpoint on the test patches of the split it was trained with; with ``save_metrics``, store
-    the measured rates in each checkpoint's record (for models trained with ``evaluate=False``)."""
+    """Score every checkpoint (of ``variant``) on the test patches of the split it was trained with, laundered as
+    ``laundering`` says (:data:`cfzoo.manipulations.LAUNDERINGS`; None: the photos as they are); with
+    ``save_metrics``, store the measured rates in each checkpoint's record (for models trained with
+    ``evaluate=False``; the laundered ones as ``test_<laundering>``)."""
     status = on_status or (lambda stage, done, total: None)
     rows = []
+    metrics_key = "test" if laundering is None else f"test_{laundering}"
     for family_name, task in models:
         family = get_family(family_name)
-        record, detector = load_checkpoint(checkpoint_dir, f"{family_name}-{task}")
+        checkpoint_id = model_id(family_name, task, variant)
+        record, detector = load_checkpoint(checkpoint_dir, checkpoint_id)
         split = split_devices(dataset.device_names, record["seed"], record["split"]["test"])
         test_set = build_patch_set(
             dataset,
-            PatchSetSpec(task=task, split="test", seed=record["seed"]),
+            PatchSetSpec(task=task, split="test", seed=record["seed"], laundering=laundering),
             split,
             cache_dir,
-            on_progress=lambda done, total: status(f"{family_name}-{task} patches", done, total),
+            on_progress=lambda done, total: status(f"{checkpoint_id} patches", done, total),
         )
         chosen = balanced_subset(test_set.labels, max_test_patches, record["seed"] + 1)
         scores = family.score_patches(
-            detector, test_set, chosen, lambda stage, done, total: status(f"{family_name}-{task} {stage}", done, total)
+            detector, test_set, chosen, lambda stage, done, total: status(f"{checkpoint_id} {stage}", done, total)
         )
         called = scores > family.threshold
         rates = detection_rates(test_set.labels[chosen], called)
@@ -257,11 +271,11 @@ def evaluate_checkpoints(
         }
         rows.append(_row(record, rates.as_dict(), len(chosen), by_device))
         if save_metrics:
-            record["metrics"]["test"] = rates.as_dict()
+            record["metrics"][metrics_key] = rates.as_dict()
             record["test_patches"] = len(chosen)
-            record["patch_sets"]["test"] = test_set.meta["key"]
+            record["patch_sets"][metrics_key] = test_set.meta["key"]
             write_atomically(
-                Path(checkpoint_dir) / f"{family_name}-{task}.json",
+                Path(checkpoint_dir) / f"{checkpoint_id}.json",
                 lambda path, record=record: path.write_text(json.dumps(record, indent=2)),
             )
     return rows
