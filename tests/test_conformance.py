@@ -33,7 +33,7 @@ from cfzoo.sample_data import skimage_data_dir
 from cfzoo.testing import check_detector
 from cfzoo.zoo.catalog import open_companion, open_detector
 from cfzoo.zoo.conclusions import DEFAULT_CONCLUSION, ConclusionRegistry, load_conclusion
-from cfzoo.zoo.registry import embedded_registry, embedded_zoo_dir
+from cfzoo.zoo.registry import embedded_registry, embedded_zoo_dir, model_id
 from cfzoo.zoo.restorers import load_restorer_registry
 from cfzoo.zoo.runtime import to_model_input
 
@@ -45,10 +45,13 @@ RESTORERS = [entry for entry in load_restorer_registry() if entry.embedded]
 
 
 def test_the_package_ships_every_family_task_and_restorer():
-    """The lists the conformance tests run over are what the zoo promises: 3 families x 8 tasks, 4 restorers."""
-    assert sorted((entry.family, entry.task) for entry in DETECTORS) == sorted(
+    """The lists the conformance tests run over are what the zoo promises: 3 families x 8 tasks of standard
+    detectors, variants of them named by their variant, 4 restorers."""
+    standard = [entry for entry in DETECTORS if entry.variant == "standard"]
+    assert sorted((entry.family, entry.task) for entry in standard) == sorted(
         (family, task) for family in ("spam", "bayar2016", "cozzolino2017") for task in MANIPULATIONS
     )
+    assert all(entry.id == model_id(entry.family, entry.task, entry.variant) for entry in DETECTORS)
     assert sorted(entry.id for entry in RESTORERS) == sorted(
         f"restorer-{task}-{kind}" for task in ("median3", "median7") for kind in ("kim", "vgg")
     )

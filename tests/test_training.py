@@ -652,6 +652,13 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
     _, standard_model = load_checkpoint(out, "cozzolino2017-median7")
     _, robust_model = load_checkpoint(out, "cozzolino2017-median7-robust")
     assert not torch.equal(standard_model.classifier.weight, robust_model.classifier.weight)
+    wild = train_detector(
+        TrainingPlan(**common, steps=2, batch_size=8, variant="wild", start_from=str(out)), sample_dataset, out, cache
+    )
+    assert wild["hyperparameters"]["initialisation"] == robust["hyperparameters"]["initialisation"]
+    assert "adversarial_training" not in wild and set(wild["metrics"]) == {"test", "test_wild"}
+    with pytest.raises(CfzooError, match="only the networks' wild and robust variants fine-tune a standard model"):
+        train_detector(TrainingPlan(**common, start_from=str(out)), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="spam is not trained by gradient descent, so it has no robust variant"):
         train_detector(TrainingPlan(family="spam", task="median7", variant="robust"), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="no checkpoint bayar2016-median7 in"):

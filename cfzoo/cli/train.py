@@ -76,8 +76,9 @@ def train(
     start_from: Path | None = typer.Option(
         None,
         "--start-from",
-        help="--variant robust: the checkpoint folder holding the standard <family>-<task> that adversarial training "
-        "fine-tunes (default: --checkpoints).",
+        help="Networks' wild and robust variants: fine-tune the standard <family>-<task> of this checkpoint folder "
+        "(600 steps at lr 1e-4 unless --steps and --lr say otherwise). robust always fine-tunes (default: "
+        "--checkpoints); wild trains from scratch without it.",
     ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."

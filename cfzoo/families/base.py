@@ -93,8 +93,9 @@ class NetworkFamily(Family):
 
     #: The schedule a plan's unset fields take (steps, batch_size, learning_rate, dihedral_augmentation, pristine_noise).
     schedule: dict
-    #: What a robust variant's adversarial fine-tuning changes in :attr:`schedule`.
-    robust_schedule: dict = {"steps": 600, "learning_rate": 1e-4}
+    #: What fine-tuning the standard model (a robust variant always, a wild one from ``--start-from``) changes in
+    #: :attr:`schedule`.
+    fine_tune_schedule: dict = {"steps": 600, "learning_rate": 1e-4}
     adversarial_training = True
 
     @abstractmethod
@@ -120,13 +121,13 @@ class NetworkFamily(Family):
         from cfzoo.training.run import RowView
 
         torch.manual_seed(plan.seed)
-        robust = plan.variant == "robust"
-        if robust:
+        fine_tune = plan.start_from is not None
+        if fine_tune:
             model, described = self.standard_network(plan)
         else:
             model, described = self.initial_network(plan, train_set, rows, status)
-        defaults = {**self.schedule, **(self.robust_schedule if robust else {})}
-        adversary = AdversarialTraining() if robust else None
+        defaults = {**self.schedule, **(self.fine_tune_schedule if fine_tune else {})}
+        adversary = AdversarialTraining() if plan.variant == "robust" else None
         schedule = NetworkSchedule(
             steps=plan.steps or defaults["steps"],
             batch_size=plan.batch_size or defaults["batch_size"],
@@ -158,12 +159,10 @@ class NetworkFamily(Family):
         return model, hyper, losses
 
     def standard_network(self, plan) -> tuple[object, dict]:
-        """(the standard model a robust variant fine-tunes, what the record says of it), from ``plan.start_from``."""
+        """(the standard model a variant fine-tunes, what the record says of it), from ``plan.start_from``."""
         from cfzoo.families.checkpoints import load_checkpoint
         from cfzoo.files import file_sha256
 
-        if plan.start_from is None:
-            raise CfzooError("a robust variant fine-tunes the standard model; say which checkpoint folder holds it")
         standard_id = f"{plan.family}-{plan.task}"
         record, model = load_checkpoint(plan.start_from, standard_id)
         weights = Path(plan.start_from) / f"{standard_id}.safetensors"

@@ -59,6 +59,10 @@ def train_detector(
         raise CfzooError(
             f"{plan.family} is not trained by gradient descent, so it has no robust variant; the networks have"
         )
+    if plan.start_from is not None and (plan.variant == "standard" or not family.adversarial_training):
+        raise CfzooError(
+            "only the networks' wild and robust variants fine-tune a standard model; leave out --start-from"
+        )
     if plan.variant == "robust" and plan.start_from is None:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)

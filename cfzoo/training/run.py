@@ -52,8 +52,8 @@ class TrainingPlan:
     #: tested on the test devices both as they are and laundered alike; ``robust``: the standard model fine-tuned
     #: adversarially (:mod:`cfzoo.training.adversarial`).
     variant: str = STANDARD_VARIANT
-    #: robust variants: the checkpoint folder holding the standard ``<family>-<task>`` that adversarial training
-    #: fine-tunes.
+    #: The checkpoint folder holding the standard ``<family>-<task>`` a network variant fine-tunes: a robust one
+    #: always (default: the folder it is written to), a wild one when given (else it trains as the standard one).
     start_from: str | None = None
 
     @property

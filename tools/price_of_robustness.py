@@ -1,0 +1,141 @@
+"""The price of robustness: standard, wild and robust variants of one family side by side (docs/robustness.md).
+
+    cfzoo robustness --target spam --data ../shared/data/cameras --max-patches 64 --out R/spam
+    cfzoo robustness --target spam --variant wild --data ../shared/data/cameras --max-patches 64 --out R/spam-wild
+    python tools/price_of_robustness.py R/spam/robustness.json R/spam-wild/robustness.json \
+        --checkpoints checkpoints/cameras-seed0 --figure docs/robustness/price-spam.png
+
+Prints a markdown table, one row per task and variant: clean ACC and FPR on the test devices and ACC on the same
+photos laundered (from the training records), the worst-case TPR at each eps of the reports, the TPR after each
+JPEG recompression without an attack and after the eps-1 worst case, and the training time (a robust variant's
+includes only its fine-tuning). The figure plots clean ACC against the worst-case TPR at eps 1 and against the
+TPR after JPEG at the lowest quality: the Pareto fronts of the two kinds of robustness, per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cfzoo.manipulations import TASK_IDS
+from cfzoo.results import RobustnessReport
+
+VARIANT_ORDER = ("standard", "wild", "robust")
+VARIANT_COLOURS = {"standard": "#4c72b0", "wild": "#dd8452", "robust": "#55a868"}
+
+
+def figures(reports: list[RobustnessReport], checkpoints: Path) -> list[dict]:
+    """One dict per model of the reports: its record's figures and the reports' worst cases and recompressions."""
+    found = {}
+    for report in reports:
+        for row in report.rows:
+            if "+" in row.model:
+                continue
+            if row.model not in found:
+                record = json.loads((checkpoints / f"{row.model}.json").read_text())
+                found[row.model] = {
+                    "id": row.model,
+                    "task": record["task"],
+                    "variant": record.get("variant", "standard"),
+                    "acc": record["metrics"]["test"]["acc"],
+                    "fpr": record["metrics"]["test"]["fpr"],
+                    "laundered_acc": record["metrics"].get("test_wild", {}).get("acc"),
+                    "minutes": record["training_seconds"] / 60,
+                    "worst_case": {},
+                }
+            model = found[row.model]
+            if row.attack == "none":
+                model["recompressed"] = row.recompressed
+            elif row.attack == "worst-case":
+                model["worst_case"][row.eps] = row.flagged_after
+                if row.eps == 1:
+                    model["attacked_recompressed"] = row.recompressed
+    return sorted(
+        found.values(), key=lambda model: (TASK_IDS.index(model["task"]), VARIANT_ORDER.index(model["variant"]))
+    )
+
+
+def markdown(models: list[dict], eps: list[int], qualities: list[str]) -> str:
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    head = (
+        ["task", "variant", "clean ACC", "FPR", "laundered ACC"]
+        + [f"worst case eps {value}" for value in eps]
+        + [f"JPEG Q{quality}" for quality in qualities]
+        + [f"eps 1 then Q{quality}" for quality in qualities]
+        + ["training min"]
+    )
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for model in models:
+        cells = [
+            model["task"],
+            model["variant"],
+            number(model["acc"]),
+            number(model["fpr"]),
+            number(model["laundered_acc"]),
+            *(number(model["worst_case"].get(value)) for value in eps),
+            *(number(model.get("recompressed", {}).get(quality)) for quality in qualities),
+            *(number(model.get("attacked_recompressed", {}).get(quality)) for quality in qualities),
+            f"{model['minutes']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.2), dpi=110)
+    axes = figure.subplots(1, 2, sharey=True)
+    for axis, key, label in (
+        (axes[0], lambda model: model["worst_case"].get(1), "worst-case TPR % under attack, eps 1"),
+        (axes[1], lambda model: model.get("recompressed", {}).get(lowest_quality), f"TPR % after JPEG Q{lowest_quality}"),
+    ):
+        for variant in VARIANT_ORDER:
+            chosen = [model for model in models if model["variant"] == variant and key(model) is not None]
+            if not chosen:
+                continue
+            axis.scatter(
+                [key(model) for model in chosen],
+                [model["acc"] for model in chosen],
+                color=VARIANT_COLOURS[variant],
+                label=variant,
+                s=36,
+            )
+            for model in chosen:
+                axis.annotate(model["task"], (key(model), model["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axis.set_xlabel(label)
+        axis.set_xlim(-3, 103)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("clean ACC % on the test devices")
+    axes[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle(f"{title}: what robustness costs (up and right is better)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path)
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/cameras-seed0"))
+    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--title", default=None)
+    arguments = parser.parse_args()
+    reports = [RobustnessReport.model_validate_json(path.read_text()) for path in arguments.reports]
+    if any(report.goal != "hide" for report in reports):
+        raise SystemExit("the price of robustness compares hiding reports (TPR); leave out --goal frame reports")
+    models = figures(reports, arguments.checkpoints)
+    eps = sorted({value for model in models for value in model["worst_case"]})
+    qualities = [str(quality) for quality in reports[0].recompress]
+    print(markdown(models, eps, qualities))
+    if arguments.figure is not None:
+        title = arguments.title or reports[0].target.split("-")[0]
+        draw(models, title, qualities[-1], arguments.figure)
+        print(f"\nfigure: {arguments.figure}")
+
+
+if __name__ == "__main__":
+    main()
