@@ -344,3 +344,26 @@ def test_the_recording_tool_puts_the_eps1_figures_on_the_model_cards(report_fold
         in family_card("cozzolino2017", Registry.read(mixed)).text
     )
     assert "robustness_eps1" not in Registry.read(registry_path).get("cozzolino2017-blur1.1").metrics
+
+
+def test_the_price_of_robustness_tool_tabulates_and_draws_a_report(report_folder, tmp_path):
+    """tools/price_of_robustness.py: one row per model with its record's clean ACC and the report's worst cases and
+    recompressions, and the Pareto figure (a PNG)."""
+    out, report = report_folder
+    tool = Path(__file__).resolve().parent.parent / "tools" / "price_of_robustness.py"
+    figure = tmp_path / "price.png"
+    done = subprocess.run(
+        [sys.executable, str(tool), str(out / "robustness.json"), "--figure", str(figure)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| median7 | standard |")).split(" | ")
+    checkpoints = Path(__file__).resolve().parent.parent / "checkpoints" / "cameras-seed0"
+    record = json.loads((checkpoints / "cozzolino2017-median7.json").read_text())
+    worst = next(
+        row for row in report["rows"] if row["task"] == "median7" and row["eps"] == 1 and row["attack"] == WORST_CASE
+    )
+    assert row[2] == f"{record['metrics']['test']['acc']:.1f}" and row[5] == f"{worst['flagged_after']:.1f}"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,10 @@ Prints a markdown table, one row per task and variant: clean ACC and FPR on the 
 photos laundered (from the training records), the worst-case TPR at each eps of the reports, the TPR after each
 JPEG recompression without an attack and after the eps-1 worst case, and the training time (a robust variant's
 includes only its fine-tuning). The figure plots clean ACC against the worst-case TPR at eps 1 and against the
-TPR after JPEG at the lowest quality: the Pareto fronts of the two kinds of robustness, per variant.
+TPR after JPEG at the lowest quality: the Pareto fronts of the two kinds of robustness, per variant. ``--curves``
+draws each robust model's adversarial training: the share of PGD examples that fooled it and its clean accuracy
+on the batches, step by step, with the flags its record raised (collapse to chance, an attack that stopped
+finding examples).
 """
 
 from __future__ import annotations
@@ -91,7 +94,11 @@ def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> Non
     axes = figure.subplots(1, 2, sharey=True)
     for axis, key, label in (
         (axes[0], lambda model: model["worst_case"].get(1), "worst-case TPR % under attack, eps 1"),
-        (axes[1], lambda model: model.get("recompressed", {}).get(lowest_quality), f"TPR % after JPEG Q{lowest_quality}"),
+        (
+            axes[1],
+            lambda model: model.get("recompressed", {}).get(lowest_quality),
+            f"TPR % after JPEG Q{lowest_quality}",
+        ),
     ):
         for variant in VARIANT_ORDER:
             chosen = [model for model in models if model["variant"] == variant and key(model) is not None]
@@ -105,7 +112,9 @@ def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> Non
                 s=36,
             )
             for model in chosen:
-                axis.annotate(model["task"], (key(model), model["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                axis.annotate(
+                    model["task"], (key(model), model["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
         axis.set_xlabel(label)
         axis.set_xlim(-3, 103)
         axis.grid(alpha=0.3)
@@ -117,12 +126,46 @@ def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> Non
     figure.savefig(path)
 
 
+def draw_curves(models: list[dict], checkpoints: Path, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    robust = [model for model in models if model["variant"] == "robust"]
+    if not robust:
+        raise SystemExit("--curves draws robust models' training; the reports hold none")
+    figure = Figure(figsize=(4.2 * min(4, len(robust)), 3.4 * ((len(robust) + 3) // 4)), dpi=100)
+    grid = figure.subplots((len(robust) + 3) // 4, min(4, len(robust)), squeeze=False)
+    for axis, model in zip(grid.ravel(), robust):
+        record = json.loads((checkpoints / f"{model['id']}.json").read_text())
+        training = record["adversarial_training"]
+        steps = record["hyperparameters"]["steps"]
+        for key, colour in (("attack_success", "#c44e52"), ("clean_accuracy", "#4c72b0")):
+            curve = training[key]["curve"]
+            axis.plot(
+                [(index + 0.5) * steps / len(curve) for index in range(len(curve))], curve, color=colour, label=key
+            )
+        axis.set_ylim(-0.03, 1.03)
+        axis.set_title(
+            model["id"]
+            + ("\n" + "; ".join(flag.split(":")[0] for flag in training["flags"]) if training["flags"] else ""),
+            fontsize=8,
+        )
+        axis.set_xlabel("step", fontsize=8)
+        axis.grid(alpha=0.3)
+    for axis in grid.ravel()[len(robust) :]:
+        axis.set_visible(False)
+    grid[0][0].legend(fontsize=7, loc="center right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/cameras-seed0"))
     parser.add_argument("--figure", type=Path)
     parser.add_argument("--title", default=None)
+    parser.add_argument("--curves", type=Path, help="PNG of the robust models' adversarial training curves")
     arguments = parser.parse_args()
     reports = [RobustnessReport.model_validate_json(path.read_text()) for path in arguments.reports]
     if any(report.goal != "hide" for report in reports):
@@ -135,6 +178,9 @@ def main() -> None:
         title = arguments.title or reports[0].target.split("-")[0]
         draw(models, title, qualities[-1], arguments.figure)
         print(f"\nfigure: {arguments.figure}")
+    if arguments.curves is not None:
+        draw_curves(models, arguments.checkpoints, arguments.curves)
+        print(f"curves: {arguments.curves}")
 
 
 if __name__ == "__main__":
