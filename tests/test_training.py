@@ -627,12 +627,14 @@ def test_collapse_flags_name_a_chance_level_network_and_an_attack_that_stops_fin
     from cfzoo.training.adversarial import collapse_flags
 
     steps = 100
-    sound = collapse_flags([0.4] * steps, [0.9] * steps)
-    collapsed = collapse_flags([0.4] * steps, [0.9] * 50 + [0.52] * 50)
+    sound = collapse_flags([0.5] * 50 + [0.2] * 50, [0.9] * steps)
+    collapsed = collapse_flags([0.5] * 50 + [0.2] * 50, [0.9] * 50 + [0.52] * 50)
     stalled = collapse_flags([0.3] * 50 + [0.0] * 50, [0.95] * steps)
-    assert sound == [] and len(collapsed) == len(stalled) == 1
+    stuck = collapse_flags([0.5] * steps, [1.0] * steps)
+    assert sound == [] and len(collapsed) == len(stalled) == len(stuck) == 1
     assert collapsed[0].startswith("collapsed: clean accuracy on the training batches fell to 52.0%")
     assert "stopped finding examples (30.0% -> 0.0% succeed)" in stalled[0]
+    assert stuck[0].startswith("no headway: the attack in training succeeds about as often at the end as at the start")
 
 
 def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_records_its_curves(sample_dataset, tmp_path):

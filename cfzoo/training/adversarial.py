@@ -24,6 +24,9 @@ COLLAPSED_ACCURACY = 0.6
 #: attack in training stopped finding examples: true robustness or masked gradients, which only a gradient-free
 #: attack (Square, in ``cfzoo robustness``) tells apart.
 STALLED_ATTACK = 0.02
+#: Above this share of the early one, late in training, the attack in training succeeds about as often as it did at
+#: the start: adversarial training made no headway (a network without the capacity to resist, or too small a step).
+NO_HEADWAY = 0.9
 
 
 @dataclass(frozen=True)
@@ -104,5 +107,10 @@ def collapse_flags(attack_success: list[float], clean_accuracy: list[float]) -> 
         flags.append(
             f"the attack in training stopped finding examples ({100 * early_success:.1f}% -> {100 * late_success:.1f}% "
             "succeed): robust, or masked gradients; check with Square (cfzoo robustness)"
+        )
+    elif late_success >= STALLED_ATTACK and late_success >= NO_HEADWAY * early_success:
+        flags.append(
+            f"no headway: the attack in training succeeds about as often at the end as at the start "
+            f"({100 * early_success:.1f}% -> {100 * late_success:.1f}%); expect little robustness"
         )
     return flags
