@@ -116,6 +116,18 @@ def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> Non
                 axis.annotate(
                     model["task"], (key(model), model["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
                 )
+        for model in models:  # an arrow from each task's standard model to its variants
+            standard = next(
+                (other for other in models if other["task"] == model["task"] and other["variant"] == "standard"), None
+            )
+            if model["variant"] == "standard" or standard is None or None in (key(model), key(standard)):
+                continue
+            axis.annotate(
+                "",
+                xy=(key(model), model["acc"]),
+                xytext=(key(standard), standard["acc"]),
+                arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.8},
+            )
         axis.set_xlabel(label)
         axis.set_xlim(-3, 103)
         axis.grid(alpha=0.3)

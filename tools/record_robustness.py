@@ -68,13 +68,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
     parser.add_argument("--registry", type=Path, default=embedded_zoo_dir() / "registry.json")
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="write robustness_summary only, leaving the eps-1 figures the cards and docs already quote",
+    )
     arguments = parser.parse_args()
     registry = Registry.read(arguments.registry)
     figures: dict[str, dict[str, dict]] = {}  # by model id, by metrics key
     for path in arguments.reports:
         report = RobustnessReport.model_validate_json(path.read_text())
         key = ROBUSTNESS_METRICS if report.goal == "hide" else FRAMING_METRICS
-        for model, found in robustness_metrics(report).items():
+        for model, found in ({} if arguments.summary_only else robustness_metrics(report)).items():
             figures.setdefault(model, {})[key] = found
         if report.goal == "hide":
             for model, found in summary_metrics(report).items():
