@@ -646,6 +646,7 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
     assert robust["id"] == "cozzolino2017-median7-robust" and robust["variant"] == "robust"
     assert robust["hyperparameters"]["initialisation"].startswith("fine-tuned from cozzolino2017-median7 (safetensors")
     assert robust["hyperparameters"]["adversarial_training"]["eps"] == [1, 2]
+    assert (robust["hyperparameters"]["steps"], robust["hyperparameters"]["batch_size"]) == (6, 8)  # its own schedule
     curves = robust["adversarial_training"]
     assert len(curves["attack_success"]["curve"]) == len(curves["clean_accuracy"]["curve"]) == 6
     assert all(0 <= value <= 1 for value in curves["attack_success"]["curve"] + curves["clean_accuracy"]["curve"])

@@ -164,10 +164,10 @@ class NetworkFamily(Family):
         from cfzoo.files import file_sha256
 
         standard_id = f"{plan.family}-{plan.task}"
-        record, model = load_checkpoint(plan.start_from, standard_id)
+        _, model = load_checkpoint(plan.start_from, standard_id)
         weights = Path(plan.start_from) / f"{standard_id}.safetensors"
+        # the standard model's schedule stays in its own record: this run's schedule is the fine-tuning's
         return model, {
-            **record.get("hyperparameters", {}),
             "initialisation": f"fine-tuned from {standard_id} (safetensors sha256 {file_sha256(weights)})",
             **model.describe(),
         }
