@@ -28,7 +28,15 @@ VARIANT_ORDER = ("standard", "wild", "robust")
 VARIANT_COLOURS = {"standard": "#4c72b0", "wild": "#dd8452", "robust": "#55a868"}
 
 
-def figures(reports: list[RobustnessReport], checkpoints: Path, laundered: dict[str, float]) -> list[dict]:
+def record_of(model_id: str, checkpoints: list[Path]) -> dict:
+    """The training record of ``model_id`` from the first checkpoint folder that holds it."""
+    for folder in checkpoints:
+        if (folder / f"{model_id}.json").exists():
+            return json.loads((folder / f"{model_id}.json").read_text())
+    raise SystemExit(f"no training record of {model_id} in {', '.join(map(str, checkpoints))}")
+
+
+def figures(reports: list[RobustnessReport], checkpoints: list[Path], laundered: dict[str, float]) -> list[dict]:
     """One dict per model of the reports: its record's figures (``laundered``: ACC on the laundered test photos of
     models whose record has none, by id) and the reports' worst cases and recompressions."""
     found = {}
@@ -37,7 +45,7 @@ def figures(reports: list[RobustnessReport], checkpoints: Path, laundered: dict[
             if "+" in row.model:
                 continue
             if row.model not in found:
-                record = json.loads((checkpoints / f"{row.model}.json").read_text())
+                record = record_of(row.model, checkpoints)
                 found[row.model] = {
                     "id": row.model,
                     "task": record["task"],
@@ -139,7 +147,7 @@ def draw(models: list[dict], title: str, lowest_quality: str, path: Path) -> Non
     figure.savefig(path)
 
 
-def draw_curves(models: list[dict], checkpoints: Path, path: Path) -> None:
+def draw_curves(models: list[dict], checkpoints: list[Path], path: Path) -> None:
     from matplotlib.figure import Figure
 
     robust = [model for model in models if model["variant"] == "robust"]
@@ -148,7 +156,7 @@ def draw_curves(models: list[dict], checkpoints: Path, path: Path) -> None:
     figure = Figure(figsize=(4.2 * min(4, len(robust)), 3.4 * ((len(robust) + 3) // 4)), dpi=100)
     grid = figure.subplots((len(robust) + 3) // 4, min(4, len(robust)), squeeze=False)
     for axis, model in zip(grid.ravel(), robust):
-        record = json.loads((checkpoints / f"{model['id']}.json").read_text())
+        record = record_of(model["id"], checkpoints)
         training = record["adversarial_training"]
         steps = record["hyperparameters"]["steps"]
         for key, colour in (("attack_success", "#c44e52"), ("clean_accuracy", "#4c72b0")):
@@ -175,7 +183,13 @@ def draw_curves(models: list[dict], checkpoints: Path, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
-    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/cameras-seed0"))
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        action="append",
+        help="checkpoint folders holding the models' training records, searched in order (repeatable; default "
+        "checkpoints/cameras-seed0)",
+    )
     parser.add_argument("--figure", type=Path)
     parser.add_argument("--title", default=None)
     parser.add_argument(
@@ -194,7 +208,8 @@ def main() -> None:
     for path in arguments.laundered:
         for row in json.loads(path.read_text())["rows"]:
             laundered[f"{row['family']}-{row['task']}"] = row["acc"]
-    models = figures(reports, arguments.checkpoints, laundered)
+    checkpoints = arguments.checkpoints or [Path("checkpoints/cameras-seed0")]
+    models = figures(reports, checkpoints, laundered)
     eps = sorted({value for model in models for value in model["worst_case"]})
     qualities = [str(quality) for quality in reports[0].recompress]
     print(markdown(models, eps, qualities))
@@ -203,7 +218,7 @@ def main() -> None:
         draw(models, title, qualities[-1], arguments.figure)
         print(f"\nfigure: {arguments.figure}")
     if arguments.curves is not None:
-        draw_curves(models, arguments.checkpoints, arguments.curves)
+        draw_curves(models, checkpoints, arguments.curves)
         print(f"curves: {arguments.curves}")
 
 
