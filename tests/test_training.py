@@ -556,8 +556,15 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
     assert wild["metrics"]["test_wild"]["pristine"] == 50 and 0 <= wild["metrics"]["test_wild"]["acc"] <= 100
     assert wild["metrics"]["test"] != wild["metrics"]["test_wild"]
 
+    refused = CliRunner().invoke(app, [*common, "--variant", "tame"])
+    assert (
+        refused.exit_code != 0 and "cfzoo train makes the variants standard, wild, robust, not 'tame'" in refused.output
+    )
     refused = CliRunner().invoke(app, [*common, "--variant", "robust"])
-    assert refused.exit_code != 0 and "cfzoo train makes the variants standard, wild, not 'robust'" in refused.output
+    assert (
+        refused.exit_code == 1
+        and "spam is not trained by gradient descent, so it has no robust variant" in refused.output
+    )
 
     # exported into the user zoo, the variant is listed, and detect, attack and the API select it by --variant
     exported = CliRunner().invoke(app, ["export", "spam-blur1.1-wild", "--checkpoints", str(out), "--json"])
@@ -567,9 +574,11 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
         ("spam-blur1.1", "standard"),
         ("spam-blur1.1-wild", "wild"),
     ]
-    assert listed[1]["test_acc"] == wild["metrics"]["test"]["acc"] and listed[1]["sources"] == ["user"]
+    # the user zoo's model of an id comes first, also over the embedded spam-blur1.1-wild
+    assert listed[1]["test_acc"] == wild["metrics"]["test"]["acc"] and listed[1]["sources"][0] == "user"
     only_wild = json.loads(CliRunner().invoke(app, ["list", "--variant", "wild", "--json"]).stdout)
-    assert [row["id"] for row in only_wild if row["kind"] == "detector"] == ["spam-blur1.1-wild"]
+    detectors = [row for row in only_wild if row["kind"] == "detector"]
+    assert "spam-blur1.1-wild" in [row["id"] for row in detectors] and {row["variant"] for row in detectors} == {"wild"}
     photo = next(sample_root.glob("*/*"))
     detected = CliRunner().invoke(
         app, ["detect", str(photo), "-f", "spam", "-t", "blur1.1", "--variant", "wild", "--json"]
@@ -589,6 +598,21 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
     )
     assert attacked.exit_code == 0, attacked.output
     assert json.loads(attacked.stdout)["target"] == "spam-blur1.1-wild"
+    scanned = CliRunner().invoke(
+        app,
+        ["scan", str(photo), "--out", str(tmp_path / "scan.parquet"), "-f", "spam", "-t", "blur1.1"]
+        + ["--variant", "wild", "--json"],
+    )
+    assert scanned.exit_code == 0, scanned.output
+    assert json.loads(scanned.stdout)["models"] == ["spam-blur1.1-wild"]
+    measured = CliRunner().invoke(
+        app,
+        ["robustness", "-T", "spam", "--variant", "wild", "-t", "blur1.1", "-a", "fgsm", "--eps", "1"]
+        + ["--max-patches", "4", "--data", str(sample_root), "--cache-dir", str(cache), "--format", "json"],
+    )
+    assert measured.exit_code == 0, measured.output
+    report = json.loads(measured.stdout)
+    assert report["target"] == "spam-wild" and {row["model"] for row in report["rows"]} == {"spam-blur1.1-wild"}
     missing = CliRunner().invoke(app, ["detect", str(photo), "-f", "spam", "--variant", "robust"])
     assert missing.exit_code == 1 and "no detector is available" in missing.output
     unknown = CliRunner().invoke(app, ["detect", str(photo), "--variant", "tame"])
