@@ -30,7 +30,8 @@ GOOD_ID = "spam-jpeg70"
 
 def good_payload(model_id=GOOD_ID):
     payload = embedded_registry().get(GOOD_ID).to_json()
-    return {**payload, "id": model_id, "embedded": False}
+    family, task = model_id.split("-", 1)  # the entry of the id's family and task, as the registry orders them
+    return {**payload, "id": model_id, "family": family, "task": task, "embedded": False}
 
 
 def changed(path, value, model_id="bayar2016-median3"):
