@@ -272,11 +272,16 @@ LAUNDERINGS: Mapping[str, Mapping[str, object]] = MappingProxyType(
 )
 
 
-def draw_laundering(name: str, rng: np.random.Generator) -> Laundering:
-    """One photo's laundering drawn from the distribution ``name`` of :data:`LAUNDERINGS`."""
+def check_laundering(name: str) -> str:
+    """``name`` if it is one of :data:`LAUNDERINGS`, else a one-line CfzooError."""
     if name not in LAUNDERINGS:
         raise CfzooError(f"unknown laundering {name!r}; choose one of: {', '.join(LAUNDERINGS)}")
-    distribution = LAUNDERINGS[name]
+    return name
+
+
+def draw_laundering(name: str, rng: np.random.Generator) -> Laundering:
+    """One photo's laundering drawn from the distribution ``name`` of :data:`LAUNDERINGS`."""
+    distribution = LAUNDERINGS[check_laundering(name)]
     step = distribution["steps"][rng.integers(len(distribution["steps"]))]
     low_quality, high_quality = distribution["jpeg_quality"]
     low_scale, high_scale = distribution["downscale"]

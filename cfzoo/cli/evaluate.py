@@ -13,13 +13,13 @@ from cfzoo.cli.render import FORMATS, chosen_format, format_option, json_flag, p
 from cfzoo.errors import CfzooError
 from cfzoo.experiments.context import ExperimentContext
 from cfzoo.families import FAMILIES
-from cfzoo.manipulations import LAUNDERINGS, TASK_IDS, get_manipulation
+from cfzoo.manipulations import TASK_IDS, check_laundering, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
 from cfzoo.results import LOW_FPR_RULE, CheckpointRow, CheckpointTable, DetectionTable
 from cfzoo.training import require_training_extra
-from cfzoo.zoo.catalog import check_variant
+from cfzoo.zoo.registry import check_variant
 
 
 @handle_errors
@@ -108,8 +108,7 @@ def evaluate(
     # recorded metrics need only the JSON records (Xception's 83 MB weights are not committed)
     check_variant(variant)
     if laundering is not None:
-        if laundering not in LAUNDERINGS:
-            raise CfzooError(f"unknown laundering {laundering!r}; choose one of: {', '.join(LAUNDERINGS)}")
+        check_laundering(laundering)
         if recorded:
             raise CfzooError("--laundering scores laundered test photos now; it cannot be combined with --recorded")
     models = available_models(checkpoints, families, tasks, need_weights=not recorded, variant=variant)

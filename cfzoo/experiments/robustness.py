@@ -54,8 +54,7 @@ from cfzoo.ops.attacks.registry import attack_names, get_attack
 from cfzoo.ops.targets import attack_targets, is_ensemble, target_columns
 from cfzoo.reports import column_title
 from cfzoo.results import LOW_FPR_RULE, AttackParameters, HealthFlag, RobustnessReport, RobustnessRow
-from cfzoo.zoo.catalog import check_variant
-from cfzoo.zoo.registry import STANDARD_VARIANT
+from cfzoo.zoo.registry import STANDARD_VARIANT, check_variant
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square")
 DEFAULT_EPS = (1, 2, 4)

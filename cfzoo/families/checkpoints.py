@@ -57,7 +57,7 @@ def train_detector(
     family = get_family(plan.family)
     if plan.variant == "robust" and not family.adversarial_training:
         raise CfzooError(
-            f"{plan.family} is not trained by gradient descent, so it has no robust variant; the networks have"
+            f"{plan.family} is not trained by gradient descent, so it has no robust variant; train bayar2016 or cozzolino2017 robust instead"
         )
     if plan.start_from is not None and (plan.variant == "standard" or not family.adversarial_training):
         raise CfzooError(

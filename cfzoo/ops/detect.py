@@ -47,8 +47,8 @@ from cfzoo.results import (
     ImageResult,
     OtherTaskFlag,
 )
-from cfzoo.zoo.catalog import DetectorSelection, check_variant, select_detectors
-from cfzoo.zoo.registry import STANDARD_VARIANT, ModelEntry
+from cfzoo.zoo.catalog import DetectorSelection, select_detectors
+from cfzoo.zoo.registry import STANDARD_VARIANT, ModelEntry, check_variant
 from cfzoo.zoo.runtime import Detector
 
 #: An image is called manipulated when more than this share of its patches is.

@@ -30,6 +30,7 @@ from cfzoo.zoo.registry import (
     STANDARD_VARIANT,
     VARIANTS,
     ModelEntry,
+    check_variant,
     load_registry,
     model_id,
 )
@@ -222,12 +223,6 @@ def detectors_here(task: str, variant: str = STANDARD_VARIANT) -> list[ModelEntr
     """The zoo's detectors of ``task`` (and ``variant``) whose files are here, in family order (the columns of
     Tables II-IV)."""
     return [entry for entry in load_registry().select(FAMILY_IDS, [task], [variant]) if is_available(entry)]
-
-
-def check_variant(variant: str) -> str:
-    if variant not in VARIANTS:
-        raise CfzooError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
-    return variant
 
 
 def attackable_tasks(

@@ -46,10 +46,16 @@ VARIANTS = ("standard", "wild", "robust")
 STANDARD_VARIANT = "standard"
 
 
-def model_id(family: str, task: str, variant: str = STANDARD_VARIANT) -> str:
-    """A cfzoo detector's id: ``<family>-<task>``, and ``-<variant>`` after it for a variant other than standard."""
+def check_variant(variant: str) -> str:
+    """``variant`` if it is one of :data:`VARIANTS`, else a one-line CfzooError."""
     if variant not in VARIANTS:
         raise CfzooError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    return variant
+
+
+def model_id(family: str, task: str, variant: str = STANDARD_VARIANT) -> str:
+    """A cfzoo detector's id: ``<family>-<task>``, and ``-<variant>`` after it for a variant other than standard."""
+    check_variant(variant)
     return f"{family}-{task}" if variant == STANDARD_VARIANT else f"{family}-{task}-{variant}"
 
 
