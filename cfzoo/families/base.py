@@ -154,7 +154,10 @@ class NetworkFamily(Family):
             hyper["adversarial_training"] = {
                 **asdict(adversary),
                 "eps": list(adversary.eps),  # as the JSON record holds it
-                "attack": "integer PGD, random start, steps of 1 gray level, both classes towards the other label",
+                "attack": (
+                    "integer PGD: random integer start, signed steps of 2.5 eps / steps, the gradient at the rounded "
+                    "iterate, the rounded iterate with the highest loss kept; both classes towards the other label"
+                ),
             }
         return model, hyper, losses
 
