@@ -636,6 +636,7 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
     radius = torch.tensor([1.0, 2.0] * 16)
     attacked = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
     again = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
+    start = integer_pgd(model, images, targets, radius, 0, np.random.default_rng(5))  # no step: the random start
     assert torch.equal(attacked, again)  # seeded
     assert torch.equal(attacked, attacked.round()) and attacked.min() >= 0 and attacked.max() <= 255
     distance = (attacked - images).abs().amax(dim=(1, 2, 3))
@@ -643,7 +644,11 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
     with torch.no_grad():
         clean_loss = torch.nn.functional.cross_entropy(model(images), targets)
         attacked_loss = torch.nn.functional.cross_entropy(model(attacked), targets)
+        per_patch = [
+            torch.nn.functional.cross_entropy(model(batch), targets, reduction="none") for batch in (attacked, start)
+        ]
     assert attacked_loss > clean_loss
+    assert torch.all(per_patch[0] >= per_patch[1])  # each patch keeps its highest-loss iterate, the start included
     assert not model.training  # left as it was (train_network ends in eval mode)
 
 
