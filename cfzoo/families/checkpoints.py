@@ -20,7 +20,7 @@ from cfzoo._version import __version__
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
 from cfzoo.errors import CfzooError
-from cfzoo.families.registry import get_family
+from cfzoo.families.registry import FAMILIES, get_family
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import LAUNDERINGS, get_manipulation
 from cfzoo.metrics import detection_rates
@@ -56,8 +56,9 @@ def train_detector(
 
     family = get_family(plan.family)
     if plan.variant == "robust" and not family.adversarial_training:
+        trainable = " or ".join(name for name, other in FAMILIES.items() if other.adversarial_training)
         raise CfzooError(
-            f"{plan.family} is not trained by gradient descent, so it has no robust variant; train bayar2016 or cozzolino2017 robust instead"
+            f"{plan.family} is not trained by gradient descent, so it has no robust variant; train {trainable} robust"
         )
     if plan.start_from is not None and (plan.variant == "standard" or not family.adversarial_training):
         raise CfzooError(

@@ -66,11 +66,13 @@ def integer_pgd(
     model.eval()
     try:
         for step in range(steps + 1):
-            rounded = torch.round(iterate).requires_grad_(step < steps)  # bounds are integers: stays in the ball
-            loss = F.cross_entropy(model(rounded), targets, reduction="none")
+            last = step == steps  # judged only: no gradient, no graph
+            rounded = torch.round(iterate).requires_grad_(not last)  # bounds are integers: stays in the ball
+            with torch.set_grad_enabled(not last):
+                loss = F.cross_entropy(model(rounded), targets, reduction="none")
             better = loss.detach() > best_loss
             best[better], best_loss[better] = rounded.detach()[better], loss.detach()[better]
-            if step == steps:
+            if last:
                 break
             (gradient,) = torch.autograd.grad(loss.sum(), rounded)
             iterate = torch.minimum(torch.maximum(iterate + step_size * gradient.sign(), low), high)
