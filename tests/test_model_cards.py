@@ -129,8 +129,8 @@ def test_card_body_states_contract_data_split_table1_training_and_files(registry
 
 
 def test_a_family_with_missing_tasks_lists_what_is_there_and_names_the_rest(registry):
-    missing = ("bayar2016-jpeg90", "bayar2016-median3", "bayar2016-resize1.01")
-    registry = Registry([entry for entry in registry if entry.id not in missing])
+    missing = ("jpeg90", "median3", "resize1.01")  # every variant of them
+    registry = Registry([entry for entry in registry if entry.family != "bayar2016" or entry.task not in missing])
     card = family_card("bayar2016", registry)
     assert card.missing_tasks == ("jpeg90", "median3", "resize1.01")
     assert card.models == (

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
 from cfzoo.errors import CfzooError  # noqa: E402
 from cfzoo.families import get_family, load_checkpoint, train_detector  # noqa: E402
+from cfzoo.training.adversarial import AdversarialTraining  # noqa: E402
 from cfzoo.training.cozzolino import Cozzolino2017  # noqa: E402
 from cfzoo.training.loop import (  # noqa: E402
     NetworkSchedule,
@@ -123,7 +124,8 @@ class Stop(Exception):
     """Stands for a run killed between two steps."""
 
 
-def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path):
+@pytest.mark.parametrize("adversary", [None, AdversarialTraining()], ids=["standard", "adversarial"])
+def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path, adversary):
     rows = np.arange(32)
     schedule = NetworkSchedule(steps=7, batch_size=8, warmup_steps=2, dihedral_augmentation=True, pristine_noise=2.0)
 
@@ -134,18 +136,27 @@ def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp
 
         torch.manual_seed(3)
         model = Bayar2016()
+        curves: dict[str, list[float]] = {}
         losses = train_network(
-            model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, on_step, snapshots
+            model,
+            blur_patches.patches[rows],
+            blur_patches.labels[rows],
+            schedule,
+            3,
+            on_step,
+            snapshots,
+            adversary,
+            curves,
         )
-        return losses, model.state_dict()
+        return losses, model.state_dict(), curves
 
-    whole_losses, whole_weights = run()
+    whole_losses, whole_weights, whole_curves = run()
     path = tmp_path / "run.snapshot.safetensors"
     with pytest.raises(Stop):
         run(Snapshots(path, every=2), stop_at=5)  # snapshot at step 4, killed after step 5
     assert path.exists()
-    resumed_losses, resumed_weights = run(Snapshots(path, every=2, resume=True))
-    assert resumed_losses == whole_losses
+    resumed_losses, resumed_weights, resumed_curves = run(Snapshots(path, every=2, resume=True))
+    assert resumed_losses == whole_losses and resumed_curves == whole_curves
     assert all(torch.equal(whole_weights[name], resumed_weights[name]) for name in whole_weights)
 
     changed = NetworkSchedule(steps=7, batch_size=4, warmup_steps=2)
@@ -695,3 +706,12 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
         train_detector(TrainingPlan(family="spam", task="median7", variant="robust"), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="no checkpoint bayar2016-median7 in"):
         train_detector(TrainingPlan(**{**common, "family": "bayar2016"}, variant="robust"), sample_dataset, out, cache)
+    scratch_plan = TrainingPlan(
+        **{**common, "family": "bayar2016"}, steps=2, batch_size=8, variant="robust", from_scratch=True
+    )
+    scratch = train_detector(scratch_plan, sample_dataset, out, cache)  # no standard bayar2016-median7 needed
+    assert scratch["hyperparameters"]["initialisation"].startswith("a new network, trained adversarially")
+    assert (scratch["hyperparameters"]["steps"], scratch["hyperparameters"]["learning_rate"]) == (2, 1e-3)
+    assert len(scratch["adversarial_training"]["attack_success"]["curve"]) == 2
+    with pytest.raises(CfzooError, match="only a robust variant trains from scratch instead of fine-tuning"):
+        train_detector(TrainingPlan(**common, variant="wild", from_scratch=True), sample_dataset, out, cache)

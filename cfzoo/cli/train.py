@@ -70,15 +70,22 @@ def train(
         "manipulation) goes through a random platform laundering drawn for it: none, a JPEG re-save (Q 65-100, 4:2:0 "
         "or 4:4:4), a bicubic downscale (0.5-1.0) or both; the model is <family>-<task>-wild and is tested on the "
         "test devices as they are (test) and laundered alike (test_wild). robust: the standard model fine-tuned "
-        "adversarially (integer PGD at eps 1-2 on half of every batch, both classes; networks only), "
+        "(or, with --from-scratch, a new network trained) adversarially (integer PGD at eps 1-2 on half of every batch, both classes; networks only), "
         "<family>-<task>-robust; its record holds the training curves and flags a collapse.",
     ),
     start_from: Path | None = typer.Option(
         None,
         "--start-from",
         help="Networks' wild and robust variants: fine-tune the standard <family>-<task> of this checkpoint folder "
-        "(600 steps at lr 1e-4 unless --steps and --lr say otherwise). robust always fine-tunes (default: "
-        "--checkpoints); wild trains from scratch without it.",
+        "(600 steps at lr 1e-4 unless --steps and --lr say otherwise). robust fine-tunes the one in --checkpoints "
+        "without it (or none: --from-scratch); wild trains from scratch without it.",
+    ),
+    from_scratch: bool = typer.Option(
+        False,
+        "--from-scratch",
+        help="robust: train adversarially from the network's initialisation on the family's full schedule "
+        "(bayar2016: 1200 steps of 32 at lr 1e-3; --steps, --batch-size and --lr change it) instead of fine-tuning "
+        "the standard model.",
     ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
@@ -158,6 +165,7 @@ def train(
                 evaluate=evaluate,
                 variant=variant,
                 start_from=None if start_from is None else str(start_from),
+                from_scratch=from_scratch,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

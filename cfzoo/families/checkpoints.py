@@ -64,7 +64,12 @@ def train_detector(
         raise CfzooError(
             "only the networks' wild and robust variants fine-tune a standard model; leave out --start-from"
         )
-    if plan.variant == "robust" and plan.start_from is None:  # the standard model beside it
+    if plan.from_scratch and (plan.variant != "robust" or plan.start_from is not None):
+        raise CfzooError(
+            "only a robust variant trains from scratch instead of fine-tuning (wild does without --start-from); "
+            "leave out --from-scratch or --start-from"
+        )
+    if plan.variant == "robust" and plan.start_from is None and not plan.from_scratch:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)
     split = plan_split(plan, dataset)

@@ -153,6 +153,7 @@ class Snapshots:
             raise CfzooError(
                 f"the snapshot {self.path} cannot be read ({error}); delete it to train from step 0"
             ) from None
+        identity = json.loads(json.dumps(identity))  # as stored: tuples (the adversary's eps) read back as lists
         if state["identity"] != identity:
             changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
             raise CfzooError(

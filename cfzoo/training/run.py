@@ -50,11 +50,15 @@ class TrainingPlan:
     evaluate: bool = True
     #: ``standard``; ``wild``: trained on photos laundered as a platform would (:data:`WILD_LAUNDERING`) and
     #: tested on the test devices both as they are and laundered alike; ``robust``: the standard model fine-tuned
-    #: adversarially (:mod:`cfzoo.training.adversarial`).
+    #: (or, :attr:`from_scratch`, a new network trained) adversarially (:mod:`cfzoo.training.adversarial`).
     variant: str = STANDARD_VARIANT
     #: The checkpoint folder holding the standard ``<family>-<task>`` a network variant fine-tunes: a robust one
     #: always (default: the folder it is written to), a wild one when given (else it trains as the standard one).
     start_from: str | None = None
+    #: A robust variant trained adversarially from the network's initialisation, on the family's full schedule,
+    #: instead of fine-tuned from the standard model: the features a fine-tuned model keeps were learnt without an
+    #: attacker, and may be ones no fine-tuning makes robust (docs/robustness.md).
+    from_scratch: bool = False
 
     @property
     def model_id(self) -> str:
