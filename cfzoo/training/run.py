@@ -53,7 +53,8 @@ class TrainingPlan:
     #: (or, :attr:`from_scratch`, a new network trained) adversarially (:mod:`cfzoo.training.adversarial`).
     variant: str = STANDARD_VARIANT
     #: The checkpoint folder holding the standard ``<family>-<task>`` a network variant fine-tunes: a robust one
-    #: always (default: the folder it is written to), a wild one when given (else it trains as the standard one).
+    #: unless :attr:`from_scratch` (default: the folder it is written to), a wild one when given (else it trains as
+    #: the standard one).
     start_from: str | None = None
     #: A robust variant trained adversarially from the network's initialisation, on the family's full schedule,
     #: instead of fine-tuned from the standard model: the features a fine-tuned model keeps were learnt without an
