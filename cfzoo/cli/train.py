@@ -70,7 +70,8 @@ def train(
         "manipulation) goes through a random platform laundering drawn for it: none, a JPEG re-save (Q 65-100, 4:2:0 "
         "or 4:4:4), a bicubic downscale (0.5-1.0) or both; the model is <family>-<task>-wild and is tested on the "
         "test devices as they are (test) and laundered alike (test_wild). robust: the standard model fine-tuned "
-        "(or, with --from-scratch, a new network trained) adversarially (integer PGD at eps 1-2 on half of every batch, both classes; networks only), "
+        "(or, with --from-scratch, a new network trained) adversarially (integer PGD at eps 1-2 on half of every "
+        "batch, both classes; networks only), "
         "<family>-<task>-robust; its record holds the training curves and flags a collapse.",
     ),
     start_from: Path | None = typer.Option(

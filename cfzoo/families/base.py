@@ -126,8 +126,8 @@ class NetworkFamily(Family):
             model, described = self.standard_network(plan)
         else:
             model, described = self.initial_network(plan, train_set, rows, status)
-            if plan.from_scratch:
-                described = {"initialisation": "a new network, trained adversarially from the start", **described}
+            if plan.from_scratch:  # a family whose start is not random (Cozzolino2017: from the SVM) says its own
+                described.setdefault("initialisation", "a new network, trained adversarially from the start")
         defaults = {**self.schedule, **(self.fine_tune_schedule if fine_tune else {})}
         adversary = AdversarialTraining() if plan.variant == "robust" else None
         schedule = NetworkSchedule(
