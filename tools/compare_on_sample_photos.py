@@ -4,8 +4,10 @@ Every patch of the four pseudo-devices (train and test sets of the seed-0 split,
 each folder's torch checkpoint; prints per task FPR and ACC at the family's fixed threshold, and the AUC, so
 a calibration gap (good AUC, poor accuracy at the threshold) shows apart from a separation gap.
 
-Example (each folder needs the weights, e.g. one that `tools/gpu_train.py unpack` wrote):
+Examples (each folder needs the weights, e.g. one that `tools/gpu_train.py unpack` wrote):
 python tools/compare_on_sample_photos.py checkpoints/cameras-seed0 /tmp/unpacked/bayar2016-long
+python tools/compare_on_sample_photos.py checkpoints/cameras-seed0 checkpoints/robust-scratch-seed0 \
+    --variants standard robust --tasks median7 blur1.1
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devic
 from cfzoo.metrics import detection_rates  # noqa: E402
 from cfzoo.reports import TABLE1_ORDER  # noqa: E402
 from cfzoo.sample_data import sample_dataset_dir  # noqa: E402
+from cfzoo.zoo.registry import STANDARD_VARIANT, model_id  # noqa: E402
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -39,6 +42,9 @@ def main() -> None:
     parser.add_argument("folders", type=Path, nargs=2)
     parser.add_argument("--family", default="bayar2016")
     parser.add_argument("--tasks", nargs="+", default=list(TABLE1_ORDER))
+    parser.add_argument(
+        "--variants", nargs=2, default=[STANDARD_VARIANT] * 2, help="the variant read from each folder, in order"
+    )
     parser.add_argument("--cache-dir", type=Path)
     args = parser.parse_args()
 
@@ -51,15 +57,16 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = CameraDataset.from_directory(sample_dataset_dir())
     split = split_devices(dataset.device_names, 0)
-    print("task patches " + " ".join(f"{folder.name}:FPR/ACC/AUC" for folder in args.folders))
+    columns = (f"{folder.name}:{variant}:FPR/ACC/AUC" for folder, variant in zip(args.folders, args.variants))
+    print("task patches " + " ".join(columns))
     for task in args.tasks:
         sets = [
             build_patch_set(dataset, PatchSetSpec(task=task, split=name, seed=0), split, args.cache_dir)
             for name in ("train", "test")
         ]
         cells = []
-        for folder in args.folders:
-            _, detector = load_checkpoint(folder, f"{args.family}-{task}")
+        for folder, variant in zip(args.folders, args.variants):
+            _, detector = load_checkpoint(folder, model_id(args.family, task, variant))
             scores = np.concatenate(
                 [family.score_patches(detector, ps, np.arange(len(ps)), lambda *_: None) for ps in sets]
             )
