@@ -29,11 +29,14 @@ VARIANT_COLOURS = {"standard": "#4c72b0", "wild": "#dd8452", "robust": "#55a868"
 
 
 def record_of(model_id: str, checkpoints: list[Path]) -> dict:
-    """The training record of ``model_id`` from the first checkpoint folder that holds it."""
-    for folder in checkpoints:
-        if (folder / f"{model_id}.json").exists():
-            return json.loads((folder / f"{model_id}.json").read_text())
-    raise SystemExit(f"no training record of {model_id} in {', '.join(map(str, checkpoints))}")
+    """The training record of ``model_id``: from the first checkpoint folder that holds it with its weights, else
+    from the first that holds it. Models that are not shipped keep their record without weights
+    (checkpoints/README.md), so where two folders hold an id the one with weights is the shipped model's."""
+    holding = [folder for folder in checkpoints if (folder / f"{model_id}.json").exists()]
+    if not holding:
+        raise SystemExit(f"no training record of {model_id} in {', '.join(map(str, checkpoints))}")
+    with_weights = [folder for folder in holding if (folder / f"{model_id}.safetensors").exists()]
+    return json.loads(((with_weights or holding)[0] / f"{model_id}.json").read_text())
 
 
 def figures(reports: list[RobustnessReport], checkpoints: list[Path], laundered: dict[str, float]) -> list[dict]:
