@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,7 +125,11 @@ class Stop(Exception):
     """Stands for a run killed between two steps."""
 
 
-@pytest.mark.parametrize("adversary", [None, AdversarialTraining()], ids=["standard", "adversarial"])
+@pytest.mark.parametrize(
+    "adversary",
+    [None, AdversarialTraining(), AdversarialTraining(trades_beta=6.0)],
+    ids=["standard", "madry", "trades"],
+)
 def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path, adversary):
     rows = np.arange(32)
     schedule = NetworkSchedule(steps=7, batch_size=8, warmup_steps=2, dihedral_augmentation=True, pristine_noise=2.0)
@@ -634,7 +639,7 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
 
 
 def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches):
-    from cfzoo.training.adversarial import integer_pgd
+    from cfzoo.training.adversarial import cross_entropy_of, integer_pgd
 
     torch.manual_seed(0)
     model = Bayar2016()
@@ -645,9 +650,10 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
     images = to_tensor(blur_patches.patches[rows])
     targets = torch.from_numpy(blur_patches.labels[rows].astype(np.int64))
     radius = torch.tensor([1.0, 2.0] * 16)
-    attacked = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
-    again = integer_pgd(model, images, targets, radius, 3, np.random.default_rng(5))
-    start = integer_pgd(model, images, targets, radius, 0, np.random.default_rng(5))  # no step: the random start
+    objective = cross_entropy_of(targets)
+    attacked = integer_pgd(model, images, objective, radius, 3, np.random.default_rng(5))
+    again = integer_pgd(model, images, objective, radius, 3, np.random.default_rng(5))
+    start = integer_pgd(model, images, objective, radius, 0, np.random.default_rng(5))  # no step: the random start
     assert torch.equal(attacked, again)  # seeded
     assert torch.equal(attacked, attacked.round()) and attacked.min() >= 0 and attacked.max() <= 255
     distance = (attacked - images).abs().amax(dim=(1, 2, 3))
@@ -661,6 +667,46 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
     assert attacked_loss > clean_loss
     assert torch.all(per_patch[0] >= per_patch[1])  # each patch keeps its highest-loss iterate, the start included
     assert not model.training  # left as it was (train_network ends in eval mode)
+
+
+def test_trades_attacks_the_divergence_from_the_clean_prediction_and_weighs_it_by_beta(blur_patches):
+    from cfzoo.training.adversarial import adversarial_batch, divergence_from, integer_pgd
+
+    torch.manual_seed(0)
+    model = Bayar2016()
+    rows = np.arange(32)
+    train_network(
+        model, blur_patches.patches[rows], blur_patches.labels[rows], NetworkSchedule(steps=6, batch_size=8), 0
+    )
+    images = to_tensor(blur_patches.patches[rows])
+    targets = torch.from_numpy(blur_patches.labels[rows].astype(np.int64))
+    with torch.no_grad():
+        objective = divergence_from(model(images))
+        assert torch.allclose(objective(model(images)), torch.zeros(32), atol=1e-6)  # no change, no divergence
+    radius = torch.full((32,), 2.0)
+    attacked = integer_pgd(model, images, objective, radius, 3, np.random.default_rng(1))
+    start = integer_pgd(model, images, objective, radius, 0, np.random.default_rng(1))
+    with torch.no_grad():
+        assert torch.all(objective(model(attacked)) >= objective(model(start)))
+        assert objective(model(attacked)).mean() > objective(model(start)).mean()
+
+    def batch_and_loss(beta):
+        settings = AdversarialTraining(share=0.25, trades_beta=beta)
+        batch = adversarial_batch(model, images, targets, settings, np.random.default_rng(2))
+        model.eval()  # it leaves the network training; a forward pass in training mode would move its statistics
+        with torch.no_grad():
+            return batch, batch.loss(model(batch.images), targets)
+
+    (light, light_loss), (heavy, heavy_loss) = batch_and_loss(1.0), batch_and_loss(6.0)
+    assert len(light.rows) == 8 and light.images.shape == (40, *images.shape[1:])  # the clean batch, then 8 examples
+    assert torch.equal(light.images[:32], images) and torch.equal(light.images, heavy.images)
+    with torch.no_grad():
+        clean = torch.nn.functional.cross_entropy(model(images), targets)
+        assert torch.allclose(heavy_loss - clean, 6 * (light_loss - clean), rtol=1e-4) and light_loss > clean
+        assert light.clean_correct(model(light.images), targets).shape == (32,)  # every clean row is trained on
+    madry = adversarial_batch(model, images, targets, AdversarialTraining(share=0.25), np.random.default_rng(2))
+    assert madry.images.shape == images.shape and len(madry.rows) == 8  # the examples replace their rows
+    assert AdversarialTraining().identity() == {"eps": (1, 2), "steps": 5, "share": 0.5}  # as earlier snapshots hold it
 
 
 def test_collapse_flags_name_a_chance_level_network_and_an_attack_that_stops_finding_examples():
@@ -706,12 +752,18 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
         train_detector(TrainingPlan(family="spam", task="median7", variant="robust"), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="no checkpoint bayar2016-median7 in"):
         train_detector(TrainingPlan(**{**common, "family": "bayar2016"}, variant="robust"), sample_dataset, out, cache)
+    assert robust["hyperparameters"]["adversarial_training"]["objective"].startswith("Madry")
     scratch_plan = TrainingPlan(
-        **{**common, "family": "bayar2016"}, steps=2, batch_size=8, variant="robust", from_scratch=True
+        **{**common, "family": "bayar2016"}, steps=2, batch_size=8, variant="robust", from_scratch=True, trades_beta=3
     )
     scratch = train_detector(scratch_plan, sample_dataset, out, cache)  # no standard bayar2016-median7 needed
     assert scratch["hyperparameters"]["initialisation"].startswith("a new network, trained adversarially")
+    assert scratch["hyperparameters"]["adversarial_training"]["trades_beta"] == 3
+    assert scratch["hyperparameters"]["adversarial_training"]["objective"].startswith("TRADES, beta 3")
     assert (scratch["hyperparameters"]["steps"], scratch["hyperparameters"]["learning_rate"]) == (2, 1e-3)
     assert len(scratch["adversarial_training"]["attack_success"]["curve"]) == 2
     with pytest.raises(CfzooError, match="only a robust variant trains from scratch instead of fine-tuning"):
         train_detector(TrainingPlan(**common, variant="wild", from_scratch=True), sample_dataset, out, cache)
+    for refused_plan in (TrainingPlan(**common, variant="wild", trades_beta=6), replace(scratch_plan, trades_beta=0)):
+        with pytest.raises(CfzooError, match="give --trades-beta a number above 0 with --variant robust"):
+            train_detector(refused_plan, sample_dataset, out, cache)

@@ -88,6 +88,14 @@ def train(
         "(bayar2016: 1200 steps of 32 at lr 1e-3; --steps, --batch-size and --lr change it) instead of fine-tuning "
         "the standard model.",
     ),
+    trades_beta: float | None = typer.Option(
+        None,
+        "--trades-beta",
+        metavar="BETA",
+        help="robust: train with TRADES instead of Madry's objective: cross-entropy on every clean patch plus BETA "
+        "times the KL divergence between the clean and attacked predictions (the attack raises that divergence). "
+        "Larger BETA: more robust, less clean accuracy; the TRADES paper used 6.",
+    ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
     ),
@@ -167,6 +175,7 @@ def train(
                 variant=variant,
                 start_from=None if start_from is None else str(start_from),
                 from_scratch=from_scratch,
+                trades_beta=trades_beta,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

@@ -129,7 +129,7 @@ class NetworkFamily(Family):
             if plan.from_scratch:  # a family whose start is not random (Cozzolino2017: from the SVM) says its own
                 described.setdefault("initialisation", "a new network, trained adversarially from the start")
         defaults = {**self.schedule, **(self.fine_tune_schedule if fine_tune else {})}
-        adversary = AdversarialTraining() if plan.variant == "robust" else None
+        adversary = AdversarialTraining(trades_beta=plan.trades_beta) if plan.variant == "robust" else None
         schedule = NetworkSchedule(
             steps=plan.steps or defaults["steps"],
             batch_size=plan.batch_size or defaults["batch_size"],
@@ -154,12 +154,13 @@ class NetworkFamily(Family):
         hyper = {**asdict(schedule), "optimiser": "AdamW, linear warm-up, cosine decay", **described}
         if adversary is not None:
             hyper["adversarial_training"] = {
-                **asdict(adversary),
+                **adversary.identity(),
                 "eps": list(adversary.eps),  # as the JSON record holds it
                 "attack": (
                     "integer PGD: random integer start, signed steps of 2.5 eps / steps, the gradient at the rounded "
                     "iterate, the rounded iterate with the highest loss kept; both classes towards the other label"
                 ),
+                "objective": adversary.objective_text(),
             }
         return model, hyper, losses
 

@@ -69,6 +69,10 @@ def train_detector(
             "only a robust variant trains from scratch instead of fine-tuning (wild does without --start-from); "
             "leave out --from-scratch or --start-from"
         )
+    if plan.trades_beta is not None and (plan.variant != "robust" or plan.trades_beta <= 0):
+        raise CfzooError(
+            "TRADES weighs a robust variant's adversarial term: give --trades-beta a number above 0 with --variant robust"
+        )
     if plan.variant == "robust" and plan.start_from is None and not plan.from_scratch:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)

@@ -196,9 +196,9 @@ def train_network(
 
     Models with an ``after_step()`` method (Bayar2016's constraint) have it called after every update. With
     ``snapshots``, the run saves its state every few steps and, when asked to resume, continues from the last one.
-    With ``adversary``, part of every batch is replaced by PGD examples (:mod:`cfzoo.training.adversarial`), and
-    ``history`` receives per step the share of them that fooled the network (``attack_success``) and the accuracy
-    on the batch's clean rows (``clean_accuracy``).
+    With ``adversary``, the network also trains on PGD examples of part of every batch (Madry's or TRADES's
+    objective, :mod:`cfzoo.training.adversarial`), and ``history`` receives per step the share of them that fooled
+    the network (``attack_success``) and the accuracy on the clean rows it trained on (``clean_accuracy``).
     """
     torch.manual_seed(seed)
     order = training_order(labels, schedule.steps * schedule.batch_size, seed)
@@ -228,7 +228,7 @@ def train_network(
     identity = {"schedule": asdict(schedule), "seed": seed, "patches": len(labels)}
     curves: dict[str, list[float]] = {"attack_success": [], "clean_accuracy": []} if adversary else {}
     if adversary is not None:
-        identity["adversary"] = asdict(adversary)
+        identity["adversary"] = adversary.identity()
     first_step = 0
     if snapshots is not None:
         first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity, curves)
@@ -243,17 +243,16 @@ def train_network(
         targets = torch.from_numpy(labels[batch].astype(np.int64)).to(device)
         if on_gpu:
             images = images.contiguous(memory_format=torch.channels_last)
-        if adversary is not None:
-            images, attacked_rows, fooled = adversarial_batch(model, images, targets, adversary, augmentation_rng)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-            logits = model(images)
-            loss = loss_function(logits, targets)
-        if adversary is not None:
-            clean = np.ones(len(batch), dtype=bool)
-            clean[attacked_rows] = False
-            correct = (logits.detach().argmax(dim=1) == targets).cpu().numpy()
-            curves["attack_success"].append(fooled)
-            curves["clean_accuracy"].append(float(correct[clean].mean()))
+        if adversary is None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+                loss = loss_function(model(images), targets)
+        else:
+            attacked = adversarial_batch(model, images, targets, adversary, augmentation_rng)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+                logits = model(attacked.images)
+                loss = attacked.loss(logits, targets)
+            curves["attack_success"].append(attacked.fooled)
+            curves["clean_accuracy"].append(float(attacked.clean_correct(logits, targets).mean()))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -60,6 +60,9 @@ class TrainingPlan:
     #: instead of fine-tuned from the standard model: the features a fine-tuned model keeps were learnt without an
     #: attacker, and may be ones no fine-tuning makes robust (docs/robustness.md).
     from_scratch: bool = False
+    #: A robust variant trained with TRADES's objective at this beta (the weight of the adversarial term against
+    #: the clean one) instead of Madry's (:class:`cfzoo.training.adversarial.AdversarialTraining`).
+    trades_beta: float | None = None
 
     @property
     def model_id(self) -> str:
