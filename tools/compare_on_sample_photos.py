@@ -21,20 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from cfzoo.data import CameraDataset, PatchSetSpec, build_patch_set, split_devices  # noqa: E402
-from cfzoo.metrics import detection_rates  # noqa: E402
+from cfzoo.metrics import detection_rates, roc_auc  # noqa: E402
 from cfzoo.reports import TABLE1_ORDER  # noqa: E402
 from cfzoo.sample_data import sample_dataset_dir  # noqa: E402
 from cfzoo.zoo.registry import STANDARD_VARIANT, model_id  # noqa: E402
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U), ties broken by order."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def main() -> None:

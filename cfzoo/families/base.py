@@ -158,7 +158,7 @@ class NetworkFamily(Family):
                 "eps": list(adversary.eps),  # as the JSON record holds it
                 "attack": (
                     "integer PGD: random integer start, signed steps of 2.5 eps / steps, the gradient at the rounded "
-                    "iterate, the rounded iterate with the highest loss kept; both classes towards the other label"
+                    "iterate, the rounded iterate with the highest loss kept"
                 ),
                 "objective": adversary.objective_text(),
             }

@@ -67,10 +67,13 @@ class AdversarialTraining:
 
     def objective_text(self) -> str:
         if self.trades_beta is None:
-            return "Madry: the attacked rows replace their clean ones, trained on their true label"
+            return (
+                "Madry: the attack raises the cross-entropy of the true label (both classes towards the other label); "
+                "the attacked rows replace their clean ones, trained on their true label"
+            )
         return (
-            f"TRADES, beta {self.trades_beta:g}: cross-entropy on every clean row plus beta times the KL divergence "
-            "between clean and adversarial predictions on the attacked rows"
+            f"TRADES, beta {self.trades_beta:g}: the attack raises the KL divergence from the clean prediction; "
+            "cross-entropy on every clean row plus beta times that divergence on the attacked rows"
         )
 
 
