@@ -638,9 +638,8 @@ def test_a_wild_variant_trains_on_laundered_photos_and_is_tested_both_ways(sampl
 # --- adversarial training (robust variants) ----------------------------------------------------------------------
 
 
-def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches):
-    from cfzoo.training.adversarial import cross_entropy_of, integer_pgd
-
+def briefly_trained_bayar(blur_patches):
+    """(a Bayar2016 trained 6 steps on 32 patches, those patches as a tensor, their labels)."""
     torch.manual_seed(0)
     model = Bayar2016()
     rows = np.arange(32)
@@ -649,6 +648,13 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
     )
     images = to_tensor(blur_patches.patches[rows])
     targets = torch.from_numpy(blur_patches.labels[rows].astype(np.int64))
+    return model, images, targets
+
+
+def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches):
+    from cfzoo.training.adversarial import cross_entropy_of, integer_pgd
+
+    model, images, targets = briefly_trained_bayar(blur_patches)
     radius = torch.tensor([1.0, 2.0] * 16)
     objective = cross_entropy_of(targets)
     attacked = integer_pgd(model, images, objective, radius, 3, np.random.default_rng(5))
@@ -672,14 +678,7 @@ def test_integer_pgd_stays_in_the_integer_ball_and_raises_the_loss(blur_patches)
 def test_trades_attacks_the_divergence_from_the_clean_prediction_and_weighs_it_by_beta(blur_patches):
     from cfzoo.training.adversarial import adversarial_batch, divergence_from, integer_pgd
 
-    torch.manual_seed(0)
-    model = Bayar2016()
-    rows = np.arange(32)
-    train_network(
-        model, blur_patches.patches[rows], blur_patches.labels[rows], NetworkSchedule(steps=6, batch_size=8), 0
-    )
-    images = to_tensor(blur_patches.patches[rows])
-    targets = torch.from_numpy(blur_patches.labels[rows].astype(np.int64))
+    model, images, targets = briefly_trained_bayar(blur_patches)
     with torch.no_grad():
         objective = divergence_from(model(images))
         assert torch.allclose(objective(model(images)), torch.zeros(32), atol=1e-6)  # no change, no divergence
