@@ -228,6 +228,10 @@ class PatchSet:
     def counts(self) -> dict[str, int]:
         return {"pristine": int((self.labels == 0).sum()), "manipulated": int((self.labels == 1).sum())}
 
+    def devices_of(self, rows: np.ndarray) -> np.ndarray:
+        """The camera device each of ``rows`` was cut from."""
+        return np.array([self.images[source].device for source in self.sources[rows]])
+
 
 def select_images(dataset: CameraDataset, spec: PatchSetSpec, split: DeviceSplit) -> list[tuple[str, Path]]:
     """(device, path) of the images a patch set uses, in a fixed order."""
@@ -467,7 +471,7 @@ def class_rows(patch_set: PatchSet, label: int, limit: int | None, seed: int) ->
         raise DataError(f"the number of patches must be at least 1, got {limit}")
     if limit is None or limit >= len(rows):
         return rows
-    devices = np.array([patch_set.images[source].device for source in patch_set.sources[rows]])
+    devices = patch_set.devices_of(rows)
     groups = [rows[devices == name] for name in sorted(set(devices))]
     quotas = _even_quotas([len(group) for group in groups], limit)
     rng = np.random.default_rng(seed)

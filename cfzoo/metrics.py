@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cfzoo.errors import CfzooError
-from cfzoo.results import BinaryMetrics, RankingMetrics, ReliabilityBin, TprChange
+from cfzoo.results import BinaryMetrics, RankingMetrics, Rates, ReliabilityBin, TprChange
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ def detection_rates(labels: np.ndarray, predictions: np.ndarray) -> DetectionRat
     tpr = _percent((predictions & labels).sum(), manipulated)
     acc = _percent((predictions == labels).sum(), labels.size)
     return DetectionRates(fpr=fpr, tpr=tpr, acc=acc, pristine=pristine, manipulated=manipulated)
+
+
+def rates_by_device(labels: np.ndarray, predictions: np.ndarray, devices: np.ndarray) -> dict[str, Rates]:
+    """:func:`detection_rates` on the samples of each device (``devices`` names each sample's camera), by name."""
+    labels, predictions, devices = np.asarray(labels), np.asarray(predictions), np.asarray(devices)
+    return {
+        device: Rates(**detection_rates(labels[devices == device], predictions[devices == device]).as_dict())
+        for device in sorted(set(devices.tolist()))
+    }
 
 
 def psnr(reference: np.ndarray, distorted: np.ndarray, peak: float = 255.0) -> float:

@@ -4,6 +4,8 @@ The third-party graphs are torch networks of an architecture no cfzoo family has
 onnx2torch converts it, global average pooling), exported by torch's own exporter the way their authors would.
 """
 
+import csv
+import io
 import json
 import signal
 import subprocess
@@ -247,17 +249,39 @@ def test_a_registered_detector_is_evaluated_like_the_zoos_own(third_party, sampl
             "bayar2016-jpeg70",
             "--max-test-patches",
             "16",
+            "--per-device",
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
-    rows = {row["model"]: row for row in json.loads(result.stdout)["rows"]}
+    table = json.loads(result.stdout)
+    rows = {row["model"]: row for row in table["rows"]}
     assert set(rows) == {"residual", "bayar2016-jpeg70"}
     assert rows["residual"]["family"] == "external" and rows["residual"]["paper"] is None
     assert rows["residual"]["pristine"] == rows["residual"]["manipulated"] == 16
     assert rows["bayar2016-jpeg70"]["paper"] is not None and rows["bayar2016-jpeg70"]["acc"] > rows["residual"]["acc"]
+    for row in rows.values():
+        # each test device's patches, and its false alarms and hits, add up to the model's
+        devices = row["by_device"]
+        assert sorted(devices) == sorted(table["test_devices"])
+        for rate, count in (("fpr", "pristine"), ("tpr", "manipulated")):
+            assert sum(device[count] for device in devices.values()) == row[count]
+            found = sum(device[rate] * device[count] for device in devices.values() if device[count]) / row[count]
+            assert abs(found - row[rate]) < 1e-9
+    as_csv = runner.invoke(
+        app,
+        ["evaluate", str(sample_root), "-m", "residual", "--max-test-patches", "16", "--per-device", "--format", "csv"],
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    lines = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [line["device"] for line in lines] == ["", *sorted(table["test_devices"])]
+    assert [float(line["fpr"]) for line in lines[1:]] == [
+        pytest.approx(rows["residual"]["by_device"][line["device"]]["fpr"]) for line in lines[1:]
+    ]
     mixed = runner.invoke(app, ["evaluate", str(sample_root), "--model", "residual", "--recorded"])
     assert mixed.exit_code == 1 and "apply to checkpoints" in mixed.output
+    twice = runner.invoke(app, ["evaluate", str(sample_root), "-m", "residual", "-m", "residual", "--json"])
+    assert twice.exit_code == 1 and "two of the models are 'residual'" in twice.output and not twice.stdout.strip()
 
 
 def _endless_loop_graph(path):

@@ -17,7 +17,7 @@ from cfzoo.manipulations import TASK_IDS, check_laundering, get_manipulation
 from cfzoo.paper import FAMILY_TITLES
 from cfzoo.paths import default_checkpoint_dir
 from cfzoo.reports import TABLE1_ORDER, table1_markdown
-from cfzoo.results import LOW_FPR_RULE, CheckpointRow, CheckpointTable, DetectionTable
+from cfzoo.results import LOW_FPR_RULE, CheckpointRow, CheckpointTable, DetectionTable, Rates
 from cfzoo.training import require_training_extra
 from cfzoo.zoo.registry import check_variant
 
@@ -49,7 +49,8 @@ def evaluate(
     per_device: bool = typer.Option(
         False,
         "--per-device",
-        help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on.",
+        help="Also print FPR, TPR and ACC on each test device, to see which cameras a model fails on (checkpoints "
+        "and --model alike; JSON rows get by_device, CSV a line per model and test device).",
     ),
     model: list[str] = typer.Option(
         [],
@@ -76,7 +77,8 @@ def evaluate(
 ) -> None:
     """Table I: FPR, TPR and ACC (percent) of every trained detector on its unseen test devices.
 
-    JSON rows measured now carry by_device; CSV has one line per model, then one per model and test device.
+    With --per-device, JSON rows carry by_device and CSV has one line per model, then one per model and test device
+    (checkpoints scored now always carry them).
 
     Examples: cfzoo evaluate ../shared/data/cameras --format markdown; cfzoo evaluate ../shared/data/cameras -m bayar2016-jpeg70 --per-device
     """
@@ -90,7 +92,8 @@ def evaluate(
             seed,
             cache_dir,
             output_format,
-            (family, checkpoints, recorded, save_metrics, per_device, variant != "standard", laundering),
+            per_device,
+            (family, checkpoints, recorded, save_metrics, variant != "standard", laundering),
         )
         return
     families = list(dict.fromkeys(family)) or list(FAMILIES)
@@ -138,14 +141,16 @@ def evaluate(
         lambda: table1_markdown(rows, present),
     )
     if per_device and output_format in ("table", "markdown"):
-        _print_device_table(rows)
+        _print_device_table({f"{row.family}-{row.task}": row.by_device for row in rows})
 
 
-def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, output_format, checkpoint_options) -> None:
+def _evaluate_models(
+    data, models, tasks, max_test_patches, seed, cache_dir, output_format, per_device, checkpoint_options
+) -> None:
     """Table I rows of ONNX detectors given by id or file, scored with onnxruntime on the test devices."""
     if any(option for option in checkpoint_options):
         raise CfzooError(
-            "--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics, --per-device, --variant "
+            "--model scores ONNX detectors; --family, --checkpoints, --recorded, --save-metrics, --variant "
             "and --laundering apply to checkpoints"
         )
     if output_format == "markdown":
@@ -163,8 +168,10 @@ def _evaluate_models(data, models, tasks, max_test_patches, seed, cache_dir, out
             cache_dir=cache_dir,
             on_status=lambda stage, done, total: update(done, total),
         )
-        measured = measure_detection(context, list(dict.fromkeys(tasks)), models)
+        measured = measure_detection(context, list(dict.fromkeys(tasks)), models, per_device)
     print_document(measured, output_format, lambda: _print_measured(measured))
+    if per_device and output_format == "table":
+        _print_device_table({row.model: row.by_device for row in measured.rows})
 
 
 def _print_measured(measured: DetectionTable) -> None:
@@ -225,15 +232,13 @@ def _print_table(rows: list[CheckpointRow], families: list[str]) -> None:
     stdout.print(table)
 
 
-def _print_device_table(rows: list[CheckpointRow]) -> None:
-    devices = list(dict.fromkeys(device for row in rows for device in row.by_device))
+def _print_device_table(by_model: dict[str, dict[str, Rates]]) -> None:
+    devices = list(dict.fromkeys(device for by_device in by_model.values() for device in by_device))
     table = Table(title="ACC (FPR) percent per test device")
     table.add_column("model")
     for device in devices:
         table.add_column(device, justify="right")
-    for row in rows:
-        cells = [row.by_device.get(device) for device in devices]
-        table.add_row(
-            f"{row.family}-{row.task}", *(f"{cell.acc:.2f} ({cell.fpr:.2f})" if cell else "-" for cell in cells)
-        )
+    for name, by_device in by_model.items():
+        cells = [by_device.get(device) for device in devices]
+        table.add_row(name, *(f"{cell.acc:.2f} ({cell.fpr:.2f})" if cell else "-" for cell in cells))
     stdout.print(table)

@@ -36,7 +36,7 @@ from cfzoo.experiments.context import ExperimentContext
 from cfzoo.experiments.transfer import attack_dataset, attack_markdown, plan_attack
 from cfzoo.files import check_output_dir, write_atomically, write_folder_atomically
 from cfzoo.manipulations import get_manipulation
-from cfzoo.metrics import ECE_BINS, binary_metrics, detection_rates, finite_or_none
+from cfzoo.metrics import ECE_BINS, binary_metrics, detection_rates, finite_or_none, rates_by_device
 from cfzoo.ops.attacks.common import AttackSettings, check_eps
 from cfzoo.ops.scoring import called_manipulated
 from cfzoo.paper import FAMILY_TITLES, PAPER_NUMBERS, PAPER_TABLES, table1
@@ -79,16 +79,25 @@ def attack_targets(tasks: Sequence[str]) -> dict[str, list[str]]:
     return targets
 
 
-def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: Sequence[str] = ()) -> DetectionTable:
+def measure_detection(
+    context: ExperimentContext, tasks: Sequence[str], models: Sequence[str] = (), per_device: bool = False
+) -> DetectionTable:
     """Table I with the zoo's detectors: for each task, every detector here on the test split's patches
     (all, or the context's ``max_patches`` of each class drawn with its seed as `cfzoo evaluate --max-test-patches`
-    does). With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task."""
+    does). With ``models`` (ids or ``.onnx`` files), those detectors instead, each on its own task; with
+    ``per_device``, each row also holds the rates on each test device."""
     split = context.split
     by_task: dict[str, dict[str, Detector]] = {}
     if models:
         for model in models:
             detector = open_detector(model, task=None if len(tasks) != 1 else tasks[0], providers=context.providers)
-            by_task.setdefault(detector.entry.task, {})[detector.entry.id] = detector
+            same_task = by_task.setdefault(detector.entry.task, {})
+            if detector.entry.id in same_task:
+                raise CfzooError(
+                    f"two of the models are {detector.entry.id!r} (the second: {model}); each row is named by its "
+                    "id, so score them in separate runs or register one under another id (cfzoo register)"
+                )
+            same_task[detector.entry.id] = detector
     else:
         for task in tasks:
             by_task[task] = {
@@ -116,6 +125,7 @@ def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: 
                     found.append(part)
             context.status(f"Table I {task} detect", start + len(patches), len(chosen))
         labels = patch_set.labels[chosen]
+        devices = patch_set.devices_of(chosen) if per_device else None
         for entry in (detector.entry for detector in detectors.values()):
             probabilities, decisions = (
                 np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -135,6 +145,7 @@ def measure_detection(context: ExperimentContext, tasks: Sequence[str], models: 
                         set(split.test) & set(entry.training.get("split", {}).get("train", []))
                     ),
                     binary=binary_metrics(labels, probabilities, decisions, context.seed),
+                    by_device=None if devices is None else rates_by_device(labels, decisions, devices),
                 )
             )
     return DetectionTable(test_devices=list(split.test), rows=rows)

@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from cfzoo._version import __version__
 from cfzoo.callbacks import StatusCallback
 from cfzoo.data import CameraDataset, PatchSetSpec, balanced_subset, build_patch_set, split_devices
@@ -23,7 +21,7 @@ from cfzoo.errors import CfzooError
 from cfzoo.families.registry import FAMILIES, get_family
 from cfzoo.files import write_atomically
 from cfzoo.manipulations import LAUNDERINGS, get_manipulation
-from cfzoo.metrics import detection_rates
+from cfzoo.metrics import detection_rates, rates_by_device
 from cfzoo.results import CheckpointRow, Rates
 from cfzoo.training import require_training_extra
 from cfzoo.training.run import (
@@ -276,13 +274,7 @@ def evaluate_checkpoints(
         )
         called = scores > family.threshold
         rates = detection_rates(test_set.labels[chosen], called)
-        devices = np.array([test_set.images[source].device for source in test_set.sources[chosen]])
-        by_device = {
-            device: Rates(
-                **detection_rates(test_set.labels[chosen][devices == device], called[devices == device]).as_dict()
-            )
-            for device in sorted(set(devices))
-        }
+        by_device = rates_by_device(test_set.labels[chosen], called, test_set.devices_of(chosen))
         rows.append(_row(record, rates.as_dict(), len(chosen), by_device))
         if save_metrics:
             record["metrics"][metrics_key] = rates.as_dict()

@@ -50,6 +50,14 @@ class BinaryMetrics(RankingMetrics):
     reliability: list[ReliabilityBin] = Field(description="the reliability diagram: one point per ECE bin")
 
 
+class Rates(Result):
+    fpr: float | None
+    tpr: float | None
+    acc: float | None
+    pristine: int
+    manipulated: int
+
+
 class DetectionRow(Result):
     task: str
     family: str
@@ -62,6 +70,7 @@ class DetectionRow(Result):
     paper: PaperRates | None
     trained_on_test_devices: list[str]
     binary: BinaryMetrics | None = absent_when_none("ranking, low-FPR and calibration metrics with intervals")
+    by_device: dict[str, Rates] | None = absent_when_none("the rates on each test device (`--per-device`)")
 
 
 _BINARY_COLUMNS = (
@@ -102,11 +111,16 @@ class DetectionTable(Tabular, Result):
     test_devices: list[str]
     rows: list[DetectionRow]
 
+    def _per_device(self) -> bool:
+        return any(row.by_device for row in self.rows)
+
     def csv_columns(self) -> tuple[str, ...]:
+        """With per-device rates, a ``device`` column: empty on a model's line, then a line per test device."""
         return (
             "task",
             "family",
             "model",
+            *(("device",) if self._per_device() else ()),
             "pristine",
             "manipulated",
             "fpr",
@@ -119,25 +133,24 @@ class DetectionTable(Tabular, Result):
         )
 
     def csv_rows(self) -> list[dict]:
-        return [
-            {
-                **row.model_dump(include={"task", "family", "model", "pristine", "manipulated", "fpr", "tpr", "acc"}),
-                **{
-                    f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate)
-                    for rate in ("fpr", "tpr", "acc")
-                },
-                **_binary_cells(row.binary),
-            }
-            for row in self.rows
-        ]
-
-
-class Rates(Result):
-    fpr: float | None
-    tpr: float | None
-    acc: float | None
-    pristine: int
-    manipulated: int
+        rows = []
+        for row in self.rows:
+            head = row.model_dump(include={"task", "family", "model"})
+            rows.append(
+                {
+                    **head,
+                    **row.model_dump(include={"pristine", "manipulated", "fpr", "tpr", "acc"}),
+                    **{
+                        f"paper_{rate}": None if row.paper is None else getattr(row.paper, rate)
+                        for rate in ("fpr", "tpr", "acc")
+                    },
+                    **_binary_cells(row.binary),
+                }
+            )
+            rows.extend(
+                {**head, "device": device, **rates.model_dump()} for device, rates in (row.by_device or {}).items()
+            )
+        return rows
 
 
 class CheckpointRow(Result):
