@@ -1,7 +1,6 @@
 """The layers of ../shared/DESIGN.md hold: import-linter's contracts in pyproject.toml are all kept, and the structure
 drawing (docs/structure.md) is current and has no arrow pointing up a layer."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -35,15 +34,8 @@ def test_a_contract_that_the_code_breaks_is_reported(tmp_path):
     assert "ops without the zoo BROKEN" in result.stdout and "cfzoo.ops.scoring -> cfzoo.zoo.runtime" in result.stdout
 
 
-def _structure_tool():
-    spec = importlib.util.spec_from_file_location("structure", ROOT / "tools" / "structure.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_the_structure_drawing_is_current_and_no_arrow_points_up():
-    tool = _structure_tool()
+def test_the_structure_drawing_is_current_and_no_arrow_points_up(load_tool):
+    tool = load_tool("structure")
     found = tool.edges()
     assert ("cli", "ops") in found and ("ops", "zoo") in found and ("cfzoo", "api") in found
     assert tool.against_the_layers(found) == []

@@ -1,6 +1,5 @@
 """tools/gpu_train.py: what trains on a lent GPU machine comes back as checkpoints that load and score alike."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,15 +17,8 @@ from cfzoo.families import load_checkpoint  # noqa: E402
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gpu_train.py"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("gpu_train", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_int8_packing_keeps_each_weight_within_half_a_step_of_its_channel_scale():
-    tool = load_tool()
+def test_int8_packing_keeps_each_weight_within_half_a_step_of_its_channel_scale(load_tool):
+    tool = load_tool("gpu_train")
     generator = torch.Generator().manual_seed(0)
     state = {
         "conv.weight": torch.randn(16, 8, 3, 3, generator=generator) * torch.linspace(0.01, 3.0, 16).view(16, 1, 1, 1),

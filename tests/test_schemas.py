@@ -1,7 +1,6 @@
 """Typed results: docs/schemas/ holds the JSON Schema of every document the types make, and what the CLI writes
 validates against those files."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -28,10 +27,8 @@ def validate(document: dict, name: str) -> None:
     jsonschema.Draft202012Validator(schema).validate(document)
 
 
-def test_the_published_schemas_are_the_types_schemas():
-    spec = importlib.util.spec_from_file_location("json_schemas", ROOT / "tools" / "json_schemas.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_the_published_schemas_are_the_types_schemas(load_tool):
+    tool = load_tool("json_schemas")
     assert sorted(path.name for path in SCHEMA_DIR.glob("*.schema.json")) == sorted(
         f"{name}.schema.json" for name in DOCUMENTS
     )

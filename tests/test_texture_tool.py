@@ -1,6 +1,5 @@
 """tools/false_alarms_by_texture.py: false alarms per test device and texture quintile."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "false_alarms_by_texture.py"
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location("false_alarms_by_texture", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_texture_is_zero_on_a_flat_patch_and_falls_under_a_median_filter():
-    tool = load_tool()
+def test_texture_is_zero_on_a_flat_patch_and_falls_under_a_median_filter(load_tool):
+    tool = load_tool("false_alarms_by_texture")
     rng = np.random.default_rng(0)
     noisy = np.clip(128 + rng.normal(0, 3, (1, 128, 128, 3)), 0, 255).astype(np.uint8)
     flat = np.full((1, 128, 128, 3), 90, np.uint8)
