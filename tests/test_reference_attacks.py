@@ -1,17 +1,18 @@
 """cfzoo's PGD, APGD and Square against the Adversarial Robustness Toolbox's, and its PGD against torchattacks', on
 the same network and patches.
 
-ART (and torchattacks) attack the torch network that the zoo's ONNX files were exported from (the checkpoint in checkpoints/), in
+ART (and torchattacks) attack the torch network that the zoo's ONNX file was exported from (the checkpoint in checkpoints/), in
 floats in 0..1; its results are rounded to uint8, as stored images are, and both sides are judged by the same ONNX
-detector. Cozzolino2017 on median7 at eps 1 is a case where weak settings leave part of the patches detected, so
-the comparison is not trivially 0 = 0.
+detector. The network is the adversarially trained Bayar2016 on blur1.1, on which every setting below leaves 27 to 54%
+of the blurred patches detected at eps 1, converged or not, so no comparison is a trivial 0 = 0 or 100 = 100; and a
+Bayar2016 runs about four times as fast as the Cozzolino2017 these tests used before (18 minutes for the file).
 
-Tolerance: both attacks are randomised (random starts, random squares) and run on different engines (torch
-eager against onnxruntime, whose logits agree to about 1e-5), so they do not move the same pixels; on 30 patches
-one patch is 3.3 points. Single runs of one PGD step spread from 90% to 100% on either side with the seed (means
-of eight seeds: cfzoo 94.2, ART 94.6), so each side is the mean over SEEDS (one seed once both converge to 0%),
-ART seeded through numpy and torch, which it draws from, torchattacks through torch. PGD and APGD must agree within
-10 points (three patches), Square, whose few proposals make it noisier, within 15.
+Tolerance, measured on seeds 0-7 for each side (2026-12-07): PGD and APGD gave the same TPR on every seed on both
+sides (PGD 50.0% after one step and 36.7% after ten, APGD 50.0% and 26.7% after one and twenty; a step of at
+least twice eps makes the random start irrelevant on this network), so they run one seed and must agree within one
+patch of 30 (3.3 points: the engines' logits differ by about 1e-7, which may tip a patch on the boundary). Square's
+random squares spread its TPR by a patch or two per seed (cfzoo 53.3-56.7%, ART 50.0-56.7%), so one seed each
+must agree within three patches (10 points).
 """
 
 import numpy as np
@@ -29,10 +30,12 @@ import cfzoo  # noqa: E402
 from cfzoo.families import load_checkpoint  # noqa: E402
 from cfzoo.manipulations import apply_manipulation  # noqa: E402
 
-MODEL = "cozzolino2017-median7"
+MODEL = "bayar2016-blur1.1-robust"
+CHECKPOINTS = "checkpoints/robust-scratch-seed0"
+TASK = "blur1.1"
 EPS = 1
-SEEDS = range(4)
-CONVERGED = 10  # from this many iterations on both sides reach 0% on every seed, so one seed suffices
+SEED = 0
+ONE_PATCH = 100 / 30 + 1e-9  # percent
 
 
 class UnitRange(torch.nn.Module):
@@ -51,7 +54,7 @@ def setting():
     photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
     patches = []
     for photo in photos:
-        filtered = apply_manipulation("median7", photo)
+        filtered = apply_manipulation(TASK, photo)
         height, width = filtered.shape[:2]
         patches += [
             filtered[row : row + 128, col : col + 128]
@@ -59,7 +62,7 @@ def setting():
             for col in range(0, width - 127, 128)
         ][:8]
     patches = np.stack(patches)[:30]
-    _, network = load_checkpoint("checkpoints/cameras-seed0", MODEL)
+    _, network = load_checkpoint(CHECKPOINTS, MODEL)
     classifier = art_classification.PyTorchClassifier(
         UnitRange(network), torch.nn.CrossEntropyLoss(), input_shape=(3, 128, 128), nb_classes=2, clip_values=(0.0, 1.0)
     )
@@ -73,39 +76,30 @@ def _stored_tpr(model, patches, adversarial) -> float:
     return model.predict(stored).mean()
 
 
-def _art_tpr(attack, setting, seeds):
-    """ART's mean TPR (%) over seeds, its patches stored as uint8 and judged by the ONNX detector."""
+def _art_tpr(attack, setting) -> float:
+    """ART's TPR (%), seeded through numpy and torch, which it draws from; its patches stored as uint8 and judged by
+    the ONNX detector."""
     patches, _, model = setting
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)
     images = patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    rates = []
-    for seed in seeds:
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        rates.append(_stored_tpr(model, patches, attack.generate(images, np.ones(len(patches), dtype=np.int64))))
-    return 100 * np.mean(rates)
+    return 100 * _stored_tpr(model, patches, attack.generate(images, np.ones(len(patches), dtype=np.int64)))
 
 
-def _torchattacks_tpr(attack, setting, seeds):
-    """torchattacks' mean TPR (%) over seeds, judged as ART's."""
+def _torchattacks_tpr(attack, setting) -> float:
+    """torchattacks' TPR (%), seeded through torch, judged as ART's."""
     patches, _, model = setting
+    torch.manual_seed(SEED)
     images = torch.from_numpy(patches.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-    rates = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        rates.append(_stored_tpr(model, patches, attack(images, torch.ones(len(patches), dtype=torch.long)).numpy()))
-    return 100 * np.mean(rates)
+    return 100 * _stored_tpr(model, patches, attack(images, torch.ones(len(patches), dtype=torch.long)).numpy())
 
 
-def _cfzoo_tpr(setting, seeds, method, **options):
-    """cfzoo's mean TPR (%) over seeds."""
+def _cfzoo_tpr(setting, method, **options) -> float:
+    """cfzoo's TPR (%), which must leave part of the patches detected for the comparison to say anything."""
     patches, _, model = setting
-    return 100 * np.mean(
-        [model.predict(cfzoo.attack(model, patches, EPS, method=method, seed=seed, **options)).mean() for seed in seeds]
-    )
-
-
-def _seeds(iterations):
-    return SEEDS[:1] if iterations >= CONVERGED else SEEDS
+    tpr = 100 * model.predict(cfzoo.attack(model, patches, EPS, method=method, seed=SEED, **options)).mean()
+    assert 0 < tpr < 100
+    return tpr
 
 
 def test_the_torch_network_and_the_onnx_detector_agree(setting):
@@ -119,8 +113,7 @@ def test_the_torch_network_and_the_onnx_detector_agree(setting):
 
 @pytest.mark.parametrize("iterations", [1, 10])
 def test_pgd_agrees_with_art(setting, iterations):
-    """One step (a random start and a step of 2.5 eps) leaves most patches detected; ten converge. At three the
-    two randomised runs parted by 3 to 4 patches of 30 between sessions, too close to the tolerance to test."""
+    """One step (a random start and a step of 2.5 eps) and ten steps of a quarter of that."""
     _, classifier, _ = setting
     reference = art_evasion.ProjectedGradientDescent(
         classifier,
@@ -131,8 +124,7 @@ def test_pgd_agrees_with_art(setting, iterations):
         num_random_init=1,
         verbose=False,
     )
-    seeds = _seeds(iterations)
-    assert abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
+    assert abs(_cfzoo_tpr(setting, "pgd", iterations=iterations) - _art_tpr(reference, setting)) <= ONE_PATCH
 
 
 @pytest.mark.parametrize("iterations", [1, 10])
@@ -143,19 +135,15 @@ def test_pgd_agrees_with_torchattacks(setting, iterations):
     reference = torchattacks.PGD(
         classifier.model, eps=EPS / 255, alpha=2.5 * EPS / iterations / 255, steps=iterations, random_start=True
     )
-    seeds = _seeds(iterations)
-    assert (
-        abs(_cfzoo_tpr(setting, seeds, "pgd", iterations=iterations) - _torchattacks_tpr(reference, setting, seeds))
-        <= 10
-    )
+    assert abs(_cfzoo_tpr(setting, "pgd", iterations=iterations) - _torchattacks_tpr(reference, setting)) <= ONE_PATCH
 
 
 @pytest.mark.parametrize("iterations", [1, 20])
 def test_apgd_agrees_with_art(setting, iterations):
     """At 1 iteration both take their first step only; at 20 both have run the step-size schedule to the end. In
-    between the two part more than the tolerance: at 10 iterations ours left 10% of the patches detected (3 of 30;
-    3% with another seed) and ART none. ART counts the steps that raised the best loss where AutoAttack and cfzoo
-    count those that raised the loss, and ART judges success in floats, cfzoo after rounding."""
+    between they need not agree: ART counts the steps that raised the best loss where AutoAttack and cfzoo count
+    those that raised the loss, and ART judges success in floats, cfzoo after rounding (on the Cozzolino2017 these
+    tests used before, at 10 iterations ours left 3 of 30 patches detected and ART none)."""
     _, classifier, _ = setting
     reference = art_evasion.AutoProjectedGradientDescent(
         classifier,
@@ -167,8 +155,7 @@ def test_apgd_agrees_with_art(setting, iterations):
         loss_type="cross_entropy",
         verbose=False,
     )
-    seeds = _seeds(iterations)
-    assert abs(_cfzoo_tpr(setting, seeds, "apgd", iterations=iterations) - _art_tpr(reference, setting, seeds)) <= 10
+    assert abs(_cfzoo_tpr(setting, "apgd", iterations=iterations) - _art_tpr(reference, setting)) <= ONE_PATCH
 
 
 def test_square_agrees_with_art(setting):
@@ -176,4 +163,4 @@ def test_square_agrees_with_art(setting):
     reference = art_evasion.SquareAttack(
         classifier, norm=np.inf, eps=EPS / 255, max_iter=30, nb_restarts=1, p_init=0.05, verbose=False
     )
-    assert abs(_cfzoo_tpr(setting, SEEDS, "square", queries=30) - _art_tpr(reference, setting, SEEDS)) <= 15
+    assert abs(_cfzoo_tpr(setting, "square", queries=30) - _art_tpr(reference, setting)) <= 3 * ONE_PATCH
