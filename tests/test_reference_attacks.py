@@ -4,13 +4,14 @@ the same network and patches.
 ART (and torchattacks) attack the torch network that the zoo's ONNX file was exported from (the checkpoint in checkpoints/), in
 floats in 0..1; its results are rounded to uint8, as stored images are, and both sides are judged by the same ONNX
 detector. The network is the adversarially trained Bayar2016 on blur1.1, on which every setting below leaves 27 to 54%
-of the blurred patches detected at eps 1, converged or not, so no comparison is a trivial 0 = 0 or 100 = 100; and a
-Bayar2016 runs about four times as fast as the Cozzolino2017 these tests used before (18 minutes for the file).
+of the blurred patches detected at eps 1, converged or not, so no comparison is a trivial 0 = 0 or 100 = 100. On the
+Cozzolino2017 these tests used before, with four seeds, the file took 1,422 s; it takes 95 s now (DEVELOPERS.md).
 
 Tolerance, measured on seeds 0-7 for each side (2026-12-07): PGD and APGD gave the same TPR on every seed on both
-sides (PGD 50.0% after one step and 36.7% after ten, APGD 50.0% and 26.7% after one and twenty; a step of at
-least twice eps makes the random start irrelevant on this network), so they run one seed and must agree within one
-patch of 30 (3.3 points: the engines' logits differ by about 1e-7, which may tip a patch on the boundary). Square's
+sides (PGD 50.0% after one step and 36.7% after ten, APGD 50.0% and 26.7% after one and twenty; one step of 2.5
+eps lands on a corner of the box whatever the start, and every start led to the same count after ten or twenty
+steps), so they run one seed and must agree within one patch of 30 (3.3 points: the engines' probabilities differ
+by about 1e-7, which may tip a patch on the boundary on another CPU). Square's
 random squares spread its TPR by a patch or two per seed (cfzoo 53.3-56.7%, ART 50.0-56.7%), so one seed each
 must agree within three patches (10 points).
 """
