@@ -33,7 +33,6 @@ from cfzoo.manipulations import apply_manipulation  # noqa: E402
 
 MODEL = "bayar2016-blur1.1-robust"
 CHECKPOINTS = "checkpoints/robust-scratch-seed0"
-TASK = "blur1.1"
 EPS = 1
 SEED = 0
 ONE_PATCH = 100 / 30 + 1e-9  # percent
@@ -52,10 +51,11 @@ class UnitRange(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def setting():
+    record, network = load_checkpoint(CHECKPOINTS, MODEL)
     photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
     patches = []
     for photo in photos:
-        filtered = apply_manipulation(TASK, photo)
+        filtered = apply_manipulation(record["task"], photo)
         height, width = filtered.shape[:2]
         patches += [
             filtered[row : row + 128, col : col + 128]
@@ -63,7 +63,6 @@ def setting():
             for col in range(0, width - 127, 128)
         ][:8]
     patches = np.stack(patches)[:30]
-    _, network = load_checkpoint(CHECKPOINTS, MODEL)
     classifier = art_classification.PyTorchClassifier(
         UnitRange(network), torch.nn.CrossEntropyLoss(), input_shape=(3, 128, 128), nb_classes=2, clip_values=(0.0, 1.0)
     )
