@@ -753,11 +753,18 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
         train_detector(TrainingPlan(**{**common, "family": "bayar2016"}, variant="robust"), sample_dataset, out, cache)
     assert robust["hyperparameters"]["adversarial_training"]["objective"].startswith("Madry")
     scratch_plan = TrainingPlan(
-        **{**common, "family": "bayar2016"}, steps=2, batch_size=8, variant="robust", from_scratch=True, trades_beta=3
+        **{**common, "family": "bayar2016"},
+        steps=2,
+        batch_size=8,
+        variant="robust",
+        from_scratch=True,
+        trades_beta=3,
+        adversary_eps=(1,),
     )
     scratch = train_detector(scratch_plan, sample_dataset, out, cache)  # no standard bayar2016-median7 needed
     assert scratch["hyperparameters"]["initialisation"].startswith("a new network, trained adversarially")
     assert scratch["hyperparameters"]["adversarial_training"]["trades_beta"] == 3
+    assert scratch["hyperparameters"]["adversarial_training"]["eps"] == [1]
     assert scratch["hyperparameters"]["adversarial_training"]["objective"].startswith("TRADES, beta 3")
     assert (scratch["hyperparameters"]["steps"], scratch["hyperparameters"]["learning_rate"]) == (2, 1e-3)
     assert len(scratch["adversarial_training"]["attack_success"]["curve"]) == 2
@@ -765,4 +772,10 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
         train_detector(TrainingPlan(**common, variant="wild", from_scratch=True), sample_dataset, out, cache)
     for refused_plan in (TrainingPlan(**common, variant="wild", trades_beta=6), replace(scratch_plan, trades_beta=0)):
         with pytest.raises(CfzooError, match="give --trades-beta a number above 0 with --variant robust"):
+            train_detector(refused_plan, sample_dataset, out, cache)
+    for refused_plan in (
+        TrainingPlan(**common, variant="wild", adversary_eps=(1,)),
+        replace(scratch_plan, adversary_eps=(0, 1)),
+    ):
+        with pytest.raises(CfzooError, match="give --adversary-eps 1 or more"):
             train_detector(refused_plan, sample_dataset, out, cache)

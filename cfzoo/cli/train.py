@@ -70,8 +70,8 @@ def train(
         "manipulation) goes through a random platform laundering drawn for it: none, a JPEG re-save (Q 65-100, 4:2:0 "
         "or 4:4:4), a bicubic downscale (0.5-1.0) or both; the model is <family>-<task>-wild and is tested on the "
         "test devices as they are (test) and laundered alike (test_wild). robust: the standard model fine-tuned "
-        "(or, with --from-scratch, a new network trained) adversarially (integer PGD at eps 1-2 on half of every "
-        "batch, both classes; networks only), "
+        "(or, with --from-scratch, a new network trained) adversarially (integer PGD at eps 1-2, or --adversary-eps, "
+        "on half of every batch, both classes; networks only), "
         "<family>-<task>-robust; its record holds the training curves and flags a collapse.",
     ),
     start_from: Path | None = typer.Option(
@@ -95,6 +95,14 @@ def train(
         help="robust: train with TRADES instead of Madry's objective: cross-entropy on every clean patch plus BETA "
         "times the KL divergence between the clean and attacked predictions (the attack raises that divergence). "
         "Larger BETA: more robust, less clean accuracy; the TRADES paper used 6.",
+    ),
+    adversary_eps: list[int] = typer.Option(
+        [],
+        "--adversary-eps",
+        metavar="EPS",
+        help="robust: the eps (whole gray levels) the attack in training draws from for each patch; repeat for "
+        "several (default 1 and 2). Training only at the eps a detector must resist spends none of its capacity on "
+        "larger ones.",
     ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
@@ -176,6 +184,7 @@ def train(
                 start_from=None if start_from is None else str(start_from),
                 from_scratch=from_scratch,
                 trades_beta=trades_beta,
+                adversary_eps=tuple(adversary_eps) or None,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

@@ -129,7 +129,10 @@ class NetworkFamily(Family):
             if plan.from_scratch:  # a family whose start is not random (Cozzolino2017: from the SVM) says its own
                 described.setdefault("initialisation", "a new network, trained adversarially from the start")
         defaults = {**self.schedule, **(self.fine_tune_schedule if fine_tune else {})}
-        adversary = AdversarialTraining(trades_beta=plan.trades_beta) if plan.variant == "robust" else None
+        adversary = None
+        if plan.variant == "robust":
+            eps = {"eps": plan.adversary_eps} if plan.adversary_eps else {}
+            adversary = AdversarialTraining(trades_beta=plan.trades_beta, **eps)
         schedule = NetworkSchedule(
             steps=plan.steps or defaults["steps"],
             batch_size=plan.batch_size or defaults["batch_size"],

@@ -71,6 +71,13 @@ def train_detector(
         raise CfzooError(
             "TRADES weighs a robust variant's adversarial term: give --trades-beta a number above 0 with --variant robust"
         )
+    if plan.adversary_eps is not None and (
+        plan.variant != "robust" or not plan.adversary_eps or min(plan.adversary_eps) < 1
+    ):
+        raise CfzooError(
+            "the attack in training draws eps from whole gray levels: give --adversary-eps 1 or more (repeatable) "
+            "with --variant robust"
+        )
     if plan.variant == "robust" and plan.start_from is None and not plan.from_scratch:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)

@@ -63,6 +63,9 @@ class TrainingPlan:
     #: A robust variant trained with TRADES's objective at this beta (the weight of the adversarial term against
     #: the clean one) instead of Madry's (:class:`cfzoo.training.adversarial.AdversarialTraining`).
     trades_beta: float | None = None
+    #: The eps (gray levels) a robust variant's attack in training draws from per patch; None: the default,
+    #: :attr:`cfzoo.training.adversarial.AdversarialTraining.eps`.
+    adversary_eps: tuple[int, ...] | None = None
 
     @property
     def model_id(self) -> str:
