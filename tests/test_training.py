@@ -121,18 +121,56 @@ def test_augmented_training_is_deterministic_and_differs_from_plain(blur_patches
     assert runs[True][0] != runs[False][0]
 
 
+def test_an_averaged_run_returns_the_moving_average_of_the_weights_it_went_through(blur_patches):
+    rows = np.arange(16)
+    decay, steps = 0.9, 5
+
+    def run(weight_average, visited=None):
+        def on_step(step, total, loss):
+            if visited is not None:
+                visited.append({name: value.clone() for name, value in model.state_dict().items()})
+
+        torch.manual_seed(3)
+        model = Bayar2016()
+        start = {name: value.clone() for name, value in model.state_dict().items()}
+        schedule = NetworkSchedule(steps=steps, batch_size=8, warmup_steps=1, weight_average=weight_average)
+        losses = train_network(model, blur_patches.patches[rows], blur_patches.labels[rows], schedule, 3, on_step)
+        return losses, start, model.state_dict()
+
+    visited: list[dict] = []
+    plain_losses, start, _ = run(0.0, visited)
+    averaged_losses, _, averaged = run(decay)
+    assert averaged_losses == plain_losses  # the average does not change the optimisation
+    expected = {name: value.clone() for name, value in start.items() if value.is_floating_point()}
+    for step, weights in enumerate(visited):
+        factor = min(decay, (1 + step) / (10 + step))
+        for name in expected:
+            expected[name] = factor * expected[name] + (1 - factor) * weights[name]
+    for name, value in expected.items():
+        assert torch.allclose(averaged[name], value, atol=1e-6), name
+    assert not torch.allclose(averaged["constrained.weight"], visited[-1]["constrained.weight"])
+    assert torch.equal(averaged["features.1.num_batches_tracked"], visited[-1]["features.1.num_batches_tracked"])
+
+
 class Stop(Exception):
     """Stands for a run killed between two steps."""
 
 
 @pytest.mark.parametrize(
-    "adversary",
-    [None, AdversarialTraining(), AdversarialTraining(trades_beta=6.0)],
-    ids=["standard", "madry", "trades"],
+    ("adversary", "weight_average"),
+    [(None, 0.0), (AdversarialTraining(), 0.0), (AdversarialTraining(trades_beta=6.0), 0.0), (None, 0.9)],
+    ids=["standard", "madry", "trades", "averaged"],
 )
-def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path, adversary):
+def test_a_run_stopped_and_resumed_equals_an_uninterrupted_one(blur_patches, tmp_path, adversary, weight_average):
     rows = np.arange(32)
-    schedule = NetworkSchedule(steps=7, batch_size=8, warmup_steps=2, dihedral_augmentation=True, pristine_noise=2.0)
+    schedule = NetworkSchedule(
+        steps=7,
+        batch_size=8,
+        warmup_steps=2,
+        dihedral_augmentation=True,
+        pristine_noise=2.0,
+        weight_average=weight_average,
+    )
 
     def run(snapshots=None, stop_at=None):
         def on_step(step, total, loss):
@@ -779,3 +817,7 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
     ):
         with pytest.raises(CfzooError, match="give --adversary-eps 1 or more"):
             train_detector(refused_plan, sample_dataset, out, cache)
+    with pytest.raises(CfzooError, match="decay in \\[0, 1\\), got 1"):
+        train_detector(replace(scratch_plan, weight_average=1.0), sample_dataset, out, cache)
+    with pytest.raises(CfzooError, match="spam is not trained by gradient descent, so it has no weights to average"):
+        train_detector(TrainingPlan(family="spam", task="median7", weight_average=0.99), sample_dataset, out, cache)

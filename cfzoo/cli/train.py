@@ -104,6 +104,13 @@ def train(
         "several (default 1 and 2). Training only at the eps a detector must resist spends none of its capacity on "
         "larger ones.",
     ),
+    weight_average: float = typer.Option(
+        0.0,
+        "--weight-average",
+        metavar="DECAY",
+        help="Networks: keep an exponential moving average of the weights with this decay per step (for example "
+        "0.995: about the last 200 steps) and make it the trained model; 0: the last step's weights.",
+    ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
     ),
@@ -185,6 +192,7 @@ def train(
                 from_scratch=from_scratch,
                 trades_beta=trades_beta,
                 adversary_eps=tuple(adversary_eps) or None,
+                weight_average=weight_average,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

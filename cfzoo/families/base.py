@@ -141,6 +141,7 @@ class NetworkFamily(Family):
                 defaults["dihedral_augmentation"] if plan.dihedral_augmentation is None else plan.dihedral_augmentation
             ),
             pristine_noise=defaults["pristine_noise"] if plan.pristine_noise is None else plan.pristine_noise,
+            weight_average=plan.weight_average,
         )
         model.to(training_device())
         losses = train_network(

@@ -78,6 +78,10 @@ def train_detector(
             "the attack in training draws eps from whole gray levels: give --adversary-eps 1 or more (repeatable) "
             "with --variant robust"
         )
+    if not 0 <= plan.weight_average < 1:
+        raise CfzooError(f"--weight-average is a decay in [0, 1), got {plan.weight_average:g}; 0.995 is typical")
+    if plan.weight_average and not family.adversarial_training:
+        raise CfzooError(f"{plan.family} is not trained by gradient descent, so it has no weights to average")
     if plan.variant == "robust" and plan.start_from is None and not plan.from_scratch:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)

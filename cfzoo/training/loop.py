@@ -37,6 +37,18 @@ class NetworkSchedule:
     #: patch, the deviation drawn uniformly from 0 to it per patch; 0: none. Noise is none of the eight
     #: manipulations, so a noisy photo is still pristine; a detector that never saw one calls it manipulated.
     pristine_noise: float = 0.0
+    #: Decay of an exponential moving average of the weights (and batch-norm statistics), updated after every step;
+    #: the trained model is that average. 0: off. A network averaged over its last few hundred steps generalises
+    #: better than its last iterate, in adversarial training too (Gowal et al. 2020).
+    weight_average: float = 0.0
+
+    def identity(self) -> dict:
+        """The settings as a run's snapshot keeps them; ``weight_average`` only when set, so that snapshots taken
+        before it existed still resume."""
+        settings = asdict(self)
+        if not self.weight_average:
+            del settings["weight_average"]
+        return settings
 
 
 def to_tensor(patches: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -91,6 +103,27 @@ def training_order(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return order
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating-point state (weights and batch-norm statistics), with
+    the usual warm-up: the decay after step t is min(decay, (1 + t) / (10 + t)), so early steps do not dominate."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.state = {
+            name: value.detach().clone() for name, value in model.state_dict().items() if value.is_floating_point()
+        }
+
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                if name in self.state:
+                    self.state[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict({**model.state_dict(), **self.state})
+
+
 class Snapshots:
     """Where a run saves, every ``every`` steps, all it needs to continue (weights, optimiser and schedule state,
     random generators, losses, seconds spent): one safetensors file, replaced atomically, so a run killed at any
@@ -115,10 +148,13 @@ class Snapshots:
         identity: dict,
         seconds: float,
         history: dict[str, list[float]] | None = None,
+        average: WeightAverage | None = None,
     ) -> None:
         from safetensors.torch import save_file
 
         tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+        if average is not None:
+            tensors.update({f"average.{name}": value.cpu().contiguous() for name, value in average.state.items()})
         optimiser_state = optimiser.state_dict()
         for index, values in optimiser_state["state"].items():
             for name, value in values.items():
@@ -137,7 +173,14 @@ class Snapshots:
         write_atomically(self.path, lambda path: save_file(tensors, str(path), metadata={"state": json.dumps(state)}))
 
     def restore(
-        self, model, optimiser, scheduler, generator, identity: dict, history: dict[str, list[float]] | None = None
+        self,
+        model,
+        optimiser,
+        scheduler,
+        generator,
+        identity: dict,
+        history: dict[str, list[float]] | None = None,
+        average: WeightAverage | None = None,
     ) -> tuple[int, list[float]]:
         """(next step, losses so far) after loading the snapshot into the given objects (and its curves into
         ``history``); (0, []) with none."""
@@ -171,6 +214,9 @@ class Snapshots:
                 value = value if key == "step" else value.to(device)
                 optimiser_state["state"].setdefault(int(index), {})[key] = value
         optimiser.load_state_dict(optimiser_state)
+        if average is not None:
+            for name in average.state:
+                average.state[name] = tensors[f"average.{name}"].to(device)
         scheduler.load_state_dict(state["scheduler"])
         generator.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(tensors["torch_rng"])
@@ -225,13 +271,14 @@ def train_network(
         torch.backends.cudnn.benchmark = True
         model.to(memory_format=torch.channels_last)
     model.train()
-    identity = {"schedule": asdict(schedule), "seed": seed, "patches": len(labels)}
+    identity = {"schedule": schedule.identity(), "seed": seed, "patches": len(labels)}
     curves: dict[str, list[float]] = {"attack_success": [], "clean_accuracy": []} if adversary else {}
     if adversary is not None:
         identity["adversary"] = adversary.identity()
+    average = WeightAverage(model, schedule.weight_average) if schedule.weight_average else None
     first_step = 0
     if snapshots is not None:
-        first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity, curves)
+        first_step, losses = snapshots.restore(model, optimiser, scheduler, augmentation_rng, identity, curves, average)
     started = time.perf_counter()
     for step in range(first_step, schedule.steps):
         batch = np.sort(order[step * schedule.batch_size : (step + 1) * schedule.batch_size])
@@ -259,12 +306,18 @@ def train_network(
         scheduler.step()
         if after_step is not None:
             after_step()
+        if average is not None:
+            average.update(model, step)
         losses.append(loss.item())
         if snapshots is not None and (step + 1) % snapshots.every == 0 and step + 1 < schedule.steps:
             seconds = snapshots.earlier_seconds + time.perf_counter() - started
-            snapshots.save(step + 1, model, optimiser, scheduler, augmentation_rng, losses, identity, seconds, curves)
+            snapshots.save(
+                step + 1, model, optimiser, scheduler, augmentation_rng, losses, identity, seconds, curves, average
+            )
         if on_step is not None:
             on_step(step + 1, schedule.steps, losses[-1])
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     if history is not None:
         history.update(curves)

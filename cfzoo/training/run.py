@@ -66,6 +66,9 @@ class TrainingPlan:
     #: The eps (gray levels) a robust variant's attack in training draws from per patch; None: the default,
     #: :attr:`cfzoo.training.adversarial.AdversarialTraining.eps`.
     adversary_eps: tuple[int, ...] | None = None
+    #: Networks: the decay of the moving average of the weights that becomes the trained model
+    #: (:attr:`cfzoo.training.loop.NetworkSchedule.weight_average`); 0: the last iterate.
+    weight_average: float = 0.0
 
     @property
     def model_id(self) -> str:
