@@ -798,11 +798,15 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
         from_scratch=True,
         trades_beta=3,
         adversary_eps=(1,),
+        network_width=2,
     )
     scratch = train_detector(scratch_plan, sample_dataset, out, cache)  # no standard bayar2016-median7 needed
     assert scratch["hyperparameters"]["initialisation"].startswith("a new network, trained adversarially")
     assert scratch["hyperparameters"]["adversarial_training"]["trades_beta"] == 3
     assert scratch["hyperparameters"]["adversarial_training"]["eps"] == [1]
+    assert scratch["hyperparameters"]["width"] == 2 and "128@5x5" in scratch["hyperparameters"]["architecture"]
+    _, widened = load_checkpoint(out, "bayar2016-median7-robust")  # rebuilt at its recorded width
+    assert widened.classifier[2].weight.shape == (128, 128)
     assert scratch["hyperparameters"]["adversarial_training"]["objective"].startswith("TRADES, beta 3")
     assert (scratch["hyperparameters"]["steps"], scratch["hyperparameters"]["learning_rate"]) == (2, 1e-3)
     assert len(scratch["adversarial_training"]["attack_success"]["curve"]) == 2
@@ -817,6 +821,10 @@ def test_a_robust_variant_fine_tunes_the_standard_model_adversarially_and_record
     ):
         with pytest.raises(CfzooError, match="give --adversary-eps 1 or more"):
             train_detector(refused_plan, sample_dataset, out, cache)
+    with pytest.raises(CfzooError, match="cozzolino2017 has no --width; only bayar2016 can be widened"):
+        train_detector(TrainingPlan(**common, network_width=2), sample_dataset, out, cache)
+    with pytest.raises(CfzooError, match="a wider network starts from its initialisation"):
+        train_detector(replace(scratch_plan, from_scratch=False, trades_beta=None), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="decay in \\[0, 1\\), got 1"):
         train_detector(replace(scratch_plan, weight_average=1.0), sample_dataset, out, cache)
     with pytest.raises(CfzooError, match="spam is not trained by gradient descent, so it has no weights to average"):

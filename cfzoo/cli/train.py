@@ -111,6 +111,14 @@ def train(
         help="Networks: keep an exponential moving average of the weights with this decay per step (for example "
         "0.995: about the last 200 steps) and make it the trained model; 0: the last step's weights.",
     ),
+    width: int = typer.Option(
+        1,
+        "--width",
+        min=1,
+        metavar="N",
+        help="bayar2016: multiply the widths of its convolutions and FC layers by N (a new network, not fine-tuned), "
+        "to measure what capacity buys; the shipped models have width 1.",
+    ),
     max_train_patches: int | None = typer.Option(
         None, "--max-train-patches", help="Train on a seeded, balanced subset."
     ),
@@ -193,6 +201,7 @@ def train(
                 trades_beta=trades_beta,
                 adversary_eps=tuple(adversary_eps) or None,
                 weight_average=weight_average,
+                network_width=width,
             )
             finished = (out / f"{plan.model_id}.json").exists() and not snapshot_path(out, plan.model_id).exists()
             if (skip_existing and (out / f"{plan.model_id}.json").exists()) or (resume and finished):

@@ -97,6 +97,8 @@ class NetworkFamily(Family):
     #: :attr:`schedule`.
     fine_tune_schedule: dict = {"steps": 600, "learning_rate": 1e-4}
     adversarial_training = True
+    #: Whether ``--width`` can widen the network (:attr:`cfzoo.training.run.TrainingPlan.network_width`).
+    widens = False
 
     @abstractmethod
     def new_network(self, hyperparameters: dict | None = None):

@@ -27,10 +27,18 @@ class Bayar2016Family(NetworkFamily):
 
         return Bayar2016
 
+    widens = True
+
     def new_network(self, hyperparameters=None):
         if hyperparameters is None:
             return self.network_class()()
-        return self.network_class()(residual_clip=hyperparameters.get("residual_clip"))
+        return self.network_class()(
+            residual_clip=hyperparameters.get("residual_clip"), width=hyperparameters.get("width", 1)
+        )
+
+    def initial_network(self, plan, train_set, rows, status):
+        network = self.network_class()(width=plan.network_width)
+        return network, network.describe()
 
 
 BAYAR2016 = Bayar2016Family()

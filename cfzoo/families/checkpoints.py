@@ -82,6 +82,16 @@ def train_detector(
         raise CfzooError(f"--weight-average is a decay in [0, 1), got {plan.weight_average:g}; 0.995 is typical")
     if plan.weight_average and not family.adversarial_training:
         raise CfzooError(f"{plan.family} is not trained by gradient descent, so it has no weights to average")
+    if plan.network_width != 1:
+        if not getattr(family, "widens", False):
+            widened = " or ".join(name for name, other in FAMILIES.items() if getattr(other, "widens", False))
+            raise CfzooError(f"{plan.family} has no --width; only {widened} can be widened")
+        if plan.start_from is not None or (plan.variant == "robust" and not plan.from_scratch):
+            raise CfzooError(
+                "a wider network starts from its initialisation: leave out --start-from, or add --from-scratch"
+            )
+        if plan.network_width < 1:
+            raise CfzooError(f"--width multiplies the layers' widths: give 1 or more, got {plan.network_width}")
     if plan.variant == "robust" and plan.start_from is None and not plan.from_scratch:  # the standard model beside it
         plan = replace(plan, start_from=str(out_dir))
     status = on_status or (lambda stage, done, total: None)

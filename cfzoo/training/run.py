@@ -69,6 +69,8 @@ class TrainingPlan:
     #: Networks: the decay of the moving average of the weights that becomes the trained model
     #: (:attr:`cfzoo.training.loop.NetworkSchedule.weight_average`); 0: the last iterate.
     weight_average: float = 0.0
+    #: Bayar2016: multiply its layers' widths by this (a network trained from its initialisation); 1: as shipped.
+    network_width: int = 1
 
     @property
     def model_id(self) -> str:
