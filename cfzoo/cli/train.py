@@ -101,8 +101,7 @@ def train(
         "--adversary-eps",
         metavar="EPS",
         help="robust: the eps (whole gray levels) the attack in training draws from for each patch; repeat for "
-        "several (default 1 and 2). Training only at the eps a detector must resist spends none of its capacity on "
-        "larger ones.",
+        "several (default 1 and 2). docs/robustness.md compares 1 alone with the default on median7.",
     ),
     weight_average: float = typer.Option(
         0.0,
