@@ -38,8 +38,8 @@ class NetworkSchedule:
     #: manipulations, so a noisy photo is still pristine; a detector that never saw one calls it manipulated.
     pristine_noise: float = 0.0
     #: Decay of an exponential moving average of the weights (and batch-norm statistics), updated after every step;
-    #: the trained model is that average. 0: off. A network averaged over its last few hundred steps generalises
-    #: better than its last iterate, in adversarial training too (Gowal et al. 2020).
+    #: the trained model is that average. 0: off. Gowal et al. 2020 found it to help adversarial training;
+    #: docs/robustness.md measures it on median7.
     weight_average: float = 0.0
 
     def identity(self) -> dict:
