@@ -47,6 +47,8 @@ class Family(ABC):
 
     #: Whether the family trains by gradient descent, so that it can be trained adversarially (``robust`` variants).
     adversarial_training: bool = False
+    #: Whether ``--width`` can widen the network (:attr:`cfzoo.training.run.TrainingPlan.network_width`).
+    widens: bool = False
 
     @abstractmethod
     def train(
@@ -97,8 +99,6 @@ class NetworkFamily(Family):
     #: :attr:`schedule`.
     fine_tune_schedule: dict = {"steps": 600, "learning_rate": 1e-4}
     adversarial_training = True
-    #: Whether ``--width`` can widen the network (:attr:`cfzoo.training.run.TrainingPlan.network_width`).
-    widens = False
 
     @abstractmethod
     def new_network(self, hyperparameters: dict | None = None):
@@ -133,8 +133,9 @@ class NetworkFamily(Family):
         defaults = {**self.schedule, **(self.fine_tune_schedule if fine_tune else {})}
         adversary = None
         if plan.variant == "robust":
-            eps = {"eps": plan.adversary_eps} if plan.adversary_eps else {}
-            adversary = AdversarialTraining(trades_beta=plan.trades_beta, **eps)
+            adversary = AdversarialTraining(
+                eps=plan.adversary_eps or AdversarialTraining.eps, trades_beta=plan.trades_beta
+            )
         schedule = NetworkSchedule(
             steps=plan.steps or defaults["steps"],
             batch_size=plan.batch_size or defaults["batch_size"],

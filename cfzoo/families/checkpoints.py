@@ -83,8 +83,8 @@ def train_detector(
     if plan.weight_average and not family.adversarial_training:
         raise CfzooError(f"{plan.family} is not trained by gradient descent, so it has no weights to average")
     if plan.network_width != 1:
-        if not getattr(family, "widens", False):
-            widened = " or ".join(name for name, other in FAMILIES.items() if getattr(other, "widens", False))
+        if not family.widens:
+            widened = " or ".join(name for name, other in FAMILIES.items() if other.widens)
             raise CfzooError(f"{plan.family} has no --width; only {widened} can be widened")
         if plan.start_from is not None or (plan.variant == "robust" and not plan.from_scratch):
             raise CfzooError(
